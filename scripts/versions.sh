@@ -1,0 +1,8 @@
+# Versions of the Go-built tools the scripts and tests use. Sourced, not run.
+# Bumping one of these rebuilds only that tool: cached binaries are keyed by version.
+KUBE_VERSION=v1.37.2     # kube-apiserver and kubectl (stay below 1.38: it needs Go 1.27)
+ETCD_VERSION=v3.7.3      # Kubernetes v1.37 pins etcd 3.7.0 in build/dependencies.yaml
+HELM_VERSION=v3.22.0
+
+ARCADIA_CACHE_DIR=${ARCADIA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arcadia-drift}
+ARCADIA_BIN_DIR=$ARCADIA_CACHE_DIR/bin

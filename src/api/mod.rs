@@ -1,0 +1,46 @@
+//! The three custom resources of the `arcadia.cloud/v1alpha1` API, and the
+//! label and annotation keys that are part of the public contract.
+
+mod cloud_provisioned;
+mod cloud_resource;
+mod drift;
+mod schema;
+
+pub use cloud_provisioned::{
+    CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, ResourceRef,
+};
+pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
+pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, ProvisionedRef};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+pub const GROUP: &str = "arcadia.cloud";
+pub const VERSION: &str = "v1alpha1";
+
+/// Label on every Drift: the name of the CloudProvisioned it belongs to.
+pub const LABEL_PROVISIONED: &str = "arcadia.cloud/provisioned";
+/// Label on every Drift: its current phase, so `-l arcadia.cloud/phase=Open` is the inbox.
+pub const LABEL_PHASE: &str = "arcadia.cloud/phase";
+/// Annotation an operator sets on a Drift to adopt the live value.
+pub const ANNOTATION_ACCEPT: &str = "arcadia.cloud/accept";
+/// Annotation naming who accepted; "operator" when absent.
+pub const ANNOTATION_ACCEPTED_BY: &str = "arcadia.cloud/accepted-by";
+
+/// Field manager for every write the project makes (server-side apply and patches).
+pub const FIELD_MANAGER: &str = "arcadia-drift";
+
+/// All CRDs of the API, in the order `arcadia-drift crds` prints them.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![CloudResource::crd(), CloudProvisioned::crd(), Drift::crd()]
+}
+
+/// The CRDs as multi-document YAML, exactly what is committed under `crds/`.
+pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    let mut out = String::new();
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd)?);
+    }
+    Ok(out)
+}

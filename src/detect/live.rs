@@ -1,0 +1,119 @@
+use serde_json::{Map, Value};
+
+/// A borrowed view of one live resource: the typed top-level fields every
+/// provider fills, plus free-form `attrs`. Borrowing keeps a comparison free
+/// of copies; callers build it from whatever holds the live state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LiveView<'a> {
+    pub name: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub size_slug: Option<&'a str>,
+    pub tags: Option<&'a [String]>,
+    pub attrs: Option<&'a Map<String, Value>>,
+}
+
+/// A live value found for a desired key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Observed<'a> {
+    /// Neither a top-level field nor an attr of that name.
+    Missing,
+    Text(&'a str),
+    Texts(&'a [String]),
+    Json(&'a Value),
+}
+
+impl<'a> LiveView<'a> {
+    /// Resolves a desired key: first a top-level field by its snake_case or
+    /// camelCase name, then the key as written in `attrs`. A top-level field
+    /// that is unset falls through to `attrs`, as in the old design.
+    pub fn resolve(&self, key: &str) -> Observed<'a> {
+        let top = match key {
+            "name" => self.name.map(Observed::Text),
+            "region" => self.region.map(Observed::Text),
+            "status" => self.status.map(Observed::Text),
+            "size_slug" | "sizeSlug" => self.size_slug.map(Observed::Text),
+            "tags" => self.tags.map(Observed::Texts),
+            _ => None,
+        };
+        top.or_else(|| self.attrs.and_then(|a| a.get(key)).map(Observed::Json))
+            .unwrap_or(Observed::Missing)
+    }
+}
+
+impl Observed<'_> {
+    /// The observed value as owned JSON, `null` when missing.
+    pub fn to_value(self) -> Value {
+        match self {
+            Observed::Missing => Value::Null,
+            Observed::Text(s) => Value::String(s.to_owned()),
+            Observed::Texts(list) => {
+                Value::Array(list.iter().cloned().map(Value::String).collect())
+            }
+            Observed::Json(v) => v.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn top_level_fields_resolve_by_snake_and_camel_name() {
+        let live = LiveView {
+            size_slug: Some("s-1"),
+            ..LiveView::default()
+        };
+        assert_eq!(live.resolve("size_slug"), Observed::Text("s-1"));
+        assert_eq!(live.resolve("sizeSlug"), Observed::Text("s-1"));
+    }
+
+    #[test]
+    fn top_level_wins_over_attrs() {
+        let attrs = json!({"region": "ams3"}).as_object().cloned().unwrap();
+        let live = LiveView {
+            region: Some("nyc3"),
+            attrs: Some(&attrs),
+            ..LiveView::default()
+        };
+        assert_eq!(live.resolve("region"), Observed::Text("nyc3"));
+    }
+
+    #[test]
+    fn unset_top_level_falls_through_to_attrs() {
+        let attrs = json!({"region": "ams3"}).as_object().cloned().unwrap();
+        let live = LiveView {
+            attrs: Some(&attrs),
+            ..LiveView::default()
+        };
+        assert_eq!(live.resolve("region"), Observed::Json(&json!("ams3")));
+    }
+
+    #[test]
+    fn other_keys_resolve_in_attrs_exactly() {
+        let attrs = json!({"vcpus": 2, "vpc_uuid": "u"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let live = LiveView {
+            attrs: Some(&attrs),
+            ..LiveView::default()
+        };
+        assert_eq!(live.resolve("vcpus"), Observed::Json(&json!(2)));
+        assert_eq!(live.resolve("vpcUuid"), Observed::Missing);
+        assert_eq!(live.resolve("memory"), Observed::Missing);
+    }
+
+    #[test]
+    fn tags_resolve_as_a_list() {
+        let tags = vec!["a".to_string()];
+        let live = LiveView {
+            tags: Some(&tags),
+            ..LiveView::default()
+        };
+        assert_eq!(live.resolve("tags").to_value(), json!(["a"]));
+        assert_eq!(LiveView::default().resolve("tags").to_value(), Value::Null);
+    }
+}

@@ -1,0 +1,151 @@
+//! The pure heart of arcadia-drift: compare a desired field map with one live
+//! resource. No I/O and no Kubernetes types live here, so every rule is tested
+//! (and benchmarked) without a cluster.
+//!
+//! Semantics, inherited exactly from the database-backed design:
+//! - only the keys present in the desired map are checked;
+//! - a key resolves to a top-level live field first (by snake or camel name),
+//!   then to a key of the free-form `attrs` ([`LiveView::resolve`]);
+//! - values compare loosely ([`loosely_equal`]).
+
+mod equality;
+mod live;
+
+pub use equality::{loosely_equal, observed_equal};
+pub use live::{LiveView, Observed};
+
+use serde_json::{Map, Value};
+
+/// One desired field whose live value differs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldDrift {
+    pub field: String,
+    pub expected: Value,
+    /// The live value; `Value::Null` when the live resource lacks the field.
+    pub actual: Value,
+}
+
+/// Every mismatched field of `desired` against `live`, in key order.
+pub fn detect(desired: &Map<String, Value>, live: &LiveView<'_>) -> Vec<FieldDrift> {
+    desired
+        .iter()
+        .filter_map(|(field, expected)| {
+            let observed = live.resolve(field);
+            (!observed_equal(expected, observed)).then(|| FieldDrift {
+                field: field.clone(),
+                expected: expected.clone(),
+                actual: observed.to_value(),
+            })
+        })
+        .collect()
+}
+
+/// The outcome of checking one desired state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    InSync,
+    Drifted(Vec<FieldDrift>),
+    /// The live resource does not exist (or the provider no longer lists it):
+    /// reported once, never as one drift per field.
+    ResourceMissing,
+}
+
+/// Checks `desired` against a live resource that may be absent.
+pub fn evaluate(desired: &Map<String, Value>, live: Option<&LiveView<'_>>) -> Verdict {
+    match live {
+        None => Verdict::ResourceMissing,
+        Some(live) => {
+            let drifts = detect(desired, live);
+            if drifts.is_empty() {
+                Verdict::InSync
+            } else {
+                Verdict::Drifted(drifts)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn droplet_tags() -> Vec<String> {
+        vec!["web".into(), "prod".into()]
+    }
+
+    #[test]
+    fn drifted_size_slug_next_to_in_sync_region() {
+        let tags = droplet_tags();
+        let attrs = map(json!({"image": "ubuntu-24-04-x64", "vcpus": 2}));
+        let live = LiveView {
+            name: Some("web-1"),
+            region: Some("nyc3"),
+            status: Some("active"),
+            size_slug: Some("s-2vcpu-4gb"),
+            tags: Some(&tags),
+            attrs: Some(&attrs),
+        };
+        let desired = map(
+            json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "vcpus": "2", "tags": ["prod", "web", "web"]}),
+        );
+        assert_eq!(
+            detect(&desired, &live),
+            vec![FieldDrift {
+                field: "size_slug".into(),
+                expected: json!("s-1vcpu-1gb"),
+                actual: json!("s-2vcpu-4gb"),
+            }]
+        );
+    }
+
+    #[test]
+    fn only_declared_keys_are_checked() {
+        let live = LiveView {
+            region: Some("nyc3"),
+            status: Some("off"),
+            ..LiveView::default()
+        };
+        assert_eq!(
+            evaluate(&map(json!({"region": "nyc3"})), Some(&live)),
+            Verdict::InSync
+        );
+    }
+
+    #[test]
+    fn a_desired_field_the_resource_lacks_drifts_with_null_actual() {
+        let live = LiveView::default();
+        let drifts = detect(&map(json!({"backups": true})), &live);
+        assert_eq!(drifts[0].actual, Value::Null);
+        assert_eq!(drifts[0].expected, json!(true));
+    }
+
+    #[test]
+    fn a_desired_empty_value_matches_a_missing_field() {
+        let live = LiveView::default();
+        assert!(detect(&map(json!({"backups": null, "vpc": ""})), &live).is_empty());
+    }
+
+    #[test]
+    fn missing_resource_is_one_verdict_not_n_drifts() {
+        let desired = map(json!({"size_slug": "a", "region": "b"}));
+        assert_eq!(evaluate(&desired, None), Verdict::ResourceMissing);
+    }
+
+    #[test]
+    fn drifts_come_in_key_order() {
+        let live = LiveView::default();
+        let fields: Vec<_> = detect(&map(json!({"zeta": 1, "alpha": 2, "mid": 3})), &live)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, ["alpha", "mid", "zeta"]);
+    }
+}

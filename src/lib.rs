@@ -1,0 +1,13 @@
+//! arcadia-drift: a Kubernetes-native drift detector for cloud infrastructure.
+//!
+//! - [`api`]: the `arcadia.cloud/v1alpha1` custom resources.
+//! - [`detect`]: the pure comparison of desired and live state.
+//! - [`manifests`]: reading CloudProvisioned / CloudResource manifests from YAML.
+//! - [`check`]: offline one-shot detection over manifests (`arcadia-drift check`).
+//! - [`cli`]: the `arcadia-drift` command line.
+
+pub mod api;
+pub mod check;
+pub mod cli;
+pub mod detect;
+pub mod manifests;
