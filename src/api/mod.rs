@@ -1,8 +1,13 @@
 //! The three custom resources of the `arcadia.cloud/v1alpha1` API, and the
 //! label and annotation keys that are part of the public contract.
 
+// clippy reads repeated `printcolumn(type_ = ...)` arguments of the derive as
+// duplicated attributes; they are separate columns.
+#[allow(clippy::duplicated_attributes)]
 mod cloud_provisioned;
+#[allow(clippy::duplicated_attributes)]
 mod cloud_resource;
+#[allow(clippy::duplicated_attributes)]
 mod drift;
 mod schema;
 
@@ -43,4 +48,13 @@ pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
         out.push_str(&serde_saphyr::to_string(&crd)?);
     }
     Ok(out)
+}
+
+/// The current time at the precision the API server stores (whole seconds), so
+/// a status built here compares equal to the same status read back.
+pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
+    )
 }

@@ -10,6 +10,8 @@
 
 mod equality;
 mod live;
+#[cfg(test)]
+mod properties;
 
 pub use equality::{loosely_equal, observed_equal};
 pub use live::{LiveView, Observed};

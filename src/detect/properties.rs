@@ -1,0 +1,81 @@
+//! Property tests for the invariants of the detection core: a value never
+//! drifts from itself, from its JSON round trip, or (for lists) from any
+//! permutation of itself.
+
+use super::{LiveView, detect, loosely_equal};
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+            .prop_map(Value::from),
+        "[a-z0-9 ._-]{0,12}".prop_map(Value::String),
+        any::<String>().prop_map(Value::String),
+    ]
+}
+
+fn json() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(3, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn a_value_equals_itself(v in json()) {
+        prop_assert!(loosely_equal(&v, &v));
+    }
+
+    #[test]
+    fn a_value_equals_its_json_round_trip(v in json()) {
+        let back: Value = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        prop_assert!(loosely_equal(&v, &back));
+    }
+
+    #[test]
+    fn a_list_equals_any_permutation_of_itself_with_duplicates(
+        items in prop::collection::vec(json(), 0..8),
+        seed in any::<u64>(),
+        dup in any::<prop::sample::Index>(),
+    ) {
+        let mut shuffled = items.clone();
+        // A deterministic Fisher-Yates from the seed: proptest shrinks the seed.
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        if !items.is_empty() {
+            shuffled.push(items[dup.index(items.len())].clone());
+        }
+        prop_assert!(loosely_equal(&Value::Array(items), &Value::Array(shuffled)));
+    }
+
+    #[test]
+    fn loose_equality_is_symmetric(a in json(), b in json()) {
+        prop_assert_eq!(loosely_equal(&a, &b), loosely_equal(&b, &a));
+    }
+
+    #[test]
+    fn a_desired_state_copied_from_live_never_drifts(
+        desired in prop::collection::btree_map("[a-z_]{1,10}", json(), 0..10),
+        tags in prop::collection::vec("[a-z]{1,5}", 0..4),
+    ) {
+        let mut desired: Map<String, Value> = desired.into_iter().collect();
+        let attrs = desired.clone();
+        desired.remove("tags");
+        desired.insert("tags".into(), Value::from(tags.iter().rev().cloned().collect::<Vec<_>>()));
+        let live = LiveView { tags: Some(&tags), attrs: Some(&attrs), ..LiveView::default() };
+        prop_assert_eq!(detect(&desired, &live), vec![]);
+    }
+}
