@@ -9,5 +9,6 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod controller;
 pub mod detect;
 pub mod manifests;

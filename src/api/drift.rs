@@ -136,3 +136,83 @@ pub struct DriftEpisode {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
 }
+
+impl Drift {
+    /// The deterministic name of the one Drift object that tracks `field` of the
+    /// CloudProvisioned `provisioned`: readable, a valid object name, and unique
+    /// per field (a stable FNV-1a hash of the exact field name tells apart
+    /// fields that read the same once sanitized, such as `size_slug` and `size-slug`).
+    pub fn name_for(provisioned: &str, field: &str) -> String {
+        let slug: String = field
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let slug: Vec<&str> = slug.split('-').filter(|s| !s.is_empty()).collect();
+        let slug: String = slug.join("-").chars().take(48).collect();
+        let slug = slug.trim_end_matches('-');
+        let hash = super::fnv1a(field);
+        let suffix = format!("{slug}-{hash:08x}");
+        // 253 is the limit for object names; keep the whole suffix, trim the prefix.
+        let room = 253usize.saturating_sub(suffix.len() + 1);
+        let prefix: String = provisioned.chars().take(room).collect();
+        let prefix = prefix.trim_end_matches(['-', '.']);
+        if slug.is_empty() {
+            format!("{prefix}-{hash:08x}")
+        } else {
+            format!("{prefix}-{suffix}")
+        }
+    }
+
+    /// Whether an operator asked to accept this drift.
+    pub fn accept_requested(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(super::ANNOTATION_ACCEPT))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// Who asked; "operator" when the annotation does not say.
+    pub fn accepted_by(&self) -> String {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(super::ANNOTATION_ACCEPTED_BY))
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "operator".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_valid_and_distinct_per_field() {
+        let a = Drift::name_for("web-1", "size_slug");
+        assert_eq!(a, Drift::name_for("web-1", "size_slug"));
+        assert!(a.starts_with("web-1-size-slug-"), "{a}");
+        assert_ne!(a, Drift::name_for("web-1", "size-slug"));
+        assert_ne!(a, Drift::name_for("web-1", "sizeSlug"));
+        let odd = Drift::name_for("web-1", "Ünïcode/x.y");
+        assert!(
+            odd.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{odd}"
+        );
+        let only_symbols = Drift::name_for("web-1", "__");
+        assert!(
+            only_symbols.starts_with("web-1-") && !only_symbols.contains("--"),
+            "{only_symbols}"
+        );
+        let long = Drift::name_for(&"p".repeat(300), &"f_".repeat(300));
+        assert!(long.len() <= 253, "{}", long.len());
+    }
+}

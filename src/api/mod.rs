@@ -58,3 +58,25 @@ pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
         k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now),
     )
 }
+
+/// FNV-1a, 32 bits: a hash that never changes between builds or platforms,
+/// for names and label values that must stay the same across restarts.
+pub(crate) fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// A label value for an object name: the name itself when it fits the
+/// 63-character limit of label values, else a prefix plus a stable hash.
+pub fn label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_owned();
+    }
+    let prefix: String = name.chars().take(54).collect();
+    format!(
+        "{}-{:08x}",
+        prefix.trim_end_matches(['-', '.']),
+        fnv1a(name)
+    )
+}

@@ -1,0 +1,162 @@
+//! An in-memory index fed by a watch: key => the objects that carry that key.
+//! The controller keeps two: CloudResource name => the CloudProvisioneds that
+//! reference it, and CloudProvisioned => its Drifts. Pure, so it is tested
+//! without a cluster.
+
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+
+pub struct RefIndex<K: Resource<DynamicType = ()>> {
+    by_key: HashMap<String, HashSet<ObjectRef<K>>>,
+    key_of: HashMap<ObjectRef<K>, String>,
+    /// Objects seen since the last `Init` of a relist; swapped in at `InitDone`
+    /// so objects deleted while the watch was down drop out.
+    relist: Option<Vec<(ObjectRef<K>, String)>>,
+    key_fn: fn(&K) -> Option<String>,
+}
+
+impl<K> RefIndex<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    ObjectRef<K>: Hash + Eq,
+{
+    pub fn new(key_fn: fn(&K) -> Option<String>) -> Self {
+        Self {
+            by_key: HashMap::new(),
+            key_of: HashMap::new(),
+            relist: None,
+            key_fn,
+        }
+    }
+
+    pub fn on_event(&mut self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(obj) => self.upsert(ObjectRef::from(obj), (self.key_fn)(obj)),
+            watcher::Event::Delete(obj) => self.remove(&ObjectRef::from(obj)),
+            watcher::Event::Init => self.relist = Some(Vec::new()),
+            watcher::Event::InitApply(obj) => {
+                if let Some(key) = (self.key_fn)(obj) {
+                    self.relist
+                        .get_or_insert_with(Vec::new)
+                        .push((ObjectRef::from(obj), key));
+                }
+            }
+            watcher::Event::InitDone => {
+                let entries = self.relist.take().unwrap_or_default();
+                self.by_key.clear();
+                self.key_of.clear();
+                for (obj, key) in entries {
+                    self.upsert(obj, Some(key));
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, obj: ObjectRef<K>, key: Option<String>) {
+        if self.key_of.get(&obj) == key.as_ref() {
+            return;
+        }
+        self.remove(&obj);
+        if let Some(key) = key {
+            self.by_key
+                .entry(key.clone())
+                .or_default()
+                .insert(obj.clone());
+            self.key_of.insert(obj, key);
+        }
+    }
+
+    fn remove(&mut self, obj: &ObjectRef<K>) {
+        if let Some(old) = self.key_of.remove(obj)
+            && let Some(set) = self.by_key.get_mut(&old)
+        {
+            set.remove(obj);
+            if set.is_empty() {
+                self.by_key.remove(&old);
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Vec<ObjectRef<K>> {
+        self.by_key
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.key_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.key_of.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CloudProvisioned, CloudProvisionedSpec, ResourceRef};
+    use kube::api::ObjectMeta;
+
+    fn cprov(name: &str, resource: &str) -> CloudProvisioned {
+        let mut p = CloudProvisioned::new(
+            name,
+            CloudProvisionedSpec {
+                resource_ref: ResourceRef {
+                    name: resource.into(),
+                },
+                desired: Default::default(),
+            },
+        );
+        p.metadata = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        };
+        p
+    }
+
+    fn index() -> RefIndex<CloudProvisioned> {
+        RefIndex::new(|p| Some(p.spec.resource_ref.name.clone()))
+    }
+
+    fn names(refs: Vec<ObjectRef<CloudProvisioned>>) -> Vec<String> {
+        let mut v: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn maps_keys_to_objects_and_follows_changes() {
+        let mut idx = index();
+        idx.on_event(&watcher::Event::Apply(cprov("a", "r1")));
+        idx.on_event(&watcher::Event::Apply(cprov("b", "r1")));
+        assert_eq!(names(idx.get("r1")), ["a", "b"]);
+        idx.on_event(&watcher::Event::Apply(cprov("b", "r2")));
+        assert_eq!(names(idx.get("r1")), ["a"]);
+        assert_eq!(names(idx.get("r2")), ["b"]);
+        idx.on_event(&watcher::Event::Delete(cprov("a", "r1")));
+        assert!(idx.get("r1").is_empty());
+        assert_eq!(idx.len(), 1);
+    }
+
+    #[test]
+    fn a_relist_drops_objects_deleted_while_disconnected() {
+        let mut idx = index();
+        idx.on_event(&watcher::Event::Apply(cprov("a", "r1")));
+        idx.on_event(&watcher::Event::Apply(cprov("b", "r1")));
+        idx.on_event(&watcher::Event::Init);
+        idx.on_event(&watcher::Event::InitApply(cprov("b", "r1")));
+        assert_eq!(
+            names(idx.get("r1")),
+            ["a", "b"],
+            "the old view serves until the relist is complete"
+        );
+        idx.on_event(&watcher::Event::InitDone);
+        assert_eq!(names(idx.get("r1")), ["b"]);
+    }
+}
