@@ -4,8 +4,10 @@
 use crate::check;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,6 +22,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the controller against the cluster of KUBECONFIG (or the in-cluster config).
+    Run(RunArgs),
     /// Print every CustomResourceDefinition as multi-document YAML.
     Crds,
     /// Offline one-shot detection over manifests.
@@ -37,6 +41,72 @@ pub struct CheckArgs {
     pub inventory: PathBuf,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Watch CloudProvisioned and Drift objects in this namespace only (default: all namespaces).
+    #[arg(long, env = "ARCADIA_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Periodic re-check of every CloudProvisioned, jittered by ±10% (e.g. 30s, 5m, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+    /// Inventory synced longer ago than this never closes a drift as Stale.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub max_inventory_age: Duration,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// CloudProvisioned objects reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+    /// Sustained requests per second to the Kubernetes API.
+    #[arg(long, default_value_t = 50.0)]
+    pub api_qps: f32,
+    /// Requests allowed at once above the sustained rate.
+    #[arg(long, default_value_t = 100)]
+    pub api_burst: u32,
+    /// Take part in leader election, so that of several replicas only one writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    #[arg(long, default_value = "arcadia-drift")]
+    pub lease_name: String,
+    /// Namespace of the Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// How long a lease lasts without renewal: the takeover time when a leader dies without releasing it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// This replica's name in the lease (in a pod: the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// Parses `90s`, `5m`, `1h`, `250ms` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    if seconds <= 0.0 || !seconds.is_finite() {
+        return Err(format!("{text:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +133,30 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
+        Command::Run(args) => {
+            init_tracing();
+            let identity = args.identity.clone().unwrap_or_else(default_identity);
+            let config = crate::controller::RunConfig {
+                namespace: args.namespace,
+                resync_interval: args.resync_interval,
+                max_inventory_age: args.max_inventory_age,
+                metrics_addr: args.metrics_addr,
+                concurrency: args.concurrency.max(1),
+                api_qps: args.api_qps,
+                api_burst: args.api_burst,
+                leader_election: args.leader_election,
+                lease_name: args.lease_name,
+                lease_namespace: args.lease_namespace,
+                lease_duration: args.lease_duration,
+                identity,
+            };
+            let runtime = tokio::runtime::Runtime::new()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime
+                .block_on(crate::controller::run(config))
+                .map_err(|e| e.to_string())?;
+            Ok(EXIT_IN_SYNC)
+        }
         Command::Crds => {
             let yaml =
                 crate::api::crds_yaml().map_err(|e| format!("cannot render the CRDs: {e}"))?;
@@ -98,5 +192,46 @@ fn print_out(text: &str) -> Result<(), String> {
             Err(format!("cannot write the output: {e}"))
         }
         _ => Ok(()),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{}-{}",
+        if host.is_empty() {
+            "arcadia-drift"
+        } else {
+            &host
+        },
+        std::process::id()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 }

@@ -165,7 +165,7 @@ fn detect_accept_and_settle() {
             .unwrap()
             .contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git")
     );
-    assert_eq!(accept.clear_accept, [w.name.clone()]);
+    assert_eq!(accept.clear_accept, vec![w.name.clone()]);
     assert_eq!(reasons(&accept), ["DriftAccepted"]);
     assert_eq!(accept.status.as_ref().unwrap().open_drifts, 0);
 

@@ -1,0 +1,323 @@
+//! One reconcile of one CloudProvisioned: gather inputs from the watch caches,
+//! let the pure [`plan`](super::plan) decide, then write the plan in a
+//! crash-safe order: adopted values into the parent spec, Drift objects and
+//! their status, consumed accept annotations, the parent status, Events.
+
+use super::Context;
+use super::plan::{self, DriftWrite, Inputs, Note, Plan, Regarding};
+use crate::api::{
+    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, Drift, FIELD_MANAGER,
+    LABEL_PHASE, LABEL_PROVISIONED,
+};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("adopting accepted values into spec.desired of CloudProvisioned {object}: {source}")]
+    Adopt { object: String, source: kube::Error },
+    #[error("writing Drift {object}: {source}")]
+    WriteDrift { object: String, source: kube::Error },
+    #[error("removing the accept annotation from Drift {object}: {source}")]
+    ClearAccept { object: String, source: kube::Error },
+    #[error("writing the status of CloudProvisioned {object}: {source}")]
+    WriteStatus { object: String, source: kube::Error },
+}
+
+impl Error {
+    /// A bounded label for the errors metric.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Error::Adopt { .. } => "adopt",
+            Error::WriteDrift { .. } => "write_drift",
+            Error::ClearAccept { .. } => "clear_accept",
+            Error::WriteStatus { .. } => "write_status",
+        }
+    }
+
+    fn is_conflict(&self) -> bool {
+        let (Error::Adopt { source, .. }
+        | Error::WriteDrift { source, .. }
+        | Error::ClearAccept { source, .. }
+        | Error::WriteStatus { source, .. }) = self;
+        matches!(source, kube::Error::Api(s) if s.code == 409)
+    }
+}
+
+pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = p.namespace().unwrap_or_default();
+    let name = p.name_any();
+    let resource = ctx
+        .resources
+        .get(&ObjectRef::new(&p.spec.resource_ref.name));
+    let drifts: Vec<Arc<Drift>> = ctx
+        .drift_index
+        .read()
+        .expect("drift index lock poisoned")
+        .get(&format!("{namespace}/{name}"))
+        .iter()
+        .filter_map(|r| ctx.drifts.get(r))
+        .collect();
+    let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
+    let now = api::now();
+    let plan = plan::plan(
+        &Inputs {
+            provisioned: &p,
+            resource: resource.as_deref(),
+            drifts: &drift_refs,
+            now: &now,
+        },
+        &ctx.settings,
+    );
+    let tally = plan.tally;
+    let result = write(&ctx, &p, plan).await;
+    ctx.metrics.observe_reconcile(
+        started.elapsed(),
+        &tally,
+        result.as_ref().err().map(Error::step),
+    );
+    result?;
+    Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
+}
+
+pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, _ctx: Arc<Context>) -> Action {
+    // A conflict means our cache was behind a concurrent write: retry as soon as the watch catches up.
+    let wait = if error.is_conflict() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
+    tracing::warn!(%error, "reconcile failed; retrying in {}s", wait.as_secs());
+    Action::requeue(jittered(wait, &p.name_any()))
+}
+
+async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan) -> Result<(), Error> {
+    let namespace = p.namespace().unwrap_or_default();
+    let object = format!("{namespace}/{}", p.name_any());
+    let provisioned: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &namespace);
+    let drifts: Api<Drift> = Api::namespaced(ctx.client.clone(), &namespace);
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+
+    if !plan.adopt.is_empty() {
+        let body = adopt_body(p, &plan.adopt);
+        provisioned
+            .patch(&p.name_any(), &apply, &Patch::Apply(&body))
+            .await
+            .map_err(|source| Error::Adopt {
+                object: object.clone(),
+                source,
+            })?;
+        ctx.metrics.count_write("cloudprovisioned");
+    }
+    for w in &plan.drift_writes {
+        let drift_object = format!("{namespace}/{}", w.name);
+        if w.apply_object {
+            drifts
+                .patch(&w.name, &apply, &Patch::Apply(drift_body(p, w)))
+                .await
+                .map_err(|source| Error::WriteDrift {
+                    object: drift_object.clone(),
+                    source,
+                })?;
+            ctx.metrics.count_write("drift");
+        }
+        let status =
+            json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": w.status});
+        drifts
+            .patch_status(&w.name, &apply, &Patch::Apply(status))
+            .await
+            .map_err(|source| Error::WriteDrift {
+                object: drift_object,
+                source,
+            })?;
+        ctx.metrics.count_write("drift_status");
+    }
+    for name in &plan.clear_accept {
+        let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: null, ANNOTATION_ACCEPTED_BY: null}}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        drifts
+            .patch(name, &params, &Patch::Merge(patch))
+            .await
+            .map_err(|source| Error::ClearAccept {
+                object: format!("{namespace}/{name}"),
+                source,
+            })?;
+        ctx.metrics.count_write("drift");
+    }
+    if let Some(status) = &plan.status {
+        let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
+        provisioned
+            .patch_status(&p.name_any(), &apply, &Patch::Apply(body))
+            .await
+            .map_err(|source| Error::WriteStatus {
+                object: object.clone(),
+                source,
+            })?;
+        ctx.metrics.count_write("cloudprovisioned_status");
+    }
+    for note in &plan.events {
+        publish(ctx, p, &namespace, note).await;
+    }
+    Ok(())
+}
+
+/// The server-side apply of accepted values. It lists every desired field this
+/// manager already owns as well, since an apply that omits a field it owned
+/// would remove it; `resourceVersion` makes it fail rather than overwrite a
+/// spec edited after our cache saw it.
+fn adopt_body(p: &CloudProvisioned, adopt: &Map<String, Value>) -> Value {
+    let mut desired: Map<String, Value> = owned_desired_fields(p)
+        .into_iter()
+        .filter_map(|k| p.spec.desired.get(&k).map(|v| (k, v.clone())))
+        .collect();
+    desired.extend(adopt.clone());
+    json!({
+        "apiVersion": "arcadia.cloud/v1alpha1",
+        "kind": "CloudProvisioned",
+        "metadata": {"name": p.name_any(), "resourceVersion": p.resource_version()},
+        "spec": {"desired": desired},
+    })
+}
+
+/// The `spec.desired` keys that our field manager owns through apply.
+fn owned_desired_fields(p: &CloudProvisioned) -> Vec<String> {
+    p.managed_fields()
+        .iter()
+        .filter(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:spec")?.get("f:desired")?.as_object().cloned())
+        .flat_map(|fields| {
+            fields
+                .into_iter()
+                .filter_map(|(k, _)| k.strip_prefix("f:").map(str::to_owned))
+        })
+        .collect()
+}
+
+fn drift_body(p: &CloudProvisioned, w: &DriftWrite) -> Value {
+    json!({
+        "apiVersion": "arcadia.cloud/v1alpha1",
+        "kind": "Drift",
+        "metadata": {
+            "name": w.name,
+            "labels": {
+                LABEL_PROVISIONED: api::label_value(&p.name_any()),
+                LABEL_PHASE: w.status.phase.as_str(),
+            },
+            "ownerReferences": [p.controller_owner_ref(&()).expect("a CloudProvisioned from the API has a name and uid")],
+        },
+        "spec": {
+            "provisionedRef": {"name": p.name_any()},
+            "resourceRef": {"name": p.spec.resource_ref.name},
+            "field": w.field,
+        },
+    })
+}
+
+async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, note: &Note) {
+    let regarding = match &note.regarding {
+        Regarding::Provisioned => p.object_ref(&()),
+        Regarding::Drift(name) => ObjectReference {
+            api_version: Some(Drift::api_version(&()).into()),
+            kind: Some(Drift::kind(&()).into()),
+            name: Some(name.clone()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+    };
+    let event = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.into(),
+        note: Some(note.message.chars().take(1024).collect()),
+        action: note.action.into(),
+        secondary: None,
+    };
+    match ctx.recorder.publish(&event, &regarding).await {
+        Ok(()) => ctx.metrics.count_write("event"),
+        // An Event is a courtesy: losing one must not fail or repeat the reconcile.
+        Err(error) => tracing::warn!(%error, reason = note.reason, "cannot publish Event"),
+    }
+}
+
+/// `base` stretched by up to ±10%, differently per object, so periodic
+/// requeues of many objects do not arrive together.
+pub fn jittered(base: Duration, key: &str) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let spread = f64::from(api::fnv1a(&format!("{key}{nanos}")) % 2001) / 10_000.0 - 0.1;
+    base.mul_f64(1.0 + spread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CloudProvisionedSpec, ResourceRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+
+    #[test]
+    fn adopt_keeps_fields_this_manager_already_owns() {
+        let mut p = CloudProvisioned::new(
+            "web-1",
+            CloudProvisionedSpec {
+                resource_ref: ResourceRef { name: "r".into() },
+                desired: json!({"size_slug": "a", "region": "nyc3", "vcpus": 2})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            },
+        );
+        p.metadata.resource_version = Some("42".into());
+        p.metadata.managed_fields = Some(vec![
+            ManagedFieldsEntry {
+                manager: Some(FIELD_MANAGER.into()),
+                operation: Some("Apply".into()),
+                fields_v1: Some(FieldsV1(
+                    json!({"f:spec": {"f:desired": {"f:size_slug": {}}}}),
+                )),
+                ..Default::default()
+            },
+            ManagedFieldsEntry {
+                manager: Some("kubectl".into()),
+                operation: Some("Apply".into()),
+                fields_v1: Some(FieldsV1(json!({"f:spec": {"f:desired": {"f:region": {}}}}))),
+                ..Default::default()
+            },
+        ]);
+        let body = adopt_body(&p, json!({"vcpus": 4}).as_object().unwrap());
+        assert_eq!(
+            body["spec"]["desired"],
+            json!({"size_slug": "a", "vcpus": 4})
+        );
+        assert_eq!(body["metadata"]["resourceVersion"], "42");
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for i in 0..200 {
+            let d = jittered(Duration::from_secs(300), &format!("obj-{i}"));
+            assert!(
+                d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
+                "{d:?}"
+            );
+        }
+    }
+}
