@@ -81,6 +81,10 @@ pub struct Context {
     pub resources: Store<CloudResource>,
     pub drifts: Store<Drift>,
     pub drift_index: Arc<RwLock<RefIndex<Drift>>>,
+    /// True once the CloudResource and Drift caches have each listed everything once.
+    /// (A watch channel, since kube's `Store::wait_until_ready` wakes only one of
+    /// several concurrent waiters.)
+    pub caches_synced: watch::Receiver<bool>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: plan::Settings,
@@ -249,6 +253,9 @@ async fn control(
         }
     };
 
+    let (drifts_synced_tx, drifts_synced) = watch::channel(false);
+    let (resources_synced_tx, resources_synced) = watch::channel(false);
+
     // CloudProvisioned: the reconciled kind, indexed by the CloudResource it names.
     let (provisioned, provisioned_writer) = reflector::store();
     let by_resource = Arc::new(RwLock::new(RefIndex::<CloudProvisioned>::new(|p| {
@@ -292,6 +299,7 @@ async fn control(
         .modify(|d: &mut Drift| d.managed_fields_mut().clear())
         .reflect(drifts_writer)
         .inspect_ok(move |event| index.write().expect("index lock poisoned").on_event(event))
+        .inspect_ok(mark_synced(drifts_synced_tx))
         .touched_objects()
     };
 
@@ -302,7 +310,9 @@ async fn control(
         .inspect_err(count_errors("cloudresource", metrics.clone()))
         .modify(|r: &mut CloudResource| r.managed_fields_mut().clear())
         .reflect(resources_writer)
+        .inspect_ok(mark_synced(resources_synced_tx))
         .touched_objects();
+    let caches_synced = both_synced(drifts_synced, resources_synced);
 
     spawn_gauges(drifts.clone(), metrics.clone(), config.resync_interval);
 
@@ -318,6 +328,7 @@ async fn control(
         resources,
         drifts,
         drift_index,
+        caches_synced,
         metrics,
         settings: plan::Settings {
             max_inventory_age: config.max_inventory_age,
@@ -343,6 +354,30 @@ async fn control(
             }
         })
         .await;
+}
+
+/// Raises `tx` when a watch has listed everything once.
+fn mark_synced<K>(tx: watch::Sender<bool>) -> impl FnMut(&watcher::Event<K>) {
+    move |event| {
+        if matches!(event, watcher::Event::InitDone) {
+            tx.send_replace(true);
+        }
+    }
+}
+
+/// A flag that turns true once both inputs have.
+fn both_synced(
+    mut a: watch::Receiver<bool>,
+    mut b: watch::Receiver<bool>,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if a.wait_for(|s| *s).await.is_ok() && b.wait_for(|s| *s).await.is_ok() {
+            tx.send_replace(true);
+            tx.closed().await;
+        }
+    });
+    rx
 }
 
 /// Keeps the open-drifts gauge current and logs the old design's sweep summary

@@ -52,6 +52,10 @@ impl Error {
 }
 
 pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Until both caches hold a full list, an absent CloudResource or Drift means
+    // "not seen yet", not "does not exist": deciding then would report resources
+    // missing and rewrite drifts on every start.
+    let _ = ctx.caches_synced.clone().wait_for(|synced| *synced).await;
     let started = Instant::now();
     let namespace = p.namespace().unwrap_or_default();
     let name = p.name_any();

@@ -1,0 +1,145 @@
+//! Runs `arcadia-drift run` as a user would: the real binary, as a child
+//! process, against the local control plane.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ControllerProcess {
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ControllerProcess {
+    /// Starts a controller watching `namespace` only, with its own lease there.
+    pub fn start(namespace: &str, extra: &[&str]) -> Self {
+        let metrics_port = free_port();
+        let log =
+            std::env::temp_dir().join(format!("arcadia-controller-{namespace}-{metrics_port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let addr = format!("127.0.0.1:{metrics_port}");
+        let mut args = vec![
+            "run",
+            "--namespace",
+            namespace,
+            "--metrics-addr",
+            &addr,
+            "--lease-namespace",
+            namespace,
+            "--resync-interval",
+            "3s",
+            "--lease-duration",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_arcadia-drift"))
+            .args(&args)
+            .env("KUBECONFIG", super::kubeconfig())
+            .env(
+                "RUST_LOG",
+                "info,arcadia_drift=debug,kube_lease_manager=warn",
+            )
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start arcadia-drift run");
+        let process = ControllerProcess {
+            child: Some(child),
+            metrics_port,
+            log,
+        };
+        process.wait_healthy();
+        process
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.get("/healthz").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the controller did not answer /healthz within 20s; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A plain HTTP GET on the metrics port; `None` when nothing answers.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+    }
+
+    /// The sum of a metric's samples whose line starts with `prefix`.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let text = self
+            .get("/metrics")
+            .unwrap_or_else(|| panic!("no /metrics; log:\n{}", self.log_text()));
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to finish anything or release the lease.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a graceful exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!(
+            "the controller did not exit within 15s of SIGTERM; log:\n{}",
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
