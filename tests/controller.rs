@@ -283,6 +283,22 @@ async fn detect_then_accept_then_in_sync() {
     eprintln!("steady state: {steady_reconciles} reconciles, {steady_writes} API writes");
     assert!(steady_reconciles >= 2.0, "periodic resync reconciles ran");
     assert_eq!(steady_writes, 0.0, "zero writes in steady state");
+
+    // The old design's sweep summary lives on as metrics.
+    let text = controller.get("/metrics").unwrap();
+    for name in [
+        "arcadia_drift_checked_total",
+        "arcadia_drift_new_drift_total",
+        "arcadia_drift_resolved_stale_total",
+        "arcadia_drift_open_drifts",
+        "arcadia_drift_reconcile_duration_seconds_bucket",
+        "arcadia_drift_reconciles_total{result=\"ok\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+    assert_eq!(controller.metric("arcadia_drift_new_drift_total"), 1.0);
+    assert_eq!(controller.metric("arcadia_drift_accepted_total"), 1.0);
+    assert_eq!(controller.get("/readyz").as_deref(), Some("ok: leading"));
 }
 
 #[tokio::test]
@@ -320,11 +336,33 @@ async fn moving_actual_then_fixed_elsewhere_closes_as_stale() {
         first.name_any(),
         "the same Drift, not a second one"
     );
-    assert_eq!(drifts(&client, &ns).await.len(), 1);
-    assert_eq!(
-        event_count(&await_events(&client, &ns, "DriftChanged", 1).await),
-        1
+
+    // Latency over more changes, watched from outside as a user would see it.
+    let drift_api: Api<Drift> = Api::namespaced(client.clone(), &ns);
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let size = format!("s-{}vcpu", 10 + i);
+        let started = Instant::now();
+        set_live(&client, &res, live(&size, &["web"], now())).await;
+        // A tight poll, so the figure is the controller's latency rather than the poll interval.
+        loop {
+            let d = drift_api.get(&first.name_any()).await.unwrap();
+            if d.status.is_some_and(|s| s.actual == json!(size)) {
+                break;
+            }
+            assert!(started.elapsed() < WAIT, "the drift did not follow {size}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "latency over 20 changes (status patch -> Drift read back): p50 {:?}, max {:?}",
+        latencies[10], latencies[19]
     );
+    set_live(&client, &res, live("s-4vcpu-8gb", &["web"], now())).await;
+    assert_eq!(drifts(&client, &ns).await.len(), 1);
+    assert!(event_count(&await_events(&client, &ns, "DriftChanged", 1).await) >= 1);
 
     set_live(&client, &res, live("s-1vcpu-1gb", &["web"], now())).await;
     let stale = eventually(WAIT, "the drift closed as Stale", || async {
