@@ -80,6 +80,32 @@ pub struct RunArgs {
     /// This replica's name in the lease (in a pod: the pod name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// A DigitalOcean API token (read scopes); when set, `run` also syncs the
+    /// DigitalOcean inventory into CloudResource objects.
+    #[arg(
+        long = "digitalocean-token",
+        env = "DIGITALOCEAN_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub digitalocean_token: Option<String>,
+    /// Base URL of the DigitalOcean API.
+    #[arg(long, default_value = crate::inventory::digitalocean::client::DEFAULT_API_URL)]
+    pub digitalocean_api_url: String,
+    /// How often the inventory is listed, jittered by ±10%.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub inventory_sync_interval: Duration,
+    /// Resource types to mirror (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "droplet,volume,load_balancer,database,kubernetes_cluster,firewall"
+    )]
+    pub digitalocean_types: Vec<String>,
+    /// Sustained DigitalOcean requests per hour this process allows itself
+    /// (the account limit is 5,000/hour and 250/minute).
+    #[arg(long, default_value_t = 2500)]
+    pub digitalocean_requests_per_hour: u32,
 }
 
 /// Parses `90s`, `5m`, `1h`, `250ms` or a bare number of seconds.
@@ -136,6 +162,7 @@ fn run(cli: Cli) -> Result<u8, String> {
         Command::Run(args) => {
             init_tracing();
             let identity = args.identity.clone().unwrap_or_else(default_identity);
+            let digitalocean = digitalocean_config(&args)?;
             let config = crate::controller::RunConfig {
                 namespace: args.namespace,
                 resync_interval: args.resync_interval,
@@ -149,6 +176,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 lease_namespace: args.lease_namespace,
                 lease_duration: args.lease_duration,
                 identity,
+                digitalocean,
             };
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
@@ -193,6 +221,51 @@ fn print_out(text: &str) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+fn digitalocean_config(
+    args: &RunArgs,
+) -> Result<Option<crate::controller::DigitalOceanConfig>, String> {
+    use crate::inventory::digitalocean::{DoType, client};
+    let Some(token) = args
+        .digitalocean_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    let types = args
+        .digitalocean_types
+        .iter()
+        .map(|w| {
+            DoType::parse(w.trim()).ok_or_else(|| {
+                let known: Vec<_> = DoType::ALL.iter().map(|t| t.word()).collect();
+                format!(
+                    "--digitalocean-types: unknown type {w:?}; known: {}",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut config =
+        client::ClientConfig::new(&args.digitalocean_api_url, client::Token::new(token));
+    config.requests_per_second = f64::from(args.digitalocean_requests_per_hour.max(1)) / 3600.0;
+    let refresh_after = args.max_inventory_age / 2;
+    if args.inventory_sync_interval >= refresh_after {
+        return Err(format!(
+            "--inventory-sync-interval ({:?}) must be shorter than half of --max-inventory-age ({:?}), or the inventory would go stale between syncs",
+            args.inventory_sync_interval, args.max_inventory_age
+        ));
+    }
+    Ok(Some(crate::controller::DigitalOceanConfig {
+        client: config,
+        sync: crate::inventory::SyncSettings {
+            interval: args.inventory_sync_interval,
+            refresh_after,
+            types,
+        },
+    }))
 }
 
 fn init_tracing() {

@@ -2,6 +2,7 @@
 //!
 //! - [`api`]: the `arcadia.cloud/v1alpha1` custom resources.
 //! - [`detect`]: the pure comparison of desired and live state.
+//! - [`inventory`]: syncers that mirror a cloud into CloudResource objects.
 //! - [`manifests`]: reading CloudProvisioned / CloudResource manifests from YAML.
 //! - [`check`]: offline one-shot detection over manifests (`arcadia-drift check`).
 //! - [`cli`]: the `arcadia-drift` command line.
@@ -11,4 +12,6 @@ pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod detect;
+pub mod inventory;
 pub mod manifests;
+pub mod ratelimit;

@@ -33,6 +33,12 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabel {
+    pub kind: &'static str,
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ResultLabel, Counter>,
@@ -48,6 +54,9 @@ pub struct Metrics {
     pub writes: Family<KindLabel, Counter>,
     pub watch_errors: Family<KindLabel, Counter>,
     pub leader: Gauge,
+    pub inventory_syncs: Family<SyncLabel, Counter>,
+    pub inventory_missing: Counter,
+    pub digitalocean_requests: Counter,
     state: AtomicU8,
 }
 
@@ -80,6 +89,9 @@ impl Default for Metrics {
             writes: Family::default(),
             watch_errors: Family::default(),
             leader: Gauge::default(),
+            inventory_syncs: Family::default(),
+            inventory_missing: Counter::default(),
+            digitalocean_requests: Counter::default(),
             state: AtomicU8::new(Phase::Starting as u8),
             registry: Registry::default(),
         };
@@ -177,6 +189,12 @@ impl Metrics {
                 self.accepts_refused.inc_by(tally.refused as u64);
             }
         }
+    }
+
+    pub fn count_sync(&self, kind: &'static str, result: &'static str) {
+        self.inventory_syncs
+            .get_or_create(&SyncLabel { kind, result })
+            .inc();
     }
 
     pub fn count_write(&self, kind: &'static str) {

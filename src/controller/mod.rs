@@ -5,13 +5,11 @@
 //! - [`reconcile`]: gathers inputs from the watch caches and writes the plan;
 //! - [`index`]: watch-fed indexes (CloudResource => CloudProvisioneds, CloudProvisioned => Drifts);
 //! - [`metrics`]: Prometheus metrics, /healthz and /readyz;
-//! - [`ratelimit`]: the client-side request budget;
 //! - this module: wiring, leader election and shutdown.
 
 pub mod index;
 pub mod metrics;
 pub mod plan;
-pub mod ratelimit;
 pub mod reconcile;
 
 use crate::api::{CloudProvisioned, CloudResource, Drift, FIELD_MANAGER};
@@ -47,6 +45,14 @@ pub struct RunConfig {
     pub lease_namespace: String,
     pub lease_duration: Duration,
     pub identity: String,
+    /// The DigitalOcean inventory syncer, when a token is configured.
+    pub digitalocean: Option<DigitalOceanConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DigitalOceanConfig {
+    pub client: crate::inventory::digitalocean::client::ClientConfig,
+    pub sync: crate::inventory::SyncSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +77,8 @@ pub enum RunError {
         name: String,
         source: kube_lease_manager::LeaseManagerError,
     },
+    #[error("cannot set up the DigitalOcean client: {0}")]
+    DigitalOcean(#[from] crate::inventory::digitalocean::client::DoError),
     #[error("lost the leader lease {namespace}/{name}; exiting so that only one replica writes")]
     LostLease { namespace: String, name: String },
 }
@@ -98,7 +106,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let url = kube_config.cluster_url.to_string();
     let client = ClientBuilder::try_from(kube_config)
         .map_err(RunError::Config)?
-        .with_layer(&ratelimit::RateLimitLayer::new(
+        .with_layer(&crate::ratelimit::RateLimitLayer::new(
             config.api_qps,
             config.api_burst,
         ))
@@ -130,7 +138,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 
     if !config.leader_election {
         metrics.set_phase(Phase::Running);
-        control(client, &config, metrics.clone(), stopped(stop_rx)).await;
+        control(client, &config, metrics.clone(), stop_rx).await?;
         metrics.set_phase(Phase::ShuttingDown);
         return Ok(());
     }
@@ -168,7 +176,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     metrics.set_phase(Phase::Running);
     let mut lost = leading.clone();
     let outcome = tokio::select! {
-        _ = control(client, &config, metrics.clone(), stopped(stop_rx)) => Ok(()),
+        result = control(client, &config, metrics.clone(), stop_rx) => result,
         _ = lost.wait_for(|leader| !*leader) => Err(RunError::LostLease {
             namespace: config.lease_namespace.clone(),
             name: config.lease_name.clone(),
@@ -235,13 +243,13 @@ where
     }
 }
 
-/// Runs the controller until `stop` completes.
+/// Runs the controller (and the inventory syncer, when configured) until `stop` turns true.
 async fn control(
     client: Client,
     config: &RunConfig,
     metrics: Arc<Metrics>,
-    stop: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+    stop: watch::Receiver<bool>,
+) -> Result<(), RunError> {
     let watch_config = watcher::Config::default().any_semantic();
     let count_errors = |kind: &'static str, metrics: Arc<Metrics>| {
         move |error: &watcher::Error| {
@@ -336,6 +344,29 @@ async fn control(
         },
         resync_interval: config.resync_interval,
     });
+    if let Some(digitalocean) = &config.digitalocean {
+        let source = crate::inventory::digitalocean::DigitalOcean {
+            client: crate::inventory::digitalocean::client::DoClient::new(
+                digitalocean.client.clone(),
+            )?,
+        };
+        let syncer = crate::inventory::Syncer::new(
+            context.client.clone(),
+            source,
+            context.resources.clone(),
+            digitalocean.sync.clone(),
+            context.metrics.clone(),
+        );
+        let mut synced = context.caches_synced.clone();
+        let stop = stop.clone();
+        tracing::info!(url = %digitalocean.client.api_url, "syncing the DigitalOcean inventory");
+        tokio::spawn(async move {
+            // Plan against a complete cache, not an empty one.
+            if synced.wait_for(|s| *s).await.is_ok() {
+                syncer.run(stopped(stop)).await;
+            }
+        });
+    }
     let mapper_index = by_resource.clone();
     Controller::for_stream(provisioned_stream, provisioned)
         .owns_stream(drift_stream)
@@ -346,7 +377,7 @@ async fn control(
                 .get(&r.name_any())
         })
         .with_config(controller::Config::default().concurrency(config.concurrency))
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(stopped(stop))
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -354,6 +385,7 @@ async fn control(
             }
         })
         .await;
+    Ok(())
 }
 
 /// Raises `tx` when a watch has listed everything once.

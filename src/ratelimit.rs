@@ -1,5 +1,5 @@
-//! A client-side request budget for the Kubernetes API (a token bucket, as
-//! client-go's QPS and burst), as a tower layer under kube's client.
+//! Client-side request budgets: a token bucket (as client-go's QPS and burst),
+//! used directly by the DigitalOcean client and as a tower layer under kube's client.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +13,7 @@ pub struct RateLimitLayer {
     bucket: Arc<Bucket>,
 }
 
-struct Bucket {
+pub struct Bucket {
     per_second: f64,
     burst: f64,
     /// Tokens available and when that was computed; tokens may go negative,
@@ -22,8 +22,18 @@ struct Bucket {
 }
 
 impl Bucket {
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        let per_second = per_second.max(0.001);
+        let burst = burst.max(1.0);
+        Self {
+            per_second,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
     /// Takes one token and says how long to wait for it.
-    fn reserve(&self) -> Duration {
+    pub fn reserve(&self) -> Duration {
         let mut state = self.state.lock().expect("rate limiter lock poisoned");
         let now = Instant::now();
         let (tokens, at) = *state;

@@ -1,0 +1,152 @@
+//! DigitalOcean as an inventory source: which collections are listed, and how
+//! each becomes [`Observed`] resources.
+
+pub mod client;
+pub mod model;
+
+use super::sync::Observed;
+use client::{DoClient, DoError};
+use serde::de::DeserializeOwned;
+
+pub const PROVIDER: &str = "digitalocean";
+
+/// A resource type the syncer mirrors, in the API's own words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DoType {
+    Droplet,
+    Volume,
+    LoadBalancer,
+    Database,
+    KubernetesCluster,
+    Firewall,
+}
+
+impl DoType {
+    pub const ALL: [DoType; 6] = [
+        DoType::Droplet,
+        DoType::Volume,
+        DoType::LoadBalancer,
+        DoType::Database,
+        DoType::KubernetesCluster,
+        DoType::Firewall,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            DoType::Droplet => "droplet",
+            DoType::Volume => "volume",
+            DoType::LoadBalancer => "load_balancer",
+            DoType::Database => "database",
+            DoType::KubernetesCluster => "kubernetes_cluster",
+            DoType::Firewall => "firewall",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.word() == word)
+    }
+
+    /// (collection path, list key, single-object key)
+    fn endpoint(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            DoType::Droplet => ("/v2/droplets", "droplets", "droplet"),
+            DoType::Volume => ("/v2/volumes", "volumes", "volume"),
+            DoType::LoadBalancer => ("/v2/load_balancers", "load_balancers", "load_balancer"),
+            DoType::Database => ("/v2/databases", "databases", "database"),
+            DoType::KubernetesCluster => (
+                "/v2/kubernetes/clusters",
+                "kubernetes_clusters",
+                "kubernetes_cluster",
+            ),
+            DoType::Firewall => ("/v2/firewalls", "firewalls", "firewall"),
+        }
+    }
+}
+
+/// One type's complete listing.
+pub struct TypeListing {
+    pub items: Vec<Observed>,
+    pub requests: u32,
+    /// The listing may have skipped an item (see [`client::Listing::short`]).
+    pub short: bool,
+}
+
+pub struct DigitalOcean {
+    pub client: DoClient,
+}
+
+impl DigitalOcean {
+    pub async fn list(&self, t: DoType) -> Result<TypeListing, DoError> {
+        match t {
+            // GPU droplets are only listed with type=gpus.
+            DoType::Droplet => {
+                let mut all = self.list_as::<model::Droplet>(t, "").await?;
+                let gpus = self.list_as::<model::Droplet>(t, "type=gpus").await?;
+                for item in gpus.items {
+                    if !all.items.iter().any(|o| o.id == item.id) {
+                        all.items.push(item);
+                    }
+                }
+                all.requests += gpus.requests;
+                all.short |= gpus.short;
+                Ok(all)
+            }
+            DoType::Volume => self.list_as::<model::Volume>(t, "").await,
+            DoType::LoadBalancer => self.list_as::<model::LoadBalancer>(t, "").await,
+            DoType::Database => self.list_as::<model::Database>(t, "").await,
+            DoType::KubernetesCluster => self.list_as::<model::KubernetesCluster>(t, "").await,
+            DoType::Firewall => self.list_as::<model::Firewall>(t, "").await,
+        }
+    }
+
+    async fn list_as<M>(&self, t: DoType, query: &str) -> Result<TypeListing, DoError>
+    where
+        M: DeserializeOwned + Into<Observed>,
+    {
+        let (path, key, _) = t.endpoint();
+        let listing = self.client.list::<M>(path, key, query).await?;
+        Ok(TypeListing {
+            items: listing.items.into_iter().map(Into::into).collect(),
+            requests: listing.requests,
+            short: listing.short,
+        })
+    }
+
+    /// One resource by id; `None` when the API answers 404.
+    pub async fn get(&self, t: DoType, id: &str) -> Result<Option<Observed>, DoError> {
+        let (path, _, key) = t.endpoint();
+        let path = format!("{path}/{id}");
+        Ok(match t {
+            DoType::Droplet => self
+                .client
+                .get::<model::Droplet>(&path, key)
+                .await?
+                .map(Into::into),
+            DoType::Volume => self
+                .client
+                .get::<model::Volume>(&path, key)
+                .await?
+                .map(Into::into),
+            DoType::LoadBalancer => self
+                .client
+                .get::<model::LoadBalancer>(&path, key)
+                .await?
+                .map(Into::into),
+            DoType::Database => self
+                .client
+                .get::<model::Database>(&path, key)
+                .await?
+                .map(Into::into),
+            DoType::KubernetesCluster => self
+                .client
+                .get::<model::KubernetesCluster>(&path, key)
+                .await?
+                .map(Into::into),
+            DoType::Firewall => self
+                .client
+                .get::<model::Firewall>(&path, key)
+                .await?
+                .map(Into::into),
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! The pure half of an inventory sync: from one complete listing of one
+//! resource type and the CloudResources that already mirror it, decide what to
+//! write and which objects the listing no longer contains.
+
+use crate::api::{CloudResource, CloudResourceSpec, CloudResourceStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One live resource as a provider reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// The provider's own word for the type, e.g. `droplet`, `load_balancer`.
+    pub type_: &'static str,
+    pub id: String,
+    /// The live state; `missing` and `synced_time` are set by the sync.
+    pub status: CloudResourceStatus,
+}
+
+/// `<provider>-<type>-<id>`, made a valid object name: lowercase, and `_`
+/// (which the API's type names use, but object names may not) becomes `-`.
+pub fn resource_name(provider: &str, type_: &str, id: &str) -> String {
+    format!("{provider}-{type_}-{id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Write {
+    pub name: String,
+    pub spec: CloudResourceSpec,
+    pub status: CloudResourceStatus,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct SyncPlan {
+    pub writes: Vec<Write>,
+    /// Mirrored objects the listing no longer contains: to be confirmed gone.
+    pub absent: Vec<String>,
+}
+
+/// Plans the writes for one type. An unchanged resource is rewritten only to
+/// refresh its `syncedTime` once it is older than `refresh_after`, so a quiet
+/// account costs few writes while the controller still sees fresh inventory.
+pub fn plan_sync(
+    provider: &str,
+    type_: &str,
+    listed: Vec<Observed>,
+    existing: &[Arc<CloudResource>],
+    now: &Time,
+    refresh_after: Duration,
+) -> SyncPlan {
+    let mirrored: Vec<&Arc<CloudResource>> = existing
+        .iter()
+        .filter(|r| r.spec.provider == provider && r.spec.type_ == type_)
+        .collect();
+    let mut plan = SyncPlan::default();
+    let mut listed_names = BTreeSet::new();
+    for o in listed {
+        let name = resource_name(provider, o.type_, &o.id);
+        listed_names.insert(name.clone());
+        let current = mirrored
+            .iter()
+            .find(|r| r.name_any() == name)
+            .and_then(|r| r.status.as_ref());
+        let mut status = o.status;
+        status.missing = false;
+        status.synced_time = current.and_then(|c| c.synced_time.clone());
+        let unchanged = current == Some(&status);
+        let fresh = status
+            .synced_time
+            .as_ref()
+            .is_some_and(|t| now.0.as_second() - t.0.as_second() < refresh_after.as_secs() as i64);
+        if unchanged && fresh {
+            continue;
+        }
+        status.synced_time = Some(now.clone());
+        plan.writes.push(Write {
+            name,
+            spec: CloudResourceSpec {
+                provider: provider.into(),
+                type_: o.type_.into(),
+                id: o.id,
+            },
+            status,
+        });
+    }
+    plan.absent = mirrored
+        .iter()
+        .filter(|r| !r.status.as_ref().is_some_and(|s| s.missing))
+        .map(|r| r.name_any())
+        .filter(|n| !listed_names.contains(n))
+        .collect();
+    plan
+}
+
+/// The status that marks a mirrored resource gone, keeping its last known state.
+pub fn missing_status(r: &CloudResource, now: &Time) -> CloudResourceStatus {
+    CloudResourceStatus {
+        missing: true,
+        synced_time: Some(now.clone()),
+        ..r.status.clone().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(s: i64) -> Time {
+        Time(Timestamp::from_second(1_800_000_000 + s).unwrap())
+    }
+
+    fn observed(id: &str, size: &str) -> Observed {
+        Observed {
+            type_: "droplet",
+            id: id.into(),
+            status: CloudResourceStatus {
+                size_slug: Some(size.into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn mirrored(id: &str, size: &str, synced: Time, missing: bool) -> Arc<CloudResource> {
+        let mut r = CloudResource::new(
+            &resource_name("digitalocean", "droplet", id),
+            CloudResourceSpec {
+                provider: "digitalocean".into(),
+                type_: "droplet".into(),
+                id: id.into(),
+            },
+        );
+        r.status = Some(CloudResourceStatus {
+            size_slug: Some(size.into()),
+            missing,
+            synced_time: Some(synced),
+            ..Default::default()
+        });
+        Arc::new(r)
+    }
+
+    const REFRESH: Duration = Duration::from_secs(1800);
+
+    #[test]
+    fn names_are_valid_object_names() {
+        assert_eq!(
+            resource_name("digitalocean", "droplet", "3164444"),
+            "digitalocean-droplet-3164444"
+        );
+        assert_eq!(
+            resource_name("digitalocean", "load_balancer", "4DE7AC8B-495B"),
+            "digitalocean-load-balancer-4de7ac8b-495b"
+        );
+    }
+
+    #[test]
+    fn writes_new_and_changed_and_skips_unchanged() {
+        let existing = [
+            mirrored("1", "a", at(0), false),
+            mirrored("2", "b", at(0), false),
+        ];
+        let plan = plan_sync(
+            "digitalocean",
+            "droplet",
+            vec![
+                observed("1", "a"),
+                observed("2", "changed"),
+                observed("3", "new"),
+            ],
+            &existing,
+            &at(60),
+            REFRESH,
+        );
+        let names: Vec<_> = plan.writes.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["digitalocean-droplet-2", "digitalocean-droplet-3"]);
+        assert!(
+            plan.writes
+                .iter()
+                .all(|w| w.status.synced_time == Some(at(60)) && !w.status.missing)
+        );
+        assert!(plan.absent.is_empty());
+    }
+
+    #[test]
+    fn unchanged_resources_are_refreshed_once_their_sync_time_ages() {
+        let existing = [mirrored("1", "a", at(0), false)];
+        let plan = plan_sync(
+            "digitalocean",
+            "droplet",
+            vec![observed("1", "a")],
+            &existing,
+            &at(1801),
+            REFRESH,
+        );
+        assert_eq!(plan.writes.len(), 1);
+    }
+
+    #[test]
+    fn absent_resources_are_listed_for_confirmation_and_missing_ones_reappear() {
+        let existing = [
+            mirrored("1", "a", at(0), false),
+            mirrored("2", "b", at(0), true),
+            mirrored("9", "z", at(0), false),
+        ];
+        let plan = plan_sync(
+            "digitalocean",
+            "droplet",
+            vec![observed("2", "b")],
+            &existing,
+            &at(10),
+            REFRESH,
+        );
+        assert_eq!(
+            plan.absent,
+            ["digitalocean-droplet-1", "digitalocean-droplet-9"]
+        );
+        assert_eq!(
+            plan.writes.len(),
+            1,
+            "a missing resource listed again is written back as present"
+        );
+        assert!(!plan.writes[0].status.missing);
+    }
+
+    #[test]
+    fn other_types_and_providers_are_not_touched() {
+        let mut volume = (*mirrored("1", "a", at(0), false)).clone();
+        volume.spec.type_ = "volume".into();
+        let plan = plan_sync(
+            "digitalocean",
+            "droplet",
+            vec![],
+            &[Arc::new(volume)],
+            &at(10),
+            REFRESH,
+        );
+        assert!(plan.absent.is_empty());
+    }
+}
