@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the controller against the cluster of KUBECONFIG (or the in-cluster config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every CustomResourceDefinition as multi-document YAML.
     Crds,
     /// Offline one-shot detection over manifests.
@@ -102,6 +102,10 @@ pub struct RunArgs {
         default_value = "droplet,volume,load_balancer,database,kubernetes_cluster,firewall"
     )]
     pub digitalocean_types: Vec<String>,
+    /// Name of this inventory source: the `arcadia.cloud/source` label of the
+    /// CloudResources it writes. Use one per DigitalOcean account.
+    #[arg(long, default_value = "digitalocean")]
+    pub inventory_source: String,
     /// Sustained DigitalOcean requests per hour this process allows itself
     /// (the account limit is 5,000/hour and 250/minute).
     #[arg(long, default_value_t = 2500)]
@@ -261,6 +265,7 @@ fn digitalocean_config(
     Ok(Some(crate::controller::DigitalOceanConfig {
         client: config,
         sync: crate::inventory::SyncSettings {
+            source: args.inventory_source.clone(),
             interval: args.inventory_sync_interval,
             refresh_after,
             types,

@@ -27,6 +27,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const LABEL_PROVISIONED: &str = "arcadia.cloud/provisioned";
 /// Label on every Drift: its current phase, so `-l arcadia.cloud/phase=Open` is the inbox.
 pub const LABEL_PHASE: &str = "arcadia.cloud/phase";
+/// Label on every CloudResource a syncer writes: which inventory source owns it.
+/// A syncer only ever marks missing the objects of its own source.
+pub const LABEL_SOURCE: &str = "arcadia.cloud/source";
 /// Annotation an operator sets on a Drift to adopt the live value.
 pub const ANNOTATION_ACCEPT: &str = "arcadia.cloud/accept";
 /// Annotation naming who accepted; "operator" when absent.

@@ -156,6 +156,21 @@ impl Default for Metrics {
             "1 while this replica holds the leader lease",
             m.leader.clone(),
         );
+        registry.register(
+            "inventory_syncs",
+            "Inventory listings by resource type and result (ok, or why it failed)",
+            m.inventory_syncs.clone(),
+        );
+        registry.register(
+            "inventory_marked_missing",
+            "CloudResources marked missing",
+            m.inventory_missing.clone(),
+        );
+        registry.register(
+            "digitalocean_requests",
+            "Requests sent to the DigitalOcean API, retries included",
+            m.digitalocean_requests.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

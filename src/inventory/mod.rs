@@ -10,9 +10,10 @@
 pub mod digitalocean;
 pub mod sync;
 
-use crate::api::{self, CloudResource, FIELD_MANAGER};
+use crate::api::{self, CloudResource, FIELD_MANAGER, LABEL_SOURCE};
 use crate::controller::metrics::Metrics;
 use digitalocean::{DigitalOcean, DoType, PROVIDER};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
@@ -23,6 +24,8 @@ use sync::{Observed, plan_sync, resource_name};
 
 #[derive(Clone, Debug)]
 pub struct SyncSettings {
+    /// This syncer's name, as the `arcadia.cloud/source` label of what it writes.
+    pub source: String,
     pub interval: Duration,
     /// Unchanged resources get a fresh `syncedTime` once it is this old.
     pub refresh_after: Duration,
@@ -123,6 +126,7 @@ impl Syncer {
         let existing = self.resources.state();
         let now = api::now();
         let plan = plan_sync(
+            &self.settings.source,
             PROVIDER,
             t.word(),
             listing.items,
@@ -134,7 +138,9 @@ impl Syncer {
             let exists = self
                 .resources
                 .get(&ObjectRef::new(&w.name))
-                .is_some_and(|r| r.spec == w.spec);
+                .is_some_and(|r| {
+                    r.spec == w.spec && r.labels().get(LABEL_SOURCE) == Some(&self.settings.source)
+                });
             self.write(&w.name, (!exists).then_some(&w.spec), &w.status)
                 .await?;
             self.suspects
@@ -230,7 +236,12 @@ impl Syncer {
             })
         };
         if let Some(spec) = spec {
-            let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "metadata": {"name": name}, "spec": spec});
+            let body = json!({
+                "apiVersion": "arcadia.cloud/v1alpha1",
+                "kind": "CloudResource",
+                "metadata": {"name": name, "labels": {LABEL_SOURCE: self.settings.source}},
+                "spec": spec,
+            });
             api.patch(name, &params, &Patch::Apply(body))
                 .await
                 .map_err(fail)?;

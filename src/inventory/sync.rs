@@ -2,7 +2,7 @@
 //! resource type and the CloudResources that already mirror it, decide what to
 //! write and which objects the listing no longer contains.
 
-use crate::api::{CloudResource, CloudResourceSpec, CloudResourceStatus};
+use crate::api::{CloudResource, CloudResourceSpec, CloudResourceStatus, LABEL_SOURCE};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use std::collections::BTreeSet;
@@ -52,6 +52,7 @@ pub struct SyncPlan {
 /// refresh its `syncedTime` once it is older than `refresh_after`, so a quiet
 /// account costs few writes while the controller still sees fresh inventory.
 pub fn plan_sync(
+    source: &str,
     provider: &str,
     type_: &str,
     listed: Vec<Observed>,
@@ -62,6 +63,7 @@ pub fn plan_sync(
     let mirrored: Vec<&Arc<CloudResource>> = existing
         .iter()
         .filter(|r| r.spec.provider == provider && r.spec.type_ == type_)
+        .filter(|r| r.labels().get(LABEL_SOURCE).map(String::as_str) == Some(source))
         .collect();
     let mut plan = SyncPlan::default();
     let mut listed_names = BTreeSet::new();
@@ -147,6 +149,7 @@ mod tests {
             synced_time: Some(synced),
             ..Default::default()
         });
+        r.metadata.labels = Some([(LABEL_SOURCE.to_string(), "do".to_string())].into());
         Arc::new(r)
     }
 
@@ -171,6 +174,7 @@ mod tests {
             mirrored("2", "b", at(0), false),
         ];
         let plan = plan_sync(
+            "do",
             "digitalocean",
             "droplet",
             vec![
@@ -196,6 +200,7 @@ mod tests {
     fn unchanged_resources_are_refreshed_once_their_sync_time_ages() {
         let existing = [mirrored("1", "a", at(0), false)];
         let plan = plan_sync(
+            "do",
             "digitalocean",
             "droplet",
             vec![observed("1", "a")],
@@ -214,6 +219,7 @@ mod tests {
             mirrored("9", "z", at(0), false),
         ];
         let plan = plan_sync(
+            "do",
             "digitalocean",
             "droplet",
             vec![observed("2", "b")],
@@ -238,6 +244,7 @@ mod tests {
         let mut volume = (*mirrored("1", "a", at(0), false)).clone();
         volume.spec.type_ = "volume".into();
         let plan = plan_sync(
+            "do",
             "digitalocean",
             "droplet",
             vec![],
@@ -246,5 +253,37 @@ mod tests {
             REFRESH,
         );
         assert!(plan.absent.is_empty());
+    }
+}
+
+#[test]
+fn objects_of_another_source_are_never_absent() {
+    let mut theirs = (*tests_support::mirrored_other_source()).clone();
+    theirs.metadata.labels = Some([(LABEL_SOURCE.to_string(), "other-account".to_string())].into());
+    let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
+    let plan = plan_sync(
+        "do",
+        "digitalocean",
+        "droplet",
+        vec![],
+        &[Arc::new(theirs)],
+        &now,
+        Duration::from_secs(60),
+    );
+    assert!(plan.absent.is_empty());
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+    pub fn mirrored_other_source() -> Arc<CloudResource> {
+        Arc::new(CloudResource::new(
+            "digitalocean-droplet-1",
+            CloudResourceSpec {
+                provider: "digitalocean".into(),
+                type_: "droplet".into(),
+                id: "1".into(),
+            },
+        ))
     }
 }

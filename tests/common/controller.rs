@@ -24,6 +24,10 @@ fn free_port() -> u16 {
 impl ControllerProcess {
     /// Starts a controller watching `namespace` only, with its own lease there.
     pub fn start(namespace: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(namespace, extra, &[])
+    }
+
+    pub fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let metrics_port = free_port();
         let log =
             std::env::temp_dir().join(format!("arcadia-controller-{namespace}-{metrics_port}.log"));
@@ -51,6 +55,7 @@ impl ControllerProcess {
                 "info,arcadia_drift=debug,kube_lease_manager=warn",
             )
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod fake_do;
 
 use arcadia_drift::api;
 use k8s_openapi::api::core::v1::Namespace;

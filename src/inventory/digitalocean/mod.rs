@@ -64,6 +64,7 @@ impl DoType {
 }
 
 /// One type's complete listing.
+#[derive(Debug)]
 pub struct TypeListing {
     pub items: Vec<Observed>,
     pub requests: u32,

@@ -445,7 +445,7 @@ mod tests {
             Some(vec!["web".to_string(), "env:prod".to_string()])
         );
         let a = s.attrs.unwrap();
-        assert_eq!(a["image"], "ubuntu-24-04-x64".replace("24-04", "20-04"));
+        assert_eq!(a["image"], "ubuntu-20-04-x64");
         assert_eq!(a["vcpus"], 1);
         assert_eq!(a["public_ipv4"], "192.241.165.154");
         assert_eq!(a["private_ipv4"], "10.128.192.124");

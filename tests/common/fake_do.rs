@@ -1,0 +1,323 @@
+//! A fake DigitalOcean API v2 on loopback, faithful to the documented shapes:
+//! droplet JSON, `links.pages` with absolute `next` URLs and `meta.total`,
+//! error bodies `{id, message, request_id}`, and rate-limit headers. Faults are
+//! queued per request to exercise retries and partial listings.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+pub const TOKEN: &str = "dop_v1_fake_token_for_tests";
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and the documented error body; `retry-after` seconds for 429.
+    Status(u16, Option<u64>),
+    /// Start a 200 body and cut the connection half-way.
+    Truncated,
+    /// A 200 whose body is not JSON.
+    Malformed,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    /// Collection path => (list key, items in listing order).
+    collections: BTreeMap<&'static str, (&'static str, Vec<Value>)>,
+    gpus: Vec<Value>,
+    pub page_size: usize,
+    faults: VecDeque<Fault>,
+    /// After serving this page of /v2/droplets, insert this droplet at the front.
+    insert_after_page: Option<(usize, Value)>,
+    /// Answer this page of /v2/droplets with this status, this many times.
+    fail_page: Option<(usize, u16, usize)>,
+    /// Every request path and query, in order.
+    pub requests: Vec<String>,
+    remaining: u64,
+}
+
+pub struct FakeDo {
+    pub url: String,
+    pub state: Arc<Mutex<FakeState>>,
+}
+
+impl FakeDo {
+    pub async fn start() -> Self {
+        let mut state = FakeState {
+            page_size: 200,
+            remaining: 5000,
+            ..Default::default()
+        };
+        for (path, key) in [
+            ("/v2/droplets", "droplets"),
+            ("/v2/volumes", "volumes"),
+            ("/v2/load_balancers", "load_balancers"),
+            ("/v2/databases", "databases"),
+            ("/v2/kubernetes/clusters", "kubernetes_clusters"),
+            ("/v2/firewalls", "firewalls"),
+        ] {
+            state.collections.insert(path, (key, Vec::new()));
+        }
+        let state = Arc::new(Mutex::new(state));
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeDo { url, state }
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    pub fn add(&self, path: &'static str, item: Value) {
+        self.with(|s| {
+            s.collections
+                .get_mut(path)
+                .expect("known collection")
+                .1
+                .push(item)
+        });
+    }
+
+    pub fn add_gpu(&self, item: Value) {
+        self.with(|s| s.gpus.push(item));
+    }
+
+    pub fn remove_droplet(&self, id: u64) {
+        self.with(|s| {
+            s.collections
+                .get_mut("/v2/droplets")
+                .unwrap()
+                .1
+                .retain(|d| d["id"] != id)
+        });
+    }
+
+    pub fn resize_droplet(&self, id: u64, size: &str) {
+        self.with(|s| {
+            for d in &mut s.collections.get_mut("/v2/droplets").unwrap().1 {
+                if d["id"] == id {
+                    d["size_slug"] = json!(size);
+                    d["size"]["slug"] = json!(size);
+                }
+            }
+        })
+    }
+
+    pub fn fault(&self, fault: Fault) {
+        self.with(|s| s.faults.push_back(fault));
+    }
+
+    pub fn fail_page(&self, page: usize, status: u16, times: usize) {
+        self.with(|s| s.fail_page = Some((page, status, times)));
+    }
+
+    pub fn insert_after_page(&self, page: usize, droplet: Value) {
+        self.with(|s| s.insert_after_page = Some((page, droplet)));
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.with(|s| s.requests.clone())
+    }
+}
+
+/// A droplet as the API documents it.
+pub fn droplet(id: u64, name: &str, size: &str, region: &str, tags: &[&str]) -> Value {
+    json!({
+        "id": id, "name": name, "memory": 1024, "vcpus": 1, "disk": 25,
+        "disk_info": [{"type": "local", "size": {"amount": 25, "unit": "gib"}}],
+        "locked": false, "status": "active", "kernel": null, "created_at": "2020-07-21T18:37:44Z",
+        "features": ["backups", "private_networking", "ipv6"], "backup_ids": [53893572],
+        "next_backup_window": {"start": "2020-07-30T00:00:00Z", "end": "2020-07-30T23:00:00Z"},
+        "snapshot_ids": [67512819],
+        "image": {"id": 63663980, "name": "20.04 (LTS) x64", "distribution": "Ubuntu", "slug": "ubuntu-20-04-x64",
+                  "public": true, "regions": ["ams2", "nyc3", "sfo3"], "created_at": "2020-05-15T05:47:50Z",
+                  "type": "snapshot", "min_disk_size": 20, "size_gigabytes": 2.36, "description": "", "tags": [],
+                  "status": "available", "error_message": ""},
+        "volume_ids": [],
+        "size": {"slug": size, "memory": 1024, "vcpus": 1, "disk": 25, "transfer": 1.0, "price_monthly": 5.0,
+                 "price_hourly": 0.00744, "regions": ["ams2", "nyc3", "sfo3"], "available": true, "description": "Basic"},
+        "size_slug": size,
+        "networks": {"v4": [{"ip_address": "10.128.192.124", "netmask": "255.255.0.0", "gateway": "nil", "type": "private"},
+                            {"ip_address": "192.241.165.154", "netmask": "255.255.255.0", "gateway": "192.241.165.1", "type": "public"}],
+                     "v6": [{"ip_address": "2604:a880:0:1010::18a:a001", "netmask": 64, "gateway": "2604:a880:0:1010::1", "type": "public"}]},
+        "region": {"name": "New York 3", "slug": region, "features": ["private_networking", "backups", "ipv6"],
+                   "available": true, "sizes": ["s-1vcpu-1gb", "s-1vcpu-2gb"]},
+        "tags": tags, "vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000"
+    })
+}
+
+fn error(status: u16, id: &str, message: &str) -> Response {
+    let body =
+        json!({"id": id, "message": message, "request_id": "4d9d8375-3c56-4925-a3e7-eceef5b7b3e0"});
+    (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
+}
+
+async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let query: BTreeMap<String, String> = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {TOKEN}"));
+    let mut s = state.lock().unwrap();
+    s.requests.push(
+        request
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    );
+    s.remaining = s.remaining.saturating_sub(1);
+    let mut response = if !authorized {
+        error(401, "unauthorized", "Unable to authenticate you.")
+    } else if let Some(fault) = s.faults.pop_front() {
+        match fault {
+            Fault::Status(429, retry_after) => {
+                let mut r = error(429, "too_many_requests", "API Rate limit exceeded.");
+                if let Some(seconds) = retry_after {
+                    r.headers_mut()
+                        .insert("retry-after", HeaderValue::from(seconds));
+                }
+                r
+            }
+            Fault::Status(code, _) => error(code, "server_error", "Unexpected server-side error"),
+            Fault::Malformed => (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                "{\"droplets\": [{\"id\": 1,",
+            )
+                .into_response(),
+            Fault::Truncated => {
+                let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
+                    Ok("{\"droplets\": [{\"id\": 1"),
+                    Err(std::io::Error::other("connection cut")),
+                ];
+                let mut r = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+                r.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                r
+            }
+        }
+    } else {
+        serve(&mut s, &path, &query)
+    };
+    let headers: &mut HeaderMap = response.headers_mut();
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    headers.insert("ratelimit-limit", HeaderValue::from(5000));
+    headers.insert("ratelimit-remaining", HeaderValue::from(s.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    response
+}
+
+fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Response {
+    if let Some((key, items)) = s.collections.get(path) {
+        let key = *key;
+        let gpus = path == "/v2/droplets" && query.get("type").map(String::as_str) == Some("gpus");
+        let items = if gpus { s.gpus.clone() } else { items.clone() };
+        if path == "/v2/databases" {
+            // The databases list is documented without paging, links or meta.
+            return axum::Json(json!({ key: items })).into_response();
+        }
+        let per_page = query
+            .get("per_page")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20)
+            .min(200)
+            .min(s.page_size);
+        let page: usize = query
+            .get("page")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        if path == "/v2/droplets"
+            && !gpus
+            && let Some((p, status, left)) = s.fail_page.as_mut()
+            && *p == page
+            && *left > 0
+        {
+            *left -= 1;
+            return error(*status, "server_error", "Unexpected server-side error");
+        }
+        let start = (page - 1) * per_page;
+        let chunk: Vec<Value> = items.iter().skip(start).take(per_page).cloned().collect();
+        let more = start + per_page < items.len();
+        let type_q = if gpus { "&type=gpus" } else { "" };
+        let links = if more {
+            let last = items.len().div_ceil(per_page);
+            json!({"pages": {
+                "next": format!("https://api.digitalocean.com{path}?page={}&per_page={per_page}{type_q}", page + 1),
+                "last": format!("https://api.digitalocean.com{path}?page={last}&per_page={per_page}{type_q}"),
+            }})
+        } else {
+            json!({})
+        };
+        let total = items.len();
+        if path == "/v2/droplets"
+            && !gpus
+            && let Some((after, _)) = &s.insert_after_page
+            && *after == page
+        {
+            let (_, droplet) = s.insert_after_page.take().unwrap();
+            s.collections.get_mut(path).unwrap().1.insert(0, droplet);
+        }
+        return axum::Json(json!({ key: chunk, "links": links, "meta": {"total": total} }))
+            .into_response();
+    }
+    // Single objects: /v2/<collection>/<id>
+    let (collection, id) = path.rsplit_once('/').unwrap_or((path, ""));
+    let single_key = match collection {
+        "/v2/droplets" => "droplet",
+        "/v2/volumes" => "volume",
+        "/v2/load_balancers" => "load_balancer",
+        "/v2/databases" => "database",
+        "/v2/kubernetes/clusters" => "kubernetes_cluster",
+        "/v2/firewalls" => "firewall",
+        _ => {
+            return error(
+                404,
+                "not_found",
+                "The resource you requested could not be found.",
+            );
+        }
+    };
+    let mut all = s
+        .collections
+        .get(collection)
+        .map(|c| c.1.clone())
+        .unwrap_or_default();
+    if collection == "/v2/droplets" {
+        all.extend(s.gpus.clone());
+    }
+    match all.into_iter().find(|item| match &item["id"] {
+        Value::Number(n) => n.to_string() == id,
+        Value::String(x) => x == id,
+        _ => false,
+    }) {
+        Some(item) => axum::Json(json!({ single_key: item })).into_response(),
+        None => error(
+            404,
+            "not_found",
+            "The resource you requested could not be found.",
+        ),
+    }
+}
