@@ -3,6 +3,7 @@
 KUBE_VERSION=v1.37.2     # kube-apiserver and kubectl (stay below 1.38: it needs Go 1.27)
 ETCD_VERSION=v3.7.3      # Kubernetes v1.37 pins etcd 3.7.0 in build/dependencies.yaml
 HELM_VERSION=v3.22.0
+HELM_K8S_VERSION=1.37       # the Kubernetes version of helm's client-go (v0.37): what `helm template` assumes
 
 ARCADIA_CACHE_DIR=${ARCADIA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arcadia-drift}
 ARCADIA_BIN_DIR=$ARCADIA_CACHE_DIR/bin

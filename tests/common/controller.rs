@@ -39,8 +39,6 @@ impl ControllerProcess {
             namespace,
             "--metrics-addr",
             &addr,
-            "--lease-namespace",
-            namespace,
             "--resync-interval",
             "3s",
             "--lease-duration",
@@ -55,6 +53,7 @@ impl ControllerProcess {
                 "info,arcadia_drift=debug,kube_lease_manager=warn",
             )
             .env("NO_COLOR", "1")
+            .env("POD_NAMESPACE", namespace)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
