@@ -94,11 +94,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for drifted in [0, 1, 3] {
         let f = fixture(drifted);
-        assert_eq!(
-            detect(&f.desired, &f.live()).len(),
-            drifted,
-            "the fixture drifts in {drifted} fields"
-        );
+        assert_eq!(detect(&f.desired, &f.live()).len(), drifted, "the fixture drifts in {drifted} fields");
         group.bench_function(format!("{drifted}_drifted"), |b| {
             let live = f.live();
             b.iter(|| detect(black_box(&f.desired), black_box(&live)))

@@ -16,25 +16,11 @@ pub enum CheckError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("{path}: expected only {expected} objects, found {kind} {name:?}")]
-    WrongFile {
-        path: String,
-        expected: &'static str,
-        kind: &'static str,
-        name: String,
-    },
+    WrongFile { path: String, expected: &'static str, kind: &'static str, name: String },
     #[error("{path}: {kind} {name:?} is defined twice")]
-    Duplicate {
-        path: String,
-        kind: &'static str,
-        name: String,
-    },
+    Duplicate { path: String, kind: &'static str, name: String },
     #[error("{path}: CloudProvisioned {namespace}/{name}: {problem}")]
-    InvalidSpec {
-        path: String,
-        namespace: String,
-        name: String,
-        problem: &'static str,
-    },
+    InvalidSpec { path: String, namespace: String, name: String, problem: &'static str },
 }
 
 /// Everything one check found.
@@ -79,41 +65,28 @@ pub fn check_files(provisioned: &Path, inventory: &Path) -> Result<Report, Check
 }
 
 /// Pure: compares each CloudProvisioned with the CloudResource it names.
-pub fn check(
-    provisioned: &[CloudProvisioned],
-    inventory: &BTreeMap<String, CloudResource>,
-) -> Report {
-    let mut report = Report {
-        checked: provisioned.len(),
-        ..Report::default()
-    };
+pub fn check(provisioned: &[CloudProvisioned], inventory: &BTreeMap<String, CloudResource>) -> Report {
+    let mut report = Report { checked: provisioned.len(), ..Report::default() };
     for p in provisioned {
         let namespace = p.namespace().unwrap_or_else(|| "default".into());
         let resource_name = &p.spec.resource_ref.name;
-        let live = inventory
-            .get(resource_name)
-            .ok_or(Absence::NotFound)
-            .and_then(|r| r.live());
+        let live = inventory.get(resource_name).ok_or(Absence::NotFound).and_then(|r| r.live());
         let verdict = match &live {
             Ok(view) => detect::evaluate(&p.spec.desired, Some(view)),
             Err(_) => Verdict::ResourceMissing,
         };
         match verdict {
             Verdict::InSync => report.in_sync += 1,
-            Verdict::Drifted(drifts) => report.drifts.extend(drifts.into_iter().map(
-                |FieldDrift {
-                     field,
-                     expected,
-                     actual,
-                 }| DriftFinding {
+            Verdict::Drifted(drifts) => {
+                report.drifts.extend(drifts.into_iter().map(|FieldDrift { field, expected, actual }| DriftFinding {
                     namespace: namespace.clone(),
                     provisioned: p.name_any(),
                     resource: resource_name.clone(),
                     field,
                     expected,
                     actual,
-                },
-            )),
+                }))
+            }
             Verdict::ResourceMissing => report.missing_resources.push(MissingResource {
                 namespace: namespace.clone(),
                 provisioned: p.name_any(),
@@ -151,12 +124,7 @@ fn only_provisioned(path: &Path) -> Result<Vec<CloudProvisioned>, CheckError> {
             None
         };
         if let Some(problem) = problem {
-            return Err(CheckError::InvalidSpec {
-                path: shown,
-                namespace,
-                name: p.name_any(),
-                problem,
-            });
+            return Err(CheckError::InvalidSpec { path: shown, namespace, name: p.name_any(), problem });
         }
         if !seen.insert((namespace.clone(), p.name_any())) {
             return Err(CheckError::Duplicate {
@@ -187,11 +155,7 @@ fn only_resources(path: &Path) -> Result<BTreeMap<String, CloudResource>, CheckE
         };
         let name = r.name_any();
         if out.insert(name.clone(), r).is_some() {
-            return Err(CheckError::Duplicate {
-                path: shown,
-                kind: "CloudResource",
-                name,
-            });
+            return Err(CheckError::Duplicate { path: shown, kind: "CloudResource", name });
         }
     }
     Ok(out)
@@ -209,18 +173,8 @@ pub fn cell(v: &Value) -> String {
 
 /// The report as an aligned table plus a summary line, like `kubectl get`.
 pub fn render_table(report: &Report) -> String {
-    let mut rows = vec![
-        [
-            "NAMESPACE",
-            "PROVISIONED",
-            "RESOURCE",
-            "FIELD",
-            "EXPECTED",
-            "ACTUAL",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
+    let mut rows =
+        vec![["NAMESPACE", "PROVISIONED", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL"].map(String::from).to_vec()];
     for d in &report.drifts {
         rows.push(vec![
             d.namespace.clone(),
@@ -243,15 +197,10 @@ pub fn render_table(report: &Report) -> String {
     }
     let mut out = String::new();
     if rows.len() > 1 {
-        let widths: Vec<usize> = (0..rows[0].len())
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
+        let widths: Vec<usize> =
+            (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
         for row in &rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(v, w)| format!("{v:<w$}"))
-                .collect();
+            let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
             out.push_str(line.join("   ").trim_end());
             out.push('\n');
         }
@@ -263,11 +212,7 @@ pub fn render_table(report: &Report) -> String {
         report.drifts.len(),
         if report.drifts.len() == 1 { "" } else { "s" },
         report.missing_resources.len(),
-        if report.missing_resources.len() == 1 {
-            ""
-        } else {
-            "s"
-        },
+        if report.missing_resources.len() == 1 { "" } else { "s" },
     ));
     out
 }
@@ -334,18 +279,8 @@ spec: {resourceRef: {name: nowhere}, desired: {region: x}}
         assert_eq!(report.drifts.len(), 1);
         assert_eq!(report.drifts[0].field, "size_slug");
         assert_eq!(report.drifts[0].namespace, "default");
-        let reasons: Vec<_> = report
-            .missing_resources
-            .iter()
-            .map(|m| (m.provisioned.as_str(), m.reason))
-            .collect();
-        assert_eq!(
-            reasons,
-            [
-                ("web-3", Absence::GoneFromProvider.describe()),
-                ("web-4", Absence::NotFound.describe())
-            ]
-        );
+        let reasons: Vec<_> = report.missing_resources.iter().map(|m| (m.provisioned.as_str(), m.reason)).collect();
+        assert_eq!(reasons, [("web-3", Absence::GoneFromProvider.describe()), ("web-4", Absence::NotFound.describe())]);
         assert!(!report.is_in_sync());
     }
 
@@ -355,16 +290,9 @@ spec: {resourceRef: {name: nowhere}, desired: {region: x}}
         let table = render_table(&check(&p, &r));
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("NAMESPACE"));
-        assert!(
-            lines[1].contains("size_slug")
-                && lines[1].contains("s-1vcpu-1gb")
-                && lines[1].contains("s-2vcpu-4gb")
-        );
+        assert!(lines[1].contains("size_slug") && lines[1].contains("s-1vcpu-1gb") && lines[1].contains("s-2vcpu-4gb"));
         assert!(lines[2].contains("web-3") && lines[2].contains("<resource missing>"));
-        assert_eq!(
-            lines[4],
-            "checked 4 provisioned: 1 in sync, 1 drifted field, 2 missing resources"
-        );
+        assert_eq!(lines[4], "checked 4 provisioned: 1 in sync, 1 drifted field, 2 missing resources");
     }
 
     #[test]

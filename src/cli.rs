@@ -10,11 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "arcadia-drift",
-    version,
-    about = "Drift detection for cloud infrastructure, inside Kubernetes"
-)]
+#[command(name = "arcadia-drift", version, about = "Drift detection for cloud infrastructure, inside Kubernetes")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -82,12 +78,7 @@ pub struct RunArgs {
     pub identity: Option<String>,
     /// A DigitalOcean API token (read scopes); when set, `run` also syncs the
     /// DigitalOcean inventory into CloudResource objects.
-    #[arg(
-        long = "digitalocean-token",
-        env = "DIGITALOCEAN_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
+    #[arg(long = "digitalocean-token", env = "DIGITALOCEAN_TOKEN", hide_env_values = true, hide = true)]
     pub digitalocean_token: Option<String>,
     /// Base URL of the DigitalOcean API.
     #[arg(long, default_value = crate::inventory::digitalocean::client::DEFAULT_API_URL)]
@@ -115,22 +106,16 @@ pub struct RunArgs {
 /// Parses `90s`, `5m`, `1h`, `250ms` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 1h"))?;
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 1h"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
-            ));
+            return Err(format!("unknown unit {unit:?} in {text:?}: use ms, s, m or h"));
         }
     };
     if seconds <= 0.0 || !seconds.is_finite() {
@@ -182,36 +167,25 @@ fn run(cli: Cli) -> Result<u8, String> {
                 identity,
                 digitalocean,
             };
-            let runtime = tokio::runtime::Runtime::new()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime
-                .block_on(crate::controller::run(config))
-                .map_err(|e| e.to_string())?;
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            runtime.block_on(crate::controller::run(config)).map_err(|e| e.to_string())?;
             Ok(EXIT_IN_SYNC)
         }
         Command::Crds => {
-            let yaml =
-                crate::api::crds_yaml().map_err(|e| format!("cannot render the CRDs: {e}"))?;
+            let yaml = crate::api::crds_yaml().map_err(|e| format!("cannot render the CRDs: {e}"))?;
             print_out(&yaml)?;
             Ok(EXIT_IN_SYNC)
         }
         Command::Check(args) => {
-            let report = check::check_files(&args.provisioned, &args.inventory)
-                .map_err(|e| e.to_string())?;
+            let report = check::check_files(&args.provisioned, &args.inventory).map_err(|e| e.to_string())?;
             let text = match args.output {
                 Output::Table => check::render_table(&report),
                 Output::Json => {
-                    serde_json::to_string_pretty(&report)
-                        .map_err(|e| format!("cannot render the report: {e}"))?
-                        + "\n"
+                    serde_json::to_string_pretty(&report).map_err(|e| format!("cannot render the report: {e}"))? + "\n"
                 }
             };
             print_out(&text)?;
-            Ok(if report.is_in_sync() {
-                EXIT_IN_SYNC
-            } else {
-                EXIT_DRIFT
-            })
+            Ok(if report.is_in_sync() { EXIT_IN_SYNC } else { EXIT_DRIFT })
         }
     }
 }
@@ -220,23 +194,14 @@ fn run(cli: Cli) -> Result<u8, String> {
 fn print_out(text: &str) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("cannot write the output: {e}"))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
         _ => Ok(()),
     }
 }
 
-fn digitalocean_config(
-    args: &RunArgs,
-) -> Result<Option<crate::controller::DigitalOceanConfig>, String> {
+fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::controller::DigitalOceanConfig>, String> {
     use crate::inventory::digitalocean::{DoType, client};
-    let Some(token) = args
-        .digitalocean_token
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    else {
+    let Some(token) = args.digitalocean_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
     let types = args
@@ -245,15 +210,11 @@ fn digitalocean_config(
         .map(|w| {
             DoType::parse(w.trim()).ok_or_else(|| {
                 let known: Vec<_> = DoType::ALL.iter().map(|t| t.word()).collect();
-                format!(
-                    "--digitalocean-types: unknown type {w:?}; known: {}",
-                    known.join(", ")
-                )
+                format!("--digitalocean-types: unknown type {w:?}; known: {}", known.join(", "))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut config =
-        client::ClientConfig::new(&args.digitalocean_api_url, client::Token::new(token));
+    let mut config = client::ClientConfig::new(&args.digitalocean_api_url, client::Token::new(token));
     config.requests_per_second = f64::from(args.digitalocean_requests_per_hour.max(1)) / 3600.0;
     let refresh_after = args.max_inventory_age / 2;
     if args.inventory_sync_interval >= refresh_after {
@@ -276,25 +237,12 @@ fn digitalocean_config(
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    format!(
-        "{}-{}",
-        if host.is_empty() {
-            "arcadia-drift"
-        } else {
-            &host
-        },
-        std::process::id()
-    )
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    format!("{}-{}", if host.is_empty() { "arcadia-drift" } else { &host }, std::process::id())
 }
 
 #[cfg(test)]

@@ -18,59 +18,32 @@ pub enum Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{path}: cannot read the file: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: not valid YAML: {message}")]
     Yaml { path: String, message: String },
-    #[error(
-        "{path}: document {doc}: expected a Kubernetes object (a mapping with apiVersion and kind), found {found}"
-    )]
-    NotAnObject {
-        path: String,
-        doc: usize,
-        found: &'static str,
-    },
+    #[error("{path}: document {doc}: expected a Kubernetes object (a mapping with apiVersion and kind), found {found}")]
+    NotAnObject { path: String, doc: usize, found: &'static str },
     #[error(
         "{path}: document {doc}: unsupported kind {kind:?} of apiVersion {api_version:?}; expected CloudProvisioned or CloudResource of {GROUP}/{VERSION}"
     )]
-    UnknownKind {
-        path: String,
-        doc: usize,
-        api_version: String,
-        kind: String,
-    },
+    UnknownKind { path: String, doc: usize, api_version: String, kind: String },
     #[error("{path}: document {doc}: {kind} {name:?}: {message}")]
-    Invalid {
-        path: String,
-        doc: usize,
-        kind: String,
-        name: String,
-        message: String,
-    },
+    Invalid { path: String, doc: usize, kind: String, name: String, message: String },
 }
 
 /// Reads every CloudProvisioned and CloudResource in a file. `List` documents
 /// (as `kubectl get -o yaml` prints them) are flattened; empty documents are skipped.
 pub fn read_file(path: &Path) -> Result<Vec<Manifest>, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?;
     parse(&text, &path.display().to_string())
 }
 
 /// Parses manifests from text; `origin` names the source in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Manifest>, ManifestError> {
     let options = serde_saphyr::options! { with_snippet: false };
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
-            ManifestError::Yaml {
-                path: origin.to_owned(),
-                message: one_line(&e.to_string()),
-            }
-        })?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| ManifestError::Yaml { path: origin.to_owned(), message: one_line(&e.to_string()) })?;
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let doc_no = i + 1;
@@ -78,11 +51,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Manifest>, ManifestError> {
             Value::Null => continue,
             Value::Object(_) => {}
             other => {
-                return Err(ManifestError::NotAnObject {
-                    path: origin.into(),
-                    doc: doc_no,
-                    found: json_type(&other),
-                });
+                return Err(ManifestError::NotAnObject { path: origin.into(), doc: doc_no, found: json_type(&other) });
             }
         }
         if is_list(&doc) {
@@ -114,24 +83,11 @@ fn is_list(doc: &Value) -> bool {
 
 fn object(doc: Value, origin: &str, doc_no: usize) -> Result<Manifest, ManifestError> {
     if !doc.is_object() {
-        return Err(ManifestError::NotAnObject {
-            path: origin.into(),
-            doc: doc_no,
-            found: json_type(&doc),
-        });
+        return Err(ManifestError::NotAnObject { path: origin.into(), doc: doc_no, found: json_type(&doc) });
     }
-    let text = |key: &str| {
-        doc.get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |key: &str| doc.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
     let (api_version, kind) = (text("apiVersion"), text("kind"));
-    let name = doc
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let invalid = |message: String| ManifestError::Invalid {
         path: origin.into(),
         doc: doc_no,
@@ -140,23 +96,13 @@ fn object(doc: Value, origin: &str, doc_no: usize) -> Result<Manifest, ManifestE
         message,
     };
     if api_version != format!("{GROUP}/{VERSION}") {
-        return Err(ManifestError::UnknownKind {
-            path: origin.into(),
-            doc: doc_no,
-            api_version,
-            kind,
-        });
+        return Err(ManifestError::UnknownKind { path: origin.into(), doc: doc_no, api_version, kind });
     }
     let manifest = match kind.as_str() {
         "CloudProvisioned" => serde_json::from_value(doc.clone()).map(Manifest::Provisioned),
         "CloudResource" => serde_json::from_value(doc.clone()).map(Manifest::Resource),
         _ => {
-            return Err(ManifestError::UnknownKind {
-                path: origin.into(),
-                doc: doc_no,
-                api_version,
-                kind,
-            });
+            return Err(ManifestError::UnknownKind { path: origin.into(), doc: doc_no, api_version, kind });
         }
     }
     .map_err(|e| invalid(e.to_string()))?;
@@ -245,9 +191,7 @@ items:
         let text = "apiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata: {name: web-1}\nspec: {desired: {a: 1}}\n";
         let err = parse(text, "p.yaml").unwrap_err().to_string();
         assert!(
-            err.starts_with(
-                "p.yaml: document 1: CloudProvisioned \"web-1\": missing field `resourceRef`"
-            ),
+            err.starts_with("p.yaml: document 1: CloudProvisioned \"web-1\": missing field `resourceRef`"),
             "{err}"
         );
     }

@@ -25,11 +25,7 @@ impl Bucket {
     pub fn new(per_second: f64, burst: f64) -> Self {
         let per_second = per_second.max(0.001);
         let burst = burst.max(1.0);
-        Self {
-            per_second,
-            burst,
-            state: Mutex::new((burst, Instant::now())),
-        }
+        Self { per_second, burst, state: Mutex::new((burst, Instant::now())) }
     }
 
     /// Takes one token and says how long to wait for it.
@@ -37,14 +33,9 @@ impl Bucket {
         let mut state = self.state.lock().expect("rate limiter lock poisoned");
         let now = Instant::now();
         let (tokens, at) = *state;
-        let tokens =
-            (tokens + now.duration_since(at).as_secs_f64() * self.per_second).min(self.burst) - 1.0;
+        let tokens = (tokens + now.duration_since(at).as_secs_f64() * self.per_second).min(self.burst) - 1.0;
         *state = (tokens, now);
-        if tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-tokens / self.per_second)
-        }
+        if tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-tokens / self.per_second) }
     }
 }
 
@@ -52,23 +43,14 @@ impl RateLimitLayer {
     pub fn new(per_second: f32, burst: u32) -> Self {
         let per_second = f64::from(per_second).max(0.001);
         let burst = f64::from(burst.max(1));
-        Self {
-            bucket: Arc::new(Bucket {
-                per_second,
-                burst,
-                state: Mutex::new((burst, Instant::now())),
-            }),
-        }
+        Self { bucket: Arc::new(Bucket { per_second, burst, state: Mutex::new((burst, Instant::now())) }) }
     }
 }
 
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimited {
-            inner,
-            bucket: self.bucket.clone(),
-        }
+        RateLimited { inner, bucket: self.bucket.clone() }
     }
 }
 
@@ -112,13 +94,7 @@ mod tests {
         let layer = RateLimitLayer::new(10.0, 3);
         let waits: Vec<Duration> = (0..5).map(|_| layer.bucket.reserve()).collect();
         assert!(waits[..3].iter().all(|w| w.is_zero()), "{waits:?}");
-        assert!(
-            waits[3] > Duration::from_millis(80) && waits[3] <= Duration::from_millis(100),
-            "{waits:?}"
-        );
-        assert!(
-            waits[4] > Duration::from_millis(180) && waits[4] <= Duration::from_millis(200),
-            "{waits:?}"
-        );
+        assert!(waits[3] > Duration::from_millis(80) && waits[3] <= Duration::from_millis(100), "{waits:?}");
+        assert!(waits[4] > Duration::from_millis(180) && waits[4] <= Duration::from_millis(200), "{waits:?}");
     }
 }

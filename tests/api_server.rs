@@ -4,9 +4,8 @@
 mod common;
 
 use arcadia_drift::api::{
-    CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus,
-    Drift, DriftPhase, DriftSpec, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED,
-    ProvisionedRef, ResourceRef, now,
+    CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase,
+    DriftSpec, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED, ProvisionedRef, ResourceRef, now,
 };
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -22,26 +21,12 @@ async fn cloud_resource_status_is_written_through_the_status_subresource() {
     let name = format!("digitalocean-droplet-{}", common::unique_suffix());
     let mut res = CloudResource::new(
         &name,
-        CloudResourceSpec {
-            provider: "digitalocean".into(),
-            type_: "droplet".into(),
-            id: "42".into(),
-        },
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "42".into() },
     );
-    res.status = Some(CloudResourceStatus {
-        size_slug: Some("ignored-on-create".into()),
-        ..Default::default()
-    });
-    let created = api
-        .create(&PostParams::default(), &res)
-        .await
-        .expect("create CloudResource");
+    res.status = Some(CloudResourceStatus { size_slug: Some("ignored-on-create".into()), ..Default::default() });
+    let created = api.create(&PostParams::default(), &res).await.expect("create CloudResource");
     assert!(
-        created
-            .status
-            .as_ref()
-            .and_then(|s| s.size_slug.as_ref())
-            .is_none(),
+        created.status.as_ref().and_then(|s| s.size_slug.as_ref()).is_none(),
         "status must only be written through /status"
     );
 
@@ -51,34 +36,18 @@ async fn cloud_resource_status_is_written_through_the_status_subresource() {
         status: Some("active".into()),
         size_slug: Some("s-2vcpu-4gb".into()),
         tags: Some(vec!["web".into(), "prod".into()]),
-        attrs: Some(desired(
-            json!({"vcpus": 2, "image": "ubuntu-24-04-x64", "nested": {"a": [1, null, "x"]}}),
-        )),
+        attrs: Some(desired(json!({"vcpus": 2, "image": "ubuntu-24-04-x64", "nested": {"a": [1, null, "x"]}}))),
         missing: false,
         synced_time: Some(now()),
     };
-    let patch =
-        json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .expect("status apply");
+    let patch = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&patch)).await.expect("status apply");
     let got = api.get(&name).await.expect("get CloudResource");
-    assert_eq!(
-        got.status,
-        Some(status),
-        "free-form attrs must survive the API server unpruned"
-    );
+    assert_eq!(got.status, Some(status), "free-form attrs must survive the API server unpruned");
 
     let mut changed = got.clone();
     changed.spec.id = "43".into();
-    let err = api
-        .replace(&name, &PostParams::default(), &changed)
-        .await
-        .expect_err("spec is immutable");
+    let err = api.replace(&name, &PostParams::default(), &changed).await.expect_err("spec is immutable");
     assert_invalid(err, "spec is immutable");
 }
 
@@ -93,16 +62,11 @@ async fn cloud_provisioned_round_trips_any_json_in_desired() {
     let p = CloudProvisioned::new(
         "web-1",
         CloudProvisionedSpec {
-            resource_ref: ResourceRef {
-                name: "digitalocean-droplet-1".into(),
-            },
+            resource_ref: ResourceRef { name: "digitalocean-droplet-1".into() },
             desired: want.clone(),
         },
     );
-    let created = api
-        .create(&PostParams::default(), &p)
-        .await
-        .expect("create CloudProvisioned");
+    let created = api.create(&PostParams::default(), &p).await.expect("create CloudProvisioned");
     assert_eq!(created.spec.desired, want);
     assert_eq!(created.metadata.generation, Some(1));
 }
@@ -114,22 +78,11 @@ async fn malformed_cloud_provisioned_is_rejected_with_a_readable_message() {
     let api: Api<CloudProvisioned> = Api::namespaced(client, &ns);
     let empty = CloudProvisioned::new(
         "empty",
-        CloudProvisionedSpec {
-            resource_ref: ResourceRef {
-                name: String::new(),
-            },
-            desired: Default::default(),
-        },
+        CloudProvisionedSpec { resource_ref: ResourceRef { name: String::new() }, desired: Default::default() },
     );
-    let err = api
-        .create(&PostParams::default(), &empty)
-        .await
-        .expect_err("empty spec must be rejected");
+    let err = api.create(&PostParams::default(), &empty).await.expect_err("empty spec must be rejected");
     let message = assert_invalid(err, "resourceRef.name must name a CloudResource");
-    assert!(
-        message.contains("spec.desired"),
-        "the empty desired map is named too: {message}"
-    );
+    assert!(message.contains("spec.desired"), "the empty desired map is named too: {message}");
 
     // A wrongly typed field, as a hand-written manifest could have it.
     let raw = json!({
@@ -137,20 +90,11 @@ async fn malformed_cloud_provisioned_is_rejected_with_a_readable_message() {
         "metadata": {"name": "typed"},
         "spec": {"resourceRef": {"name": "r"}, "desired": "size_slug=s-1"}
     });
-    let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        api.clone().into_client(),
-        &ns,
-        &kube::api::ApiResource::erase::<CloudProvisioned>(&()),
-    );
+    let dynamic: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(api.clone().into_client(), &ns, &kube::api::ApiResource::erase::<CloudProvisioned>(&()));
     let obj: kube::api::DynamicObject = serde_json::from_value(raw).unwrap();
-    let err = dynamic
-        .create(&PostParams::default(), &obj)
-        .await
-        .expect_err("a string desired must be rejected");
-    assert_invalid(
-        err,
-        "spec.desired: Invalid value: \"string\": spec.desired in body must be of type object",
-    );
+    let err = dynamic.create(&PostParams::default(), &obj).await.expect_err("a string desired must be rejected");
+    assert_invalid(err, "spec.desired: Invalid value: \"string\": spec.desired in body must be of type object");
 }
 
 #[tokio::test]
@@ -158,32 +102,21 @@ async fn kubectl_shows_drift_columns_and_filters_by_phase() {
     let client = common::client().await;
     let ns = common::namespace(&client, "api-drift").await;
     let api: Api<Drift> = Api::namespaced(client, &ns);
-    for (name, field, phase) in [
-        ("web-1-size-slug", "size_slug", DriftPhase::Open),
-        ("web-1-tags", "tags", DriftPhase::Stale),
-    ] {
+    for (name, field, phase) in
+        [("web-1-size-slug", "size_slug", DriftPhase::Open), ("web-1-tags", "tags", DriftPhase::Stale)]
+    {
         let mut d = Drift::new(
             name,
             DriftSpec {
-                provisioned_ref: ProvisionedRef {
-                    name: "web-1".into(),
-                },
-                resource_ref: ResourceRef {
-                    name: "digitalocean-droplet-1".into(),
-                },
+                provisioned_ref: ProvisionedRef { name: "web-1".into() },
+                resource_ref: ResourceRef { name: "digitalocean-droplet-1".into() },
                 field: field.into(),
             },
         );
         d.metadata.labels = Some(
-            [
-                (LABEL_PROVISIONED.to_string(), "web-1".to_string()),
-                (LABEL_PHASE.to_string(), phase.to_string()),
-            ]
-            .into(),
+            [(LABEL_PROVISIONED.to_string(), "web-1".to_string()), (LABEL_PHASE.to_string(), phase.to_string())].into(),
         );
-        api.create(&PostParams::default(), &d)
-            .await
-            .expect("create Drift");
+        api.create(&PostParams::default(), &d).await.expect("create Drift");
         let status = DriftStatus {
             phase,
             expected: json!("s-1vcpu-1gb"),
@@ -204,54 +137,21 @@ async fn kubectl_shows_drift_columns_and_filters_by_phase() {
 
     let table = common::kubectl_ok(&["get", "drift", "-n", &ns]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(
-        header,
-        ["NAME", "FIELD", "EXPECTED", "ACTUAL", "PHASE", "AGE"],
-        "{table}"
-    );
+    assert_eq!(header, ["NAME", "FIELD", "EXPECTED", "ACTUAL", "PHASE", "AGE"], "{table}");
     assert!(
-        table
-            .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..5]
-                == [
-                    "web-1-size-slug",
-                    "size_slug",
-                    "s-1vcpu-1gb",
-                    "s-2vcpu-4gb",
-                    "Open"
-                ]),
+        table.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..5]
+            == ["web-1-size-slug", "size_slug", "s-1vcpu-1gb", "s-2vcpu-4gb", "Open"]),
         "{table}"
     );
 
-    let open = common::kubectl_ok(&[
-        "get",
-        "drift",
-        "-n",
-        &ns,
-        "--field-selector",
-        "status.phase=Open",
-        "-o",
-        "name",
-    ]);
+    let open = common::kubectl_ok(&["get", "drift", "-n", &ns, "--field-selector", "status.phase=Open", "-o", "name"]);
     assert_eq!(open.trim(), "drift.arcadia.cloud/web-1-size-slug");
-    let stale = common::kubectl_ok(&[
-        "get",
-        "dft",
-        "-n",
-        &ns,
-        "-l",
-        "arcadia.cloud/phase=Stale",
-        "-o",
-        "name",
-    ]);
+    let stale = common::kubectl_ok(&["get", "dft", "-n", &ns, "-l", "arcadia.cloud/phase=Stale", "-o", "name"]);
     assert_eq!(stale.trim(), "drift.arcadia.cloud/web-1-tags");
 
     let mut changed = api.get("web-1-tags").await.unwrap();
     changed.spec.field = "region".into();
-    let err = api
-        .replace("web-1-tags", &PostParams::default(), &changed)
-        .await
-        .expect_err("Drift spec is immutable");
+    let err = api.replace("web-1-tags", &PostParams::default(), &changed).await.expect_err("Drift spec is immutable");
     assert_invalid(err, "spec is immutable");
 }
 
@@ -260,26 +160,10 @@ async fn printer_columns_of_provisioned_and_resources() {
     let _client = common::client().await;
     let cprov = common::kubectl_ok(&["get", "cprov", "-A"]);
     let header: Vec<&str> = cprov.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(
-        header,
-        [
-            "NAMESPACE",
-            "NAME",
-            "RESOURCE",
-            "IN-SYNC",
-            "DRIFTS",
-            "GENERATION",
-            "AGE"
-        ]
-    );
+    assert_eq!(header, ["NAMESPACE", "NAME", "RESOURCE", "IN-SYNC", "DRIFTS", "GENERATION", "AGE"]);
     let cres = common::kubectl_ok(&["get", "cres"]);
     let header: Vec<&str> = cres.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(
-        header,
-        [
-            "NAME", "PROVIDER", "TYPE", "ID", "REGION", "STATUS", "SIZE", "SYNCED", "AGE"
-        ]
-    );
+    assert_eq!(header, ["NAME", "PROVIDER", "TYPE", "ID", "REGION", "STATUS", "SIZE", "SYNCED", "AGE"]);
 }
 
 /// Asserts a 422 Invalid whose message contains `needle`; returns the message.
@@ -287,11 +171,7 @@ fn assert_invalid(err: kube::Error, needle: &str) -> String {
     match err {
         kube::Error::Api(status) => {
             assert_eq!(status.code, 422, "expected 422 Invalid, got {status:?}");
-            assert!(
-                status.message.contains(needle),
-                "expected {needle:?} in {:?}",
-                status.message
-            );
+            assert!(status.message.contains(needle), "expected {needle:?} in {:?}", status.message);
             status.message.clone()
         }
         other => panic!("expected an API error, got {other}"),

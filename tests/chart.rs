@@ -6,8 +6,8 @@
 mod common;
 
 use arcadia_drift::api::{
-    ANNOTATION_ACCEPT, CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec,
-    CloudResourceStatus, Drift, DriftPhase, ResourceRef, now,
+    ANNOTATION_ACCEPT, CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus,
+    Drift, DriftPhase, ResourceRef, now,
 };
 use common::controller::ControllerProcess;
 use kube::ResourceExt;
@@ -42,23 +42,10 @@ fn helm_ok(args: &[&str]) -> String {
 fn kubectl_stdin(args: &[&str], input: &str, kubeconfig: Option<&PathBuf>) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(common::repo_root().join("scripts/kubectl"));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.env(
-        "KUBECONFIG",
-        kubeconfig
-            .map(|p| p.as_path())
-            .unwrap_or(common::kubeconfig()),
-    );
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env("KUBECONFIG", kubeconfig.map(|p| p.as_path()).unwrap_or(common::kubeconfig()));
     let mut child = cmd.spawn().expect("cannot run scripts/kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -85,13 +72,7 @@ fn chart_crds_equal_the_generated_crds() {
 #[test]
 fn lint_and_render_with_default_and_other_values() {
     helm_ok(&["lint", "--strict", CHART]);
-    helm_ok(&[
-        "lint",
-        "--strict",
-        CHART,
-        "-f",
-        "charts/arcadia-drift/ci/all-features-values.yaml",
-    ]);
+    helm_ok(&["lint", "--strict", CHART, "-f", "charts/arcadia-drift/ci/all-features-values.yaml"]);
 
     let default = helm_ok(&["template", "drift", CHART, "--namespace", "arcadia-system"]);
     for kind in [
@@ -109,9 +90,7 @@ fn lint_and_render_with_default_and_other_values() {
     }
     assert!(!default.contains("kind: ServiceMonitor") && !default.contains("kind: NetworkPolicy"));
     assert!(default.contains("replicas: 2") && default.contains("--leader-election=true"));
-    assert!(
-        default.contains("readOnlyRootFilesystem: true") && default.contains("runAsNonRoot: true")
-    );
+    assert!(default.contains("readOnlyRootFilesystem: true") && default.contains("runAsNonRoot: true"));
     assert!(default.contains("drop: [ALL]") && default.contains("type: RuntimeDefault"));
     assert!(!default.contains("DIGITALOCEAN_TOKEN"));
 
@@ -144,21 +123,9 @@ fn a_typo_in_values_fails_at_install_time() {
     let out = helm(&["template", "drift", CHART, "--set", "replica=3"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("additional properties 'replica' not allowed"),
-        "{err}"
-    );
-    let out = helm(&[
-        "template",
-        "drift",
-        CHART,
-        "--set",
-        "digitalocean.types={droplets}",
-    ]);
-    assert!(
-        !out.status.success(),
-        "an unknown resource type is rejected"
-    );
+    assert!(err.contains("additional properties 'replica' not allowed"), "{err}");
+    let out = helm(&["template", "drift", CHART, "--set", "digitalocean.types={droplets}"]);
+    assert!(!out.status.success(), "an unknown resource type is rejected");
 }
 
 #[tokio::test]
@@ -166,24 +133,15 @@ async fn everything_rendered_passes_a_server_side_dry_run() {
     let client = common::client().await;
     let ns = common::namespace(&client, "chart-dry-run").await;
     let team = common::namespace(&client, "chart-team").await;
-    for (label, extra) in [
-        ("default", vec![]),
-        (
-            "non-default",
-            vec!["-f", "charts/arcadia-drift/ci/all-features-values.yaml"],
-        ),
-    ] {
+    for (label, extra) in
+        [("default", vec![]), ("non-default", vec!["-f", "charts/arcadia-drift/ci/all-features-values.yaml"])]
+    {
         let watch = format!("watchNamespace={team}");
         let mut args = vec!["template", "dry", CHART, "--namespace", &ns];
         args.extend(extra.iter().copied());
         if label == "non-default" {
             // The cluster has no Prometheus Operator CRDs; the ServiceMonitor is checked by `template` above.
-            args.extend([
-                "--set",
-                "metrics.serviceMonitor.enabled=false",
-                "--set",
-                &watch,
-            ]);
+            args.extend(["--set", "metrics.serviceMonitor.enabled=false", "--set", &watch]);
         }
         let rendered = helm_ok(&args);
         let out = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered, None);
@@ -209,9 +167,7 @@ async fn least_privilege_rbac_and_the_accept_policy() {
         "--set",
         &format!("watchNamespace={team}"),
         "--set",
-        &format!(
-            "acceptPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={team}"
-        ),
+        &format!("acceptPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={team}"),
     ]);
     let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], &rendered, None);
     assert_ok(&out, "applying the rendered chart");
@@ -231,10 +187,7 @@ async fn least_privilege_rbac_and_the_accept_policy() {
         ("patch", "drifts.arcadia.cloud/status"),
         ("create", "events.events.k8s.io"),
     ] {
-        assert!(
-            can(verb, resource, &team),
-            "the controller needs {verb} {resource}"
-        );
+        assert!(can(verb, resource, &team), "the controller needs {verb} {resource}");
     }
     for (verb, resource, ns) in [
         ("delete", "drifts.arcadia.cloud", team.as_str()),
@@ -248,53 +201,36 @@ async fn least_privilege_rbac_and_the_accept_policy() {
         ("list", "namespaces", system.as_str()),
         ("delete", "leases.coordination.k8s.io", system.as_str()),
     ] {
-        assert!(
-            !can(verb, resource, ns),
-            "the controller must not {verb} {resource} in {ns}"
-        );
+        assert!(!can(verb, resource, ns), "the controller must not {verb} {resource} in {ns}");
     }
 
     // A token for the ServiceAccount, from the TokenRequest API, in a kubeconfig of its own.
-    let token = common::kubectl_ok(&[
-        "create",
-        "token",
-        &fullname,
-        "-n",
-        &system,
-        "--duration",
-        "1h",
-    ]);
+    let token = common::kubectl_ok(&["create", "token", &fullname, "-n", &system, "--duration", "1h"]);
     let admin = std::fs::read_to_string(common::kubeconfig()).unwrap();
     let sa_kubeconfig = std::env::temp_dir().join(format!("{release}.kubeconfig"));
-    let as_sa: String = admin
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("token:") {
-                format!("    token: {}", token.trim())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let as_sa: String =
+        admin
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("token:") {
+                    format!("    token: {}", token.trim())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
     std::fs::write(&sa_kubeconfig, as_sa).unwrap();
 
     // The controller, as that ServiceAccount, does its whole job in its namespace.
     let resource = format!("digitalocean-droplet-{}", common::unique_suffix());
-    let spec = CloudResourceSpec {
-        provider: "digitalocean".into(),
-        type_: "droplet".into(),
-        id: "1".into(),
-    };
+    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() };
     Api::<CloudResource>::all(client.clone())
         .create(&PostParams::default(), &CloudResource::new(&resource, spec))
         .await
         .unwrap();
-    let status = CloudResourceStatus {
-        size_slug: Some("s-2vcpu-4gb".into()),
-        synced_time: Some(now()),
-        ..Default::default()
-    };
+    let status =
+        CloudResourceStatus { size_slug: Some("s-2vcpu-4gb".into()), synced_time: Some(now()), ..Default::default() };
     Api::<CloudResource>::all(client.clone())
         .patch_status(
             &resource,
@@ -304,44 +240,29 @@ async fn least_privilege_rbac_and_the_accept_policy() {
         .await
         .unwrap();
     let spec = CloudProvisionedSpec {
-        resource_ref: ResourceRef {
-            name: resource.clone(),
-        },
-        desired: json!({"size_slug": "s-1vcpu-1gb"})
-            .as_object()
-            .cloned()
-            .unwrap(),
+        resource_ref: ResourceRef { name: resource.clone() },
+        desired: json!({"size_slug": "s-1vcpu-1gb"}).as_object().cloned().unwrap(),
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), &team)
-        .create(
-            &PostParams::default(),
-            &CloudProvisioned::new("web-1", spec),
-        )
+        .create(&PostParams::default(), &CloudProvisioned::new("web-1", spec))
         .await
         .unwrap();
     let controller = ControllerProcess::start_with_env(
         &team,
         &["--lease-name", &fullname],
-        &[
-            ("KUBECONFIG", sa_kubeconfig.to_str().unwrap()),
-            ("POD_NAMESPACE", &system),
-        ],
+        &[("KUBECONFIG", sa_kubeconfig.to_str().unwrap()), ("POD_NAMESPACE", &system)],
     );
     let drifts: Api<Drift> = Api::namespaced(client.clone(), &team);
-    let drift = common::eventually(
-        Duration::from_secs(30),
-        "a drift written by the ServiceAccount",
-        || async { drifts.list(&ListParams::default()).await.ok()?.items.pop() },
-    )
+    let drift = common::eventually(Duration::from_secs(30), "a drift written by the ServiceAccount", || async {
+        drifts.list(&ListParams::default()).await.ok()?.items.pop()
+    })
     .await;
     let name = drift.name_any();
 
     // The admission policy, with impersonated people bound to the chart's user roles.
-    for (user, role) in [
-        ("alice", "arcadia-drift-admin"),
-        ("mallory", "arcadia-drift-admin"),
-        ("carol", "arcadia-drift-viewer"),
-    ] {
+    for (user, role) in
+        [("alice", "arcadia-drift-admin"), ("mallory", "arcadia-drift-admin"), ("carol", "arcadia-drift-viewer")]
+    {
         common::kubectl_ok(&[
             "create",
             "rolebinding",
@@ -355,16 +276,7 @@ async fn least_privilege_rbac_and_the_accept_policy() {
         ]);
     }
     let annotate = |user: &str, groups: &[&str], by: &str| {
-        let mut args = vec![
-            "annotate",
-            "drift",
-            name.as_str(),
-            "-n",
-            team.as_str(),
-            "--overwrite",
-            "--as",
-            user,
-        ];
+        let mut args = vec!["annotate", "drift", name.as_str(), "-n", team.as_str(), "--overwrite", "--as", user];
         for g in groups {
             args.extend(["--as-group", g]);
         }
@@ -373,53 +285,33 @@ async fn least_privilege_rbac_and_the_accept_policy() {
         args.push(&accept);
         args.push(&accepted_by);
         let out = common::kubectl(&args);
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let (ok, err) = annotate("mallory", &[], "mallory");
     assert!(!ok, "a non-member cannot accept");
-    assert!(err.contains("only members of the group arcadia:platform-admins may accept a drift; mallory is not one"), "{err}");
-    let (ok, err) = annotate("mallory", &["arcadia:platform-admins"], "alice");
-    assert!(!ok, "accepted-by cannot name someone else");
     assert!(
-        err.contains("arcadia.cloud/accepted-by must be your own user name (mallory), not alice"),
+        err.contains("only members of the group arcadia:platform-admins may accept a drift; mallory is not one"),
         "{err}"
     );
+    let (ok, err) = annotate("mallory", &["arcadia:platform-admins"], "alice");
+    assert!(!ok, "accepted-by cannot name someone else");
+    assert!(err.contains("arcadia.cloud/accepted-by must be your own user name (mallory), not alice"), "{err}");
     let (ok, err) = annotate("carol", &["arcadia:platform-admins"], "carol");
-    assert!(
-        !ok && err.contains("forbidden"),
-        "a viewer cannot patch drifts: {err}"
-    );
+    assert!(!ok && err.contains("forbidden"), "a viewer cannot patch drifts: {err}");
     let (ok, err) = annotate("alice", &["arcadia:platform-admins"], "alice");
     assert!(ok, "an admin accepts: {err}");
 
     // The controller, still as its ServiceAccount, completes the accept and removes the annotation.
     let accepted = common::eventually(Duration::from_secs(30), "the accept completed", || async {
         let d = drifts.get(&name).await.ok()?;
-        (d.status.as_ref()?.phase == DriftPhase::Accepted
-            && !d.annotations().contains_key(ANNOTATION_ACCEPT))
-        .then_some(d)
+        (d.status.as_ref()?.phase == DriftPhase::Accepted && !d.annotations().contains_key(ANNOTATION_ACCEPT))
+            .then_some(d)
     })
     .await;
-    assert_eq!(
-        accepted.status.unwrap().resolved_by.as_deref(),
-        Some("alice")
-    );
-    let p = Api::<CloudProvisioned>::namespaced(client.clone(), &team)
-        .get("web-1")
-        .await
-        .unwrap();
+    assert_eq!(accepted.status.unwrap().resolved_by.as_deref(), Some("alice"));
+    let p = Api::<CloudProvisioned>::namespaced(client.clone(), &team).get("web-1").await.unwrap();
     assert_eq!(p.spec.desired["size_slug"], json!("s-2vcpu-4gb"));
     let log = controller.log_text();
-    assert!(
-        !log.contains("forbidden") && !log.contains("Forbidden"),
-        "no permission errors:\n{log}"
-    );
-    assert_eq!(
-        controller.metric("arcadia_drift_reconcile_errors_total"),
-        0.0,
-        "{log}"
-    );
+    assert!(!log.contains("forbidden") && !log.contains("Forbidden"), "no permission errors:\n{log}");
+    assert_eq!(controller.metric("arcadia_drift_reconcile_errors_total"), 0.0, "{log}");
 }

@@ -9,21 +9,11 @@ fn root() -> &'static Path {
 }
 
 fn arcadia(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_arcadia-drift"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_arcadia-drift")).args(args).current_dir(root()).output().unwrap()
 }
 
 fn check(provisioned: &str, inventory: &str, extra: &[&str]) -> (i32, String, String) {
-    let mut args = vec![
-        "check",
-        "--provisioned",
-        provisioned,
-        "--inventory",
-        inventory,
-    ];
+    let mut args = vec!["check", "--provisioned", provisioned, "--inventory", inventory];
     args.extend_from_slice(extra);
     let out = arcadia(&args);
     (
@@ -45,49 +35,19 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
 fn examples_show_a_drifted_size_slug_next_to_an_in_sync_region() {
     let (code, out, err) = check("examples/provisioned.yaml", "examples/inventory.yaml", &[]);
     assert_eq!(code, 1, "drift found exits 1; stderr: {err}");
-    let rows: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(
-        rows[0],
-        [
-            "NAMESPACE",
-            "PROVISIONED",
-            "RESOURCE",
-            "FIELD",
-            "EXPECTED",
-            "ACTUAL"
-        ]
-    );
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAMESPACE", "PROVISIONED", "RESOURCE", "FIELD", "EXPECTED", "ACTUAL"]);
     assert_eq!(
         rows[1],
-        [
-            "default",
-            "web-1",
-            "digitalocean-droplet-3164444",
-            "size_slug",
-            "s-1vcpu-1gb",
-            "s-2vcpu-4gb"
-        ]
+        ["default", "web-1", "digitalocean-droplet-3164444", "size_slug", "s-1vcpu-1gb", "s-2vcpu-4gb"]
     );
-    assert_eq!(
-        out.lines().last().unwrap(),
-        "checked 2 provisioned: 1 in sync, 1 drifted field, 0 missing resources"
-    );
-    assert!(
-        !out.contains("region"),
-        "region is in sync and must not be reported:\n{out}"
-    );
+    assert_eq!(out.lines().last().unwrap(), "checked 2 provisioned: 1 in sync, 1 drifted field, 0 missing resources");
+    assert!(!out.contains("region"), "region is in sync and must not be reported:\n{out}");
 }
 
 #[test]
 fn json_output_carries_values_as_json() {
-    let (code, out, _) = check(
-        "examples/provisioned.yaml",
-        "examples/inventory.yaml",
-        &["-o", "json"],
-    );
+    let (code, out, _) = check("examples/provisioned.yaml", "examples/inventory.yaml", &["-o", "json"]);
     assert_eq!(code, 1);
     let report: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(report["checked"], 2);
@@ -103,16 +63,9 @@ fn in_sync_exits_zero() {
         "in-sync.yaml",
         "apiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata: {name: web-2}\nspec:\n  resourceRef: {name: digitalocean-droplet-3164445}\n  desired: {size_slug: s-1vcpu-1gb, tags: [web, prod], vcpus: 1.0, memory: \"1024\"}\n",
     );
-    let (code, out, err) = check(
-        provisioned.to_str().unwrap(),
-        "examples/inventory.yaml",
-        &[],
-    );
+    let (code, out, err) = check(provisioned.to_str().unwrap(), "examples/inventory.yaml", &[]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(
-        out.trim(),
-        "checked 1 provisioned: 1 in sync, 0 drifted fields, 0 missing resources"
-    );
+    assert_eq!(out.trim(), "checked 1 provisioned: 1 in sync, 0 drifted fields, 0 missing resources");
 }
 
 #[test]
@@ -121,34 +74,18 @@ fn an_absent_resource_is_reported_as_missing() {
         "absent.yaml",
         "apiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata: {name: ghost, namespace: ops}\nspec:\n  resourceRef: {name: digitalocean-droplet-1}\n  desired: {size_slug: a, region: b, tags: [c]}\n",
     );
-    let (code, out, _) = check(
-        provisioned.to_str().unwrap(),
-        "examples/inventory.yaml",
-        &[],
-    );
+    let (code, out, _) = check(provisioned.to_str().unwrap(), "examples/inventory.yaml", &[]);
     assert_eq!(code, 1);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(
-        lines.len(),
-        3,
-        "one row for the missing resource, not one per field:\n{out}"
-    );
-    assert!(
-        lines[1].contains("<resource missing>")
-            && lines[1].contains("no CloudResource of that name exists")
-    );
+    assert_eq!(lines.len(), 3, "one row for the missing resource, not one per field:\n{out}");
+    assert!(lines[1].contains("<resource missing>") && lines[1].contains("no CloudResource of that name exists"));
 }
 
 #[test]
 fn errors_are_one_line_naming_the_file_and_exit_two() {
-    let malformed = temp_file(
-        "malformed.yaml",
-        "apiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nspec: [unclosed\n",
-    );
-    let unknown = temp_file(
-        "unknown.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
-    );
+    let malformed =
+        temp_file("malformed.yaml", "apiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nspec: [unclosed\n");
+    let unknown = temp_file("unknown.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
     let bad_spec = temp_file(
         "bad-spec.yaml",
         "apiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata: {name: web}\nspec: {resourceRef: {name: r}, desired: {}}\n",
@@ -160,10 +97,7 @@ fn errors_are_one_line_naming_the_file_and_exit_two() {
     let cases = [
         (malformed.clone(), "not valid YAML"),
         (unknown.clone(), "unsupported kind \"ConfigMap\""),
-        (
-            bad_spec.clone(),
-            "CloudProvisioned default/web: spec.desired must name at least one field to check",
-        ),
+        (bad_spec.clone(), "CloudProvisioned default/web: spec.desired must name at least one field to check"),
         (
             wrong_type.clone(),
             "document 1: CloudProvisioned \"web\": invalid type: string \"size_slug\", expected a map",
@@ -176,10 +110,7 @@ fn errors_are_one_line_naming_the_file_and_exit_two() {
         assert_eq!(code, 2, "{shown}: {err}");
         assert!(out.is_empty(), "nothing on stdout on error: {out}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
-        assert!(
-            err.starts_with(&format!("arcadia-drift: error: {shown}: ")),
-            "names the file: {err}"
-        );
+        assert!(err.starts_with(&format!("arcadia-drift: error: {shown}: ")), "names the file: {err}");
         assert!(err.contains(needle), "expected {needle:?} in {err}");
     }
 }
@@ -188,25 +119,14 @@ fn errors_are_one_line_naming_the_file_and_exit_two() {
 fn swapped_files_are_an_error() {
     let (code, _, err) = check("examples/inventory.yaml", "examples/provisioned.yaml", &[]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("expected only CloudProvisioned objects, found CloudResource"),
-        "{err}"
-    );
+    assert!(err.contains("expected only CloudProvisioned objects, found CloudResource"), "{err}");
 }
 
 #[test]
 fn usage_errors_exit_two() {
     let out = arcadia(&["check", "--provisioned", "examples/provisioned.yaml"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = arcadia(&[
-        "check",
-        "--provisioned",
-        "a",
-        "--inventory",
-        "b",
-        "-o",
-        "xml",
-    ]);
+    let out = arcadia(&["check", "--provisioned", "a", "--inventory", "b", "-o", "xml"]);
     assert_eq!(out.status.code(), Some(2));
 }
 

@@ -5,9 +5,8 @@
 mod common;
 
 use arcadia_drift::api::{
-    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudProvisionedSpec,
-    CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase, FIELD_MANAGER,
-    LABEL_PHASE, ResourceRef, now,
+    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudProvisionedSpec, CloudResource,
+    CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase, FIELD_MANAGER, LABEL_PHASE, ResourceRef, now,
 };
 use common::controller::ControllerProcess;
 use common::eventually;
@@ -32,12 +31,7 @@ fn live(size: &str, tags: &[&str], synced: Time) -> CloudResourceStatus {
         status: Some("active".into()),
         size_slug: Some(size.into()),
         tags: Some(tags.iter().map(|t| t.to_string()).collect()),
-        attrs: Some(
-            json!({"vcpus": 2, "image": "ubuntu-24-04-x64"})
-                .as_object()
-                .cloned()
-                .unwrap(),
-        ),
+        attrs: Some(json!({"vcpus": 2, "image": "ubuntu-24-04-x64"}).as_object().cloned().unwrap()),
         missing: false,
         synced_time: Some(synced),
     }
@@ -48,42 +42,23 @@ async fn resource(client: &Client, status: CloudResourceStatus) -> String {
     let id = common::unique_suffix();
     let name = format!("digitalocean-droplet-{id}");
     let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec {
-        provider: "digitalocean".into(),
-        type_: "droplet".into(),
-        id,
-    };
-    api.create(&PostParams::default(), &CloudResource::new(&name, spec))
-        .await
-        .expect("create CloudResource");
+    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id };
+    api.create(&PostParams::default(), &CloudResource::new(&name, spec)).await.expect("create CloudResource");
     set_live(client, &name, status).await;
     name
 }
 
 async fn set_live(client: &Client, name: &str, status: CloudResourceStatus) {
     let api: Api<CloudResource> = Api::all(client.clone());
-    let body =
-        json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
-    api.patch_status(
-        name,
-        &PatchParams::apply("test-syncer").force(),
-        &Patch::Apply(body),
-    )
-    .await
-    .expect("write CloudResource status");
+    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
+    api.patch_status(name, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body))
+        .await
+        .expect("write CloudResource status");
 }
 
-async fn provisioned(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    resource: &str,
-    desired: Value,
-) -> CloudProvisioned {
+async fn provisioned(client: &Client, ns: &str, name: &str, resource: &str, desired: Value) -> CloudProvisioned {
     let spec = CloudProvisionedSpec {
-        resource_ref: ResourceRef {
-            name: resource.into(),
-        },
+        resource_ref: ResourceRef { name: resource.into() },
         desired: desired.as_object().cloned().expect("desired is an object"),
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), ns)
@@ -93,26 +68,15 @@ async fn provisioned(
 }
 
 async fn drifts(client: &Client, ns: &str) -> Vec<Drift> {
-    Api::<Drift>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .expect("list drifts")
-        .items
+    Api::<Drift>::namespaced(client.clone(), ns).list(&ListParams::default()).await.expect("list drifts").items
 }
 
 async fn drifts_in(client: &Client, ns: &str, phase: DriftPhase) -> Vec<Drift> {
-    drifts(client, ns)
-        .await
-        .into_iter()
-        .filter(|d| d.status.as_ref().is_some_and(|s| s.phase == phase))
-        .collect()
+    drifts(client, ns).await.into_iter().filter(|d| d.status.as_ref().is_some_and(|s| s.phase == phase)).collect()
 }
 
 async fn get_provisioned(client: &Client, ns: &str, name: &str) -> CloudProvisioned {
-    Api::<CloudProvisioned>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .expect("get CloudProvisioned")
+    Api::<CloudProvisioned>::namespaced(client.clone(), ns).get(name).await.expect("get CloudProvisioned")
 }
 
 async fn events(client: &Client, ns: &str, reason: &str) -> Vec<Event> {
@@ -127,10 +91,7 @@ async fn events(client: &Client, ns: &str, reason: &str) -> Vec<Event> {
 }
 
 fn event_count(events: &[Event]) -> i32 {
-    events
-        .iter()
-        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
-        .sum()
+    events.iter().map(|e| e.series.as_ref().map_or(1, |s| s.count)).sum()
 }
 
 /// Events are published after the writes they describe: wait for `count` of them.
@@ -149,22 +110,13 @@ async fn annotate_accept(client: &Client, ns: &str, drift: &str, by: Option<&str
         annotations.insert(ANNOTATION_ACCEPTED_BY.into(), json!(by));
     }
     Api::<Drift>::namespaced(client.clone(), ns)
-        .patch(
-            drift,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
-        )
+        .patch(drift, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": annotations}})))
         .await
         .expect("annotate drift");
 }
 
 fn condition(p: &CloudProvisioned, type_: &str) -> Option<(String, String)> {
-    p.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+    p.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 /// The old design's smoke test.
@@ -173,14 +125,7 @@ async fn detect_then_accept_then_in_sync() {
     let client = common::client().await;
     let ns = common::namespace(&client, "smoke").await;
     let res = resource(&client, live("s-2vcpu-4gb", &["web"], now())).await;
-    provisioned(
-        &client,
-        &ns,
-        "web-1",
-        &res,
-        json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3"}),
-    )
-    .await;
+    provisioned(&client, &ns, "web-1", &res, json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3"})).await;
     let controller = ControllerProcess::start(&ns, &[]);
 
     let open = eventually(WAIT, "one open size_slug drift", || async {
@@ -195,84 +140,42 @@ async fn detect_then_accept_then_in_sync() {
     assert_eq!(drift.spec.field, "size_slug");
     assert_eq!(open[0].name_any(), drift.name_any());
     let status = drift.status.as_ref().unwrap();
-    assert_eq!(
-        (&status.expected, &status.actual),
-        (&json!("s-1vcpu-1gb"), &json!("s-2vcpu-4gb"))
-    );
+    assert_eq!((&status.expected, &status.actual), (&json!("s-1vcpu-1gb"), &json!("s-2vcpu-4gb")));
     assert!(status.detected_time.is_some());
-    assert_eq!(
-        drift.labels().get(LABEL_PHASE).map(String::as_str),
-        Some("Open")
-    );
+    assert_eq!(drift.labels().get(LABEL_PHASE).map(String::as_str), Some("Open"));
     let owner = &drift.owner_references()[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
-        ("CloudProvisioned", "web-1", Some(true))
-    );
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("CloudProvisioned", "web-1", Some(true)));
     let detected = await_events(&client, &ns, "DriftDetected", 1).await;
-    assert_eq!(
-        event_count(&detected),
-        1,
-        "one DriftDetected Event: {detected:?}"
-    );
-    assert_eq!(
-        detected[0]
-            .regarding
-            .as_ref()
-            .and_then(|r| r.name.as_deref()),
-        Some("web-1")
-    );
+    assert_eq!(event_count(&detected), 1, "one DriftDetected Event: {detected:?}");
+    assert_eq!(detected[0].regarding.as_ref().and_then(|r| r.name.as_deref()), Some("web-1"));
     let p = get_provisioned(&client, &ns, "web-1").await;
-    assert_eq!(
-        condition(&p, "InSync"),
-        Some(("False".into(), "Drifted".into()))
-    );
+    assert_eq!(condition(&p, "InSync"), Some(("False".into(), "Drifted".into())));
     assert_eq!(p.status.as_ref().unwrap().drifted_fields, ["size_slug"]);
 
     let drift_name = drift.name_any();
     annotate_accept(&client, &ns, &drift_name, Some("alice")).await;
     let accepted = eventually(WAIT, "the drift Accepted", || async {
-        let d = Api::<Drift>::namespaced(client.clone(), &ns)
-            .get(&drift_name)
-            .await
-            .ok()?;
-        (d.status.as_ref()?.phase == DriftPhase::Accepted
-            && !d.annotations().contains_key(ANNOTATION_ACCEPT))
-        .then_some(d)
+        let d = Api::<Drift>::namespaced(client.clone(), &ns).get(&drift_name).await.ok()?;
+        (d.status.as_ref()?.phase == DriftPhase::Accepted && !d.annotations().contains_key(ANNOTATION_ACCEPT))
+            .then_some(d)
     })
     .await;
     let status = accepted.status.unwrap();
     assert_eq!(status.resolved_by.as_deref(), Some("alice"));
     assert!(status.resolved_time.is_some());
-    assert!(
-        status
-            .message
-            .unwrap()
-            .contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git")
-    );
+    assert!(status.message.unwrap().contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git"));
     let p = eventually(WAIT, "the parent in sync at generation 2", || async {
         let p = get_provisioned(&client, &ns, "web-1").await;
-        (p.status.as_ref()?.observed_generation == Some(2) && condition(&p, "InSync")?.0 == "True")
-            .then_some(p)
+        (p.status.as_ref()?.observed_generation == Some(2) && condition(&p, "InSync")?.0 == "True").then_some(p)
     })
     .await;
     assert_eq!(p.spec.desired["size_slug"], json!("s-2vcpu-4gb"));
     assert_eq!(p.metadata.generation, Some(2));
-    let managers: Vec<_> = p
-        .managed_fields()
-        .iter()
-        .filter_map(|m| m.manager.clone())
-        .collect();
-    assert!(
-        managers.iter().any(|m| m == FIELD_MANAGER),
-        "the accept is written under our field manager: {managers:?}"
-    );
+    let managers: Vec<_> = p.managed_fields().iter().filter_map(|m| m.manager.clone()).collect();
+    assert!(managers.iter().any(|m| m == FIELD_MANAGER), "the accept is written under our field manager: {managers:?}");
     assert_eq!(p.status.unwrap().open_drifts, 0);
     assert!(drifts_in(&client, &ns, DriftPhase::Open).await.is_empty());
-    assert_eq!(
-        event_count(&await_events(&client, &ns, "DriftAccepted", 1).await),
-        1
-    );
+    assert_eq!(event_count(&await_events(&client, &ns, "DriftAccepted", 1).await), 1);
 
     // Settled: a full resync later, nothing is written.
     let writes = controller.metric("arcadia_drift_api_writes_total");
@@ -306,19 +209,10 @@ async fn moving_actual_then_fixed_elsewhere_closes_as_stale() {
     let client = common::client().await;
     let ns = common::namespace(&client, "stale").await;
     let res = resource(&client, live("s-2vcpu-4gb", &["web"], now())).await;
-    provisioned(
-        &client,
-        &ns,
-        "web-1",
-        &res,
-        json!({"size_slug": "s-1vcpu-1gb"}),
-    )
-    .await;
+    provisioned(&client, &ns, "web-1", &res, json!({"size_slug": "s-1vcpu-1gb"})).await;
     let _controller = ControllerProcess::start(&ns, &[]);
-    let first = eventually(WAIT, "an open drift", || async {
-        drifts_in(&client, &ns, DriftPhase::Open).await.pop()
-    })
-    .await;
+    let first =
+        eventually(WAIT, "an open drift", || async { drifts_in(&client, &ns, DriftPhase::Open).await.pop() }).await;
 
     let started = Instant::now();
     set_live(&client, &res, live("s-4vcpu-8gb", &["web"], now())).await;
@@ -327,15 +221,8 @@ async fn moving_actual_then_fixed_elsewhere_closes_as_stale() {
         (d.status.as_ref()?.actual == json!("s-4vcpu-8gb")).then_some(d)
     })
     .await;
-    eprintln!(
-        "latency, CloudResource status change -> Drift updated: {:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        moved.name_any(),
-        first.name_any(),
-        "the same Drift, not a second one"
-    );
+    eprintln!("latency, CloudResource status change -> Drift updated: {:?}", started.elapsed());
+    assert_eq!(moved.name_any(), first.name_any(), "the same Drift, not a second one");
 
     // Latency over more changes, watched from outside as a user would see it.
     let drift_api: Api<Drift> = Api::namespaced(client.clone(), &ns);
@@ -370,26 +257,16 @@ async fn moving_actual_then_fixed_elsewhere_closes_as_stale() {
     })
     .await;
     assert!(stale.status.as_ref().unwrap().resolved_time.is_some());
-    assert_eq!(
-        stale.labels().get(LABEL_PHASE).map(String::as_str),
-        Some("Stale")
-    );
-    assert_eq!(
-        event_count(&await_events(&client, &ns, "DriftResolved", 1).await),
-        1
-    );
+    assert_eq!(stale.labels().get(LABEL_PHASE).map(String::as_str), Some("Stale"));
+    assert_eq!(event_count(&await_events(&client, &ns, "DriftResolved", 1).await), 1);
     let p = get_provisioned(&client, &ns, "web-1").await;
-    assert_eq!(
-        condition(&p, "InSync"),
-        Some(("True".into(), "InSync".into()))
-    );
+    assert_eq!(condition(&p, "InSync"), Some(("True".into(), "InSync".into())));
 
     // Drifting again reuses the object and keeps the closed episode as history.
     set_live(&client, &res, live("s-8vcpu-16gb", &["web"], now())).await;
-    let reopened = eventually(WAIT, "the drift reopened", || async {
-        drifts_in(&client, &ns, DriftPhase::Open).await.pop()
-    })
-    .await;
+    let reopened =
+        eventually(WAIT, "the drift reopened", || async { drifts_in(&client, &ns, DriftPhase::Open).await.pop() })
+            .await;
     assert_eq!(reopened.name_any(), first.name_any());
     assert_eq!(reopened.status.unwrap().history[0].phase, DriftPhase::Stale);
 }
@@ -399,31 +276,11 @@ async fn list_order_missing_resources_and_stale_inventory() {
     let client = common::client().await;
     let ns = common::namespace(&client, "inventory").await;
     let tagged = resource(&client, live("s-1", &["web", "prod"], now())).await;
-    provisioned(
-        &client,
-        &ns,
-        "reordered",
-        &tagged,
-        json!({"tags": ["prod", "web", "prod"], "vcpus": "2"}),
-    )
-    .await;
-    provisioned(
-        &client,
-        &ns,
-        "ghost",
-        "digitalocean-droplet-does-not-exist",
-        json!({"size_slug": "a", "region": "b"}),
-    )
-    .await;
+    provisioned(&client, &ns, "reordered", &tagged, json!({"tags": ["prod", "web", "prod"], "vcpus": "2"})).await;
+    provisioned(&client, &ns, "ghost", "digitalocean-droplet-does-not-exist", json!({"size_slug": "a", "region": "b"}))
+        .await;
     let old = resource(&client, live("s-2vcpu-4gb", &[], ago(7200))).await;
-    provisioned(
-        &client,
-        &ns,
-        "old",
-        &old,
-        json!({"size_slug": "s-1vcpu-1gb"}),
-    )
-    .await;
+    provisioned(&client, &ns, "old", &old, json!({"size_slug": "s-1vcpu-1gb"})).await;
     let _controller = ControllerProcess::start(&ns, &[]);
 
     let p = eventually(WAIT, "reordered lists in sync", || async {
@@ -435,9 +292,7 @@ async fn list_order_missing_resources_and_stale_inventory() {
 
     let ghost = eventually(WAIT, "the missing resource reported", || async {
         let p = get_provisioned(&client, &ns, "ghost").await;
-        condition(&p, "ResourceFound")
-            .filter(|c| c.0 == "False")
-            .map(|_| p)
+        condition(&p, "ResourceFound").filter(|c| c.0 == "False").map(|_| p)
     })
     .await;
     assert_eq!(condition(&ghost, "ResourceFound").unwrap().1, "NotFound");
@@ -446,24 +301,15 @@ async fn list_order_missing_resources_and_stale_inventory() {
     // Stale inventory opens a drift, but its fix cannot close it while the inventory stays old.
     eventually(WAIT, "a drift from old inventory", || async {
         let open = drifts_in(&client, &ns, DriftPhase::Open).await;
-        open.iter()
-            .any(|d| d.spec.provisioned_ref.name == "old")
-            .then_some(())
+        open.iter().any(|d| d.spec.provisioned_ref.name == "old").then_some(())
     })
     .await;
     set_live(&client, &old, live("s-1vcpu-1gb", &[], ago(7200))).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let open: Vec<_> = drifts_in(&client, &ns, DriftPhase::Open).await;
-    assert_eq!(
-        open.len(),
-        1,
-        "not closed as Stale from stale inventory: {open:?}"
-    );
+    assert_eq!(open.len(), 1, "not closed as Stale from stale inventory: {open:?}");
     let p = get_provisioned(&client, &ns, "old").await;
-    assert_eq!(
-        condition(&p, "InventoryFresh"),
-        Some(("False".into(), "InventoryStale".into()))
-    );
+    assert_eq!(condition(&p, "InventoryFresh"), Some(("False".into(), "InventoryStale".into())));
     // Fresh inventory closes it.
     set_live(&client, &old, live("s-1vcpu-1gb", &[], now())).await;
     eventually(WAIT, "closed once the inventory is fresh", || async {
@@ -472,34 +318,18 @@ async fn list_order_missing_resources_and_stale_inventory() {
     .await;
 
     // A resource that disappears from the provider: reported once, no drift per field.
-    set_live(
-        &client,
-        &tagged,
-        CloudResourceStatus {
-            missing: true,
-            ..live("s-1", &["web", "prod"], now())
-        },
-    )
-    .await;
+    set_live(&client, &tagged, CloudResourceStatus { missing: true, ..live("s-1", &["web", "prod"], now()) }).await;
     eventually(WAIT, "gone from the provider", || async {
         let p = get_provisioned(&client, &ns, "reordered").await;
         condition(&p, "ResourceFound").filter(|c| c.1 == "GoneFromProvider")
     })
     .await;
-    assert_eq!(
-        drifts(&client, &ns).await.len(),
-        1,
-        "only the drift of `old` exists"
-    );
+    assert_eq!(drifts(&client, &ns).await.len(), 1, "only the drift of `old` exists");
     let missing = await_events(&client, &ns, "ResourceMissing", 2).await;
     let about: Vec<_> = missing
         .iter()
         .map(|e| {
-            (
-                e.regarding.as_ref().and_then(|r| r.name.clone()),
-                e.note.clone(),
-                e.series.as_ref().map(|s| s.count),
-            )
+            (e.regarding.as_ref().and_then(|r| r.name.clone()), e.note.clone(), e.series.as_ref().map(|s| s.count))
         })
         .collect();
     assert_eq!(missing.len(), 2, "one per missing resource: {about:?}");
@@ -510,19 +340,10 @@ async fn accept_refusals_change_nothing_and_say_why() {
     let client = common::client().await;
     let ns = common::namespace(&client, "refuse").await;
     let res = resource(&client, live("s-2vcpu-4gb", &[], now())).await;
-    provisioned(
-        &client,
-        &ns,
-        "web-1",
-        &res,
-        json!({"size_slug": "s-1vcpu-1gb"}),
-    )
-    .await;
+    provisioned(&client, &ns, "web-1", &res, json!({"size_slug": "s-1vcpu-1gb"})).await;
     let mut controller = ControllerProcess::start(&ns, &[]);
-    let drift = eventually(WAIT, "an open drift", || async {
-        drifts_in(&client, &ns, DriftPhase::Open).await.pop()
-    })
-    .await;
+    let drift =
+        eventually(WAIT, "an open drift", || async { drifts_in(&client, &ns, DriftPhase::Open).await.pop() }).await;
     let name = drift.name_any();
 
     // The live value moves while the controller is down, then someone accepts the recorded value.
@@ -531,71 +352,33 @@ async fn accept_refusals_change_nothing_and_say_why() {
     annotate_accept(&client, &ns, &name, None).await;
     let _controller = ControllerProcess::start(&ns, &[]);
     let refused = eventually(WAIT, "the accept refused", || async {
-        let d = Api::<Drift>::namespaced(client.clone(), &ns)
-            .get(&name)
-            .await
-            .ok()?;
+        let d = Api::<Drift>::namespaced(client.clone(), &ns).get(&name).await.ok()?;
         (!d.annotations().contains_key(ANNOTATION_ACCEPT)).then_some(d)
     })
     .await;
     let status = refused.status.unwrap();
     assert_eq!(status.phase, DriftPhase::Open);
-    assert!(
-        status
-            .message
-            .unwrap()
-            .contains("the live value moved from s-2vcpu-4gb to s-4vcpu-8gb")
-    );
-    assert_eq!(
-        get_provisioned(&client, &ns, "web-1").await.spec.desired["size_slug"],
-        json!("s-1vcpu-1gb")
-    );
-    assert_eq!(
-        get_provisioned(&client, &ns, "web-1")
-            .await
-            .metadata
-            .generation,
-        Some(1)
-    );
+    assert!(status.message.unwrap().contains("the live value moved from s-2vcpu-4gb to s-4vcpu-8gb"));
+    assert_eq!(get_provisioned(&client, &ns, "web-1").await.spec.desired["size_slug"], json!("s-1vcpu-1gb"));
+    assert_eq!(get_provisioned(&client, &ns, "web-1").await.metadata.generation, Some(1));
 
     // Fixed elsewhere: Stale. Accepting a Stale drift is refused too.
     set_live(&client, &res, live("s-1vcpu-1gb", &[], now())).await;
-    eventually(WAIT, "Stale", || async {
-        drifts_in(&client, &ns, DriftPhase::Stale).await.pop()
-    })
-    .await;
+    eventually(WAIT, "Stale", || async { drifts_in(&client, &ns, DriftPhase::Stale).await.pop() }).await;
     annotate_accept(&client, &ns, &name, Some("bob")).await;
     let refused = eventually(WAIT, "the accept of a Stale drift refused", || async {
-        let d = Api::<Drift>::namespaced(client.clone(), &ns)
-            .get(&name)
-            .await
-            .ok()?;
+        let d = Api::<Drift>::namespaced(client.clone(), &ns).get(&name).await.ok()?;
         (!d.annotations().contains_key(ANNOTATION_ACCEPT)).then_some(d)
     })
     .await;
     let status = refused.status.unwrap();
     assert_eq!(status.phase, DriftPhase::Stale);
     assert!(status.resolved_by.is_none());
-    assert!(
-        status
-            .message
-            .unwrap()
-            .starts_with("accept refused: the drift is Stale")
-    );
-    assert_eq!(
-        get_provisioned(&client, &ns, "web-1")
-            .await
-            .metadata
-            .generation,
-        Some(1)
-    );
+    assert!(status.message.unwrap().starts_with("accept refused: the drift is Stale"));
+    assert_eq!(get_provisioned(&client, &ns, "web-1").await.metadata.generation, Some(1));
     let refusals = await_events(&client, &ns, "AcceptRefused", 2).await;
     assert_eq!(event_count(&refusals), 2, "{refusals:?}");
-    assert!(
-        refusals
-            .iter()
-            .all(|e| e.type_.as_deref() == Some("Warning"))
-    );
+    assert!(refusals.iter().all(|e| e.type_.as_deref() == Some("Warning")));
 }
 
 #[tokio::test]
@@ -604,20 +387,11 @@ async fn a_killed_controller_resumes_without_duplicates_and_finishes_an_accept()
     let ns = common::namespace(&client, "restart").await;
     let res = resource(&client, live("s-2vcpu-4gb", &["web"], now())).await;
     for i in 0..15 {
-        provisioned(
-            &client,
-            &ns,
-            &format!("web-{i}"),
-            &res,
-            json!({"size_slug": "s-1vcpu-1gb", "tags": ["db"]}),
-        )
-        .await;
+        provisioned(&client, &ns, &format!("web-{i}"), &res, json!({"size_slug": "s-1vcpu-1gb", "tags": ["db"]})).await;
     }
     let mut controller = ControllerProcess::start(&ns, &[]);
-    eventually(WAIT, "the first drifts written", || async {
-        (!drifts(&client, &ns).await.is_empty()).then_some(())
-    })
-    .await;
+    eventually(WAIT, "the first drifts written", || async { (!drifts(&client, &ns).await.is_empty()).then_some(()) })
+        .await;
     controller.kill();
     let _controller = ControllerProcess::start(&ns, &[]);
     let open = eventually(WAIT, "30 open drifts", || async {
@@ -627,35 +401,21 @@ async fn a_killed_controller_resumes_without_duplicates_and_finishes_an_accept()
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = drifts(&client, &ns).await;
-    assert_eq!(
-        all.len(),
-        30,
-        "one Drift per (provisioned, field), none duplicated"
-    );
+    assert_eq!(all.len(), 30, "one Drift per (provisioned, field), none duplicated");
     assert_eq!(open.len(), 30);
 
     // A half-done accept: the parent already holds the live value, the drift is still Open and annotated.
     drop(_controller);
-    let target = all
-        .iter()
-        .find(|d| d.spec.provisioned_ref.name == "web-0" && d.spec.field == "size_slug")
-        .unwrap();
+    let target = all.iter().find(|d| d.spec.provisioned_ref.name == "web-0" && d.spec.field == "size_slug").unwrap();
     let adopt = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "spec": {"desired": {"size_slug": "s-2vcpu-4gb"}}});
     Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
-        .patch(
-            "web-0",
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(adopt),
-        )
+        .patch("web-0", &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(adopt))
         .await
         .unwrap();
     annotate_accept(&client, &ns, &target.name_any(), Some("carol")).await;
     let _controller = ControllerProcess::start(&ns, &[]);
     let done = eventually(WAIT, "the accept finished", || async {
-        let d = Api::<Drift>::namespaced(client.clone(), &ns)
-            .get(&target.name_any())
-            .await
-            .ok()?;
+        let d = Api::<Drift>::namespaced(client.clone(), &ns).get(&target.name_any()).await.ok()?;
         (d.status.as_ref()?.phase != DriftPhase::Open).then_some(d)
     })
     .await;
@@ -669,25 +429,12 @@ async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let client = common::client().await;
     let ns = common::namespace(&client, "ha").await;
     let res = resource(&client, live("s-2vcpu-4gb", &[], now())).await;
-    provisioned(
-        &client,
-        &ns,
-        "web-1",
-        &res,
-        json!({"size_slug": "s-1vcpu-1gb"}),
-    )
-    .await;
+    provisioned(&client, &ns, "web-1", &res, json!({"size_slug": "s-1vcpu-1gb"})).await;
     let mut a = ControllerProcess::start(&ns, &["--identity", "replica-a"]);
     let b = ControllerProcess::start(&ns, &["--identity", "replica-b"]);
-    eventually(WAIT, "a drift", || async {
-        drifts_in(&client, &ns, DriftPhase::Open).await.pop()
-    })
-    .await;
+    eventually(WAIT, "a drift", || async { drifts_in(&client, &ns, DriftPhase::Open).await.pop() }).await;
     let (leader, standby) = eventually(WAIT, "one leader", || async {
-        match (
-            a.metric("arcadia_drift_leader"),
-            b.metric("arcadia_drift_leader"),
-        ) {
+        match (a.metric("arcadia_drift_leader"), b.metric("arcadia_drift_leader")) {
             (x, y) if x == 1.0 && y == 0.0 => Some(("a", "b")),
             (x, y) if x == 0.0 && y == 1.0 => Some(("b", "a")),
             _ => None,
@@ -696,15 +443,8 @@ async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     .await;
     let (lead, stand) = if leader == "a" { (&a, &b) } else { (&b, &a) };
     assert!(lead.metric("arcadia_drift_api_writes_total") > 0.0);
-    assert_eq!(
-        stand.metric("arcadia_drift_api_writes_total"),
-        0.0,
-        "the standby ({standby}) writes nothing"
-    );
-    assert_eq!(
-        stand.get("/readyz").as_deref(),
-        Some("ok: standby, waiting for the leader lease")
-    );
+    assert_eq!(stand.metric("arcadia_drift_api_writes_total"), 0.0, "the standby ({standby}) writes nothing");
+    assert_eq!(stand.get("/readyz").as_deref(), Some("ok: standby, waiting for the leader lease"));
 
     // Kill the leader without a chance to release the lease; the standby takes over.
     let (mut survivor, killed_at) = if leader == "a" {
@@ -720,10 +460,7 @@ async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
         (d.status.as_ref()?.actual == json!("s-4vcpu-8gb")).then_some(())
     })
     .await;
-    eprintln!(
-        "takeover after SIGKILL of the leader (lease 3s): {:?}",
-        killed_at.elapsed()
-    );
+    eprintln!("takeover after SIGKILL of the leader (lease 3s): {:?}", killed_at.elapsed());
     assert_eq!(survivor.metric("arcadia_drift_leader"), 1.0);
     assert_eq!(survivor.terminate(), Some(0));
 }
@@ -733,50 +470,19 @@ async fn a_malformed_object_gets_a_condition_and_the_good_ones_still_reconcile()
     let client = common::client().await;
     let ns = common::namespace(&client, "malformed").await;
     let res = resource(&client, live("s-2vcpu-4gb", &[], now())).await;
-    provisioned(
-        &client,
-        &ns,
-        "bad",
-        "Not_A_Valid/Name",
-        json!({"size_slug": "x"}),
-    )
-    .await;
-    provisioned(
-        &client,
-        &ns,
-        "good",
-        &res,
-        json!({"size_slug": "s-1vcpu-1gb"}),
-    )
-    .await;
+    provisioned(&client, &ns, "bad", "Not_A_Valid/Name", json!({"size_slug": "x"})).await;
+    provisioned(&client, &ns, "good", &res, json!({"size_slug": "s-1vcpu-1gb"})).await;
     let _controller = ControllerProcess::start(&ns, &[]);
     let bad = eventually(WAIT, "a condition on the malformed object", || async {
         let p = get_provisioned(&client, &ns, "bad").await;
         condition(&p, "InSync").map(|_| p)
     })
     .await;
-    let c = bad
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "InSync")
-        .unwrap();
-    assert_eq!(
-        (c.status.as_str(), c.reason.as_str()),
-        ("Unknown", "InvalidSpec")
-    );
-    assert!(
-        c.message
-            .contains("\"Not_A_Valid/Name\" is not a valid CloudResource name"),
-        "{}",
-        c.message
-    );
+    let c = bad.status.unwrap().conditions.into_iter().find(|c| c.type_ == "InSync").unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("Unknown", "InvalidSpec"));
+    assert!(c.message.contains("\"Not_A_Valid/Name\" is not a valid CloudResource name"), "{}", c.message);
     eventually(WAIT, "the good one drifted", || async {
-        drifts_in(&client, &ns, DriftPhase::Open)
-            .await
-            .into_iter()
-            .find(|d| d.spec.provisioned_ref.name == "good")
+        drifts_in(&client, &ns, DriftPhase::Open).await.into_iter().find(|d| d.spec.provisioned_ref.name == "good")
     })
     .await;
 }

@@ -5,8 +5,7 @@
 fn committed_crds_match_the_code() {
     let generated = arcadia_drift::api::crds_yaml().expect("render CRDs");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/arcadia.cloud.yaml");
-    let committed = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     assert!(
         generated == committed,
         "crds/arcadia.cloud.yaml differs from the Rust types; regenerate it with\n  cargo run -- crds > crds/arcadia.cloud.yaml"
@@ -19,40 +18,16 @@ fn crd_names_follow_the_contract() {
         .into_iter()
         .map(|c| {
             let n = c.spec.names;
-            (
-                c.spec.scope,
-                n.kind,
-                n.plural,
-                n.singular.unwrap_or_default(),
-                n.short_names.unwrap_or_default(),
-            )
+            (c.spec.scope, n.kind, n.plural, n.singular.unwrap_or_default(), n.short_names.unwrap_or_default())
         })
         .collect();
     let s = |v: &str| v.to_string();
     assert_eq!(
         names,
         [
-            (
-                s("Cluster"),
-                s("CloudResource"),
-                s("cloudresources"),
-                s("cloudresource"),
-                vec![s("cres")]
-            ),
-            (
-                s("Namespaced"),
-                s("CloudProvisioned"),
-                s("cloudprovisioneds"),
-                s("cloudprovisioned"),
-                vec![s("cprov")]
-            ),
-            (
-                s("Namespaced"),
-                s("Drift"),
-                s("drifts"),
-                s("drift"),
-                vec![s("dft")]
-            ),
+            (s("Cluster"), s("CloudResource"), s("cloudresources"), s("cloudresource"), vec![s("cres")]),
+            (s("Namespaced"), s("CloudProvisioned"), s("cloudprovisioneds"), s("cloudprovisioned"), vec![s("cprov")]),
+            (s("Namespaced"), s("Drift"), s("drifts"), s("drift"), vec![s("dft")]),
         ]
     );
 }

@@ -29,19 +29,14 @@ fn config(fake: &FakeDo) -> ClientConfig {
 }
 
 fn do_source(fake: &FakeDo) -> DigitalOcean {
-    DigitalOcean {
-        client: DoClient::new(config(fake)).unwrap(),
-    }
+    DigitalOcean { client: DoClient::new(config(fake)).unwrap() }
 }
 
 /// Droplet ids unique across tests and runs (CloudResources are cluster-scoped).
 fn fresh_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-        % 1_000_000_000;
+    let base =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64 % 1_000_000_000;
     base * 1000 + NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -50,26 +45,17 @@ async fn lists_three_pages_and_gpu_droplets() {
     let fake = FakeDo::start().await;
     fake.with(|s| s.page_size = 2);
     for i in 1..=5 {
-        fake.add(
-            "/v2/droplets",
-            droplet(i, &format!("web-{i}"), "s-1vcpu-1gb", "nyc3", &["web"]),
-        );
+        fake.add("/v2/droplets", droplet(i, &format!("web-{i}"), "s-1vcpu-1gb", "nyc3", &["web"]));
     }
     fake.add_gpu(droplet(99, "gpu-1", "gpu-h100x1-80gb", "tor1", &[]));
     let listing = do_source(&fake).list(DoType::Droplet).await.unwrap();
     let ids: Vec<_> = listing.items.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ids, ["1", "2", "3", "4", "5", "99"]);
-    assert_eq!(
-        listing.requests, 4,
-        "three pages of droplets and one of GPU droplets"
-    );
+    assert_eq!(listing.requests, 4, "three pages of droplets and one of GPU droplets");
     assert!(!listing.short);
     let requests = fake.requests();
     assert_eq!(requests[0], "/v2/droplets?per_page=200");
-    assert_eq!(
-        requests[1], "/v2/droplets?page=2&per_page=2",
-        "follows links.pages.next on our own host"
-    );
+    assert_eq!(requests[1], "/v2/droplets?page=2&per_page=2", "follows links.pages.next on our own host");
     assert_eq!(requests[3], "/v2/droplets?type=gpus&per_page=200");
 }
 
@@ -98,11 +84,7 @@ async fn honours_retry_after_on_429() {
     let started = Instant::now();
     let listing = do_source(&fake).list(DoType::Droplet).await.unwrap();
     assert_eq!(listing.items.len(), 1);
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "waited the retry-after: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited the retry-after: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -115,37 +97,15 @@ async fn retries_server_errors_and_truncated_bodies() {
     let do_client = do_source(&fake);
     let listing = do_client.list(DoType::Droplet).await.unwrap();
     assert_eq!(listing.items.len(), 1);
-    assert_eq!(
-        do_client.client.requests_sent(),
-        5,
-        "three failures, then the two pages of the listing"
-    );
-    assert_eq!(
-        do_client.client.rate_limit().limit,
-        Some(5000),
-        "rate-limit headers are read"
-    );
+    assert_eq!(do_client.client.requests_sent(), 5, "three failures, then the two pages of the listing");
+    assert_eq!(do_client.client.rate_limit().limit, Some(5000), "rate-limit headers are read");
 
     for _ in 0..5 {
         fake.fault(Fault::Status(500, None));
     }
     let err = do_client.list(DoType::Droplet).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DoError::Server {
-                status: 500,
-                attempts: 5,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .starts_with("GET /v2/droplets?per_page=200: server error 500 after 5 attempts"),
-        "{err}"
-    );
+    assert!(matches!(err, DoError::Server { status: 500, attempts: 5, .. }), "{err}");
+    assert!(err.to_string().starts_with("GET /v2/droplets?per_page=200: server error 500 after 5 attempts"), "{err}");
 }
 
 #[tokio::test]
@@ -155,33 +115,17 @@ async fn malformed_json_and_a_bad_token_are_clear_errors() {
     let err = do_source(&fake).list(DoType::Droplet).await.unwrap_err();
     assert!(matches!(err, DoError::Malformed { .. }));
     assert!(
-        err.to_string()
-            .starts_with("GET /v2/droplets?per_page=200: the response is not the documented JSON"),
+        err.to_string().starts_with("GET /v2/droplets?per_page=200: the response is not the documented JSON"),
         "{err}"
     );
 
     let mut bad = config(&fake);
-    bad = ClientConfig {
-        token: Token::new("dop_v1_wrong_secret"),
-        ..bad
-    };
-    let err = DigitalOcean {
-        client: DoClient::new(bad).unwrap(),
-    }
-    .list(DoType::Droplet)
-    .await
-    .unwrap_err();
+    bad = ClientConfig { token: Token::new("dop_v1_wrong_secret"), ..bad };
+    let err = DigitalOcean { client: DoClient::new(bad).unwrap() }.list(DoType::Droplet).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, DoError::Unauthorized { .. }));
-    assert!(
-        text.contains("token is invalid or expired")
-            && text.contains("Unable to authenticate you."),
-        "{text}"
-    );
-    assert!(
-        !text.contains("wrong_secret"),
-        "the token never appears: {text}"
-    );
+    assert!(text.contains("token is invalid or expired") && text.contains("Unable to authenticate you."), "{text}");
+    assert!(!text.contains("wrong_secret"), "the token never appears: {text}");
 }
 
 #[tokio::test]
@@ -195,56 +139,40 @@ async fn other_collections_map_as_documented() {
     fake.add("/v2/databases", json!({"id": "9cc10173-e9ea-4176-9dbc-a4cee4c4ff30", "name": "backend", "engine": "pg", "version": "14",
         "num_nodes": 1, "size": "db-s-2vcpu-4gb", "region": "nyc3", "status": "online",
         "connection": {"uri": "postgres://doadmin:wv78n3zpz42xezdk@host:25060/defaultdb", "password": "wv78n3zpz42xezdk"}}));
-    fake.add("/v2/kubernetes/clusters", json!({"id": "bd5f5959-5e1e-4205-a714-a914373942af", "name": "prod-cluster-01", "region": "nyc1",
+    fake.add(
+        "/v2/kubernetes/clusters",
+        json!({"id": "bd5f5959-5e1e-4205-a714-a914373942af", "name": "prod-cluster-01", "region": "nyc1",
         "version": "1.18.6-do.0", "node_pools": [{"name": "frontend-pool", "size": "s-1vcpu-2gb", "count": 3}],
-        "status": {"state": "provisioning", "message": "provisioning"}}));
-    fake.add("/v2/firewalls", json!({"id": "bb4b2611-3d72-467b-8602-280330ecd65c", "name": "firewall", "status": "succeeded",
-        "droplet_ids": [8043964], "tags": []}));
+        "status": {"state": "provisioning", "message": "provisioning"}}),
+    );
+    fake.add(
+        "/v2/firewalls",
+        json!({"id": "bb4b2611-3d72-467b-8602-280330ecd65c", "name": "firewall", "status": "succeeded",
+        "droplet_ids": [8043964], "tags": []}),
+    );
     let do_client = do_source(&fake);
     let volume = &do_client.list(DoType::Volume).await.unwrap().items[0];
     assert_eq!(volume.status.region.as_deref(), Some("nyc1"));
     let lb = &do_client.list(DoType::LoadBalancer).await.unwrap().items[0];
-    assert_eq!(
-        (lb.type_, lb.status.status.as_deref()),
-        ("load_balancer", Some("new"))
-    );
+    assert_eq!((lb.type_, lb.status.status.as_deref()), ("load_balancer", Some("new")));
     let db = &do_client.list(DoType::Database).await.unwrap().items[0];
     assert_eq!(db.status.size_slug.as_deref(), Some("db-s-2vcpu-4gb"));
-    assert!(
-        !serde_json::to_string(&db.status)
-            .unwrap()
-            .contains("wv78n3zpz42xezdk"),
-        "credentials are never stored"
-    );
-    let k8s = &do_client
-        .list(DoType::KubernetesCluster)
-        .await
-        .unwrap()
-        .items[0];
+    assert!(!serde_json::to_string(&db.status).unwrap().contains("wv78n3zpz42xezdk"), "credentials are never stored");
+    let k8s = &do_client.list(DoType::KubernetesCluster).await.unwrap().items[0];
     assert_eq!(k8s.status.status.as_deref(), Some("provisioning"));
     let fw = &do_client.list(DoType::Firewall).await.unwrap().items[0];
     assert_eq!(fw.status.status.as_deref(), Some("succeeded"));
-    assert!(
-        do_client
-            .get(DoType::Droplet, "12345")
-            .await
-            .unwrap()
-            .is_none(),
-        "404 on a direct GET is None"
-    );
+    assert!(do_client.get(DoType::Droplet, "12345").await.unwrap().is_none(), "404 on a direct GET is None");
 }
 
 /// A syncer writing into the real control plane, with a cache of CloudResources as `run` has.
 async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
     let client = common::client().await;
     let (reader, writer) = reflector::store();
-    let stream = watcher(
-        Api::<CloudResource>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .applied_objects();
+    let stream = watcher(Api::<CloudResource>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
     tokio::spawn(stream.for_each(|_| async {}));
     reader.wait_until_ready().await.unwrap();
     let settings = SyncSettings {
@@ -253,30 +181,18 @@ async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
         refresh_after: Duration::from_secs(1800),
         types: vec![DoType::Droplet],
     };
-    let syncer = Syncer::new(
-        client.clone(),
-        do_source(fake),
-        reader,
-        settings,
-        Arc::new(Metrics::default()),
-    );
+    let syncer = Syncer::new(client.clone(), do_source(fake), reader, settings, Arc::new(Metrics::default()));
     (syncer, client)
 }
 
 async fn cloud_resource(client: &kube::Client, name: &str) -> Option<CloudResource> {
-    Api::<CloudResource>::all(client.clone())
-        .get_opt(name)
-        .await
-        .unwrap()
+    Api::<CloudResource>::all(client.clone()).get_opt(name).await.unwrap()
 }
 
 /// Waits until the syncer's cache has seen `check` hold for the object.
 async fn cached(client: &kube::Client, name: &str, check: impl Fn(&CloudResource) -> bool) {
     common::eventually(Duration::from_secs(10), name, || async {
-        cloud_resource(client, name)
-            .await
-            .filter(|r| check(r))
-            .map(|_| ())
+        cloud_resource(client, name).await.filter(|r| check(r)).map(|_| ())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -288,44 +204,26 @@ async fn sync_mirrors_droplets_and_marks_missing_only_on_proof() {
     fake.with(|s| s.page_size = 2);
     let ids: Vec<u64> = (0..3).map(|_| fresh_id()).collect();
     for (i, id) in ids.iter().enumerate() {
-        fake.add(
-            "/v2/droplets",
-            droplet(*id, &format!("web-{i}"), "s-1vcpu-1gb", "nyc3", &["web"]),
-        );
+        fake.add("/v2/droplets", droplet(*id, &format!("web-{i}"), "s-1vcpu-1gb", "nyc3", &["web"]));
     }
     let source = format!("test-{}", common::unique_suffix());
     let (syncer, client) = syncer(&fake, &source).await;
     let report = syncer.sync_once().await;
-    assert_eq!(
-        (report.listed, report.written, report.marked_missing),
-        (3, 3, 0),
-        "{report:?}"
-    );
+    assert_eq!((report.listed, report.written, report.marked_missing), (3, 3, 0), "{report:?}");
     let name = format!("digitalocean-droplet-{}", ids[0]);
     let r = cloud_resource(&client, &name).await.expect("mirrored");
     assert_eq!(
         r.spec,
-        CloudResourceSpec {
-            provider: "digitalocean".into(),
-            type_: "droplet".into(),
-            id: ids[0].to_string()
-        }
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: ids[0].to_string() }
     );
     assert_eq!(r.labels().get(LABEL_SOURCE), Some(&source));
     let status = r.status.unwrap();
     assert_eq!(
-        (
-            status.size_slug.as_deref(),
-            status.region.as_deref(),
-            status.missing
-        ),
+        (status.size_slug.as_deref(), status.region.as_deref(), status.missing),
         (Some("s-1vcpu-1gb"), Some("nyc3"), false)
     );
     assert!(status.synced_time.is_some());
-    cached(&client, &format!("digitalocean-droplet-{}", ids[2]), |_| {
-        true
-    })
-    .await;
+    cached(&client, &format!("digitalocean-droplet-{}", ids[2]), |_| true).await;
 
     // Nothing changed: nothing written.
     let quiet = syncer.sync_once().await;
@@ -339,34 +237,18 @@ async fn sync_mirrors_droplets_and_marks_missing_only_on_proof() {
     assert_eq!(partial.failed_types, ["droplet"], "{partial:?}");
     assert_eq!(partial.marked_missing, 0);
     assert!(
-        !cloud_resource(&client, &format!("digitalocean-droplet-{}", ids[1]))
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .missing
+        !cloud_resource(&client, &format!("digitalocean-droplet-{}", ids[1])).await.unwrap().status.unwrap().missing
     );
 
     // A complete listing without it, confirmed by a 404 on a direct GET: missing.
     fake.with(|s| s.page_size = 200);
     let complete = syncer.sync_once().await;
     assert_eq!(complete.marked_missing, 1, "{complete:?}");
-    let gone = cloud_resource(&client, &format!("digitalocean-droplet-{}", ids[1]))
-        .await
-        .unwrap();
+    let gone = cloud_resource(&client, &format!("digitalocean-droplet-{}", ids[1])).await.unwrap();
     let status = gone.status.unwrap();
     assert!(status.missing);
-    assert_eq!(
-        status.size_slug.as_deref(),
-        Some("s-1vcpu-1gb"),
-        "the last known state is kept"
-    );
-    assert!(
-        fake.requests()
-            .iter()
-            .any(|r| r == &format!("/v2/droplets/{}", ids[1])),
-        "confirmed by a direct GET"
-    );
+    assert_eq!(status.size_slug.as_deref(), Some("s-1vcpu-1gb"), "the last known state is kept");
+    assert!(fake.requests().iter().any(|r| r == &format!("/v2/droplets/{}", ids[1])), "confirmed by a direct GET");
 
     // Objects of another source are never marked missing by this one.
     let other = format!("digitalocean-droplet-{}", fresh_id());
@@ -385,16 +267,7 @@ async fn sync_mirrors_droplets_and_marks_missing_only_on_proof() {
 async fn requests_and_wall_time_for_1000_droplets() {
     let fake = FakeDo::start().await;
     for i in 0..1000 {
-        fake.add(
-            "/v2/droplets",
-            droplet(
-                fresh_id(),
-                &format!("bulk-{i}"),
-                "s-1vcpu-1gb",
-                "nyc3",
-                &["bulk"],
-            ),
-        );
+        fake.add("/v2/droplets", droplet(fresh_id(), &format!("bulk-{i}"), "s-1vcpu-1gb", "nyc3", &["bulk"]));
     }
     let (syncer, _client) = syncer(&fake, &format!("bulk-{}", common::unique_suffix())).await;
     let first = syncer.sync_once().await;
@@ -414,109 +287,57 @@ async fn requests_and_wall_time_for_1000_droplets() {
 /// droplet resized by hand becomes a Drift, a deleted one a missing resource.
 #[tokio::test]
 async fn a_resized_droplet_becomes_a_drift_and_a_deleted_one_goes_missing() {
-    use arcadia_drift::api::{
-        CloudProvisioned, CloudProvisionedSpec, Drift, DriftPhase, ResourceRef,
-    };
+    use arcadia_drift::api::{CloudProvisioned, CloudProvisionedSpec, Drift, DriftPhase, ResourceRef};
     use common::controller::ControllerProcess;
     use kube::api::{ListParams, PostParams};
 
     let fake = FakeDo::start().await;
     let id = fresh_id();
-    fake.add(
-        "/v2/droplets",
-        droplet(id, "web-1", "s-1vcpu-1gb", "nyc3", &["web"]),
-    );
+    fake.add("/v2/droplets", droplet(id, "web-1", "s-1vcpu-1gb", "nyc3", &["web"]));
     let client = common::client().await;
     let ns = common::namespace(&client, "do-e2e").await;
     let resource = format!("digitalocean-droplet-{id}");
     let spec = CloudProvisionedSpec {
-        resource_ref: ResourceRef {
-            name: resource.clone(),
-        },
-        desired: json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "tags": ["web"]})
-            .as_object()
-            .cloned()
-            .unwrap(),
+        resource_ref: ResourceRef { name: resource.clone() },
+        desired: json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "tags": ["web"]}).as_object().cloned().unwrap(),
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
-        .create(
-            &PostParams::default(),
-            &CloudProvisioned::new("web-1", spec),
-        )
+        .create(&PostParams::default(), &CloudProvisioned::new("web-1", spec))
         .await
         .unwrap();
     let source = format!("e2e-{}", common::unique_suffix());
     let controller = ControllerProcess::start_with_env(
         &ns,
-        &[
-            "--digitalocean-api-url",
-            &fake.url,
-            "--inventory-sync-interval",
-            "1s",
-            "--inventory-source",
-            &source,
-        ],
+        &["--digitalocean-api-url", &fake.url, "--inventory-sync-interval", "1s", "--inventory-source", &source],
         &[("DIGITALOCEAN_TOKEN", TOKEN)],
     );
     let provisioned: Api<CloudProvisioned> = Api::namespaced(client.clone(), &ns);
     let condition = |p: &CloudProvisioned, t: &str| {
-        p.status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == t)
-            .map(|c| (c.status.clone(), c.reason.clone()))
+        p.status.as_ref()?.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
     };
-    common::eventually(
-        Duration::from_secs(30),
-        "in sync with the mirrored droplet",
-        || async {
-            let p = provisioned.get("web-1").await.ok()?;
-            (condition(&p, "InSync")?.0 == "True").then_some(())
-        },
-    )
+    common::eventually(Duration::from_secs(30), "in sync with the mirrored droplet", || async {
+        let p = provisioned.get("web-1").await.ok()?;
+        (condition(&p, "InSync")?.0 == "True").then_some(())
+    })
     .await;
 
     fake.resize_droplet(id, "s-2vcpu-4gb");
     let drift = common::eventually(Duration::from_secs(30), "a size_slug drift", || async {
-        let drifts = Api::<Drift>::namespaced(client.clone(), &ns)
-            .list(&ListParams::default())
-            .await
-            .ok()?;
-        drifts.items.into_iter().find(|d| {
-            d.status
-                .as_ref()
-                .is_some_and(|s| s.phase == DriftPhase::Open)
-        })
+        let drifts = Api::<Drift>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.ok()?;
+        drifts.items.into_iter().find(|d| d.status.as_ref().is_some_and(|s| s.phase == DriftPhase::Open))
     })
     .await;
     assert_eq!(drift.spec.field, "size_slug");
     assert_eq!(drift.status.unwrap().actual, json!("s-2vcpu-4gb"));
 
     fake.remove_droplet(id);
-    common::eventually(
-        Duration::from_secs(30),
-        "the droplet reported gone",
-        || async {
-            let p = provisioned.get("web-1").await.ok()?;
-            (condition(&p, "ResourceFound")?
-                == ("False".to_string(), "GoneFromProvider".to_string()))
-                .then_some(())
-        },
-    )
+    common::eventually(Duration::from_secs(30), "the droplet reported gone", || async {
+        let p = provisioned.get("web-1").await.ok()?;
+        (condition(&p, "ResourceFound")? == ("False".to_string(), "GoneFromProvider".to_string())).then_some(())
+    })
     .await;
-    let drifts = Api::<Drift>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        drifts.items.len(),
-        1,
-        "reported as the resource being gone, not as drifts per field"
-    );
+    let drifts = Api::<Drift>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
+    assert_eq!(drifts.items.len(), 1, "reported as the resource being gone, not as drifts per field");
     assert!(controller.metric("arcadia_drift_digitalocean_requests_total") > 0.0);
-    assert!(
-        !controller.log_text().contains(TOKEN),
-        "the token never appears in the log"
-    );
+    assert!(!controller.log_text().contains(TOKEN), "the token never appears in the log");
 }

@@ -17,39 +17,13 @@ use serde_json::{Map, Value};
     namespaced,
     status = "CloudProvisionedStatus",
     doc = "The desired state of one cloud resource; arcadia-drift reports every divergence as a Drift.",
-    printcolumn(
-        name = "Resource",
-        type_ = "string",
-        json_path = ".spec.resourceRef.name"
-    ),
-    printcolumn(
-        name = "In-Sync",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"InSync\")].status"
-    ),
+    printcolumn(name = "Resource", type_ = "string", json_path = ".spec.resourceRef.name"),
+    printcolumn(name = "In-Sync", type_ = "string", json_path = ".status.conditions[?(@.type==\"InSync\")].status"),
     printcolumn(name = "Drifts", type_ = "integer", json_path = ".status.openDrifts"),
-    printcolumn(
-        name = "Drifted",
-        type_ = "string",
-        json_path = ".status.driftedFields",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Generation",
-        type_ = "integer",
-        json_path = ".metadata.generation"
-    ),
-    printcolumn(
-        name = "Checked",
-        type_ = "date",
-        json_path = ".status.lastCheckedTime",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Drifted", type_ = "string", json_path = ".status.driftedFields", priority = 1),
+    printcolumn(name = "Generation", type_ = "integer", json_path = ".metadata.generation"),
+    printcolumn(name = "Checked", type_ = "date", json_path = ".status.lastCheckedTime", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CloudProvisionedSpec {

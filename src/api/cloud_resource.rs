@@ -19,27 +19,13 @@ use serde_json::{Map, Value};
     printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "ID", type_ = "string", json_path = ".spec.id"),
-    printcolumn(
-        name = "Name",
-        type_ = "string",
-        json_path = ".status.name",
-        priority = 1
-    ),
+    printcolumn(name = "Name", type_ = "string", json_path = ".status.name", priority = 1),
     printcolumn(name = "Region", type_ = "string", json_path = ".status.region"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
     printcolumn(name = "Size", type_ = "string", json_path = ".status.sizeSlug"),
-    printcolumn(
-        name = "Missing",
-        type_ = "boolean",
-        json_path = ".status.missing",
-        priority = 1
-    ),
+    printcolumn(name = "Missing", type_ = "boolean", json_path = ".status.missing", priority = 1),
     printcolumn(name = "Synced", type_ = "date", json_path = ".status.syncedTime"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a CloudResource mirrors exactly one provider resource"))]
 pub struct CloudResourceSpec {

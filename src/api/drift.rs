@@ -20,22 +20,12 @@ use serde_json::Value;
     selectable = ".status.phase",
     selectable = ".spec.field",
     doc = "A divergence between a CloudProvisioned's desired field and the live CloudResource.",
-    printcolumn(
-        name = "Provisioned",
-        type_ = "string",
-        json_path = ".spec.provisionedRef.name",
-        priority = 1
-    ),
+    printcolumn(name = "Provisioned", type_ = "string", json_path = ".spec.provisionedRef.name", priority = 1),
     printcolumn(name = "Field", type_ = "string", json_path = ".spec.field"),
     printcolumn(name = "Expected", type_ = "string", json_path = ".status.expected"),
     printcolumn(name = "Actual", type_ = "string", json_path = ".status.actual"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Resolved-By",
-        type_ = "string",
-        json_path = ".status.resolvedBy",
-        priority = 1
-    ),
+    printcolumn(name = "Resolved-By", type_ = "string", json_path = ".status.resolvedBy", priority = 1),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -143,16 +133,8 @@ impl Drift {
     /// per field (a stable FNV-1a hash of the exact field name tells apart
     /// fields that read the same once sanitized, such as `size_slug` and `size-slug`).
     pub fn name_for(provisioned: &str, field: &str) -> String {
-        let slug: String = field
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
+        let slug: String =
+            field.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
         let slug: Vec<&str> = slug.split('-').filter(|s| !s.is_empty()).collect();
         let slug: String = slug.join("-").chars().take(48).collect();
         let slug = slug.trim_end_matches('-');
@@ -162,11 +144,7 @@ impl Drift {
         let room = 253usize.saturating_sub(suffix.len() + 1);
         let prefix: String = provisioned.chars().take(room).collect();
         let prefix = prefix.trim_end_matches(['-', '.']);
-        if slug.is_empty() {
-            format!("{prefix}-{hash:08x}")
-        } else {
-            format!("{prefix}-{suffix}")
-        }
+        if slug.is_empty() { format!("{prefix}-{hash:08x}") } else { format!("{prefix}-{suffix}") }
     }
 
     /// Whether an operator asked to accept this drift.
@@ -202,16 +180,9 @@ mod tests {
         assert_ne!(a, Drift::name_for("web-1", "size-slug"));
         assert_ne!(a, Drift::name_for("web-1", "sizeSlug"));
         let odd = Drift::name_for("web-1", "Ünïcode/x.y");
-        assert!(
-            odd.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
-            "{odd}"
-        );
+        assert!(odd.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{odd}");
         let only_symbols = Drift::name_for("web-1", "__");
-        assert!(
-            only_symbols.starts_with("web-1-") && !only_symbols.contains("--"),
-            "{only_symbols}"
-        );
+        assert!(only_symbols.starts_with("web-1-") && !only_symbols.contains("--"), "{only_symbols}");
         let long = Drift::name_for(&"p".repeat(300), &"f_".repeat(300));
         assert!(long.len() <= 253, "{}", long.len());
     }

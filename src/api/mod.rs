@@ -11,9 +11,7 @@ mod cloud_resource;
 mod drift;
 mod schema;
 
-pub use cloud_provisioned::{
-    CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, ResourceRef,
-};
+pub use cloud_provisioned::{CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, ResourceRef};
 pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
 pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, ProvisionedRef};
 
@@ -65,9 +63,7 @@ pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
 /// FNV-1a, 32 bits: a hash that never changes between builds or platforms,
 /// for names and label values that must stay the same across restarts.
 pub(crate) fn fnv1a(text: &str) -> u32 {
-    text.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 /// A label value for an object name: the name itself when it fits the
@@ -77,9 +73,5 @@ pub fn label_value(name: &str) -> String {
         return name.to_owned();
     }
     let prefix: String = name.chars().take(54).collect();
-    format!(
-        "{}-{:08x}",
-        prefix.trim_end_matches(['-', '.']),
-        fnv1a(name)
-    )
+    format!("{}-{:08x}", prefix.trim_end_matches(['-', '.']), fnv1a(name))
 }

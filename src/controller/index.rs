@@ -24,12 +24,7 @@ where
     ObjectRef<K>: Hash + Eq,
 {
     pub fn new(key_fn: fn(&K) -> Option<String>) -> Self {
-        Self {
-            by_key: HashMap::new(),
-            key_of: HashMap::new(),
-            relist: None,
-            key_fn,
-        }
+        Self { by_key: HashMap::new(), key_of: HashMap::new(), relist: None, key_fn }
     }
 
     pub fn on_event(&mut self, event: &watcher::Event<K>) {
@@ -39,9 +34,7 @@ where
             watcher::Event::Init => self.relist = Some(Vec::new()),
             watcher::Event::InitApply(obj) => {
                 if let Some(key) = (self.key_fn)(obj) {
-                    self.relist
-                        .get_or_insert_with(Vec::new)
-                        .push((ObjectRef::from(obj), key));
+                    self.relist.get_or_insert_with(Vec::new).push((ObjectRef::from(obj), key));
                 }
             }
             watcher::Event::InitDone => {
@@ -61,10 +54,7 @@ where
         }
         self.remove(&obj);
         if let Some(key) = key {
-            self.by_key
-                .entry(key.clone())
-                .or_default()
-                .insert(obj.clone());
+            self.by_key.entry(key.clone()).or_default().insert(obj.clone());
             self.key_of.insert(obj, key);
         }
     }
@@ -81,10 +71,7 @@ where
     }
 
     pub fn get(&self, key: &str) -> Vec<ObjectRef<K>> {
-        self.by_key
-            .get(key)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+        self.by_key.get(key).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -105,18 +92,9 @@ mod tests {
     fn cprov(name: &str, resource: &str) -> CloudProvisioned {
         let mut p = CloudProvisioned::new(
             name,
-            CloudProvisionedSpec {
-                resource_ref: ResourceRef {
-                    name: resource.into(),
-                },
-                desired: Default::default(),
-            },
+            CloudProvisionedSpec { resource_ref: ResourceRef { name: resource.into() }, desired: Default::default() },
         );
-        p.metadata = ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("ns".into()),
-            ..Default::default()
-        };
+        p.metadata = ObjectMeta { name: Some(name.into()), namespace: Some("ns".into()), ..Default::default() };
         p
     }
 
@@ -151,11 +129,7 @@ mod tests {
         idx.on_event(&watcher::Event::Apply(cprov("b", "r1")));
         idx.on_event(&watcher::Event::Init);
         idx.on_event(&watcher::Event::InitApply(cprov("b", "r1")));
-        assert_eq!(
-            names(idx.get("r1")),
-            ["a", "b"],
-            "the old view serves until the relist is complete"
-        );
+        assert_eq!(names(idx.get("r1")), ["a", "b"], "the old view serves until the relist is complete");
         idx.on_event(&watcher::Event::InitDone);
         assert_eq!(names(idx.get("r1")), ["b"]);
     }

@@ -95,11 +95,7 @@ impl Default for Metrics {
             state: AtomicU8::new(Phase::Starting as u8),
             registry: Registry::default(),
         };
-        registry.register(
-            "reconciles",
-            "Reconciles of CloudProvisioned objects, by result",
-            m.reconciles.clone(),
-        );
+        registry.register("reconciles", "Reconciles of CloudProvisioned objects, by result", m.reconciles.clone());
         registry.register(
             "reconcile_errors",
             "Failed reconciles, by the write that failed",
@@ -110,62 +106,22 @@ impl Default for Metrics {
             "Time to reconcile one CloudProvisioned",
             m.reconcile_duration.clone(),
         );
-        registry.register(
-            "checked",
-            "CloudProvisioned objects compared with live state",
-            m.checked.clone(),
-        );
+        registry.register("checked", "CloudProvisioned objects compared with live state", m.checked.clone());
         registry.register("new_drift", "Drifts opened", m.new_drifts.clone());
-        registry.register(
-            "changed_drift",
-            "Open drifts whose live value moved",
-            m.changed_drifts.clone(),
-        );
-        registry.register(
-            "resolved_stale",
-            "Drifts closed as Stale (fixed elsewhere)",
-            m.resolved_stale.clone(),
-        );
-        registry.register(
-            "accepted",
-            "Drifts accepted by annotation",
-            m.accepted.clone(),
-        );
-        registry.register(
-            "accepts_refused",
-            "Accept annotations refused",
-            m.accepts_refused.clone(),
-        );
-        registry.register(
-            "open_drifts",
-            "Drifts currently Open (the drifted fields)",
-            m.open_drifts.clone(),
-        );
-        registry.register(
-            "api_writes",
-            "Writes this controller sent to the API server, by kind",
-            m.writes.clone(),
-        );
-        registry.register(
-            "watch_errors",
-            "Errors of the watches, by watched kind",
-            m.watch_errors.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease",
-            m.leader.clone(),
-        );
+        registry.register("changed_drift", "Open drifts whose live value moved", m.changed_drifts.clone());
+        registry.register("resolved_stale", "Drifts closed as Stale (fixed elsewhere)", m.resolved_stale.clone());
+        registry.register("accepted", "Drifts accepted by annotation", m.accepted.clone());
+        registry.register("accepts_refused", "Accept annotations refused", m.accepts_refused.clone());
+        registry.register("open_drifts", "Drifts currently Open (the drifted fields)", m.open_drifts.clone());
+        registry.register("api_writes", "Writes this controller sent to the API server, by kind", m.writes.clone());
+        registry.register("watch_errors", "Errors of the watches, by watched kind", m.watch_errors.clone());
+        registry.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
         registry.register(
             "inventory_syncs",
             "Inventory listings by resource type and result (ok, or why it failed)",
             m.inventory_syncs.clone(),
         );
-        registry.register(
-            "inventory_marked_missing",
-            "CloudResources marked missing",
-            m.inventory_missing.clone(),
-        );
+        registry.register("inventory_marked_missing", "CloudResources marked missing", m.inventory_missing.clone());
         registry.register(
             "digitalocean_requests",
             "Requests sent to the DigitalOcean API, retries included",
@@ -176,26 +132,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_reconcile(
-        &self,
-        took: Duration,
-        tally: &Tally,
-        failed_step: Option<&'static str>,
-    ) {
+    pub fn observe_reconcile(&self, took: Duration, tally: &Tally, failed_step: Option<&'static str>) {
         self.reconcile_duration.observe(took.as_secs_f64());
         match failed_step {
             Some(step) => {
-                self.reconciles
-                    .get_or_create(&ResultLabel { result: "error" })
-                    .inc();
-                self.reconcile_errors
-                    .get_or_create(&StepLabel { step })
-                    .inc();
+                self.reconciles.get_or_create(&ResultLabel { result: "error" }).inc();
+                self.reconcile_errors.get_or_create(&StepLabel { step }).inc();
             }
             None => {
-                self.reconciles
-                    .get_or_create(&ResultLabel { result: "ok" })
-                    .inc();
+                self.reconciles.get_or_create(&ResultLabel { result: "ok" }).inc();
                 self.checked.inc();
                 self.new_drifts.inc_by(tally.new_drifts as u64);
                 self.changed_drifts.inc_by(tally.changed as u64);
@@ -207,9 +152,7 @@ impl Metrics {
     }
 
     pub fn count_sync(&self, kind: &'static str, result: &'static str) {
-        self.inventory_syncs
-            .get_or_create(&SyncLabel { kind, result })
-            .inc();
+        self.inventory_syncs.get_or_create(&SyncLabel { kind, result }).inc();
     }
 
     pub fn count_write(&self, kind: &'static str) {
@@ -227,18 +170,13 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 
     /// The old design's sweep summary, as counter values.
     pub fn sweep_counts(&self) -> [u64; 3] {
-        [
-            self.checked.get(),
-            self.new_drifts.get(),
-            self.resolved_stale.get(),
-        ]
+        [self.checked.get(), self.new_drifts.get(), self.resolved_stale.get()]
     }
 }
 
@@ -251,25 +189,14 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
 }
 
 async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     match metrics.phase() {
         p if p == Phase::Running as u8 => (StatusCode::OK, "ok: leading"),
-        p if p == Phase::Standby as u8 => {
-            (StatusCode::OK, "ok: standby, waiting for the leader lease")
-        }
+        p if p == Phase::Standby as u8 => (StatusCode::OK, "ok: standby, waiting for the leader lease"),
         p if p == Phase::ShuttingDown as u8 => (StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting: caches not yet synced",
-        ),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "starting: caches not yet synced"),
     }
 }

@@ -62,21 +62,11 @@ pub enum RunError {
     #[error("cannot reach the Kubernetes API at {url}: {source}")]
     Unreachable { url: String, source: kube::Error },
     #[error("the {kind} CRD is not installed (apply the output of `arcadia-drift crds`): {source}")]
-    MissingCrd {
-        kind: &'static str,
-        source: kube::Error,
-    },
+    MissingCrd { kind: &'static str, source: kube::Error },
     #[error("cannot serve metrics on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("leader election on Lease {namespace}/{name} failed: {source}")]
-    Lease {
-        namespace: String,
-        name: String,
-        source: kube_lease_manager::LeaseManagerError,
-    },
+    Lease { namespace: String, name: String, source: kube_lease_manager::LeaseManagerError },
     #[error("cannot set up the DigitalOcean client: {0}")]
     DigitalOcean(#[from] crate::inventory::digitalocean::client::DoError),
     #[error("lost the leader lease {namespace}/{name}; exiting so that only one replica writes")]
@@ -86,6 +76,7 @@ pub enum RunError {
 /// Shared by every reconcile: the client, the watch caches and indexes, and settings.
 pub struct Context {
     pub client: Client,
+    pub provisioned: Store<CloudProvisioned>,
     pub resources: Store<CloudResource>,
     pub drifts: Store<Drift>,
     pub drift_index: Arc<RwLock<RefIndex<Drift>>>,
@@ -97,29 +88,24 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: plan::Settings,
     pub resync_interval: Duration,
+    /// Our own last writes per CloudProvisioned, which its next reconcile waits
+    /// to see in the caches (see [`reconcile::Written`]).
+    pub written: std::sync::Mutex<std::collections::HashMap<String, reconcile::Written>>,
 }
 
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
-    let kube_config = kube::Config::infer()
-        .await
-        .map_err(|e| RunError::Config(kube::Error::InferConfig(e)))?;
+    let kube_config = kube::Config::infer().await.map_err(|e| RunError::Config(kube::Error::InferConfig(e)))?;
     let url = kube_config.cluster_url.to_string();
     let client = ClientBuilder::try_from(kube_config)
         .map_err(RunError::Config)?
-        .with_layer(&crate::ratelimit::RateLimitLayer::new(
-            config.api_qps,
-            config.api_burst,
-        ))
+        .with_layer(&crate::ratelimit::RateLimitLayer::new(config.api_qps, config.api_burst))
         .build();
     preflight(&client, &url, config.namespace.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
-        .map_err(|source| RunError::Bind {
-            addr: config.metrics_addr,
-            source,
-        })?;
+        .map_err(|source| RunError::Bind { addr: config.metrics_addr, source })?;
     let addr = listener.local_addr().unwrap_or(config.metrics_addr);
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     let router = metrics::router(metrics.clone());
@@ -143,11 +129,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         return Ok(());
     }
 
-    let lease_error = |source| RunError::Lease {
-        namespace: config.lease_namespace.clone(),
-        name: config.lease_name.clone(),
-        source,
-    };
+    let lease_error =
+        |source| RunError::Lease { namespace: config.lease_namespace.clone(), name: config.lease_name.clone(), source };
     let lease_secs = config.lease_duration.as_secs().max(2);
     let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
         .with_namespace(&config.lease_namespace)
@@ -209,27 +192,12 @@ async fn shutdown_signal() {
 /// Fails fast, with a clear message, on what would otherwise make the watches
 /// retry forever in silence: an unreachable API server or missing CRDs.
 async fn preflight(client: &Client, url: &str, namespace: Option<&str>) -> Result<(), RunError> {
-    client
-        .apiserver_version()
-        .await
-        .map_err(|source| RunError::Unreachable {
-            url: url.to_owned(),
-            source,
-        })?;
+    client.apiserver_version().await.map_err(|source| RunError::Unreachable { url: url.to_owned(), source })?;
     let one = ListParams::default().limit(1);
     let missing = |kind| move |source| RunError::MissingCrd { kind, source };
-    Api::<CloudResource>::all(client.clone())
-        .list_metadata(&one)
-        .await
-        .map_err(missing("CloudResource"))?;
-    scoped::<CloudProvisioned>(client, namespace)
-        .list_metadata(&one)
-        .await
-        .map_err(missing("CloudProvisioned"))?;
-    scoped::<Drift>(client, namespace)
-        .list_metadata(&one)
-        .await
-        .map_err(missing("Drift"))?;
+    Api::<CloudResource>::all(client.clone()).list_metadata(&one).await.map_err(missing("CloudResource"))?;
+    scoped::<CloudProvisioned>(client, namespace).list_metadata(&one).await.map_err(missing("CloudProvisioned"))?;
+    scoped::<Drift>(client, namespace).list_metadata(&one).await.map_err(missing("Drift"))?;
     Ok(())
 }
 
@@ -253,10 +221,7 @@ async fn control(
     let watch_config = watcher::Config::default().any_semantic();
     let count_errors = |kind: &'static str, metrics: Arc<Metrics>| {
         move |error: &watcher::Error| {
-            metrics
-                .watch_errors
-                .get_or_create(&KindLabel { kind })
-                .inc();
+            metrics.watch_errors.get_or_create(&KindLabel { kind }).inc();
             tracing::warn!(%error, kind, "watch failed; retrying with backoff");
         }
     };
@@ -266,49 +231,37 @@ async fn control(
 
     // CloudProvisioned: the reconciled kind, indexed by the CloudResource it names.
     let (provisioned, provisioned_writer) = reflector::store();
-    let by_resource = Arc::new(RwLock::new(RefIndex::<CloudProvisioned>::new(|p| {
-        Some(p.spec.resource_ref.name.clone())
-    })));
+    let by_resource =
+        Arc::new(RwLock::new(RefIndex::<CloudProvisioned>::new(|p| Some(p.spec.resource_ref.name.clone()))));
     let provisioned_stream = {
         let index = by_resource.clone();
-        watcher(
-            scoped::<CloudProvisioned>(&client, config.namespace.as_deref()),
-            watch_config.clone(),
-        )
-        .default_backoff()
-        .inspect_err(count_errors("cloudprovisioned", metrics.clone()))
-        // Keep only our own managed fields: the accept apply needs them, nothing else does.
-        .modify(|p: &mut CloudProvisioned| {
-            p.managed_fields_mut()
-                .retain(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
-        })
-        .reflect(provisioned_writer)
-        .inspect_ok(move |event| index.write().expect("index lock poisoned").on_event(event))
-        .touched_objects()
+        watcher(scoped::<CloudProvisioned>(&client, config.namespace.as_deref()), watch_config.clone())
+            .default_backoff()
+            .inspect_err(count_errors("cloudprovisioned", metrics.clone()))
+            // Keep only our own managed fields: the accept apply needs them, nothing else does.
+            .modify(|p: &mut CloudProvisioned| {
+                p.managed_fields_mut().retain(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+            })
+            .reflect(provisioned_writer)
+            .inspect_ok(move |event| index.write().expect("index lock poisoned").on_event(event))
+            .touched_objects()
     };
 
     // Drifts: owned, indexed by their CloudProvisioned.
     let (drifts, drifts_writer) = reflector::store();
     let drift_index = Arc::new(RwLock::new(RefIndex::<Drift>::new(|d| {
-        Some(format!(
-            "{}/{}",
-            d.namespace().unwrap_or_default(),
-            d.spec.provisioned_ref.name
-        ))
+        Some(format!("{}/{}", d.namespace().unwrap_or_default(), d.spec.provisioned_ref.name))
     })));
     let drift_stream = {
         let index = drift_index.clone();
-        watcher(
-            scoped::<Drift>(&client, config.namespace.as_deref()),
-            watch_config.clone(),
-        )
-        .default_backoff()
-        .inspect_err(count_errors("drift", metrics.clone()))
-        .modify(|d: &mut Drift| d.managed_fields_mut().clear())
-        .reflect(drifts_writer)
-        .inspect_ok(move |event| index.write().expect("index lock poisoned").on_event(event))
-        .inspect_ok(mark_synced(drifts_synced_tx))
-        .touched_objects()
+        watcher(scoped::<Drift>(&client, config.namespace.as_deref()), watch_config.clone())
+            .default_backoff()
+            .inspect_err(count_errors("drift", metrics.clone()))
+            .modify(|d: &mut Drift| d.managed_fields_mut().clear())
+            .reflect(drifts_writer)
+            .inspect_ok(move |event| index.write().expect("index lock poisoned").on_event(event))
+            .inspect_ok(mark_synced(drifts_synced_tx))
+            .touched_objects()
     };
 
     // CloudResources: the live inventory; a change re-reconciles everything that references it.
@@ -327,28 +280,22 @@ async fn control(
     let context = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
-            Reporter {
-                controller: "arcadia-drift".into(),
-                instance: Some(config.identity.clone()),
-            },
+            Reporter { controller: "arcadia-drift".into(), instance: Some(config.identity.clone()) },
         ),
         client,
+        provisioned: provisioned.clone(),
         resources,
         drifts,
         drift_index,
         caches_synced,
+        written: Default::default(),
         metrics,
-        settings: plan::Settings {
-            max_inventory_age: config.max_inventory_age,
-            ..Default::default()
-        },
+        settings: plan::Settings { max_inventory_age: config.max_inventory_age, ..Default::default() },
         resync_interval: config.resync_interval,
     });
     if let Some(digitalocean) = &config.digitalocean {
         let source = crate::inventory::digitalocean::DigitalOcean {
-            client: crate::inventory::digitalocean::client::DoClient::new(
-                digitalocean.client.clone(),
-            )?,
+            client: crate::inventory::digitalocean::client::DoClient::new(digitalocean.client.clone())?,
         };
         let syncer = crate::inventory::Syncer::new(
             context.client.clone(),
@@ -371,10 +318,7 @@ async fn control(
     Controller::for_stream(provisioned_stream, provisioned)
         .owns_stream(drift_stream)
         .watches_stream(resource_stream, move |r: CloudResource| {
-            mapper_index
-                .read()
-                .expect("index lock poisoned")
-                .get(&r.name_any())
+            mapper_index.read().expect("index lock poisoned").get(&r.name_any())
         })
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .graceful_shutdown_on(stopped(stop))
@@ -398,10 +342,7 @@ fn mark_synced<K>(tx: watch::Sender<bool>) -> impl FnMut(&watcher::Event<K>) {
 }
 
 /// A flag that turns true once both inputs have.
-fn both_synced(
-    mut a: watch::Receiver<bool>,
-    mut b: watch::Receiver<bool>,
-) -> watch::Receiver<bool> {
+fn both_synced(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         if a.wait_for(|s| *s).await.is_ok() && b.wait_for(|s| *s).await.is_ok() {

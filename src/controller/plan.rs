@@ -5,8 +5,7 @@
 //! unit-tested without a cluster.
 
 use crate::api::{
-    Absence, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftEpisode,
-    DriftPhase, DriftStatus,
+    Absence, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftEpisode, DriftPhase, DriftStatus,
 };
 use crate::check::cell;
 use crate::detect::{self, LiveView, loosely_equal, observed_equal};
@@ -30,10 +29,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            max_inventory_age: Duration::from_secs(3600),
-            history_limit: 10,
-        }
+        Self { max_inventory_age: Duration::from_secs(3600), history_limit: 10 }
     }
 }
 
@@ -127,20 +123,12 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let mut tracked = track(inputs);
 
     if let Err(problem) = validate(p) {
-        plan.status = status_for(
-            inputs,
-            &tracked,
-            Verdict::Invalid(problem),
-            &mut plan.events,
-        );
+        plan.status = status_for(inputs, &tracked, Verdict::Invalid(problem), &mut plan.events);
         return plan;
     }
 
     let resource_name = &p.spec.resource_ref.name;
-    let live: Result<LiveView<'_>, Absence> = inputs
-        .resource
-        .ok_or(Absence::NotFound)
-        .and_then(|r| r.live());
+    let live: Result<LiveView<'_>, Absence> = inputs.resource.ok_or(Absence::NotFound).and_then(|r| r.live());
     let mut desired = p.spec.desired.clone();
 
     accept(inputs, &live, &mut desired, &mut tracked, &mut plan);
@@ -150,15 +138,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         _ => Freshness::Fresh,
     };
     if let Ok(view) = &live {
-        compare(
-            inputs,
-            view,
-            &desired,
-            &freshness,
-            settings,
-            &mut tracked,
-            &mut plan,
-        );
+        compare(inputs, view, &desired, &freshness, settings, &mut tracked, &mut plan);
     }
 
     let verdict = match &live {
@@ -169,12 +149,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     plan.tally.drifted_fields = open_fields(&tracked).len();
     for (field, t) in tracked {
         if t.dirty {
-            plan.drift_writes.push(DriftWrite {
-                name: t.name,
-                field,
-                apply_object: t.apply_object,
-                status: t.status,
-            });
+            plan.drift_writes.push(DriftWrite { name: t.name, field, apply_object: t.apply_object, status: t.status });
         }
     }
     plan
@@ -187,9 +162,7 @@ pub fn validate(p: &CloudProvisioned) -> Result<(), String> {
     let dns = name.len() <= 253
         && name.split('.').all(|part| {
             !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !part.starts_with('-')
                 && !part.ends_with('-')
         });
@@ -220,12 +193,7 @@ fn track(inputs: &Inputs<'_>) -> BTreeMap<String, Tracked> {
         if let Some(status) = &d.status {
             tracked.insert(
                 field,
-                Tracked {
-                    name: d.name_any(),
-                    status: status.clone(),
-                    apply_object: false,
-                    dirty: false,
-                },
+                Tracked { name: d.name_any(), status: status.clone(), apply_object: false, dirty: false },
             );
         }
     }
@@ -255,20 +223,14 @@ fn accept(
                     warning: false,
                     reason: "AcceptIgnored",
                     action: "Accept",
-                    message: format!(
-                        "Drift {name} is already Accepted; the annotation was removed"
-                    ),
+                    message: format!("Drift {name} is already Accepted; the annotation was removed"),
                 });
                 continue;
             }
             DriftPhase::Stale | DriftPhase::Reverted => Some(format!(
                 "accept refused: the drift is {} (the field matched again{}); nothing changed",
                 t.status.phase,
-                t.status
-                    .resolved_time
-                    .as_ref()
-                    .map(|at| format!(" at {}", at.0))
-                    .unwrap_or_default()
+                t.status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default()
             )),
             DriftPhase::Open => match live {
                 Err(absence) => Some(format!(
@@ -354,9 +316,7 @@ fn compare(
         };
         match tracked.get_mut(&fd.field) {
             Some(t) if t.status.phase == DriftPhase::Open => {
-                if !loosely_equal(&t.status.actual, &fd.actual)
-                    || !loosely_equal(&t.status.expected, &fd.expected)
-                {
+                if !loosely_equal(&t.status.actual, &fd.actual) || !loosely_equal(&t.status.expected, &fd.expected) {
                     plan.events.push(note(
                         "DriftChanged",
                         format!(
@@ -381,12 +341,7 @@ fn compare(
                 }
                 plan.events.push(note(
                     "DriftDetected",
-                    format!(
-                        "{}: expected {}, live value is {}",
-                        fd.field,
-                        cell(&fd.expected),
-                        cell(&fd.actual)
-                    ),
+                    format!("{}: expected {}, live value is {}", fd.field, cell(&fd.expected), cell(&fd.actual)),
                 ));
                 let status = DriftStatus {
                     phase: DriftPhase::Open,
@@ -397,15 +352,7 @@ fn compare(
                     ..Default::default()
                 };
                 let name = Drift::name_for(&owner, &fd.field);
-                tracked.insert(
-                    fd.field,
-                    Tracked {
-                        name,
-                        status,
-                        apply_object: true,
-                        dirty: true,
-                    },
-                );
+                tracked.insert(fd.field, Tracked { name, status, apply_object: true, dirty: true });
                 plan.tally.new_drifts += 1;
             }
         }
@@ -452,9 +399,7 @@ fn episode(s: &DriftStatus) -> DriftEpisode {
 fn freshness(r: &CloudResource, now: &Time, settings: &Settings) -> Freshness {
     let max = settings.max_inventory_age;
     match r.status.as_ref().and_then(|s| s.synced_time.as_ref()) {
-        None => Freshness::Stale(
-            "the CloudResource has no status.syncedTime, so its age is unknown".into(),
-        ),
+        None => Freshness::Stale("the CloudResource has no status.syncedTime, so its age is unknown".into()),
         Some(synced) => {
             let age = now.0.as_second() - synced.0.as_second();
             if age > max.as_secs() as i64 {
@@ -471,11 +416,7 @@ fn freshness(r: &CloudResource, now: &Time, settings: &Settings) -> Freshness {
 }
 
 fn open_fields(tracked: &BTreeMap<String, Tracked>) -> Vec<String> {
-    tracked
-        .iter()
-        .filter(|(_, t)| t.status.phase == DriftPhase::Open)
-        .map(|(f, _)| f.clone())
-        .collect()
+    tracked.iter().filter(|(_, t)| t.status.phase == DriftPhase::Open).map(|(f, _)| f.clone()).collect()
 }
 
 enum Verdict {
@@ -509,19 +450,9 @@ fn status_for(
     };
     let drifted = |open: &[String]| {
         if open.is_empty() {
-            cond(
-                CONDITION_IN_SYNC,
-                "True",
-                "InSync",
-                format!("all {} desired fields match", p.spec.desired.len()),
-            )
+            cond(CONDITION_IN_SYNC, "True", "InSync", format!("all {} desired fields match", p.spec.desired.len()))
         } else {
-            cond(
-                CONDITION_IN_SYNC,
-                "False",
-                "Drifted",
-                format!("{} drifted: {}", open.len(), open.join(", ")),
-            )
+            cond(CONDITION_IN_SYNC, "False", "Drifted", format!("{} drifted: {}", open.len(), open.join(", ")))
         }
     };
     let conditions = match verdict {
@@ -536,10 +467,7 @@ fn status_for(
                 Absence::NeverSynced => "NeverSynced",
             };
             let message = format!("CloudResource {name}: {}", absence.describe());
-            let was_missing = old
-                .conditions
-                .iter()
-                .any(|c| c.type_ == CONDITION_RESOURCE_FOUND && c.status == "False");
+            let was_missing = old.conditions.iter().any(|c| c.type_ == CONDITION_RESOURCE_FOUND && c.status == "False");
             if !was_missing {
                 events.push(Note {
                     regarding: Regarding::Provisioned,
@@ -550,12 +478,7 @@ fn status_for(
                 });
             }
             vec![
-                cond(
-                    CONDITION_IN_SYNC,
-                    "Unknown",
-                    "ResourceMissing",
-                    format!("cannot compare: {message}"),
-                ),
+                cond(CONDITION_IN_SYNC, "Unknown", "ResourceMissing", format!("cannot compare: {message}")),
                 cond(CONDITION_RESOURCE_FOUND, "False", reason, message),
             ]
         }
@@ -576,12 +499,7 @@ fn status_for(
             };
             vec![
                 drifted(&open),
-                cond(
-                    CONDITION_RESOURCE_FOUND,
-                    "True",
-                    "Found",
-                    format!("CloudResource {resource} found"),
-                ),
+                cond(CONDITION_RESOURCE_FOUND, "True", "Found", format!("CloudResource {resource} found")),
                 fresh,
             ]
         }

@@ -6,8 +6,8 @@
 use super::Context;
 use super::plan::{self, DriftWrite, Inputs, Note, Plan, Regarding};
 use crate::api::{
-    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, Drift, FIELD_MANAGER,
-    LABEL_PHASE, LABEL_PROVISIONED,
+    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, Drift, FIELD_MANAGER, LABEL_PHASE,
+    LABEL_PROVISIONED,
 };
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
@@ -56,54 +56,102 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     // "not seen yet", not "does not exist": deciding then would report resources
     // missing and rewrite drifts on every start.
     let _ = ctx.caches_synced.clone().wait_for(|synced| *synced).await;
-    let started = Instant::now();
     let namespace = p.namespace().unwrap_or_default();
     let name = p.name_any();
-    let resource = ctx
-        .resources
-        .get(&ObjectRef::new(&p.spec.resource_ref.name));
+    let key = format!("{namespace}/{name}");
+    // Decide on caches that hold our own previous writes, or the plan would
+    // repeat them (and their Events).
+    see_own_writes(&ctx, &key).await;
+    let Some(p) = ctx.provisioned.get(&ObjectRef::from_obj(p.as_ref())) else {
+        return Ok(Action::await_change());
+    };
+    let started = Instant::now();
+    let resource = ctx.resources.get(&ObjectRef::new(&p.spec.resource_ref.name));
     let drifts: Vec<Arc<Drift>> = ctx
         .drift_index
         .read()
         .expect("drift index lock poisoned")
-        .get(&format!("{namespace}/{name}"))
+        .get(&key)
         .iter()
         .filter_map(|r| ctx.drifts.get(r))
         .collect();
     let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
     let now = api::now();
     let plan = plan::plan(
-        &Inputs {
-            provisioned: &p,
-            resource: resource.as_deref(),
-            drifts: &drift_refs,
-            now: &now,
-        },
+        &Inputs { provisioned: &p, resource: resource.as_deref(), drifts: &drift_refs, now: &now },
         &ctx.settings,
     );
     let tally = plan.tally;
-    let result = write(&ctx, &p, plan).await;
-    ctx.metrics.observe_reconcile(
-        started.elapsed(),
-        &tally,
-        result.as_ref().err().map(Error::step),
-    );
+    let mut written = Written::default();
+    let result = write(&ctx, &p, plan, &mut written).await;
+    if !written.is_empty() {
+        ctx.written.lock().expect("written lock poisoned").insert(key, written);
+    }
+    ctx.metrics.observe_reconcile(started.elapsed(), &tally, result.as_ref().err().map(Error::step));
     result?;
     Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
 }
 
 pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, _ctx: Arc<Context>) -> Action {
     // A conflict means our cache was behind a concurrent write: retry as soon as the watch catches up.
-    let wait = if error.is_conflict() {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(5)
-    };
+    let wait = if error.is_conflict() { Duration::from_secs(1) } else { Duration::from_secs(5) };
     tracing::warn!(%error, "reconcile failed; retrying in {}s", wait.as_secs());
     Action::requeue(jittered(wait, &p.name_any()))
 }
 
-async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan) -> Result<(), Error> {
+/// The resourceVersions our writes produced, for one CloudProvisioned.
+#[derive(Debug, Default)]
+pub struct Written {
+    provisioned: Option<u64>,
+    drifts: Vec<(String, u64)>,
+}
+
+impl Written {
+    fn is_empty(&self) -> bool {
+        self.provisioned.is_none() && self.drifts.is_empty()
+    }
+
+    fn provisioned(&mut self, obj: &CloudProvisioned) {
+        self.provisioned = self.provisioned.max(resource_version(obj));
+    }
+
+    fn drift(&mut self, obj: &Drift) {
+        if let Some(rv) = resource_version(obj) {
+            self.drifts.retain(|(n, _)| n != &obj.name_any());
+            self.drifts.push((obj.name_any(), rv));
+        }
+    }
+}
+
+/// resourceVersions are opaque by contract but etcd revisions in practice;
+/// when one does not parse, we simply do not wait for it.
+fn resource_version<K: Resource>(obj: &K) -> Option<u64> {
+    obj.meta().resource_version.as_deref()?.parse().ok()
+}
+
+/// Waits (up to 2s) until the caches show every write the previous reconcile
+/// of `key` made.
+async fn see_own_writes(ctx: &Context, key: &str) {
+    let Some(written) = ctx.written.lock().expect("written lock poisoned").remove(key) else { return };
+    let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+    let seen = |ctx: &Context| {
+        let provisioned = written.provisioned.is_none_or(|rv| {
+            let obj = ctx.provisioned.get(&ObjectRef::new(name).within(namespace));
+            obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= rv)
+        });
+        provisioned
+            && written.drifts.iter().all(|(drift, rv)| {
+                let obj = ctx.drifts.get(&ObjectRef::new(drift).within(namespace));
+                obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= *rv)
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !seen(ctx) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Written) -> Result<(), Error> {
     let namespace = p.namespace().unwrap_or_default();
     let object = format!("{namespace}/{}", p.name_any());
     let provisioned: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -112,13 +160,11 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan) -> Result<(), Er
 
     if !plan.adopt.is_empty() {
         let body = adopt_body(p, &plan.adopt);
-        provisioned
+        let obj = provisioned
             .patch(&p.name_any(), &apply, &Patch::Apply(&body))
             .await
-            .map_err(|source| Error::Adopt {
-                object: object.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Adopt { object: object.clone(), source })?;
+        written.provisioned(&obj);
         ctx.metrics.count_write("cloudprovisioned");
     }
     for w in &plan.drift_writes {
@@ -127,47 +173,34 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan) -> Result<(), Er
             drifts
                 .patch(&w.name, &apply, &Patch::Apply(drift_body(p, w)))
                 .await
-                .map_err(|source| Error::WriteDrift {
-                    object: drift_object.clone(),
-                    source,
-                })?;
+                .map_err(|source| Error::WriteDrift { object: drift_object.clone(), source })?;
             ctx.metrics.count_write("drift");
         }
-        let status =
-            json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": w.status});
-        drifts
+        let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": w.status});
+        let obj = drifts
             .patch_status(&w.name, &apply, &Patch::Apply(status))
             .await
-            .map_err(|source| Error::WriteDrift {
-                object: drift_object,
-                source,
-            })?;
+            .map_err(|source| Error::WriteDrift { object: drift_object, source })?;
+        written.drift(&obj);
         ctx.metrics.count_write("drift_status");
     }
     for name in &plan.clear_accept {
         let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: null, ANNOTATION_ACCEPTED_BY: null}}});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        drifts
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let obj = drifts
             .patch(name, &params, &Patch::Merge(patch))
             .await
-            .map_err(|source| Error::ClearAccept {
-                object: format!("{namespace}/{name}"),
-                source,
-            })?;
+            .map_err(|source| Error::ClearAccept { object: format!("{namespace}/{name}"), source })?;
+        written.drift(&obj);
         ctx.metrics.count_write("drift");
     }
     if let Some(status) = &plan.status {
         let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
-        provisioned
+        let obj = provisioned
             .patch_status(&p.name_any(), &apply, &Patch::Apply(body))
             .await
-            .map_err(|source| Error::WriteStatus {
-                object: object.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::WriteStatus { object: object.clone(), source })?;
+        written.provisioned(&obj);
         ctx.metrics.count_write("cloudprovisioned_status");
     }
     for note in &plan.events {
@@ -181,10 +214,8 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan) -> Result<(), Er
 /// would remove it; `resourceVersion` makes it fail rather than overwrite a
 /// spec edited after our cache saw it.
 fn adopt_body(p: &CloudProvisioned, adopt: &Map<String, Value>) -> Value {
-    let mut desired: Map<String, Value> = owned_desired_fields(p)
-        .into_iter()
-        .filter_map(|k| p.spec.desired.get(&k).map(|v| (k, v.clone())))
-        .collect();
+    let mut desired: Map<String, Value> =
+        owned_desired_fields(p).into_iter().filter_map(|k| p.spec.desired.get(&k).map(|v| (k, v.clone()))).collect();
     desired.extend(adopt.clone());
     json!({
         "apiVersion": "arcadia.cloud/v1alpha1",
@@ -198,16 +229,10 @@ fn adopt_body(p: &CloudProvisioned, adopt: &Map<String, Value>) -> Value {
 fn owned_desired_fields(p: &CloudProvisioned) -> Vec<String> {
     p.managed_fields()
         .iter()
-        .filter(|m| {
-            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
-        })
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply"))
         .filter_map(|m| m.fields_v1.as_ref())
         .filter_map(|f| f.0.get("f:spec")?.get("f:desired")?.as_object().cloned())
-        .flat_map(|fields| {
-            fields
-                .into_iter()
-                .filter_map(|(k, _)| k.strip_prefix("f:").map(str::to_owned))
-        })
+        .flat_map(|fields| fields.into_iter().filter_map(|(k, _)| k.strip_prefix("f:").map(str::to_owned)))
         .collect()
 }
 
@@ -243,11 +268,7 @@ async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, note: &No
         },
     };
     let event = Event {
-        type_: if note.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+        type_: if note.warning { EventType::Warning } else { EventType::Normal },
         reason: note.reason.into(),
         note: Some(note.message.chars().take(1024).collect()),
         action: note.action.into(),
@@ -263,10 +284,7 @@ async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, note: &No
 /// `base` stretched by up to ±10%, differently per object, so periodic
 /// requeues of many objects do not arrive together.
 pub fn jittered(base: Duration, key: &str) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     let spread = f64::from(api::fnv1a(&format!("{key}{nanos}")) % 2001) / 10_000.0 - 0.1;
     base.mul_f64(1.0 + spread)
 }
@@ -283,10 +301,7 @@ mod tests {
             "web-1",
             CloudProvisionedSpec {
                 resource_ref: ResourceRef { name: "r".into() },
-                desired: json!({"size_slug": "a", "region": "nyc3", "vcpus": 2})
-                    .as_object()
-                    .cloned()
-                    .unwrap(),
+                desired: json!({"size_slug": "a", "region": "nyc3", "vcpus": 2}).as_object().cloned().unwrap(),
             },
         );
         p.metadata.resource_version = Some("42".into());
@@ -294,9 +309,7 @@ mod tests {
             ManagedFieldsEntry {
                 manager: Some(FIELD_MANAGER.into()),
                 operation: Some("Apply".into()),
-                fields_v1: Some(FieldsV1(
-                    json!({"f:spec": {"f:desired": {"f:size_slug": {}}}}),
-                )),
+                fields_v1: Some(FieldsV1(json!({"f:spec": {"f:desired": {"f:size_slug": {}}}}))),
                 ..Default::default()
             },
             ManagedFieldsEntry {
@@ -307,10 +320,7 @@ mod tests {
             },
         ]);
         let body = adopt_body(&p, json!({"vcpus": 4}).as_object().unwrap());
-        assert_eq!(
-            body["spec"]["desired"],
-            json!({"size_slug": "a", "vcpus": 4})
-        );
+        assert_eq!(body["spec"]["desired"], json!({"size_slug": "a", "vcpus": 4}));
         assert_eq!(body["metadata"]["resourceVersion"], "42");
     }
 
@@ -318,10 +328,7 @@ mod tests {
     fn jitter_stays_within_ten_percent() {
         for i in 0..200 {
             let d = jittered(Duration::from_secs(300), &format!("obj-{i}"));
-            assert!(
-                d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
-                "{d:?}"
-            );
+            assert!(d >= Duration::from_secs(270) && d <= Duration::from_secs(330), "{d:?}");
         }
     }
 }

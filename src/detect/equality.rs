@@ -33,11 +33,7 @@ impl<'a> Scalar<'a> {
     }
 
     fn of_text(s: &'a str) -> Self {
-        if s.is_empty() {
-            Scalar::Empty
-        } else {
-            Scalar::Str(s)
-        }
+        if s.is_empty() { Scalar::Empty } else { Scalar::Str(s) }
     }
 }
 
@@ -62,9 +58,7 @@ fn numbers_equal(a: &Number, b: &Number) -> bool {
 }
 
 fn integer(n: &Number) -> Option<i128> {
-    n.as_i64()
-        .map(i128::from)
-        .or_else(|| n.as_u64().map(i128::from))
+    n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
 }
 
 /// A number equals a string when the string is the number's text or, read as
@@ -85,11 +79,8 @@ pub fn loosely_equal(a: &Value, b: &Value) -> bool {
         (Value::Array(x), Value::Array(y)) => same_set(x, y, loosely_equal),
         (Value::Object(x), Value::Object(y)) => {
             let null = Value::Null;
-            x.iter()
-                .all(|(k, v)| loosely_equal(v, y.get(k).unwrap_or(&null)))
-                && y.iter()
-                    .filter(|(k, _)| !x.contains_key(*k))
-                    .all(|(_, v)| loosely_equal(v, &null))
+            x.iter().all(|(k, v)| loosely_equal(v, y.get(k).unwrap_or(&null)))
+                && y.iter().filter(|(k, _)| !x.contains_key(*k)).all(|(_, v)| loosely_equal(v, &null))
         }
         _ => match (Scalar::of(a), Scalar::of(b)) {
             (Some(x), Some(y)) => scalars_equal(x, y),
@@ -103,13 +94,11 @@ pub fn observed_equal(expected: &Value, observed: Observed<'_>) -> bool {
     match observed {
         Observed::Missing => matches!(Scalar::of(expected), Some(Scalar::Empty)),
         Observed::Json(v) => loosely_equal(expected, v),
-        Observed::Text(s) => {
-            Scalar::of(expected).is_some_and(|e| scalars_equal(e, Scalar::of_text(s)))
-        }
+        Observed::Text(s) => Scalar::of(expected).is_some_and(|e| scalars_equal(e, Scalar::of_text(s))),
         Observed::Texts(list) => match expected {
-            Value::Array(items) => same_set(items, list, |v, s| {
-                Scalar::of(v).is_some_and(|e| scalars_equal(e, Scalar::of_text(s)))
-            }),
+            Value::Array(items) => {
+                same_set(items, list, |v, s| Scalar::of(v).is_some_and(|e| scalars_equal(e, Scalar::of_text(s))))
+            }
             _ => false,
         },
     }
@@ -129,11 +118,7 @@ mod tests {
 
     fn eq(a: Value, b: Value) -> bool {
         let forward = loosely_equal(&a, &b);
-        assert_eq!(
-            forward,
-            loosely_equal(&b, &a),
-            "loose equality must be symmetric: {a} vs {b}"
-        );
+        assert_eq!(forward, loosely_equal(&b, &a), "loose equality must be symmetric: {a} vs {b}");
         forward
     }
 
@@ -199,10 +184,7 @@ mod tests {
     #[test]
     fn live_text_lists_compare_as_sets() {
         let tags = vec!["web".to_string(), "prod".to_string()];
-        assert!(observed_equal(
-            &json!(["prod", "web", "prod"]),
-            Observed::Texts(&tags)
-        ));
+        assert!(observed_equal(&json!(["prod", "web", "prod"]), Observed::Texts(&tags)));
         assert!(!observed_equal(&json!(["prod"]), Observed::Texts(&tags)));
         assert!(!observed_equal(&json!("web,prod"), Observed::Texts(&tags)));
         assert!(observed_equal(&json!([]), Observed::Texts(&[])));
@@ -210,10 +192,7 @@ mod tests {
 
     #[test]
     fn objects_compare_key_by_key() {
-        assert!(eq(
-            json!({"a": 1, "b": ["x", "y"]}),
-            json!({"b": ["y", "x"], "a": "1"})
-        ));
+        assert!(eq(json!({"a": 1, "b": ["x", "y"]}), json!({"b": ["y", "x"], "a": "1"})));
         assert!(eq(json!({"a": 1, "b": null}), json!({"a": 1})));
         assert!(!eq(json!({"a": 1}), json!({"a": 2})));
         assert!(!eq(json!({"a": 1}), json!({"a": 1, "b": 2})));
@@ -224,10 +203,7 @@ mod tests {
     fn observed_text_follows_scalar_rules() {
         assert!(observed_equal(&json!(2), Observed::Text("2")));
         assert!(observed_equal(&json!("active"), Observed::Text("active")));
-        assert!(!observed_equal(
-            &json!(["active"]),
-            Observed::Text("active")
-        ));
+        assert!(!observed_equal(&json!(["active"]), Observed::Text("active")));
         assert!(!observed_equal(&json!({"x": 1}), Observed::Text("x")));
     }
 }

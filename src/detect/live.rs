@@ -36,8 +36,7 @@ impl<'a> LiveView<'a> {
             "tags" => self.tags.map(Observed::Texts),
             _ => None,
         };
-        top.or_else(|| self.attrs.and_then(|a| a.get(key)).map(Observed::Json))
-            .unwrap_or(Observed::Missing)
+        top.or_else(|| self.attrs.and_then(|a| a.get(key)).map(Observed::Json)).unwrap_or(Observed::Missing)
     }
 }
 
@@ -47,9 +46,7 @@ impl Observed<'_> {
         match self {
             Observed::Missing => Value::Null,
             Observed::Text(s) => Value::String(s.to_owned()),
-            Observed::Texts(list) => {
-                Value::Array(list.iter().cloned().map(Value::String).collect())
-            }
+            Observed::Texts(list) => Value::Array(list.iter().cloned().map(Value::String).collect()),
             Observed::Json(v) => v.clone(),
         }
     }
@@ -62,10 +59,7 @@ mod tests {
 
     #[test]
     fn top_level_fields_resolve_by_snake_and_camel_name() {
-        let live = LiveView {
-            size_slug: Some("s-1"),
-            ..LiveView::default()
-        };
+        let live = LiveView { size_slug: Some("s-1"), ..LiveView::default() };
         assert_eq!(live.resolve("size_slug"), Observed::Text("s-1"));
         assert_eq!(live.resolve("sizeSlug"), Observed::Text("s-1"));
     }
@@ -73,34 +67,21 @@ mod tests {
     #[test]
     fn top_level_wins_over_attrs() {
         let attrs = json!({"region": "ams3"}).as_object().cloned().unwrap();
-        let live = LiveView {
-            region: Some("nyc3"),
-            attrs: Some(&attrs),
-            ..LiveView::default()
-        };
+        let live = LiveView { region: Some("nyc3"), attrs: Some(&attrs), ..LiveView::default() };
         assert_eq!(live.resolve("region"), Observed::Text("nyc3"));
     }
 
     #[test]
     fn unset_top_level_falls_through_to_attrs() {
         let attrs = json!({"region": "ams3"}).as_object().cloned().unwrap();
-        let live = LiveView {
-            attrs: Some(&attrs),
-            ..LiveView::default()
-        };
+        let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
         assert_eq!(live.resolve("region"), Observed::Json(&json!("ams3")));
     }
 
     #[test]
     fn other_keys_resolve_in_attrs_exactly() {
-        let attrs = json!({"vcpus": 2, "vpc_uuid": "u"})
-            .as_object()
-            .cloned()
-            .unwrap();
-        let live = LiveView {
-            attrs: Some(&attrs),
-            ..LiveView::default()
-        };
+        let attrs = json!({"vcpus": 2, "vpc_uuid": "u"}).as_object().cloned().unwrap();
+        let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
         assert_eq!(live.resolve("vcpus"), Observed::Json(&json!(2)));
         assert_eq!(live.resolve("vpcUuid"), Observed::Missing);
         assert_eq!(live.resolve("memory"), Observed::Missing);
@@ -109,10 +90,7 @@ mod tests {
     #[test]
     fn tags_resolve_as_a_list() {
         let tags = vec!["a".to_string()];
-        let live = LiveView {
-            tags: Some(&tags),
-            ..LiveView::default()
-        };
+        let live = LiveView { tags: Some(&tags), ..LiveView::default() };
         assert_eq!(live.resolve("tags").to_value(), json!(["a"]));
         assert_eq!(LiveView::default().resolve("tags").to_value(), Value::Null);
     }

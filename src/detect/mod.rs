@@ -58,11 +58,7 @@ pub fn evaluate(desired: &Map<String, Value>, live: Option<&LiveView<'_>>) -> Ve
         None => Verdict::ResourceMissing,
         Some(live) => {
             let drifts = detect(desired, live);
-            if drifts.is_empty() {
-                Verdict::InSync
-            } else {
-                Verdict::Drifted(drifts)
-            }
+            if drifts.is_empty() { Verdict::InSync } else { Verdict::Drifted(drifts) }
         }
     }
 }
@@ -95,9 +91,8 @@ mod tests {
             tags: Some(&tags),
             attrs: Some(&attrs),
         };
-        let desired = map(
-            json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "vcpus": "2", "tags": ["prod", "web", "web"]}),
-        );
+        let desired =
+            map(json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "vcpus": "2", "tags": ["prod", "web", "web"]}));
         assert_eq!(
             detect(&desired, &live),
             vec![FieldDrift {
@@ -110,15 +105,8 @@ mod tests {
 
     #[test]
     fn only_declared_keys_are_checked() {
-        let live = LiveView {
-            region: Some("nyc3"),
-            status: Some("off"),
-            ..LiveView::default()
-        };
-        assert_eq!(
-            evaluate(&map(json!({"region": "nyc3"})), Some(&live)),
-            Verdict::InSync
-        );
+        let live = LiveView { region: Some("nyc3"), status: Some("off"), ..LiveView::default() };
+        assert_eq!(evaluate(&map(json!({"region": "nyc3"})), Some(&live)), Verdict::InSync);
     }
 
     #[test]
@@ -144,10 +132,8 @@ mod tests {
     #[test]
     fn drifts_come_in_key_order() {
         let live = LiveView::default();
-        let fields: Vec<_> = detect(&map(json!({"zeta": 1, "alpha": 2, "mid": 3})), &live)
-            .into_iter()
-            .map(|d| d.field)
-            .collect();
+        let fields: Vec<_> =
+            detect(&map(json!({"zeta": 1, "alpha": 2, "mid": 3})), &live).into_iter().map(|d| d.field).collect();
         assert_eq!(fields, ["alpha", "mid", "zeta"]);
     }
 }

@@ -68,14 +68,7 @@ impl Syncer {
         settings: SyncSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self {
-            client,
-            source,
-            resources,
-            settings,
-            metrics,
-            suspects: Mutex::default(),
-        }
+        Self { client, source, resources, settings, metrics, suspects: Mutex::default() }
     }
 
     /// Syncs every `interval` (jittered) until `stop` completes.
@@ -138,15 +131,9 @@ impl Syncer {
             let exists = self
                 .resources
                 .get(&ObjectRef::new(&w.name))
-                .is_some_and(|r| {
-                    r.spec == w.spec && r.labels().get(LABEL_SOURCE) == Some(&self.settings.source)
-                });
-            self.write(&w.name, (!exists).then_some(&w.spec), &w.status)
-                .await?;
-            self.suspects
-                .lock()
-                .expect("suspects lock poisoned")
-                .remove(&w.name);
+                .is_some_and(|r| r.spec == w.spec && r.labels().get(LABEL_SOURCE) == Some(&self.settings.source));
+            self.write(&w.name, (!exists).then_some(&w.spec), &w.status).await?;
+            self.suspects.lock().expect("suspects lock poisoned").remove(&w.name);
             report.written += 1;
         }
         if listing.short {
@@ -160,11 +147,7 @@ impl Syncer {
             let Some(resource) = self.resources.get(&ObjectRef::new(&name)) else {
                 continue;
             };
-            let second_absence = self
-                .suspects
-                .lock()
-                .expect("suspects lock poisoned")
-                .contains(&name);
+            let second_absence = self.suspects.lock().expect("suspects lock poisoned").contains(&name);
             let gone = if second_absence {
                 true
             } else {
@@ -178,21 +161,14 @@ impl Syncer {
                     }
                     Err(error) => {
                         tracing::info!(%error, resource = %name, "cannot confirm an absence now; asking again next sync");
-                        self.suspects
-                            .lock()
-                            .expect("suspects lock poisoned")
-                            .insert(name.clone());
+                        self.suspects.lock().expect("suspects lock poisoned").insert(name.clone());
                         false
                     }
                 }
             };
             if gone {
-                self.write(&name, None, &sync::missing_status(&resource, &now))
-                    .await?;
-                self.suspects
-                    .lock()
-                    .expect("suspects lock poisoned")
-                    .remove(&name);
+                self.write(&name, None, &sync::missing_status(&resource, &now)).await?;
+                self.suspects.lock().expect("suspects lock poisoned").remove(&name);
                 self.metrics.inventory_missing.inc();
                 report.marked_missing += 1;
                 tracing::info!(resource = %name, "the provider no longer has it; marked missing");
@@ -207,16 +183,8 @@ impl Syncer {
         now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     ) -> Result<(), SyncError> {
         let name = resource_name(PROVIDER, o.type_, &o.id);
-        let spec = crate::api::CloudResourceSpec {
-            provider: PROVIDER.into(),
-            type_: o.type_.into(),
-            id: o.id,
-        };
-        let status = api::CloudResourceStatus {
-            missing: false,
-            synced_time: Some(now.clone()),
-            ..o.status
-        };
+        let spec = crate::api::CloudResourceSpec { provider: PROVIDER.into(), type_: o.type_.into(), id: o.id };
+        let status = api::CloudResourceStatus { missing: false, synced_time: Some(now.clone()), ..o.status };
         self.write(&name, Some(&spec), &status).await
     }
 
@@ -229,12 +197,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let api: Api<CloudResource> = Api::all(self.client.clone());
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let fail = |source| {
-            SyncError::Write(WriteError {
-                name: name.to_owned(),
-                source,
-            })
-        };
+        let fail = |source| SyncError::Write(WriteError { name: name.to_owned(), source });
         if let Some(spec) = spec {
             let body = json!({
                 "apiVersion": "arcadia.cloud/v1alpha1",
@@ -242,15 +205,11 @@ impl Syncer {
                 "metadata": {"name": name, "labels": {LABEL_SOURCE: self.settings.source}},
                 "spec": spec,
             });
-            api.patch(name, &params, &Patch::Apply(body))
-                .await
-                .map_err(fail)?;
+            api.patch(name, &params, &Patch::Apply(body)).await.map_err(fail)?;
             self.metrics.count_write("cloudresource");
         }
         let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
-        api.patch_status(name, &params, &Patch::Apply(body))
-            .await
-            .map_err(fail)?;
+        api.patch_status(name, &params, &Patch::Apply(body)).await.map_err(fail)?;
         self.metrics.count_write("cloudresource_status");
         Ok(())
     }

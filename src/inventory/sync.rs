@@ -24,13 +24,7 @@ pub struct Observed {
 pub fn resource_name(provider: &str, type_: &str, id: &str) -> String {
     format!("{provider}-{type_}-{id}")
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c.to_ascii_lowercase() } else { '-' })
         .collect()
 }
 
@@ -70,10 +64,7 @@ pub fn plan_sync(
     for o in listed {
         let name = resource_name(provider, o.type_, &o.id);
         listed_names.insert(name.clone());
-        let current = mirrored
-            .iter()
-            .find(|r| r.name_any() == name)
-            .and_then(|r| r.status.as_ref());
+        let current = mirrored.iter().find(|r| r.name_any() == name).and_then(|r| r.status.as_ref());
         let mut status = o.status;
         status.missing = false;
         status.synced_time = current.and_then(|c| c.synced_time.clone());
@@ -88,11 +79,7 @@ pub fn plan_sync(
         status.synced_time = Some(now.clone());
         plan.writes.push(Write {
             name,
-            spec: CloudResourceSpec {
-                provider: provider.into(),
-                type_: o.type_.into(),
-                id: o.id,
-            },
+            spec: CloudResourceSpec { provider: provider.into(), type_: o.type_.into(), id: o.id },
             status,
         });
     }
@@ -107,11 +94,7 @@ pub fn plan_sync(
 
 /// The status that marks a mirrored resource gone, keeping its last known state.
 pub fn missing_status(r: &CloudResource, now: &Time) -> CloudResourceStatus {
-    CloudResourceStatus {
-        missing: true,
-        synced_time: Some(now.clone()),
-        ..r.status.clone().unwrap_or_default()
-    }
+    CloudResourceStatus { missing: true, synced_time: Some(now.clone()), ..r.status.clone().unwrap_or_default() }
 }
 
 #[cfg(test)]
@@ -127,21 +110,14 @@ mod tests {
         Observed {
             type_: "droplet",
             id: id.into(),
-            status: CloudResourceStatus {
-                size_slug: Some(size.into()),
-                ..Default::default()
-            },
+            status: CloudResourceStatus { size_slug: Some(size.into()), ..Default::default() },
         }
     }
 
     fn mirrored(id: &str, size: &str, synced: Time, missing: bool) -> Arc<CloudResource> {
         let mut r = CloudResource::new(
             &resource_name("digitalocean", "droplet", id),
-            CloudResourceSpec {
-                provider: "digitalocean".into(),
-                type_: "droplet".into(),
-                id: id.into(),
-            },
+            CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: id.into() },
         );
         r.status = Some(CloudResourceStatus {
             size_slug: Some(size.into()),
@@ -157,10 +133,7 @@ mod tests {
 
     #[test]
     fn names_are_valid_object_names() {
-        assert_eq!(
-            resource_name("digitalocean", "droplet", "3164444"),
-            "digitalocean-droplet-3164444"
-        );
+        assert_eq!(resource_name("digitalocean", "droplet", "3164444"), "digitalocean-droplet-3164444");
         assert_eq!(
             resource_name("digitalocean", "load_balancer", "4DE7AC8B-495B"),
             "digitalocean-load-balancer-4de7ac8b-495b"
@@ -169,73 +142,36 @@ mod tests {
 
     #[test]
     fn writes_new_and_changed_and_skips_unchanged() {
-        let existing = [
-            mirrored("1", "a", at(0), false),
-            mirrored("2", "b", at(0), false),
-        ];
+        let existing = [mirrored("1", "a", at(0), false), mirrored("2", "b", at(0), false)];
         let plan = plan_sync(
             "do",
             "digitalocean",
             "droplet",
-            vec![
-                observed("1", "a"),
-                observed("2", "changed"),
-                observed("3", "new"),
-            ],
+            vec![observed("1", "a"), observed("2", "changed"), observed("3", "new")],
             &existing,
             &at(60),
             REFRESH,
         );
         let names: Vec<_> = plan.writes.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, ["digitalocean-droplet-2", "digitalocean-droplet-3"]);
-        assert!(
-            plan.writes
-                .iter()
-                .all(|w| w.status.synced_time == Some(at(60)) && !w.status.missing)
-        );
+        assert!(plan.writes.iter().all(|w| w.status.synced_time == Some(at(60)) && !w.status.missing));
         assert!(plan.absent.is_empty());
     }
 
     #[test]
     fn unchanged_resources_are_refreshed_once_their_sync_time_ages() {
         let existing = [mirrored("1", "a", at(0), false)];
-        let plan = plan_sync(
-            "do",
-            "digitalocean",
-            "droplet",
-            vec![observed("1", "a")],
-            &existing,
-            &at(1801),
-            REFRESH,
-        );
+        let plan = plan_sync("do", "digitalocean", "droplet", vec![observed("1", "a")], &existing, &at(1801), REFRESH);
         assert_eq!(plan.writes.len(), 1);
     }
 
     #[test]
     fn absent_resources_are_listed_for_confirmation_and_missing_ones_reappear() {
-        let existing = [
-            mirrored("1", "a", at(0), false),
-            mirrored("2", "b", at(0), true),
-            mirrored("9", "z", at(0), false),
-        ];
-        let plan = plan_sync(
-            "do",
-            "digitalocean",
-            "droplet",
-            vec![observed("2", "b")],
-            &existing,
-            &at(10),
-            REFRESH,
-        );
-        assert_eq!(
-            plan.absent,
-            ["digitalocean-droplet-1", "digitalocean-droplet-9"]
-        );
-        assert_eq!(
-            plan.writes.len(),
-            1,
-            "a missing resource listed again is written back as present"
-        );
+        let existing =
+            [mirrored("1", "a", at(0), false), mirrored("2", "b", at(0), true), mirrored("9", "z", at(0), false)];
+        let plan = plan_sync("do", "digitalocean", "droplet", vec![observed("2", "b")], &existing, &at(10), REFRESH);
+        assert_eq!(plan.absent, ["digitalocean-droplet-1", "digitalocean-droplet-9"]);
+        assert_eq!(plan.writes.len(), 1, "a missing resource listed again is written back as present");
         assert!(!plan.writes[0].status.missing);
     }
 
@@ -243,15 +179,7 @@ mod tests {
     fn other_types_and_providers_are_not_touched() {
         let mut volume = (*mirrored("1", "a", at(0), false)).clone();
         volume.spec.type_ = "volume".into();
-        let plan = plan_sync(
-            "do",
-            "digitalocean",
-            "droplet",
-            vec![],
-            &[Arc::new(volume)],
-            &at(10),
-            REFRESH,
-        );
+        let plan = plan_sync("do", "digitalocean", "droplet", vec![], &[Arc::new(volume)], &at(10), REFRESH);
         assert!(plan.absent.is_empty());
     }
 }
@@ -261,15 +189,7 @@ fn objects_of_another_source_are_never_absent() {
     let mut theirs = (*tests_support::mirrored_other_source()).clone();
     theirs.metadata.labels = Some([(LABEL_SOURCE.to_string(), "other-account".to_string())].into());
     let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
-    let plan = plan_sync(
-        "do",
-        "digitalocean",
-        "droplet",
-        vec![],
-        &[Arc::new(theirs)],
-        &now,
-        Duration::from_secs(60),
-    );
+    let plan = plan_sync("do", "digitalocean", "droplet", vec![], &[Arc::new(theirs)], &now, Duration::from_secs(60));
     assert!(plan.absent.is_empty());
 }
 
@@ -279,11 +199,7 @@ mod tests_support {
     pub fn mirrored_other_source() -> Arc<CloudResource> {
         Arc::new(CloudResource::new(
             "digitalocean-droplet-1",
-            CloudResourceSpec {
-                provider: "digitalocean".into(),
-                type_: "droplet".into(),
-                id: "1".into(),
-            },
+            CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() },
         ))
     }
 }

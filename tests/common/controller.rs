@@ -14,11 +14,7 @@ pub struct ControllerProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl ControllerProcess {
@@ -29,8 +25,7 @@ impl ControllerProcess {
 
     pub fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let metrics_port = free_port();
-        let log =
-            std::env::temp_dir().join(format!("arcadia-controller-{namespace}-{metrics_port}.log"));
+        let log = std::env::temp_dir().join(format!("arcadia-controller-{namespace}-{metrics_port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let addr = format!("127.0.0.1:{metrics_port}");
         let mut args = vec![
@@ -48,10 +43,7 @@ impl ControllerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_arcadia-drift"))
             .args(&args)
             .env("KUBECONFIG", super::kubeconfig())
-            .env(
-                "RUST_LOG",
-                "info,arcadia_drift=debug,kube_lease_manager=warn",
-            )
+            .env("RUST_LOG", "info,arcadia_drift=debug,kube_lease_manager=warn")
             .env("NO_COLOR", "1")
             .env("POD_NAMESPACE", namespace)
             .envs(env.iter().copied())
@@ -59,11 +51,7 @@ impl ControllerProcess {
             .stderr(file)
             .spawn()
             .expect("cannot start arcadia-drift run");
-        let process = ControllerProcess {
-            child: Some(child),
-            metrics_port,
-            log,
-        };
+        let process = ControllerProcess { child: Some(child), metrics_port, log };
         process.wait_healthy();
         process
     }
@@ -76,10 +64,7 @@ impl ControllerProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
-            "the controller did not answer /healthz within 20s; log:\n{}",
-            self.log_text()
-        );
+        panic!("the controller did not answer /healthz within 20s; log:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {
@@ -93,20 +78,13 @@ impl ControllerProcess {
         write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
     }
 
     /// The sum of a metric's samples whose line starts with `prefix`.
     pub fn metric(&self, prefix: &str) -> f64 {
-        let text = self
-            .get("/metrics")
-            .unwrap_or_else(|| panic!("no /metrics; log:\n{}", self.log_text()));
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        let text = self.get("/metrics").unwrap_or_else(|| panic!("no /metrics; log:\n{}", self.log_text()));
+        text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     }
 
     pub fn pid(&self) -> u32 {
@@ -124,9 +102,7 @@ impl ControllerProcess {
     /// SIGTERM, then wait for a graceful exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -135,10 +111,7 @@ impl ControllerProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
-        panic!(
-            "the controller did not exit within 15s of SIGTERM; log:\n{}",
-            self.log_text()
-        );
+        panic!("the controller did not exit within 15s of SIGTERM; log:\n{}", self.log_text());
     }
 }
 

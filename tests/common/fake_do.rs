@@ -47,11 +47,7 @@ pub struct FakeDo {
 
 impl FakeDo {
     pub async fn start() -> Self {
-        let mut state = FakeState {
-            page_size: 200,
-            remaining: 5000,
-            ..Default::default()
-        };
+        let mut state = FakeState { page_size: 200, remaining: 5000, ..Default::default() };
         for (path, key) in [
             ("/v2/droplets", "droplets"),
             ("/v2/volumes", "volumes"),
@@ -75,13 +71,7 @@ impl FakeDo {
     }
 
     pub fn add(&self, path: &'static str, item: Value) {
-        self.with(|s| {
-            s.collections
-                .get_mut(path)
-                .expect("known collection")
-                .1
-                .push(item)
-        });
+        self.with(|s| s.collections.get_mut(path).expect("known collection").1.push(item));
     }
 
     pub fn add_gpu(&self, item: Value) {
@@ -89,13 +79,7 @@ impl FakeDo {
     }
 
     pub fn remove_droplet(&self, id: u64) {
-        self.with(|s| {
-            s.collections
-                .get_mut("/v2/droplets")
-                .unwrap()
-                .1
-                .retain(|d| d["id"] != id)
-        });
+        self.with(|s| s.collections.get_mut("/v2/droplets").unwrap().1.retain(|d| d["id"] != id));
     }
 
     pub fn resize_droplet(&self, id: u64, size: &str) {
@@ -153,8 +137,7 @@ pub fn droplet(id: u64, name: &str, size: &str, region: &str, tags: &[&str]) -> 
 }
 
 fn error(status: u16, id: &str, message: &str) -> Response {
-    let body =
-        json!({"id": id, "message": message, "request_id": "4d9d8375-3c56-4925-a3e7-eceef5b7b3e0"});
+    let body = json!({"id": id, "message": message, "request_id": "4d9d8375-3c56-4925-a3e7-eceef5b7b3e0"});
     (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
 }
 
@@ -165,24 +148,12 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
         .query()
         .unwrap_or_default()
         .split('&')
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    let authorized = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
+    let authorized =
+        request.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
     let mut s = state.lock().unwrap();
-    s.requests.push(
-        request
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-    );
+    s.requests.push(request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default());
     s.remaining = s.remaining.saturating_sub(1);
     let mut response = if !authorized {
         error(401, "unauthorized", "Unable to authenticate you.")
@@ -191,26 +162,19 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
             Fault::Status(429, retry_after) => {
                 let mut r = error(429, "too_many_requests", "API Rate limit exceeded.");
                 if let Some(seconds) = retry_after {
-                    r.headers_mut()
-                        .insert("retry-after", HeaderValue::from(seconds));
+                    r.headers_mut().insert("retry-after", HeaderValue::from(seconds));
                 }
                 r
             }
             Fault::Status(code, _) => error(code, "server_error", "Unexpected server-side error"),
-            Fault::Malformed => (
-                StatusCode::OK,
-                [("content-type", "application/json")],
-                "{\"droplets\": [{\"id\": 1,",
-            )
-                .into_response(),
+            Fault::Malformed => {
+                (StatusCode::OK, [("content-type", "application/json")], "{\"droplets\": [{\"id\": 1,").into_response()
+            }
             Fault::Truncated => {
-                let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
-                    Ok("{\"droplets\": [{\"id\": 1"),
-                    Err(std::io::Error::other("connection cut")),
-                ];
+                let chunks: Vec<Result<&'static str, std::io::Error>> =
+                    vec![Ok("{\"droplets\": [{\"id\": 1"), Err(std::io::Error::other("connection cut"))];
                 let mut r = Response::new(Body::from_stream(futures::stream::iter(chunks)));
-                r.headers_mut()
-                    .insert("content-type", HeaderValue::from_static("application/json"));
+                r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
                 r
             }
         }
@@ -218,11 +182,7 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
         serve(&mut s, &path, &query)
     };
     let headers: &mut HeaderMap = response.headers_mut();
-    let reset = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
+    let reset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
     headers.insert("ratelimit-limit", HeaderValue::from(5000));
     headers.insert("ratelimit-remaining", HeaderValue::from(s.remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(reset));
@@ -238,17 +198,8 @@ fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Res
             // The databases list is documented without paging, links or meta.
             return axum::Json(json!({ key: items })).into_response();
         }
-        let per_page = query
-            .get("per_page")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20)
-            .min(200)
-            .min(s.page_size);
-        let page: usize = query
-            .get("page")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1)
-            .max(1);
+        let per_page = query.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(20).min(200).min(s.page_size);
+        let page: usize = query.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
         if path == "/v2/droplets"
             && !gpus
             && let Some((p, status, left)) = s.fail_page.as_mut()
@@ -280,8 +231,7 @@ fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Res
             let (_, droplet) = s.insert_after_page.take().unwrap();
             s.collections.get_mut(path).unwrap().1.insert(0, droplet);
         }
-        return axum::Json(json!({ key: chunk, "links": links, "meta": {"total": total} }))
-            .into_response();
+        return axum::Json(json!({ key: chunk, "links": links, "meta": {"total": total} })).into_response();
     }
     // Single objects: /v2/<collection>/<id>
     let (collection, id) = path.rsplit_once('/').unwrap_or((path, ""));
@@ -293,18 +243,10 @@ fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Res
         "/v2/kubernetes/clusters" => "kubernetes_cluster",
         "/v2/firewalls" => "firewall",
         _ => {
-            return error(
-                404,
-                "not_found",
-                "The resource you requested could not be found.",
-            );
+            return error(404, "not_found", "The resource you requested could not be found.");
         }
     };
-    let mut all = s
-        .collections
-        .get(collection)
-        .map(|c| c.1.clone())
-        .unwrap_or_default();
+    let mut all = s.collections.get(collection).map(|c| c.1.clone()).unwrap_or_default();
     if collection == "/v2/droplets" {
         all.extend(s.gpus.clone());
     }
@@ -314,10 +256,6 @@ fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Res
         _ => false,
     }) {
         Some(item) => axum::Json(json!({ single_key: item })).into_response(),
-        None => error(
-            404,
-            "not_found",
-            "The resource you requested could not be found.",
-        ),
+        None => error(404, "not_found", "The resource you requested could not be found."),
     }
 }

@@ -39,26 +39,18 @@ pub fn kubeconfig() -> &'static Path {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let last = stdout
-            .lines()
-            .last()
-            .expect("scripts/control-plane up printed nothing");
+        let last = stdout.lines().last().expect("scripts/control-plane up printed nothing");
         let path = PathBuf::from(last.trim());
-        assert!(
-            path.is_file(),
-            "scripts/control-plane up printed {last:?}, which is not a kubeconfig file"
-        );
+        assert!(path.is_file(), "scripts/control-plane up printed {last:?}, which is not a kubeconfig file");
         path
     })
 }
 
 /// A client for the local control plane, with the CRDs installed.
 pub async fn client() -> Client {
-    let kubeconfig =
-        Kubeconfig::read_from(kubeconfig()).expect("cannot read the control plane's kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("invalid kubeconfig");
+    let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("cannot read the control plane's kubeconfig");
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("invalid kubeconfig");
     let client = Client::try_from(config).expect("cannot build a client");
     install_crds(&client).await;
     client
@@ -69,14 +61,8 @@ pub async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(api::FIELD_MANAGER).force();
     for crd in api::crds() {
-        let name = crd
-            .metadata
-            .name
-            .clone()
-            .expect("generated CRDs have names");
-        crds.patch(&name, &params, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        let name = crd.metadata.name.clone().expect("generated CRDs have names");
+        crds.patch(&name, &params, &Patch::Apply(&crd)).await.unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
         let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
         tokio::time::timeout(Duration::from_secs(30), established)
             .await
@@ -89,10 +75,7 @@ pub async fn install_crds(client: &Client) {
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     let name = format!("{prefix}-{}", unique_suffix());
     let ns = Namespace {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.clone()),
-            ..Default::default()
-        },
+        metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
         ..Default::default()
     };
     Api::<Namespace>::all(client.clone())
@@ -106,16 +89,8 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{:x}{:x}{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{:x}{:x}{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Runs the version-matched kubectl against the local control plane.
@@ -130,11 +105,7 @@ pub fn kubectl(args: &[&str]) -> Output {
 /// Runs kubectl and returns stdout, panicking with stderr on failure.
 pub fn kubectl_ok(args: &[&str]) -> String {
     let out = kubectl(args);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("kubectl printed non-UTF-8")
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::api::{
-    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec,
-    CloudResourceStatus, DriftSpec, ProvisionedRef, ResourceRef,
+    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec, CloudResourceStatus, DriftSpec,
+    ProvisionedRef, ResourceRef,
 };
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
@@ -16,9 +16,7 @@ fn provisioned(desired: Value) -> CloudProvisioned {
     let mut p = CloudProvisioned::new(
         "web-1",
         CloudProvisionedSpec {
-            resource_ref: ResourceRef {
-                name: RESOURCE.into(),
-            },
+            resource_ref: ResourceRef { name: RESOURCE.into() },
             desired: desired.as_object().cloned().unwrap(),
         },
     );
@@ -30,11 +28,7 @@ fn provisioned(desired: Value) -> CloudProvisioned {
 fn resource(size: &str, synced: Time) -> CloudResource {
     let mut r = CloudResource::new(
         RESOURCE,
-        CloudResourceSpec {
-            provider: "digitalocean".into(),
-            type_: "droplet".into(),
-            id: "1".into(),
-        },
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() },
     );
     r.status = Some(CloudResourceStatus {
         region: Some("nyc3".into()),
@@ -48,8 +42,7 @@ fn resource(size: &str, synced: Time) -> CloudResource {
 
 /// What the cluster holds after a plan is written: the Drift objects and the parent.
 fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisioned, Vec<Drift>) {
-    let mut drifts: BTreeMap<String, Drift> =
-        before.iter().map(|d| (d.name_any(), d.clone())).collect();
+    let mut drifts: BTreeMap<String, Drift> = before.iter().map(|d| (d.name_any(), d.clone())).collect();
     for w in &plan.drift_writes {
         let d = drifts.entry(w.name.clone()).or_insert_with(|| {
             Drift::new(
@@ -64,10 +57,7 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
         d.status = Some(w.status.clone());
     }
     for name in &plan.clear_accept {
-        if let Some(a) = drifts
-            .get_mut(name)
-            .and_then(|d| d.metadata.annotations.as_mut())
-        {
+        if let Some(a) = drifts.get_mut(name).and_then(|d| d.metadata.annotations.as_mut()) {
             a.remove(ANNOTATION_ACCEPT);
         }
     }
@@ -84,15 +74,7 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
 
 fn run(p: &CloudProvisioned, r: Option<&CloudResource>, drifts: &[Drift], now: Time) -> Plan {
     let refs: Vec<&Drift> = drifts.iter().collect();
-    plan(
-        &Inputs {
-            provisioned: p,
-            resource: r,
-            drifts: &refs,
-            now: &now,
-        },
-        &Settings::default(),
-    )
+    plan(&Inputs { provisioned: p, resource: r, drifts: &refs, now: &now }, &Settings::default())
 }
 
 fn reasons(plan: &Plan) -> Vec<&'static str> {
@@ -124,47 +106,25 @@ fn detect_accept_and_settle() {
     assert_eq!(w.name, Drift::name_for("web-1", "size_slug"));
     assert_eq!(
         (w.status.phase, &w.status.expected, &w.status.actual),
-        (
-            DriftPhase::Open,
-            &json!("s-1vcpu-1gb"),
-            &json!("s-2vcpu-4gb")
-        )
+        (DriftPhase::Open, &json!("s-1vcpu-1gb"), &json!("s-2vcpu-4gb"))
     );
     assert_eq!(reasons(&first), ["DriftDetected"]);
     let status = first.status.as_ref().unwrap();
-    assert_eq!(
-        (status.open_drifts, status.drifted_fields.clone()),
-        (1, vec!["size_slug".to_string()])
-    );
+    assert_eq!((status.open_drifts, status.drifted_fields.clone()), (1, vec!["size_slug".to_string()]));
     assert_eq!(condition(status, CONDITION_IN_SYNC).status, "False");
     assert_eq!(condition(status, CONDITION_RESOURCE_FOUND).status, "True");
 
     let (p, mut drifts) = written(&p, &[], &first);
-    assert!(
-        run(&p, Some(&r), &drifts, at(20)).is_empty(),
-        "nothing new: nothing to write, no events"
-    );
+    assert!(run(&p, Some(&r), &drifts, at(20)).is_empty(), "nothing new: nothing to write, no events");
 
     annotate(&mut drifts[0], Some("alice"));
     let accept = run(&p, Some(&r), &drifts, at(30));
-    assert_eq!(
-        accept.adopt,
-        json!({"size_slug": "s-2vcpu-4gb"})
-            .as_object()
-            .cloned()
-            .unwrap()
-    );
+    assert_eq!(accept.adopt, json!({"size_slug": "s-2vcpu-4gb"}).as_object().cloned().unwrap());
     let w = &accept.drift_writes[0];
     assert_eq!(w.status.phase, DriftPhase::Accepted);
     assert_eq!(w.status.resolved_by.as_deref(), Some("alice"));
     assert_eq!(w.status.resolved_time, Some(at(30)));
-    assert!(
-        w.status
-            .message
-            .as_ref()
-            .unwrap()
-            .contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git")
-    );
+    assert!(w.status.message.as_ref().unwrap().contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git"));
     assert_eq!(accept.clear_accept, vec![w.name.clone()]);
     assert_eq!(reasons(&accept), ["DriftAccepted"]);
     assert_eq!(accept.status.as_ref().unwrap().open_drifts, 0);
@@ -172,10 +132,7 @@ fn detect_accept_and_settle() {
     let (p, drifts) = written(&p, &drifts, &accept);
     assert_eq!(p.metadata.generation, Some(2));
     let after = run(&p, Some(&r), &drifts, at(40));
-    assert!(
-        after.drift_writes.is_empty() && after.events.is_empty(),
-        "{after:?}"
-    );
+    assert!(after.drift_writes.is_empty() && after.events.is_empty(), "{after:?}");
     let status = after.status.expect("observedGeneration moves to 2");
     assert_eq!(status.observed_generation, Some(2));
     assert_eq!(condition(&status, CONDITION_IN_SYNC).status, "True");
@@ -190,26 +147,12 @@ fn an_accept_cut_short_after_the_spec_write_still_ends_accepted() {
     annotate(&mut drifts[0], None);
     let adopted = provisioned(json!({"size_slug": "s-2vcpu-4gb"}));
     let plan = run(&adopted, Some(&r), &drifts, at(5));
-    assert_eq!(
-        plan.drift_writes[0].status.phase,
-        DriftPhase::Accepted,
-        "never Stale"
-    );
-    assert_eq!(
-        plan.drift_writes[0].status.resolved_by.as_deref(),
-        Some("operator")
-    );
+    assert_eq!(plan.drift_writes[0].status.phase, DriftPhase::Accepted, "never Stale");
+    assert_eq!(plan.drift_writes[0].status.resolved_by.as_deref(), Some("operator"));
     assert_eq!(plan.tally.resolved_stale, 0);
 
     // Cut short after the drift status write: only the annotation is left to remove.
-    let (_, drifts) = written(
-        &adopted,
-        &drifts,
-        &Plan {
-            clear_accept: vec![],
-            ..plan
-        },
-    );
+    let (_, drifts) = written(&adopted, &drifts, &Plan { clear_accept: vec![], ..plan });
     let finish = run(&adopted, Some(&r), &drifts, at(6));
     assert_eq!(finish.clear_accept, [drifts[0].name_any()]);
     assert!(finish.drift_writes.is_empty());
@@ -219,28 +162,14 @@ fn an_accept_cut_short_after_the_spec_write_still_ends_accepted() {
 #[test]
 fn accept_is_refused_when_the_live_value_moved() {
     let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
-    let (_, mut drifts) = written(
-        &p,
-        &[],
-        &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)),
-    );
+    let (_, mut drifts) = written(&p, &[], &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)));
     annotate(&mut drifts[0], None);
     let plan = run(&p, Some(&resource("s-4vcpu-8gb", at(2))), &drifts, at(3));
     assert!(plan.adopt.is_empty());
     let w = &plan.drift_writes[0];
     assert_eq!(w.status.phase, DriftPhase::Open);
-    assert_eq!(
-        w.status.actual,
-        json!("s-4vcpu-8gb"),
-        "the moved value is recorded for the next accept"
-    );
-    assert!(
-        w.status
-            .message
-            .as_ref()
-            .unwrap()
-            .contains("moved from s-2vcpu-4gb to s-4vcpu-8gb")
-    );
+    assert_eq!(w.status.actual, json!("s-4vcpu-8gb"), "the moved value is recorded for the next accept");
+    assert!(w.status.message.as_ref().unwrap().contains("moved from s-2vcpu-4gb to s-4vcpu-8gb"));
     assert_eq!(reasons(&plan), ["AcceptRefused", "DriftChanged"]);
     assert_eq!(plan.clear_accept.len(), 1);
 }
@@ -248,11 +177,7 @@ fn accept_is_refused_when_the_live_value_moved() {
 #[test]
 fn accept_is_refused_on_a_stale_drift() {
     let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
-    let (_, drifts) = written(
-        &p,
-        &[],
-        &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)),
-    );
+    let (_, drifts) = written(&p, &[], &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)));
     let fixed = resource("s-1vcpu-1gb", at(2));
     let closing = run(&p, Some(&fixed), &drifts, at(3));
     assert_eq!(closing.drift_writes[0].status.phase, DriftPhase::Stale);
@@ -262,14 +187,7 @@ fn accept_is_refused_on_a_stale_drift() {
     let plan = run(&p, Some(&fixed), &drifts, at(4));
     assert!(plan.adopt.is_empty());
     assert_eq!(plan.drift_writes[0].status.phase, DriftPhase::Stale);
-    assert!(
-        plan.drift_writes[0]
-            .status
-            .message
-            .as_ref()
-            .unwrap()
-            .starts_with("accept refused: the drift is Stale")
-    );
+    assert!(plan.drift_writes[0].status.message.as_ref().unwrap().starts_with("accept refused: the drift is Stale"));
     assert_eq!(reasons(&plan), ["AcceptRefused"]);
 }
 
@@ -285,10 +203,7 @@ fn stale_inventory_never_closes_a_drift() {
     assert!(plan.drift_writes.is_empty(), "{plan:?}");
     let status = plan.status.unwrap();
     let fresh = condition(&status, CONDITION_INVENTORY_FRESH);
-    assert_eq!(
-        (fresh.status.as_str(), fresh.reason.as_str()),
-        ("False", "InventoryStale")
-    );
+    assert_eq!((fresh.status.as_str(), fresh.reason.as_str()), ("False", "InventoryStale"));
     assert_eq!(status.open_drifts, 1);
 }
 
@@ -299,10 +214,7 @@ fn a_missing_resource_is_reported_once_not_per_field() {
     assert!(plan.drift_writes.is_empty());
     assert_eq!(reasons(&plan), ["ResourceMissing"]);
     let status = plan.status.clone().unwrap();
-    assert_eq!(
-        condition(&status, CONDITION_RESOURCE_FOUND).reason,
-        "NotFound"
-    );
+    assert_eq!(condition(&status, CONDITION_RESOURCE_FOUND).reason, "NotFound");
     assert_eq!(condition(&status, CONDITION_IN_SYNC).status, "Unknown");
     let (p, _) = written(&p, &[], &plan);
     assert!(run(&p, None, &[], at(2)).is_empty(), "reported once");
@@ -310,33 +222,18 @@ fn a_missing_resource_is_reported_once_not_per_field() {
     let mut gone = resource("a", at(0));
     gone.status.as_mut().unwrap().missing = true;
     let plan = run(&p, Some(&gone), &[], at(3));
-    assert_eq!(
-        condition(plan.status.as_ref().unwrap(), CONDITION_RESOURCE_FOUND).reason,
-        "GoneFromProvider"
-    );
+    assert_eq!(condition(plan.status.as_ref().unwrap(), CONDITION_RESOURCE_FOUND).reason, "GoneFromProvider");
     assert!(plan.events.is_empty(), "still missing: no second event");
 }
 
 #[test]
 fn a_field_that_drifts_again_reopens_with_history() {
     let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
-    let (p, drifts) = written(
-        &p,
-        &[],
-        &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)),
-    );
-    let (p, drifts) = written(
-        &p,
-        &drifts,
-        &run(&p, Some(&resource("s-1vcpu-1gb", at(2))), &drifts, at(3)),
-    );
+    let (p, drifts) = written(&p, &[], &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)));
+    let (p, drifts) = written(&p, &drifts, &run(&p, Some(&resource("s-1vcpu-1gb", at(2))), &drifts, at(3)));
     let again = run(&p, Some(&resource("s-8vcpu-16gb", at(4))), &drifts, at(5));
     let w = &again.drift_writes[0];
-    assert_eq!(
-        w.name,
-        drifts[0].name_any(),
-        "the same object, never a second one"
-    );
+    assert_eq!(w.name, drifts[0].name_any(), "the same object, never a second one");
     assert_eq!(w.status.phase, DriftPhase::Open);
     assert!(w.apply_object, "its phase label changes");
     assert_eq!(w.status.history.len(), 1);
@@ -350,27 +247,17 @@ fn list_order_and_string_forms_are_not_drift() {
     let p = provisioned(json!({"tags": ["prod", "web", "web"], "region": "nyc3"}));
     let plan = run(&p, Some(&resource("x", at(0))), &[], at(1));
     assert!(plan.drift_writes.is_empty());
-    assert_eq!(
-        condition(plan.status.as_ref().unwrap(), CONDITION_IN_SYNC).status,
-        "True"
-    );
+    assert_eq!(condition(plan.status.as_ref().unwrap(), CONDITION_IN_SYNC).status, "True");
 }
 
 #[test]
 fn removing_a_field_from_desired_closes_its_drift() {
     let p = provisioned(json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3"}));
-    let (_, drifts) = written(
-        &p,
-        &[],
-        &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)),
-    );
+    let (_, drifts) = written(&p, &[], &run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &[], at(1)));
     let p = provisioned(json!({"region": "nyc3"}));
     let plan = run(&p, Some(&resource("s-2vcpu-4gb", at(0))), &drifts, at(2));
     assert_eq!(plan.drift_writes[0].status.phase, DriftPhase::Stale);
-    assert_eq!(
-        plan.drift_writes[0].status.message.as_deref(),
-        Some("the field is no longer in spec.desired")
-    );
+    assert_eq!(plan.drift_writes[0].status.message.as_deref(), Some("the field is no longer in spec.desired"));
 }
 
 #[test]
@@ -380,14 +267,6 @@ fn an_invalid_spec_gets_a_clear_condition_and_no_drifts() {
     let plan = run(&p, None, &[], at(1));
     assert!(plan.drift_writes.is_empty());
     let c = condition(plan.status.as_ref().unwrap(), CONDITION_IN_SYNC).clone();
-    assert_eq!(
-        (c.status.as_str(), c.reason.as_str()),
-        ("Unknown", "InvalidSpec")
-    );
-    assert!(
-        c.message
-            .contains("\"Not_A/Name\" is not a valid CloudResource name"),
-        "{}",
-        c.message
-    );
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("Unknown", "InvalidSpec"));
+    assert!(c.message.contains("\"Not_A/Name\" is not a valid CloudResource name"), "{}", c.message);
 }

@@ -50,26 +50,13 @@ pub enum DoError {
     #[error("GET {request}: still rate limited (429) after {attempts} attempts")]
     RateLimited { request: String, attempts: u32 },
     #[error("GET {request}: server error {status} after {attempts} attempts: {message}")]
-    Server {
-        request: String,
-        status: u16,
-        attempts: u32,
-        message: String,
-    },
+    Server { request: String, status: u16, attempts: u32, message: String },
     #[error("GET {request}: unexpected status {status}: {message}")]
-    Status {
-        request: String,
-        status: u16,
-        message: String,
-    },
+    Status { request: String, status: u16, message: String },
     #[error("GET {request}: the response is not the documented JSON: {detail}")]
     Malformed { request: String, detail: String },
     #[error("GET {request}: no answer after {attempts} attempts: {detail}")]
-    Transport {
-        request: String,
-        attempts: u32,
-        detail: String,
-    },
+    Transport { request: String, attempts: u32, detail: String },
     #[error("bad DigitalOcean API URL {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
 }
@@ -177,19 +164,10 @@ struct ErrorBody {
 
 impl DoClient {
     pub fn new(config: ClientConfig) -> Result<Self, DoError> {
-        let bad = |detail: String| DoError::BadUrl {
-            url: config.api_url.clone(),
-            detail,
-        };
-        let base: http::Uri = config
-            .api_url
-            .trim_end_matches('/')
-            .parse()
-            .map_err(|e| bad(format!("{e}")))?;
+        let bad = |detail: String| DoError::BadUrl { url: config.api_url.clone(), detail };
+        let base: http::Uri = config.api_url.trim_end_matches('/').parse().map_err(|e| bad(format!("{e}")))?;
         if base.scheme().is_none() || base.authority().is_none() {
-            return Err(bad(
-                "expected an absolute URL such as https://api.digitalocean.com".into(),
-            ));
+            return Err(bad("expected an absolute URL such as https://api.digitalocean.com".into()));
         }
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
@@ -199,14 +177,7 @@ impl DoClient {
             .build();
         let http = Client::builder(TokioExecutor::new()).build(connector);
         let budget = Bucket::new(config.requests_per_second, config.burst);
-        Ok(Self {
-            http,
-            base,
-            config,
-            budget,
-            last_limit: Mutex::default(),
-            requests: AtomicU64::new(0),
-        })
+        Ok(Self { http, base, config, budget, last_limit: Mutex::default(), requests: AtomicU64::new(0) })
     }
 
     /// Requests sent so far, retries included.
@@ -221,12 +192,7 @@ impl DoClient {
     /// Lists a whole collection, following `links.pages.next`. Items are
     /// de-duplicated by `id`, since offset paging can repeat one when the
     /// account changes between pages.
-    pub async fn list<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        key: &str,
-        query: &str,
-    ) -> Result<Listing<T>, DoError> {
+    pub async fn list<T: DeserializeOwned>(&self, path: &str, key: &str, query: &str) -> Result<Listing<T>, DoError> {
         let sep = if query.is_empty() { "" } else { "&" };
         let mut next = Some(format!("{path}?{query}{sep}per_page={PER_PAGE}"));
         let mut seen = HashSet::new();
@@ -236,19 +202,13 @@ impl DoClient {
         while let Some(request) = next.take() {
             requests += 1;
             let body = self.get_ok(&request).await?;
-            let malformed = |detail: String| DoError::Malformed {
-                request: request.clone(),
-                detail,
-            };
+            let malformed = |detail: String| DoError::Malformed { request: request.clone(), detail };
             let mut page: serde_json::Map<String, Value> =
                 serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
             let array = match page.remove(key) {
                 Some(Value::Array(a)) => a,
                 Some(other) => {
-                    return Err(malformed(format!(
-                        "`{key}` is {}, not a list",
-                        kind_of(&other)
-                    )));
+                    return Err(malformed(format!("`{key}` is {}, not a list", kind_of(&other))));
                 }
                 None => return Err(malformed(format!("no `{key}` list"))),
             };
@@ -261,58 +221,35 @@ impl DoClient {
                 if !seen.insert(id.clone()) {
                     continue;
                 }
-                let item = serde_json::from_value(raw)
-                    .map_err(|e| malformed(format!("{key} item {id}: {e}")))?;
+                let item = serde_json::from_value(raw).map_err(|e| malformed(format!("{key} item {id}: {e}")))?;
                 items.push(item);
             }
             if let Some(meta) = page.get("meta") {
-                let meta: Meta = serde_json::from_value(meta.clone())
-                    .map_err(|e| malformed(format!("meta: {e}")))?;
+                let meta: Meta = serde_json::from_value(meta.clone()).map_err(|e| malformed(format!("meta: {e}")))?;
                 total = meta.total.or(total);
             }
             if let Some(links) = page.get("links") {
-                let links: Links = serde_json::from_value(links.clone())
-                    .map_err(|e| malformed(format!("links: {e}")))?;
-                next = links
-                    .pages
-                    .and_then(|p| p.next)
-                    .map(|n| self.same_host_path(&n))
-                    .transpose()?;
+                let links: Links =
+                    serde_json::from_value(links.clone()).map_err(|e| malformed(format!("links: {e}")))?;
+                next = links.pages.and_then(|p| p.next).map(|n| self.same_host_path(&n)).transpose()?;
             }
             if requests > 10_000 {
-                return Err(malformed(
-                    "more than 10,000 pages: the `next` links do not end".into(),
-                ));
+                return Err(malformed("more than 10,000 pages: the `next` links do not end".into()));
             }
         }
         let short = total.is_some_and(|t| (items.len() as u64) < t);
-        Ok(Listing {
-            items,
-            requests,
-            short,
-        })
+        Ok(Listing { items, requests, short })
     }
 
     /// GETs one object; `None` on 404.
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        key: &str,
-    ) -> Result<Option<T>, DoError> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str, key: &str) -> Result<Option<T>, DoError> {
         match self.get_ok(path).await {
             Ok(body) => {
-                let malformed = |detail: String| DoError::Malformed {
-                    request: path.to_owned(),
-                    detail,
-                };
+                let malformed = |detail: String| DoError::Malformed { request: path.to_owned(), detail };
                 let mut value: serde_json::Map<String, Value> =
                     serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
-                let item = value
-                    .remove(key)
-                    .ok_or_else(|| malformed(format!("no `{key}` object")))?;
-                serde_json::from_value(item)
-                    .map(Some)
-                    .map_err(|e| malformed(e.to_string()))
+                let item = value.remove(key).ok_or_else(|| malformed(format!("no `{key}` object")))?;
+                serde_json::from_value(item).map(Some).map_err(|e| malformed(e.to_string()))
             }
             Err(DoError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -326,10 +263,7 @@ impl DoClient {
             request: next.to_owned(),
             detail: format!("links.pages.next is not a URL: {e}"),
         })?;
-        Ok(uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into()))
+        Ok(uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()))
     }
 
     /// GET with the budget, retries and error mapping; the body of a 2xx.
@@ -346,40 +280,23 @@ impl DoClient {
                     let message = error_message(&body);
                     match status.as_u16() {
                         401 => {
-                            return Err(DoError::Unauthorized {
-                                request: request.into(),
-                                message,
-                            });
+                            return Err(DoError::Unauthorized { request: request.into(), message });
                         }
                         403 => {
-                            return Err(DoError::Forbidden {
-                                request: request.into(),
-                                message,
-                            });
+                            return Err(DoError::Forbidden { request: request.into(), message });
                         }
                         429 if attempt < max => {
                             let wait = retry_after(&headers).unwrap_or(self.config.backoff);
                             if wait > self.config.max_retry_after {
-                                return Err(DoError::RateLimited {
-                                    request: request.into(),
-                                    attempts: attempt,
-                                });
+                                return Err(DoError::RateLimited { request: request.into(), attempts: attempt });
                             }
                             wait
                         }
                         429 => {
-                            return Err(DoError::RateLimited {
-                                request: request.into(),
-                                attempts: attempt,
-                            });
+                            return Err(DoError::RateLimited { request: request.into(), attempts: attempt });
                         }
                         code @ 500..=599 if attempt < max => {
-                            tracing::debug!(
-                                request,
-                                code,
-                                attempt,
-                                "DigitalOcean server error; retrying"
-                            );
+                            tracing::debug!(request, code, attempt, "DigitalOcean server error; retrying");
                             self.backoff(attempt)
                         }
                         code @ 500..=599 => {
@@ -391,11 +308,7 @@ impl DoClient {
                             });
                         }
                         code => {
-                            return Err(DoError::Status {
-                                request: request.into(),
-                                status: code,
-                                message,
-                            });
+                            return Err(DoError::Status { request: request.into(), status: code, message });
                         }
                     }
                 }
@@ -404,11 +317,7 @@ impl DoClient {
                     self.backoff(attempt)
                 }
                 Err(detail) => {
-                    return Err(DoError::Transport {
-                        request: request.into(),
-                        attempts: attempt,
-                        detail,
-                    });
+                    return Err(DoError::Transport { request: request.into(), attempts: attempt, detail });
                 }
             };
             tokio::time::sleep(retry_in).await;
@@ -418,32 +327,21 @@ impl DoClient {
     async fn send_once(&self, request: &str) -> Result<(StatusCode, HeaderMap, Bytes), String> {
         let uri = format!("{}{}", self.base.to_string().trim_end_matches('/'), request);
         let req = Request::get(&uri)
-            .header(
-                header::AUTHORIZATION,
-                format!("Bearer {}", self.config.token.0),
-            )
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.config.token.0))
             .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("arcadia-drift/", env!("CARGO_PKG_VERSION")),
-            )
+            .header(header::USER_AGENT, concat!("arcadia-drift/", env!("CARGO_PKG_VERSION")))
             .body(Empty::new())
             .map_err(|e| format!("cannot build the request: {e}"))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let exchange = async {
             let response = self.http.request(req).await.map_err(|e| format!("{e}"))?;
             let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| format!("reading the body: {e}"))?
-                .to_bytes();
+            let body = body.collect().await.map_err(|e| format!("reading the body: {e}"))?.to_bytes();
             Ok::<_, String>((parts.status, parts.headers, body))
         };
-        let (status, headers, body) =
-            tokio::time::timeout(self.config.timeout, exchange)
-                .await
-                .map_err(|_| format!("timed out after {:?}", self.config.timeout))??;
+        let (status, headers, body) = tokio::time::timeout(self.config.timeout, exchange)
+            .await
+            .map_err(|_| format!("timed out after {:?}", self.config.timeout))??;
         self.note_rate_limit(&headers);
         Ok((status, headers, body))
     }
@@ -469,53 +367,28 @@ impl DoClient {
             tokio::time::sleep(wait).await;
         }
         let limit = self.rate_limit();
-        if let (Some(limit), Some(remaining), Some(reset)) =
-            (limit.limit, limit.remaining, limit.reset)
+        if let (Some(limit), Some(remaining), Some(reset)) = (limit.limit, limit.remaining, limit.reset)
             && remaining <= limit / 10
         {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            let pause = Duration::from_secs(
-                reset
-                    .saturating_sub(now)
-                    .min(self.config.max_retry_after.as_secs()),
-            );
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            let pause = Duration::from_secs(reset.saturating_sub(now).min(self.config.max_retry_after.as_secs()));
             if !pause.is_zero() {
-                tracing::info!(
-                    remaining,
-                    limit,
-                    "near the DigitalOcean rate limit; pausing {}s",
-                    pause.as_secs()
-                );
+                tracing::info!(remaining, limit, "near the DigitalOcean rate limit; pausing {}s", pause.as_secs());
                 tokio::time::sleep(pause).await;
             }
         }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .config
-            .backoff
-            .mul_f64(2f64.powi(attempt.saturating_sub(1) as i32));
+        let base = self.config.backoff.mul_f64(2f64.powi(attempt.saturating_sub(1) as i32));
         let nanos = Instant::now().elapsed().subsec_nanos()
-            ^ SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .subsec_nanos();
+            ^ SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         base.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
     }
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let seconds: f64 = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
@@ -551,14 +424,8 @@ mod tests {
     #[test]
     fn error_bodies_read_as_documented() {
         let body = br#"{"id":"unauthorized","message":"Unable to authenticate you.","request_id":"4d9d8375"}"#;
-        assert_eq!(
-            error_message(body),
-            "unauthorized: Unable to authenticate you."
-        );
-        assert_eq!(
-            error_message(b"<html>bad gateway</html>"),
-            "<html>bad gateway</html>"
-        );
+        assert_eq!(error_message(body), "unauthorized: Unable to authenticate you.");
+        assert_eq!(error_message(b"<html>bad gateway</html>"), "<html>bad gateway</html>");
     }
 
     #[test]

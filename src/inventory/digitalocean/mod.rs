@@ -53,11 +53,7 @@ impl DoType {
             DoType::Volume => ("/v2/volumes", "volumes", "volume"),
             DoType::LoadBalancer => ("/v2/load_balancers", "load_balancers", "load_balancer"),
             DoType::Database => ("/v2/databases", "databases", "database"),
-            DoType::KubernetesCluster => (
-                "/v2/kubernetes/clusters",
-                "kubernetes_clusters",
-                "kubernetes_cluster",
-            ),
+            DoType::KubernetesCluster => ("/v2/kubernetes/clusters", "kubernetes_clusters", "kubernetes_cluster"),
             DoType::Firewall => ("/v2/firewalls", "firewalls", "firewall"),
         }
     }
@@ -118,36 +114,12 @@ impl DigitalOcean {
         let (path, _, key) = t.endpoint();
         let path = format!("{path}/{id}");
         Ok(match t {
-            DoType::Droplet => self
-                .client
-                .get::<model::Droplet>(&path, key)
-                .await?
-                .map(Into::into),
-            DoType::Volume => self
-                .client
-                .get::<model::Volume>(&path, key)
-                .await?
-                .map(Into::into),
-            DoType::LoadBalancer => self
-                .client
-                .get::<model::LoadBalancer>(&path, key)
-                .await?
-                .map(Into::into),
-            DoType::Database => self
-                .client
-                .get::<model::Database>(&path, key)
-                .await?
-                .map(Into::into),
-            DoType::KubernetesCluster => self
-                .client
-                .get::<model::KubernetesCluster>(&path, key)
-                .await?
-                .map(Into::into),
-            DoType::Firewall => self
-                .client
-                .get::<model::Firewall>(&path, key)
-                .await?
-                .map(Into::into),
+            DoType::Droplet => self.client.get::<model::Droplet>(&path, key).await?.map(Into::into),
+            DoType::Volume => self.client.get::<model::Volume>(&path, key).await?.map(Into::into),
+            DoType::LoadBalancer => self.client.get::<model::LoadBalancer>(&path, key).await?.map(Into::into),
+            DoType::Database => self.client.get::<model::Database>(&path, key).await?.map(Into::into),
+            DoType::KubernetesCluster => self.client.get::<model::KubernetesCluster>(&path, key).await?.map(Into::into),
+            DoType::Firewall => self.client.get::<model::Firewall>(&path, key).await?.map(Into::into),
         })
     }
 }

@@ -216,10 +216,7 @@ pub struct Firewall {
 
 /// Free-form attributes: only the keys that have a value.
 fn attrs(pairs: Vec<(&str, Option<Value>)>) -> Option<Map<String, Value>> {
-    let map: Map<String, Value> = pairs
-        .into_iter()
-        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-        .collect();
+    let map: Map<String, Value> = pairs.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect();
     (!map.is_empty()).then_some(map)
 }
 
@@ -230,11 +227,7 @@ fn some<T: serde::Serialize>(v: &Option<T>) -> Option<Value> {
 impl From<Droplet> for Observed {
     fn from(d: Droplet) -> Self {
         let networks = d.networks.unwrap_or_default();
-        let ip = |list: &[Network], kind: &str| {
-            list.iter()
-                .find(|n| n.type_ == kind)
-                .map(|n| json!(n.ip_address))
-        };
+        let ip = |list: &[Network], kind: &str| list.iter().find(|n| n.type_ == kind).map(|n| json!(n.ip_address));
         let image = d.image.as_ref();
         Observed {
             type_: "droplet",
@@ -246,17 +239,9 @@ impl From<Droplet> for Observed {
                 size_slug: Some(d.size_slug),
                 tags: Some(d.tags.unwrap_or_default()),
                 attrs: attrs(vec![
-                    (
-                        "image",
-                        image
-                            .and_then(|i| i.slug.clone().or_else(|| i.name.clone()))
-                            .map(|s| json!(s)),
-                    ),
+                    ("image", image.and_then(|i| i.slug.clone().or_else(|| i.name.clone())).map(|s| json!(s))),
                     ("image_id", image.and_then(|i| i.id).map(|id| json!(id))),
-                    (
-                        "image_distribution",
-                        image.and_then(|i| i.distribution.clone()).map(|s| json!(s)),
-                    ),
+                    ("image_distribution", image.and_then(|i| i.distribution.clone()).map(|s| json!(s))),
                     ("vcpus", some(&d.vcpus)),
                     ("memory", some(&d.memory)),
                     ("disk", some(&d.disk)),
@@ -301,12 +286,7 @@ impl From<Volume> for Observed {
 
 impl From<LoadBalancer> for Observed {
     fn from(lb: LoadBalancer) -> Self {
-        let tags = lb
-            .tag
-            .clone()
-            .filter(|t| !t.is_empty())
-            .into_iter()
-            .collect();
+        let tags = lb.tag.clone().filter(|t| !t.is_empty()).into_iter().collect();
         Observed {
             type_: "load_balancer",
             id: lb.id,
@@ -440,10 +420,7 @@ mod tests {
         let s = o.status;
         assert_eq!(s.region.as_deref(), Some("nyc3"));
         assert_eq!(s.size_slug.as_deref(), Some("s-1vcpu-1gb"));
-        assert_eq!(
-            s.tags,
-            Some(vec!["web".to_string(), "env:prod".to_string()])
-        );
+        assert_eq!(s.tags, Some(vec!["web".to_string(), "env:prod".to_string()]));
         let a = s.attrs.unwrap();
         assert_eq!(a["image"], "ubuntu-20-04-x64");
         assert_eq!(a["vcpus"], 1);
