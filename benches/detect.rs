@@ -54,7 +54,7 @@ fn fixture(drifted: usize) -> Fixture {
         "volume_ids": ["606f78a4-e098-11e5-ad9f-000f53306ae1", "506f78a4-e098-11e5-ad9f-000f53306ae1"],
         "features": ["ipv6", "monitoring", "backups", "private_networking"],
         "kernel": {"version": "6.8.0", "name": "Ubuntu 24.04 x64", "id": "7515"},
-        "price_hourly": "0.03571", "ipv6": null
+        "price_hourly": "0.03571", "ipv6": "false"
     });
     for key in ["size_slug", "vcpus", "tags"].iter().take(drifted) {
         desired[*key] = json!("something-else");
