@@ -28,17 +28,14 @@ impl ControllerProcess {
         let log = std::env::temp_dir().join(format!("arcadia-controller-{namespace}-{metrics_port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let addr = format!("127.0.0.1:{metrics_port}");
-        let mut args = vec![
-            "run",
-            "--namespace",
-            namespace,
-            "--metrics-addr",
-            &addr,
-            "--resync-interval",
-            "3s",
-            "--lease-duration",
-            "3s",
-        ];
+        // Test defaults, each unless the caller passes that flag itself.
+        let defaults = [("--resync-interval", "3s"), ("--lease-duration", "3s")];
+        let mut args = vec!["run", "--namespace", namespace, "--metrics-addr", &addr];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         args.extend_from_slice(extra);
         let child = Command::new(env!("CARGO_BIN_EXE_arcadia-drift"))
             .args(&args)
@@ -85,6 +82,23 @@ impl ControllerProcess {
     pub fn metric(&self, prefix: &str) -> f64 {
         let text = self.get("/metrics").unwrap_or_else(|| panic!("no /metrics; log:\n{}", self.log_text()));
         text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    }
+
+    /// Peak resident memory (VmHWM) in KiB, and CPU seconds used so far.
+    pub fn resources(&self) -> (u64, f64) {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (hwm, (ticks(11) + ticks(12)) / 100.0)
     }
 
     pub fn pid(&self) -> u32 {
