@@ -16,7 +16,7 @@ use arcadia_drift::api::{
     DriftStatus, ResourceRef, now,
 };
 use common::controller::ControllerProcess;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -188,18 +188,23 @@ fn watch_namespace(client: &Client, ns: &str) -> Arc<Mutex<Seen>> {
         .default_backoff()
         .applied_objects();
     let s = seen.clone();
-    tokio::spawn(p.try_for_each(move |p| {
-        if p.status.as_ref().is_some_and(|st| st.observed_generation.is_some()) {
+    // Errors (an outage) are retried by the watcher's backoff; keep consuming.
+    tokio::spawn(p.for_each(move |p| {
+        if let Ok(p) = p
+            && p.status.as_ref().is_some_and(|st| st.observed_generation.is_some())
+        {
             s.lock().unwrap().with_status.insert(p.name_any());
         }
-        async { Ok(()) }
+        async {}
     }));
     let d = watcher(Api::<Drift>::namespaced(client.clone(), ns), watcher::Config::default())
         .default_backoff()
         .applied_objects();
     let s = seen.clone();
-    tokio::spawn(d.try_for_each(move |d| {
-        if let Some(st) = &d.status {
+    tokio::spawn(d.for_each(move |d| {
+        if let Ok(d) = d
+            && let Some(st) = &d.status
+        {
             let mut s = s.lock().unwrap();
             if let Value::String(actual) = &st.actual {
                 s.actual_at.entry(actual.clone()).or_insert_with(Instant::now);
@@ -213,7 +218,7 @@ fn watch_namespace(client: &Client, ns: &str) -> Arc<Mutex<Seen>> {
                 s.open.remove(&d.name_any());
             }
         }
-        async { Ok(()) }
+        async {}
     }));
     seen
 }
