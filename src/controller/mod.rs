@@ -236,11 +236,15 @@ async fn control(
     let provisioned_stream = {
         let index = by_resource.clone();
         watcher(scoped::<CloudProvisioned>(&client, config.namespace.as_deref()), watch_config.clone())
-            .default_backoff()
+            .backoff(watch_backoff())
             .inspect_err(count_errors("cloudprovisioned", metrics.clone()))
-            // Keep only our own managed fields: the accept apply needs them, nothing else does.
+            // Keep only what a reconcile reads: our own spec apply entry (the accept
+            // apply needs it), no annotations (kubectl's last-applied copy can be large).
             .modify(|p: &mut CloudProvisioned| {
-                p.managed_fields_mut().retain(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+                p.managed_fields_mut().retain(|m| {
+                    m.manager.as_deref() == Some(FIELD_MANAGER) && m.subresource.as_deref().unwrap_or("").is_empty()
+                });
+                p.annotations_mut().clear();
             })
             .reflect(provisioned_writer)
             .inspect_ok(move |event| index.write().expect("index lock poisoned").on_event(event))
@@ -255,7 +259,7 @@ async fn control(
     let drift_stream = {
         let index = drift_index.clone();
         watcher(scoped::<Drift>(&client, config.namespace.as_deref()), watch_config.clone())
-            .default_backoff()
+            .backoff(watch_backoff())
             .inspect_err(count_errors("drift", metrics.clone()))
             .modify(|d: &mut Drift| d.managed_fields_mut().clear())
             .reflect(drifts_writer)
@@ -267,9 +271,12 @@ async fn control(
     // CloudResources: the live inventory; a change re-reconciles everything that references it.
     let (resources, resources_writer) = reflector::store();
     let resource_stream = watcher(Api::<CloudResource>::all(client.clone()), watch_config)
-        .default_backoff()
+        .backoff(watch_backoff())
         .inspect_err(count_errors("cloudresource", metrics.clone()))
-        .modify(|r: &mut CloudResource| r.managed_fields_mut().clear())
+        .modify(|r: &mut CloudResource| {
+            r.managed_fields_mut().clear();
+            r.annotations_mut().clear();
+        })
         .reflect(resources_writer)
         .inspect_ok(mark_synced(resources_synced_tx))
         .touched_objects();
@@ -330,6 +337,23 @@ async fn control(
         })
         .await;
     Ok(())
+}
+
+/// Retry a failed watch after 0.5s, doubling up to 5s (jittered). kube's
+/// default, client-go's, waits up to 30s, which after an API server outage
+/// left drifts undetected for half a minute more than needed; three watches
+/// retrying every 5s cost the API server nothing.
+fn watch_backoff() -> impl kube::runtime::utils::Backoff {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    kube::runtime::utils::ResetTimerBackoff::new(
+        kube::runtime::watcher::ExponentialBackoff::from(exponential),
+        Duration::from_secs(60),
+    )
 }
 
 /// Raises `tx` when a watch has listed everything once.
