@@ -32,7 +32,7 @@ pub enum ManifestError {
 }
 
 /// Reads every CloudProvisioned and CloudResource in a file. `List` documents
-/// (as `kubectl get -o yaml` prints them) are flattened; empty documents are skipped.
+/// (as `kubectl get -o yaml` prints them) are flattened; empty documents are ignored.
 pub fn read_file(path: &Path) -> Result<Vec<Manifest>, ManifestError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?;
@@ -203,7 +203,7 @@ items:
     }
 
     #[test]
-    fn empty_documents_are_skipped() {
+    fn empty_documents_are_ignored() {
         assert!(parse("---\n---\n", "e.yaml").unwrap().is_empty());
     }
 }

@@ -133,7 +133,7 @@ pub struct Listing<T> {
     pub items: Vec<T>,
     pub requests: u32,
     /// Fewer distinct items than `meta.total` said: an item may have been
-    /// skipped because the account changed mid-listing, so an absence proves nothing.
+    /// missed because the account changed mid-listing, so an absence proves nothing.
     pub short: bool,
 }
 

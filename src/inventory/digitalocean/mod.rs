@@ -64,7 +64,7 @@ impl DoType {
 pub struct TypeListing {
     pub items: Vec<Observed>,
     pub requests: u32,
-    /// The listing may have skipped an item (see [`client::Listing::short`]).
+    /// The listing may have missed an item (see [`client::Listing::short`]).
     pub short: bool,
 }
 
