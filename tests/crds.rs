@@ -1,5 +1,5 @@
 //! The CRD YAML committed under crds/ is exactly what the code generates.
-//! Regenerate with: cargo run -- crds > crds/arcadia.cloud.yaml
+//! Regenerate with: cargo run -- crds > crds/arcadia.cloud.yaml (and copy it to charts/arcadia-drift/crds/)
 
 #[test]
 fn committed_crds_match_the_code() {
