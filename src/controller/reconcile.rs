@@ -1,5 +1,5 @@
 //! One reconcile of one CloudProvisioned: gather inputs from the watch caches,
-//! let the pure [`plan`](super::plan) decide, then write the plan in a
+//! let the pure [`plan`] decide, then write the plan in a
 //! crash-safe order: adopted values into the parent spec, Drift objects and
 //! their status, consumed accept annotations, the parent status, Events.
 
