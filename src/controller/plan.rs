@@ -12,6 +12,7 @@ use crate::detect::{self, LiveView, loosely_equal, observed_equal};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -129,7 +130,8 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
 
     let resource_name = &p.spec.resource_ref.name;
     let live: Result<LiveView<'_>, Absence> = inputs.resource.ok_or(Absence::NotFound).and_then(|r| r.live());
-    let mut desired = p.spec.desired.clone();
+    // Borrowed unless an accept changes it: most reconciles are quiet resyncs.
+    let mut desired = Cow::Borrowed(&p.spec.desired);
 
     accept(inputs, &live, &mut desired, &mut tracked, &mut plan);
 
@@ -203,7 +205,7 @@ fn track(inputs: &Inputs<'_>) -> BTreeMap<String, Tracked> {
 fn accept(
     inputs: &Inputs<'_>,
     live: &Result<LiveView<'_>, Absence>,
-    desired: &mut Map<String, Value>,
+    desired: &mut Cow<'_, Map<String, Value>>,
     tracked: &mut BTreeMap<String, Tracked>,
     plan: &mut Plan,
 ) {
@@ -270,7 +272,7 @@ fn accept(
             None => {
                 let value = t.status.actual.clone();
                 let who = d.accepted_by();
-                desired.insert(field.clone(), value.clone());
+                desired.to_mut().insert(field.clone(), value.clone());
                 plan.adopt.insert(field.clone(), value.clone());
                 t.status.phase = DriftPhase::Accepted;
                 t.status.resolved_time = Some(inputs.now.clone());
