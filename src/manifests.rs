@@ -45,7 +45,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Manifest>, ManifestError> {
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| ManifestError::Yaml { path: origin.to_owned(), message: one_line(&e.to_string()) })?;
     let mut out = Vec::new();
-    for (i, doc) in docs.into_iter().enumerate() {
+    for (i, mut doc) in docs.into_iter().enumerate() {
         let doc_no = i + 1;
         match doc {
             Value::Null => continue,
@@ -55,14 +55,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Manifest>, ManifestError> {
             }
         }
         if is_list(&doc) {
-            let items = match doc.get("items") {
-                Some(Value::Array(items)) => items.clone(),
+            let items = match doc.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => items,
                 Some(Value::Null) | None => Vec::new(),
                 Some(other) => {
                     return Err(ManifestError::NotAnObject {
                         path: origin.into(),
                         doc: doc_no,
-                        found: json_type(other),
+                        found: json_type(&other),
                     });
                 }
             };
@@ -99,8 +99,8 @@ fn object(doc: Value, origin: &str, doc_no: usize) -> Result<Manifest, ManifestE
         return Err(ManifestError::UnknownKind { path: origin.into(), doc: doc_no, api_version, kind });
     }
     let manifest = match kind.as_str() {
-        "CloudProvisioned" => serde_json::from_value(doc.clone()).map(Manifest::Provisioned),
-        "CloudResource" => serde_json::from_value(doc.clone()).map(Manifest::Resource),
+        "CloudProvisioned" => serde_json::from_value(doc).map(Manifest::Provisioned),
+        "CloudResource" => serde_json::from_value(doc).map(Manifest::Resource),
         _ => {
             return Err(ManifestError::UnknownKind { path: origin.into(), doc: doc_no, api_version, kind });
         }
