@@ -3,18 +3,21 @@
 //! reference it, and CloudProvisioned => its Drifts. Pure, so it is tested
 //! without a cluster.
 
-use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use std::collections::{HashMap, HashSet};
+use kube::{Resource, ResourceExt};
+use std::collections::HashMap;
 use std::hash::Hash;
 
 pub struct RefIndex<K: Resource<DynamicType = ()>> {
-    by_key: HashMap<String, HashSet<ObjectRef<K>>>,
-    key_of: HashMap<ObjectRef<K>, String>,
+    // One entry per object at 10,000s of objects, so kept small: a Vec (most
+    // keys have one object), boxed strings, and references without the
+    // resourceVersion and uid that `ObjectRef::from` copies in.
+    by_key: HashMap<Box<str>, Vec<ObjectRef<K>>>,
+    key_of: HashMap<ObjectRef<K>, Box<str>>,
     /// Objects seen since the last `Init` of a relist; swapped in at `InitDone`
     /// so objects deleted while the watch was down drop out.
-    relist: Option<Vec<(ObjectRef<K>, String)>>,
+    relist: Option<Vec<(ObjectRef<K>, Box<str>)>>,
     key_fn: fn(&K) -> Option<String>,
 }
 
@@ -29,12 +32,12 @@ where
 
     pub fn on_event(&mut self, event: &watcher::Event<K>) {
         match event {
-            watcher::Event::Apply(obj) => self.upsert(ObjectRef::from(obj), (self.key_fn)(obj)),
-            watcher::Event::Delete(obj) => self.remove(&ObjectRef::from(obj)),
+            watcher::Event::Apply(obj) => self.upsert(bare_ref(obj), self.key(obj)),
+            watcher::Event::Delete(obj) => self.remove(&bare_ref(obj)),
             watcher::Event::Init => self.relist = Some(Vec::new()),
             watcher::Event::InitApply(obj) => {
-                if let Some(key) = (self.key_fn)(obj) {
-                    self.relist.get_or_insert_with(Vec::new).push((ObjectRef::from(obj), key));
+                if let Some(key) = self.key(obj) {
+                    self.relist.get_or_insert_with(Vec::new).push((bare_ref(obj), key));
                 }
             }
             watcher::Event::InitDone => {
@@ -44,34 +47,45 @@ where
                 for (obj, key) in entries {
                     self.upsert(obj, Some(key));
                 }
+                self.by_key.shrink_to_fit();
+                self.key_of.shrink_to_fit();
             }
         }
     }
 
-    fn upsert(&mut self, obj: ObjectRef<K>, key: Option<String>) {
+    fn key(&self, obj: &K) -> Option<Box<str>> {
+        (self.key_fn)(obj).map(String::into_boxed_str)
+    }
+
+    fn upsert(&mut self, obj: ObjectRef<K>, key: Option<Box<str>>) {
         if self.key_of.get(&obj) == key.as_ref() {
             return;
         }
         self.remove(&obj);
         if let Some(key) = key {
-            self.by_key.entry(key.clone()).or_default().insert(obj.clone());
+            match self.by_key.get_mut(&key) {
+                Some(objects) => objects.push(obj.clone()),
+                None => {
+                    self.by_key.insert(key.clone(), vec![obj.clone()]);
+                }
+            }
             self.key_of.insert(obj, key);
         }
     }
 
     fn remove(&mut self, obj: &ObjectRef<K>) {
         if let Some(old) = self.key_of.remove(obj)
-            && let Some(set) = self.by_key.get_mut(&old)
+            && let Some(objects) = self.by_key.get_mut(&old)
         {
-            set.remove(obj);
-            if set.is_empty() {
+            objects.retain(|o| o != obj);
+            if objects.is_empty() {
                 self.by_key.remove(&old);
             }
         }
     }
 
     pub fn get(&self, key: &str) -> Vec<ObjectRef<K>> {
-        self.by_key.get(key).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.by_key.get(key).cloned().unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -80,6 +94,15 @@ where
 
     pub fn is_empty(&self) -> bool {
         self.key_of.is_empty()
+    }
+}
+
+/// The object's name and namespace only: what identifies it.
+fn bare_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
+    let r = ObjectRef::new(&obj.name_any());
+    match obj.namespace() {
+        Some(ns) => r.within(&ns),
+        None => r,
     }
 }
 
