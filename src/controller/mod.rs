@@ -218,7 +218,11 @@ async fn control(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
-    let watch_config = watcher::Config::default().any_semantic();
+    // Paged, consistent initial lists. A list at resourceVersion 0 ("any") is
+    // served whole from the API server's cache, ignoring the page size: one
+    // 18 MB body for 11,000 CloudResources, decoded at once, managedFields and
+    // all, before the reflector strips them. Pages of 500 bound that peak.
+    let watch_config = watcher::Config::default().page_size(500);
     let count_errors = |kind: &'static str, metrics: Arc<Metrics>| {
         move |error: &watcher::Error| {
             metrics.watch_errors.get_or_create(&KindLabel { kind }).inc();
@@ -281,6 +285,7 @@ async fn control(
         .inspect_ok(mark_synced(resources_synced_tx))
         .touched_objects();
     let caches_synced = both_synced(drifts_synced, resources_synced);
+    log_when_synced(caches_synced.clone(), provisioned.clone(), resources.clone(), drifts.clone());
 
     spawn_gauges(drifts.clone(), metrics.clone(), config.resync_interval);
 
@@ -375,6 +380,27 @@ fn both_synced(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> wa
         }
     });
     rx
+}
+
+/// Says once how long the initial lists took and what they held.
+fn log_when_synced(
+    mut synced: watch::Receiver<bool>,
+    provisioned: Store<CloudProvisioned>,
+    resources: Store<CloudResource>,
+    drifts: Store<Drift>,
+) {
+    let started = std::time::Instant::now();
+    tokio::spawn(async move {
+        if synced.wait_for(|s| *s).await.is_ok() {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                cloudresources = resources.state().len(),
+                cloudprovisioned = provisioned.state().len(),
+                drifts = drifts.state().len(),
+                "watch caches synced; reconciling"
+            );
+        }
+    });
 }
 
 /// Keeps the open-drifts gauge current and logs the old design's sweep summary
