@@ -4,9 +4,10 @@
 //!
 //!   cargo bench --bench detect
 
+use arcadia_drift::api::Fields;
 use arcadia_drift::detect::{LiveView, detect};
 use criterion::{Criterion, Throughput, criterion_group};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +29,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 struct Fixture {
-    desired: Map<String, Value>,
+    desired: Fields,
     tags: Vec<String>,
-    attrs: Map<String, Value>,
+    attrs: Fields,
 }
 
 /// 20 desired fields: the top-level ones, scalars of every kind in attrs
@@ -60,9 +61,9 @@ fn fixture(drifted: usize) -> Fixture {
         desired[*key] = json!("something-else");
     }
     Fixture {
-        desired: desired.as_object().cloned().unwrap(),
+        desired: Fields::try_from(desired).unwrap(),
         tags: vec!["web".into(), "prod".into(), "env:prod".into()],
-        attrs: attrs.as_object().cloned().unwrap(),
+        attrs: Fields::try_from(attrs).unwrap(),
     }
 }
 

@@ -5,13 +5,13 @@ mod common;
 
 use arcadia_drift::api::{
     CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase,
-    DriftSpec, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED, ProvisionedRef, ResourceRef, now,
+    DriftSpec, DriftStatus, FIELD_MANAGER, Fields, LABEL_PHASE, LABEL_PROVISIONED, ProvisionedRef, ResourceRef, now,
 };
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-fn desired(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    v.as_object().cloned().expect("an object")
+fn desired(v: serde_json::Value) -> Fields {
+    Fields::try_from(v).expect("an object")
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 
 use arcadia_drift::api::{
     ANNOTATION_ACCEPT, CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus,
-    Drift, DriftPhase, ResourceRef, now,
+    Drift, DriftPhase, Fields, ResourceRef, now,
 };
 use common::controller::ControllerProcess;
 use kube::ResourceExt;
@@ -241,7 +241,7 @@ async fn least_privilege_rbac_and_the_accept_policy() {
         .unwrap();
     let spec = CloudProvisionedSpec {
         resource_ref: ResourceRef { name: resource.clone() },
-        desired: json!({"size_slug": "s-1vcpu-1gb"}).as_object().cloned().unwrap(),
+        desired: Fields::try_from(json!({"size_slug": "s-1vcpu-1gb"})).unwrap(),
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), &team)
         .create(&PostParams::default(), &CloudProvisioned::new("web-1", spec))

@@ -6,7 +6,7 @@ mod common;
 
 use arcadia_drift::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudProvisionedSpec, CloudResource,
-    CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase, FIELD_MANAGER, LABEL_PHASE, ResourceRef, now,
+    CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase, FIELD_MANAGER, Fields, LABEL_PHASE, ResourceRef, now,
 };
 use common::controller::ControllerProcess;
 use common::eventually;
@@ -31,7 +31,7 @@ fn live(size: &str, tags: &[&str], synced: Time) -> CloudResourceStatus {
         status: Some("active".into()),
         size_slug: Some(size.into()),
         tags: Some(tags.iter().map(|t| t.to_string()).collect()),
-        attrs: Some(json!({"vcpus": 2, "image": "ubuntu-24-04-x64"}).as_object().cloned().unwrap()),
+        attrs: Some(Fields::try_from(json!({"vcpus": 2, "image": "ubuntu-24-04-x64"})).unwrap()),
         missing: false,
         synced_time: Some(synced),
     }
@@ -59,7 +59,7 @@ async fn set_live(client: &Client, name: &str, status: CloudResourceStatus) {
 async fn provisioned(client: &Client, ns: &str, name: &str, resource: &str, desired: Value) -> CloudProvisioned {
     let spec = CloudProvisionedSpec {
         resource_ref: ResourceRef { name: resource.into() },
-        desired: desired.as_object().cloned().expect("desired is an object"),
+        desired: Fields::try_from(desired).expect("desired is an object"),
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &CloudProvisioned::new(name, spec))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use arcadia_drift::api::{CloudResource, CloudResourceSpec, LABEL_SOURCE};
+use arcadia_drift::api::{CloudResource, CloudResourceSpec, Fields, LABEL_SOURCE};
 use arcadia_drift::controller::metrics::Metrics;
 use arcadia_drift::inventory::digitalocean::client::{ClientConfig, DoClient, DoError, Token};
 use arcadia_drift::inventory::digitalocean::{DigitalOcean, DoType};
@@ -299,7 +299,7 @@ async fn a_resized_droplet_becomes_a_drift_and_a_deleted_one_goes_missing() {
     let resource = format!("digitalocean-droplet-{id}");
     let spec = CloudProvisionedSpec {
         resource_ref: ResourceRef { name: resource.clone() },
-        desired: json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "tags": ["web"]}).as_object().cloned().unwrap(),
+        desired: Fields::try_from(json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "tags": ["web"]})).unwrap(),
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &CloudProvisioned::new("web-1", spec))

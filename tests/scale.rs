@@ -13,14 +13,14 @@ mod common;
 
 use arcadia_drift::api::{
     CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase,
-    DriftStatus, ResourceRef, now,
+    DriftStatus, Fields, ResourceRef, now,
 };
 use common::controller::ControllerProcess;
 use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,27 +64,25 @@ fn live(i: usize, size: &str) -> CloudResourceStatus {
     }
 }
 
-fn attrs() -> Map<String, Value> {
-    json!({
+fn attrs() -> Fields {
+    Fields::try_from(json!({
         "image": "ubuntu-24-04-x64", "vcpus": 2, "memory": 4096, "disk": 80, "locked": false,
         "vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000", "public_ipv4": "192.241.165.154",
         "private_ipv4": "10.128.192.124", "backups": true, "monitoring": true, "ipv6": false,
         "volume_ids": ["506f78a4-e098-11e5-ad9f-000f53306ae1"], "features": ["backups", "ipv6"],
         "kernel": {"id": 7515, "version": "6.8.0"}, "price_hourly": 0.03571
-    })
-    .as_object()
-    .cloned()
+    }))
     .unwrap()
 }
 
 /// 20 desired fields; the drifted 5% ask for another size.
-fn desired(i: usize) -> Map<String, Value> {
+fn desired(i: usize) -> Fields {
     let mut d = attrs();
-    d.insert("name".into(), json!(format!("web-{i}")));
-    d.insert("region".into(), json!("nyc3"));
-    d.insert("status".into(), json!("active"));
-    d.insert("size_slug".into(), json!(if drifted(i) { "s-1vcpu-1gb" } else { "s-2vcpu-4gb" }));
-    d.insert("tags".into(), json!([format!("team-{}", i % 10), "web"]));
+    d.insert("name", json!(format!("web-{i}")));
+    d.insert("region", json!("nyc3"));
+    d.insert("status", json!("active"));
+    d.insert("size_slug", json!(if drifted(i) { "s-1vcpu-1gb" } else { "s-2vcpu-4gb" }));
+    d.insert("tags", json!([format!("team-{}", i % 10), "web"]));
     assert_eq!(d.len(), 20);
     d
 }

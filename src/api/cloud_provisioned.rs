@@ -1,7 +1,6 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 /// What was asked of the cloud: the fields of one CloudResource that must
 /// hold the given values.
@@ -31,7 +30,7 @@ pub struct CloudProvisionedSpec {
     pub resource_ref: ResourceRef,
     /// Flat map: field name => expected value (any JSON). Only these keys are checked.
     #[schemars(schema_with = "super::schema::desired_map")]
-    pub desired: Map<String, Value>,
+    pub desired: super::Fields,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

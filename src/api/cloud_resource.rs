@@ -1,7 +1,6 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 /// One live cloud resource as the provider reports it, named
 /// `<provider>-<type>-<id>` (e.g. `digitalocean-droplet-3164444`).
@@ -58,7 +57,7 @@ pub struct CloudResourceStatus {
     /// Any other live field, free-form JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::free_object")]
-    pub attrs: Option<Map<String, Value>>,
+    pub attrs: Option<super::Fields>,
     /// True once the provider no longer lists the resource.
     #[serde(default)]
     pub missing: bool,

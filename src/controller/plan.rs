@@ -6,6 +6,7 @@
 
 use crate::api::{
     Absence, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftEpisode, DriftPhase, DriftStatus,
+    Fields,
 };
 use crate::check::cell;
 use crate::detect::{self, LiveView, loosely_equal, observed_equal};
@@ -205,7 +206,7 @@ fn track(inputs: &Inputs<'_>) -> BTreeMap<String, Tracked> {
 fn accept(
     inputs: &Inputs<'_>,
     live: &Result<LiveView<'_>, Absence>,
-    desired: &mut Cow<'_, Map<String, Value>>,
+    desired: &mut Cow<'_, Fields>,
     tracked: &mut BTreeMap<String, Tracked>,
     plan: &mut Plan,
 ) {
@@ -299,7 +300,7 @@ fn accept(
 fn compare(
     inputs: &Inputs<'_>,
     view: &LiveView<'_>,
-    desired: &Map<String, Value>,
+    desired: &Fields,
     freshness: &Freshness,
     settings: &Settings,
     tracked: &mut BTreeMap<String, Tracked>,

@@ -292,7 +292,7 @@ pub fn jittered(base: Duration, key: &str) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CloudProvisionedSpec, ResourceRef};
+    use crate::api::{CloudProvisionedSpec, Fields, ResourceRef};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 
     #[test]
@@ -301,7 +301,7 @@ mod tests {
             "web-1",
             CloudProvisionedSpec {
                 resource_ref: ResourceRef { name: "r".into() },
-                desired: json!({"size_slug": "a", "region": "nyc3", "vcpus": 2}).as_object().cloned().unwrap(),
+                desired: Fields::try_from(json!({"size_slug": "a", "region": "nyc3", "vcpus": 2})).unwrap(),
             },
         );
         p.metadata.resource_version = Some("42".into());

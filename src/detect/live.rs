@@ -1,4 +1,5 @@
-use serde_json::{Map, Value};
+use crate::api::Fields;
+use serde_json::Value;
 
 /// A borrowed view of one live resource: the typed top-level fields every
 /// provider fills, plus free-form `attrs`. Borrowing keeps a comparison free
@@ -10,7 +11,7 @@ pub struct LiveView<'a> {
     pub status: Option<&'a str>,
     pub size_slug: Option<&'a str>,
     pub tags: Option<&'a [String]>,
-    pub attrs: Option<&'a Map<String, Value>>,
+    pub attrs: Option<&'a Fields>,
 }
 
 /// A live value found for a desired key.
@@ -66,21 +67,21 @@ mod tests {
 
     #[test]
     fn top_level_wins_over_attrs() {
-        let attrs = json!({"region": "ams3"}).as_object().cloned().unwrap();
+        let attrs = Fields::try_from(json!({"region": "ams3"})).unwrap();
         let live = LiveView { region: Some("nyc3"), attrs: Some(&attrs), ..LiveView::default() };
         assert_eq!(live.resolve("region"), Observed::Text("nyc3"));
     }
 
     #[test]
     fn unset_top_level_falls_through_to_attrs() {
-        let attrs = json!({"region": "ams3"}).as_object().cloned().unwrap();
+        let attrs = Fields::try_from(json!({"region": "ams3"})).unwrap();
         let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
         assert_eq!(live.resolve("region"), Observed::Json(&json!("ams3")));
     }
 
     #[test]
     fn other_keys_resolve_in_attrs_exactly() {
-        let attrs = json!({"vcpus": 2, "vpc_uuid": "u"}).as_object().cloned().unwrap();
+        let attrs = Fields::try_from(json!({"vcpus": 2, "vpc_uuid": "u"})).unwrap();
         let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
         assert_eq!(live.resolve("vcpus"), Observed::Json(&json!(2)));
         assert_eq!(live.resolve("vpcUuid"), Observed::Missing);

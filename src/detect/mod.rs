@@ -16,7 +16,8 @@ mod properties;
 pub use equality::{loosely_equal, observed_equal};
 pub use live::{LiveView, Observed};
 
-use serde_json::{Map, Value};
+use crate::api::Fields;
+use serde_json::Value;
 
 /// One desired field whose live value differs.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,13 +29,13 @@ pub struct FieldDrift {
 }
 
 /// Every mismatched field of `desired` against `live`, in key order.
-pub fn detect(desired: &Map<String, Value>, live: &LiveView<'_>) -> Vec<FieldDrift> {
+pub fn detect(desired: &Fields, live: &LiveView<'_>) -> Vec<FieldDrift> {
     desired
         .iter()
         .filter_map(|(field, expected)| {
             let observed = live.resolve(field);
             (!observed_equal(expected, observed)).then(|| FieldDrift {
-                field: field.clone(),
+                field: field.to_owned(),
                 expected: expected.clone(),
                 actual: observed.to_value(),
             })
@@ -53,7 +54,7 @@ pub enum Verdict {
 }
 
 /// Checks `desired` against a live resource that may be absent.
-pub fn evaluate(desired: &Map<String, Value>, live: Option<&LiveView<'_>>) -> Verdict {
+pub fn evaluate(desired: &Fields, live: Option<&LiveView<'_>>) -> Verdict {
     match live {
         None => Verdict::ResourceMissing,
         Some(live) => {
@@ -68,11 +69,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => panic!("not an object"),
-        }
+    fn map(v: Value) -> Fields {
+        Fields::try_from(v).expect("an object")
     }
 
     fn droplet_tags() -> Vec<String> {

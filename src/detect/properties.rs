@@ -3,8 +3,9 @@
 //! permutation of itself.
 
 use super::{LiveView, detect, loosely_equal};
+use crate::api::Fields;
 use proptest::prelude::*;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -69,10 +70,9 @@ proptest! {
         desired in prop::collection::btree_map("[a-z_]{1,10}", json(), 0..10),
         tags in prop::collection::vec("[a-z]{1,5}", 0..4),
     ) {
-        let mut desired: Map<String, Value> = desired.into_iter().collect();
+        let mut desired: Fields = desired.into_iter().collect();
         let attrs = desired.clone();
-        desired.remove("tags");
-        desired.insert("tags".into(), Value::from(tags.iter().rev().cloned().collect::<Vec<_>>()));
+        desired.insert("tags", Value::from(tags.iter().rev().cloned().collect::<Vec<_>>()));
         let live = LiveView { tags: Some(&tags), attrs: Some(&attrs), ..LiveView::default() };
         prop_assert_eq!(detect(&desired, &live), vec![]);
     }

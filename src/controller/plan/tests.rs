@@ -1,10 +1,10 @@
 use super::*;
 use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec, CloudResourceStatus, DriftSpec,
-    ProvisionedRef, ResourceRef,
+    Fields, ProvisionedRef, ResourceRef,
 };
 use k8s_openapi::jiff::Timestamp;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const RESOURCE: &str = "digitalocean-droplet-1";
 
@@ -17,7 +17,7 @@ fn provisioned(desired: Value) -> CloudProvisioned {
         "web-1",
         CloudProvisionedSpec {
             resource_ref: ResourceRef { name: RESOURCE.into() },
-            desired: desired.as_object().cloned().unwrap(),
+            desired: Fields::try_from(desired).unwrap(),
         },
     );
     p.metadata.namespace = Some("ns".into());
@@ -119,7 +119,7 @@ fn detect_accept_and_settle() {
 
     annotate(&mut drifts[0], Some("alice"));
     let accept = run(&p, Some(&r), &drifts, at(30));
-    assert_eq!(accept.adopt, json!({"size_slug": "s-2vcpu-4gb"}).as_object().cloned().unwrap());
+    assert_eq!(Value::Object(accept.adopt.clone()), json!({"size_slug": "s-2vcpu-4gb"}));
     let w = &accept.drift_writes[0];
     assert_eq!(w.status.phase, DriftPhase::Accepted);
     assert_eq!(w.status.resolved_by.as_deref(), Some("alice"));

@@ -3,9 +3,9 @@
 //! a database's connection credentials and users are never even read into memory.
 
 use super::super::sync::Observed;
-use crate::api::CloudResourceStatus;
+use crate::api::{CloudResourceStatus, Fields};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 pub struct RegionObject {
@@ -215,9 +215,9 @@ pub struct Firewall {
 }
 
 /// Free-form attributes: only the keys that have a value.
-fn attrs(pairs: Vec<(&str, Option<Value>)>) -> Option<Map<String, Value>> {
-    let map: Map<String, Value> = pairs.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect();
-    (!map.is_empty()).then_some(map)
+fn attrs(pairs: Vec<(&str, Option<Value>)>) -> Option<Fields> {
+    let fields: Fields = pairs.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+    (!fields.is_empty()).then_some(fields)
 }
 
 fn some<T: serde::Serialize>(v: &Option<T>) -> Option<Value> {
