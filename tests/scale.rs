@@ -6,8 +6,11 @@
 //!
 //! Each run: N CloudResources and N CloudProvisioneds with 20 desired fields,
 //! 5% of them drifted; cold convergence of the real controller against the
-//! floor (the same writes by a bare client loop); steady-state writes and CPU
-//! over a full resync; detection latency over 100 changes; peak RSS.
+//! floor (the same writes, with the same bodies, by a bare client loop, while
+//! the harness watches its namespace as it will watch the controller's);
+//! steady-state writes and CPU over a full resync; detection latency over 100
+//! changes; peak RSS. `ARCADIA_SCALE_CONVERGENCE_ONLY=1` stops each run after
+//! convergence, for profiling it.
 
 mod common;
 
@@ -95,7 +98,8 @@ async fn set_live(client: &Client, name: &str, status: &CloudResourceStatus) {
         .unwrap_or_else(|e| panic!("status of {name}: {e}"));
 }
 
-async fn setup(client: &Client, run_id: &str, ns: &str, floor_ns: &str, n: usize) {
+/// Creates the objects; returns the uid of each CloudProvisioned in the floor's namespace.
+async fn setup(client: &Client, run_id: &str, ns: &str, floor_ns: &str, n: usize) -> HashMap<usize, String> {
     futures::stream::iter(0..n)
         .map(|i| async move {
             let name = format!("scale-{run_id}-{i}");
@@ -106,23 +110,27 @@ async fn setup(client: &Client, run_id: &str, ns: &str, floor_ns: &str, n: usize
                 .await
                 .unwrap_or_else(|e| panic!("creating {name}: {e}"));
             set_live(client, &name, &live(i, "s-2vcpu-4gb")).await;
+            let mut uid = String::new();
             for target in [ns, floor_ns] {
                 let spec =
                     CloudProvisionedSpec { resource_ref: ResourceRef { name: name.clone() }, desired: desired(i) };
-                Api::<CloudProvisioned>::namespaced(client.clone(), target)
+                let created = Api::<CloudProvisioned>::namespaced(client.clone(), target)
                     .create(&PostParams::default(), &CloudProvisioned::new(&format!("web-{i}"), spec))
                     .await
                     .unwrap_or_else(|e| panic!("creating CloudProvisioned web-{i}: {e}"));
+                uid = created.uid().expect("a created object has a uid");
             }
+            (i, uid)
         })
         .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
+        .collect()
+        .await
 }
 
 /// The floor: the writes a converging controller must make (a status per
-/// CloudProvisioned; object, status and Event per drift), by a bare client loop.
-async fn floor(client: &Client, ns: &str, n: usize) -> (Duration, usize) {
+/// CloudProvisioned; object, status and Event per drift), with the same
+/// bodies, by a bare client loop.
+async fn floor(client: &Client, ns: &str, n: usize, uids: &HashMap<usize, String>) -> (Duration, usize) {
     let started = Instant::now();
     let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     futures::stream::iter(0..n)
@@ -131,13 +139,17 @@ async fn floor(client: &Client, ns: &str, n: usize) -> (Duration, usize) {
             async move {
                 let apply = PatchParams::apply("floor").force();
                 let name = format!("web-{i}");
+                let resource = format!("scale-floor-{i}");
                 let p = Api::<CloudProvisioned>::namespaced(client.clone(), ns);
                 if drifted(i) {
                     let drift = format!("{name}-size-slug");
                     let d = Api::<Drift>::namespaced(client.clone(), ns);
+                    let owner = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned",
+                        "name": name, "uid": uids[&i], "controller": true});
                     let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift",
-                        "metadata": {"name": drift, "labels": {"arcadia.cloud/provisioned": name, "arcadia.cloud/phase": "Open"}},
-                        "spec": {"provisionedRef": {"name": name}, "resourceRef": {"name": "r"}, "field": "size_slug"}});
+                        "metadata": {"name": drift, "labels": {"arcadia.cloud/provisioned": name, "arcadia.cloud/phase": "Open"},
+                                     "ownerReferences": [owner]},
+                        "spec": {"provisionedRef": {"name": name}, "resourceRef": {"name": resource}, "field": "size_slug"}});
                     d.patch(&drift, &apply, &Patch::Apply(body)).await.unwrap();
                     let status = DriftStatus {
                         expected: json!("s-1vcpu-1gb"),
@@ -151,16 +163,34 @@ async fn floor(client: &Client, ns: &str, n: usize) -> (Duration, usize) {
                     let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
                         "metadata": {"name": format!("{name}.floor"), "namespace": ns},
                         "eventTime": now().0.to_string().replace('Z', ".000000Z"), "reason": "DriftDetected", "action": "Detect",
-                        "type": "Warning", "note": "size_slug", "reportingController": "floor", "reportingInstance": "floor",
-                        "regarding": {"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "name": name, "namespace": ns}});
+                        "type": "Warning", "note": "size_slug: expected s-1vcpu-1gb, live value is s-2vcpu-4gb",
+                        "reportingController": "floor", "reportingInstance": "floor",
+                        "regarding": {"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "name": name,
+                                      "namespace": ns, "uid": uids[&i]}});
                     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
                     events.create(&PostParams::default(), &serde_json::from_value(event).unwrap()).await.unwrap();
                     writes.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
                 }
-                let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": {
+                let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+                    json!({"type": type_, "status": status, "reason": reason, "message": message,
+                           "observedGeneration": 1, "lastTransitionTime": now()})
+                };
+                let in_sync = if drifted(i) {
+                    condition("InSync", "False", "Drifted", "1 drifted: size_slug")
+                } else {
+                    condition("InSync", "True", "InSync", "all 20 desired fields match")
+                };
+                let mut status = json!({
                     "observedGeneration": 1, "lastCheckedTime": now(), "openDrifts": i32::from(drifted(i)),
-                    "conditions": [{"type": "InSync", "status": if drifted(i) { "False" } else { "True" }, "reason": "Floor",
-                                    "message": "floor", "lastTransitionTime": now()}]}});
+                    "conditions": [
+                        in_sync,
+                        condition("ResourceFound", "True", "Found", &format!("CloudResource {resource} found")),
+                        condition("InventoryFresh", "True", "Fresh", "the live state is recent enough to close drifts"),
+                    ]});
+                if drifted(i) {
+                    status["driftedFields"] = json!(["size_slug"]);
+                }
+                let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
                 p.patch_status(&name, &apply, &Patch::Apply(status)).await.unwrap();
                 writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -246,6 +276,19 @@ async fn apiserver_writes(client: &Client) -> f64 {
         .sum()
 }
 
+/// CPU seconds used so far by kube-apiserver and etcd, whose work the floor
+/// and the controller both cause.
+fn server_cpu() -> f64 {
+    let dir = common::kubeconfig().parent().expect("the control plane directory");
+    ["kube-apiserver", "etcd"]
+        .iter()
+        .map(|name| {
+            let pid = std::fs::read_to_string(dir.join(format!("{name}.pid"))).unwrap_or_default();
+            common::controller::cpu_seconds(pid.trim().parse().unwrap_or(0))
+        })
+        .sum()
+}
+
 fn control_plane(cmd: &str) {
     let out = std::process::Command::new(common::repo_root().join("scripts/control-plane")).arg(cmd).output().unwrap();
     assert!(out.status.success(), "control-plane {cmd}: {}", String::from_utf8_lossy(&out.stderr));
@@ -262,15 +305,22 @@ async fn scale() {
         let ns = common::namespace(&client, &format!("scale-{n}")).await;
         let floor_ns = common::namespace(&client, &format!("floor-{n}")).await;
         let t = Instant::now();
-        setup(&client, &run_id, &ns, &floor_ns, n).await;
+        let floor_uids = setup(&client, &run_id, &ns, &floor_ns, n).await;
         eprintln!("[N={n}] setup: {} objects in {:?}", 3 * n, t.elapsed());
 
-        let (floor_time, floor_writes) = floor(&client, &floor_ns, n).await;
+        // The floor is observed exactly as the controller will be, so that the
+        // API server's cost of serving the harness's watches is in both.
+        let _floor_seen = watch_namespace(&client, &floor_ns);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let server_cpu_before_floor = server_cpu();
+        let (floor_time, floor_writes) = floor(&client, &floor_ns, n, &floor_uids).await;
+        let floor_server_cpu = server_cpu() - server_cpu_before_floor;
         let seen = watch_namespace(&client, &ns);
         tokio::time::sleep(Duration::from_millis(500)).await;
 
         // Cold convergence.
         let resync = format!("{}s", run.resync.as_secs());
+        let server_cpu_before = server_cpu();
         let started = Instant::now();
         let controller = ControllerProcess::start(
             &ns,
@@ -291,8 +341,23 @@ async fn scale() {
             (s.with_status.len() == n && s.open.len() == expected).then(|| started.elapsed())
         })
         .await;
-        let (rss_converged_kb, _) = controller.resources();
+        let (rss_converged_kb, cpu_converged) = controller.resources();
+        let convergence_server_cpu = server_cpu() - server_cpu_before;
         let convergence_writes = controller.metric("arcadia_drift_api_writes_total");
+        if std::env::var_os("ARCADIA_SCALE_CONVERGENCE_ONLY").is_some() {
+            // For profiling cold convergence: skip the rest of the run.
+            eprintln!(
+                "N={n}: convergence {:.2}s | floor {:.2}s | ratio {:.2} | API server + etcd CPU s: floor \
+                 {floor_server_cpu:.2}, convergence {convergence_server_cpu:.2} | controller {cpu_converged:.2} CPU s, \
+                 {} reconciles | log {}",
+                converged.as_secs_f64(),
+                floor_time.as_secs_f64(),
+                converged.as_secs_f64() / floor_time.as_secs_f64(),
+                controller.metric("arcadia_drift_reconciles_total"),
+                controller.log.display()
+            );
+            continue;
+        }
 
         // Steady state: a full resync (jittered up to +10%) plus margin.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -390,6 +455,7 @@ async fn scale() {
         let (rss_kb, _) = controller.resources();
         let line = format!(
             "N={n}: convergence {:.2}s ({convergence_writes} writes) | floor {:.2}s ({floor_writes} writes) | ratio {:.2} | \
+             API server + etcd CPU s: floor {floor_server_cpu:.2}, convergence {convergence_server_cpu:.2}, controller {cpu_converged:.2} | \
              steady over a {}s resync: {steady_writes} controller writes, {} API-server writes to arcadia.cloud, {:.2} CPU s, {} reconciles | \
              latency p50 {:?} p99 {:?} | peak RSS {:.1} MB after convergence, {:.1} MB at the end | {outage_note}",
             converged.as_secs_f64(),
