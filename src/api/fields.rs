@@ -64,7 +64,7 @@ impl Fields {
 impl std::ops::Index<&str> for Fields {
     type Output = Value;
 
-    /// Like `serde_json::Map`'s: `Value::Null` for an absent key.
+    /// Like indexing a `serde_json::Value`: `Null` for an absent key.
     fn index(&self, key: &str) -> &Value {
         static NULL: Value = Value::Null;
         self.get(key).unwrap_or(&NULL)
