@@ -285,7 +285,7 @@ async fn control(
         .inspect_ok(mark_synced(resources_synced_tx))
         .touched_objects();
     let caches_synced = both_synced(drifts_synced, resources_synced);
-    log_when_synced(caches_synced.clone(), provisioned.clone(), resources.clone(), drifts.clone());
+    log_when_synced(caches_synced.clone(), resources.clone(), drifts.clone());
 
     spawn_gauges(drifts.clone(), metrics.clone(), config.resync_interval);
 
@@ -382,22 +382,16 @@ fn both_synced(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> wa
     rx
 }
 
-/// Says once how long the initial lists took and what they held.
-fn log_when_synced(
-    mut synced: watch::Receiver<bool>,
-    provisioned: Store<CloudProvisioned>,
-    resources: Store<CloudResource>,
-    drifts: Store<Drift>,
-) {
+/// Says once how long the initial lists of the inputs took and what they held.
+fn log_when_synced(mut synced: watch::Receiver<bool>, resources: Store<CloudResource>, drifts: Store<Drift>) {
     let started = std::time::Instant::now();
     tokio::spawn(async move {
         if synced.wait_for(|s| *s).await.is_ok() {
             tracing::info!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 cloudresources = resources.state().len(),
-                cloudprovisioned = provisioned.state().len(),
                 drifts = drifts.state().len(),
-                "watch caches synced; reconciling"
+                "CloudResource and Drift caches synced; reconciling"
             );
         }
     });
