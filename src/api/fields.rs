@@ -56,6 +56,21 @@ impl Fields {
         }
     }
 
+    /// Sorts and de-duplicates in place (this runs on every watch event).
+    fn from_entries(mut entries: Vec<(Box<str>, Value)>) -> Self {
+        // Stable, so equal keys keep their order; `dedup_by` then moves the
+        // later value into the entry it keeps.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        Fields(entries.into_boxed_slice())
+    }
+
     fn position(&self, key: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key))
     }
@@ -74,17 +89,7 @@ impl std::ops::Index<&str> for Fields {
 /// Later duplicates win, as in a JSON object read by serde_json.
 impl<K: Into<Box<str>>> FromIterator<(K, Value)> for Fields {
     fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
-        let mut entries: Vec<(Box<str>, Value)> = iter.into_iter().map(|(k, v)| (k.into(), v)).collect();
-        // Stable, so equal keys keep their order and the last one is kept below.
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut deduped: Vec<(Box<str>, Value)> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match deduped.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => deduped.push(entry),
-            }
-        }
-        Fields(deduped.into_boxed_slice())
+        Fields::from_entries(iter.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 }
 
@@ -161,7 +166,7 @@ impl<'de> Deserialize<'de> for Fields {
                 while let Some((k, v)) = access.next_entry::<String, Value>()? {
                     entries.push((k.into_boxed_str(), v));
                 }
-                Ok(entries.into_iter().collect())
+                Ok(Fields::from_entries(entries))
             }
         }
 
