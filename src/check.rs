@@ -2,8 +2,8 @@
 //! files, runs the pure detection core, renders a report; the binary maps the
 //! report to an exit code (0 in sync, 1 drift or a missing resource, 2 error).
 
-use crate::api::{Absence, CloudProvisioned, CloudResource};
-use crate::detect::{self, FieldDrift, Verdict};
+use crate::api::{Absence, CloudProvisioned, CloudResource, SpecProblem};
+use crate::detect::{self, FieldDrift, Verdict, render_value};
 use crate::manifests::{self, Manifest, ManifestError};
 use kube::ResourceExt;
 use serde::Serialize;
@@ -20,7 +20,7 @@ pub enum CheckError {
     #[error("{path}: {kind} {name:?} is defined twice")]
     Duplicate { path: String, kind: &'static str, name: String },
     #[error("{path}: CloudProvisioned {namespace}/{name}: {problem}")]
-    InvalidSpec { path: String, namespace: String, name: String, problem: &'static str },
+    InvalidSpec { path: String, namespace: String, name: String, problem: SpecProblem },
 }
 
 /// Everything one check found.
@@ -115,15 +115,7 @@ fn only_provisioned(path: &Path) -> Result<Vec<CloudProvisioned>, CheckError> {
             }
         };
         let namespace = p.namespace().unwrap_or_else(|| "default".into());
-        // The API server enforces these with CEL; offline, say the same thing.
-        let problem = if p.spec.resource_ref.name.is_empty() {
-            Some("spec.resourceRef.name must name a CloudResource")
-        } else if p.spec.desired.is_empty() {
-            Some("spec.desired must name at least one field to check")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
+        if let Err(problem) = p.spec.validate() {
             return Err(CheckError::InvalidSpec { path: shown, namespace, name: p.name_any(), problem });
         }
         if !seen.insert((namespace.clone(), p.name_any())) {
@@ -161,16 +153,6 @@ fn only_resources(path: &Path) -> Result<BTreeMap<String, CloudResource>, CheckE
     Ok(out)
 }
 
-/// A JSON value as a table cell: strings bare, everything else as compact JSON.
-pub fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "<none>".into(),
-        Value::String(s) if s.is_empty() => "\"\"".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The report as an aligned table plus a summary line, like `kubectl get`.
 pub fn render_table(report: &Report) -> String {
     let mut rows =
@@ -181,8 +163,8 @@ pub fn render_table(report: &Report) -> String {
             d.provisioned.clone(),
             d.resource.clone(),
             d.field.clone(),
-            cell(&d.expected),
-            cell(&d.actual),
+            render_value(&d.expected),
+            render_value(&d.actual),
         ]);
     }
     for m in &report.missing_resources {
@@ -293,12 +275,5 @@ spec: {resourceRef: {name: nowhere}, desired: {region: x}}
         assert!(lines[1].contains("size_slug") && lines[1].contains("s-1vcpu-1gb") && lines[1].contains("s-2vcpu-4gb"));
         assert!(lines[2].contains("web-3") && lines[2].contains("<resource missing>"));
         assert_eq!(lines[4], "checked 4 provisioned: 1 in sync, 1 drifted field, 2 missing resources");
-    }
-
-    #[test]
-    fn cells_show_json_for_non_strings() {
-        assert_eq!(cell(&serde_json::json!(["a", 1])), "[\"a\",1]");
-        assert_eq!(cell(&Value::Null), "<none>");
-        assert_eq!(cell(&serde_json::json!("")), "\"\"");
     }
 }

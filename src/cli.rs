@@ -153,23 +153,26 @@ fn run(cli: Cli) -> Result<u8, String> {
             init_tracing();
             let identity = args.identity.clone().unwrap_or_else(default_identity);
             let digitalocean = digitalocean_config(&args)?;
-            let config = crate::controller::RunConfig {
-                namespace: args.namespace,
-                resync_interval: args.resync_interval,
-                max_inventory_age: args.max_inventory_age,
-                metrics_addr: args.metrics_addr,
-                concurrency: args.concurrency.max(1),
+            let args = *args;
+            let lease = args.leader_election.then(|| {
+                crate::run::lease_config(args.lease_name, args.lease_namespace, args.lease_duration, identity.clone())
+            });
+            let config = crate::run::RunConfig {
                 api_qps: args.api_qps,
                 api_burst: args.api_burst,
-                leader_election: args.leader_election,
-                lease_name: args.lease_name,
-                lease_namespace: args.lease_namespace,
-                lease_duration: args.lease_duration,
-                identity,
+                metrics_addr: args.metrics_addr,
+                lease,
+                controller: crate::controller::Settings {
+                    namespace: args.namespace,
+                    resync_interval: args.resync_interval,
+                    max_inventory_age: args.max_inventory_age,
+                    concurrency: args.concurrency.max(1),
+                    identity,
+                },
                 digitalocean,
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            runtime.block_on(crate::controller::run(config)).map_err(|e| e.to_string())?;
+            runtime.block_on(crate::run::run(config)).map_err(|e| e.to_string())?;
             Ok(EXIT_IN_SYNC)
         }
         Command::Crds => {
@@ -200,7 +203,7 @@ fn print_out(text: &str) -> Result<(), String> {
     }
 }
 
-fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::controller::DigitalOceanConfig>, String> {
+fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::DigitalOceanConfig>, String> {
     use crate::inventory::digitalocean::{DoType, client};
     let Some(token) = args.digitalocean_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
@@ -224,7 +227,7 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::controller::Digit
             args.inventory_sync_interval, args.max_inventory_age
         ));
     }
-    Ok(Some(crate::controller::DigitalOceanConfig {
+    Ok(Some(crate::inventory::DigitalOceanConfig {
         client: config,
         sync: crate::inventory::SyncSettings {
             source: args.inventory_source.clone(),

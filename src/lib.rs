@@ -1,13 +1,17 @@
 //! arcadia-drift: a Kubernetes-native drift detector for cloud infrastructure.
 //!
-//! - [`api`]: the `arcadia.cloud/v1alpha1` custom resources.
-//! - [`detect`]: the pure comparison of desired and live state.
-//! - [`controller`]: the reconcile loop behind `arcadia-drift run`.
-//! - [`inventory`]: syncers that mirror a cloud into CloudResource objects.
+//! The modules, in dependency order (each imports only those above it; a test
+//! in `tests/layers.rs` holds the line):
+//!
+//! - [`detect`]: the pure comparison of desired and live state; no I/O, no Kubernetes types.
+//! - [`api`]: the `arcadia.cloud/v1alpha1` custom resources, built on [`detect`]'s values.
+//! - [`runtime`]: process plumbing (HTTP endpoints, health, leader election,
+//!   shutdown, metrics registry, rate limits, jitter); it imports no other module.
 //! - [`manifests`]: reading CloudProvisioned / CloudResource manifests from YAML.
+//! - [`controller`]: the reconcile loop; [`inventory`]: syncers that mirror a cloud
+//!   into CloudResources. Neither imports the other.
 //! - [`check`]: offline one-shot detection over manifests (`arcadia-drift check`).
-//! - [`cli`]: the `arcadia-drift` command line.
-//! - [`ratelimit`]: client-side request budgets (Kubernetes and DigitalOcean).
+//! - [`run`] and [`cli`]: the wiring and the command line, the only modules that see everything.
 
 pub mod api;
 pub mod check;
@@ -16,4 +20,5 @@ pub mod controller;
 pub mod detect;
 pub mod inventory;
 pub mod manifests;
-pub mod ratelimit;
+pub mod run;
+pub mod runtime;

@@ -5,7 +5,7 @@
 mod common;
 
 use arcadia_drift::api::{CloudResource, CloudResourceSpec, Fields, LABEL_SOURCE};
-use arcadia_drift::controller::metrics::Metrics;
+use arcadia_drift::inventory::InventoryMetrics;
 use arcadia_drift::inventory::digitalocean::client::{ClientConfig, DoClient, DoError, Token};
 use arcadia_drift::inventory::digitalocean::{DigitalOcean, DoType};
 use arcadia_drift::inventory::{SyncSettings, Syncer};
@@ -15,7 +15,6 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -181,7 +180,7 @@ async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
         refresh_after: Duration::from_secs(1800),
         types: vec![DoType::Droplet],
     };
-    let syncer = Syncer::new(client.clone(), do_source(fake), reader, settings, Arc::new(Metrics::default()));
+    let syncer = Syncer::new(client.clone(), do_source(fake), reader, settings, InventoryMetrics::default());
     (syncer, client)
 }
 

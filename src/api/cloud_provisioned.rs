@@ -36,7 +36,7 @@ pub struct CloudProvisionedSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResourceRef {
     /// Name of a CloudResource, e.g. `digitalocean-droplet-3164444`.
-    #[x_kube(validation = Rule::new("size(self) > 0 && size(self) <= 253").message("resourceRef.name must name a CloudResource (1 to 253 characters)"))]
+    #[x_kube(validation = Rule::new("size(self) > 0 && size(self) <= 253").message(RESOURCE_REF_RULE))]
     pub name: String,
 }
 
@@ -56,4 +56,83 @@ pub struct CloudProvisionedStatus {
     /// At least `InSync` and `ResourceFound`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The API server's message for an empty or over-long `resourceRef.name`.
+const RESOURCE_REF_RULE: &str = "resourceRef.name must name a CloudResource (1 to 253 characters)";
+
+/// What makes a CloudProvisioned spec unusable. The API server refuses most
+/// of these through the schema; the controller and `check` say the same for
+/// objects that reach them another way (older CRDs, files).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecProblem {
+    #[error("spec.{RESOURCE_REF_RULE}")]
+    NoResourceRef,
+    #[error("spec.resourceRef.name {0:?} is not a valid CloudResource name (lowercase letters, digits, '-' and '.')")]
+    InvalidResourceRef(String),
+    #[error("spec.desired must name at least one field to check")]
+    NothingDesired,
+    #[error("spec.desired has an empty field name {0:?}")]
+    EmptyFieldName(String),
+}
+
+impl CloudProvisionedSpec {
+    /// The one check of a spec, shared by the controller and the offline `check`.
+    pub fn validate(&self) -> Result<(), SpecProblem> {
+        let name = &self.resource_ref.name;
+        if name.is_empty() || name.len() > 253 {
+            return Err(SpecProblem::NoResourceRef);
+        }
+        if !is_dns_subdomain(name) {
+            return Err(SpecProblem::InvalidResourceRef(name.clone()));
+        }
+        if self.desired.is_empty() {
+            return Err(SpecProblem::NothingDesired);
+        }
+        if let Some(bad) = self.desired.keys().find(|k| k.trim().is_empty()) {
+            return Err(SpecProblem::EmptyFieldName(bad.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// An object name as Kubernetes requires of cluster-scoped objects.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.split('.').all(|part| {
+        !part.is_empty()
+            && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !part.starts_with('-')
+            && !part.ends_with('-')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, desired: serde_json::Value) -> CloudProvisionedSpec {
+        CloudProvisionedSpec {
+            resource_ref: ResourceRef { name: name.into() },
+            desired: super::super::Fields::try_from(desired).unwrap(),
+        }
+    }
+
+    #[test]
+    fn each_problem_has_its_message() {
+        assert_eq!(spec("do-1", json!({"region": "nyc3"})).validate(), Ok(()));
+        let cases = [
+            (spec("", json!({"a": 1})), "spec.resourceRef.name must name a CloudResource (1 to 253 characters)"),
+            (
+                spec("Not_A/Name", json!({"a": 1})),
+                "spec.resourceRef.name \"Not_A/Name\" is not a valid CloudResource name",
+            ),
+            (spec("do-1", json!({})), "spec.desired must name at least one field to check"),
+            (spec("do-1", json!({" ": 1})), "spec.desired has an empty field name \" \""),
+        ];
+        for (spec, message) in cases {
+            let problem = spec.validate().unwrap_err().to_string();
+            assert!(problem.starts_with(message), "{problem}");
+        }
+    }
 }

@@ -9,13 +9,13 @@ mod cloud_provisioned;
 mod cloud_resource;
 #[allow(clippy::duplicated_attributes)]
 mod drift;
-mod fields;
 mod schema;
 
-pub use cloud_provisioned::{CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, ResourceRef};
+/// The type of `spec.desired` and `status.attrs`; defined by the detection core, which compares it.
+pub use crate::detect::Fields;
+pub use cloud_provisioned::{CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, ResourceRef, SpecProblem};
 pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
 pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, ProvisionedRef};
-pub use fields::Fields;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -1,21 +1,16 @@
-//! Prometheus metrics and the health endpoints, served on one port.
-//! The old design's sweep summary (checked, drifted_fields, new_drift,
-//! resolved_stale) lives on as counters and a gauge here, plus a periodic log line.
+//! The controller's Prometheus metrics, registered on the process's shared
+//! registry. The sweep summary (checked, drifted_fields, new_drift,
+//! resolved_stale) lives on as these counters and gauge, plus a periodic log
+//! line ([`super::summary`]).
 
 use super::plan::Tally;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use crate::runtime::metrics::{ApiWrites, KindLabel};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,19 +23,8 @@ pub struct StepLabel {
     pub step: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
-    pub kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SyncLabel {
-    pub kind: &'static str,
-    pub result: &'static str,
-}
-
-pub struct Metrics {
-    registry: Registry,
+#[derive(Clone, Debug)]
+pub struct ControllerMetrics {
     pub reconciles: Family<ResultLabel, Counter>,
     pub reconcile_errors: Family<StepLabel, Counter>,
     pub reconcile_duration: Histogram,
@@ -51,31 +35,32 @@ pub struct Metrics {
     pub accepted: Counter,
     pub accepts_refused: Counter,
     pub open_drifts: Gauge,
-    pub writes: Family<KindLabel, Counter>,
     pub watch_errors: Family<KindLabel, Counter>,
-    pub leader: Gauge,
-    pub inventory_syncs: Family<SyncLabel, Counter>,
-    pub inventory_missing: Counter,
-    pub digitalocean_requests: Counter,
-    state: AtomicU8,
+    pub writes: ApiWrites,
 }
 
-/// What /readyz reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Phase {
-    Starting = 0,
-    /// Waiting for the leader lease: healthy, and ready to take over.
-    Standby = 1,
-    /// Leading, caches synced.
-    Running = 2,
-    ShuttingDown = 3,
+/// The sweep summary's counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepCounts {
+    pub checked: u64,
+    pub new_drifts: u64,
+    pub resolved_stale: u64,
 }
 
-impl Default for Metrics {
+impl SweepCounts {
+    /// What was counted between `earlier` and `self`.
+    pub fn since(self, earlier: SweepCounts) -> SweepCounts {
+        SweepCounts {
+            checked: self.checked - earlier.checked,
+            new_drifts: self.new_drifts - earlier.new_drifts,
+            resolved_stale: self.resolved_stale - earlier.resolved_stale,
+        }
+    }
+}
+
+impl Default for ControllerMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("arcadia_drift");
-        let m = Metrics {
+        Self {
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -86,52 +71,32 @@ impl Default for Metrics {
             accepted: Counter::default(),
             accepts_refused: Counter::default(),
             open_drifts: Gauge::default(),
-            writes: Family::default(),
             watch_errors: Family::default(),
-            leader: Gauge::default(),
-            inventory_syncs: Family::default(),
-            inventory_missing: Counter::default(),
-            digitalocean_requests: Counter::default(),
-            state: AtomicU8::new(Phase::Starting as u8),
-            registry: Registry::default(),
-        };
-        registry.register("reconciles", "Reconciles of CloudProvisioned objects, by result", m.reconciles.clone());
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciles, by the write that failed",
-            m.reconcile_errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time to reconcile one CloudProvisioned",
-            m.reconcile_duration.clone(),
-        );
-        registry.register("checked", "CloudProvisioned objects compared with live state", m.checked.clone());
-        registry.register("new_drift", "Drifts opened", m.new_drifts.clone());
-        registry.register("changed_drift", "Open drifts whose live value moved", m.changed_drifts.clone());
-        registry.register("resolved_stale", "Drifts closed as Stale (fixed elsewhere)", m.resolved_stale.clone());
-        registry.register("accepted", "Drifts accepted by annotation", m.accepted.clone());
-        registry.register("accepts_refused", "Accept annotations refused", m.accepts_refused.clone());
-        registry.register("open_drifts", "Drifts currently Open (the drifted fields)", m.open_drifts.clone());
-        registry.register("api_writes", "Writes this controller sent to the API server, by kind", m.writes.clone());
-        registry.register("watch_errors", "Errors of the watches, by watched kind", m.watch_errors.clone());
-        registry.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
-        registry.register(
-            "inventory_syncs",
-            "Inventory listings by resource type and result (ok, or why it failed)",
-            m.inventory_syncs.clone(),
-        );
-        registry.register("inventory_marked_missing", "CloudResources marked missing", m.inventory_missing.clone());
-        registry.register(
-            "digitalocean_requests",
-            "Requests sent to the DigitalOcean API, retries included",
-            m.digitalocean_requests.clone(),
-        );
-        Metrics { registry, ..m }
+            writes: ApiWrites::default(),
+        }
     }
 }
 
-impl Metrics {
+impl ControllerMetrics {
+    /// Registers the controller's metrics; `writes` is the process's shared write counter.
+    pub fn register(registry: &mut Registry, writes: ApiWrites) -> Self {
+        let m = Self { writes, ..Self::default() };
+        let r = registry;
+        r.register("reconciles", "Reconciles of CloudProvisioned objects, by result", m.reconciles.clone());
+        r.register("reconcile_errors", "Failed reconciles, by the write that failed", m.reconcile_errors.clone());
+        let duration = m.reconcile_duration.clone();
+        r.register("reconcile_duration_seconds", "Time to reconcile one CloudProvisioned", duration);
+        r.register("checked", "CloudProvisioned objects compared with live state", m.checked.clone());
+        r.register("new_drift", "Drifts opened", m.new_drifts.clone());
+        r.register("changed_drift", "Open drifts whose live value moved", m.changed_drifts.clone());
+        r.register("resolved_stale", "Drifts closed as Stale (fixed elsewhere)", m.resolved_stale.clone());
+        r.register("accepted", "Drifts accepted by annotation", m.accepted.clone());
+        r.register("accepts_refused", "Accept annotations refused", m.accepts_refused.clone());
+        r.register("open_drifts", "Drifts currently Open (the drifted fields)", m.open_drifts.clone());
+        r.register("watch_errors", "Errors of the watches, by watched kind", m.watch_errors.clone());
+        m
+    }
+
     pub fn observe_reconcile(&self, took: Duration, tally: &Tally, failed_step: Option<&'static str>) {
         self.reconcile_duration.observe(took.as_secs_f64());
         match failed_step {
@@ -151,52 +116,15 @@ impl Metrics {
         }
     }
 
-    pub fn count_sync(&self, kind: &'static str, result: &'static str) {
-        self.inventory_syncs.get_or_create(&SyncLabel { kind, result }).inc();
+    pub fn count_watch_error(&self, kind: &'static str) {
+        self.watch_errors.get_or_create(&KindLabel { kind }).inc();
     }
 
-    pub fn count_write(&self, kind: &'static str) {
-        self.writes.get_or_create(&KindLabel { kind }).inc();
-    }
-
-    pub fn set_phase(&self, phase: Phase) {
-        self.state.store(phase as u8, Ordering::Relaxed);
-        self.leader.set(i64::from(phase == Phase::Running));
-    }
-
-    fn phase(&self) -> u8 {
-        self.state.load(Ordering::Relaxed)
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
-    }
-
-    /// The old design's sweep summary, as counter values.
-    pub fn sweep_counts(&self) -> [u64; 3] {
-        [self.checked.get(), self.new_drifts.get(), self.resolved_stale.get()]
-    }
-}
-
-pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .with_state(metrics)
-}
-
-async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
-}
-
-async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    match metrics.phase() {
-        p if p == Phase::Running as u8 => (StatusCode::OK, "ok: leading"),
-        p if p == Phase::Standby as u8 => (StatusCode::OK, "ok: standby, waiting for the leader lease"),
-        p if p == Phase::ShuttingDown as u8 => (StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "starting: caches not yet synced"),
+    pub fn sweep_counts(&self) -> SweepCounts {
+        SweepCounts {
+            checked: self.checked.get(),
+            new_drifts: self.new_drifts.get(),
+            resolved_stale: self.resolved_stale.get(),
+        }
     }
 }

@@ -4,12 +4,12 @@
 //! lifecycle (accept first, then compare, open, update, close, status) is
 //! unit-tested without a cluster.
 
+use crate::api::SpecProblem;
 use crate::api::{
     Absence, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftEpisode, DriftPhase, DriftStatus,
     Fields,
 };
-use crate::check::cell;
-use crate::detect::{self, LiveView, loosely_equal, observed_equal};
+use crate::detect::{self, FieldDrift, LiveView, loosely_equal, observed_equal, render_value};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use serde_json::{Map, Value};
@@ -53,7 +53,7 @@ pub struct Plan {
     pub clear_accept: Vec<String>,
     /// The new status of the CloudProvisioned; `None` when it is unchanged.
     pub status: Option<CloudProvisionedStatus>,
-    pub events: Vec<Note>,
+    pub events: Vec<Event>,
     pub tally: Tally,
 }
 
@@ -77,9 +77,9 @@ pub struct DriftWrite {
     pub status: DriftStatus,
 }
 
-/// An Event to publish.
+/// A Kubernetes Event to publish.
 #[derive(Debug, PartialEq)]
-pub struct Note {
+pub struct Event {
     pub regarding: Regarding,
     pub warning: bool,
     pub reason: &'static str,
@@ -93,7 +93,7 @@ pub enum Regarding {
     Drift(String),
 }
 
-/// Counts for the sweep summary of the old design.
+/// What one reconcile did, for the sweep summary's counters.
 #[derive(Debug, Default, PartialEq, Clone, Copy)]
 pub struct Tally {
     pub drifted_fields: usize,
@@ -124,8 +124,8 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let mut plan = Plan::default();
     let mut tracked = track(inputs);
 
-    if let Err(problem) = validate(p) {
-        plan.status = status_for(inputs, &tracked, Verdict::Invalid(problem), &mut plan.events);
+    if let Err(problem) = p.spec.validate() {
+        plan.status = status_for(inputs, &tracked, Outcome::Invalid(problem), &mut plan.events);
         return plan;
     }
 
@@ -144,11 +144,11 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         compare(inputs, view, &desired, &freshness, settings, &mut tracked, &mut plan);
     }
 
-    let verdict = match &live {
-        Err(absence) => Verdict::Missing(resource_name.clone(), *absence),
-        Ok(_) => Verdict::Checked(freshness),
+    let outcome = match &live {
+        Err(absence) => Outcome::Missing(resource_name.clone(), *absence),
+        Ok(_) => Outcome::Checked(freshness),
     };
-    plan.status = status_for(inputs, &tracked, verdict, &mut plan.events);
+    plan.status = status_for(inputs, &tracked, outcome, &mut plan.events);
     plan.tally.drifted_fields = open_fields(&tracked).len();
     for (field, t) in tracked {
         if t.dirty {
@@ -156,31 +156,6 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         }
     }
     plan
-}
-
-/// Checks what the schema cannot: the resource reference is a valid object
-/// name and every desired key is a usable field name.
-pub fn validate(p: &CloudProvisioned) -> Result<(), String> {
-    let name = &p.spec.resource_ref.name;
-    let dns = name.len() <= 253
-        && name.split('.').all(|part| {
-            !part.is_empty()
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        });
-    if !dns {
-        return Err(format!(
-            "spec.resourceRef.name {name:?} is not a valid CloudResource name (lowercase letters, digits, '-' and '.')"
-        ));
-    }
-    if p.spec.desired.is_empty() {
-        return Err("spec.desired is empty: name at least one field to check".into());
-    }
-    if let Some(bad) = p.spec.desired.keys().find(|k| k.trim().is_empty()) {
-        return Err(format!("spec.desired has an empty field name {bad:?}"));
-    }
-    Ok(())
 }
 
 fn track(inputs: &Inputs<'_>) -> BTreeMap<String, Tracked> {
@@ -210,91 +185,113 @@ fn accept(
     tracked: &mut BTreeMap<String, Tracked>,
     plan: &mut Plan,
 ) {
-    let owner = inputs.provisioned.name_any();
     for d in inputs.drifts.iter().filter(|d| d.accept_requested()) {
         let name = d.name_any();
-        let field = d.spec.field.clone();
         plan.clear_accept.push(name.clone());
-        let Some(t) = tracked.get_mut(&field).filter(|t| t.name == name) else {
+        let Some(t) = tracked.get_mut(&d.spec.field).filter(|t| t.name == name) else {
             continue;
         };
-        let refusal = match t.status.phase {
-            DriftPhase::Accepted => {
-                // Also how a restart finishes an accept whose annotation was not yet removed.
-                plan.events.push(Note {
-                    regarding: Regarding::Drift(name.clone()),
-                    warning: false,
-                    reason: "AcceptIgnored",
-                    action: "Accept",
-                    message: format!("Drift {name} is already Accepted; the annotation was removed"),
-                });
-                continue;
-            }
-            DriftPhase::Stale | DriftPhase::Reverted => Some(format!(
-                "accept refused: the drift is {} (the field matched again{}); nothing changed",
-                t.status.phase,
-                t.status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default()
-            )),
-            DriftPhase::Open => match live {
-                Err(absence) => Some(format!(
-                    "accept refused: CloudResource {} offers no live value ({}); nothing changed",
-                    inputs.provisioned.spec.resource_ref.name,
-                    absence.describe()
-                )),
-                Ok(view) => {
-                    let now = view.resolve(&field);
-                    if observed_equal(&t.status.actual, now) {
-                        None
-                    } else {
-                        Some(format!(
-                            "accept refused: the live value moved from {} to {} since the drift was recorded; nothing changed, check the drift again and re-annotate",
-                            cell(&t.status.actual),
-                            cell(&now.to_value())
-                        ))
-                    }
-                }
-            },
-        };
-        match refusal {
-            Some(message) => {
-                plan.tally.refused += 1;
-                if t.status.message.as_ref() != Some(&message) {
-                    t.status.message = Some(message.clone());
-                    t.dirty = true;
-                }
-                plan.events.push(Note {
-                    regarding: Regarding::Drift(name.clone()),
-                    warning: true,
-                    reason: "AcceptRefused",
-                    action: "Accept",
-                    message,
-                });
-            }
-            None => {
-                let value = t.status.actual.clone();
-                let who = d.accepted_by();
-                desired.to_mut().insert(field.clone(), value.clone());
-                plan.adopt.insert(field.clone(), value.clone());
-                t.status.phase = DriftPhase::Accepted;
-                t.status.resolved_time = Some(inputs.now.clone());
-                t.status.resolved_by = Some(who.clone());
-                t.status.message = Some(format!(
-                    "accepted by {who}: spec.desired.{field} of CloudProvisioned {owner} is now {shown}; commit `spec.desired.{field}: {shown}` to Git",
-                    shown = cell(&value)
-                ));
-                t.apply_object = true;
-                t.dirty = true;
-                plan.tally.accepted += 1;
-                plan.events.push(Note {
-                    regarding: Regarding::Provisioned,
-                    warning: false,
-                    reason: "DriftAccepted",
-                    action: "Accept",
-                    message: format!("{who} accepted the live {field} {}", cell(&value)),
-                });
-            }
+        if t.status.phase == DriftPhase::Accepted {
+            // Also how a restart finishes an accept whose annotation was not yet removed.
+            plan.events.push(Event {
+                regarding: Regarding::Drift(name.clone()),
+                warning: false,
+                reason: "AcceptIgnored",
+                action: "Accept",
+                message: format!("Drift {name} is already Accepted; the annotation was removed"),
+            });
+            continue;
+        }
+        match accept_refusal(inputs, live, &d.spec.field, &t.status) {
+            Some(message) => refuse_accept(t, message, plan),
+            None => adopt(inputs, &d.spec.field, d.accepted_by(), t, desired, plan),
         }
     }
+}
+
+/// Why an accept of a drift in `status` cannot be carried out, if it cannot.
+fn accept_refusal(
+    inputs: &Inputs<'_>,
+    live: &Result<LiveView<'_>, Absence>,
+    field: &str,
+    status: &DriftStatus,
+) -> Option<String> {
+    match status.phase {
+        DriftPhase::Open => {}
+        DriftPhase::Accepted => return None,
+        DriftPhase::Stale | DriftPhase::Reverted => {
+            let at = status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default();
+            return Some(format!(
+                "accept refused: the drift is {} (the field matched again{at}); nothing changed",
+                status.phase
+            ));
+        }
+    }
+    let view = match live {
+        Ok(view) => view,
+        Err(absence) => {
+            return Some(format!(
+                "accept refused: CloudResource {} offers no live value ({}); nothing changed",
+                inputs.provisioned.spec.resource_ref.name,
+                absence.describe()
+            ));
+        }
+    };
+    let now = view.resolve(field);
+    (!observed_equal(&status.actual, now)).then(|| {
+        format!(
+            "accept refused: the live value moved from {} to {} since the drift was recorded; nothing changed, check the drift again and re-annotate",
+            render_value(&status.actual),
+            render_value(&now.to_value())
+        )
+    })
+}
+
+fn refuse_accept(t: &mut Tracked, message: String, plan: &mut Plan) {
+    plan.tally.refused += 1;
+    if t.status.message.as_ref() != Some(&message) {
+        t.status.message = Some(message.clone());
+        t.dirty = true;
+    }
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason: "AcceptRefused",
+        action: "Accept",
+        message,
+    });
+}
+
+/// Adopts the drift's live value as the desired one.
+fn adopt(
+    inputs: &Inputs<'_>,
+    field: &str,
+    who: String,
+    t: &mut Tracked,
+    desired: &mut Cow<'_, Fields>,
+    plan: &mut Plan,
+) {
+    let owner = inputs.provisioned.name_any();
+    let value = t.status.actual.clone();
+    let shown = render_value(&value);
+    desired.to_mut().insert(field.to_owned(), value.clone());
+    plan.adopt.insert(field.to_owned(), value);
+    t.status.phase = DriftPhase::Accepted;
+    t.status.resolved_time = Some(inputs.now.clone());
+    t.status.resolved_by = Some(who.clone());
+    t.status.message = Some(format!(
+        "accepted by {who}: spec.desired.{field} of CloudProvisioned {owner} is now {shown}; commit `spec.desired.{field}: {shown}` to Git"
+    ));
+    t.apply_object = true;
+    t.dirty = true;
+    plan.tally.accepted += 1;
+    plan.events.push(Event {
+        regarding: Regarding::Provisioned,
+        warning: false,
+        reason: "DriftAccepted",
+        action: "Accept",
+        message: format!("{who} accepted the live {field} {shown}"),
+    });
 }
 
 fn compare(
@@ -306,73 +303,93 @@ fn compare(
     tracked: &mut BTreeMap<String, Tracked>,
     plan: &mut Plan,
 ) {
-    let owner = inputs.provisioned.name_any();
     let found = detect::detect(desired, view);
     let drifted: BTreeSet<String> = found.iter().map(|d| d.field.clone()).collect();
     for fd in found {
-        let note = |reason, message| Note {
-            regarding: Regarding::Provisioned,
-            warning: true,
-            reason,
-            action: "Detect",
-            message,
-        };
         match tracked.get_mut(&fd.field) {
-            Some(t) if t.status.phase == DriftPhase::Open => {
-                if !loosely_equal(&t.status.actual, &fd.actual) || !loosely_equal(&t.status.expected, &fd.expected) {
-                    plan.events.push(note(
-                        "DriftChanged",
-                        format!(
-                            "{}: expected {}, live value is now {}",
-                            fd.field,
-                            cell(&fd.expected),
-                            cell(&fd.actual)
-                        ),
-                    ));
-                    t.status.actual = fd.actual;
-                    t.status.expected = fd.expected;
-                    t.dirty = true;
-                    plan.tally.changed += 1;
-                }
-            }
-            existing => {
-                let mut history = Vec::new();
-                if let Some(t) = &existing {
-                    history.push(episode(&t.status));
-                    history.extend(t.status.history.iter().cloned());
-                    history.truncate(settings.history_limit);
-                }
-                plan.events.push(note(
-                    "DriftDetected",
-                    format!("{}: expected {}, live value is {}", fd.field, cell(&fd.expected), cell(&fd.actual)),
-                ));
-                let status = DriftStatus {
-                    phase: DriftPhase::Open,
-                    expected: fd.expected,
-                    actual: fd.actual,
-                    detected_time: Some(inputs.now.clone()),
-                    history,
-                    ..Default::default()
-                };
-                let name = Drift::name_for(&owner, &fd.field);
-                tracked.insert(fd.field, Tracked { name, status, apply_object: true, dirty: true });
-                plan.tally.new_drifts += 1;
-            }
+            Some(t) if t.status.phase == DriftPhase::Open => update_open(t, fd, plan),
+            _ => open(inputs, fd, settings, tracked, plan),
         }
     }
+    // Old inventory cannot prove a field was fixed.
+    if *freshness == Freshness::Fresh {
+        close_fixed(inputs, desired, &drifted, tracked, plan);
+    }
+}
+
+fn detect_event(reason: &'static str, message: String) -> Event {
+    Event { regarding: Regarding::Provisioned, warning: true, reason, action: "Detect", message }
+}
+
+/// An Open drift still drifts: follow the live (or desired) value when it moved.
+fn update_open(t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
+    if loosely_equal(&t.status.actual, &fd.actual) && loosely_equal(&t.status.expected, &fd.expected) {
+        return;
+    }
+    plan.events.push(detect_event(
+        "DriftChanged",
+        format!(
+            "{}: expected {}, live value is now {}",
+            fd.field,
+            render_value(&fd.expected),
+            render_value(&fd.actual)
+        ),
+    ));
+    t.status.actual = fd.actual;
+    t.status.expected = fd.expected;
+    t.dirty = true;
+    plan.tally.changed += 1;
+}
+
+/// A new episode: the field's earlier one, if any, moves to the history.
+fn open(
+    inputs: &Inputs<'_>,
+    fd: FieldDrift,
+    settings: &Settings,
+    tracked: &mut BTreeMap<String, Tracked>,
+    plan: &mut Plan,
+) {
+    let mut history = Vec::new();
+    if let Some(t) = tracked.get(&fd.field) {
+        history.push(episode(&t.status));
+        history.extend(t.status.history.iter().cloned());
+        history.truncate(settings.history_limit);
+    }
+    plan.events.push(detect_event(
+        "DriftDetected",
+        format!("{}: expected {}, live value is {}", fd.field, render_value(&fd.expected), render_value(&fd.actual)),
+    ));
+    let status = DriftStatus {
+        phase: DriftPhase::Open,
+        expected: fd.expected,
+        actual: fd.actual,
+        detected_time: Some(inputs.now.clone()),
+        history,
+        ..Default::default()
+    };
+    let name = Drift::name_for(&inputs.provisioned.name_any(), &fd.field);
+    tracked.insert(fd.field, Tracked { name, status, apply_object: true, dirty: true });
+    plan.tally.new_drifts += 1;
+}
+
+/// Open drifts whose field no longer drifts close as Stale.
+fn close_fixed(
+    inputs: &Inputs<'_>,
+    desired: &Fields,
+    drifted: &BTreeSet<String>,
+    tracked: &mut BTreeMap<String, Tracked>,
+    plan: &mut Plan,
+) {
     for (field, t) in tracked.iter_mut() {
         if t.status.phase != DriftPhase::Open || drifted.contains(field) {
             continue;
-        }
-        if let Freshness::Stale(_) = freshness {
-            continue; // Old inventory cannot prove the field was fixed.
         }
         let why = if desired.contains_key(field) {
             "the live value matches spec.desired again"
         } else {
             "the field is no longer in spec.desired"
         };
-        plan.events.push(Note {
+        plan.events.push(Event {
             regarding: Regarding::Provisioned,
             warning: false,
             reason: "DriftResolved",
@@ -422,89 +439,106 @@ fn open_fields(tracked: &BTreeMap<String, Tracked>) -> Vec<String> {
     tracked.iter().filter(|(_, t)| t.status.phase == DriftPhase::Open).map(|(f, _)| f.clone()).collect()
 }
 
-enum Verdict {
-    Invalid(String),
+/// What a reconcile could establish, which the status reports.
+enum Outcome {
+    Invalid(SpecProblem),
     Missing(String, Absence),
     Checked(Freshness),
+}
+
+/// Builds conditions that keep their `lastTransitionTime` while their status holds.
+struct Conditions<'a> {
+    p: &'a CloudProvisioned,
+    old: &'a [Condition],
+    now: &'a Time,
+}
+
+impl Conditions<'_> {
+    fn make(&self, type_: &str, status: &str, reason: &str, message: String) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: self.p.metadata.generation,
+            last_transition_time: self
+                .old
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| self.now.clone()),
+        }
+    }
+
+    fn in_sync(&self, open: &[String]) -> Condition {
+        if open.is_empty() {
+            let message = format!("all {} desired fields match", self.p.spec.desired.len());
+            self.make(CONDITION_IN_SYNC, "True", "InSync", message)
+        } else {
+            self.make(CONDITION_IN_SYNC, "False", "Drifted", format!("{} drifted: {}", open.len(), open.join(", ")))
+        }
+    }
+
+    fn fresh(&self, freshness: Freshness) -> Condition {
+        match freshness {
+            Freshness::Fresh => self.make(
+                CONDITION_INVENTORY_FRESH,
+                "True",
+                "Fresh",
+                "the live state is recent enough to close drifts".into(),
+            ),
+            Freshness::Stale(why) => self.make(
+                CONDITION_INVENTORY_FRESH,
+                "False",
+                "InventoryStale",
+                format!("{why}; open drifts are not closed as Stale until it is fresh again"),
+            ),
+        }
+    }
+
+    fn missing(&self, name: &str, absence: Absence) -> Vec<Condition> {
+        let reason = match absence {
+            Absence::NotFound => "NotFound",
+            Absence::GoneFromProvider => "GoneFromProvider",
+            Absence::NeverSynced => "NeverSynced",
+        };
+        let message = missing_message(name, absence);
+        vec![
+            self.make(CONDITION_IN_SYNC, "Unknown", "ResourceMissing", format!("cannot compare: {message}")),
+            self.make(CONDITION_RESOURCE_FOUND, "False", reason, message),
+        ]
+    }
+}
+
+fn missing_message(name: &str, absence: Absence) -> String {
+    format!("CloudResource {name}: {}", absence.describe())
 }
 
 fn status_for(
     inputs: &Inputs<'_>,
     tracked: &BTreeMap<String, Tracked>,
-    verdict: Verdict,
-    events: &mut Vec<Note>,
+    outcome: Outcome,
+    events: &mut Vec<Event>,
 ) -> Option<CloudProvisionedStatus> {
     let p = inputs.provisioned;
     let old = p.status.clone().unwrap_or_default();
     let open = open_fields(tracked);
-    let resource = &p.spec.resource_ref.name;
-    let cond = |type_: &str, status: &str, reason: &str, message: String| Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: p.metadata.generation,
-        last_transition_time: old
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| inputs.now.clone()),
-    };
-    let drifted = |open: &[String]| {
-        if open.is_empty() {
-            cond(CONDITION_IN_SYNC, "True", "InSync", format!("all {} desired fields match", p.spec.desired.len()))
-        } else {
-            cond(CONDITION_IN_SYNC, "False", "Drifted", format!("{} drifted: {}", open.len(), open.join(", ")))
-        }
-    };
-    let conditions = match verdict {
-        Verdict::Invalid(problem) => vec![
-            cond(CONDITION_IN_SYNC, "Unknown", "InvalidSpec", problem.clone()),
-            cond(CONDITION_RESOURCE_FOUND, "Unknown", "InvalidSpec", problem),
+    let c = Conditions { p, old: &old.conditions, now: inputs.now };
+    let conditions = match outcome {
+        Outcome::Invalid(problem) => vec![
+            c.make(CONDITION_IN_SYNC, "Unknown", "InvalidSpec", problem.to_string()),
+            c.make(CONDITION_RESOURCE_FOUND, "Unknown", "InvalidSpec", problem.to_string()),
         ],
-        Verdict::Missing(name, absence) => {
-            let reason = match absence {
-                Absence::NotFound => "NotFound",
-                Absence::GoneFromProvider => "GoneFromProvider",
-                Absence::NeverSynced => "NeverSynced",
-            };
-            let message = format!("CloudResource {name}: {}", absence.describe());
+        Outcome::Missing(name, absence) => {
             let was_missing = old.conditions.iter().any(|c| c.type_ == CONDITION_RESOURCE_FOUND && c.status == "False");
             if !was_missing {
-                events.push(Note {
-                    regarding: Regarding::Provisioned,
-                    warning: true,
-                    reason: "ResourceMissing",
-                    action: "Detect",
-                    message: message.clone(),
-                });
+                events.push(detect_event("ResourceMissing", missing_message(&name, absence)));
             }
-            vec![
-                cond(CONDITION_IN_SYNC, "Unknown", "ResourceMissing", format!("cannot compare: {message}")),
-                cond(CONDITION_RESOURCE_FOUND, "False", reason, message),
-            ]
+            c.missing(&name, absence)
         }
-        Verdict::Checked(freshness) => {
-            let fresh = match freshness {
-                Freshness::Fresh => cond(
-                    CONDITION_INVENTORY_FRESH,
-                    "True",
-                    "Fresh",
-                    "the live state is recent enough to close drifts".into(),
-                ),
-                Freshness::Stale(why) => cond(
-                    CONDITION_INVENTORY_FRESH,
-                    "False",
-                    "InventoryStale",
-                    format!("{why}; open drifts are not closed as Stale until it is fresh again"),
-                ),
-            };
-            vec![
-                drifted(&open),
-                cond(CONDITION_RESOURCE_FOUND, "True", "Found", format!("CloudResource {resource} found")),
-                fresh,
-            ]
+        Outcome::Checked(freshness) => {
+            let found = format!("CloudResource {} found", p.spec.resource_ref.name);
+            vec![c.in_sync(&open), c.make(CONDITION_RESOURCE_FOUND, "True", "Found", found), c.fresh(freshness)]
         }
     };
     let mut status = CloudProvisionedStatus {

@@ -3,21 +3,37 @@
 //! crash-safe order: adopted values into the parent spec, Drift objects and
 //! their status, consumed accept annotations, the parent status, Events.
 
-use super::Context;
-use super::plan::{self, DriftWrite, Inputs, Note, Plan, Regarding};
+use super::caches::Caches;
+use super::metrics::ControllerMetrics;
+use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
 use crate::api::{
     self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, Drift, FIELD_MANAGER, LABEL_PHASE,
     LABEL_PROVISIONED,
 };
+use crate::runtime::jittered;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{self, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Map, Value, json};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Shared by every reconcile: the client, the caches, and settings.
+pub struct Context {
+    pub client: Client,
+    pub caches: Caches,
+    pub recorder: Recorder,
+    pub metrics: ControllerMetrics,
+    pub plan_settings: plan::Settings,
+    pub resync_interval: Duration,
+    /// Our own last writes per CloudProvisioned, which its next reconcile waits
+    /// to see in the caches (see [`Written`]).
+    pub written: Mutex<HashMap<String, Written>>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,31 +71,32 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     // Until both caches hold a full list, an absent CloudResource or Drift means
     // "not seen yet", not "does not exist": deciding then would report resources
     // missing and rewrite drifts on every start.
-    let _ = ctx.caches_synced.clone().wait_for(|synced| *synced).await;
+    let _ = ctx.caches.synced.clone().wait_for(|synced| *synced).await;
     let namespace = p.namespace().unwrap_or_default();
     let name = p.name_any();
     let key = format!("{namespace}/{name}");
     // Decide on caches that hold our own previous writes, or the plan would
     // repeat them (and their Events).
     see_own_writes(&ctx, &key).await;
-    let Some(p) = ctx.provisioned.get(&ObjectRef::from_obj(p.as_ref())) else {
+    let Some(p) = ctx.caches.provisioned.get(&ObjectRef::from_obj(p.as_ref())) else {
         return Ok(Action::await_change());
     };
     let started = Instant::now();
-    let resource = ctx.resources.get(&ObjectRef::new(&p.spec.resource_ref.name));
+    let resource = ctx.caches.resources.get(&ObjectRef::new(&p.spec.resource_ref.name));
     let drifts: Vec<Arc<Drift>> = ctx
-        .drift_index
+        .caches
+        .drifts_by_owner
         .read()
         .expect("drift index lock poisoned")
         .get(&key)
         .iter()
-        .filter_map(|r| ctx.drifts.get(r))
+        .filter_map(|r| ctx.caches.drifts.get(r))
         .collect();
     let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
     let now = api::now();
     let plan = plan::plan(
         &Inputs { provisioned: &p, resource: resource.as_deref(), drifts: &drift_refs, now: &now },
-        &ctx.settings,
+        &ctx.plan_settings,
     );
     let tally = plan.tally;
     let mut written = Written::default();
@@ -136,12 +153,12 @@ async fn see_own_writes(ctx: &Context, key: &str) {
     let (namespace, name) = key.split_once('/').unwrap_or(("", key));
     let seen = |ctx: &Context| {
         let provisioned = written.provisioned.is_none_or(|rv| {
-            let obj = ctx.provisioned.get(&ObjectRef::new(name).within(namespace));
+            let obj = ctx.caches.provisioned.get(&ObjectRef::new(name).within(namespace));
             obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= rv)
         });
         provisioned
             && written.drifts.iter().all(|(drift, rv)| {
-                let obj = ctx.drifts.get(&ObjectRef::new(drift).within(namespace));
+                let obj = ctx.caches.drifts.get(&ObjectRef::new(drift).within(namespace));
                 obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= *rv)
             })
     };
@@ -165,7 +182,7 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Wr
             .await
             .map_err(|source| Error::Adopt { object: object.clone(), source })?;
         written.provisioned(&obj);
-        ctx.metrics.count_write("cloudprovisioned");
+        ctx.metrics.writes.count("cloudprovisioned");
     }
     for w in &plan.drift_writes {
         let drift_object = format!("{namespace}/{}", w.name);
@@ -174,7 +191,7 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Wr
                 .patch(&w.name, &apply, &Patch::Apply(drift_body(p, w)))
                 .await
                 .map_err(|source| Error::WriteDrift { object: drift_object.clone(), source })?;
-            ctx.metrics.count_write("drift");
+            ctx.metrics.writes.count("drift");
         }
         let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": w.status});
         let obj = drifts
@@ -182,7 +199,7 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Wr
             .await
             .map_err(|source| Error::WriteDrift { object: drift_object, source })?;
         written.drift(&obj);
-        ctx.metrics.count_write("drift_status");
+        ctx.metrics.writes.count("drift_status");
     }
     for name in &plan.clear_accept {
         let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: null, ANNOTATION_ACCEPTED_BY: null}}});
@@ -192,7 +209,7 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Wr
             .await
             .map_err(|source| Error::ClearAccept { object: format!("{namespace}/{name}"), source })?;
         written.drift(&obj);
-        ctx.metrics.count_write("drift");
+        ctx.metrics.writes.count("drift");
     }
     if let Some(status) = &plan.status {
         let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
@@ -201,10 +218,10 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Wr
             .await
             .map_err(|source| Error::WriteStatus { object: object.clone(), source })?;
         written.provisioned(&obj);
-        ctx.metrics.count_write("cloudprovisioned_status");
+        ctx.metrics.writes.count("cloudprovisioned_status");
     }
-    for note in &plan.events {
-        publish(ctx, p, &namespace, note).await;
+    for event in &plan.events {
+        publish(ctx, p, &namespace, event).await;
     }
     Ok(())
 }
@@ -256,8 +273,8 @@ fn drift_body(p: &CloudProvisioned, w: &DriftWrite) -> Value {
     })
 }
 
-async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, note: &Note) {
-    let regarding = match &note.regarding {
+async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, event: &Event) {
+    let regarding = match &event.regarding {
         Regarding::Provisioned => p.object_ref(&()),
         Regarding::Drift(name) => ObjectReference {
             api_version: Some(Drift::api_version(&()).into()),
@@ -267,26 +284,18 @@ async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, note: &No
             ..Default::default()
         },
     };
-    let event = Event {
-        type_: if note.warning { EventType::Warning } else { EventType::Normal },
-        reason: note.reason.into(),
-        note: Some(note.message.chars().take(1024).collect()),
-        action: note.action.into(),
+    let kube_event = events::Event {
+        type_: if event.warning { EventType::Warning } else { EventType::Normal },
+        reason: event.reason.into(),
+        note: Some(event.message.chars().take(1024).collect()),
+        action: event.action.into(),
         secondary: None,
     };
-    match ctx.recorder.publish(&event, &regarding).await {
-        Ok(()) => ctx.metrics.count_write("event"),
+    match ctx.recorder.publish(&kube_event, &regarding).await {
+        Ok(()) => ctx.metrics.writes.count("event"),
         // An Event is a courtesy: losing one must not fail or repeat the reconcile.
-        Err(error) => tracing::warn!(%error, reason = note.reason, "cannot publish Event"),
+        Err(error) => tracing::warn!(%error, reason = event.reason, "cannot publish Event"),
     }
-}
-
-/// `base` stretched by up to ±10%, differently per object, so periodic
-/// requeues of many objects do not arrive together.
-pub fn jittered(base: Duration, key: &str) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    let spread = f64::from(api::fnv1a(&format!("{key}{nanos}")) % 2001) / 10_000.0 - 0.1;
-    base.mul_f64(1.0 + spread)
 }
 
 #[cfg(test)]
@@ -322,13 +331,5 @@ mod tests {
         let body = adopt_body(&p, json!({"vcpus": 4}).as_object().unwrap());
         assert_eq!(body["spec"]["desired"], json!({"size_slug": "a", "vcpus": 4}));
         assert_eq!(body["metadata"]["resourceVersion"], "42");
-    }
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        for i in 0..200 {
-            let d = jittered(Duration::from_secs(300), &format!("obj-{i}"));
-            assert!(d >= Duration::from_secs(270) && d <= Duration::from_secs(330), "{d:?}");
-        }
     }
 }

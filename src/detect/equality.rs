@@ -1,4 +1,4 @@
-//! Loose equality, the old design's comparison rules:
+//! Loose equality, the comparison rules of `spec.desired` against live values:
 //! - scalars compare by their string form (`2` equals `"2"`, `true` equals `"true"`);
 //! - null, `""` and a missing value are all equal;
 //! - numbers compare by value (`1` equals `1.0`, `"2.0"` equals `2`);

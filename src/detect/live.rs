@@ -1,4 +1,4 @@
-use crate::api::Fields;
+use super::Fields;
 use serde_json::Value;
 
 /// A borrowed view of one live resource: the typed top-level fields every
@@ -27,7 +27,8 @@ pub enum Observed<'a> {
 impl<'a> LiveView<'a> {
     /// Resolves a desired key: first a top-level field by its snake_case or
     /// camelCase name, then the key as written in `attrs`. A top-level field
-    /// that is unset falls through to `attrs`, as in the old design.
+    /// that is unset falls through to `attrs`, so a provider may report any
+    /// field in either place.
     pub fn resolve(&self, key: &str) -> Observed<'a> {
         let top = match key {
             "name" => self.name.map(Observed::Text),

@@ -2,21 +2,24 @@
 //! resource. No I/O and no Kubernetes types live here, so every rule is tested
 //! (and benchmarked) without a cluster.
 //!
-//! Semantics, inherited exactly from the database-backed design:
+//! Semantics:
 //! - only the keys present in the desired map are checked;
 //! - a key resolves to a top-level live field first (by snake or camel name),
 //!   then to a key of the free-form `attrs` ([`LiveView::resolve`]);
 //! - values compare loosely ([`loosely_equal`]).
 
 mod equality;
+mod fields;
 mod live;
 #[cfg(test)]
 mod properties;
+mod render;
 
 pub use equality::{loosely_equal, observed_equal};
+pub use fields::Fields;
 pub use live::{LiveView, Observed};
+pub use render::render_value;
 
-use crate::api::Fields;
 use serde_json::Value;
 
 /// One desired field whose live value differs.

@@ -2,8 +2,8 @@
 //! drifts from itself, from its JSON round trip, or (for lists) from any
 //! permutation of itself.
 
+use super::Fields;
 use super::{LiveView, detect, loosely_equal};
-use crate::api::Fields;
 use proptest::prelude::*;
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 //! rate limit, and retries of 429s, 5xx and transport failures. The token never
 //! appears in a log line, an error or a Debug print.
 
-use crate::ratelimit::Bucket;
+use crate::runtime::ratelimit::Bucket;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};

@@ -1,10 +1,10 @@
 //! DigitalOcean as an inventory source: which collections are listed, and how
-//! each becomes [`Observed`] resources.
+//! each becomes [`LiveResource`] resources.
 
 pub mod client;
 pub mod model;
 
-use super::sync::Observed;
+use super::plan::LiveResource;
 use client::{DoClient, DoError};
 use serde::de::DeserializeOwned;
 
@@ -62,7 +62,7 @@ impl DoType {
 /// One type's complete listing.
 #[derive(Debug)]
 pub struct TypeListing {
-    pub items: Vec<Observed>,
+    pub items: Vec<LiveResource>,
     pub requests: u32,
     /// The listing may have missed an item (see [`client::Listing::short`]).
     pub short: bool,
@@ -98,7 +98,7 @@ impl DigitalOcean {
 
     async fn list_as<M>(&self, t: DoType, query: &str) -> Result<TypeListing, DoError>
     where
-        M: DeserializeOwned + Into<Observed>,
+        M: DeserializeOwned + Into<LiveResource>,
     {
         let (path, key, _) = t.endpoint();
         let listing = self.client.list::<M>(path, key, query).await?;
@@ -110,7 +110,7 @@ impl DigitalOcean {
     }
 
     /// One resource by id; `None` when the API answers 404.
-    pub async fn get(&self, t: DoType, id: &str) -> Result<Option<Observed>, DoError> {
+    pub async fn get(&self, t: DoType, id: &str) -> Result<Option<LiveResource>, DoError> {
         let (path, _, key) = t.endpoint();
         let path = format!("{path}/{id}");
         Ok(match t {

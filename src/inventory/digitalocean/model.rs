@@ -2,7 +2,7 @@
 //! and their mapping into CloudResource status. Unknown fields are ignored, so
 //! a database's connection credentials and users are never even read into memory.
 
-use super::super::sync::Observed;
+use super::super::plan::LiveResource;
 use crate::api::{CloudResourceStatus, Fields};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -224,12 +224,12 @@ fn some<T: serde::Serialize>(v: &Option<T>) -> Option<Value> {
     v.as_ref().map(|v| json!(v))
 }
 
-impl From<Droplet> for Observed {
+impl From<Droplet> for LiveResource {
     fn from(d: Droplet) -> Self {
         let networks = d.networks.unwrap_or_default();
         let ip = |list: &[Network], kind: &str| list.iter().find(|n| n.type_ == kind).map(|n| json!(n.ip_address));
         let image = d.image.as_ref();
-        Observed {
+        LiveResource {
             type_: "droplet",
             id: d.id.to_string(),
             status: CloudResourceStatus {
@@ -261,9 +261,9 @@ impl From<Droplet> for Observed {
     }
 }
 
-impl From<Volume> for Observed {
+impl From<Volume> for LiveResource {
     fn from(v: Volume) -> Self {
-        Observed {
+        LiveResource {
             type_: "volume",
             id: v.id,
             status: CloudResourceStatus {
@@ -284,10 +284,10 @@ impl From<Volume> for Observed {
     }
 }
 
-impl From<LoadBalancer> for Observed {
+impl From<LoadBalancer> for LiveResource {
     fn from(lb: LoadBalancer) -> Self {
         let tags = lb.tag.clone().filter(|t| !t.is_empty()).into_iter().collect();
-        Observed {
+        LiveResource {
             type_: "load_balancer",
             id: lb.id,
             status: CloudResourceStatus {
@@ -314,9 +314,9 @@ impl From<LoadBalancer> for Observed {
     }
 }
 
-impl From<Database> for Observed {
+impl From<Database> for LiveResource {
     fn from(db: Database) -> Self {
-        Observed {
+        LiveResource {
             type_: "database",
             id: db.id,
             status: CloudResourceStatus {
@@ -340,7 +340,7 @@ impl From<Database> for Observed {
     }
 }
 
-impl From<KubernetesCluster> for Observed {
+impl From<KubernetesCluster> for LiveResource {
     fn from(k: KubernetesCluster) -> Self {
         let pools: Vec<Value> = k
             .node_pools
@@ -350,7 +350,7 @@ impl From<KubernetesCluster> for Observed {
                        "min_nodes": p.min_nodes, "max_nodes": p.max_nodes})
             })
             .collect();
-        Observed {
+        LiveResource {
             type_: "kubernetes_cluster",
             id: k.id,
             status: CloudResourceStatus {
@@ -373,9 +373,9 @@ impl From<KubernetesCluster> for Observed {
     }
 }
 
-impl From<Firewall> for Observed {
+impl From<Firewall> for LiveResource {
     fn from(f: Firewall) -> Self {
-        Observed {
+        LiveResource {
             type_: "firewall",
             id: f.id,
             status: CloudResourceStatus {
@@ -415,7 +415,7 @@ mod tests {
             "tags": ["web", "env:prod"], "vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000"
         }))
         .unwrap();
-        let o = Observed::from(droplet);
+        let o = LiveResource::from(droplet);
         assert_eq!((o.type_, o.id.as_str()), ("droplet", "3164444"));
         let s = o.status;
         assert_eq!(s.region.as_deref(), Some("nyc3"));
@@ -438,7 +438,7 @@ mod tests {
             "users": [{"name": "doadmin", "role": "primary", "password": "wv78n3zpz42xezdk"}]
         }))
         .unwrap();
-        let o = Observed::from(db);
+        let o = LiveResource::from(db);
         let text = serde_json::to_string(&o.status).unwrap();
         assert!(!text.contains("wv78n3zpz42xezdk"), "{text}");
         assert_eq!(o.status.size_slug.as_deref(), Some("db-s-2vcpu-4gb"));

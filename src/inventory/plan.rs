@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// One live resource as a provider reports it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Observed {
+pub struct LiveResource {
     /// The provider's own word for the type, e.g. `droplet`, `load_balancer`.
     pub type_: &'static str,
     pub id: String,
@@ -49,7 +49,7 @@ pub fn plan_sync(
     source: &str,
     provider: &str,
     type_: &str,
-    listed: Vec<Observed>,
+    listed: Vec<LiveResource>,
     existing: &[Arc<CloudResource>],
     now: &Time,
     refresh_after: Duration,
@@ -106,8 +106,8 @@ mod tests {
         Time(Timestamp::from_second(1_800_000_000 + s).unwrap())
     }
 
-    fn observed(id: &str, size: &str) -> Observed {
-        Observed {
+    fn observed(id: &str, size: &str) -> LiveResource {
+        LiveResource {
             type_: "droplet",
             id: id.into(),
             status: CloudResourceStatus { size_slug: Some(size.into()), ..Default::default() },

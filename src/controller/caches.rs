@@ -1,0 +1,194 @@
+//! The watch caches a reconcile reads: CloudProvisioneds, their Drifts and all
+//! CloudResources, each a reflector store fed by a watch, plus the indexes
+//! from a CloudResource to the CloudProvisioneds that name it and from a
+//! CloudProvisioned to its Drifts.
+
+use super::index::RefIndex;
+use super::metrics::ControllerMetrics;
+use crate::api::{CloudProvisioned, CloudResource, Drift, FIELD_MANAGER};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub type SharedIndex<K> = Arc<RwLock<RefIndex<K>>>;
+/// A watch that feeds a cache and yields each object it touched.
+pub type Touched<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+#[derive(Clone)]
+pub struct Caches {
+    pub provisioned: Store<CloudProvisioned>,
+    pub resources: Store<CloudResource>,
+    pub drifts: Store<Drift>,
+    /// CloudResource name => the CloudProvisioneds that reference it.
+    pub by_resource: SharedIndex<CloudProvisioned>,
+    /// `namespace/name` of a CloudProvisioned => its Drifts.
+    pub drifts_by_owner: SharedIndex<Drift>,
+    /// True once the CloudResource and Drift caches have each listed everything once.
+    /// (A watch channel, since kube's `Store::wait_until_ready` wakes only one of
+    /// several concurrent waiters.)
+    pub synced: watch::Receiver<bool>,
+}
+
+/// The watches behind [`Caches`]; they fill the caches only while polled.
+pub struct Watches {
+    pub provisioned: Touched<CloudProvisioned>,
+    pub drifts: Touched<Drift>,
+    pub resources: Touched<CloudResource>,
+}
+
+/// Sets up the caches and the watches that will fill them. CloudProvisioneds
+/// and Drifts are watched in `namespace` only, when given.
+pub fn watch_all(client: &Client, namespace: Option<&str>, metrics: &ControllerMetrics) -> (Caches, Watches) {
+    let (provisioned, provisioned_watch, by_resource) = watch_provisioned(client, namespace, metrics);
+    let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, metrics);
+    let (resources, resources_watch, resources_synced) = watch_resources(client, metrics);
+    let caches = Caches {
+        provisioned,
+        resources,
+        drifts,
+        by_resource,
+        drifts_by_owner,
+        synced: both_synced(drifts_synced, resources_synced),
+    };
+    let watches = Watches { provisioned: provisioned_watch, drifts: drifts_watch, resources: resources_watch };
+    (caches, watches)
+}
+
+/// Paged, consistent initial lists. A list at resourceVersion 0 ("any") is
+/// served whole from the API server's cache, ignoring the page size: one
+/// 18 MB body for 11,000 CloudResources, decoded at once, managedFields and
+/// all, before the reflector strips them. Pages of 500 bound that peak.
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().page_size(500)
+}
+
+fn count_errors(kind: &'static str, metrics: &ControllerMetrics) -> impl Fn(&watcher::Error) + use<> {
+    let metrics = metrics.clone();
+    move |error| {
+        metrics.count_watch_error(kind);
+        tracing::warn!(%error, kind, "watch failed; retrying with backoff");
+    }
+}
+
+fn watch_provisioned(
+    client: &Client,
+    namespace: Option<&str>,
+    metrics: &ControllerMetrics,
+) -> (Store<CloudProvisioned>, Touched<CloudProvisioned>, SharedIndex<CloudProvisioned>) {
+    let (store, writer) = reflector::store();
+    let index = Arc::new(RwLock::new(RefIndex::new(|p: &CloudProvisioned| Some(p.spec.resource_ref.name.clone()))));
+    let feed = index.clone();
+    let stream = watcher(scoped::<CloudProvisioned>(client, namespace), watch_config())
+        .backoff(watch_backoff())
+        .inspect_err(count_errors("cloudprovisioned", metrics))
+        // Keep only what a reconcile reads: our own spec apply entry (the accept
+        // apply needs it), no annotations (kubectl's last-applied copy can be large).
+        .modify(|p: &mut CloudProvisioned| {
+            p.managed_fields_mut().retain(|m| {
+                m.manager.as_deref() == Some(FIELD_MANAGER) && m.subresource.as_deref().unwrap_or("").is_empty()
+            });
+            p.annotations_mut().clear();
+        })
+        .reflect(writer)
+        .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
+        .touched_objects()
+        .boxed();
+    (store, stream, index)
+}
+
+fn watch_drifts(
+    client: &Client,
+    namespace: Option<&str>,
+    metrics: &ControllerMetrics,
+) -> (Store<Drift>, Touched<Drift>, SharedIndex<Drift>, watch::Receiver<bool>) {
+    let (store, writer) = reflector::store();
+    let (synced_tx, synced) = watch::channel(false);
+    let index = Arc::new(RwLock::new(RefIndex::new(|d: &Drift| {
+        Some(format!("{}/{}", d.namespace().unwrap_or_default(), d.spec.provisioned_ref.name))
+    })));
+    let feed = index.clone();
+    let stream = watcher(scoped::<Drift>(client, namespace), watch_config())
+        .backoff(watch_backoff())
+        .inspect_err(count_errors("drift", metrics))
+        .modify(|d: &mut Drift| d.managed_fields_mut().clear())
+        .reflect(writer)
+        .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
+        .inspect_ok(mark_synced(synced_tx))
+        .touched_objects()
+        .boxed();
+    (store, stream, index, synced)
+}
+
+fn watch_resources(
+    client: &Client,
+    metrics: &ControllerMetrics,
+) -> (Store<CloudResource>, Touched<CloudResource>, watch::Receiver<bool>) {
+    let (store, writer) = reflector::store();
+    let (synced_tx, synced) = watch::channel(false);
+    let stream = watcher(Api::<CloudResource>::all(client.clone()), watch_config())
+        .backoff(watch_backoff())
+        .inspect_err(count_errors("cloudresource", metrics))
+        .modify(|r: &mut CloudResource| {
+            r.managed_fields_mut().clear();
+            r.annotations_mut().clear();
+        })
+        .reflect(writer)
+        .inspect_ok(mark_synced(synced_tx))
+        .touched_objects()
+        .boxed();
+    (store, stream, synced)
+}
+
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Retry a failed watch after 0.5s, doubling up to 5s (jittered). kube's
+/// default, client-go's, waits up to 30s, which after an API server outage
+/// left drifts undetected for half a minute more than needed; three watches
+/// retrying every 5s cost the API server nothing.
+fn watch_backoff() -> impl kube::runtime::utils::Backoff {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    kube::runtime::utils::ResetTimerBackoff::new(
+        kube::runtime::watcher::ExponentialBackoff::from(exponential),
+        Duration::from_secs(60),
+    )
+}
+
+/// Raises `tx` when a watch has listed everything once.
+fn mark_synced<K>(tx: watch::Sender<bool>) -> impl FnMut(&watcher::Event<K>) {
+    move |event| {
+        if matches!(event, watcher::Event::InitDone) {
+            tx.send_replace(true);
+        }
+    }
+}
+
+/// A flag that turns true once both inputs have.
+fn both_synced(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if a.wait_for(|s| *s).await.is_ok() && b.wait_for(|s| *s).await.is_ok() {
+            tx.send_replace(true);
+            tx.closed().await;
+        }
+    });
+    rx
+}

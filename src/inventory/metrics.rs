@@ -1,0 +1,45 @@
+//! The inventory syncer's Prometheus metrics, registered on the process's
+//! shared registry.
+
+use crate::runtime::metrics::ApiWrites;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabel {
+    pub kind: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct InventoryMetrics {
+    pub syncs: Family<SyncLabel, Counter>,
+    pub marked_missing: Counter,
+    pub digitalocean_requests: Counter,
+    pub writes: ApiWrites,
+}
+
+impl InventoryMetrics {
+    /// Registers the syncer's metrics; `writes` is the process's shared write counter.
+    pub fn register(registry: &mut Registry, writes: ApiWrites) -> Self {
+        let m = Self { writes, ..Self::default() };
+        registry.register(
+            "inventory_syncs",
+            "Inventory listings by resource type and result (ok, or why it failed)",
+            m.syncs.clone(),
+        );
+        registry.register("inventory_marked_missing", "CloudResources marked missing", m.marked_missing.clone());
+        registry.register(
+            "digitalocean_requests",
+            "Requests sent to the DigitalOcean API, retries included",
+            m.digitalocean_requests.clone(),
+        );
+        m
+    }
+
+    pub fn count_sync(&self, kind: &'static str, result: &'static str) {
+        self.syncs.get_or_create(&SyncLabel { kind, result }).inc();
+    }
+}

@@ -1,0 +1,225 @@
+//! The I/O half of an inventory sync: list a provider, let [`super::plan`]
+//! decide, write CloudResources, and confirm absences.
+
+use super::digitalocean::{self, DigitalOcean, DoType, PROVIDER};
+use super::metrics::InventoryMetrics;
+use super::plan::{self, LiveResource, plan_sync, resource_name};
+use crate::api::{self, CloudResource, FIELD_MANAGER, LABEL_SOURCE};
+use crate::runtime::jittered;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    /// This syncer's name, as the `arcadia.cloud/source` label of what it writes.
+    pub source: String,
+    pub interval: Duration,
+    /// Unchanged resources get a fresh `syncedTime` once it is this old.
+    pub refresh_after: Duration,
+    pub types: Vec<DoType>,
+}
+
+pub struct Syncer {
+    client: kube::Client,
+    source: DigitalOcean,
+    resources: Store<CloudResource>,
+    settings: SyncSettings,
+    metrics: InventoryMetrics,
+    /// Absent from one complete listing, not yet confirmed gone.
+    suspects: Mutex<HashSet<String>>,
+}
+
+/// What one sync did.
+#[derive(Debug, Default, Clone)]
+pub struct SyncReport {
+    pub requests: u64,
+    pub listed: usize,
+    pub written: usize,
+    pub marked_missing: usize,
+    pub failed_types: Vec<&'static str>,
+    pub took: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("writing CloudResource {name}: {source}")]
+pub struct WriteError {
+    name: String,
+    source: kube::Error,
+}
+
+impl Syncer {
+    pub fn new(
+        client: kube::Client,
+        source: DigitalOcean,
+        resources: Store<CloudResource>,
+        settings: SyncSettings,
+        metrics: InventoryMetrics,
+    ) -> Self {
+        Self { client, source, resources, settings, metrics, suspects: Mutex::default() }
+    }
+
+    /// Syncs every `interval` (jittered) until `stop` completes.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let report = self.sync_once().await;
+            tracing::info!(
+                listed = report.listed,
+                written = report.written,
+                marked_missing = report.marked_missing,
+                requests = report.requests,
+                failed = ?report.failed_types,
+                took_ms = report.took.as_millis() as u64,
+                "inventory sync"
+            );
+            let wait = jittered(self.settings.interval, "inventory");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut stop => return,
+            }
+        }
+    }
+
+    pub async fn sync_once(&self) -> SyncReport {
+        let started = Instant::now();
+        let requests_before = self.source.client.requests_sent();
+        let mut report = SyncReport::default();
+        for &t in &self.settings.types {
+            match self.sync_type(t, &mut report).await {
+                Ok(()) => self.metrics.count_sync(t.word(), "ok"),
+                Err(error) => {
+                    self.metrics.count_sync(t.word(), error.kind());
+                    report.failed_types.push(t.word());
+                    tracing::warn!(%error, kind = t.word(), "inventory sync failed; nothing marked missing, retrying next sync");
+                }
+            }
+        }
+        report.requests = self.source.client.requests_sent() - requests_before;
+        self.metrics.digitalocean_requests.inc_by(report.requests);
+        report.took = started.elapsed();
+        report
+    }
+
+    async fn sync_type(&self, t: DoType, report: &mut SyncReport) -> Result<(), SyncError> {
+        let listing = self.source.list(t).await?;
+        report.listed += listing.items.len();
+        let existing = self.resources.state();
+        let now = api::now();
+        let plan = plan_sync(
+            &self.settings.source,
+            PROVIDER,
+            t.word(),
+            listing.items,
+            &existing,
+            &now,
+            self.settings.refresh_after,
+        );
+        for w in &plan.writes {
+            let exists = self
+                .resources
+                .get(&ObjectRef::new(&w.name))
+                .is_some_and(|r| r.spec == w.spec && r.labels().get(LABEL_SOURCE) == Some(&self.settings.source));
+            self.write(&w.name, (!exists).then_some(&w.spec), &w.status).await?;
+            self.suspects.lock().expect("suspects lock poisoned").remove(&w.name);
+            report.written += 1;
+        }
+        if listing.short {
+            tracing::info!(
+                kind = t.word(),
+                "listing returned fewer items than meta.total; no absence is trusted this time"
+            );
+            return Ok(());
+        }
+        for name in plan.absent {
+            let Some(resource) = self.resources.get(&ObjectRef::new(&name)) else {
+                continue;
+            };
+            let second_absence = self.suspects.lock().expect("suspects lock poisoned").contains(&name);
+            let gone = if second_absence {
+                true
+            } else {
+                match self.source.get(t, &resource.spec.id).await {
+                    Ok(None) => true,
+                    Ok(Some(found)) => {
+                        // Listed late or missed by paging: it exists, so mirror it.
+                        self.write_observed(found, &now).await?;
+                        report.written += 1;
+                        false
+                    }
+                    Err(error) => {
+                        tracing::info!(%error, resource = %name, "cannot confirm an absence now; asking again next sync");
+                        self.suspects.lock().expect("suspects lock poisoned").insert(name.clone());
+                        false
+                    }
+                }
+            };
+            if gone {
+                self.write(&name, None, &plan::missing_status(&resource, &now)).await?;
+                self.suspects.lock().expect("suspects lock poisoned").remove(&name);
+                self.metrics.marked_missing.inc();
+                report.marked_missing += 1;
+                tracing::info!(resource = %name, "the provider no longer has it; marked missing");
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_observed(
+        &self,
+        o: LiveResource,
+        now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    ) -> Result<(), SyncError> {
+        let name = resource_name(PROVIDER, o.type_, &o.id);
+        let spec = crate::api::CloudResourceSpec { provider: PROVIDER.into(), type_: o.type_.into(), id: o.id };
+        let status = api::CloudResourceStatus { missing: false, synced_time: Some(now.clone()), ..o.status };
+        self.write(&name, Some(&spec), &status).await
+    }
+
+    /// Server-side applies the object (when `spec` is given) and its status.
+    async fn write(
+        &self,
+        name: &str,
+        spec: Option<&crate::api::CloudResourceSpec>,
+        status: &api::CloudResourceStatus,
+    ) -> Result<(), SyncError> {
+        let api: Api<CloudResource> = Api::all(self.client.clone());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let fail = |source| SyncError::Write(WriteError { name: name.to_owned(), source });
+        if let Some(spec) = spec {
+            let body = json!({
+                "apiVersion": "arcadia.cloud/v1alpha1",
+                "kind": "CloudResource",
+                "metadata": {"name": name, "labels": {LABEL_SOURCE: self.settings.source}},
+                "spec": spec,
+            });
+            api.patch(name, &params, &Patch::Apply(body)).await.map_err(fail)?;
+            self.metrics.writes.count("cloudresource");
+        }
+        let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
+        api.patch_status(name, &params, &Patch::Apply(body)).await.map_err(fail)?;
+        self.metrics.writes.count("cloudresource_status");
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error(transparent)]
+    Provider(#[from] digitalocean::client::DoError),
+    #[error(transparent)]
+    Write(WriteError),
+}
+
+impl SyncError {
+    fn kind(&self) -> &'static str {
+        match self {
+            SyncError::Provider(e) => e.kind(),
+            SyncError::Write(_) => "write",
+        }
+    }
+}

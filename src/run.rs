@@ -1,0 +1,134 @@
+//! `arcadia-drift run`: the wiring. Builds the Kubernetes client, checks the
+//! cluster, registers every component's metrics on one registry, serves the
+//! health endpoints, and, while this replica leads, runs the drift controller
+//! and the inventory syncer side by side. They meet only through
+//! CloudResource objects: the syncer plans against the controller's
+//! CloudResource cache, handed over here.
+
+use crate::api::{CloudProvisioned, CloudResource, Drift, FIELD_MANAGER};
+use crate::controller::caches::scoped;
+use crate::controller::metrics::ControllerMetrics;
+use crate::controller::{self, DriftController};
+use crate::inventory::digitalocean::DigitalOcean;
+use crate::inventory::digitalocean::client::{DoClient, DoError};
+use crate::inventory::{DigitalOceanConfig, InventoryMetrics, Syncer};
+use crate::runtime::health::{Health, Role};
+use crate::runtime::leader::{self, LeaderError, LeaseConfig};
+use crate::runtime::metrics::ApiWrites;
+use crate::runtime::ratelimit::RateLimitLayer;
+use crate::runtime::{self, Stop};
+use kube::Client;
+use kube::api::{Api, ListParams};
+use kube::client::ClientBuilder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Everything `arcadia-drift run` is told on its command line.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub api_qps: f32,
+    pub api_burst: u32,
+    pub metrics_addr: SocketAddr,
+    /// Leader election on this Lease; `None` runs as the only replica.
+    pub lease: Option<LeaseConfig>,
+    pub controller: controller::Settings,
+    /// The DigitalOcean inventory syncer, when a token is configured.
+    pub digitalocean: Option<DigitalOceanConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot load a Kubernetes client configuration (KUBECONFIG or in-cluster): {0}")]
+    Config(#[source] kube::Error),
+    #[error("cannot reach the Kubernetes API at {url}: {source}")]
+    Unreachable { url: String, source: kube::Error },
+    #[error("the {kind} CRD is not installed (apply the output of `arcadia-drift crds`): {source}")]
+    MissingCrd { kind: &'static str, source: kube::Error },
+    #[error(transparent)]
+    Serve(#[from] runtime::http::BindError),
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+    #[error("cannot set up the DigitalOcean client: {0}")]
+    DigitalOcean(#[from] DoError),
+}
+
+/// The components' metrics, each registered on the shared registry.
+struct Components {
+    health: Arc<Health>,
+    controller: ControllerMetrics,
+    inventory: InventoryMetrics,
+}
+
+pub async fn run(config: RunConfig) -> Result<(), RunError> {
+    let client = connect(&config).await?;
+    preflight(&client, config.controller.namespace.as_deref()).await?;
+    let mut registry = runtime::metrics::registry();
+    let writes = ApiWrites::register(&mut registry);
+    let components = Components {
+        health: Arc::new(Health::register(&mut registry)),
+        controller: ControllerMetrics::register(&mut registry, writes.clone()),
+        inventory: InventoryMetrics::register(&mut registry, writes),
+    };
+    let health = components.health.clone();
+    let addr = runtime::http::serve(config.metrics_addr, registry, health.clone()).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    let stop = Stop::on_signals();
+    let work = lead(client.clone(), &config, components, stop.clone());
+    match &config.lease {
+        Some(lease) => leader::while_leading(client, lease, &health, stop, work).await,
+        None => {
+            health.set_role(Role::Leading);
+            let outcome = work.await;
+            health.set_role(Role::ShuttingDown);
+            outcome
+        }
+    }
+}
+
+/// What the leader runs: the controller, and the syncer when configured.
+async fn lead(client: Client, config: &RunConfig, components: Components, stop: Stop) -> Result<(), RunError> {
+    tracing::info!(identity = %config.controller.identity, "starting the controller");
+    let controller = DriftController::new(client.clone(), config.controller.clone(), components.controller);
+    if let Some(digitalocean) = &config.digitalocean {
+        let (resources, mut synced) = controller.inventory_cache();
+        let source = DigitalOcean { client: DoClient::new(digitalocean.client.clone())? };
+        let syncer = Syncer::new(client, source, resources, digitalocean.sync.clone(), components.inventory);
+        tracing::info!(url = %digitalocean.client.api_url, "syncing the DigitalOcean inventory");
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            // Plan against a complete cache, not an empty one.
+            if synced.wait_for(|s| *s).await.is_ok() {
+                syncer.run(stop.stopped()).await;
+            }
+        });
+    }
+    controller.run(components.health, stop).await;
+    Ok(())
+}
+
+async fn connect(config: &RunConfig) -> Result<Client, RunError> {
+    let kube_config = kube::Config::infer().await.map_err(|e| RunError::Config(kube::Error::InferConfig(e)))?;
+    let url = kube_config.cluster_url.to_string();
+    let client = ClientBuilder::try_from(kube_config)
+        .map_err(RunError::Config)?
+        .with_layer(&RateLimitLayer::new(config.api_qps, config.api_burst))
+        .build();
+    client.apiserver_version().await.map_err(|source| RunError::Unreachable { url, source })?;
+    Ok(client)
+}
+
+/// Fails fast, with a clear message, on what would otherwise make the watches
+/// retry forever in silence: missing CRDs.
+async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
+    let one = ListParams::default().limit(1);
+    let missing = |kind| move |source| RunError::MissingCrd { kind, source };
+    Api::<CloudResource>::all(client.clone()).list_metadata(&one).await.map_err(missing("CloudResource"))?;
+    scoped::<CloudProvisioned>(client, namespace).list_metadata(&one).await.map_err(missing("CloudProvisioned"))?;
+    scoped::<Drift>(client, namespace).list_metadata(&one).await.map_err(missing("Drift"))?;
+    Ok(())
+}
+
+/// The Lease settings for leader election under this project's field manager.
+pub fn lease_config(name: String, namespace: String, duration: std::time::Duration, identity: String) -> LeaseConfig {
+    LeaseConfig { name, namespace, duration, identity, field_manager: format!("{FIELD_MANAGER}-lease") }
+}

@@ -1,0 +1,91 @@
+//! Leader election on a Lease, so that of several replicas only one writes.
+
+use super::Stop;
+use super::health::{Health, Role};
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    /// How long a lease lasts without renewal: the takeover time when a leader dies.
+    pub duration: Duration,
+    /// This replica's name in the lease.
+    pub identity: String,
+    /// Field manager of the lease writes.
+    pub field_manager: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("leader election on Lease {namespace}/{name} failed: {source}")]
+    Lease { namespace: String, name: String, source: kube_lease_manager::LeaseManagerError },
+    #[error("lost the leader lease {namespace}/{name}; exiting so that only one replica writes")]
+    Lost { namespace: String, name: String },
+}
+
+/// Waits for the lease, then runs `work` while holding it. Returns when
+/// `work` ends or, before the lease is won, when `stop` is raised; fails with
+/// [`LeaderError::Lost`] when the lease is lost while working. Leaving
+/// releases the lease, so a standby takes over at once.
+pub async fn while_leading<E>(
+    client: Client,
+    config: &LeaseConfig,
+    health: &Health,
+    stop: Stop,
+    work: impl Future<Output = Result<(), E>>,
+) -> Result<(), E>
+where
+    E: From<LeaderError>,
+{
+    let lease_error =
+        |source| LeaderError::Lease { namespace: config.namespace.clone(), name: config.name.clone(), source };
+    let secs = config.duration.as_secs().max(2);
+    let manager = LeaseManagerBuilder::new(client, &config.name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(secs)
+        .with_grace((secs / 3).max(1))
+        .with_field_manager(config.field_manager.clone())
+        .build()
+        .await
+        .map_err(lease_error)?;
+    let (mut leading, lease_task) = manager.watch().await;
+    health.set_role(Role::Standby);
+    tracing::info!(identity = %config.identity, lease = %config.name, "waiting for the leader lease");
+    let release = |leading, task| async move {
+        drop(leading);
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    };
+    let lost = || LeaderError::Lost { namespace: config.namespace.clone(), name: config.name.clone() };
+    let won = tokio::select! {
+        won = leading.wait_for(|leader| *leader) => Some(won.is_ok()),
+        _ = stop.stopped() => None,
+    };
+    match won {
+        Some(true) => {}
+        // The lease manager is gone: nothing guarantees we are the only writer.
+        Some(false) => {
+            release(leading, lease_task).await;
+            return Err(lost().into());
+        }
+        None => {
+            release(leading, lease_task).await;
+            return Ok(());
+        }
+    }
+    tracing::info!(identity = %config.identity, "acquired the leader lease");
+    health.set_role(Role::Leading);
+    let mut watching = leading.clone();
+    let outcome = tokio::select! {
+        result = work => result,
+        _ = watching.wait_for(|leader| !*leader) => Err(lost().into()),
+    };
+    health.set_role(Role::ShuttingDown);
+    // Every receiver must be gone for the lease manager to release the lease.
+    drop(watching);
+    release(leading, lease_task).await;
+    outcome
+}

@@ -1,0 +1,23 @@
+//! Process plumbing shared by the controller and the inventory syncer. It
+//! knows nothing of the project's own kinds, so it imports no other module of
+//! the crate:
+//!
+//! - [`http`]: `/metrics`, `/healthz` and `/readyz` on one port;
+//! - [`health`]: what `/readyz` reports (leading, synced, standby);
+//! - [`leader`]: leader election on a Lease;
+//! - [`shutdown`]: SIGTERM and Ctrl-C as a stop flag;
+//! - [`metrics`]: the shared registry and the API-writes counter every component feeds;
+//! - [`ratelimit`]: client-side request budgets (Kubernetes and DigitalOcean);
+//! - [`jitter`]: spreading periodic work over time.
+
+pub mod health;
+pub mod http;
+pub mod jitter;
+pub mod leader;
+pub mod metrics;
+pub mod ratelimit;
+pub mod shutdown;
+
+pub use health::Health;
+pub use jitter::jittered;
+pub use shutdown::Stop;

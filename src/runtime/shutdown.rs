@@ -1,0 +1,42 @@
+use tokio::sync::watch;
+
+/// A stop flag that turns true once, on SIGTERM or Ctrl-C (or when told).
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// A flag raised by the process's termination signals.
+    pub fn on_signals() -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            termination_signal().await;
+            tracing::info!("shutdown requested; finishing in-flight work");
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    /// A flag and the sender that raises it (for tests and embedding).
+    pub fn manual() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Stop(rx))
+    }
+
+    /// Completes once the flag is raised (at once if it already is).
+    pub async fn stopped(self) {
+        let mut rx = self.0;
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,159 @@
+//! The crate's architecture, enforced: which module may import which, that the
+//! detection core stays free of Kubernetes, and that no function grows past
+//! what a reader takes in at once.
+//!
+//! `detect` <- `api` <- {`controller`, `inventory`, `check`}; `runtime` below
+//! `controller` and `inventory`, importing nothing; only `run` and `cli` see
+//! everything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Module => the crate modules it may import.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("detect", &[]),
+    ("api", &["detect"]),
+    ("runtime", &[]),
+    ("manifests", &["api"]),
+    ("controller", &["api", "detect", "runtime"]),
+    ("inventory", &["api", "detect", "runtime"]),
+    ("check", &["api", "detect", "manifests"]),
+];
+/// The wiring, which may import anything.
+const WIRING: &[&str] = &["run", "cli", "lib", "main"];
+const MAX_FUNCTION_LINES: usize = 80;
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `src/controller/plan.rs` => `controller`; `src/run.rs` => `run`.
+fn top_module(path: &Path) -> String {
+    let relative = path.strip_prefix(src()).unwrap();
+    let first = relative.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+/// Every crate module a file names through `crate::`, braces included
+/// (`use crate::{api, detect::X}`), with the line it is named on.
+fn crate_imports(text: &str) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                let group = group.split('}').next().unwrap_or("");
+                group.split(',').map(|g| g.trim().split("::").next().unwrap_or("")).collect()
+            } else {
+                vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("")]
+            };
+            found.extend(names.into_iter().filter(|m| !m.is_empty()).map(|m| (m.to_owned(), n + 1)));
+        }
+    }
+    found
+}
+
+fn all_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    assert!(files.len() > 10, "found only {} source files under {}", files.len(), src().display());
+    files
+}
+
+#[test]
+fn modules_import_only_along_the_layers() {
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut violations = Vec::new();
+    for file in all_files() {
+        let module = top_module(&file);
+        if WIRING.contains(&module.as_str()) {
+            continue;
+        }
+        let permitted = allowed.get(module.as_str()).unwrap_or_else(|| {
+            panic!("{}: module `{module}` has no place in the layer table of tests/layers.rs", file.display())
+        });
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (imported, line) in crate_imports(&text) {
+            if imported != module && !permitted.contains(&imported.as_str()) {
+                let shown = file.strip_prefix(src()).unwrap().display();
+                violations.push(format!("src/{shown}:{line}: `{module}` imports `{imported}` against the layers"));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "layer violations:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn the_detection_core_knows_no_kubernetes() {
+    let mut violations = Vec::new();
+    for file in all_files().into_iter().filter(|f| top_module(f) == "detect") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if ["kube::", "k8s_openapi::", "tokio::"].iter().any(|k| line.contains(k)) {
+                violations.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "detect must stay pure:\n{}", violations.join("\n"));
+}
+
+/// Lengths of the functions in rustfmt-formatted text: from the `fn` line to
+/// the closing brace at the same indentation.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let after_qualifiers = ["pub(crate) ", "pub(super) ", "pub ", "async ", "const ", "unsafe "]
+            .iter()
+            .fold(trimmed, |t, q| t.strip_prefix(q).unwrap_or(t));
+        let Some(signature) = after_qualifiers.strip_prefix("fn ") else { continue };
+        let name = signature.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("").to_owned();
+        if line.trim_end().ends_with(';') {
+            continue; // a declaration without a body
+        }
+        let closing = format!("{indent}}}");
+        if let Some(end) = lines[start..].iter().position(|l| *l == closing) {
+            out.push((name, start + 1, end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_a_screen() {
+    let mut long = Vec::new();
+    for file in all_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (name, line, length) in function_lengths(&text) {
+            if length > MAX_FUNCTION_LINES {
+                long.push(format!("{}:{line}: fn {name} has {length} lines", file.display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over {MAX_FUNCTION_LINES} lines:\n{}", long.join("\n"));
+}
+
+#[test]
+fn the_checks_themselves_see_violations() {
+    let imports = crate_imports("use crate::{api::X, detect};\nlet x = crate::controller::f(); // crate::cli");
+    let names: Vec<&str> = imports.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(names, ["api", "detect", "controller"]);
+    let body = (0..90).map(|_| "    x();\n").collect::<String>();
+    let lengths = function_lengths(&format!("pub async fn big() {{\n{body}}}\nfn small() {{}}\n"));
+    assert_eq!(lengths[0], ("big".to_owned(), 1, 92));
+}
