@@ -119,7 +119,7 @@ fn condition(p: &CloudProvisioned, type_: &str) -> Option<(String, String)> {
     p.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-/// The old design's smoke test.
+/// The whole lifecycle, end to end: detect, accept, in sync, then a quiet steady state.
 #[tokio::test]
 async fn detect_then_accept_then_in_sync() {
     let client = common::client().await;
@@ -187,7 +187,7 @@ async fn detect_then_accept_then_in_sync() {
     assert!(steady_reconciles >= 2.0, "periodic resync reconciles ran");
     assert_eq!(steady_writes, 0.0, "zero writes in steady state");
 
-    // The old design's sweep summary lives on as metrics.
+    // The sweep summary lives on as metrics.
     let text = controller.get("/metrics").unwrap();
     for name in [
         "arcadia_drift_checked_total",
@@ -485,4 +485,24 @@ async fn a_malformed_object_gets_a_condition_and_the_good_ones_still_reconcile()
         drifts_in(&client, &ns, DriftPhase::Open).await.into_iter().find(|d| d.spec.provisioned_ref.name == "good")
     })
     .await;
+}
+
+#[tokio::test]
+async fn readyz_says_ready_only_once_the_leader_caches_are_synced() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "ready").await;
+    // A request budget of one every 2s stretches the initial lists over
+    // seconds, so the window between "serving" and "synced" can be seen.
+    let controller =
+        ControllerProcess::start(&ns, &["--leader-election", "false", "--api-qps", "0.5", "--api-burst", "1"]);
+    let first = controller.get("/readyz");
+    assert_eq!(first.as_deref(), Some("starting: leading, caches not yet synced"), "log:\n{}", controller.log_text());
+    eventually(WAIT, "ready", || async { (controller.get("/readyz").as_deref() == Some("ok: leading")).then_some(()) })
+        .await;
+    assert!(
+        controller.log_text().contains("caches synced; reconciling"),
+        "ready before the caches said they were synced; log:\n{}",
+        controller.log_text()
+    );
+    assert_eq!(controller.metric("arcadia_drift_leader"), 1.0);
 }

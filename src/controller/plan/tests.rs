@@ -93,7 +93,7 @@ fn annotate(d: &mut Drift, by: Option<&str>) {
     }
 }
 
-/// The old design's smoke test, step by step: one drift, accept, in sync.
+/// The smoke test of the whole lifecycle, step by step: one drift, accept, in sync.
 #[test]
 fn detect_accept_and_settle() {
     let p = provisioned(json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3"}));
