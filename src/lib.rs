@@ -13,6 +13,7 @@
 //! - [`check`]: offline one-shot detection over manifests (`arcadia-drift check`).
 //! - [`run`] and [`cli`]: the wiring and the command line, the only modules that see everything.
 
+pub mod accept;
 pub mod api;
 pub mod check;
 pub mod cli;

@@ -20,6 +20,12 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "In-Sync", type_ = "string", json_path = ".status.conditions[?(@.type==\"InSync\")].status"),
     printcolumn(name = "Drifts", type_ = "integer", json_path = ".status.openDrifts"),
     printcolumn(name = "Drifted", type_ = "string", json_path = ".status.driftedFields", priority = 1),
+    printcolumn(
+        name = "Pending-Git",
+        type_ = "string",
+        json_path = ".status.pendingGitChanges[*].field",
+        description = "Fields accepted in overlay mode that Git does not hold yet"
+    ),
     printcolumn(name = "Generation", type_ = "integer", json_path = ".metadata.generation"),
     printcolumn(name = "Checked", type_ = "date", json_path = ".status.lastCheckedTime", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -53,9 +59,35 @@ pub struct CloudProvisionedStatus {
     pub open_drifts: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted_fields: Vec<String>,
-    /// At least `InSync` and `ResourceFound`.
+    /// Values accepted in overlay mode that the spec (Git) does not hold yet.
+    /// The controller compares each field against its accepted value until the
+    /// spec equals it (merged) or changes it to another value (Git wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_git_changes: Vec<PendingGitChange>,
+    /// At least `InSync`, `ResourceFound` and `GitInSync`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// One accepted value waiting to be committed to Git.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingGitChange {
+    /// The key of `spec.desired`.
+    pub field: String,
+    /// The accepted (live) value, to be committed as `spec.desired.<field>`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::any_value")]
+    pub value: serde_json::Value,
+    /// The Drift that was accepted.
+    pub drift: String,
+    pub accepted_by: String,
+    pub accepted_time: Time,
+    /// The value `spec.desired.<field>` held at accept time: a spec change to
+    /// any other value supersedes the entry.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::any_value")]
+    pub spec_value: serde_json::Value,
 }
 
 /// The API server's message for an empty or over-long `resourceRef.name`.

@@ -97,9 +97,14 @@ pub struct DriftStatus {
     /// Set when the drift leaves Open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_time: Option<Time>,
-    /// Who accepted; "operator" when unknown.
+    /// Who accepted (the user the chart's admission policy stamped), or the
+    /// field manager whose spec change accepted it; "unknown" when not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
+    /// How an accept was recorded: `spec` (written into the CloudProvisioned's
+    /// spec) or `overlay` (held in its `status.pendingGitChanges`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_mode: Option<String>,
     /// Human-readable state: what to commit to Git after an accept, or why an accept was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -156,7 +161,7 @@ impl Drift {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
-    /// Who asked; "operator" when the annotation does not say.
+    /// Who asked; "unknown" when the annotation does not say.
     pub fn accepted_by(&self) -> String {
         self.metadata
             .annotations
@@ -164,7 +169,7 @@ impl Drift {
             .and_then(|a| a.get(super::ANNOTATION_ACCEPTED_BY))
             .filter(|v| !v.is_empty())
             .cloned()
-            .unwrap_or_else(|| "operator".into())
+            .unwrap_or_else(|| "unknown".into())
     }
 }
 

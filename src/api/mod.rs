@@ -13,7 +13,9 @@ mod schema;
 
 /// The type of `spec.desired` and `status.attrs`; defined by the detection core, which compares it.
 pub use crate::detect::Fields;
-pub use cloud_provisioned::{CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, ResourceRef, SpecProblem};
+pub use cloud_provisioned::{
+    CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, PendingGitChange, ResourceRef, SpecProblem,
+};
 pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
 pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, ProvisionedRef};
 
@@ -32,8 +34,52 @@ pub const LABEL_PHASE: &str = "arcadia.cloud/phase";
 pub const LABEL_SOURCE: &str = "arcadia.cloud/source";
 /// Annotation an operator sets on a Drift to adopt the live value.
 pub const ANNOTATION_ACCEPT: &str = "arcadia.cloud/accept";
-/// Annotation naming who accepted; "operator" when absent.
+/// Annotation naming who accepted; "unknown" when absent (the chart's
+/// admission policy stamps it with the requesting user).
 pub const ANNOTATION_ACCEPTED_BY: &str = "arcadia.cloud/accepted-by";
+/// Annotation on a CloudProvisioned choosing how an accept is recorded:
+/// `spec`, `overlay` or `auto` (see [`AcceptMode`]).
+pub const ANNOTATION_ACCEPT_MODE: &str = "arcadia.cloud/accept-mode";
+/// Argo CD's resource tracking annotation: the object is applied by an Argo CD Application.
+pub const ARGOCD_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
+/// Flux's labels on what a Kustomization or a HelmRelease applied.
+pub const FLUX_LABELS: [&str; 2] = ["kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name"];
+/// The field managers of GitOps tools that apply manifests from Git (the default of `--gitops-managers`).
+pub const DEFAULT_GITOPS_MANAGERS: [&str; 4] =
+    ["argocd-controller", "argocd-application-controller", "kustomize-controller", "helm-controller"];
+
+/// How an accept is recorded (annotation [`ANNOTATION_ACCEPT_MODE`], flag `--accept-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptMode {
+    /// The accepted value is written into `spec.desired`: for objects nobody applies from Git.
+    Spec,
+    /// The spec is left alone; the accepted value is held in `status.pendingGitChanges`
+    /// and compared against until Git (the spec) catches up.
+    Overlay,
+    /// `overlay` when a GitOps tool manages the object, `spec` otherwise.
+    Auto,
+}
+
+impl AcceptMode {
+    pub const WORDS: [&str; 3] = ["spec", "overlay", "auto"];
+
+    pub fn parse(word: &str) -> Option<Self> {
+        match word.trim() {
+            "spec" => Some(AcceptMode::Spec),
+            "overlay" => Some(AcceptMode::Overlay),
+            "auto" => Some(AcceptMode::Auto),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcceptMode::Spec => "spec",
+            AcceptMode::Overlay => "overlay",
+            AcceptMode::Auto => "auto",
+        }
+    }
+}
 
 /// Field manager for every write the project makes (server-side apply and patches).
 pub const FIELD_MANAGER: &str = "arcadia-drift";

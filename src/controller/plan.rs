@@ -4,22 +4,23 @@
 //! lifecycle (accept first, then compare, open, update, close, status) is
 //! unit-tested without a cluster.
 
-use crate::api::SpecProblem;
+use crate::accept::AcceptSettings;
 use crate::api::{
-    Absence, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftEpisode, DriftPhase, DriftStatus,
+    ANNOTATION_ACCEPT_MODE, Absence, AcceptMode, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftEpisode, DriftPhase, DriftStatus,
     Fields,
 };
-use crate::detect::{self, FieldDrift, LiveView, loosely_equal, observed_equal, render_value};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use crate::detect::{self, FieldDrift, LiveView, loosely_equal, render_value};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
+use status::{Outcome, status_for};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 pub const CONDITION_IN_SYNC: &str = "InSync";
 pub const CONDITION_RESOURCE_FOUND: &str = "ResourceFound";
 pub const CONDITION_INVENTORY_FRESH: &str = "InventoryFresh";
+pub const CONDITION_GIT_IN_SYNC: &str = "GitInSync";
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -27,11 +28,12 @@ pub struct Settings {
     pub max_inventory_age: Duration,
     /// How many earlier episodes a Drift keeps in `status.history`.
     pub history_limit: usize,
+    pub accept: AcceptSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_inventory_age: Duration::from_secs(3600), history_limit: 10 }
+        Self { max_inventory_age: Duration::from_secs(3600), history_limit: 10, accept: AcceptSettings::default() }
     }
 }
 
@@ -41,6 +43,9 @@ pub struct Inputs<'a> {
     /// The Drift objects that belong to `provisioned`.
     pub drifts: &'a [&'a Drift],
     pub now: &'a Time,
+    /// Who owns each `spec.desired` key (from full managedFields), when the
+    /// reconciler fetched them because a previous plan asked ([`Plan::needs_field_owners`]).
+    pub field_owners: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Everything one reconcile must write, in the order it must be written.
@@ -53,8 +58,13 @@ pub struct Plan {
     pub clear_accept: Vec<String>,
     /// The new status of the CloudProvisioned; `None` when it is unchanged.
     pub status: Option<CloudProvisionedStatus>,
+    /// The status holds a new overlay value and must be written before the Drifts.
+    pub status_first: bool,
     pub events: Vec<Event>,
     pub tally: Tally,
+    /// A message named a field's manager without knowing it: plan again with
+    /// [`Inputs::field_owners`].
+    pub needs_field_owners: bool,
 }
 
 impl Plan {
@@ -125,16 +135,16 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let mut tracked = track(inputs);
 
     if let Err(problem) = p.spec.validate() {
-        plan.status = status_for(inputs, &tracked, Outcome::Invalid(problem), &mut plan.events);
+        let pending = p.status.as_ref().map(|s| s.pending_git_changes.clone()).unwrap_or_default();
+        plan.status = status_for(inputs, &tracked, &pending, Outcome::Invalid(problem), &mut plan.events);
         return plan;
     }
 
-    let resource_name = &p.spec.resource_ref.name;
     let live: Result<LiveView<'_>, Absence> = inputs.resource.ok_or(Absence::NotFound).and_then(|r| r.live());
-    // Borrowed unless an accept changes it: most reconciles are quiet resyncs.
-    let mut desired = Cow::Borrowed(&p.spec.desired);
-
-    accept(inputs, &live, &mut desired, &mut tracked, &mut plan);
+    let mut pending = accepts::settle_pending(inputs, &mut plan);
+    // Borrowed unless an overlay or an accept changes it: most reconciles are quiet resyncs.
+    let mut desired = accepts::overlay(&p.spec.desired, &pending);
+    accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);
 
     let freshness = match (&live, inputs.resource) {
         (Ok(_), Some(r)) => freshness(r, inputs.now, settings),
@@ -145,10 +155,11 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     }
 
     let outcome = match &live {
-        Err(absence) => Outcome::Missing(resource_name.clone(), *absence),
+        Err(absence) => Outcome::Missing(p.spec.resource_ref.name.clone(), *absence),
         Ok(_) => Outcome::Checked(freshness),
     };
-    plan.status = status_for(inputs, &tracked, outcome, &mut plan.events);
+    plan.status = status_for(inputs, &tracked, &pending.entries, outcome, &mut plan.events);
+    plan.status_first = pending.added;
     plan.tally.drifted_fields = open_fields(&tracked).len();
     for (field, t) in tracked {
         if t.dirty {
@@ -176,122 +187,6 @@ fn track(inputs: &Inputs<'_>) -> BTreeMap<String, Tracked> {
         }
     }
     tracked
-}
-
-fn accept(
-    inputs: &Inputs<'_>,
-    live: &Result<LiveView<'_>, Absence>,
-    desired: &mut Cow<'_, Fields>,
-    tracked: &mut BTreeMap<String, Tracked>,
-    plan: &mut Plan,
-) {
-    for d in inputs.drifts.iter().filter(|d| d.accept_requested()) {
-        let name = d.name_any();
-        plan.clear_accept.push(name.clone());
-        let Some(t) = tracked.get_mut(&d.spec.field).filter(|t| t.name == name) else {
-            continue;
-        };
-        if t.status.phase == DriftPhase::Accepted {
-            // Also how a restart finishes an accept whose annotation was not yet removed.
-            plan.events.push(Event {
-                regarding: Regarding::Drift(name.clone()),
-                warning: false,
-                reason: "AcceptIgnored",
-                action: "Accept",
-                message: format!("Drift {name} is already Accepted; the annotation was removed"),
-            });
-            continue;
-        }
-        match accept_refusal(inputs, live, &d.spec.field, &t.status) {
-            Some(message) => refuse_accept(t, message, plan),
-            None => adopt(inputs, &d.spec.field, d.accepted_by(), t, desired, plan),
-        }
-    }
-}
-
-/// Why an accept of a drift in `status` cannot be carried out, if it cannot.
-fn accept_refusal(
-    inputs: &Inputs<'_>,
-    live: &Result<LiveView<'_>, Absence>,
-    field: &str,
-    status: &DriftStatus,
-) -> Option<String> {
-    match status.phase {
-        DriftPhase::Open => {}
-        DriftPhase::Accepted => return None,
-        DriftPhase::Stale | DriftPhase::Reverted => {
-            let at = status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default();
-            return Some(format!(
-                "accept refused: the drift is {} (the field matched again{at}); nothing changed",
-                status.phase
-            ));
-        }
-    }
-    let view = match live {
-        Ok(view) => view,
-        Err(absence) => {
-            return Some(format!(
-                "accept refused: CloudResource {} offers no live value ({}); nothing changed",
-                inputs.provisioned.spec.resource_ref.name,
-                absence.describe()
-            ));
-        }
-    };
-    let now = view.resolve(field);
-    (!observed_equal(&status.actual, now)).then(|| {
-        format!(
-            "accept refused: the live value moved from {} to {} since the drift was recorded; nothing changed, check the drift again and re-annotate",
-            render_value(&status.actual),
-            render_value(&now.to_value())
-        )
-    })
-}
-
-fn refuse_accept(t: &mut Tracked, message: String, plan: &mut Plan) {
-    plan.tally.refused += 1;
-    if t.status.message.as_ref() != Some(&message) {
-        t.status.message = Some(message.clone());
-        t.dirty = true;
-    }
-    plan.events.push(Event {
-        regarding: Regarding::Drift(t.name.clone()),
-        warning: true,
-        reason: "AcceptRefused",
-        action: "Accept",
-        message,
-    });
-}
-
-/// Adopts the drift's live value as the desired one.
-fn adopt(
-    inputs: &Inputs<'_>,
-    field: &str,
-    who: String,
-    t: &mut Tracked,
-    desired: &mut Cow<'_, Fields>,
-    plan: &mut Plan,
-) {
-    let owner = inputs.provisioned.name_any();
-    let value = t.status.actual.clone();
-    let shown = render_value(&value);
-    desired.to_mut().insert(field.to_owned(), value.clone());
-    plan.adopt.insert(field.to_owned(), value);
-    t.status.phase = DriftPhase::Accepted;
-    t.status.resolved_time = Some(inputs.now.clone());
-    t.status.resolved_by = Some(who.clone());
-    t.status.message = Some(format!(
-        "accepted by {who}: spec.desired.{field} of CloudProvisioned {owner} is now {shown}; commit `spec.desired.{field}: {shown}` to Git"
-    ));
-    t.apply_object = true;
-    t.dirty = true;
-    plan.tally.accepted += 1;
-    plan.events.push(Event {
-        regarding: Regarding::Provisioned,
-        warning: false,
-        reason: "DriftAccepted",
-        action: "Accept",
-        message: format!("{who} accepted the live {field} {shown}"),
-    });
 }
 
 fn compare(
@@ -351,6 +246,7 @@ fn open(
 ) {
     let mut history = Vec::new();
     if let Some(t) = tracked.get(&fd.field) {
+        report_taken_back(inputs, &fd.field, t, plan);
         history.push(episode(&t.status));
         history.extend(t.status.history.iter().cloned());
         history.truncate(settings.history_limit);
@@ -372,7 +268,48 @@ fn open(
     plan.tally.new_drifts += 1;
 }
 
-/// Open drifts whose field no longer drifts close as Stale.
+/// The manager that owns `spec.desired.<field>`, when the reconciler has
+/// fetched the owners; otherwise asks for them.
+fn owner_of(inputs: &Inputs<'_>, field: &str, plan: &mut Plan) -> Option<String> {
+    match inputs.field_owners {
+        Some(owners) => owners.get(field).cloned(),
+        None => {
+            plan.needs_field_owners = true;
+            None
+        }
+    }
+}
+
+/// A value accepted in spec mode that another field manager (a GitOps sync)
+/// has put back: said once, as the field drifts again. The controller never
+/// writes the field back.
+fn report_taken_back(inputs: &Inputs<'_>, field: &str, t: &Tracked, plan: &mut Plan) {
+    let s = &t.status;
+    let spec = inputs.provisioned.spec.desired.get(field);
+    let taken_back = s.phase == DriftPhase::Accepted
+        && s.accept_mode.as_deref() == Some(AcceptMode::Spec.as_str())
+        && spec.is_some_and(|v| !loosely_equal(v, &s.actual));
+    if !taken_back {
+        return;
+    }
+    let manager = owner_of(inputs, field, plan).unwrap_or_else(|| "another field manager".into());
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason: "AcceptReverted",
+        action: "Accept",
+        message: format!(
+            "{field}: the value {} accepted by {} was taken back by {manager}, which set {}; the controller does not fight for the field. Annotate the CloudProvisioned {ANNOTATION_ACCEPT_MODE}=overlay so that accepts survive GitOps syncs",
+            render_value(&s.actual),
+            s.resolved_by.as_deref().unwrap_or("unknown"),
+            spec.map(render_value).unwrap_or_default(),
+        ),
+    });
+}
+
+/// Open drifts whose field no longer drifts close: as Accepted when the
+/// spec moved to the live value (an accept made in Git), else as Stale (the
+/// live value came back, or the field left the spec).
 fn close_fixed(
     inputs: &Inputs<'_>,
     desired: &Fields,
@@ -384,25 +321,49 @@ fn close_fixed(
         if t.status.phase != DriftPhase::Open || drifted.contains(field) {
             continue;
         }
-        let why = if desired.contains_key(field) {
-            "the live value matches spec.desired again"
-        } else {
-            "the field is no longer in spec.desired"
-        };
-        plan.events.push(Event {
-            regarding: Regarding::Provisioned,
-            warning: false,
-            reason: "DriftResolved",
-            action: "Detect",
-            message: format!("{field}: {why}"),
-        });
-        t.status.phase = DriftPhase::Stale;
-        t.status.resolved_time = Some(inputs.now.clone());
-        t.status.message = Some(why.into());
-        t.apply_object = true;
-        t.dirty = true;
-        plan.tally.resolved_stale += 1;
+        match desired.get(field) {
+            Some(now) if !loosely_equal(now, &t.status.expected) => accepted_in_git(inputs, field, t, plan),
+            Some(_) => close_stale(inputs, field, t, "the live value matches spec.desired again", plan),
+            None => close_stale(inputs, field, t, "the field is no longer in spec.desired", plan),
+        }
     }
+}
+
+fn close_stale(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, why: &str, plan: &mut Plan) {
+    plan.events.push(Event {
+        regarding: Regarding::Provisioned,
+        warning: false,
+        reason: "DriftResolved",
+        action: "Detect",
+        message: format!("{field}: {why}"),
+    });
+    t.status.phase = DriftPhase::Stale;
+    t.status.resolved_time = Some(inputs.now.clone());
+    t.status.message = Some(why.into());
+    t.apply_object = true;
+    t.dirty = true;
+    plan.tally.resolved_stale += 1;
+}
+
+/// The spec now asks for the live value: the Git-native way to accept.
+fn accepted_in_git(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut Plan) {
+    let who = owner_of(inputs, field, plan).unwrap_or_else(|| "unknown".into());
+    let generation = inputs.provisioned.metadata.generation.unwrap_or_default();
+    let message = format!("accepted by a spec change at generation {generation}");
+    plan.events.push(Event {
+        regarding: Regarding::Provisioned,
+        warning: false,
+        reason: "DriftAccepted",
+        action: "Accept",
+        message: format!("{field}: {message} (field manager {who}), to {}", render_value(&t.status.actual)),
+    });
+    t.status.phase = DriftPhase::Accepted;
+    t.status.resolved_time = Some(inputs.now.clone());
+    t.status.resolved_by = Some(who);
+    t.status.message = Some(message);
+    t.apply_object = true;
+    t.dirty = true;
+    plan.tally.accepted += 1;
 }
 
 fn episode(s: &DriftStatus) -> DriftEpisode {
@@ -439,121 +400,7 @@ fn open_fields(tracked: &BTreeMap<String, Tracked>) -> Vec<String> {
     tracked.iter().filter(|(_, t)| t.status.phase == DriftPhase::Open).map(|(f, _)| f.clone()).collect()
 }
 
-/// What a reconcile could establish, which the status reports.
-enum Outcome {
-    Invalid(SpecProblem),
-    Missing(String, Absence),
-    Checked(Freshness),
-}
-
-/// Builds conditions that keep their `lastTransitionTime` while their status holds.
-struct Conditions<'a> {
-    p: &'a CloudProvisioned,
-    old: &'a [Condition],
-    now: &'a Time,
-}
-
-impl Conditions<'_> {
-    fn make(&self, type_: &str, status: &str, reason: &str, message: String) -> Condition {
-        Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            observed_generation: self.p.metadata.generation,
-            last_transition_time: self
-                .old
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| self.now.clone()),
-        }
-    }
-
-    fn in_sync(&self, open: &[String]) -> Condition {
-        if open.is_empty() {
-            let message = format!("all {} desired fields match", self.p.spec.desired.len());
-            self.make(CONDITION_IN_SYNC, "True", "InSync", message)
-        } else {
-            self.make(CONDITION_IN_SYNC, "False", "Drifted", format!("{} drifted: {}", open.len(), open.join(", ")))
-        }
-    }
-
-    fn fresh(&self, freshness: Freshness) -> Condition {
-        match freshness {
-            Freshness::Fresh => self.make(
-                CONDITION_INVENTORY_FRESH,
-                "True",
-                "Fresh",
-                "the live state is recent enough to close drifts".into(),
-            ),
-            Freshness::Stale(why) => self.make(
-                CONDITION_INVENTORY_FRESH,
-                "False",
-                "InventoryStale",
-                format!("{why}; open drifts are not closed as Stale until it is fresh again"),
-            ),
-        }
-    }
-
-    fn missing(&self, name: &str, absence: Absence) -> Vec<Condition> {
-        let reason = match absence {
-            Absence::NotFound => "NotFound",
-            Absence::GoneFromProvider => "GoneFromProvider",
-            Absence::NeverSynced => "NeverSynced",
-        };
-        let message = missing_message(name, absence);
-        vec![
-            self.make(CONDITION_IN_SYNC, "Unknown", "ResourceMissing", format!("cannot compare: {message}")),
-            self.make(CONDITION_RESOURCE_FOUND, "False", reason, message),
-        ]
-    }
-}
-
-fn missing_message(name: &str, absence: Absence) -> String {
-    format!("CloudResource {name}: {}", absence.describe())
-}
-
-fn status_for(
-    inputs: &Inputs<'_>,
-    tracked: &BTreeMap<String, Tracked>,
-    outcome: Outcome,
-    events: &mut Vec<Event>,
-) -> Option<CloudProvisionedStatus> {
-    let p = inputs.provisioned;
-    let old = p.status.clone().unwrap_or_default();
-    let open = open_fields(tracked);
-    let c = Conditions { p, old: &old.conditions, now: inputs.now };
-    let conditions = match outcome {
-        Outcome::Invalid(problem) => vec![
-            c.make(CONDITION_IN_SYNC, "Unknown", "InvalidSpec", problem.to_string()),
-            c.make(CONDITION_RESOURCE_FOUND, "Unknown", "InvalidSpec", problem.to_string()),
-        ],
-        Outcome::Missing(name, absence) => {
-            let was_missing = old.conditions.iter().any(|c| c.type_ == CONDITION_RESOURCE_FOUND && c.status == "False");
-            if !was_missing {
-                events.push(detect_event("ResourceMissing", missing_message(&name, absence)));
-            }
-            c.missing(&name, absence)
-        }
-        Outcome::Checked(freshness) => {
-            let found = format!("CloudResource {} found", p.spec.resource_ref.name);
-            vec![c.in_sync(&open), c.make(CONDITION_RESOURCE_FOUND, "True", "Found", found), c.fresh(freshness)]
-        }
-    };
-    let mut status = CloudProvisionedStatus {
-        observed_generation: p.metadata.generation,
-        last_checked_time: old.last_checked_time.clone(),
-        open_drifts: open.len() as i32,
-        drifted_fields: open,
-        conditions,
-    };
-    if p.status.as_ref() == Some(&status) {
-        return None;
-    }
-    status.last_checked_time = Some(inputs.now.clone());
-    Some(status)
-}
-
+mod accepts;
+mod status;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
 use crate::api::{
-    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, Drift, FIELD_MANAGER, LABEL_PHASE,
+    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudProvisionedStatus, Drift, FIELD_MANAGER, LABEL_PHASE,
     LABEL_PROVISIONED,
 };
 use crate::runtime::jittered;
@@ -18,7 +18,7 @@ use kube::runtime::events::{self, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,10 +94,17 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         .collect();
     let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
     let now = api::now();
-    let plan = plan::plan(
-        &Inputs { provisioned: &p, resource: resource.as_deref(), drifts: &drift_refs, now: &now },
-        &ctx.plan_settings,
-    );
+    let mut inputs =
+        Inputs { provisioned: &p, resource: resource.as_deref(), drifts: &drift_refs, now: &now, field_owners: None };
+    let mut plan = plan::plan(&inputs, &ctx.plan_settings);
+    // Rare (a spec change met an open or accepted drift): the caches strip
+    // managedFields, so read them once for the messages that name a manager.
+    let owners;
+    if plan.needs_field_owners {
+        owners = field_owners(&ctx, &p).await;
+        inputs.field_owners = Some(&owners);
+        plan = plan::plan(&inputs, &ctx.plan_settings);
+    }
     let tally = plan.tally;
     let mut written = Written::default();
     let result = write(&ctx, &p, plan, &mut written).await;
@@ -107,6 +114,19 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     ctx.metrics.observe_reconcile(started.elapsed(), &tally, result.as_ref().err().map(Error::step));
     result?;
     Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
+}
+
+/// Who owns each `spec.desired` key, from the object as the API server has
+/// it; empty (so messages say "unknown") when it cannot be read.
+async fn field_owners(ctx: &Context, p: &CloudProvisioned) -> BTreeMap<String, String> {
+    let api: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    match api.get(&p.name_any()).await {
+        Ok(full) => crate::accept::field_owners(&full),
+        Err(error) => {
+            tracing::warn!(%error, object = %p.name_any(), "cannot read managedFields; the field's manager is reported as unknown");
+            BTreeMap::new()
+        }
+    }
 }
 
 pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -168,61 +188,121 @@ async fn see_own_writes(ctx: &Context, key: &str) {
     }
 }
 
+/// The object a reconcile writes, and the APIs to write it with.
+struct Target<'a> {
+    p: &'a CloudProvisioned,
+    namespace: String,
+    provisioned: Api<CloudProvisioned>,
+    drifts: Api<Drift>,
+}
+
+impl Target<'_> {
+    fn object(&self) -> String {
+        format!("{}/{}", self.namespace, self.p.name_any())
+    }
+}
+
+/// Writes the plan in a crash-safe order: an accepted value is stored (in the
+/// spec, or in the status for an overlay) before its Drift says Accepted, and
+/// the accept annotation goes last.
 async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Written) -> Result<(), Error> {
     let namespace = p.namespace().unwrap_or_default();
-    let object = format!("{namespace}/{}", p.name_any());
-    let provisioned: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &namespace);
-    let drifts: Api<Drift> = Api::namespaced(ctx.client.clone(), &namespace);
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
-
+    let target = Target {
+        p,
+        provisioned: Api::namespaced(ctx.client.clone(), &namespace),
+        drifts: Api::namespaced(ctx.client.clone(), &namespace),
+        namespace,
+    };
     if !plan.adopt.is_empty() {
-        let body = adopt_body(p, &plan.adopt);
-        let obj = provisioned
-            .patch(&p.name_any(), &apply, &Patch::Apply(&body))
-            .await
-            .map_err(|source| Error::Adopt { object: object.clone(), source })?;
-        written.provisioned(&obj);
-        ctx.metrics.writes.count("cloudprovisioned");
+        write_adopt(ctx, &target, &plan.adopt, written).await?;
+    }
+    if plan.status_first {
+        write_status(ctx, &target, plan.status.as_ref(), written).await?;
     }
     for w in &plan.drift_writes {
-        let drift_object = format!("{namespace}/{}", w.name);
-        if w.apply_object {
-            drifts
-                .patch(&w.name, &apply, &Patch::Apply(drift_body(p, w)))
-                .await
-                .map_err(|source| Error::WriteDrift { object: drift_object.clone(), source })?;
-            ctx.metrics.writes.count("drift");
-        }
-        let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": w.status});
-        let obj = drifts
-            .patch_status(&w.name, &apply, &Patch::Apply(status))
-            .await
-            .map_err(|source| Error::WriteDrift { object: drift_object, source })?;
-        written.drift(&obj);
-        ctx.metrics.writes.count("drift_status");
+        write_drift(ctx, &target, w, written).await?;
     }
     for name in &plan.clear_accept {
-        let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: null, ANNOTATION_ACCEPTED_BY: null}}});
-        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        let obj = drifts
-            .patch(name, &params, &Patch::Merge(patch))
-            .await
-            .map_err(|source| Error::ClearAccept { object: format!("{namespace}/{name}"), source })?;
-        written.drift(&obj);
-        ctx.metrics.writes.count("drift");
+        clear_accept(ctx, &target, name, written).await?;
     }
-    if let Some(status) = &plan.status {
-        let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
-        let obj = provisioned
-            .patch_status(&p.name_any(), &apply, &Patch::Apply(body))
-            .await
-            .map_err(|source| Error::WriteStatus { object: object.clone(), source })?;
-        written.provisioned(&obj);
-        ctx.metrics.writes.count("cloudprovisioned_status");
+    if !plan.status_first {
+        write_status(ctx, &target, plan.status.as_ref(), written).await?;
     }
     for event in &plan.events {
-        publish(ctx, p, &namespace, event).await;
+        publish(ctx, p, &target.namespace, event).await;
     }
+    Ok(())
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+async fn write_adopt(
+    ctx: &Context,
+    t: &Target<'_>,
+    adopt: &Map<String, Value>,
+    written: &mut Written,
+) -> Result<(), Error> {
+    let body = adopt_body(t.p, adopt);
+    let obj = t
+        .provisioned
+        .patch(&t.p.name_any(), &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|source| Error::Adopt { object: t.object(), source })?;
+    written.provisioned(&obj);
+    ctx.metrics.writes.count("cloudprovisioned");
+    Ok(())
+}
+
+async fn write_status(
+    ctx: &Context,
+    t: &Target<'_>,
+    status: Option<&CloudProvisionedStatus>,
+    written: &mut Written,
+) -> Result<(), Error> {
+    let Some(status) = status else { return Ok(()) };
+    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
+    let obj = t
+        .provisioned
+        .patch_status(&t.p.name_any(), &apply_params(), &Patch::Apply(body))
+        .await
+        .map_err(|source| Error::WriteStatus { object: t.object(), source })?;
+    written.provisioned(&obj);
+    ctx.metrics.writes.count("cloudprovisioned_status");
+    Ok(())
+}
+
+async fn write_drift(ctx: &Context, t: &Target<'_>, w: &DriftWrite, written: &mut Written) -> Result<(), Error> {
+    let object = format!("{}/{}", t.namespace, w.name);
+    if w.apply_object {
+        t.drifts
+            .patch(&w.name, &apply_params(), &Patch::Apply(drift_body(t.p, w)))
+            .await
+            .map_err(|source| Error::WriteDrift { object: object.clone(), source })?;
+        ctx.metrics.writes.count("drift");
+    }
+    let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": w.status});
+    let obj = t
+        .drifts
+        .patch_status(&w.name, &apply_params(), &Patch::Apply(status))
+        .await
+        .map_err(|source| Error::WriteDrift { object, source })?;
+    written.drift(&obj);
+    ctx.metrics.writes.count("drift_status");
+    Ok(())
+}
+
+async fn clear_accept(ctx: &Context, t: &Target<'_>, name: &str, written: &mut Written) -> Result<(), Error> {
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: null, ANNOTATION_ACCEPTED_BY: null}}});
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    let obj = t
+        .drifts
+        .patch(name, &params, &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::ClearAccept { object: format!("{}/{name}", t.namespace), source })?;
+    written.drift(&obj);
+    ctx.metrics.writes.count("drift");
     Ok(())
 }
 

@@ -3,6 +3,7 @@ use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec, CloudResourceStatus, DriftSpec,
     Fields, ProvisionedRef, ResourceRef,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -74,7 +75,7 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
 
 fn run(p: &CloudProvisioned, r: Option<&CloudResource>, drifts: &[Drift], now: Time) -> Plan {
     let refs: Vec<&Drift> = drifts.iter().collect();
-    plan(&Inputs { provisioned: p, resource: r, drifts: &refs, now: &now }, &Settings::default())
+    plan(&Inputs { provisioned: p, resource: r, drifts: &refs, now: &now, field_owners: None }, &Settings::default())
 }
 
 fn reasons(plan: &Plan) -> Vec<&'static str> {
@@ -148,7 +149,7 @@ fn an_accept_cut_short_after_the_spec_write_still_ends_accepted() {
     let adopted = provisioned(json!({"size_slug": "s-2vcpu-4gb"}));
     let plan = run(&adopted, Some(&r), &drifts, at(5));
     assert_eq!(plan.drift_writes[0].status.phase, DriftPhase::Accepted, "never Stale");
-    assert_eq!(plan.drift_writes[0].status.resolved_by.as_deref(), Some("operator"));
+    assert_eq!(plan.drift_writes[0].status.resolved_by.as_deref(), Some("unknown"));
     assert_eq!(plan.tally.resolved_stale, 0);
 
     // Cut short after the drift status write: only the annotation is left to remove.

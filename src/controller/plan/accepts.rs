@@ -1,0 +1,248 @@
+//! The accept step of a plan: settle values accepted earlier in overlay mode
+//! against the spec, then carry out each accept annotation in the object's
+//! accept mode (see [`crate::accept`]).
+
+use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
+use crate::accept::{self, ModeChoice, Settled};
+use crate::api::{Absence, AcceptMode, DriftPhase, DriftStatus, Fields, PendingGitChange};
+use crate::detect::{LiveView, observed_equal, render_value};
+use kube::ResourceExt;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// The overlay entries of one CloudProvisioned while it is planned.
+pub(super) struct Pending {
+    pub entries: Vec<PendingGitChange>,
+    /// An accept added or replaced an entry: the status holding it must be
+    /// written before the Drift says Accepted, or a crash would lose the value.
+    pub added: bool,
+}
+
+/// Drops the entries the spec has caught up with (`AcceptMerged`) or moved
+/// away from (`AcceptSuperseded`); keeps the rest.
+pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
+    let p = inputs.provisioned;
+    let old = p.status.as_ref().map(|s| s.pending_git_changes.as_slice()).unwrap_or_default();
+    let mut entries = Vec::with_capacity(old.len());
+    for entry in old {
+        let (reason, message) = match accept::settle(entry, &p.spec.desired) {
+            Settled::Pending => {
+                entries.push(entry.clone());
+                continue;
+            }
+            Settled::Merged => (
+                "AcceptMerged",
+                format!(
+                    "{}: the spec now holds the value {} accepted by {}; nothing is pending for it",
+                    entry.field,
+                    render_value(&entry.value),
+                    entry.accepted_by
+                ),
+            ),
+            Settled::Superseded => (
+                "AcceptSuperseded",
+                format!(
+                    "{}: the spec changed it to {} (it was {}); the value {} accepted by {} no longer applies and the field is compared against the spec",
+                    entry.field,
+                    p.spec.desired.get(&entry.field).map(render_value).unwrap_or_else(|| "<removed>".into()),
+                    render_value(&entry.spec_value),
+                    render_value(&entry.value),
+                    entry.accepted_by
+                ),
+            ),
+        };
+        plan.events.push(Event { regarding: Regarding::Provisioned, warning: false, reason, action: "Accept", message });
+    }
+    Pending { entries, added: false }
+}
+
+/// The spec with the pending accepted values laid over it: what is compared.
+pub(super) fn overlay<'a>(spec: &'a Fields, pending: &Pending) -> Cow<'a, Fields> {
+    if pending.entries.is_empty() {
+        return Cow::Borrowed(spec);
+    }
+    let mut desired = spec.clone();
+    for entry in &pending.entries {
+        desired.insert(entry.field.clone(), entry.value.clone());
+    }
+    Cow::Owned(desired)
+}
+
+/// Everything an accept reads besides the Drift itself.
+pub(super) struct AcceptContext<'a, 'i> {
+    pub inputs: &'a Inputs<'i>,
+    pub live: &'a Result<LiveView<'i>, Absence>,
+    pub mode: Result<ModeChoice, String>,
+}
+
+pub(super) fn accept(
+    inputs: &Inputs<'_>,
+    settings: &Settings,
+    live: &Result<LiveView<'_>, Absence>,
+    desired: &mut Cow<'_, Fields>,
+    pending: &mut Pending,
+    tracked: &mut BTreeMap<String, Tracked>,
+    plan: &mut Plan,
+) {
+    let cx = AcceptContext { inputs, live, mode: accept::choose_mode(inputs.provisioned, &settings.accept) };
+    for d in inputs.drifts.iter().filter(|d| d.accept_requested()) {
+        let name = d.name_any();
+        plan.clear_accept.push(name.clone());
+        let Some(t) = tracked.get_mut(&d.spec.field).filter(|t| t.name == name) else {
+            continue;
+        };
+        if t.status.phase == DriftPhase::Accepted {
+            // Also how a restart finishes an accept whose annotation was not yet removed.
+            plan.events.push(Event {
+                regarding: Regarding::Drift(name.clone()),
+                warning: false,
+                reason: "AcceptIgnored",
+                action: "Accept",
+                message: format!("Drift {name} is already Accepted; the annotation was removed"),
+            });
+            continue;
+        }
+        match (refusal(&cx, &d.spec.field, &t.status), &cx.mode) {
+            (Some(message), _) => refuse(t, message, plan),
+            (None, Err(problem)) => refuse(t, format!("accept refused: {problem}; nothing changed"), plan),
+            (None, Ok(choice)) => {
+                let accepted = Accepted { field: &d.spec.field, who: d.accepted_by(), choice };
+                match choice.mode {
+                    AcceptMode::Overlay => hold(inputs, &accepted, t, desired, pending, plan),
+                    _ => adopt(inputs, &accepted, t, desired, plan),
+                }
+            }
+        }
+    }
+}
+
+/// Why an accept of a drift in `status` cannot be carried out, if it cannot.
+fn refusal(cx: &AcceptContext<'_, '_>, field: &str, status: &DriftStatus) -> Option<String> {
+    match status.phase {
+        DriftPhase::Open => {}
+        DriftPhase::Accepted => return None,
+        DriftPhase::Stale | DriftPhase::Reverted => {
+            let at = status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default();
+            return Some(format!(
+                "accept refused: the drift is {} (the field matched again{at}); nothing changed",
+                status.phase
+            ));
+        }
+    }
+    let view = match cx.live {
+        Ok(view) => view,
+        Err(absence) => {
+            return Some(format!(
+                "accept refused: CloudResource {} offers no live value ({}); nothing changed",
+                cx.inputs.provisioned.spec.resource_ref.name,
+                absence.describe()
+            ));
+        }
+    };
+    let now = view.resolve(field);
+    (!observed_equal(&status.actual, now)).then(|| {
+        format!(
+            "accept refused: the live value moved from {} to {} since the drift was recorded; nothing changed, check the drift again and re-annotate",
+            render_value(&status.actual),
+            render_value(&now.to_value())
+        )
+    })
+}
+
+fn refuse(t: &mut Tracked, message: String, plan: &mut Plan) {
+    plan.tally.refused += 1;
+    if t.status.message.as_ref() != Some(&message) {
+        t.status.message = Some(message.clone());
+        t.dirty = true;
+    }
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason: "AcceptRefused",
+        action: "Accept",
+        message,
+    });
+}
+
+/// One accept being carried out.
+struct Accepted<'a> {
+    field: &'a str,
+    who: String,
+    choice: &'a ModeChoice,
+}
+
+/// Spec mode: the live value becomes `spec.desired.<field>`.
+fn adopt(
+    inputs: &Inputs<'_>,
+    a: &Accepted<'_>,
+    t: &mut Tracked,
+    desired: &mut Cow<'_, Fields>,
+    plan: &mut Plan,
+) {
+    let value = t.status.actual.clone();
+    desired.to_mut().insert(a.field.to_owned(), value.clone());
+    plan.adopt.insert(a.field.to_owned(), value.clone());
+    let message = format!(
+        "accepted by {who} in spec mode ({why}): spec.desired.{field} of CloudProvisioned {owner} is now {shown}; commit `{line}` to Git",
+        who = a.who,
+        why = a.choice.why,
+        field = a.field,
+        owner = inputs.provisioned.name_any(),
+        shown = render_value(&value),
+        line = accept::commit_line(a.field, &value),
+    );
+    mark_accepted(inputs, a, t, message, plan);
+}
+
+/// Overlay mode: the spec stays; the value is held in `status.pendingGitChanges`.
+fn hold(
+    inputs: &Inputs<'_>,
+    a: &Accepted<'_>,
+    t: &mut Tracked,
+    desired: &mut Cow<'_, Fields>,
+    pending: &mut Pending,
+    plan: &mut Plan,
+) {
+    let value = t.status.actual.clone();
+    let spec_value = inputs.provisioned.spec.desired.get(a.field).cloned().unwrap_or_default();
+    desired.to_mut().insert(a.field.to_owned(), value.clone());
+    pending.entries.retain(|e| e.field != a.field);
+    pending.entries.push(PendingGitChange {
+        field: a.field.to_owned(),
+        value: value.clone(),
+        drift: t.name.clone(),
+        accepted_by: a.who.clone(),
+        accepted_time: inputs.now.clone(),
+        spec_value,
+    });
+    pending.entries.sort_by(|x, y| x.field.cmp(&y.field));
+    pending.added = true;
+    let message = format!(
+        "accepted by {who} in overlay mode ({why}): spec.desired is unchanged and {field} is compared against {shown} until Git holds it; commit `{line}` to Git",
+        who = a.who,
+        why = a.choice.why,
+        field = a.field,
+        shown = render_value(&value),
+        line = accept::commit_line(a.field, &value),
+    );
+    mark_accepted(inputs, a, t, message, plan);
+}
+
+fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message: String, plan: &mut Plan) {
+    let shown = render_value(&t.status.actual);
+    t.status.phase = DriftPhase::Accepted;
+    t.status.resolved_time = Some(inputs.now.clone());
+    t.status.resolved_by = Some(a.who.clone());
+    t.status.accept_mode = Some(a.choice.mode.as_str().to_owned());
+    t.status.message = Some(message);
+    t.apply_object = true;
+    t.dirty = true;
+    plan.tally.accepted += 1;
+    plan.events.push(Event {
+        regarding: Regarding::Provisioned,
+        warning: false,
+        reason: "DriftAccepted",
+        action: "Accept",
+        message: format!("{} accepted the live {} {shown} ({} mode)", a.who, a.field, a.choice.mode.as_str()),
+    });
+}

@@ -1,0 +1,149 @@
+//! The status step of a plan: the CloudProvisioned's conditions, counts and
+//! pending Git changes, written only when they change.
+
+use super::{
+    CONDITION_GIT_IN_SYNC, CONDITION_IN_SYNC, CONDITION_INVENTORY_FRESH, CONDITION_RESOURCE_FOUND, Event, Freshness,
+    Inputs, Tracked, detect_event, open_fields,
+};
+use crate::accept::commit_line;
+use crate::api::{Absence, CloudProvisioned, CloudProvisionedStatus, PendingGitChange, SpecProblem};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::collections::BTreeMap;
+
+/// What a reconcile could establish, which the status reports.
+pub(super) enum Outcome {
+    Invalid(SpecProblem),
+    Missing(String, Absence),
+    Checked(Freshness),
+}
+
+/// Builds conditions that keep their `lastTransitionTime` while their status holds.
+struct Conditions<'a> {
+    p: &'a CloudProvisioned,
+    old: &'a [Condition],
+    now: &'a Time,
+}
+
+impl Conditions<'_> {
+    fn make(&self, type_: &str, status: &str, reason: &str, message: String) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: self.p.metadata.generation,
+            last_transition_time: self
+                .old
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| self.now.clone()),
+        }
+    }
+
+    fn in_sync(&self, open: &[String]) -> Condition {
+        if open.is_empty() {
+            let message = format!("all {} desired fields match", self.p.spec.desired.len());
+            self.make(CONDITION_IN_SYNC, "True", "InSync", message)
+        } else {
+            self.make(CONDITION_IN_SYNC, "False", "Drifted", format!("{} drifted: {}", open.len(), open.join(", ")))
+        }
+    }
+
+    fn fresh(&self, freshness: Freshness) -> Condition {
+        match freshness {
+            Freshness::Fresh => self.make(
+                CONDITION_INVENTORY_FRESH,
+                "True",
+                "Fresh",
+                "the live state is recent enough to close drifts".into(),
+            ),
+            Freshness::Stale(why) => self.make(
+                CONDITION_INVENTORY_FRESH,
+                "False",
+                "InventoryStale",
+                format!("{why}; open drifts are not closed as Stale until it is fresh again"),
+            ),
+        }
+    }
+
+    /// Whether every accepted value is in Git; if not, the exact lines to commit.
+    fn git_in_sync(&self, pending: &[PendingGitChange]) -> Condition {
+        if pending.is_empty() {
+            let message = "no accepted value waits for a commit to Git".to_owned();
+            return self.make(CONDITION_GIT_IN_SYNC, "True", "NothingPending", message);
+        }
+        let lines: Vec<String> = pending
+            .iter()
+            .map(|e| format!("{} (accepted by {})", commit_line(&e.field, &e.value), e.accepted_by))
+            .collect();
+        let message = format!(
+            "accepted in overlay mode but not in Git; commit to CloudProvisioned {}: {}",
+            self.p.metadata.name.as_deref().unwrap_or_default(),
+            lines.join("; ")
+        );
+        self.make(CONDITION_GIT_IN_SYNC, "False", "AcceptedNotInGit", message)
+    }
+
+    fn missing(&self, name: &str, absence: Absence) -> Vec<Condition> {
+        let reason = match absence {
+            Absence::NotFound => "NotFound",
+            Absence::GoneFromProvider => "GoneFromProvider",
+            Absence::NeverSynced => "NeverSynced",
+        };
+        let message = missing_message(name, absence);
+        vec![
+            self.make(CONDITION_IN_SYNC, "Unknown", "ResourceMissing", format!("cannot compare: {message}")),
+            self.make(CONDITION_RESOURCE_FOUND, "False", reason, message),
+        ]
+    }
+}
+
+fn missing_message(name: &str, absence: Absence) -> String {
+    format!("CloudResource {name}: {}", absence.describe())
+}
+
+pub(super) fn status_for(
+    inputs: &Inputs<'_>,
+    tracked: &BTreeMap<String, Tracked>,
+    pending: &[PendingGitChange],
+    outcome: Outcome,
+    events: &mut Vec<Event>,
+) -> Option<CloudProvisionedStatus> {
+    let p = inputs.provisioned;
+    let old = p.status.clone().unwrap_or_default();
+    let open = open_fields(tracked);
+    let c = Conditions { p, old: &old.conditions, now: inputs.now };
+    let mut conditions = match outcome {
+        Outcome::Invalid(problem) => vec![
+            c.make(CONDITION_IN_SYNC, "Unknown", "InvalidSpec", problem.to_string()),
+            c.make(CONDITION_RESOURCE_FOUND, "Unknown", "InvalidSpec", problem.to_string()),
+        ],
+        Outcome::Missing(name, absence) => {
+            let was_missing = old.conditions.iter().any(|c| c.type_ == CONDITION_RESOURCE_FOUND && c.status == "False");
+            if !was_missing {
+                events.push(detect_event("ResourceMissing", missing_message(&name, absence)));
+            }
+            c.missing(&name, absence)
+        }
+        Outcome::Checked(freshness) => {
+            let found = format!("CloudResource {} found", p.spec.resource_ref.name);
+            vec![c.in_sync(&open), c.make(CONDITION_RESOURCE_FOUND, "True", "Found", found), c.fresh(freshness)]
+        }
+    };
+    conditions.push(c.git_in_sync(pending));
+    let mut status = CloudProvisionedStatus {
+        observed_generation: p.metadata.generation,
+        last_checked_time: old.last_checked_time.clone(),
+        open_drifts: open.len() as i32,
+        drifted_fields: open,
+        pending_git_changes: pending.to_vec(),
+        conditions,
+    };
+    if p.status.as_ref() == Some(&status) {
+        return None;
+    }
+    status.last_checked_time = Some(inputs.now.clone());
+    Some(status)
+}
+
