@@ -1,6 +1,7 @@
 //! The `arcadia-drift` command line: argument parsing and the mapping of each
 //! subcommand's outcome to an exit code.
 
+use crate::api::AcceptMode;
 use crate::check;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -24,6 +25,10 @@ pub enum Command {
     Crds,
     /// Offline one-shot detection over manifests.
     /// Exit 0 in sync, 1 drift (or a missing resource) found, 2 error.
+    ///
+    /// It compares spec.desired with the inventory as written: it has no Drift
+    /// objects, so accept modes and pending Git changes (status.pendingGitChanges)
+    /// play no part.
     Check(CheckArgs),
 }
 
@@ -76,6 +81,20 @@ pub struct RunArgs {
     /// This replica's name in the lease (in a pod: the pod name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// How an accept is recorded on CloudProvisioneds without the
+    /// arcadia.cloud/accept-mode annotation: spec (write spec.desired), overlay
+    /// (hold the value in status.pendingGitChanges until Git has it), or auto
+    /// (overlay when a GitOps tool manages the object).
+    #[arg(long, default_value = "auto", value_parser = parse_accept_mode)]
+    pub accept_mode: AcceptMode,
+    /// Field managers that apply manifests from Git (comma-separated); an
+    /// object one of them manages is accepted in overlay mode under `auto`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "argocd-controller,argocd-application-controller,kustomize-controller,helm-controller"
+    )]
+    pub gitops_managers: Vec<String>,
     /// A DigitalOcean API token (read scopes); when set, `run` also syncs the
     /// DigitalOcean inventory into CloudResource objects.
     #[arg(long = "digitalocean-token", env = "DIGITALOCEAN_TOKEN", hide_env_values = true, hide = true)]
@@ -124,6 +143,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+fn parse_accept_mode(word: &str) -> Result<AcceptMode, String> {
+    AcceptMode::parse(word)
+        .ok_or_else(|| format!("{word:?} is not an accept mode: use one of {}", AcceptMode::WORDS.join(", ")))
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     Table,
@@ -168,6 +192,15 @@ fn run(cli: Cli) -> Result<u8, String> {
                     max_inventory_age: args.max_inventory_age,
                     concurrency: args.concurrency.max(1),
                     identity,
+                    accept: crate::accept::AcceptSettings {
+                        default_mode: args.accept_mode,
+                        gitops_managers: args
+                            .gitops_managers
+                            .iter()
+                            .map(|m| m.trim().to_owned())
+                            .filter(|m| !m.is_empty())
+                            .collect(),
+                    },
                 },
                 digitalocean,
             };

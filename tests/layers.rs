@@ -2,9 +2,10 @@
 //! detection core stays free of Kubernetes, and that no function grows past
 //! what a reader takes in at once.
 //!
-//! `detect` <- `api` <- {`controller`, `inventory`, `check`}; `runtime` below
-//! `controller` and `inventory`, importing nothing; only `run` and `cli` see
-//! everything.
+//! `detect` <- `api` <- {`controller`, `inventory`, `check`}; the pure
+//! capability modules (`accept`) between `api` and `controller`; `runtime`
+//! below `controller` and `inventory`, importing nothing; only `run` and
+//! `cli` see everything.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("api", &["detect"]),
     ("runtime", &[]),
     ("manifests", &["api"]),
-    ("controller", &["api", "detect", "runtime"]),
+    ("accept", &["api", "detect"]),
+    ("controller", &["accept", "api", "detect", "runtime"]),
     ("inventory", &["api", "detect", "runtime"]),
     ("check", &["api", "detect", "manifests"]),
 ];

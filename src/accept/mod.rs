@@ -78,9 +78,8 @@ pub fn gitops_manager(p: &CloudProvisioned, managers: &[String]) -> Option<Strin
         .find(|m| managers.iter().any(|g| g == m))
         .map(|m| format!("managed by the field manager {m}"));
     let by_argo = p.annotations().get(ARGOCD_TRACKING_ID).map(|_| format!("tracked by Argo CD ({ARGOCD_TRACKING_ID})"));
-    let by_flux = FLUX_LABELS
-        .iter()
-        .find_map(|label| p.labels().get(*label).map(|v| format!("applied by Flux ({label}={v})")));
+    let by_flux =
+        FLUX_LABELS.iter().find_map(|label| p.labels().get(*label).map(|v| format!("applied by Flux ({label}={v})")));
     by_manager.or(by_argo).or(by_flux)
 }
 

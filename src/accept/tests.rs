@@ -61,7 +61,10 @@ fn the_annotation_wins_over_the_flag_and_a_typo_is_an_error() {
     assert_eq!(choose_mode(&p, &settings).unwrap().mode, AcceptMode::Overlay);
     p.annotations_mut().insert(ANNOTATION_ACCEPT_MODE.into(), "spec".into());
     let choice = choose_mode(&p, &settings).unwrap();
-    assert_eq!((choice.mode, choice.why.as_str()), (AcceptMode::Spec, "set by the arcadia.cloud/accept-mode annotation"));
+    assert_eq!(
+        (choice.mode, choice.why.as_str()),
+        (AcceptMode::Spec, "set by the arcadia.cloud/accept-mode annotation")
+    );
     p.annotations_mut().insert(ANNOTATION_ACCEPT_MODE.into(), "overlayy".into());
     let error = choose_mode(&p, &settings).unwrap_err();
     assert_eq!(

@@ -5,9 +5,10 @@
 
 use super::index::RefIndex;
 use super::metrics::ControllerMetrics;
-use crate::api::{CloudProvisioned, CloudResource, Drift, FIELD_MANAGER};
+use crate::api::{ARGOCD_TRACKING_ID, CloudProvisioned, CloudResource, Drift, FIELD_MANAGER};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -87,19 +88,29 @@ fn watch_provisioned(
     let stream = watcher(scoped::<CloudProvisioned>(client, namespace), watch_config())
         .backoff(watch_backoff())
         .inspect_err(count_errors("cloudprovisioned", metrics))
-        // Keep only what a reconcile reads: our own spec apply entry (the accept
-        // apply needs it), no annotations (kubectl's last-applied copy can be large).
-        .modify(|p: &mut CloudProvisioned| {
-            p.managed_fields_mut().retain(|m| {
-                m.manager.as_deref() == Some(FIELD_MANAGER) && m.subresource.as_deref().unwrap_or("").is_empty()
-            });
-            p.annotations_mut().clear();
-        })
+        .modify(keep_what_a_reconcile_reads)
         .reflect(writer)
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .touched_objects()
         .boxed();
     (store, stream, index)
+}
+
+/// The cache keeps what a reconcile reads, in little memory: our own spec
+/// apply entry whole (the accept apply needs it), the other managers' names
+/// only (GitOps detection), and no annotations but the project's own and
+/// Argo CD's tracking id (kubectl's last-applied copy can be large).
+fn keep_what_a_reconcile_reads(p: &mut CloudProvisioned) {
+    p.managed_fields_mut().retain_mut(|m| {
+        if m.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
+            return false;
+        }
+        if m.manager.as_deref() != Some(FIELD_MANAGER) {
+            *m = ManagedFieldsEntry { manager: m.manager.take(), operation: m.operation.take(), ..Default::default() };
+        }
+        true
+    });
+    p.annotations_mut().retain(|k, _| k.starts_with("arcadia.cloud/") || k == ARGOCD_TRACKING_ID);
 }
 
 fn watch_drifts(

@@ -41,6 +41,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// This replica's name, as the reporting instance of its Events.
     pub identity: String,
+    /// `--accept-mode` and `--gitops-managers`.
+    pub accept: crate::accept::AcceptSettings,
 }
 
 /// The drift controller, its caches set up but not yet filled.
@@ -77,7 +79,11 @@ impl DriftController {
             caches: caches.clone(),
             written: Default::default(),
             metrics,
-            plan_settings: plan::Settings { max_inventory_age: settings.max_inventory_age, ..Default::default() },
+            plan_settings: plan::Settings {
+                max_inventory_age: settings.max_inventory_age,
+                accept: settings.accept.clone(),
+                ..Default::default()
+            },
             resync_interval: settings.resync_interval,
         });
         let by_resource = caches.by_resource.clone();

@@ -6,8 +6,8 @@
 
 use crate::accept::AcceptSettings;
 use crate::api::{
-    ANNOTATION_ACCEPT_MODE, Absence, AcceptMode, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftEpisode, DriftPhase, DriftStatus,
-    Fields,
+    ANNOTATION_ACCEPT_MODE, Absence, AcceptMode, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift,
+    DriftEpisode, DriftPhase, DriftStatus, Fields,
 };
 use crate::detect::{self, FieldDrift, LiveView, loosely_equal, render_value};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

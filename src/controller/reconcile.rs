@@ -7,8 +7,8 @@ use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
 use crate::api::{
-    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudProvisionedStatus, Drift, FIELD_MANAGER, LABEL_PHASE,
-    LABEL_PROVISIONED,
+    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudProvisionedStatus, Drift, FIELD_MANAGER,
+    LABEL_PHASE, LABEL_PROVISIONED,
 };
 use crate::runtime::jittered;
 use k8s_openapi::api::core::v1::ObjectReference;

@@ -51,7 +51,13 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
                 ),
             ),
         };
-        plan.events.push(Event { regarding: Regarding::Provisioned, warning: false, reason, action: "Accept", message });
+        plan.events.push(Event {
+            regarding: Regarding::Provisioned,
+            warning: false,
+            reason,
+            action: "Accept",
+            message,
+        });
     }
     Pending { entries, added: false }
 }
@@ -172,13 +178,7 @@ struct Accepted<'a> {
 }
 
 /// Spec mode: the live value becomes `spec.desired.<field>`.
-fn adopt(
-    inputs: &Inputs<'_>,
-    a: &Accepted<'_>,
-    t: &mut Tracked,
-    desired: &mut Cow<'_, Fields>,
-    plan: &mut Plan,
-) {
+fn adopt(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, desired: &mut Cow<'_, Fields>, plan: &mut Plan) {
     let value = t.status.actual.clone();
     desired.to_mut().insert(a.field.to_owned(), value.clone());
     plan.adopt.insert(a.field.to_owned(), value.clone());

@@ -146,4 +146,3 @@ pub(super) fn status_for(
     status.last_checked_time = Some(inputs.now.clone());
     Some(status)
 }
-

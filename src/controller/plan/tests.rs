@@ -1,7 +1,7 @@
 use super::*;
 use crate::api::{
-    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec, CloudResourceStatus, DriftSpec,
-    Fields, ProvisionedRef, ResourceRef,
+    ANNOTATION_ACCEPT, ANNOTATION_ACCEPT_MODE, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec,
+    CloudResourceStatus, DriftSpec, Fields, ProvisionedRef, ResourceRef,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -270,4 +270,176 @@ fn an_invalid_spec_gets_a_clear_condition_and_no_drifts() {
     let c = condition(plan.status.as_ref().unwrap(), CONDITION_IN_SYNC).clone();
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("Unknown", "InvalidSpec"));
     assert!(c.message.contains("\"Not_A/Name\" is not a valid CloudResource name"), "{}", c.message);
+}
+
+fn with_mode(mut p: CloudProvisioned, mode: &str) -> CloudProvisioned {
+    p.metadata.annotations.get_or_insert_with(Default::default).insert(ANNOTATION_ACCEPT_MODE.into(), mode.into());
+    p
+}
+
+fn with_desired(p: &CloudProvisioned, desired: Value) -> CloudProvisioned {
+    let mut p = p.clone();
+    p.spec.desired = Fields::try_from(desired).unwrap();
+    p.metadata.generation = p.metadata.generation.map(|g| g + 1);
+    p
+}
+
+/// An Open size_slug drift (expected s-1vcpu-1gb, live s-2vcpu-4gb), annotated for accept.
+fn opened_and_annotated(p: &CloudProvisioned, r: &CloudResource) -> (CloudProvisioned, Vec<Drift>) {
+    let (p, mut drifts) = written(p, &[], &run(p, Some(r), &[], at(1)));
+    annotate(&mut drifts[0], Some("alice"));
+    (p, drifts)
+}
+
+#[test]
+fn an_overlay_accept_leaves_the_spec_and_holds_the_value_until_git_has_it() {
+    let p = with_mode(provisioned(json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3"})), "overlay");
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+
+    let accept = run(&p, Some(&r), &drifts, at(10));
+    assert!(accept.adopt.is_empty(), "the spec is never written in overlay mode");
+    assert!(accept.status_first, "the overlay is stored before the Drift says Accepted");
+    let w = &accept.drift_writes[0];
+    assert_eq!((w.status.phase, w.status.accept_mode.as_deref()), (DriftPhase::Accepted, Some("overlay")));
+    let message = w.status.message.as_deref().unwrap();
+    assert!(message.contains("overlay mode (set by the arcadia.cloud/accept-mode annotation)"), "{message}");
+    assert!(message.contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git"), "{message}");
+    let status = accept.status.as_ref().unwrap();
+    let entry = &status.pending_git_changes[0];
+    assert_eq!(
+        (entry.field.as_str(), &entry.value, &entry.spec_value),
+        ("size_slug", &json!("s-2vcpu-4gb"), &json!("s-1vcpu-1gb"))
+    );
+    assert_eq!((entry.accepted_by.as_str(), entry.drift.as_str()), ("alice", w.name.as_str()));
+    let git = condition(status, CONDITION_GIT_IN_SYNC);
+    assert_eq!((git.status.as_str(), git.reason.as_str()), ("False", "AcceptedNotInGit"));
+    assert!(git.message.contains("spec.desired.size_slug: s-2vcpu-4gb (accepted by alice)"), "{}", git.message);
+
+    // The GitOps tool syncs the unchanged manifest again: nothing reopens, nothing is written.
+    let (p, drifts) = written(&p, &drifts, &accept);
+    let resync = run(&p, Some(&r), &drifts, at(20));
+    assert!(resync.is_empty(), "{resync:?}");
+
+    // Git catches up: the entry merges.
+    let merged =
+        run(&with_desired(&p, json!({"size_slug": "s-2vcpu-4gb", "region": "nyc3"})), Some(&r), &drifts, at(30));
+    assert_eq!(reasons(&merged), ["AcceptMerged"]);
+    let status = merged.status.unwrap();
+    assert!(status.pending_git_changes.is_empty());
+    assert_eq!(condition(&status, CONDITION_GIT_IN_SYNC).status, "True");
+    assert!(merged.drift_writes.is_empty(), "the Drift stays Accepted");
+}
+
+#[test]
+fn git_changing_an_overlaid_field_wins() {
+    let p = with_mode(provisioned(json!({"size_slug": "s-1vcpu-1gb"})), "overlay");
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+    let (p, drifts) = written(&p, &drifts, &run(&p, Some(&r), &drifts, at(10)));
+
+    let superseded = run(&with_desired(&p, json!({"size_slug": "s-4vcpu-8gb"})), Some(&r), &drifts, at(20));
+    assert_eq!(reasons(&superseded), ["AcceptSuperseded", "DriftDetected"]);
+    let status = superseded.status.unwrap();
+    assert!(status.pending_git_changes.is_empty());
+    let w = &superseded.drift_writes[0];
+    assert_eq!((w.status.phase, &w.status.expected), (DriftPhase::Open, &json!("s-4vcpu-8gb")), "compared against Git");
+    assert!(
+        !superseded.events.iter().any(|e| e.reason == "AcceptReverted"),
+        "an overlay is not reverted, it is superseded"
+    );
+}
+
+#[test]
+fn a_live_value_that_moves_after_an_overlay_accept_opens_against_the_accepted_value() {
+    let p = with_mode(provisioned(json!({"size_slug": "s-1vcpu-1gb"})), "overlay");
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+    let (p, drifts) = written(&p, &drifts, &run(&p, Some(&r), &drifts, at(10)));
+
+    let moved = run(&p, Some(&resource("s-8vcpu-16gb", at(15))), &drifts, at(20));
+    let w = &moved.drift_writes[0];
+    assert_eq!((w.status.phase, &w.status.expected), (DriftPhase::Open, &json!("s-2vcpu-4gb")));
+    assert_eq!(w.status.history[0].phase, DriftPhase::Accepted);
+    assert_eq!(moved.status.unwrap().pending_git_changes.len(), 1, "the overlay holds");
+}
+
+#[test]
+fn a_spec_change_to_the_live_value_is_an_accept_made_in_git() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = written(&p, &[], &run(&p, Some(&r), &[], at(1)));
+    let committed = with_desired(&p, json!({"size_slug": "s-2vcpu-4gb"}));
+
+    let first = run(&committed, Some(&r), &drifts, at(10));
+    assert!(first.needs_field_owners, "the manager is named, so the reconciler fetches the owners");
+    let owners = BTreeMap::from([("size_slug".to_string(), "kustomize-controller".to_string())]);
+    let refs: Vec<&Drift> = drifts.iter().collect();
+    let now = at(10);
+    let inputs =
+        Inputs { provisioned: &committed, resource: Some(&r), drifts: &refs, now: &now, field_owners: Some(&owners) };
+    let plan = plan(&inputs, &Settings::default());
+    assert!(!plan.needs_field_owners);
+    let w = &plan.drift_writes[0];
+    assert_eq!((w.status.phase, w.status.resolved_by.as_deref()), (DriftPhase::Accepted, Some("kustomize-controller")));
+    assert_eq!(w.status.message.as_deref(), Some("accepted by a spec change at generation 2"));
+    assert_eq!((plan.tally.accepted, plan.tally.resolved_stale), (1, 0));
+
+    // The live value coming back is still Stale.
+    let back = run(&p, Some(&resource("s-1vcpu-1gb", at(11))), &drifts, at(12));
+    assert_eq!(back.drift_writes[0].status.phase, DriftPhase::Stale);
+    assert!(!back.needs_field_owners);
+}
+
+#[test]
+fn a_spec_mode_accept_taken_back_by_a_sync_is_reported_once_and_not_fought() {
+    let p = with_mode(provisioned(json!({"size_slug": "s-1vcpu-1gb"})), "spec");
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+    let accept = run(&p, Some(&r), &drifts, at(10));
+    assert_eq!(accept.drift_writes[0].status.accept_mode.as_deref(), Some("spec"));
+    let (accepted, drifts) = written(&p, &drifts, &accept);
+
+    // A force-apply from Git puts the old value back.
+    let synced_back = with_desired(&accepted, json!({"size_slug": "s-1vcpu-1gb"}));
+    let plan = run(&synced_back, Some(&r), &drifts, at(20));
+    assert_eq!(reasons(&plan), ["AcceptReverted", "DriftDetected"]);
+    let reverted = &plan.events[0];
+    assert!(reverted.warning);
+    assert!(reverted.message.contains("arcadia.cloud/accept-mode=overlay"), "{}", reverted.message);
+    assert!(plan.adopt.is_empty(), "never fights for the field");
+    let (p, drifts) = written(&synced_back, &drifts, &plan);
+    assert!(run(&p, Some(&r), &drifts, at(30)).is_empty(), "said once");
+}
+
+#[test]
+fn an_unknown_accept_mode_refuses_the_accept_and_changes_nothing() {
+    let p = with_mode(provisioned(json!({"size_slug": "s-1vcpu-1gb"})), "overlayy");
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+    let plan = run(&p, Some(&r), &drifts, at(10));
+    assert!(plan.adopt.is_empty());
+    assert_eq!(reasons(&plan), ["AcceptRefused"]);
+    let w = &plan.drift_writes[0];
+    assert_eq!(w.status.phase, DriftPhase::Open);
+    assert_eq!(
+        w.status.message.as_deref(),
+        Some(
+            "accept refused: arcadia.cloud/accept-mode \"overlayy\" on CloudProvisioned web-1 is not one of spec, overlay, auto; nothing changed"
+        )
+    );
+    assert_eq!(plan.clear_accept.len(), 1, "the annotation is consumed, as for every refusal");
+    assert!(plan.status.is_none_or(|s| s.pending_git_changes.is_empty()));
+}
+
+#[test]
+fn auto_mode_follows_the_gitops_tool() {
+    let mut p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    p.labels_mut().insert("kustomize.toolkit.fluxcd.io/name".into(), "infra".into());
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+    let plan = run(&p, Some(&r), &drifts, at(10));
+    let message = plan.drift_writes[0].status.message.as_deref().unwrap();
+    assert!(message.contains("overlay mode (auto, from --accept-mode: applied by Flux"), "{message}");
+    assert!(plan.adopt.is_empty());
 }
