@@ -138,3 +138,18 @@ fn crds_prints_three_documents() {
     assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 3);
     assert_eq!(text, arcadia_drift::api::crds_yaml().unwrap());
 }
+
+#[test]
+fn a_bad_accept_mode_flag_is_refused_before_anything_starts() {
+    let out = arcadia(&["run", "--accept-mode", "overlayy"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("\"overlayy\" is not an accept mode: use one of spec, overlay, auto"), "{err}");
+}
+
+#[test]
+fn check_says_it_knows_nothing_of_accept_modes() {
+    let out = arcadia(&["check", "--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("accept modes and pending Git changes"), "{help}");
+}
