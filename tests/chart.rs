@@ -151,7 +151,8 @@ async fn everything_rendered_passes_a_server_side_dry_run() {
 
 /// The chart's RBAC for real: the controller authenticates as the chart's
 /// ServiceAccount and does its whole job; anything beyond is denied. Then the
-/// admission policy: an admin accepts, a non-member and a spoofed accepted-by are denied.
+/// admission policies: an admin accepts (and is stamped as the actor without
+/// saying so), a non-member and a spoofed accepted-by are denied.
 #[tokio::test]
 async fn least_privilege_rbac_and_the_accept_policy() {
     let client = common::client().await;
@@ -275,30 +276,31 @@ async fn least_privilege_rbac_and_the_accept_policy() {
             user,
         ]);
     }
-    let annotate = |user: &str, groups: &[&str], by: &str| {
+    let annotate = |user: &str, groups: &[&str], by: Option<&str>| {
         let mut args = vec!["annotate", "drift", name.as_str(), "-n", team.as_str(), "--overwrite", "--as", user];
         for g in groups {
             args.extend(["--as-group", g]);
         }
         let accept = format!("{ANNOTATION_ACCEPT}=true");
-        let accepted_by = format!("arcadia.cloud/accepted-by={by}");
+        let accepted_by = by.map(|by| format!("arcadia.cloud/accepted-by={by}"));
         args.push(&accept);
-        args.push(&accepted_by);
+        args.extend(accepted_by.as_deref());
         let out = common::kubectl(&args);
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (ok, err) = annotate("mallory", &[], "mallory");
+    let (ok, err) = annotate("mallory", &[], Some("mallory"));
     assert!(!ok, "a non-member cannot accept");
     assert!(
         err.contains("only members of the group arcadia:platform-admins may accept a drift; mallory is not one"),
         "{err}"
     );
-    let (ok, err) = annotate("mallory", &["arcadia:platform-admins"], "alice");
+    let (ok, err) = annotate("mallory", &["arcadia:platform-admins"], Some("alice"));
     assert!(!ok, "accepted-by cannot name someone else");
     assert!(err.contains("arcadia.cloud/accepted-by must be your own user name (mallory), not alice"), "{err}");
-    let (ok, err) = annotate("carol", &["arcadia:platform-admins"], "carol");
+    let (ok, err) = annotate("carol", &["arcadia:platform-admins"], Some("carol"));
     assert!(!ok && err.contains("forbidden"), "a viewer cannot patch drifts: {err}");
-    let (ok, err) = annotate("alice", &["arcadia:platform-admins"], "alice");
+    // An admin's accept that does not say who: the mutating policy stamps the real user.
+    let (ok, err) = annotate("alice", &["arcadia:platform-admins"], None);
     assert!(ok, "an admin accepts: {err}");
 
     // The controller, still as its ServiceAccount, completes the accept and removes the annotation.
