@@ -160,7 +160,7 @@ async fn printer_columns_of_provisioned_and_resources() {
     let _client = common::client().await;
     let cprov = common::kubectl_ok(&["get", "cprov", "-A"]);
     let header: Vec<&str> = cprov.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAMESPACE", "NAME", "RESOURCE", "IN-SYNC", "DRIFTS", "GENERATION", "AGE"]);
+    assert_eq!(header, ["NAMESPACE", "NAME", "RESOURCE", "IN-SYNC", "DRIFTS", "PENDING-GIT", "GENERATION", "AGE"]);
     let cres = common::kubectl_ok(&["get", "cres"]);
     let header: Vec<&str> = cres.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "PROVIDER", "TYPE", "ID", "REGION", "STATUS", "SIZE", "SYNCED", "AGE"]);
