@@ -106,7 +106,7 @@ fn spec_writes(controller: &ControllerProcess) -> f64 {
 }
 
 /// One GitOps tool's whole story: drift, overlay accept, the tool syncs the
-/// old manifest again (twice, and across a controller restart) without
+/// old manifest again (twice, and across a failover to a second replica) without
 /// undoing the accept, then Git catches up and the pending change merges.
 async fn an_overlay_accept_survives_syncs(prefix: &str, metadata: &str, flags: &[&str]) {
     let client = common::client().await;
@@ -114,7 +114,7 @@ async fn an_overlay_accept_survives_syncs(prefix: &str, metadata: &str, flags: &
     let resource = droplet(&client, "s-2vcpu-4gb").await;
     let in_git = manifest(&resource, "s-1vcpu-1gb", metadata);
     apply(&ns, &in_git, flags);
-    let mut controller = ControllerProcess::start(&ns, &[]);
+    let mut controller_a = ControllerProcess::start(&ns, &["--identity", "replica-a"]);
     let open = wait_phase(&client, &ns, DriftPhase::Open).await;
     annotate_accept(&client, &ns, &open.name_any()).await;
 
@@ -138,8 +138,13 @@ async fn an_overlay_accept_survives_syncs(prefix: &str, metadata: &str, flags: &
     apply(&ns, &in_git, flags);
     tokio::time::sleep(TWO_RESYNCS).await;
     assert_eq!(phase(&the_drift(&client, &ns).await), Some(DriftPhase::Accepted), "no Open drift reappears");
-    controller.kill();
-    let controller = ControllerProcess::start(&ns, &[]);
+    // A second replica takes over from a killed leader: the overlay lives in the API.
+    let controller = ControllerProcess::start(&ns, &["--identity", "replica-b"]);
+    controller_a.kill();
+    eventually(WAIT, "the second replica leads", || async {
+        (controller.metric("arcadia_drift_leader") == 1.0).then_some(())
+    })
+    .await;
     apply(&ns, &in_git, flags);
     tokio::time::sleep(TWO_RESYNCS).await;
     assert_eq!(phase(&the_drift(&client, &ns).await), Some(DriftPhase::Accepted), "the overlay lives in the API");

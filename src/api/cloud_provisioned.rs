@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
     category = "arcadia",
     namespaced,
     status = "CloudProvisionedStatus",
-    doc = "The desired state of one cloud resource; arcadia-drift reports every divergence as a Drift.",
+    doc = "The desired state of one cloud resource; arcadia-drift reports every divergence as a Drift. The annotation arcadia.cloud/accept-mode (spec, overlay or auto) chooses how an accept is recorded: written into spec.desired, or held in status.pendingGitChanges until Git holds it.",
     printcolumn(name = "Resource", type_ = "string", json_path = ".spec.resourceRef.name"),
     printcolumn(name = "In-Sync", type_ = "string", json_path = ".status.conditions[?(@.type==\"InSync\")].status"),
     printcolumn(name = "Drifts", type_ = "integer", json_path = ".status.openDrifts"),

@@ -19,7 +19,7 @@ use serde_json::Value;
     status = "DriftStatus",
     selectable = ".status.phase",
     selectable = ".spec.field",
-    doc = "A divergence between a CloudProvisioned's desired field and the live CloudResource.",
+    doc = "A divergence between a CloudProvisioned's desired field and the live CloudResource. Annotate arcadia.cloud/accept=true (optionally arcadia.cloud/accepted-by) to adopt the live value.",
     printcolumn(name = "Provisioned", type_ = "string", json_path = ".spec.provisionedRef.name", priority = 1),
     printcolumn(name = "Field", type_ = "string", json_path = ".spec.field"),
     printcolumn(name = "Expected", type_ = "string", json_path = ".status.expected"),
