@@ -23,3 +23,4 @@ pub mod inventory;
 pub mod manifests;
 pub mod run;
 pub mod runtime;
+pub mod writeback;

@@ -3,7 +3,7 @@
 //! what a reader takes in at once.
 //!
 //! `detect` <- `api` <- {`controller`, `inventory`, `check`}; the pure
-//! capability modules (`accept`) between `api` and `controller`; `runtime`
+//! capability modules (`accept`, then `writeback`) between `api` and `controller`; `runtime`
 //! below `controller` and `inventory`, importing nothing; only `run` and
 //! `cli` see everything.
 
@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("runtime", &[]),
     ("manifests", &["api"]),
     ("accept", &["api", "detect"]),
+    ("writeback", &["accept", "api", "detect", "runtime"]),
     ("controller", &["accept", "api", "detect", "runtime"]),
     ("inventory", &["api", "detect", "runtime"]),
     ("check", &["api", "detect", "manifests"]),

@@ -1,0 +1,166 @@
+//! The one-value edit of a manifest in Git: find the YAML document of one
+//! CloudProvisioned and change the value of `spec.desired.<field>`, leaving
+//! every other byte of the file as it was (comments, key order, indentation,
+//! quoting, flow or block style, other documents, line endings).
+//!
+//! The file is read with a YAML parser that reports where each node stands
+//! in the text; only that node's bytes are replaced. The result is parsed
+//! again and compared with the original, document by document: an edit that
+//! would change anything but the one value is refused.
+
+mod tree;
+
+use crate::accept::{needs_quotes, yaml_scalar};
+use serde_json::Value;
+use tree::{Node, NodeKind, parse_documents};
+
+/// Which object and field to change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    /// The object's namespace: a document naming another namespace is not it
+    /// (one naming none is, as `kubectl apply -n` or a Kustomization sets it).
+    pub namespace: &'a str,
+    pub field: &'a str,
+}
+
+/// Why a file was not edited.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EditError {
+    #[error("not valid YAML: {0}")]
+    Yaml(String),
+    #[error("no document of CloudProvisioned {0}")]
+    NotHere(String),
+    #[error("CloudProvisioned {name} is in this file {count} times")]
+    Ambiguous { name: String, count: usize },
+    #[error("spec.desired.{field} is not written in the document of CloudProvisioned {name} ({why})")]
+    NotLiteral { name: String, field: String, why: &'static str },
+    #[error("spec.desired.{field} of CloudProvisioned {name} is {why}; it is left for a person to change")]
+    Unsupported { name: String, field: String, why: &'static str },
+    #[error("the edit would change more than spec.desired.{0}; nothing was changed")]
+    Unsafe(String),
+}
+
+/// The file with `spec.desired.<field>` of `target` set to `value`.
+pub fn edit(text: &str, target: &Target<'_>, value: &Value) -> Result<String, EditError> {
+    let docs = parse_documents(text).map_err(EditError::Yaml)?;
+    let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
+    let doc = match matching.as_slice() {
+        [] => return Err(EditError::NotHere(target.name.to_owned())),
+        [one] => *one,
+        many => return Err(EditError::Ambiguous { name: target.name.to_owned(), count: many.len() }),
+    };
+    let node = locate(doc, target)?;
+    let replacement = render(text, node, value, target)?;
+    let mut edited = String::with_capacity(text.len() + replacement.len());
+    edited.push_str(&text[..node.span.start]);
+    edited.push_str(&replacement);
+    edited.push_str(&text[node.span.end..]);
+    verify(text, &edited, target, value)?;
+    Ok(edited)
+}
+
+fn is_target(doc: &Node, target: &Target<'_>) -> bool {
+    let text_of = |node: Option<&Node>| node.and_then(Node::scalar).map(str::to_owned);
+    let metadata = doc.get("metadata");
+    text_of(doc.get("kind")).as_deref() == Some("CloudProvisioned")
+        && text_of(metadata.and_then(|m| m.get("name"))).as_deref() == Some(target.name)
+        && text_of(metadata.and_then(|m| m.get("namespace"))).is_none_or(|ns| ns == target.namespace)
+}
+
+/// The value node of `spec.desired.<field>`, if it is written here and can be changed in place.
+fn locate<'d>(doc: &'d Node, target: &Target<'_>) -> Result<&'d Node, EditError> {
+    let not_literal = |why| EditError::NotLiteral { name: target.name.into(), field: target.field.into(), why };
+    let unsupported = |why| EditError::Unsupported { name: target.name.into(), field: target.field.into(), why };
+    let desired = doc.get("spec").and_then(|s| s.get("desired")).ok_or_else(|| not_literal("no spec.desired map"))?;
+    if desired.anchored() || matches!(desired.kind, NodeKind::Alias) {
+        return Err(unsupported("inside a map shared through a YAML anchor"));
+    }
+    let node = desired.get(target.field).ok_or_else(|| not_literal("the field is not in spec.desired"))?;
+    match &node.kind {
+        NodeKind::Alias => Err(unsupported("a YAML alias")),
+        _ if node.anchored() => Err(unsupported("a YAML anchor other values refer to")),
+        NodeKind::BlockScalar => Err(unsupported("a block scalar (| or >)")),
+        NodeKind::Map { .. } => Err(unsupported("a map")),
+        _ => Ok(node),
+    }
+}
+
+/// The new text for the node's bytes, in the style the node was written in.
+fn render(text: &str, node: &Node, value: &Value, target: &Target<'_>) -> Result<String, EditError> {
+    let unsupported = |why| EditError::Unsupported { name: target.name.into(), field: target.field.into(), why };
+    match (&node.kind, value) {
+        (NodeKind::Scalar { quote, .. }, Value::String(s)) => Ok(quoted_like(s, *quote)),
+        (NodeKind::Scalar { .. }, Value::Object(_)) => Err(unsupported("to become a map")),
+        (NodeKind::Seq { flow: false, .. }, Value::Array(items)) => block_sequence(text, node, items),
+        (NodeKind::Seq { flow: false, .. }, _) => Err(unsupported("a block list that would become a scalar")),
+        (NodeKind::Seq { flow: true, .. }, Value::Array(items)) => {
+            Ok(format!("[{}]", items.iter().map(yaml_scalar).collect::<Vec<_>>().join(", ")))
+        }
+        (_, other) => Ok(yaml_scalar(other)),
+    }
+}
+
+/// A string in the node's own quoting where that reads back the same, else
+/// double-quoted.
+fn quoted_like(s: &str, quote: Option<char>) -> String {
+    let printable = !s.chars().any(char::is_control);
+    match quote {
+        Some('\'') if printable => format!("'{}'", s.replace('\'', "''")),
+        Some('"') => Value::String(s.to_owned()).to_string(),
+        _ if !needs_quotes(s) => s.to_owned(),
+        _ => Value::String(s.to_owned()).to_string(),
+    }
+}
+
+/// A block list keeps its block form, each item on a line of its own at the
+/// indentation (and line ending) of the list it replaces.
+fn block_sequence(text: &str, node: &Node, items: &[Value]) -> Result<String, EditError> {
+    if items.is_empty() {
+        return Ok("[]".into());
+    }
+    let line_start = text[..node.span.start].rfind('\n').map_or(0, |i| i + 1);
+    let indent = &text[line_start..node.span.start];
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let items: Vec<String> = items.iter().map(|v| format!("- {}", yaml_scalar(v))).collect();
+    Ok(items.join(&format!("{newline}{indent}")))
+}
+
+/// Parses both texts and checks that they differ in exactly the one value.
+fn verify(before: &str, after: &str, target: &Target<'_>, value: &Value) -> Result<(), EditError> {
+    let unsafe_edit = || EditError::Unsafe(target.field.to_owned());
+    let old = read_json(before).map_err(EditError::Yaml)?;
+    let new = read_json(after).map_err(|_| unsafe_edit())?;
+    if old.len() != new.len() {
+        return Err(unsafe_edit());
+    }
+    let mut changed = 0;
+    for (o, n) in old.iter().zip(&new) {
+        if o == n {
+            continue;
+        }
+        let mut expected = o.clone();
+        match expected.pointer_mut(&format!("/spec/desired/{}", pointer_escape(target.field))) {
+            Some(slot) => *slot = value.clone(),
+            None => return Err(unsafe_edit()),
+        }
+        if &expected != n {
+            return Err(unsafe_edit());
+        }
+        changed += 1;
+    }
+    if changed > 1 { Err(unsafe_edit()) } else { Ok(()) }
+}
+
+fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Every document of a file as JSON, as a YAML reader sees it.
+pub fn read_json(text: &str) -> Result<Vec<Value>, String> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string().replace('\n', " "))
+}
+
+#[cfg(test)]
+mod tests;
