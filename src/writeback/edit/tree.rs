@@ -126,18 +126,14 @@ fn sequence(
     start: Range<usize>,
 ) -> Result<Node, String> {
     let flow = style == StructureStyle::Flow;
-    let mut items = Vec::new();
     let mut end = start.end;
     loop {
         match next(events)? {
-            Next::Node(item) => {
-                end = item.span.end;
-                items.push(item);
-            }
+            Next::Node(item) => end = item.span.end,
             Next::End(close) => {
                 // A flow list ends at its bracket, a block one at its last item.
                 let end = if flow { close.end } else { end };
-                return Ok(Node { kind: NodeKind::Seq { flow, items }, anchor, span: start.start..end });
+                return Ok(Node { kind: NodeKind::Seq { flow }, anchor, span: start.start..end });
             }
         }
     }
@@ -156,7 +152,7 @@ fn mapping(events: &mut Events<'_>, style: StructureStyle, anchor: usize, start:
             }
             Next::End(close) => {
                 let end = if flow { close.end } else { end };
-                return Ok(Node { kind: NodeKind::Map { flow, entries }, anchor, span: start.start..end });
+                return Ok(Node { kind: NodeKind::Map { entries }, anchor, span: start.start..end });
             }
         }
     }
