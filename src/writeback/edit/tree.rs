@@ -22,12 +22,11 @@ pub enum NodeKind {
     },
     /// A literal (`|`) or folded (`>`) scalar, whose span misses its header.
     BlockScalar,
+    /// A list; its items are not kept (an edit replaces a list whole).
     Seq {
         flow: bool,
-        items: Vec<Node>,
     },
     Map {
-        flow: bool,
         entries: Vec<(Node, Node)>,
     },
     Alias,
