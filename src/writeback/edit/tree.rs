@@ -65,10 +65,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, String> {
     let mut events: Events<'_> = events.into_iter().peekable();
     let mut docs = Vec::new();
     while let Some((event, _)) = events.next() {
-        if let Event::DocumentStart(..) = event {
-            if let Some(node) = node(&mut events)? {
-                docs.push(node);
-            }
+        if let Event::DocumentStart(..) = event
+            && let Some(node) = node(&mut events)?
+        {
+            docs.push(node);
         }
     }
     Ok(docs)
