@@ -11,6 +11,11 @@ pub fn jittered(base: Duration, key: &str) -> Duration {
     base.mul_f64(1.0 + spread)
 }
 
+/// A number that differs per call, for names of temporary things.
+pub fn unique() -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

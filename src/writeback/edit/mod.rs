@@ -164,3 +164,23 @@ pub fn read_json(text: &str) -> Result<Vec<Value>, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The value `spec.desired.<field>` of `target` has in this file now.
+pub fn current_value(text: &str, target: &Target<'_>) -> Result<Value, EditError> {
+    let docs = parse_documents(text).map_err(EditError::Yaml)?;
+    let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
+    match matching.as_slice() {
+        [] => return Err(EditError::NotHere(target.name.to_owned())),
+        [one] => locate(one, target)?,
+        many => return Err(EditError::Ambiguous { name: target.name.to_owned(), count: many.len() }),
+    };
+    let json = read_json(text).map_err(EditError::Yaml)?;
+    let is_it = |d: &&Value| {
+        d["kind"] == "CloudProvisioned"
+            && d["metadata"]["name"] == target.name
+            && d["metadata"]["namespace"].as_str().is_none_or(|ns| ns == target.namespace)
+    };
+    let doc = json.iter().find(is_it).ok_or_else(|| EditError::NotHere(target.name.to_owned()))?;
+    let pointer = format!("/spec/desired/{}", pointer_escape(target.field));
+    Ok(doc.pointer(&pointer).cloned().unwrap_or(Value::Null))
+}

@@ -174,3 +174,10 @@ proptest! {
         prop_assert_eq!(after_text.lines().count(), text.lines().count());
     }
 }
+
+#[test]
+fn the_current_value_is_read_from_the_target_document() {
+    let text = "kind: ConfigMap\nmetadata: {name: web-1}\n---\n---\nkind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {size_slug: s-1, vcpus: 2}\n";
+    assert_eq!(current_value(text, &TARGET), Ok(json!("s-1")));
+    assert_eq!(current_value(text, &Target { field: "vcpus", ..TARGET }), Ok(json!(2)));
+}

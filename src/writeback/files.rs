@@ -1,0 +1,140 @@
+//! Which file of a checkout to change, decided from the files' texts. Pure.
+
+use super::commit::Change;
+use super::edit::{self, EditError, Target};
+use crate::detect::{loosely_equal, render_value};
+use serde_json::Value;
+
+/// What to do with a checkout for one change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Write `text` to `path`.
+    Edit { path: String, text: String },
+    /// The file already holds the accepted value: nothing to commit.
+    AlreadyInGit { path: String },
+    /// Git's value changed since the accept: nothing is pushed.
+    GitChanged { path: String, now: Value },
+    /// No file can be changed safely; the reason names the files searched.
+    NotWritable(String),
+}
+
+/// Decides over `(path, text)` of every manifest under the searched folder.
+pub fn decide(files: &[(String, String)], change: &Change, searched: &str) -> Decision {
+    let target = Target { name: &change.name, namespace: &change.namespace, field: &change.field };
+    let mut found: Vec<(&str, &str, Result<Value, EditError>)> = Vec::new();
+    let mut unreadable = Vec::new();
+    for (path, text) in files {
+        match edit::current_value(text, &target) {
+            Err(EditError::NotHere(_)) => {}
+            Err(EditError::Yaml(_)) => unreadable.push(path.as_str()),
+            other => found.push((path, text, other)),
+        }
+    }
+    let object = format!("CloudProvisioned {}/{}", change.namespace, change.name);
+    let (path, text, current) = match found.as_slice() {
+        [] => return Decision::NotWritable(not_found(&object, searched, files.len(), &unreadable)),
+        [one] => one,
+        many => {
+            let paths: Vec<&str> = many.iter().map(|(p, _, _)| *p).collect();
+            return Decision::NotWritable(format!(
+                "{object} is in {} files ({}), e.g. a base and a patch: left for a person to change",
+                paths.len(),
+                paths.join(", ")
+            ));
+        }
+    };
+    let path = path.to_string();
+    match current {
+        Err(error) => Decision::NotWritable(format!("{path}: {error}")),
+        Ok(now) if loosely_equal(now, &change.value) => Decision::AlreadyInGit { path },
+        Ok(now) if !loosely_equal(now, &change.spec_value) => Decision::GitChanged { path, now: now.clone() },
+        Ok(_) => match edit::edit(text, &target, &change.value) {
+            Ok(text) => Decision::Edit { path, text },
+            Err(error) => Decision::NotWritable(format!("{path}: {error}")),
+        },
+    }
+}
+
+fn not_found(object: &str, searched: &str, count: usize, unreadable: &[&str]) -> String {
+    let mut message = format!(
+        "{object} is not written in a plain manifest under {searched:?} ({count} YAML file{} searched",
+        if count == 1 { "" } else { "s" }
+    );
+    if !unreadable.is_empty() {
+        let shown: Vec<&str> = unreadable.iter().take(5).copied().collect();
+        message.push_str(&format!("; not plain YAML, e.g. templates: {}", shown.join(", ")));
+    }
+    message.push_str("); it may come from a kustomize patch, a Helm chart or generated files");
+    message
+}
+
+/// How a decision reads in a Drift's message.
+pub fn describe_git_change(path: &str, now: &Value, change: &Change) -> String {
+    format!(
+        "Git's spec.desired.{} in {path} is now {} (it was {} when the value {} was accepted); nothing was pushed",
+        change.field,
+        render_value(now),
+        render_value(&change.spec_value),
+        render_value(&change.value)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change() -> Change {
+        Change {
+            namespace: "team-a".into(),
+            name: "web-1".into(),
+            field: "size_slug".into(),
+            value: json!("s-2"),
+            spec_value: json!("s-1"),
+            drift: "d".into(),
+            accepted_by: "alice".into(),
+            accept_id: "u/t".into(),
+        }
+    }
+
+    const TEMPLATE: &str = "{{- if .Values.enabled }}\nkind: CloudProvisioned\n{{- end }}\n";
+
+    fn doc(size: &str) -> String {
+        format!("kind: CloudProvisioned\nmetadata: {{name: web-1}}\nspec:\n  desired: {{size_slug: {size}}}\n")
+    }
+
+    fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect()
+    }
+
+    #[test]
+    fn the_one_file_holding_the_object_is_edited() {
+        let fs = files(&[("other.yaml", "kind: ConfigMap\n"), ("web.yaml", &doc("s-1")), ("chart.yaml", TEMPLATE)]);
+        assert_eq!(decide(&fs, &change(), "apps"), Decision::Edit { path: "web.yaml".into(), text: doc("s-2") });
+    }
+
+    #[test]
+    fn already_in_git_changed_in_git_or_nowhere() {
+        assert_eq!(
+            decide(&files(&[("web.yaml", &doc("s-2"))]), &change(), "apps"),
+            Decision::AlreadyInGit { path: "web.yaml".into() }
+        );
+        assert_eq!(
+            decide(&files(&[("web.yaml", &doc("s-9"))]), &change(), "apps"),
+            Decision::GitChanged { path: "web.yaml".into(), now: json!("s-9") }
+        );
+        let Decision::NotWritable(why) = decide(&files(&[("t.yaml", TEMPLATE)]), &change(), "apps") else { panic!() };
+        assert!(why.contains("not written in a plain manifest under \"apps\" (1 YAML file searched; not plain YAML, e.g. templates: t.yaml)"), "{why}");
+    }
+
+    #[test]
+    fn a_base_and_a_patch_are_left_alone() {
+        let patch = "kind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {region: ams3}\n";
+        let Decision::NotWritable(why) =
+            decide(&files(&[("base.yaml", &doc("s-1")), ("patch.yaml", patch)]), &change(), ".")
+        else {
+            panic!()
+        };
+        assert!(why.contains("is in 2 files (base.yaml, patch.yaml)"), "{why}");
+    }
+}
