@@ -138,6 +138,9 @@ impl Drop for Checkout<'_> {
     }
 }
 
+/// What git says when the branch moved between our fetch and our push.
+const RACE_MARKERS: [&str; 5] = ["non-fast-forward", "fetch first", "[rejected]", "stale info", "but expected"];
+
 /// How many commits of history are fetched to look for an earlier commit of the same accept.
 const HISTORY_DEPTH: &str = "100";
 
@@ -209,13 +212,7 @@ impl<'a> Checkout<'a> {
         let refspec = format!("HEAD:refs/heads/{target}");
         match self.git(&["push", "--porcelain", &self.remote.url, &refspec], "push").await {
             Ok(_) => Ok(true),
-            Err(GitError::Command { message, .. })
-                if ["non-fast-forward", "fetch first", "[rejected]", "stale info"]
-                    .iter()
-                    .any(|m| message.contains(m)) =>
-            {
-                Ok(false)
-            }
+            Err(GitError::Command { message, .. }) if RACE_MARKERS.iter().any(|m| message.contains(m)) => Ok(false),
             Err(error) => Err(error),
         }
     }
@@ -253,6 +250,11 @@ impl<'a> Checkout<'a> {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let said = format!("{}{}", String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
+        // With prompts off, a refused login reads as a failed prompt; say what it is.
+        if said.contains("could not read Username") || said.contains("could not read Password") {
+            let who = if self.credentials.is_some() { "the credentials were refused" } else { "none were given" };
+            return Err(fail(format!("authentication failed: the server asked for credentials (HTTP 401) and {who}")));
+        }
         Err(fail(self.redact(said.trim())))
     }
 

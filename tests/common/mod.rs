@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod fake_do;
+pub mod git_server;
 
 use arcadia_drift::api;
 use k8s_openapi::api::core::v1::Namespace;

@@ -1,0 +1,191 @@
+//! Git write-back against a real Git server on loopback (`git http-backend`
+//! behind basic auth): one commit with one changed line, idempotence by
+//! trailer, push races, and every failure named without its credentials.
+
+mod common;
+
+use arcadia_drift::writeback::commit::Change;
+use arcadia_drift::writeback::git::{Credentials, GitError, GitSettings, Pushed, Remote, write_back};
+use common::git_server::GitServer;
+use serde_json::json;
+use std::time::Duration;
+
+const MANIFEST: &str = "# Web tier, team A\napiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata:\n  name: web-1\n  namespace: team-a\nspec:\n  resourceRef: {name: digitalocean-droplet-1}\n  desired:\n    size_slug: s-1vcpu-1gb   # sized for launch\n    region: nyc3\n";
+const OTHER: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unrelated}\ndata: {a: b}\n";
+
+fn settings(push_branch: Option<&str>) -> GitSettings {
+    GitSettings {
+        author_name: "arcadia-drift".into(),
+        author_email: "arcadia-drift@localhost".into(),
+        push_branch: push_branch.map(str::to_owned),
+        allow_insecure_http: true,
+        max_attempts: 3,
+        timeout: Duration::from_secs(30),
+    }
+}
+
+fn change() -> Change {
+    Change {
+        namespace: "team-a".into(),
+        name: "web-1".into(),
+        field: "size_slug".into(),
+        value: json!("s-2vcpu-4gb"),
+        spec_value: json!("s-1vcpu-1gb"),
+        drift: "web-1-size-slug-0d3f2a1b".into(),
+        accepted_by: "alice".into(),
+        accept_id: format!("{}/2026-11-30T02:00:00Z", common::unique_suffix()),
+    }
+}
+
+fn server_with_repo() -> (GitServer, Remote, Credentials) {
+    let server = GitServer::start("flux", "s3cret-token");
+    server.create_repo("infra", "main", &[("apps/web.yaml", MANIFEST), ("apps/other.yaml", OTHER)]);
+    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into() };
+    let credentials = Credentials { username: "flux".into(), password: "s3cret-token".into() };
+    (server, remote, credentials)
+}
+
+#[tokio::test]
+async fn one_commit_with_one_changed_line_and_a_trailer_then_never_again() {
+    let (server, remote, credentials) = server_with_repo();
+    let change = change();
+    let pushed = write_back(&settings(None), &remote, Some(&credentials), &change).await.unwrap();
+    let Pushed::Committed { branch, commit, path } = pushed else { panic!("{pushed:?}") };
+    assert_eq!((branch.as_str(), path.as_str()), ("main", "apps/web.yaml"));
+    let log = server.log("infra", "main");
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].0, commit);
+    assert!(log[0].1.starts_with("arcadia-drift: accept size_slug of team-a/web-1: s-1vcpu-1gb -> s-2vcpu-4gb"));
+    assert!(log[0].1.contains(&change.trailer()), "{}", log[0].1);
+    let diff = server.diff("infra", &commit);
+    let changed: Vec<&str> =
+        diff.lines().filter(|l| l.starts_with(['+', '-']) && !l.starts_with("+++") && !l.starts_with("---")).collect();
+    assert_eq!(
+        changed,
+        ["-    size_slug: s-1vcpu-1gb   # sized for launch", "+    size_slug: s-2vcpu-4gb   # sized for launch"]
+    );
+    assert_eq!(server.file("infra", "main", "apps/web.yaml"), MANIFEST.replace("s-1vcpu-1gb ", "s-2vcpu-4gb "));
+
+    // A restart after the push: the trailer is found, nothing new is committed.
+    let again = write_back(&settings(None), &remote, Some(&credentials), &change).await.unwrap();
+    assert_eq!(again, Pushed::AlreadyCommitted { branch: "main".into(), commit });
+    assert_eq!(server.log("infra", "main").len(), 2);
+
+    // A later accept of the same value (another episode) finds Git holding it already.
+    let later = Change { accept_id: "other-episode".into(), ..change };
+    let already = write_back(&settings(None), &remote, Some(&credentials), &later).await.unwrap();
+    assert_eq!(already, Pushed::AlreadyInGit { branch: "main".into(), path: "apps/web.yaml".into() });
+}
+
+#[tokio::test]
+async fn a_push_that_loses_a_race_is_made_again_on_the_new_head() {
+    let (server, remote, credentials) = server_with_repo();
+    let server = std::sync::Arc::new(server);
+    let racer = server.clone();
+    *server.before_push.lock().unwrap() = Some(Box::new(move || {
+        racer.commit_files("infra", "main", &[("apps/other.yaml", &OTHER.replace("a: b", "a: c"))], "someone else");
+    }));
+    let pushed = write_back(&settings(None), &remote, Some(&credentials), &change()).await.unwrap();
+    assert!(matches!(pushed, Pushed::Committed { .. }), "{pushed:?}");
+    assert_eq!(*server.pushes.lock().unwrap(), 2, "rejected once, then pushed");
+    let log = server.log("infra", "main");
+    assert_eq!(log.len(), 3);
+    assert!(log[0].1.starts_with("arcadia-drift: accept") && log[1].1.starts_with("someone else"));
+    assert!(server.file("infra", "main", "apps/other.yaml").contains("a: c"), "the other change is kept");
+}
+
+#[tokio::test]
+async fn a_field_changed_in_git_meanwhile_is_not_pushed() {
+    let (server, remote, credentials) = server_with_repo();
+    let server = std::sync::Arc::new(server);
+    let racer = server.clone();
+    *server.before_push.lock().unwrap() = Some(Box::new(move || {
+        let moved = MANIFEST.replace("s-1vcpu-1gb", "s-8vcpu-16gb");
+        racer.commit_files("infra", "main", &[("apps/web.yaml", &moved)], "resize by hand");
+    }));
+    let error = write_back(&settings(None), &remote, Some(&credentials), &change()).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Git's spec.desired.size_slug in apps/web.yaml is now s-8vcpu-16gb (it was s-1vcpu-1gb when the value s-2vcpu-4gb was accepted); nothing was pushed"
+    );
+    assert!(!error.is_transient());
+    assert!(server.log("infra", "main").iter().all(|(_, m)| !m.contains("arcadia-drift")));
+}
+
+#[tokio::test]
+async fn a_review_branch_leaves_the_branch_alone() {
+    let (server, remote, credentials) = server_with_repo();
+    let pushed =
+        write_back(&settings(Some("arcadia-drift/{namespace}-{name}-{field}")), &remote, Some(&credentials), &change())
+            .await
+            .unwrap();
+    let Pushed::Committed { branch, .. } = pushed else { panic!("{pushed:?}") };
+    assert_eq!(branch, "arcadia-drift/team-a-web-1-size_slug");
+    assert_eq!(server.log("infra", "main").len(), 1, "main is untouched");
+    assert_eq!(server.log("infra", &branch).len(), 2);
+    let mut branches = server.branches("infra");
+    branches.sort();
+    assert_eq!(branches, ["arcadia-drift/team-a-web-1-size_slug", "main"]);
+}
+
+#[tokio::test]
+async fn failures_say_what_failed_and_never_the_password() {
+    let (server, remote, _) = server_with_repo();
+    let wrong = Credentials { username: "flux".into(), password: "wrong-password".into() };
+    let error = write_back(&settings(None), &remote, Some(&wrong), &change()).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.starts_with(&format!("git fetch {}: ", remote.url)), "{text}");
+    assert!(text.contains("401") || text.contains("Authentication failed"), "{text}");
+    assert!(!text.contains("wrong-password"), "{text}");
+    assert!(error.is_transient());
+
+    let good = Credentials { username: "flux".into(), password: "s3cret-token".into() };
+    let missing = Remote { url: server.url("nowhere"), ..remote.clone() };
+    let error = write_back(&settings(None), &missing, Some(&good), &change()).await.unwrap_err();
+    assert!(matches!(error, GitError::Command { action: "fetch", .. }), "{error}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unreachable = Remote { url: format!("http://127.0.0.1:{closed}/infra.git"), ..remote.clone() };
+    let error = write_back(&settings(None), &unreachable, Some(&good), &change()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("Failed to connect") || error.to_string().contains("Connection refused"),
+        "{error}"
+    );
+
+    server.protect("infra", "main");
+    let error = write_back(&settings(None), &remote, Some(&good), &change()).await.unwrap_err();
+    assert!(matches!(error, GitError::Command { action: "push", .. }), "{error}");
+    assert!(error.to_string().contains("protected branch main"), "{error}");
+
+    let strict = GitSettings { allow_insecure_http: false, ..settings(None) };
+    let error = write_back(&strict, &remote, Some(&good), &change()).await.unwrap_err();
+    assert_eq!(
+        error,
+        GitError::Refused(format!(
+            "refusing to send Git credentials over plain http to {}; use https, or --git-allow-insecure-http",
+            remote.url
+        ))
+    );
+}
+
+#[tokio::test]
+async fn a_field_that_is_not_written_literally_changes_nothing_and_names_the_files() {
+    let server = GitServer::start("flux", "pw");
+    let base = MANIFEST.replace("    size_slug: s-1vcpu-1gb   # sized for launch\n", "");
+    server.create_repo(
+        "infra",
+        "main",
+        &[("base/web.yaml", &base), ("chart/templates/x.yaml", "{{- if .Values.on }}\nkind: X\n{{- end }}\n")],
+    );
+    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "/".into() };
+    let credentials = Credentials { username: "flux".into(), password: "pw".into() };
+    let error = write_back(&settings(None), &remote, Some(&credentials), &change()).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "base/web.yaml: spec.desired.size_slug is not written in the document of CloudProvisioned web-1 (the field is not in spec.desired)"
+    );
+    let nothing = Remote { path: "chart".into(), ..remote };
+    let error = write_back(&settings(None), &nothing, Some(&credentials), &change()).await.unwrap_err();
+    assert!(error.to_string().contains("not written in a plain manifest under \"chart\" (1 YAML file searched; not plain YAML, e.g. templates: chart/templates/x.yaml)"), "{error}");
+    assert_eq!(server.log("infra", "main").len(), 1);
+}
