@@ -95,6 +95,30 @@ pub struct RunArgs {
         default_value = "argocd-controller,argocd-application-controller,kustomize-controller,helm-controller"
     )]
     pub gitops_managers: Vec<String>,
+    /// Commit values accepted in overlay mode to the Git repository each
+    /// object came from (arcadia.cloud/git-* annotations, its Flux
+    /// Kustomization, or its Argo CD Application).
+    #[arg(long, default_value_t = false)]
+    pub git_writeback: bool,
+    /// The Secret (NAMESPACE/NAME, Flux GitRepository format: username and
+    /// password) with the push credentials for objects without the
+    /// arcadia.cloud/git-credentials annotation.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_secret_ref)]
+    pub git_credentials_secret: Option<(String, String)>,
+    /// Author and committer of write-back commits.
+    #[arg(long, default_value = "arcadia-drift <arcadia-drift@localhost>")]
+    pub git_author: String,
+    /// Push each write-back to a new branch for review instead of the
+    /// object's branch; a template of {namespace}, {name} and {field}, e.g.
+    /// arcadia-drift/{namespace}-{name}-{field}.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub git_push_branch: Option<String>,
+    /// Allow sending Git credentials over plain http:// (for tests on loopback).
+    #[arg(long, default_value_t = false)]
+    pub git_allow_insecure_http: bool,
+    /// The namespace of Argo CD Applications named in tracking ids without one.
+    #[arg(long, default_value = "argocd")]
+    pub argocd_namespace: String,
     /// A DigitalOcean API token (read scopes); when set, `run` also syncs the
     /// DigitalOcean inventory into CloudResource objects.
     #[arg(long = "digitalocean-token", env = "DIGITALOCEAN_TOKEN", hide_env_values = true, hide = true)]
@@ -143,6 +167,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+fn parse_secret_ref(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok((ns.into(), name.into())),
+        _ => Err(format!("{text:?} is not NAMESPACE/NAME")),
+    }
+}
+
 fn parse_accept_mode(word: &str) -> Result<AcceptMode, String> {
     AcceptMode::parse(word)
         .ok_or_else(|| format!("{word:?} is not an accept mode: use one of {}", AcceptMode::WORDS.join(", ")))
@@ -177,6 +208,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             init_tracing();
             let identity = args.identity.clone().unwrap_or_else(default_identity);
             let digitalocean = digitalocean_config(&args)?;
+            let writeback = writeback_settings(&args)?;
             let args = *args;
             let lease = args.leader_election.then(|| {
                 crate::run::lease_config(args.lease_name, args.lease_namespace, args.lease_duration, identity.clone())
@@ -203,6 +235,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     },
                 },
                 digitalocean,
+                writeback,
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
             runtime.block_on(crate::run::run(config)).map_err(|e| e.to_string())?;
@@ -268,6 +301,26 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
             refresh_after,
             types,
         },
+    }))
+}
+
+fn writeback_settings(args: &RunArgs) -> Result<Option<crate::writeback::WritebackSettings>, String> {
+    if !args.git_writeback {
+        return Ok(None);
+    }
+    let (author_name, author_email) =
+        crate::writeback::commit::parse_author(&args.git_author).map_err(|e| format!("--git-author: {e}"))?;
+    Ok(Some(crate::writeback::WritebackSettings {
+        git: crate::writeback::git::GitSettings {
+            author_name,
+            author_email,
+            push_branch: args.git_push_branch.clone(),
+            allow_insecure_http: args.git_allow_insecure_http,
+            max_attempts: 3,
+            timeout: Duration::from_secs(60),
+        },
+        credentials_secret: args.git_credentials_secret.clone(),
+        argocd_namespace: args.argocd_namespace.clone(),
     }))
 }
 

@@ -17,6 +17,7 @@ use crate::runtime::leader::{self, LeaderError, LeaseConfig};
 use crate::runtime::metrics::ApiWrites;
 use crate::runtime::ratelimit::RateLimitLayer;
 use crate::runtime::{self, Stop};
+use crate::writeback::{self, WritebackSettings, metrics::WritebackMetrics};
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::client::ClientBuilder;
@@ -34,6 +35,8 @@ pub struct RunConfig {
     pub controller: controller::Settings,
     /// The DigitalOcean inventory syncer, when a token is configured.
     pub digitalocean: Option<DigitalOceanConfig>,
+    /// Git write-back of overlay accepts, when enabled.
+    pub writeback: Option<WritebackSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,7 @@ struct Components {
     health: Arc<Health>,
     controller: ControllerMetrics,
     inventory: InventoryMetrics,
+    writeback: WritebackMetrics,
 }
 
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
@@ -68,6 +72,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         health: Arc::new(Health::register(&mut registry)),
         controller: ControllerMetrics::register(&mut registry, writes.clone()),
         inventory: InventoryMetrics::register(&mut registry, writes),
+        writeback: WritebackMetrics::register(&mut registry),
     };
     let health = components.health.clone();
     let addr = runtime::http::serve(config.metrics_addr, registry, health.clone()).await?;
@@ -88,7 +93,14 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 /// What the leader runs: the controller, and the syncer when configured.
 async fn lead(client: Client, config: &RunConfig, components: Components, stop: Stop) -> Result<(), RunError> {
     tracing::info!(identity = %config.controller.identity, "starting the controller");
-    let controller = DriftController::new(client.clone(), config.controller.clone(), components.controller);
+    let mut controller = DriftController::new(client.clone(), config.controller.clone(), components.controller);
+    if let Some(settings) = &config.writeback {
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (handle, worker) = writeback::writeback(client.clone(), settings.clone(), components.writeback, done_tx);
+        tracing::info!(author = %settings.git.author_email, "writing overlay accepts back to Git");
+        tokio::spawn(worker.run(stop.clone().stopped()));
+        controller = controller.with_writeback(handle, done_rx);
+    }
     if let Some(digitalocean) = &config.digitalocean {
         let (resources, mut synced) = controller.inventory_cache();
         let source = DigitalOcean { client: DoClient::new(digitalocean.client.clone())? };

@@ -108,9 +108,27 @@ pub struct DriftStatus {
     /// Human-readable state: what to commit to Git after an accept, or why an accept was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Where an overlay accept was committed to Git (Git write-back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitCommit>,
     /// Earlier episodes of this same field, newest first, bounded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<DriftEpisode>,
+}
+
+/// The commit that carries an accepted value to Git.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GitCommit {
+    /// The repository (no credentials in it).
+    pub url: String,
+    /// The branch pushed to: the object's branch, or a review branch.
+    pub branch: String,
+    pub commit: String,
+    /// The file changed, relative to the repository root (empty when Git already held the value).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    pub pushed_time: Time,
 }
 
 /// A past, resolved episode of a Drift, kept as history when the field drifts again.

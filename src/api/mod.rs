@@ -17,7 +17,7 @@ pub use cloud_provisioned::{
     CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, PendingGitChange, ResourceRef, SpecProblem,
 };
 pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
-pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, ProvisionedRef};
+pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, GitCommit, ProvisionedRef};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -40,6 +40,15 @@ pub const ANNOTATION_ACCEPTED_BY: &str = "arcadia.cloud/accepted-by";
 /// Annotation on a CloudProvisioned choosing how an accept is recorded:
 /// `spec`, `overlay` or `auto` (see [`AcceptMode`]).
 pub const ANNOTATION_ACCEPT_MODE: &str = "arcadia.cloud/accept-mode";
+/// Annotations on a CloudProvisioned naming where its manifest lives in Git
+/// (URL, branch, and a file or a folder to search) and the Secret (in its
+/// namespace, Flux GitRepository format) with the credentials to push there.
+pub const ANNOTATION_GIT_URL: &str = "arcadia.cloud/git-url";
+pub const ANNOTATION_GIT_BRANCH: &str = "arcadia.cloud/git-branch";
+pub const ANNOTATION_GIT_PATH: &str = "arcadia.cloud/git-path";
+pub const ANNOTATION_GIT_CREDENTIALS: &str = "arcadia.cloud/git-credentials";
+/// Flux's label naming the namespace of the Kustomization that applied an object.
+pub const FLUX_KUSTOMIZATION_NAMESPACE: &str = "kustomize.toolkit.fluxcd.io/namespace";
 /// Argo CD's resource tracking annotation: the object is applied by an Argo CD Application.
 pub const ARGOCD_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
 /// Flux's labels on what a Kustomization or a HelmRelease applied.

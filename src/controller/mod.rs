@@ -18,17 +18,19 @@ pub mod summary;
 
 use crate::api::CloudResource;
 use crate::runtime::{Health, Stop};
+use crate::writeback::Writeback;
 use caches::{Caches, Watches};
 use futures::StreamExt;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use metrics::ControllerMetrics;
 use reconcile::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// What the controller is told on the command line.
 #[derive(Clone, Debug)]
@@ -52,12 +54,20 @@ pub struct DriftController {
     metrics: ControllerMetrics,
     caches: Caches,
     watches: Watches,
+    writeback: Option<(Writeback, mpsc::UnboundedReceiver<(String, String)>)>,
 }
 
 impl DriftController {
     pub fn new(client: Client, settings: Settings, metrics: ControllerMetrics) -> Self {
         let (caches, watches) = caches::watch_all(&client, settings.namespace.as_deref(), &metrics);
-        Self { client, settings, metrics, caches, watches }
+        Self { client, settings, metrics, caches, watches, writeback: None }
+    }
+
+    /// Writes overlay accepts back to Git through `writeback`; `done` names
+    /// each CloudProvisioned whose write-back has an outcome to record.
+    pub fn with_writeback(mut self, writeback: Writeback, done: mpsc::UnboundedReceiver<(String, String)>) -> Self {
+        self.writeback = Some((writeback, done));
+        self
     }
 
     /// The CloudResource cache and the flag that says it (and the Drift
@@ -68,7 +78,15 @@ impl DriftController {
 
     /// Reconciles until `stop` is raised; reports readiness once the caches are synced.
     pub async fn run(self, health: Arc<Health>, stop: Stop) {
-        let DriftController { client, settings, metrics, caches, watches } = self;
+        let DriftController { client, settings, metrics, caches, watches, writeback } = self;
+        let (writeback, mut done) = match writeback {
+            Some((handle, done)) => (Some(handle), Some(done)),
+            None => (None, None),
+        };
+        let write_back_done = futures::stream::poll_fn(move |cx| match &mut done {
+            Some(rx) => rx.poll_recv(cx).map(|o| o.map(|(ns, name)| ObjectRef::new(&name).within(&ns))),
+            None => std::task::Poll::Ready(None),
+        });
         report_synced(&caches, health);
         summary::log_when_synced(&caches);
         summary::spawn(&caches, metrics.clone(), settings.resync_interval);
@@ -78,6 +96,7 @@ impl DriftController {
             client,
             caches: caches.clone(),
             written: Default::default(),
+            writeback,
             metrics,
             plan_settings: plan::Settings {
                 max_inventory_age: settings.max_inventory_age,
@@ -92,6 +111,7 @@ impl DriftController {
             .watches_stream(watches.resources, move |r: CloudResource| {
                 by_resource.read().expect("index lock poisoned").get(&r.name_any())
             })
+            .reconcile_on(write_back_done)
             .with_config(controller::Config::default().concurrency(settings.concurrency))
             .graceful_shutdown_on(stop.stopped())
             .run(reconcile::reconcile, reconcile::error_policy, context)

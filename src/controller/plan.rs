@@ -46,6 +46,8 @@ pub struct Inputs<'a> {
     /// Who owns each `spec.desired` key (from full managedFields), when the
     /// reconciler fetched them because a previous plan asked ([`Plan::needs_field_owners`]).
     pub field_owners: Option<&'a BTreeMap<String, String>>,
+    /// Git write-back outcomes of overlay accepts, by Drift name.
+    pub git: &'a BTreeMap<String, crate::writeback::Outcome>,
 }
 
 /// Everything one reconcile must write, in the order it must be written.
@@ -65,6 +67,8 @@ pub struct Plan {
     /// A message named a field's manager without knowing it: plan again with
     /// [`Inputs::field_owners`].
     pub needs_field_owners: bool,
+    /// Drifts whose overlay accept is not in Git yet and has no outcome: write them back.
+    pub write_back: Vec<String>,
 }
 
 impl Plan {
@@ -158,6 +162,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         Err(absence) => Outcome::Missing(p.spec.resource_ref.name.clone(), *absence),
         Ok(_) => Outcome::Checked(freshness),
     };
+    accepts::record_write_back(inputs, &pending, &mut tracked, &mut plan);
     plan.status = status_for(inputs, &tracked, &pending.entries, outcome, &mut plan.events);
     plan.status_first = pending.added;
     plan.tally.drifted_fields = open_fields(&tracked).len();

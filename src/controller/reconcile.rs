@@ -11,6 +11,8 @@ use crate::api::{
     LABEL_PHASE, LABEL_PROVISIONED,
 };
 use crate::runtime::jittered;
+use crate::writeback::commit::Change;
+use crate::writeback::{Job, Outcome, Writeback};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -33,6 +35,8 @@ pub struct Context {
     /// Our own last writes per CloudProvisioned, which its next reconcile waits
     /// to see in the caches (see [`Written`]).
     pub written: Mutex<HashMap<String, Written>>,
+    /// Git write-back of overlay accepts, when enabled.
+    pub writeback: Option<Writeback>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +98,15 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         .collect();
     let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
     let now = api::now();
-    let mut inputs =
-        Inputs { provisioned: &p, resource: resource.as_deref(), drifts: &drift_refs, now: &now, field_owners: None };
+    let git = git_outcomes(&ctx, &p, &drift_refs);
+    let mut inputs = Inputs {
+        provisioned: &p,
+        resource: resource.as_deref(),
+        drifts: &drift_refs,
+        now: &now,
+        field_owners: None,
+        git: &git,
+    };
     let mut plan = plan::plan(&inputs, &ctx.plan_settings);
     // Rare (a spec change met an open or accepted drift): the caches strip
     // managedFields, so read them once for the messages that name a manager.
@@ -106,14 +117,67 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         plan = plan::plan(&inputs, &ctx.plan_settings);
     }
     let tally = plan.tally;
+    let write_back = write_back_jobs(&ctx, &p, &drift_refs, &plan);
     let mut written = Written::default();
     let result = write(&ctx, &p, plan, &mut written).await;
+    if result.is_ok()
+        && let Some(writeback) = &ctx.writeback
+    {
+        write_back.into_iter().for_each(|job| writeback.request(job));
+    }
     if !written.is_empty() {
         ctx.written.lock().expect("written lock poisoned").insert(key, written);
     }
     ctx.metrics.observe_reconcile(started.elapsed(), &tally, result.as_ref().err().map(Error::step));
     result?;
     Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
+}
+
+/// `<drift uid>/<detectedTime>`: one accepted episode, as the commit trailer names it.
+fn accept_id(d: &Drift) -> Option<String> {
+    let detected = d.status.as_ref()?.detected_time.as_ref()?;
+    Some(format!("{}/{}", d.metadata.uid.as_deref()?, detected.0))
+}
+
+/// What the write-back of each pending overlay accept of `p` came to so far, by Drift name.
+fn git_outcomes(ctx: &Context, p: &CloudProvisioned, drifts: &[&Drift]) -> BTreeMap<String, Outcome> {
+    let (Some(writeback), Some(status)) = (&ctx.writeback, &p.status) else { return BTreeMap::new() };
+    status
+        .pending_git_changes
+        .iter()
+        .filter_map(|entry| drifts.iter().find(|d| d.name_any() == entry.drift))
+        .filter_map(|d| Some((d.name_any(), writeback.outcome(&accept_id(d)?)?)))
+        .collect()
+}
+
+/// The write-backs the plan asks for, built while the plan still holds the pending entries.
+fn write_back_jobs(ctx: &Context, p: &CloudProvisioned, drifts: &[&Drift], plan: &Plan) -> Vec<Job> {
+    if ctx.writeback.is_none() || plan.write_back.is_empty() {
+        return Vec::new();
+    }
+    let status = plan.status.as_ref().or(p.status.as_ref());
+    let pending = status.map(|s| s.pending_git_changes.as_slice()).unwrap_or_default();
+    let mut jobs = Vec::new();
+    for name in &plan.write_back {
+        let (Some(entry), Some(d)) =
+            (pending.iter().find(|e| &e.drift == name), drifts.iter().find(|d| &d.name_any() == name))
+        else {
+            continue;
+        };
+        let Some(accept_id) = accept_id(d) else { continue };
+        let change = Change {
+            namespace: p.namespace().unwrap_or_default(),
+            name: p.name_any(),
+            field: entry.field.clone(),
+            value: entry.value.clone(),
+            spec_value: entry.spec_value.clone(),
+            drift: name.clone(),
+            accepted_by: entry.accepted_by.clone(),
+            accept_id,
+        };
+        jobs.push(Job { change, annotations: p.annotations().clone(), labels: p.labels().clone() });
+    }
+    jobs
 }
 
 /// Who owns each `spec.desired` key, from the object as the API server has

@@ -4,8 +4,9 @@
 
 use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
 use crate::accept::{self, ModeChoice, Settled};
-use crate::api::{Absence, AcceptMode, DriftPhase, DriftStatus, Fields, PendingGitChange};
+use crate::api::{Absence, AcceptMode, DriftPhase, DriftStatus, Fields, GitCommit, PendingGitChange};
 use crate::detect::{LiveView, observed_equal, render_value};
+use crate::writeback::Outcome;
 use kube::ResourceExt;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -244,5 +245,73 @@ fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message
         reason: "DriftAccepted",
         action: "Accept",
         message: format!("{} accepted the live {} {shown} ({} mode)", a.who, a.field, a.choice.mode.as_str()),
+    });
+}
+
+/// Records on each overlay-accepted Drift what its Git write-back came to,
+/// and lists those still to be written back.
+pub(super) fn record_write_back(
+    inputs: &Inputs<'_>,
+    pending: &Pending,
+    tracked: &mut BTreeMap<String, Tracked>,
+    plan: &mut Plan,
+) {
+    for entry in &pending.entries {
+        let Some(t) = tracked.get_mut(&entry.field).filter(|t| t.name == entry.drift) else { continue };
+        if t.status.phase != DriftPhase::Accepted || t.status.git.is_some() {
+            continue;
+        }
+        match inputs.git.get(&t.name) {
+            None => plan.write_back.push(t.name.clone()),
+            Some(Outcome::Skipped(_)) => {}
+            Some(Outcome::Pushed(commit)) => committed(entry, commit, t, plan),
+            Some(Outcome::Failed { message, transient }) => {
+                write_back_failed(entry, message, *transient, t, plan);
+                if *transient {
+                    plan.write_back.push(t.name.clone());
+                }
+            }
+        }
+    }
+}
+
+fn committed(entry: &PendingGitChange, commit: &GitCommit, t: &mut Tracked, plan: &mut Plan) {
+    let line = accept::commit_line(&entry.field, &entry.value);
+    let what = if commit.commit.is_empty() {
+        format!("Git already holds `{line}` on {} of {}", commit.branch, commit.url)
+    } else {
+        format!("committed `{line}` to {} of {} as {}", commit.branch, commit.url, commit.commit)
+    };
+    let message = format!("accepted by {} in overlay mode; {what}; the GitOps tool applies it next", entry.accepted_by);
+    t.status.git = Some(commit.clone());
+    t.status.message = Some(message.clone());
+    t.dirty = true;
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: false,
+        reason: "AcceptCommitted",
+        action: "WriteBack",
+        message,
+    });
+}
+
+fn write_back_failed(entry: &PendingGitChange, error: &str, transient: bool, t: &mut Tracked, plan: &mut Plan) {
+    let then = if transient { "retrying with backoff" } else { "commit it by hand" };
+    let message = format!(
+        "accepted by {} in overlay mode and held in status.pendingGitChanges; writing `{}` to Git failed: {error}; {then}",
+        entry.accepted_by,
+        accept::commit_line(&entry.field, &entry.value)
+    );
+    if t.status.message.as_deref() == Some(message.as_str()) {
+        return;
+    }
+    t.status.message = Some(message.clone());
+    t.dirty = true;
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason: "AcceptCommitFailed",
+        action: "WriteBack",
+        message,
     });
 }

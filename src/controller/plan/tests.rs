@@ -75,7 +75,10 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
 
 fn run(p: &CloudProvisioned, r: Option<&CloudResource>, drifts: &[Drift], now: Time) -> Plan {
     let refs: Vec<&Drift> = drifts.iter().collect();
-    plan(&Inputs { provisioned: p, resource: r, drifts: &refs, now: &now, field_owners: None }, &Settings::default())
+    plan(
+        &Inputs { provisioned: p, resource: r, drifts: &refs, now: &now, field_owners: None, git: &BTreeMap::new() },
+        &Settings::default(),
+    )
 }
 
 fn reasons(plan: &Plan) -> Vec<&'static str> {
@@ -376,8 +379,14 @@ fn a_spec_change_to_the_live_value_is_an_accept_made_in_git() {
     let owners = BTreeMap::from([("size_slug".to_string(), "kustomize-controller".to_string())]);
     let refs: Vec<&Drift> = drifts.iter().collect();
     let now = at(10);
-    let inputs =
-        Inputs { provisioned: &committed, resource: Some(&r), drifts: &refs, now: &now, field_owners: Some(&owners) };
+    let inputs = Inputs {
+        provisioned: &committed,
+        resource: Some(&r),
+        drifts: &refs,
+        now: &now,
+        field_owners: Some(&owners),
+        git: &BTreeMap::new(),
+    };
     let plan = plan(&inputs, &Settings::default());
     assert!(!plan.needs_field_owners);
     let w = &plan.drift_writes[0];

@@ -1,0 +1,153 @@
+//! Where an object's manifest lives in Git, in this order: the object's own
+//! `arcadia.cloud/git-*` annotations; the Flux Kustomization that applied it
+//! (and its GitRepository); the Argo CD Application that tracks it. Pure: the
+//! Flux and Argo CD objects are read by the caller and passed in as JSON.
+
+use super::git::Remote;
+use crate::api::{
+    ANNOTATION_GIT_BRANCH, ANNOTATION_GIT_PATH, ANNOTATION_GIT_URL, ARGOCD_TRACKING_ID, FLUX_KUSTOMIZATION_NAMESPACE,
+    FLUX_LABELS,
+};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What the object says about where it comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Origin {
+    /// The object's own annotations.
+    Annotated(Remote),
+    /// Applied by the Flux Kustomization `namespace/name`.
+    Flux { namespace: String, name: String },
+    /// Tracked by the Argo CD Application of this name.
+    Argo { app: String },
+    /// Nothing says: write-back does not happen.
+    Unknown,
+}
+
+/// Reads the origin from the object's namespace, annotations and labels.
+pub fn origin(
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> Result<Origin, String> {
+    if let Some(url) = annotations.get(ANNOTATION_GIT_URL).filter(|u| !u.trim().is_empty()) {
+        let branch = annotations.get(ANNOTATION_GIT_BRANCH).map(|b| b.trim()).filter(|b| !b.is_empty());
+        let path = annotations.get(ANNOTATION_GIT_PATH).map(|p| p.trim()).filter(|p| !p.is_empty());
+        return Ok(Origin::Annotated(Remote {
+            url: url.trim().to_owned(),
+            branch: branch.unwrap_or("main").to_owned(),
+            path: path.unwrap_or(".").to_owned(),
+        }));
+    }
+    if let Some(name) = labels.get(FLUX_LABELS[0]) {
+        let ns = labels.get(FLUX_KUSTOMIZATION_NAMESPACE).cloned().unwrap_or_else(|| namespace.to_owned());
+        return Ok(Origin::Flux { namespace: ns, name: name.clone() });
+    }
+    if let Some(id) = annotations.get(ARGOCD_TRACKING_ID) {
+        // <app>:<group>/<kind>:<namespace>/<name>; <app> is <namespace>_<name> for apps outside argocd's namespace.
+        let app = id.split(':').next().filter(|a| !a.is_empty());
+        let app = app.ok_or_else(|| format!("{ARGOCD_TRACKING_ID} {id:?} names no Application"))?;
+        return Ok(Origin::Argo { app: app.to_owned() });
+    }
+    Ok(Origin::Unknown)
+}
+
+/// The GitRepository a Flux Kustomization reads: `(namespace, name)`.
+pub fn flux_source(kustomization: &Value, namespace: &str) -> Result<(String, String), String> {
+    let source = &kustomization["spec"]["sourceRef"];
+    let kind = source["kind"].as_str().unwrap_or_default();
+    if kind != "GitRepository" {
+        return Err(format!("the Kustomization's source is a {kind:?}, not a GitRepository"));
+    }
+    let name = source["name"].as_str().ok_or("the Kustomization's sourceRef has no name")?;
+    let ns = source["namespace"].as_str().unwrap_or(namespace);
+    Ok((ns.to_owned(), name.to_owned()))
+}
+
+/// The remote of a Flux Kustomization and its GitRepository.
+pub fn from_flux(kustomization: &Value, repository: &Value) -> Result<Remote, String> {
+    let url = repository["spec"]["url"].as_str().ok_or("the GitRepository has no spec.url")?;
+    let reference = &repository["spec"]["ref"];
+    let branch = match (reference["branch"].as_str(), reference["name"].as_str()) {
+        (Some(branch), _) => branch.to_owned(),
+        (None, Some(name)) if name.starts_with("refs/heads/") => name.trim_start_matches("refs/heads/").to_owned(),
+        (None, None) if reference.get("tag").is_none() && reference.get("commit").is_none() => "master".to_owned(),
+        _ => return Err("the GitRepository follows a tag or a commit, not a branch: nothing to push to".to_owned()),
+    };
+    let path = kustomization["spec"]["path"].as_str().unwrap_or("./");
+    Ok(Remote { url: url.to_owned(), branch, path: path.to_owned() })
+}
+
+/// The remote of an Argo CD Application (its single source).
+pub fn from_argo(app: &Value) -> Result<Remote, String> {
+    let source = &app["spec"]["source"];
+    let url = source["repoURL"]
+        .as_str()
+        .ok_or("the Application has no spec.source.repoURL (multi-source Applications are not supported)")?;
+    let revision = source["targetRevision"].as_str().unwrap_or("HEAD");
+    if revision.is_empty() || revision == "HEAD" {
+        return Err("the Application's targetRevision is HEAD: name the branch with the arcadia.cloud/git-branch annotation and arcadia.cloud/git-url".into());
+    }
+    let path = source["path"].as_str().unwrap_or(".");
+    Ok(Remote { url: url.to_owned(), branch: revision.to_owned(), path: path.to_owned() })
+}
+
+/// The Application's name and namespace from the tracking id's app part.
+pub fn argo_app(app: &str, argocd_namespace: &str) -> (String, String) {
+    match app.split_once('_') {
+        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+        None => (argocd_namespace.to_owned(), app.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn annotations_win_then_flux_then_argo() {
+        let a = map(&[(ANNOTATION_GIT_URL, "https://git.example/infra.git"), (ANNOTATION_GIT_PATH, "apps/web.yaml")]);
+        let flux = map(&[(FLUX_LABELS[0], "infra"), (FLUX_KUSTOMIZATION_NAMESPACE, "flux-system")]);
+        assert_eq!(
+            origin("team-a", &a, &flux),
+            Ok(Origin::Annotated(Remote {
+                url: "https://git.example/infra.git".into(),
+                branch: "main".into(),
+                path: "apps/web.yaml".into()
+            }))
+        );
+        assert_eq!(
+            origin("team-a", &map(&[]), &flux),
+            Ok(Origin::Flux { namespace: "flux-system".into(), name: "infra".into() })
+        );
+        let argo = map(&[(ARGOCD_TRACKING_ID, "apps_web:arcadia.cloud/CloudProvisioned:team-a/web-1")]);
+        assert_eq!(origin("team-a", &argo, &map(&[])), Ok(Origin::Argo { app: "apps_web".into() }));
+        assert_eq!(argo_app("apps_web", "argocd"), ("apps".into(), "web".into()));
+        assert_eq!(argo_app("web", "argocd"), ("argocd".into(), "web".into()));
+        assert_eq!(origin("team-a", &map(&[]), &map(&[])), Ok(Origin::Unknown));
+    }
+
+    #[test]
+    fn flux_and_argo_objects_give_url_branch_and_path() {
+        let ks = json!({"spec": {"path": "./apps", "sourceRef": {"kind": "GitRepository", "name": "infra"}}});
+        assert_eq!(flux_source(&ks, "flux-system"), Ok(("flux-system".into(), "infra".into())));
+        let repo = json!({"spec": {"url": "https://git.example/infra.git", "ref": {"branch": "prod"}}});
+        assert_eq!(
+            from_flux(&ks, &repo).unwrap(),
+            Remote { url: "https://git.example/infra.git".into(), branch: "prod".into(), path: "./apps".into() }
+        );
+        let tagged = json!({"spec": {"url": "u", "ref": {"tag": "v1"}}});
+        assert!(from_flux(&ks, &tagged).unwrap_err().contains("tag or a commit"));
+        let oci = json!({"spec": {"sourceRef": {"kind": "OCIRepository", "name": "x"}}});
+        assert!(flux_source(&oci, "ns").is_err());
+        let app = json!({"spec": {"source": {"repoURL": "https://git.example/infra.git", "targetRevision": "main", "path": "apps"}}});
+        assert_eq!(from_argo(&app).unwrap().path, "apps");
+        let head = json!({"spec": {"source": {"repoURL": "u", "targetRevision": "HEAD"}}});
+        assert!(from_argo(&head).unwrap_err().contains("targetRevision is HEAD"));
+    }
+}

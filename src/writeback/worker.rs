@@ -1,0 +1,270 @@
+//! The write-back worker: takes accepted values to commit, finds where each
+//! object's manifest lives and with which credentials, commits and pushes,
+//! and keeps each outcome for the controller to record on the Drift. Runs on
+//! the leader only, one write-back at a time.
+
+use super::commit::Change;
+use super::git::{self, Credentials, GitError, GitSettings, Pushed, Remote};
+use super::metrics::WritebackMetrics;
+use super::source::{self, Origin};
+use crate::api::{ANNOTATION_GIT_CREDENTIALS, GitCommit};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Clone, Debug)]
+pub struct WritebackSettings {
+    pub git: GitSettings,
+    /// `--git-credentials-secret NAMESPACE/NAME`, for objects without the annotation.
+    pub credentials_secret: Option<(String, String)>,
+    /// Where Argo CD Applications live (`--argocd-namespace`).
+    pub argocd_namespace: String,
+}
+
+/// One accepted value to write back, with what the object says of its origin.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub change: Change,
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a write-back came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// In Git: committed now, found committed, or Git held the value already.
+    Pushed(GitCommit),
+    Failed {
+        message: String,
+        transient: bool,
+    },
+    /// Nothing says where the manifest lives: no write-back.
+    Skipped(String),
+}
+
+struct Entry {
+    outcome: Option<Outcome>,
+    attempts: u32,
+    retry_at: Option<Instant>,
+}
+
+/// The handle the controller holds: ask for write-backs, read their outcomes.
+#[derive(Clone)]
+pub struct Writeback {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+/// The worker half; [`Worker::run`] it on the leader.
+pub struct Worker {
+    client: Client,
+    settings: WritebackSettings,
+    metrics: WritebackMetrics,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    jobs: mpsc::UnboundedReceiver<Job>,
+    /// `(namespace, name)` of a CloudProvisioned whose write-back has an outcome.
+    done: mpsc::UnboundedSender<(String, String)>,
+}
+
+pub fn writeback(
+    client: Client,
+    settings: WritebackSettings,
+    metrics: WritebackMetrics,
+    done: mpsc::UnboundedSender<(String, String)>,
+) -> (Writeback, Worker) {
+    let entries: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = Writeback { entries: entries.clone(), jobs: tx };
+    (handle, Worker { client, settings, metrics, entries, jobs: rx, done })
+}
+
+impl Writeback {
+    /// The outcome of the write-back of an accept, once there is one.
+    pub fn outcome(&self, accept_id: &str) -> Option<Outcome> {
+        self.entries.lock().expect("write-back lock poisoned").get(accept_id).and_then(|e| e.outcome.clone())
+    }
+
+    /// Queues a write-back unless it is queued or done already, or waits out a backoff.
+    pub fn request(&self, job: Job) {
+        let mut entries = self.entries.lock().expect("write-back lock poisoned");
+        let entry =
+            entries.entry(job.change.accept_id.clone()).or_insert(Entry { outcome: None, attempts: 0, retry_at: None });
+        let due = match (&entry.outcome, entry.retry_at) {
+            (None, _) => entry.attempts == 0,
+            (Some(Outcome::Failed { transient: true, .. }), Some(at)) => Instant::now() >= at,
+            _ => false,
+        };
+        if due {
+            entry.retry_at = None;
+            entry.attempts += 1;
+            entry.outcome = entry.outcome.take().filter(|_| entry.attempts > 1);
+            let _ = self.jobs.send(job);
+        }
+    }
+}
+
+impl Worker {
+    pub async fn run(mut self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let job = tokio::select! {
+                job = self.jobs.recv() => match job { Some(job) => job, None => return },
+                _ = &mut stop => return,
+            };
+            let outcome = self.write_back(&job).await;
+            self.record(&job, outcome);
+        }
+    }
+
+    async fn write_back(&self, job: &Job) -> Outcome {
+        let change = &job.change;
+        let origin = match source::origin(&change.namespace, &job.annotations, &job.labels) {
+            Ok(origin) => origin,
+            Err(why) => return Outcome::Failed { message: why, transient: false },
+        };
+        let remote = match self.remote(origin).await {
+            Ok(Some(remote)) => remote,
+            Ok(None) => return Outcome::Skipped("nothing says where the manifest lives in Git".into()),
+            Err(error) => return error,
+        };
+        let credentials = match self.credentials(&job.annotations, &change.namespace).await {
+            Ok(credentials) => credentials,
+            Err(error) => return error,
+        };
+        let pushed = git::write_back(&self.settings.git, &remote, credentials.as_ref(), change).await;
+        let result = match &pushed {
+            Ok(Pushed::Committed { .. }) => "committed",
+            Ok(Pushed::AlreadyCommitted { .. }) => "already_committed",
+            Ok(Pushed::AlreadyInGit { .. }) => "already_in_git",
+            Err(GitError::Refused(_) | GitError::NotWritable(_)) => "refused",
+            Err(_) => "failed",
+        };
+        self.metrics.count_push(result);
+        match pushed {
+            Ok(pushed) => Outcome::Pushed(record(&remote, pushed)),
+            Err(error) => Outcome::Failed { transient: error.is_transient(), message: error.to_string() },
+        }
+    }
+
+    /// The remote for an origin; Flux and Argo CD objects are read only when their CRDs exist.
+    async fn remote(&self, origin: Origin) -> Result<Option<Remote>, Outcome> {
+        let failed = |message: String| Outcome::Failed { message, transient: true };
+        let refused = |message: String| Outcome::Failed { message, transient: false };
+        match origin {
+            Origin::Unknown => Ok(None),
+            Origin::Annotated(remote) => Ok(Some(remote)),
+            Origin::Flux { namespace: ks_ns, name } => {
+                let ks = self
+                    .object(("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"), &ks_ns, &name)
+                    .await
+                    .map_err(failed)?;
+                let Some(ks) = ks else { return Ok(None) };
+                let (repo_ns, repo) = source::flux_source(&ks, &ks_ns).map_err(refused)?;
+                let gvk = ("source.toolkit.fluxcd.io", "v1", "GitRepository");
+                let Some(repository) = self.object(gvk, &repo_ns, &repo).await.map_err(failed)? else {
+                    return Ok(None);
+                };
+                source::from_flux(&ks, &repository).map(Some).map_err(refused)
+            }
+            Origin::Argo { app } => {
+                let (app_ns, app) = source::argo_app(&app, &self.settings.argocd_namespace);
+                let gvk = ("argoproj.io", "v1alpha1", "Application");
+                let Some(app) = self.object(gvk, &app_ns, &app).await.map_err(failed)? else { return Ok(None) };
+                source::from_argo(&app).map(Some).map_err(refused)
+            }
+        }
+    }
+
+    /// A namespaced object of another tool as JSON; `None` when it (or its CRD) does not exist.
+    async fn object(
+        &self,
+        (group, version, kind): (&str, &str, &str),
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &resource);
+        match api.get_opt(name).await {
+            Ok(found) => Ok(found.map(|o| serde_json::to_value(o).unwrap_or_default())),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(error) => Err(format!("reading {kind} {ns}/{name}: {error}")),
+        }
+    }
+
+    /// The push credentials: the object's own Secret, else the controller's.
+    async fn credentials(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        namespace: &str,
+    ) -> Result<Option<Credentials>, Outcome> {
+        let named = annotations.get(ANNOTATION_GIT_CREDENTIALS).map(|n| (namespace.to_owned(), n.clone()));
+        let Some((ns, name)) = named.or_else(|| self.settings.credentials_secret.clone()) else { return Ok(None) };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+        let secret = api.get(&name).await.map_err(|error| Outcome::Failed {
+            message: format!("cannot read the Git credentials Secret {ns}/{name}: {error}"),
+            transient: true,
+        })?;
+        let data = secret.data.unwrap_or_default();
+        let field = |key: &str| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned());
+        match (field("username"), field("password")) {
+            (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
+            _ => Err(Outcome::Failed {
+                message: format!(
+                    "the Git credentials Secret {ns}/{name} lacks username and password (HTTPS, Flux GitRepository format)"
+                ),
+                transient: false,
+            }),
+        }
+    }
+
+    fn record(&self, job: &Job, outcome: Outcome) {
+        let change = &job.change;
+        match &outcome {
+            Outcome::Pushed(commit) => {
+                tracing::info!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, commit = %commit.commit, branch = %commit.branch, "accepted value written to Git")
+            }
+            Outcome::Failed { message, .. } => {
+                tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, error = %message, "Git write-back failed; the overlay holds")
+            }
+            Outcome::Skipped(why) => {
+                tracing::debug!(object = %format!("{}/{}", change.namespace, change.name), why, "no Git write-back")
+            }
+        }
+        let retry_in = {
+            let mut entries = self.entries.lock().expect("write-back lock poisoned");
+            let entry =
+                entries.entry(change.accept_id.clone()).or_insert(Entry { outcome: None, attempts: 1, retry_at: None });
+            let retry_in = matches!(outcome, Outcome::Failed { transient: true, .. }).then(|| backoff(entry.attempts));
+            entry.retry_at = retry_in.map(|d| Instant::now() + d);
+            entry.outcome = Some(outcome);
+            retry_in
+        };
+        let object = (change.namespace.clone(), change.name.clone());
+        let _ = self.done.send(object.clone());
+        if let Some(wait) = retry_in {
+            let done = self.done.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let _ = done.send(object);
+            });
+        }
+    }
+}
+
+/// 15s, 30s, 60s, ... up to 10 minutes between attempts.
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(15u64.saturating_mul(1 << attempts.saturating_sub(1).min(6)).min(600))
+}
+
+fn record(remote: &Remote, pushed: Pushed) -> GitCommit {
+    let (branch, commit, path) = match pushed {
+        Pushed::Committed { branch, commit, path } => (branch, commit, path),
+        Pushed::AlreadyCommitted { branch, commit } => (branch, commit, String::new()),
+        Pushed::AlreadyInGit { branch, path } => (branch, String::new(), path),
+    };
+    GitCommit { url: remote.url.clone(), branch, commit, path, pushed_time: crate::api::now() }
+}
