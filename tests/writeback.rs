@@ -1,0 +1,252 @@
+//! Git write-back end to end: a manifest in a real Git server (`git
+//! http-backend` on loopback, basic auth), applied the Flux way, drifts; an
+//! accept becomes one commit with one changed line; Flux applies it and the
+//! pending change merges. Also: a controller killed between push and status
+//! makes no second commit, and bad credentials leave the overlay standing.
+
+mod common;
+
+use arcadia_drift::api::{
+    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudResource, CloudResourceSpec, CloudResourceStatus,
+    Drift, DriftPhase, now,
+};
+use common::controller::ControllerProcess;
+use common::eventually;
+use common::git_server::GitServer;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(45);
+const FLUX: [&str; 6] = ["--server-side", "--force-conflicts", "--field-manager", "kustomize-controller", "-f", "-"];
+
+/// Just enough of Flux's CRDs for the controller to read the objects it follows.
+const FLUX_CRDS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kustomizations.kustomize.toolkit.fluxcd.io}
+spec:
+  group: kustomize.toolkit.fluxcd.io
+  names: {kind: Kustomization, plural: kustomizations, singular: kustomization}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gitrepositories.source.toolkit.fluxcd.io}
+spec:
+  group: source.toolkit.fluxcd.io
+  names: {kind: GitRepository, plural: gitrepositories, singular: gitrepository}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+
+fn manifest(resource: &str, ns: &str) -> String {
+    format!(
+        "# The web tier. Resized by hand in November? Accept it, don't revert it.\napiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata:\n  name: web-1\n  labels:\n    kustomize.toolkit.fluxcd.io/name: infra\n    kustomize.toolkit.fluxcd.io/namespace: {ns}\nspec:\n  resourceRef: {{name: {resource}}}\n  desired:\n    size_slug: s-1vcpu-1gb  # launch size\n    region: nyc3\n"
+    )
+}
+
+fn kubectl_stdin(args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::repo_root().join("scripts/kubectl"))
+        .args(args)
+        .env("KUBECONFIG", common::kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What Flux's kustomize-controller does with the branch's head.
+fn flux_applies(server: &GitServer, ns: &str) {
+    let text = server.file("infra", "main", "apps/web.yaml");
+    let mut args = vec!["-n", ns, "apply"];
+    args.extend(FLUX);
+    kubectl_stdin(&args, &text);
+}
+
+async fn droplet(client: &Client) -> String {
+    let id = common::unique_suffix();
+    let name = format!("digitalocean-droplet-{id}");
+    let api: Api<CloudResource> = Api::all(client.clone());
+    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id };
+    api.create(&PostParams::default(), &CloudResource::new(&name, spec)).await.unwrap();
+    let status = CloudResourceStatus {
+        region: Some("nyc3".into()),
+        size_slug: Some("s-2vcpu-4gb".into()),
+        synced_time: Some(now()),
+        ..Default::default()
+    };
+    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
+    api.patch_status(&name, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body)).await.unwrap();
+    name
+}
+
+struct Setup {
+    client: Client,
+    ns: String,
+    server: std::sync::Arc<GitServer>,
+}
+
+/// A namespace with Flux's objects, a credentials Secret, and web-1 applied from Git.
+async fn setup(prefix: &str, password_in_secret: &str) -> Setup {
+    let client = common::client().await;
+    kubectl_stdin(&["apply", "--server-side", "-f", "-"], FLUX_CRDS);
+    common::kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+        "crd/gitrepositories.source.toolkit.fluxcd.io",
+    ]);
+    let ns = common::namespace(&client, prefix).await;
+    let resource = droplet(&client).await;
+    let server = GitServer::start("flux", "git-s3cret");
+    server.create_repo("infra", "main", &[("apps/web.yaml", &manifest(&resource, &ns)), ("README.md", "infra\n")]);
+    let flux_objects = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: infra}}\nspec: {{url: \"{url}\", ref: {{branch: main}}, interval: 1m}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: infra}}\nspec: {{path: ./apps, sourceRef: {{kind: GitRepository, name: infra}}, interval: 1m, prune: true}}\n",
+        url = server.url("infra")
+    );
+    kubectl_stdin(&["-n", &ns, "apply", "-f", "-"], &flux_objects);
+    common::kubectl_ok(&[
+        "-n",
+        &ns,
+        "create",
+        "secret",
+        "generic",
+        "arcadia-drift-git",
+        "--from-literal=username=flux",
+        &format!("--from-literal=password={password_in_secret}"),
+    ]);
+    flux_applies(&server, &ns);
+    Setup { client, ns, server: std::sync::Arc::new(server) }
+}
+
+fn controller(s: &Setup) -> ControllerProcess {
+    let secret = format!("{}/arcadia-drift-git", s.ns);
+    ControllerProcess::start(
+        &s.ns,
+        &["--git-writeback", "--git-credentials-secret", &secret, "--git-allow-insecure-http"],
+    )
+}
+
+async fn the_drift(s: &Setup) -> Option<Drift> {
+    Api::<Drift>::namespaced(s.client.clone(), &s.ns).list(&ListParams::default()).await.unwrap().items.pop()
+}
+
+async fn accept(s: &Setup) -> Drift {
+    let open = eventually(WAIT, "an Open drift", || async {
+        the_drift(s).await.filter(|d| d.status.as_ref().is_some_and(|st| st.phase == DriftPhase::Open))
+    })
+    .await;
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: "true", ANNOTATION_ACCEPTED_BY: "alice"}}});
+    Api::<Drift>::namespaced(s.client.clone(), &s.ns)
+        .patch(&open.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    open
+}
+
+async fn events(s: &Setup, reason: &str) -> Vec<Event> {
+    let all = Api::<Event>::namespaced(s.client.clone(), &s.ns).list(&ListParams::default()).await.unwrap().items;
+    all.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).collect()
+}
+
+fn our_commits(s: &Setup) -> Vec<(String, String)> {
+    s.server.log("infra", "main").into_iter().filter(|(_, m)| m.contains("Arcadia-Drift-Accept: ")).collect()
+}
+
+async fn pending(s: &Setup) -> usize {
+    let p = Api::<CloudProvisioned>::namespaced(s.client.clone(), &s.ns).get("web-1").await.unwrap();
+    p.status.map(|st| st.pending_git_changes.len()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_accept_becomes_one_commit_that_flux_applies_and_merges() {
+    let s = setup("wb-flux", "git-s3cret").await;
+    let controller = controller(&s);
+    accept(&s).await;
+
+    let committed = eventually(WAIT, "the commit recorded on the Drift", || async {
+        the_drift(&s).await?.status?.git.filter(|g| !g.commit.is_empty())
+    })
+    .await;
+    assert_eq!((committed.url.as_str(), committed.branch.as_str()), (s.server.url("infra").as_str(), "main"));
+    assert_eq!(committed.path, "apps/web.yaml");
+    let ours = our_commits(&s);
+    assert_eq!(ours.len(), 1, "one commit");
+    assert_eq!(ours[0].0, committed.commit);
+    let diff = s.server.diff("infra", &committed.commit);
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---"))
+        .collect();
+    assert_eq!(changed, ["-    size_slug: s-1vcpu-1gb  # launch size", "+    size_slug: s-2vcpu-4gb  # launch size"]);
+    eventually(WAIT, "an AcceptCommitted Event", || async { events(&s, "AcceptCommitted").await.pop() }).await;
+    assert_eq!(pending(&s).await, 1, "pending until Flux applies the commit");
+
+    flux_applies(&s.server, &s.ns);
+    eventually(WAIT, "the pending change merged", || async { (pending(&s).await == 0).then_some(()) }).await;
+    eventually(WAIT, "an AcceptMerged Event", || async { events(&s, "AcceptMerged").await.pop() }).await;
+    let drift = the_drift(&s).await.unwrap().status.unwrap();
+    assert_eq!(drift.phase, DriftPhase::Accepted);
+    assert_eq!(controller.metric("arcadia_drift_git_pushes_total{result=\"committed\"}"), 1.0);
+    assert_eq!(our_commits(&s).len(), 1, "and never a second one");
+}
+
+#[tokio::test]
+async fn a_controller_killed_between_push_and_status_makes_no_second_commit() {
+    let s = setup("wb-kill", "git-s3cret").await;
+    *s.server.push_answer_delay.lock().unwrap() = Duration::from_secs(8);
+    let mut first = controller(&s);
+    accept(&s).await;
+    eventually(WAIT, "the push to arrive", || async { (*s.server.pushes.lock().unwrap() >= 1).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill();
+    assert!(the_drift(&s).await.unwrap().status.unwrap().git.is_none(), "killed before the status write");
+    *s.server.push_answer_delay.lock().unwrap() = Duration::ZERO;
+
+    let _second = controller(&s);
+    let recorded =
+        eventually(WAIT, "the commit recorded after the restart", || async { the_drift(&s).await?.status?.git }).await;
+    let ours = our_commits(&s);
+    assert_eq!(ours.len(), 1, "one commit for one accept: {ours:?}");
+    assert_eq!(recorded.commit, ours[0].0);
+}
+
+#[tokio::test]
+async fn bad_credentials_leave_the_overlay_standing_and_say_why() {
+    let s = setup("wb-badcreds", "not-the-password").await;
+    let _controller = controller(&s);
+    accept(&s).await;
+    let message = eventually(WAIT, "the failure on the Drift", || async {
+        let message = the_drift(&s).await?.status?.message?;
+        message.contains("failed").then_some(message)
+    })
+    .await;
+    assert!(message.contains("writing `spec.desired.size_slug: s-2vcpu-4gb` to Git failed: git fetch"), "{message}");
+    assert!(message.contains("authentication failed") && message.contains("retrying with backoff"), "{message}");
+    assert!(!message.contains("not-the-password") && !message.contains("git-s3cret"));
+    let warning =
+        eventually(WAIT, "an AcceptCommitFailed Event", || async { events(&s, "AcceptCommitFailed").await.pop() })
+            .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert_eq!(the_drift(&s).await.unwrap().status.unwrap().phase, DriftPhase::Accepted, "the accept stands");
+    assert_eq!(pending(&s).await, 1, "the overlay holds");
+    assert!(our_commits(&s).is_empty());
+}
