@@ -9,10 +9,16 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin arcadia-drift \
  && strip target/release/arcadia-drift
 
-# distroless/cc carries glibc and CA certificates, no shell; "nonroot" is uid 65532.
-FROM gcr.io/distroless/cc-debian12:nonroot
+# Git write-back runs the git command line, so the image carries git and CA
+# certificates (Debian's slim image; distroless has no git). Non-root, uid 65532.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/arcadia-drift /usr/local/bin/arcadia-drift
 USER 65532:65532
+# git needs a writable HOME and temp folder; the chart mounts an emptyDir at /tmp.
+ENV HOME=/tmp
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/arcadia-drift"]
 CMD ["run"]

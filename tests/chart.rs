@@ -317,3 +317,79 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     assert!(!log.contains("forbidden") && !log.contains("Forbidden"), "no permission errors:\n{log}");
     assert_eq!(controller.metric("arcadia_drift_reconcile_errors_total"), 0.0, "{log}");
 }
+
+/// With Git write-back on, the controller may read the named credentials
+/// Secrets and the GitOps tools' objects, and nothing more of them.
+#[tokio::test]
+async fn git_writeback_reads_only_the_named_secrets() {
+    let client = common::client().await;
+    let system = common::namespace(&client, "chart-git").await;
+    let release = format!("git{}", &common::unique_suffix()[..6]);
+    let rendered = helm_ok(&[
+        "template",
+        &release,
+        CHART,
+        "--namespace",
+        &system,
+        "--set",
+        "gitWriteback.enabled=true",
+        "--set",
+        "acceptPolicy.enabled=false",
+    ]);
+    assert!(rendered.contains(&format!("--git-credentials-secret={system}/arcadia-drift-git")), "{rendered}");
+    assert!(rendered.contains("mountPath: /tmp"), "git needs a writable /tmp under a read-only root");
+    let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], &rendered, None);
+    assert_ok(&out, "applying the rendered chart");
+    // kubectl auth can-i resolves resource names through discovery: give it the tools' kinds.
+    let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], GITOPS_CRDS, None);
+    assert_ok(&out, "applying minimal Flux and Argo CD CRDs");
+    common::kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/applications.argoproj.io",
+        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+        "crd/gitrepositories.source.toolkit.fluxcd.io",
+    ]);
+    let sa_user = format!("system:serviceaccount:{system}:{release}-arcadia-drift");
+    let can = |verb: &str, resource: &str| {
+        let out = common::kubectl(&["auth", "can-i", verb, resource, "-n", "default", "--as", &sa_user]);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    assert!(can("get", "secrets/arcadia-drift-git"));
+    assert!(!can("get", "secrets/other"));
+    assert!(!can("list", "secrets"));
+    assert!(can("get", "kustomizations.kustomize.toolkit.fluxcd.io"));
+    assert!(can("get", "gitrepositories.source.toolkit.fluxcd.io"));
+    assert!(can("get", "applications.argoproj.io"));
+    assert!(!can("patch", "applications.argoproj.io"));
+}
+
+/// The kinds of Flux and Argo CD that write-back reads, with open schemas.
+const GITOPS_CRDS: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: applications.argoproj.io}
+spec:
+  group: argoproj.io
+  names: {kind: Application, plural: applications, singular: application}
+  scope: Namespaced
+  versions: [{name: v1alpha1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kustomizations.kustomize.toolkit.fluxcd.io}
+spec:
+  group: kustomize.toolkit.fluxcd.io
+  names: {kind: Kustomization, plural: kustomizations, singular: kustomization}
+  scope: Namespaced
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gitrepositories.source.toolkit.fluxcd.io}
+spec:
+  group: source.toolkit.fluxcd.io
+  names: {kind: GitRepository, plural: gitrepositories, singular: gitrepository}
+  scope: Namespaced
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+";
