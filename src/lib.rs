@@ -8,6 +8,8 @@
 //! - [`runtime`]: process plumbing (HTTP endpoints, health, leader election,
 //!   shutdown, metrics registry, rate limits, jitter); it imports no other module.
 //! - [`manifests`]: reading CloudProvisioned / CloudResource manifests from YAML.
+//! - [`accept`]: accept modes (spec, overlay, auto) and pending Git changes, pure;
+//!   [`writeback`]: Git write-back of overlay accepts (built on `accept`).
 //! - [`controller`]: the reconcile loop; [`inventory`]: syncers that mirror a cloud
 //!   into CloudResources. Neither imports the other.
 //! - [`check`]: offline one-shot detection over manifests (`arcadia-drift check`).

@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("manifests", &["api"]),
     ("accept", &["api", "detect"]),
     ("writeback", &["accept", "api", "detect", "runtime"]),
-    ("controller", &["accept", "api", "detect", "runtime"]),
+    ("controller", &["accept", "api", "detect", "runtime", "writeback"]),
     ("inventory", &["api", "detect", "runtime"]),
     ("check", &["api", "detect", "manifests"]),
 ];
