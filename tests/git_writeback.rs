@@ -41,7 +41,7 @@ fn server_with_repo() -> (GitServer, Remote, Credentials) {
     let server = GitServer::start("flux", "s3cret-token");
     server.create_repo("infra", "main", &[("apps/web.yaml", MANIFEST), ("apps/other.yaml", OTHER)]);
     let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into() };
-    let credentials = Credentials { username: "flux".into(), password: "s3cret-token".into() };
+    let credentials = Credentials::Basic { username: "flux".into(), password: "s3cret-token".into() };
     (server, remote, credentials)
 }
 
@@ -131,7 +131,7 @@ async fn a_review_branch_leaves_the_branch_alone() {
 #[tokio::test]
 async fn failures_say_what_failed_and_never_the_password() {
     let (server, remote, _) = server_with_repo();
-    let wrong = Credentials { username: "flux".into(), password: "wrong-password".into() };
+    let wrong = Credentials::Basic { username: "flux".into(), password: "wrong-password".into() };
     let error = write_back(&settings(None), &remote, Some(&wrong), &change()).await.unwrap_err();
     let text = error.to_string();
     assert!(text.starts_with(&format!("git fetch {}: ", remote.url)), "{text}");
@@ -139,7 +139,7 @@ async fn failures_say_what_failed_and_never_the_password() {
     assert!(!text.contains("wrong-password"), "{text}");
     assert!(error.is_transient());
 
-    let good = Credentials { username: "flux".into(), password: "s3cret-token".into() };
+    let good = Credentials::Basic { username: "flux".into(), password: "s3cret-token".into() };
     let missing = Remote { url: server.url("nowhere"), ..remote.clone() };
     let error = write_back(&settings(None), &missing, Some(&good), &change()).await.unwrap_err();
     assert!(matches!(error, GitError::Command { action: "fetch", .. }), "{error}");
@@ -178,7 +178,7 @@ async fn a_field_that_is_not_written_literally_changes_nothing_and_names_the_fil
         &[("base/web.yaml", &base), ("chart/templates/x.yaml", "{{- if .Values.on }}\nkind: X\n{{- end }}\n")],
     );
     let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "/".into() };
-    let credentials = Credentials { username: "flux".into(), password: "pw".into() };
+    let credentials = Credentials::Basic { username: "flux".into(), password: "pw".into() };
     let error = write_back(&settings(None), &remote, Some(&credentials), &change()).await.unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -188,4 +188,30 @@ async fn a_field_that_is_not_written_literally_changes_nothing_and_names_the_fil
     let error = write_back(&settings(None), &nothing, Some(&credentials), &change()).await.unwrap_err();
     assert!(error.to_string().contains("not written in a plain manifest under \"chart\" (1 YAML file searched; not plain YAML, e.g. templates: chart/templates/x.yaml)"), "{error}");
     assert_eq!(server.log("infra", "main").len(), 1);
+}
+
+#[tokio::test]
+async fn over_ssh_with_a_key_and_pinned_host_keys() {
+    let (server, _, _) = server_with_repo();
+    let ssh = common::git_server::SshServer::start(&server);
+    let remote = Remote { url: ssh.url("infra"), branch: "main".into(), path: "apps/web.yaml".into() };
+    let key = Credentials::Ssh { identity: ssh.identity.clone(), known_hosts: ssh.known_hosts.clone() };
+    let pushed = write_back(&settings(None), &remote, Some(&key), &change()).await.unwrap();
+    assert!(matches!(pushed, Pushed::Committed { .. }), "{pushed:?}");
+    assert_eq!(server.log("infra", "main").len(), 2);
+
+    // A host key that is not the server's is refused, never trusted on first use.
+    let other = ssh.known_hosts.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        + " AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let wrong = Credentials::Ssh { identity: ssh.identity.clone(), known_hosts: other };
+    let error = write_back(&settings(None), &remote, Some(&wrong), &Change { accept_id: "x".into(), ..change() })
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("Host key verification failed"), "{error}");
+    assert!(!error.to_string().contains("PRIVATE KEY"));
+
+    // An SSH remote with HTTPS credentials is refused before anything runs.
+    let basic = Credentials::Basic { username: "flux".into(), password: "s3cret-token".into() };
+    let error = write_back(&settings(None), &remote, Some(&basic), &change()).await.unwrap_err();
+    assert!(matches!(error, GitError::Refused(_)), "{error}");
 }

@@ -7,7 +7,7 @@
 //! `http.extraHeader` set through `GIT_CONFIG_*`), never on a command line,
 //! in a URL, in a log or in an error.
 
-use super::commit::{Change, check_remote};
+use super::commit::{Auth, Change, check_remote};
 use super::files::{self, Decision};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,16 +23,40 @@ pub struct Remote {
     pub path: String,
 }
 
-/// HTTPS basic credentials (a Flux GitRepository Secret's `username` and `password`).
+/// Push credentials, as a Flux GitRepository Secret holds them.
 #[derive(Clone, PartialEq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
+pub enum Credentials {
+    /// HTTPS basic: `username` and `password` (or a token).
+    Basic { username: String, password: String },
+    /// SSH: the private key `identity` and the server's `known_hosts` lines.
+    Ssh { identity: String, known_hosts: String },
+}
+
+impl Credentials {
+    fn auth(&self) -> Auth {
+        match self {
+            Credentials::Basic { .. } => Auth::Basic,
+            Credentials::Ssh { .. } => Auth::Ssh,
+        }
+    }
+
+    /// What must never be shown.
+    fn secret(&self) -> &str {
+        match self {
+            Credentials::Basic { password, .. } => password,
+            Credentials::Ssh { identity, .. } => identity,
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials {{ username: {:?}, password: <redacted> }}", self.username)
+        match self {
+            Credentials::Basic { username, .. } => {
+                write!(f, "Basic {{ username: {username:?}, password: <redacted> }}")
+            }
+            Credentials::Ssh { .. } => write!(f, "Ssh {{ identity: <redacted>, known_hosts: .. }}"),
+        }
     }
 }
 
@@ -89,7 +113,8 @@ pub async fn write_back(
     credentials: Option<&Credentials>,
     change: &Change,
 ) -> Result<Pushed, GitError> {
-    check_remote(&remote.url, credentials.is_some(), settings.allow_insecure_http).map_err(GitError::Refused)?;
+    let auth = credentials.map_or(Auth::None, Credentials::auth);
+    check_remote(&remote.url, auth, settings.allow_insecure_http).map_err(GitError::Refused)?;
     let target = match &settings.push_branch {
         Some(template) => change.review_branch(template),
         None => remote.branch.clone(),
@@ -135,6 +160,7 @@ struct Checkout<'a> {
 impl Drop for Checkout<'_> {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(self.ssh_dir());
     }
 }
 
@@ -154,8 +180,38 @@ impl<'a> Checkout<'a> {
         let dir = std::env::temp_dir().join(format!("arcadia-writeback-{unique}"));
         std::fs::create_dir_all(&dir).map_err(|e| local_error("create a work folder", &dir, e))?;
         let repo = Checkout { dir, settings, remote, credentials };
+        if let Some(Credentials::Ssh { identity, known_hosts }) = credentials {
+            repo.write_ssh_files(identity, known_hosts)?;
+        }
         repo.git(&["init", "-q"], "init").await?;
         Ok(repo)
+    }
+
+    /// The key and known hosts, beside (never inside) the checkout, readable by us only.
+    fn ssh_dir(&self) -> PathBuf {
+        self.dir.with_extension("ssh")
+    }
+
+    fn write_ssh_files(&self, identity: &str, known_hosts: &str) -> Result<(), GitError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = self.ssh_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| local_error("create", &dir, e))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| local_error("secure", &dir, e))?;
+        for (name, text) in [("identity", identity), ("known_hosts", known_hosts)] {
+            let path = dir.join(name);
+            let mut text = text.trim_end().to_owned();
+            text.push('\n');
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| local_error("write", &path, e))?;
+            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| local_error("write", &path, e))?;
+        }
+        Ok(())
     }
 
     /// Fetches the branch (and the push target, when it differs); returns the
@@ -234,12 +290,27 @@ impl<'a> Checkout<'a> {
             .env("GIT_COMMITTER_EMAIL", &self.settings.author_email)
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        if let Some(c) = self.credentials {
-            let basic = base64_encode(format!("{}:{}", c.username, c.password).as_bytes());
-            command
-                .env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+        match self.credentials {
+            Some(Credentials::Basic { username, password }) => {
+                let basic = base64_encode(format!("{username}:{password}").as_bytes());
+                command
+                    .env("GIT_CONFIG_COUNT", "1")
+                    .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                    .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+            }
+            // Host keys are checked against the Secret's known_hosts only, never trusted on first use.
+            Some(Credentials::Ssh { .. }) => {
+                let dir = self.ssh_dir();
+                command.env(
+                    "GIT_SSH_COMMAND",
+                    format!(
+                        "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes",
+                        dir.join("identity").display(),
+                        dir.join("known_hosts").display()
+                    ),
+                );
+            }
+            None => {}
         }
         let fail = |message: String| GitError::Command { action, url: self.remote.url.clone(), message };
         let output = tokio::time::timeout(self.settings.timeout, command.output())
@@ -261,8 +332,8 @@ impl<'a> Checkout<'a> {
     /// Git's words with any credential taken out, one line.
     fn redact(&self, text: &str) -> String {
         let mut text = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
-        if let Some(c) = self.credentials.filter(|c| !c.password.is_empty()) {
-            text = text.replace(&c.password, "<redacted>");
+        if let Some(secret) = self.credentials.map(Credentials::secret).filter(|s| !s.is_empty()) {
+            text = text.replace(secret, "<redacted>");
         }
         text
     }
@@ -322,7 +393,10 @@ mod tests {
 
     #[test]
     fn credentials_never_print() {
-        let c = Credentials { username: "git".into(), password: "hunter2".into() };
+        let c = Credentials::Basic { username: "git".into(), password: "hunter2".into() };
         assert!(!format!("{c:?}").contains("hunter2"));
+        let key =
+            Credentials::Ssh { identity: "-----BEGIN OPENSSH PRIVATE KEY-----".into(), known_hosts: String::new() };
+        assert!(!format!("{key:?}").contains("PRIVATE"));
     }
 }

@@ -210,11 +210,18 @@ impl Worker {
         })?;
         let data = secret.data.unwrap_or_default();
         let field = |key: &str| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned());
-        match (field("username"), field("password")) {
-            (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
+        match (field("username"), field("password"), field("identity"), field("known_hosts")) {
+            (_, _, Some(identity), Some(known_hosts)) => Ok(Some(Credentials::Ssh { identity, known_hosts })),
+            (_, _, Some(_), None) => Err(Outcome::Failed {
+                message: format!(
+                    "the Git credentials Secret {ns}/{name} has an identity but no known_hosts: host keys are never trusted blindly"
+                ),
+                transient: false,
+            }),
+            (Some(username), Some(password), None, _) => Ok(Some(Credentials::Basic { username, password })),
             _ => Err(Outcome::Failed {
                 message: format!(
-                    "the Git credentials Secret {ns}/{name} lacks username and password (HTTPS, Flux GitRepository format)"
+                    "the Git credentials Secret {ns}/{name} has neither username and password (HTTPS) nor identity and known_hosts (SSH)"
                 ),
                 transient: false,
             }),

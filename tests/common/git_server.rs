@@ -324,3 +324,70 @@ fn base64(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// An OpenSSH server on loopback in front of the same repositories, for
+/// pushes over SSH with a key and pinned host keys. Stopped when dropped.
+pub struct SshServer {
+    child: std::process::Child,
+    pub port: u16,
+    root: PathBuf,
+    /// The client's private key (what a Secret's `identity` holds).
+    pub identity: String,
+    /// The server's host key line (what a Secret's `known_hosts` holds).
+    pub known_hosts: String,
+}
+
+impl SshServer {
+    /// Starts `sshd` (it must be installed: `.ci/run` installs openssh-server).
+    pub fn start(git: &GitServer) -> Self {
+        let dir = git.root.join("ssh");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for key in ["host", "client"] {
+            let path = dir.join(key);
+            let out =
+                Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&path).output().unwrap();
+            assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host\nAuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile {dir}/sshd.pid\nLogLevel ERROR\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| Path::new(p).exists());
+        let sshd =
+            sshd.expect("sshd is not installed (apt-get install openssh-server); the SSH write-back test needs it");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start sshd");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "sshd did not listen on 127.0.0.1:{port} within 10s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let host_key = std::fs::read_to_string(dir.join("host.pub")).unwrap();
+        let mut parts = host_key.split_whitespace();
+        let known_hosts = format!("[127.0.0.1]:{port} {} {}\n", parts.next().unwrap(), parts.next().unwrap());
+        let identity = std::fs::read_to_string(dir.join("client")).unwrap();
+        SshServer { child, port, root: git.root.clone(), identity, known_hosts }
+    }
+
+    /// The repository's SSH URL (as the user running the tests, who owns the files).
+    pub fn url(&self, repo: &str) -> String {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        format!("ssh://{user}@127.0.0.1:{}{}/{repo}.git", self.port, self.root.display())
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
