@@ -250,3 +250,52 @@ async fn bad_credentials_leave_the_overlay_standing_and_say_why() {
     assert_eq!(pending(&s).await, 1, "the overlay holds");
     assert!(our_commits(&s).is_empty());
 }
+
+#[tokio::test]
+async fn annotations_name_the_repository_and_a_review_branch_takes_the_commit() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "wb-annotated").await;
+    let resource = droplet(&client).await;
+    let server = GitServer::start("team", "team-token");
+    let in_git = manifest(&resource, &ns).replace(
+        "    kustomize.toolkit.fluxcd.io/name: infra\n    kustomize.toolkit.fluxcd.io/namespace: ",
+        "    team: ",
+    );
+    server.create_repo("team-infra", "prod", &[("clusters/a/web.yaml", &in_git)]);
+    let annotations = format!(
+        "  annotations:\n    arcadia.cloud/accept-mode: overlay\n    arcadia.cloud/git-url: {}\n    arcadia.cloud/git-branch: prod\n    arcadia.cloud/git-path: clusters/a\n    arcadia.cloud/git-credentials: team-git\n",
+        server.url("team-infra")
+    );
+    let applied = in_git.replace("spec:\n", &format!("{annotations}spec:\n"));
+    common::kubectl_ok(&[
+        "-n",
+        &ns,
+        "create",
+        "secret",
+        "generic",
+        "team-git",
+        "--from-literal=username=team",
+        "--from-literal=password=team-token",
+    ]);
+    kubectl_stdin(&["-n", &ns, "apply", "--server-side", "-f", "-"], &applied);
+    let s = Setup { client, ns, server: std::sync::Arc::new(server) };
+    let _controller = ControllerProcess::start(
+        &s.ns,
+        &[
+            "--git-writeback",
+            "--git-allow-insecure-http",
+            "--git-push-branch",
+            "arcadia-drift/{namespace}-{name}-{field}",
+        ],
+    );
+    accept(&s).await;
+    let git = eventually(WAIT, "the commit on the review branch", || async { the_drift(&s).await?.status?.git }).await;
+    assert_eq!(git.branch, format!("arcadia-drift/{}-web-1-size_slug", s.ns));
+    assert_eq!(git.path, "clusters/a/web.yaml");
+    assert_eq!(s.server.log("team-infra", "prod").len(), 1, "the branch itself is untouched");
+    assert!(
+        s.server
+            .file("team-infra", &git.branch, "clusters/a/web.yaml")
+            .contains("size_slug: s-2vcpu-4gb  # launch size")
+    );
+}
