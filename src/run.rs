@@ -5,7 +5,9 @@
 //! CloudResource objects: the syncer plans against the controller's
 //! CloudResource cache, handed over here.
 
-use crate::api::{CloudProvisioned, CloudResource, Drift, FIELD_MANAGER};
+use crate::api::{
+    self, ANNOTATION_SCHEMA_VERSION, CloudProvisioned, CloudResource, Drift, FIELD_MANAGER, SCHEMA_VERSION,
+};
 use crate::controller::caches::scoped;
 use crate::controller::metrics::ControllerMetrics;
 use crate::controller::{self, DriftController};
@@ -18,6 +20,7 @@ use crate::runtime::metrics::ApiWrites;
 use crate::runtime::ratelimit::RateLimitLayer;
 use crate::runtime::{self, Stop};
 use crate::writeback::{self, WritebackSettings, metrics::WritebackMetrics};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::client::ClientBuilder;
@@ -47,6 +50,12 @@ pub enum RunError {
     Unreachable { url: String, source: kube::Error },
     #[error("the {kind} CRD is not installed (apply the output of `arcadia-drift crds`): {source}")]
     MissingCrd { kind: &'static str, source: kube::Error },
+    #[error(
+        "the CRD {name} is older than this controller (schema version {found}, this controller needs {needed}): its schema would drop fields the controller writes. Apply the new CRDs first: `arcadia-drift crds | kubectl apply --server-side -f -`, or `helm upgrade` with crds.install=true"
+    )]
+    OldCrd { name: String, found: String, needed: u32 },
+    #[error("cannot read the CRD {name} to check its schema version (the controller needs `get` on it): {source}")]
+    CrdUnreadable { name: String, source: kube::Error },
     #[error(transparent)]
     Serve(#[from] runtime::http::BindError),
     #[error(transparent)]
@@ -130,13 +139,37 @@ async fn connect(config: &RunConfig) -> Result<Client, RunError> {
 }
 
 /// Fails fast, with a clear message, on what would otherwise make the watches
-/// retry forever in silence: missing CRDs.
+/// retry forever in silence (missing CRDs), or lose data (CRDs whose older
+/// schemas would prune the fields this controller writes).
 async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
+    check_crd_versions(client).await?;
     let one = ListParams::default().limit(1);
     let missing = |kind| move |source| RunError::MissingCrd { kind, source };
     Api::<CloudResource>::all(client.clone()).list_metadata(&one).await.map_err(missing("CloudResource"))?;
     scoped::<CloudProvisioned>(client, namespace).list_metadata(&one).await.map_err(missing("CloudProvisioned"))?;
     scoped::<Drift>(client, namespace).list_metadata(&one).await.map_err(missing("Drift"))?;
+    Ok(())
+}
+
+/// Every CRD must carry a schema version at least this build's. A newer one
+/// is fine: a rolled-back controller keeps working.
+async fn check_crd_versions(client: &Client) -> Result<(), RunError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for ours in api::crds() {
+        let name = ours.metadata.name.unwrap_or_default();
+        let installed = match api.get(&name).await {
+            Ok(crd) => crd,
+            // Not installed: the listing below names the kind.
+            Err(kube::Error::Api(status)) if status.code == 404 => continue,
+            Err(source) => return Err(RunError::CrdUnreadable { name, source }),
+        };
+        let found = installed.metadata.annotations.unwrap_or_default().get(ANNOTATION_SCHEMA_VERSION).cloned();
+        let version = found.as_deref().and_then(|v| v.parse::<u32>().ok());
+        if version.is_none_or(|v| v < SCHEMA_VERSION) {
+            let found = found.unwrap_or_else(|| "1, unmarked".into());
+            return Err(RunError::OldCrd { name, found, needed: SCHEMA_VERSION });
+        }
+    }
     Ok(())
 }
 

@@ -62,11 +62,31 @@ fn assert_ok(out: &Output, what: &str) -> String {
 #[test]
 fn chart_crds_equal_the_generated_crds() {
     let root = common::repo_root();
-    let chart = std::fs::read_to_string(root.join(CHART).join("crds/arcadia.cloud.yaml")).unwrap();
+    let chart = std::fs::read_to_string(root.join(CHART).join("files/crds.yaml")).unwrap();
     assert!(
         chart == arcadia_drift::api::crds_yaml().unwrap(),
-        "charts/arcadia-drift/crds differs from the code; copy crds/arcadia.cloud.yaml there"
+        "charts/arcadia-drift/files/crds.yaml differs from the code; copy crds/arcadia.cloud.yaml there"
     );
+    // Rendered as templates (so helm upgrade applies them), kept on uninstall, or not at all.
+    let rendered = helm_ok(&["template", "t", CHART, "--show-only", "templates/crds.yaml"]);
+    let docs = arcadia_drift::writeback::edit::read_json(&rendered).unwrap();
+    let docs: Vec<_> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    assert_eq!(docs.len(), 3);
+    for (doc, crd) in docs.iter().zip(arcadia_drift::api::crds()) {
+        assert_eq!(doc["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+        assert_eq!(
+            doc["metadata"]["annotations"]["arcadia.cloud/schema-version"],
+            arcadia_drift::api::SCHEMA_VERSION.to_string()
+        );
+        assert_eq!(
+            doc["spec"],
+            serde_json::to_value(&crd.spec).unwrap(),
+            "{} is rendered unchanged",
+            crd.metadata.name.unwrap()
+        );
+    }
+    let none = helm(&["template", "t", CHART, "--set", "crds.install=false", "--show-only", "templates/crds.yaml"]);
+    assert!(!none.status.success() || String::from_utf8_lossy(&none.stdout).trim().is_empty());
 }
 
 #[test]

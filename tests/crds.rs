@@ -1,5 +1,5 @@
 //! The CRD YAML committed under crds/ is exactly what the code generates.
-//! Regenerate with: cargo run -- crds > crds/arcadia.cloud.yaml (and copy it to charts/arcadia-drift/crds/)
+//! Regenerate with: cargo run -- crds > crds/arcadia.cloud.yaml (and copy it to charts/arcadia-drift/files/crds.yaml)
 
 #[test]
 fn committed_crds_match_the_code() {
@@ -10,6 +10,20 @@ fn committed_crds_match_the_code() {
         generated == committed,
         "crds/arcadia.cloud.yaml differs from the Rust types; regenerate it with\n  cargo run -- crds > crds/arcadia.cloud.yaml"
     );
+}
+
+#[test]
+fn a_schema_change_comes_with_a_new_schema_version() {
+    use arcadia_drift::api::{SCHEMA_FINGERPRINT, SCHEMA_VERSION, schema_fingerprint};
+    let now = schema_fingerprint();
+    assert_eq!(
+        now, SCHEMA_FINGERPRINT,
+        "the CRD schemas changed: bump api::SCHEMA_VERSION (now {SCHEMA_VERSION}) and set api::SCHEMA_FINGERPRINT to {now:?}"
+    );
+    for crd in arcadia_drift::api::crds() {
+        let marked = crd.metadata.annotations.unwrap_or_default().get("arcadia.cloud/schema-version").cloned();
+        assert_eq!(marked, Some(SCHEMA_VERSION.to_string()));
+    }
 }
 
 #[test]

@@ -93,9 +93,35 @@ impl AcceptMode {
 /// Field manager for every write the project makes (server-side apply and patches).
 pub const FIELD_MANAGER: &str = "arcadia-drift";
 
-/// All CRDs of the API, in the order `arcadia-drift crds` prints them.
+/// Annotation on each CRD: the version of the schemas it carries. The
+/// controller refuses to run against CRDs older than its own (their schemas
+/// would prune the fields it writes); newer ones are fine.
+pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
+/// The version of the CRD schemas this build generates. Bump it with every
+/// change of a schema; `tests/crds.rs` fails until [`SCHEMA_FINGERPRINT`] is
+/// updated along with it. Version 1 was never marked.
+pub const SCHEMA_VERSION: u32 = 2;
+/// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
+pub const SCHEMA_FINGERPRINT: &str = "1b434a3a";
+
+/// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
+/// marked with [`SCHEMA_VERSION`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![CloudResource::crd(), CloudProvisioned::crd(), Drift::crd()]
+    let mut crds = vec![CloudResource::crd(), CloudProvisioned::crd(), Drift::crd()];
+    for crd in &mut crds {
+        crd.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(ANNOTATION_SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string());
+    }
+    crds
+}
+
+/// The fingerprint of the CRD specs as this build generates them.
+pub fn schema_fingerprint() -> String {
+    let specs: Vec<_> = crds().into_iter().map(|c| c.spec).collect();
+    let json = serde_json::to_string(&specs).expect("CRD specs serialize");
+    format!("{:08x}", fnv1a(&json))
 }
 
 /// The CRDs as multi-document YAML, exactly what is committed under `crds/`.
