@@ -120,6 +120,7 @@ fn controller_exit(cp: &ControlPlane) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the controller kept running against older CRDs");
 }
 
