@@ -187,7 +187,8 @@ async fn helm_upgrade_brings_new_crds_to_an_old_install_and_keeps_everything() {
         .ok("kubectl", &["get", "cprov", "web-1", "-n", "team", "-o", "jsonpath={.status.pendingGitChanges[0].field}"]);
     assert_eq!(after, "size_slug", "a new field persists");
 
-    // Now the controller runs.
+    // Now the controller runs; a CRD newer than the controller (a rollback) is fine too.
+    cp.ok("kubectl", &["annotate", "crd", "drifts.arcadia.cloud", "arcadia.cloud/schema-version=99", "--overwrite"]);
     let controller = ControllerProcess::start_with_env("team", &[], &[("KUBECONFIG", cp.kubeconfig.to_str().unwrap())]);
     common::eventually(Duration::from_secs(30), "the controller ready", || async {
         (controller.get("/readyz").as_deref() == Some("ok: leading")).then_some(())
