@@ -14,11 +14,13 @@ mod live;
 #[cfg(test)]
 mod properties;
 mod render;
+pub mod rules;
 
 pub use equality::{loosely_equal, observed_equal};
 pub use fields::Fields;
 pub use live::{LiveView, Observed};
 pub use render::render_value;
+pub use rules::{Compared, FieldRules, IgnoreRule, MatchMode, compare_field};
 
 use serde_json::Value;
 
