@@ -23,6 +23,7 @@ pub mod controller;
 pub mod detect;
 pub mod inventory;
 pub mod manifests;
+pub mod policy;
 pub mod run;
 pub mod runtime;
 pub mod writeback;

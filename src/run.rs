@@ -6,7 +6,7 @@
 //! CloudResource cache, handed over here.
 
 use crate::api::{
-    self, ANNOTATION_SCHEMA_VERSION, CloudProvisioned, CloudResource, Drift, FIELD_MANAGER, SCHEMA_VERSION,
+    self, ANNOTATION_SCHEMA_VERSION, CloudProvisioned, CloudResource, Drift, DriftPolicy, FIELD_MANAGER, SCHEMA_VERSION,
 };
 use crate::controller::caches::scoped;
 use crate::controller::metrics::ControllerMetrics;
@@ -148,6 +148,7 @@ async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), RunEr
     Api::<CloudResource>::all(client.clone()).list_metadata(&one).await.map_err(missing("CloudResource"))?;
     scoped::<CloudProvisioned>(client, namespace).list_metadata(&one).await.map_err(missing("CloudProvisioned"))?;
     scoped::<Drift>(client, namespace).list_metadata(&one).await.map_err(missing("Drift"))?;
+    Api::<DriftPolicy>::all(client.clone()).list_metadata(&one).await.map_err(missing("DriftPolicy"))?;
     Ok(())
 }
 

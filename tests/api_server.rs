@@ -64,6 +64,7 @@ async fn cloud_provisioned_round_trips_any_json_in_desired() {
         CloudProvisionedSpec {
             resource_ref: ResourceRef { name: "digitalocean-droplet-1".into() },
             desired: want.clone(),
+            ..Default::default()
         },
     );
     let created = api.create(&PostParams::default(), &p).await.expect("create CloudProvisioned");
@@ -78,7 +79,11 @@ async fn malformed_cloud_provisioned_is_rejected_with_a_readable_message() {
     let api: Api<CloudProvisioned> = Api::namespaced(client, &ns);
     let empty = CloudProvisioned::new(
         "empty",
-        CloudProvisionedSpec { resource_ref: ResourceRef { name: String::new() }, desired: Default::default() },
+        CloudProvisionedSpec {
+            resource_ref: ResourceRef { name: String::new() },
+            desired: Default::default(),
+            ..Default::default()
+        },
     );
     let err = api.create(&PostParams::default(), &empty).await.expect_err("empty spec must be rejected");
     let message = assert_invalid(err, "resourceRef.name must name a CloudResource");

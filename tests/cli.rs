@@ -131,11 +131,11 @@ fn usage_errors_exit_two() {
 }
 
 #[test]
-fn crds_prints_three_documents() {
+fn crds_prints_one_document_per_kind() {
     let out = arcadia(&["crds"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 3);
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 4);
     assert_eq!(text, arcadia_drift::api::crds_yaml().unwrap());
 }
 

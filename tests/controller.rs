@@ -60,6 +60,7 @@ async fn provisioned(client: &Client, ns: &str, name: &str, resource: &str, desi
     let spec = CloudProvisionedSpec {
         resource_ref: ResourceRef { name: resource.into() },
         desired: Fields::try_from(desired).expect("desired is an object"),
+        ..Default::default()
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &CloudProvisioned::new(name, spec))

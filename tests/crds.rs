@@ -42,6 +42,7 @@ fn crd_names_follow_the_contract() {
             (s("Cluster"), s("CloudResource"), s("cloudresources"), s("cloudresource"), vec![s("cres")]),
             (s("Namespaced"), s("CloudProvisioned"), s("cloudprovisioneds"), s("cloudprovisioned"), vec![s("cprov")]),
             (s("Namespaced"), s("Drift"), s("drifts"), s("drift"), vec![s("dft")]),
+            (s("Cluster"), s("DriftPolicy"), s("driftpolicies"), s("driftpolicy"), vec![s("dpol")]),
         ]
     );
 }

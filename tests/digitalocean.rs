@@ -299,6 +299,7 @@ async fn a_resized_droplet_becomes_a_drift_and_a_deleted_one_goes_missing() {
     let spec = CloudProvisionedSpec {
         resource_ref: ResourceRef { name: resource.clone() },
         desired: Fields::try_from(json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3", "tags": ["web"]})).unwrap(),
+        ..Default::default()
     };
     Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &CloudProvisioned::new("web-1", spec))

@@ -3,7 +3,7 @@
 //! what a reader takes in at once.
 //!
 //! `detect` <- `api` <- {`controller`, `inventory`, `check`}; the pure
-//! capability modules (`accept`, then `writeback`) between `api` and `controller`; `runtime`
+//! capability modules (`accept`, `writeback`, `policy`) between `api` and `controller`; `runtime`
 //! below `controller` and `inventory`, importing nothing; only `run` and
 //! `cli` see everything.
 
@@ -18,9 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("manifests", &["api"]),
     ("accept", &["api", "detect"]),
     ("writeback", &["accept", "api", "detect", "runtime"]),
-    ("controller", &["accept", "api", "detect", "runtime", "writeback"]),
+    ("policy", &["api", "detect"]),
+    ("controller", &["accept", "api", "detect", "policy", "runtime", "writeback"]),
     ("inventory", &["api", "detect", "runtime"]),
-    ("check", &["api", "detect", "manifests"]),
+    ("check", &["api", "detect", "manifests", "policy"]),
 ];
 /// The wiring, which may import anything.
 const WIRING: &[&str] = &["run", "cli", "lib", "main"];

@@ -112,8 +112,11 @@ async fn setup(client: &Client, run_id: &str, ns: &str, floor_ns: &str, n: usize
             set_live(client, &name, &live(i, "s-2vcpu-4gb")).await;
             let mut uid = String::new();
             for target in [ns, floor_ns] {
-                let spec =
-                    CloudProvisionedSpec { resource_ref: ResourceRef { name: name.clone() }, desired: desired(i) };
+                let spec = CloudProvisionedSpec {
+                    resource_ref: ResourceRef { name: name.clone() },
+                    desired: desired(i),
+                    ..Default::default()
+                };
                 let created = Api::<CloudProvisioned>::namespaced(client.clone(), target)
                     .create(&PostParams::default(), &CloudProvisioned::new(&format!("web-{i}"), spec))
                     .await

@@ -152,7 +152,11 @@ async fn helm_upgrade_brings_new_crds_to_an_old_install_and_keeps_everything() {
     // This controller refuses the older CRDs: their schemas would drop what it writes.
     let (code, stderr) = controller_exit(&cp);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("the CRD cloudresources.arcadia.cloud is older than this controller (schema version 1, unmarked, this controller needs 2)"), "{stderr}");
+    let needed = arcadia_drift::api::SCHEMA_VERSION;
+    let refusal = format!(
+        "the CRD cloudresources.arcadia.cloud is older than this controller (schema version 1, unmarked, this controller needs {needed})"
+    );
+    assert!(stderr.contains(&refusal), "{stderr}");
     assert!(stderr.contains("arcadia-drift crds | kubectl apply --server-side -f -"), "{stderr}");
 
     // The old schema prunes a field of the new one.

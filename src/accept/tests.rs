@@ -9,6 +9,7 @@ fn cprov() -> CloudProvisioned {
         CloudProvisionedSpec {
             resource_ref: ResourceRef { name: "do-1".into() },
             desired: Fields::try_from(json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3"})).unwrap(),
+            ..Default::default()
         },
     )
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What was asked of the cloud: the fields of one CloudResource that must
 /// hold the given values.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "arcadia.cloud",
     version = "v1alpha1",
@@ -37,6 +37,13 @@ pub struct CloudProvisionedSpec {
     /// Flat map: field name => expected value (any JSON). Only these keys are checked.
     #[schemars(schema_with = "super::schema::desired_map")]
     pub desired: super::Fields,
+    /// Known, legitimate differences to leave out of the comparison; each needs a reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<super::IgnoreRule>,
+    /// Per field: `exact` (the default: loose equality) or `contains` (the
+    /// live list must include every desired member).
+    #[serde(default, rename = "match", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub match_: std::collections::BTreeMap<String, super::MatchMode>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -59,6 +66,12 @@ pub struct CloudProvisionedStatus {
     pub open_drifts: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted_fields: Vec<String>,
+    /// The DriftPolicies that apply to this object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// Differences that ignore rules left out at the last comparison, per rule and field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_differences: Vec<super::IgnoredDifference>,
     /// Values accepted in overlay mode that the spec (Git) does not hold yet.
     /// The controller compares each field against its accepted value until the
     /// spec equals it (merged) or changes it to another value (Git wins).
@@ -147,6 +160,7 @@ mod tests {
         CloudProvisionedSpec {
             resource_ref: ResourceRef { name: name.into() },
             desired: super::super::Fields::try_from(desired).unwrap(),
+            ..Default::default()
         }
     }
 

@@ -25,6 +25,7 @@ use serde_json::Value;
     printcolumn(name = "Expected", type_ = "string", json_path = ".status.expected"),
     printcolumn(name = "Actual", type_ = "string", json_path = ".status.actual"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Severity", type_ = "string", json_path = ".metadata.labels.arcadia\\.cloud/severity"),
     printcolumn(name = "Resolved-By", type_ = "string", json_path = ".status.resolvedBy", priority = 1),
     printcolumn(
         name = "Age",
@@ -61,6 +62,11 @@ pub enum DriftPhase {
     Stale,
     /// The live value was put back to the desired one through the provider.
     Reverted,
+    /// Put off until `arcadia.cloud/snooze-until`; Open again then if it still drifts.
+    Snoozed,
+    /// Lived with: by a person (`arcadia.cloud/ignore`) for as long as the live
+    /// value stays the one ignored, or by an ignore rule of a DriftPolicy.
+    Ignored,
 }
 
 impl DriftPhase {
@@ -70,6 +76,8 @@ impl DriftPhase {
             DriftPhase::Accepted => "Accepted",
             DriftPhase::Stale => "Stale",
             DriftPhase::Reverted => "Reverted",
+            DriftPhase::Snoozed => "Snoozed",
+            DriftPhase::Ignored => "Ignored",
         }
     }
 }
@@ -108,6 +116,12 @@ pub struct DriftStatus {
     /// Human-readable state: what to commit to Git after an accept, or why an accept was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Until when the drift is snoozed (phase Snoozed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snoozed_until: Option<Time>,
+    /// Parts of the field's value that ignore rules left out of the comparison.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<super::IgnoredDifference>,
     /// Where an overlay accept was committed to Git (Git write-back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitCommit>,

@@ -9,6 +9,8 @@ mod cloud_provisioned;
 mod cloud_resource;
 #[allow(clippy::duplicated_attributes)]
 mod drift;
+#[allow(clippy::duplicated_attributes)]
+mod policy;
 mod schema;
 
 /// The type of `spec.desired` and `status.attrs`; defined by the detection core, which compares it.
@@ -18,6 +20,9 @@ pub use cloud_provisioned::{
 };
 pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
 pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, GitCommit, ProvisionedRef};
+pub use policy::{
+    DriftPolicy, DriftPolicySpec, DriftPolicyStatus, IgnoreRule, IgnoredDifference, MatchMode, PolicySelector, Severity,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -29,6 +34,14 @@ pub const VERSION: &str = "v1alpha1";
 pub const LABEL_PROVISIONED: &str = "arcadia.cloud/provisioned";
 /// Label on every Drift: its current phase, so `-l arcadia.cloud/phase=Open` is the inbox.
 pub const LABEL_PHASE: &str = "arcadia.cloud/phase";
+/// Label on every Drift: how much it matters (`critical`, `warning`, `info`).
+pub const LABEL_SEVERITY: &str = "arcadia.cloud/severity";
+/// Annotation on a Drift: snooze it until this RFC 3339 time (phase Snoozed).
+pub const ANNOTATION_SNOOZE_UNTIL: &str = "arcadia.cloud/snooze-until";
+/// Annotation on a Drift: live with this live value (phase Ignored), with
+/// [`ANNOTATION_IGNORE_REASON`] saying why.
+pub const ANNOTATION_IGNORE: &str = "arcadia.cloud/ignore";
+pub const ANNOTATION_IGNORE_REASON: &str = "arcadia.cloud/ignore-reason";
 /// Label on every CloudResource a syncer writes: which inventory source owns it.
 /// A syncer only ever marks missing the objects of its own source.
 pub const LABEL_SOURCE: &str = "arcadia.cloud/source";
@@ -100,14 +113,14 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// The version of the CRD schemas this build generates. Bump it with every
 /// change of a schema; `tests/crds.rs` fails until [`SCHEMA_FINGERPRINT`] is
 /// updated along with it. Version 1 was never marked.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "1b434a3a";
+pub const SCHEMA_FINGERPRINT: &str = "a57d85d3";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![CloudResource::crd(), CloudProvisioned::crd(), Drift::crd()];
+    let mut crds = vec![CloudResource::crd(), CloudProvisioned::crd(), Drift::crd(), DriftPolicy::crd()];
     for crd in &mut crds {
         crd.metadata
             .annotations

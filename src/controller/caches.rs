@@ -5,7 +5,8 @@
 
 use super::index::RefIndex;
 use super::metrics::ControllerMetrics;
-use crate::api::{ARGOCD_TRACKING_ID, CloudProvisioned, CloudResource, Drift, FIELD_MANAGER};
+use crate::api::{ARGOCD_TRACKING_ID, CloudProvisioned, CloudResource, Drift, DriftPolicy, FIELD_MANAGER};
+use crate::policy::PolicyIndex;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
@@ -30,6 +31,8 @@ pub struct Caches {
     pub by_resource: SharedIndex<CloudProvisioned>,
     /// `namespace/name` of a CloudProvisioned => its Drifts.
     pub drifts_by_owner: SharedIndex<Drift>,
+    /// DriftPolicies by the namespaces they select, rebuilt on every change.
+    pub policies: Arc<RwLock<PolicyIndex>>,
     /// True once the CloudResource and Drift caches have each listed everything once.
     /// (A watch channel, since kube's `Store::wait_until_ready` wakes only one of
     /// several concurrent waiters.)
@@ -41,6 +44,7 @@ pub struct Watches {
     pub provisioned: Touched<CloudProvisioned>,
     pub drifts: Touched<Drift>,
     pub resources: Touched<CloudResource>,
+    pub policies: Touched<DriftPolicy>,
 }
 
 /// Sets up the caches and the watches that will fill them. CloudProvisioneds
@@ -49,15 +53,22 @@ pub fn watch_all(client: &Client, namespace: Option<&str>, metrics: &ControllerM
     let (provisioned, provisioned_watch, by_resource) = watch_provisioned(client, namespace, metrics);
     let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, metrics);
     let (resources, resources_watch, resources_synced) = watch_resources(client, metrics);
+    let (policies, policies_watch, policies_synced) = watch_policies(client, metrics);
     let caches = Caches {
         provisioned,
         resources,
         drifts,
         by_resource,
         drifts_by_owner,
-        synced: both_synced(drifts_synced, resources_synced),
+        policies,
+        synced: both_synced(both_synced(drifts_synced, resources_synced), policies_synced),
     };
-    let watches = Watches { provisioned: provisioned_watch, drifts: drifts_watch, resources: resources_watch };
+    let watches = Watches {
+        provisioned: provisioned_watch,
+        drifts: drifts_watch,
+        resources: resources_watch,
+        policies: policies_watch,
+    };
     (caches, watches)
 }
 
@@ -154,6 +165,31 @@ fn watch_resources(
         .touched_objects()
         .boxed();
     (store, stream, synced)
+}
+
+/// DriftPolicies: few, cluster-scoped, each change rebuilds the index.
+fn watch_policies(
+    client: &Client,
+    metrics: &ControllerMetrics,
+) -> (Arc<RwLock<PolicyIndex>>, Touched<DriftPolicy>, watch::Receiver<bool>) {
+    let (store, writer) = reflector::store();
+    let (synced_tx, synced) = watch::channel(false);
+    let index = Arc::new(RwLock::new(PolicyIndex::default()));
+    let feed = index.clone();
+    let stream = watcher(Api::<DriftPolicy>::all(client.clone()), watch_config())
+        .backoff(watch_backoff())
+        .inspect_err(count_errors("driftpolicy", metrics))
+        .modify(|p: &mut DriftPolicy| p.managed_fields_mut().clear())
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                *feed.write().expect("policy index lock poisoned") = PolicyIndex::new(store.state());
+            }
+        })
+        .inspect_ok(mark_synced(synced_tx))
+        .touched_objects()
+        .boxed();
+    (index, stream, synced)
 }
 
 pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -115,7 +115,11 @@ mod tests {
     fn cprov(name: &str, resource: &str) -> CloudProvisioned {
         let mut p = CloudProvisioned::new(
             name,
-            CloudProvisionedSpec { resource_ref: ResourceRef { name: resource.into() }, desired: Default::default() },
+            CloudProvisionedSpec {
+                resource_ref: ResourceRef { name: resource.into() },
+                desired: Default::default(),
+                ..Default::default()
+            },
         );
         p.metadata = ObjectMeta { name: Some(name.into()), namespace: Some("ns".into()), ..Default::default() };
         p

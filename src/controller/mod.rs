@@ -13,10 +13,11 @@ pub mod caches;
 pub mod index;
 pub mod metrics;
 pub mod plan;
+pub mod policy_status;
 pub mod reconcile;
 pub mod summary;
 
-use crate::api::CloudResource;
+use crate::api::{CloudResource, DriftPolicy};
 use crate::runtime::{Health, Stop};
 use crate::writeback::Writeback;
 use caches::{Caches, Watches};
@@ -106,11 +107,24 @@ impl DriftController {
             resync_interval: settings.resync_interval,
         });
         let by_resource = caches.by_resource.clone();
+        let (provisioned, status_client) = (caches.provisioned.clone(), context.client.clone());
+        // A policy change re-checks every object it may select (all of its namespaces, or all).
+        let by_policy = move |policy: DriftPolicy| {
+            tokio::spawn(policy_status::report(status_client.clone(), policy.clone()));
+            let namespaces = &policy.spec.selector.namespaces;
+            provisioned
+                .state()
+                .iter()
+                .filter(|p| namespaces.is_empty() || namespaces.contains(&p.namespace().unwrap_or_default()))
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        };
         Controller::for_stream(watches.provisioned, caches.provisioned.clone())
             .owns_stream(watches.drifts)
             .watches_stream(watches.resources, move |r: CloudResource| {
                 by_resource.read().expect("index lock poisoned").get(&r.name_any())
             })
+            .watches_stream(watches.policies, by_policy)
             .reconcile_on(write_back_done)
             .with_config(controller::Config::default().concurrency(settings.concurrency))
             .graceful_shutdown_on(stop.stopped())

@@ -6,15 +6,16 @@
 
 use crate::accept::AcceptSettings;
 use crate::api::{
-    ANNOTATION_ACCEPT_MODE, Absence, AcceptMode, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift,
-    DriftEpisode, DriftPhase, DriftStatus, Fields,
+    Absence, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftPhase, DriftPolicy, DriftStatus,
+    IgnoredDifference, LABEL_SEVERITY,
 };
-use crate::detect::{self, FieldDrift, LiveView, loosely_equal, render_value};
+use crate::detect::LiveView;
+use crate::policy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::{Map, Value};
-use status::{Outcome, status_for};
-use std::collections::{BTreeMap, BTreeSet};
+use status::{Outcome, StatusBasis, status_for};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const CONDITION_IN_SYNC: &str = "InSync";
@@ -48,6 +49,8 @@ pub struct Inputs<'a> {
     pub field_owners: Option<&'a BTreeMap<String, String>>,
     /// Git write-back outcomes of overlay accepts, by Drift name.
     pub git: &'a BTreeMap<String, crate::writeback::Outcome>,
+    /// DriftPolicies that may select the object (its namespace's and the cluster-wide ones).
+    pub policies: &'a [std::sync::Arc<DriftPolicy>],
 }
 
 /// Everything one reconcile must write, in the order it must be written.
@@ -56,8 +59,9 @@ pub struct Plan {
     /// Accepted live values to write into the parent's `spec.desired` first.
     pub adopt: Map<String, Value>,
     pub drift_writes: Vec<DriftWrite>,
-    /// Drifts whose accept annotation is consumed (after their status is written).
-    pub clear_accept: Vec<String>,
+    /// Drifts whose operator annotations (accept, snooze, ignore) are consumed,
+    /// after their status is written.
+    pub consume_annotations: Vec<String>,
     /// The new status of the CloudProvisioned; `None` when it is unchanged.
     pub status: Option<CloudProvisionedStatus>,
     /// The status holds a new overlay value and must be written before the Drifts.
@@ -75,7 +79,7 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.adopt.is_empty()
             && self.drift_writes.is_empty()
-            && self.clear_accept.is_empty()
+            && self.consume_annotations.is_empty()
             && self.status.is_none()
             && self.events.is_empty()
     }
@@ -89,6 +93,8 @@ pub struct DriftWrite {
     /// The object itself (labels, owner, spec) must be applied: it is new, or its phase label changes.
     pub apply_object: bool,
     pub status: DriftStatus,
+    /// The `arcadia.cloud/severity` label.
+    pub severity: &'static str,
 }
 
 /// A Kubernetes Event to publish.
@@ -131,16 +137,20 @@ struct Tracked {
     status: DriftStatus,
     apply_object: bool,
     dirty: bool,
+    /// The object's `arcadia.cloud/severity` label as it stands.
+    severity: Option<String>,
 }
 
 pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let p = inputs.provisioned;
     let mut plan = Plan::default();
     let mut tracked = track(inputs);
+    let rules = policy::effective(p, inputs.resource, inputs.policies);
 
     if let Err(problem) = p.spec.validate() {
-        let pending = p.status.as_ref().map(|s| s.pending_git_changes.clone()).unwrap_or_default();
-        plan.status = status_for(inputs, &tracked, &pending, Outcome::Invalid(problem), &mut plan.events);
+        let old = p.status.clone().unwrap_or_default();
+        let basis = StatusBasis { pending: &old.pending_git_changes, policies: &rules.policies, ignored: &[] };
+        plan.status = status_for(inputs, &tracked, &basis, Outcome::Invalid(problem), &mut plan.events);
         return plan;
     }
 
@@ -149,29 +159,47 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     // Borrowed unless an overlay or an accept changes it: most reconciles are quiet resyncs.
     let mut desired = accepts::overlay(&p.spec.desired, &pending);
     accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);
+    annotations::apply(inputs, &mut tracked, &mut plan);
 
     let freshness = match (&live, inputs.resource) {
         (Ok(_), Some(r)) => freshness(r, inputs.now, settings),
         _ => Freshness::Fresh,
     };
-    if let Ok(view) = &live {
-        compare(inputs, view, &desired, &freshness, settings, &mut tracked, &mut plan);
-    }
+    let ignored = match &live {
+        Ok(view) => compare::compare(inputs, view, &desired, &rules, &freshness, settings, &mut tracked, &mut plan),
+        Err(_) => Default::default(),
+    };
 
     let outcome = match &live {
         Err(absence) => Outcome::Missing(p.spec.resource_ref.name.clone(), *absence),
         Ok(_) => Outcome::Checked(freshness),
     };
     accepts::record_write_back(inputs, &pending, &mut tracked, &mut plan);
-    plan.status = status_for(inputs, &tracked, &pending.entries, outcome, &mut plan.events);
+    let ignored: Vec<IgnoredDifference> = ignored
+        .into_iter()
+        .flat_map(|(field, ids)| ids.into_iter().map(move |rule| IgnoredDifference { rule, field: field.clone() }))
+        .collect();
+    let basis = StatusBasis { pending: &pending.entries, policies: &rules.policies, ignored: &ignored };
+    plan.status = status_for(inputs, &tracked, &basis, outcome, &mut plan.events);
     plan.status_first = pending.added;
     plan.tally.drifted_fields = open_fields(&tracked).len();
-    for (field, t) in tracked {
+    finish(tracked, &rules, &mut plan);
+    plan
+}
+
+/// Every Drift that changed, or whose severity label is not the policy's, is written.
+fn finish(tracked: BTreeMap<String, Tracked>, rules: &policy::Effective<'_>, plan: &mut Plan) {
+    for (field, mut t) in tracked {
+        let severity = rules.severity(&field).as_str();
+        if t.severity.as_deref() != Some(severity) {
+            t.apply_object = true;
+            t.dirty = true;
+        }
         if t.dirty {
-            plan.drift_writes.push(DriftWrite { name: t.name, field, apply_object: t.apply_object, status: t.status });
+            let (name, apply_object, status) = (t.name, t.apply_object, t.status);
+            plan.drift_writes.push(DriftWrite { name, field, apply_object, status, severity });
         }
     }
-    plan
 }
 
 fn track(inputs: &Inputs<'_>) -> BTreeMap<String, Tracked> {
@@ -185,201 +213,14 @@ fn track(inputs: &Inputs<'_>) -> BTreeMap<String, Tracked> {
         }
         // An object without status (a crash between its two writes) is planned as new.
         if let Some(status) = &d.status {
+            let severity = d.labels().get(LABEL_SEVERITY).cloned();
             tracked.insert(
                 field,
-                Tracked { name: d.name_any(), status: status.clone(), apply_object: false, dirty: false },
+                Tracked { name: d.name_any(), status: status.clone(), apply_object: false, dirty: false, severity },
             );
         }
     }
     tracked
-}
-
-fn compare(
-    inputs: &Inputs<'_>,
-    view: &LiveView<'_>,
-    desired: &Fields,
-    freshness: &Freshness,
-    settings: &Settings,
-    tracked: &mut BTreeMap<String, Tracked>,
-    plan: &mut Plan,
-) {
-    let found = detect::detect(desired, view);
-    let drifted: BTreeSet<String> = found.iter().map(|d| d.field.clone()).collect();
-    for fd in found {
-        match tracked.get_mut(&fd.field) {
-            Some(t) if t.status.phase == DriftPhase::Open => update_open(t, fd, plan),
-            _ => open(inputs, fd, settings, tracked, plan),
-        }
-    }
-    // Old inventory cannot prove a field was fixed.
-    if *freshness == Freshness::Fresh {
-        close_fixed(inputs, desired, &drifted, tracked, plan);
-    }
-}
-
-fn detect_event(reason: &'static str, message: String) -> Event {
-    Event { regarding: Regarding::Provisioned, warning: true, reason, action: "Detect", message }
-}
-
-/// An Open drift still drifts: follow the live (or desired) value when it moved.
-fn update_open(t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
-    if loosely_equal(&t.status.actual, &fd.actual) && loosely_equal(&t.status.expected, &fd.expected) {
-        return;
-    }
-    plan.events.push(detect_event(
-        "DriftChanged",
-        format!(
-            "{}: expected {}, live value is now {}",
-            fd.field,
-            render_value(&fd.expected),
-            render_value(&fd.actual)
-        ),
-    ));
-    t.status.actual = fd.actual;
-    t.status.expected = fd.expected;
-    t.dirty = true;
-    plan.tally.changed += 1;
-}
-
-/// A new episode: the field's earlier one, if any, moves to the history.
-fn open(
-    inputs: &Inputs<'_>,
-    fd: FieldDrift,
-    settings: &Settings,
-    tracked: &mut BTreeMap<String, Tracked>,
-    plan: &mut Plan,
-) {
-    let mut history = Vec::new();
-    if let Some(t) = tracked.get(&fd.field) {
-        report_taken_back(inputs, &fd.field, t, plan);
-        history.push(episode(&t.status));
-        history.extend(t.status.history.iter().cloned());
-        history.truncate(settings.history_limit);
-    }
-    plan.events.push(detect_event(
-        "DriftDetected",
-        format!("{}: expected {}, live value is {}", fd.field, render_value(&fd.expected), render_value(&fd.actual)),
-    ));
-    let status = DriftStatus {
-        phase: DriftPhase::Open,
-        expected: fd.expected,
-        actual: fd.actual,
-        detected_time: Some(inputs.now.clone()),
-        history,
-        ..Default::default()
-    };
-    let name = Drift::name_for(&inputs.provisioned.name_any(), &fd.field);
-    tracked.insert(fd.field, Tracked { name, status, apply_object: true, dirty: true });
-    plan.tally.new_drifts += 1;
-}
-
-/// The manager that owns `spec.desired.<field>`, when the reconciler has
-/// fetched the owners; otherwise asks for them.
-fn owner_of(inputs: &Inputs<'_>, field: &str, plan: &mut Plan) -> Option<String> {
-    match inputs.field_owners {
-        Some(owners) => owners.get(field).cloned(),
-        None => {
-            plan.needs_field_owners = true;
-            None
-        }
-    }
-}
-
-/// A value accepted in spec mode that another field manager (a GitOps sync)
-/// has put back: said once, as the field drifts again. The controller never
-/// writes the field back.
-fn report_taken_back(inputs: &Inputs<'_>, field: &str, t: &Tracked, plan: &mut Plan) {
-    let s = &t.status;
-    let spec = inputs.provisioned.spec.desired.get(field);
-    let taken_back = s.phase == DriftPhase::Accepted
-        && s.accept_mode.as_deref() == Some(AcceptMode::Spec.as_str())
-        && spec.is_some_and(|v| !loosely_equal(v, &s.actual));
-    if !taken_back {
-        return;
-    }
-    let manager = owner_of(inputs, field, plan).unwrap_or_else(|| "another field manager".into());
-    plan.events.push(Event {
-        regarding: Regarding::Drift(t.name.clone()),
-        warning: true,
-        reason: "AcceptReverted",
-        action: "Accept",
-        message: format!(
-            "{field}: the value {} accepted by {} was taken back by {manager}, which set {}; the controller does not fight for the field. Annotate the CloudProvisioned {ANNOTATION_ACCEPT_MODE}=overlay so that accepts survive GitOps syncs",
-            render_value(&s.actual),
-            s.resolved_by.as_deref().unwrap_or("unknown"),
-            spec.map(render_value).unwrap_or_default(),
-        ),
-    });
-}
-
-/// Open drifts whose field no longer drifts close: as Accepted when the
-/// spec moved to the live value (an accept made in Git), else as Stale (the
-/// live value came back, or the field left the spec).
-fn close_fixed(
-    inputs: &Inputs<'_>,
-    desired: &Fields,
-    drifted: &BTreeSet<String>,
-    tracked: &mut BTreeMap<String, Tracked>,
-    plan: &mut Plan,
-) {
-    for (field, t) in tracked.iter_mut() {
-        if t.status.phase != DriftPhase::Open || drifted.contains(field) {
-            continue;
-        }
-        match desired.get(field) {
-            Some(now) if !loosely_equal(now, &t.status.expected) => accepted_in_git(inputs, field, t, plan),
-            Some(_) => close_stale(inputs, field, t, "the live value matches spec.desired again", plan),
-            None => close_stale(inputs, field, t, "the field is no longer in spec.desired", plan),
-        }
-    }
-}
-
-fn close_stale(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, why: &str, plan: &mut Plan) {
-    plan.events.push(Event {
-        regarding: Regarding::Provisioned,
-        warning: false,
-        reason: "DriftResolved",
-        action: "Detect",
-        message: format!("{field}: {why}"),
-    });
-    t.status.phase = DriftPhase::Stale;
-    t.status.resolved_time = Some(inputs.now.clone());
-    t.status.message = Some(why.into());
-    t.apply_object = true;
-    t.dirty = true;
-    plan.tally.resolved_stale += 1;
-}
-
-/// The spec now asks for the live value: the Git-native way to accept.
-fn accepted_in_git(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut Plan) {
-    let who = owner_of(inputs, field, plan).unwrap_or_else(|| "unknown".into());
-    let generation = inputs.provisioned.metadata.generation.unwrap_or_default();
-    let message = format!("accepted by a spec change at generation {generation}");
-    plan.events.push(Event {
-        regarding: Regarding::Provisioned,
-        warning: false,
-        reason: "DriftAccepted",
-        action: "Accept",
-        message: format!("{field}: {message} (field manager {who}), to {}", render_value(&t.status.actual)),
-    });
-    t.status.phase = DriftPhase::Accepted;
-    t.status.resolved_time = Some(inputs.now.clone());
-    t.status.resolved_by = Some(who);
-    t.status.message = Some(message);
-    t.apply_object = true;
-    t.dirty = true;
-    plan.tally.accepted += 1;
-}
-
-fn episode(s: &DriftStatus) -> DriftEpisode {
-    DriftEpisode {
-        phase: s.phase,
-        expected: s.expected.clone(),
-        actual: s.actual.clone(),
-        detected_time: s.detected_time.clone(),
-        resolved_time: s.resolved_time.clone(),
-        resolved_by: s.resolved_by.clone(),
-    }
 }
 
 fn freshness(r: &CloudResource, now: &Time, settings: &Settings) -> Freshness {
@@ -406,6 +247,8 @@ fn open_fields(tracked: &BTreeMap<String, Tracked>) -> Vec<String> {
 }
 
 mod accepts;
+mod annotations;
+mod compare;
 mod status;
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,9 @@ use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
 use crate::api::{
-    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudProvisionedStatus, Drift, FIELD_MANAGER,
-    LABEL_PHASE, LABEL_PROVISIONED,
+    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON,
+    ANNOTATION_SNOOZE_UNTIL, CloudProvisioned, CloudProvisionedStatus, Drift, FIELD_MANAGER, LABEL_PHASE,
+    LABEL_PROVISIONED, LABEL_SEVERITY,
 };
 use crate::runtime::jittered;
 use crate::writeback::commit::Change;
@@ -45,7 +46,7 @@ pub enum Error {
     Adopt { object: String, source: kube::Error },
     #[error("writing Drift {object}: {source}")]
     WriteDrift { object: String, source: kube::Error },
-    #[error("removing the accept annotation from Drift {object}: {source}")]
+    #[error("removing the consumed annotations (accept, snooze, ignore) from Drift {object}: {source}")]
     ClearAccept { object: String, source: kube::Error },
     #[error("writing the status of CloudProvisioned {object}: {source}")]
     WriteStatus { object: String, source: kube::Error },
@@ -99,6 +100,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
     let now = api::now();
     let git = git_outcomes(&ctx, &p, &drift_refs);
+    let policies = ctx.caches.policies.read().expect("policy index lock poisoned").candidates(&namespace);
     let mut inputs = Inputs {
         provisioned: &p,
         resource: resource.as_deref(),
@@ -106,6 +108,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         now: &now,
         field_owners: None,
         git: &git,
+        policies: &policies,
     };
     let mut plan = plan::plan(&inputs, &ctx.plan_settings);
     // Rare (a spec change met an open or accepted drift): the caches strip
@@ -286,8 +289,8 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Wr
     for w in &plan.drift_writes {
         write_drift(ctx, &target, w, written).await?;
     }
-    for name in &plan.clear_accept {
-        clear_accept(ctx, &target, name, written).await?;
+    for name in &plan.consume_annotations {
+        consume_annotations(ctx, &target, name, written).await?;
     }
     if !plan.status_first {
         write_status(ctx, &target, plan.status.as_ref(), written).await?;
@@ -357,8 +360,17 @@ async fn write_drift(ctx: &Context, t: &Target<'_>, w: &DriftWrite, written: &mu
     Ok(())
 }
 
-async fn clear_accept(ctx: &Context, t: &Target<'_>, name: &str, written: &mut Written) -> Result<(), Error> {
-    let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: null, ANNOTATION_ACCEPTED_BY: null}}});
+/// Removes the operator annotations a plan carried out or refused.
+async fn consume_annotations(ctx: &Context, t: &Target<'_>, name: &str, written: &mut Written) -> Result<(), Error> {
+    let consumed = [
+        ANNOTATION_ACCEPT,
+        ANNOTATION_ACCEPTED_BY,
+        ANNOTATION_SNOOZE_UNTIL,
+        ANNOTATION_IGNORE,
+        ANNOTATION_IGNORE_REASON,
+    ];
+    let nulls: Map<String, Value> = consumed.iter().map(|k| (k.to_string(), Value::Null)).collect();
+    let patch = json!({"metadata": {"annotations": nulls}});
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     let obj = t
         .drifts
@@ -406,6 +418,7 @@ fn drift_body(p: &CloudProvisioned, w: &DriftWrite) -> Value {
             "labels": {
                 LABEL_PROVISIONED: api::label_value(&p.name_any()),
                 LABEL_PHASE: w.status.phase.as_str(),
+                LABEL_SEVERITY: w.severity,
             },
             "ownerReferences": [p.controller_owner_ref(&()).expect("a CloudProvisioned from the API has a name and uid")],
         },
@@ -455,6 +468,7 @@ mod tests {
             CloudProvisionedSpec {
                 resource_ref: ResourceRef { name: "r".into() },
                 desired: Fields::try_from(json!({"size_slug": "a", "region": "nyc3", "vcpus": 2})).unwrap(),
+                ..Default::default()
             },
         );
         p.metadata.resource_version = Some("42".into());

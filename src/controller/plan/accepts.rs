@@ -94,7 +94,7 @@ pub(super) fn accept(
     let cx = AcceptContext { inputs, live, mode: accept::choose_mode(inputs.provisioned, &settings.accept) };
     for d in inputs.drifts.iter().filter(|d| d.accept_requested()) {
         let name = d.name_any();
-        plan.clear_accept.push(name.clone());
+        plan.consume_annotations.push(name.clone());
         let Some(t) = tracked.get_mut(&d.spec.field).filter(|t| t.name == name) else {
             continue;
         };
@@ -126,7 +126,14 @@ pub(super) fn accept(
 /// Why an accept of a drift in `status` cannot be carried out, if it cannot.
 fn refusal(cx: &AcceptContext<'_, '_>, field: &str, status: &DriftStatus) -> Option<String> {
     match status.phase {
-        DriftPhase::Open => {}
+        DriftPhase::Open | DriftPhase::Snoozed => {}
+        DriftPhase::Ignored if status.ignored.is_empty() => {}
+        DriftPhase::Ignored => {
+            return Some(
+                "accept refused: an ignore rule covers this difference, so there is nothing to accept; nothing changed"
+                    .into(),
+            );
+        }
         DriftPhase::Accepted => return None,
         DriftPhase::Stale | DriftPhase::Reverted => {
             let at = status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default();
@@ -234,6 +241,7 @@ fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message
     t.status.phase = DriftPhase::Accepted;
     t.status.resolved_time = Some(inputs.now.clone());
     t.status.resolved_by = Some(a.who.clone());
+    t.status.snoozed_until = None;
     t.status.accept_mode = Some(a.choice.mode.as_str().to_owned());
     t.status.message = Some(message);
     t.apply_object = true;

@@ -3,10 +3,10 @@
 
 use super::{
     CONDITION_GIT_IN_SYNC, CONDITION_IN_SYNC, CONDITION_INVENTORY_FRESH, CONDITION_RESOURCE_FOUND, Event, Freshness,
-    Inputs, Tracked, detect_event, open_fields,
+    Inputs, Tracked, compare::detect_event, open_fields,
 };
 use crate::accept::commit_line;
-use crate::api::{Absence, CloudProvisioned, CloudProvisionedStatus, PendingGitChange, SpecProblem};
+use crate::api::{Absence, CloudProvisioned, CloudProvisionedStatus, IgnoredDifference, PendingGitChange, SpecProblem};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 
@@ -103,13 +103,21 @@ fn missing_message(name: &str, absence: Absence) -> String {
     format!("CloudResource {name}: {}", absence.describe())
 }
 
+/// What the status reports besides the outcome and the drifts.
+pub(super) struct StatusBasis<'a> {
+    pub pending: &'a [PendingGitChange],
+    pub policies: &'a [String],
+    pub ignored: &'a [IgnoredDifference],
+}
+
 pub(super) fn status_for(
     inputs: &Inputs<'_>,
     tracked: &BTreeMap<String, Tracked>,
-    pending: &[PendingGitChange],
+    basis: &StatusBasis<'_>,
     outcome: Outcome,
     events: &mut Vec<Event>,
 ) -> Option<CloudProvisionedStatus> {
+    let pending = basis.pending;
     let p = inputs.provisioned;
     let old = p.status.clone().unwrap_or_default();
     let open = open_fields(tracked);
@@ -138,6 +146,8 @@ pub(super) fn status_for(
         open_drifts: open.len() as i32,
         drifted_fields: open,
         pending_git_changes: pending.to_vec(),
+        policies: basis.policies.to_vec(),
+        ignored_differences: basis.ignored.to_vec(),
         conditions,
     };
     if p.status.as_ref() == Some(&status) {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::DriftPolicy;
 use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPT_MODE, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec,
     CloudResourceStatus, DriftSpec, Fields, ProvisionedRef, ResourceRef,
@@ -6,6 +7,7 @@ use crate::api::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const RESOURCE: &str = "digitalocean-droplet-1";
 
@@ -19,6 +21,7 @@ fn provisioned(desired: Value) -> CloudProvisioned {
         CloudProvisionedSpec {
             resource_ref: ResourceRef { name: RESOURCE.into() },
             desired: Fields::try_from(desired).unwrap(),
+            ..Default::default()
         },
     );
     p.metadata.namespace = Some("ns".into());
@@ -56,10 +59,13 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
             )
         });
         d.status = Some(w.status.clone());
+        d.labels_mut().insert(crate::api::LABEL_SEVERITY.into(), w.severity.into());
     }
-    for name in &plan.clear_accept {
+    for name in &plan.consume_annotations {
         if let Some(a) = drifts.get_mut(name).and_then(|d| d.metadata.annotations.as_mut()) {
-            a.remove(ANNOTATION_ACCEPT);
+            for key in [ANNOTATION_ACCEPT, crate::api::ANNOTATION_SNOOZE_UNTIL, crate::api::ANNOTATION_IGNORE] {
+                a.remove(key);
+            }
         }
     }
     let mut p = p.clone();
@@ -76,7 +82,15 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
 fn run(p: &CloudProvisioned, r: Option<&CloudResource>, drifts: &[Drift], now: Time) -> Plan {
     let refs: Vec<&Drift> = drifts.iter().collect();
     plan(
-        &Inputs { provisioned: p, resource: r, drifts: &refs, now: &now, field_owners: None, git: &BTreeMap::new() },
+        &Inputs {
+            provisioned: p,
+            resource: r,
+            drifts: &refs,
+            now: &now,
+            field_owners: None,
+            git: &BTreeMap::new(),
+            policies: &[],
+        },
         &Settings::default(),
     )
 }
@@ -129,7 +143,7 @@ fn detect_accept_and_settle() {
     assert_eq!(w.status.resolved_by.as_deref(), Some("alice"));
     assert_eq!(w.status.resolved_time, Some(at(30)));
     assert!(w.status.message.as_ref().unwrap().contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git"));
-    assert_eq!(accept.clear_accept, vec![w.name.clone()]);
+    assert_eq!(accept.consume_annotations, vec![w.name.clone()]);
     assert_eq!(reasons(&accept), ["DriftAccepted"]);
     assert_eq!(accept.status.as_ref().unwrap().open_drifts, 0);
 
@@ -156,9 +170,9 @@ fn an_accept_cut_short_after_the_spec_write_still_ends_accepted() {
     assert_eq!(plan.tally.resolved_stale, 0);
 
     // Cut short after the drift status write: only the annotation is left to remove.
-    let (_, drifts) = written(&adopted, &drifts, &Plan { clear_accept: vec![], ..plan });
+    let (_, drifts) = written(&adopted, &drifts, &Plan { consume_annotations: vec![], ..plan });
     let finish = run(&adopted, Some(&r), &drifts, at(6));
-    assert_eq!(finish.clear_accept, [drifts[0].name_any()]);
+    assert_eq!(finish.consume_annotations, [drifts[0].name_any()]);
     assert!(finish.drift_writes.is_empty());
     assert_eq!(reasons(&finish), ["AcceptIgnored"]);
 }
@@ -175,7 +189,7 @@ fn accept_is_refused_when_the_live_value_moved() {
     assert_eq!(w.status.actual, json!("s-4vcpu-8gb"), "the moved value is recorded for the next accept");
     assert!(w.status.message.as_ref().unwrap().contains("moved from s-2vcpu-4gb to s-4vcpu-8gb"));
     assert_eq!(reasons(&plan), ["AcceptRefused", "DriftChanged"]);
-    assert_eq!(plan.clear_accept.len(), 1);
+    assert_eq!(plan.consume_annotations.len(), 1);
 }
 
 #[test]
@@ -386,6 +400,7 @@ fn a_spec_change_to_the_live_value_is_an_accept_made_in_git() {
         now: &now,
         field_owners: Some(&owners),
         git: &BTreeMap::new(),
+        policies: &[],
     };
     let plan = plan(&inputs, &Settings::default());
     assert!(!plan.needs_field_owners);
@@ -437,7 +452,7 @@ fn an_unknown_accept_mode_refuses_the_accept_and_changes_nothing() {
             "accept refused: arcadia.cloud/accept-mode \"overlayy\" on CloudProvisioned web-1 is not one of spec, overlay, auto; nothing changed"
         )
     );
-    assert_eq!(plan.clear_accept.len(), 1, "the annotation is consumed, as for every refusal");
+    assert_eq!(plan.consume_annotations.len(), 1, "the annotation is consumed, as for every refusal");
     assert!(plan.status.is_none_or(|s| s.pending_git_changes.is_empty()));
 }
 
@@ -451,4 +466,130 @@ fn auto_mode_follows_the_gitops_tool() {
     let message = plan.drift_writes[0].status.message.as_deref().unwrap();
     assert!(message.contains("overlay mode (auto, from --accept-mode: applied by Flux"), "{message}");
     assert!(plan.adopt.is_empty());
+}
+
+fn run_with(
+    p: &CloudProvisioned,
+    r: &CloudResource,
+    drifts: &[Drift],
+    now: Time,
+    policies: &[Arc<DriftPolicy>],
+) -> Plan {
+    let refs: Vec<&Drift> = drifts.iter().collect();
+    let inputs = Inputs {
+        provisioned: p,
+        resource: Some(r),
+        drifts: &refs,
+        now: &now,
+        field_owners: None,
+        git: &BTreeMap::new(),
+        policies,
+    };
+    plan(&inputs, &Settings::default())
+}
+
+fn annotated(d: &Drift, pairs: &[(&str, &str)]) -> Drift {
+    let mut d = d.clone();
+    let a = d.metadata.annotations.get_or_insert_with(Default::default);
+    for (k, v) in pairs {
+        a.insert(k.to_string(), v.to_string());
+    }
+    d
+}
+
+fn ignore_policy(name: &str, field: &str, severity: Option<crate::api::Severity>) -> Arc<DriftPolicy> {
+    Arc::new(DriftPolicy::new(
+        name,
+        crate::api::DriftPolicySpec {
+            ignore: vec![crate::api::IgnoreRule {
+                field: field.into(),
+                reason: "managed by the autoscaler".into(),
+                ..Default::default()
+            }],
+            severity: severity.map(|s| [("region".to_string(), s)].into()).unwrap_or_default(),
+            ..Default::default()
+        },
+    ))
+}
+
+#[test]
+fn a_policy_added_later_closes_the_drift_as_ignored_and_its_removal_reopens_it() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = written(&p, &[], &run(&p, Some(&r), &[], at(1)));
+    let policy = ignore_policy("sizes", "size_slug", None);
+    let ignored = run_with(&p, &r, &drifts, at(10), std::slice::from_ref(&policy));
+    let w = &ignored.drift_writes[0];
+    assert_eq!(w.status.phase, DriftPhase::Ignored);
+    assert_eq!(w.status.message.as_deref(), Some("Ignored by policy sizes (managed by the autoscaler)"));
+    assert_eq!(w.status.ignored[0].rule, "DriftPolicy/sizes/ignore[0]");
+    let status = ignored.status.as_ref().unwrap();
+    assert_eq!(status.policies, ["sizes"]);
+    assert_eq!(status.ignored_differences[0].rule, "DriftPolicy/sizes/ignore[0]");
+    assert_eq!(status.open_drifts, 0);
+    assert_eq!(ignored.tally.resolved_stale, 0, "not Stale");
+
+    let (p, drifts) = written(&p, &drifts, &ignored);
+    assert!(run_with(&p, &r, &drifts, at(20), std::slice::from_ref(&policy)).drift_writes.is_empty(), "settled");
+    let reopened = run_with(&p, &r, &drifts, at(30), &[]);
+    let w = &reopened.drift_writes[0];
+    assert_eq!((w.status.phase, w.status.history[0].phase), (DriftPhase::Open, DriftPhase::Ignored));
+}
+
+#[test]
+fn severities_label_drifts_and_info_events_are_normal() {
+    let p = provisioned(json!({"region": "ams3"}));
+    let r = resource("s-1", at(0));
+    let policy = ignore_policy("quiet", "other", Some(crate::api::Severity::Info));
+    let plan = run_with(&p, &r, &[], at(1), &[policy]);
+    assert_eq!(plan.drift_writes[0].severity, "info");
+    assert!(!plan.events.iter().find(|e| e.reason == "DriftDetected").unwrap().warning);
+    assert_eq!(run(&p, Some(&r), &[], at(1)).drift_writes[0].severity, "warning");
+}
+
+#[test]
+fn snooze_puts_a_drift_off_until_its_time_and_refuses_nonsense() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = written(&p, &[], &run(&p, Some(&r), &[], at(1)));
+    for (value, why) in [("tomorrow", "is not an RFC 3339 time"), ("2020-01-01T00:00:00Z", "is not in the future")] {
+        let bad = run(&p, Some(&r), &[annotated(&drifts[0], &[(crate::api::ANNOTATION_SNOOZE_UNTIL, value)])], at(5));
+        assert_eq!(reasons(&bad), ["AnnotationRefused"]);
+        assert!(bad.drift_writes[0].status.message.as_deref().unwrap().contains(why));
+        assert_eq!(bad.drift_writes[0].status.phase, DriftPhase::Open, "nothing changed");
+        assert_eq!(bad.consume_annotations.len(), 1);
+    }
+    let until = at(100).0.to_string();
+    let snooze = run(&p, Some(&r), &[annotated(&drifts[0], &[(crate::api::ANNOTATION_SNOOZE_UNTIL, &until)])], at(10));
+    assert_eq!(snooze.drift_writes[0].status.phase, DriftPhase::Snoozed);
+    assert_eq!(snooze.status.as_ref().map(|s| s.open_drifts), Some(0));
+    let (p, drifts) = written(&p, &drifts, &snooze);
+    assert!(run(&p, Some(&r), &drifts, at(50)).drift_writes.is_empty(), "quiet while snoozed");
+    let ended = run(&p, Some(&r), &drifts, at(101));
+    assert_eq!(ended.drift_writes[0].status.phase, DriftPhase::Open);
+    assert_eq!(reasons(&ended), ["SnoozeEnded"]);
+}
+
+#[test]
+fn an_ignored_drift_lasts_as_long_as_its_live_value() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = written(&p, &[], &run(&p, Some(&r), &[], at(1)));
+    let no_reason = run(&p, Some(&r), &[annotated(&drifts[0], &[(crate::api::ANNOTATION_IGNORE, "true")])], at(5));
+    assert!(
+        no_reason.drift_writes[0]
+            .status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("arcadia.cloud/ignore-reason is required")
+    );
+    let with_reason =
+        [(crate::api::ANNOTATION_IGNORE, "true"), (crate::api::ANNOTATION_IGNORE_REASON, "load test this week")];
+    let ignore = run(&p, Some(&r), &[annotated(&drifts[0], &with_reason)], at(10));
+    assert_eq!(ignore.drift_writes[0].status.phase, DriftPhase::Ignored);
+    let (p, drifts) = written(&p, &drifts, &ignore);
+    assert!(run(&p, Some(&r), &drifts, at(20)).drift_writes.is_empty(), "the same live value stays ignored");
+    let moved = run(&p, Some(&resource("s-8vcpu-16gb", at(25))), &drifts, at(30));
+    assert_eq!(moved.drift_writes[0].status.phase, DriftPhase::Open, "a new live value reopens it");
 }

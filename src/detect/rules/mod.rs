@@ -59,7 +59,11 @@ pub fn compare_field(field: &str, expected: &Value, live: &LiveView<'_>, rules: 
         return if observed_equal(expected, observed) {
             Compared::InSync
         } else {
-            Compared::Drifted(FieldDrift { field: field.into(), expected: expected.clone(), actual: observed.to_value() })
+            Compared::Drifted(FieldDrift {
+                field: field.into(),
+                expected: expected.clone(),
+                actual: observed.to_value(),
+            })
         };
     }
     let actual = observed.to_value();

@@ -1,0 +1,102 @@
+//! The snooze and ignore annotations an operator sets on a Drift:
+//! `arcadia.cloud/snooze-until=<RFC 3339 time>` puts an Open drift off until
+//! then (phase Snoozed); `arcadia.cloud/ignore=true` with
+//! `arcadia.cloud/ignore-reason` lives with the current live value (phase
+//! Ignored). Each is consumed once carried out or refused; a refusal changes
+//! nothing and says why.
+
+use super::{Event, Inputs, Plan, Regarding, Tracked};
+use crate::api::{ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON, ANNOTATION_SNOOZE_UNTIL, Drift, DriftPhase};
+use crate::detect::render_value;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+pub(super) fn apply(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String, Tracked>, plan: &mut Plan) {
+    for d in inputs.drifts {
+        let (snooze, ignore) = (d.annotations().get(ANNOTATION_SNOOZE_UNTIL), d.annotations().get(ANNOTATION_IGNORE));
+        if snooze.is_none() && ignore.is_none() {
+            continue;
+        }
+        let name = d.name_any();
+        if !plan.consume_annotations.contains(&name) {
+            plan.consume_annotations.push(name.clone());
+        }
+        let Some(t) = tracked.get_mut(&d.spec.field).filter(|t| t.name == name) else { continue };
+        let outcome = match (snooze, ignore) {
+            (Some(until), _) => snooze_drift(inputs, until, t),
+            (None, Some(value)) => ignore_drift(d, value, t),
+            (None, None) => continue,
+        };
+        match outcome {
+            Ok(event) => plan.events.push(event),
+            Err(message) => refuse(t, message, plan),
+        }
+    }
+}
+
+fn snooze_drift(inputs: &Inputs<'_>, until: &str, t: &mut Tracked) -> Result<Event, String> {
+    let refused = |why: String| format!("snooze refused: {why}; nothing changed");
+    let at: k8s_openapi::jiff::Timestamp = until.trim().parse().map_err(|_| {
+        refused(format!("{ANNOTATION_SNOOZE_UNTIL} {until:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z"))
+    })?;
+    if at <= inputs.now.0 {
+        return Err(refused(format!("{ANNOTATION_SNOOZE_UNTIL} {until} is not in the future")));
+    }
+    if !matches!(t.status.phase, DriftPhase::Open | DriftPhase::Snoozed) {
+        return Err(refused(format!("the drift is {}, not Open", t.status.phase)));
+    }
+    t.status.phase = DriftPhase::Snoozed;
+    t.status.snoozed_until = Some(Time(at));
+    t.status.message = Some(format!("snoozed until {at}; Open again then if it still drifts"));
+    t.apply_object = true;
+    t.dirty = true;
+    Ok(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: false,
+        reason: "DriftSnoozed",
+        action: "Snooze",
+        message: format!("snoozed until {at}"),
+    })
+}
+
+fn ignore_drift(d: &Drift, value: &str, t: &mut Tracked) -> Result<Event, String> {
+    let refused = |why: String| format!("ignore refused: {why}; nothing changed");
+    if !value.eq_ignore_ascii_case("true") {
+        return Err(refused(format!("{ANNOTATION_IGNORE} must be \"true\", not {value:?}")));
+    }
+    let reason = d.annotations().get(ANNOTATION_IGNORE_REASON).map(|r| r.trim()).filter(|r| !r.is_empty());
+    let reason =
+        reason.ok_or_else(|| refused(format!("{ANNOTATION_IGNORE_REASON} is required: say why this drift is fine")))?;
+    if !matches!(t.status.phase, DriftPhase::Open | DriftPhase::Snoozed) {
+        return Err(refused(format!("the drift is {}, not Open", t.status.phase)));
+    }
+    let message = format!("ignored: {reason} (for as long as the live value stays {})", render_value(&t.status.actual));
+    t.status.phase = DriftPhase::Ignored;
+    t.status.snoozed_until = None;
+    t.status.ignored.clear();
+    t.status.message = Some(message.clone());
+    t.apply_object = true;
+    t.dirty = true;
+    Ok(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: false,
+        reason: "DriftIgnored",
+        action: "Ignore",
+        message,
+    })
+}
+
+fn refuse(t: &mut Tracked, message: String, plan: &mut Plan) {
+    if t.status.message.as_ref() != Some(&message) {
+        t.status.message = Some(message.clone());
+        t.dirty = true;
+    }
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason: "AnnotationRefused",
+        action: "Annotate",
+        message,
+    });
+}
