@@ -1,9 +1,10 @@
 //! `arcadia-drift check`: offline one-shot detection over manifests. Reads
-//! files, runs the pure detection core, renders a report; the binary maps the
-//! report to an exit code (0 in sync, 1 drift or a missing resource, 2 error).
+//! files, runs the pure detection core under the objects' `spec.ignore` and
+//! `spec.match` and the DriftPolicies given, renders a report; the binary maps
+//! the report to an exit code (0 in sync, 1 drift or a missing resource, 2 error).
 
-use crate::api::{Absence, CloudProvisioned, CloudResource, SpecProblem};
-use crate::detect::{self, FieldDrift, Verdict, render_value};
+use crate::api::{Absence, CloudProvisioned, CloudResource, DriftPolicy, SpecProblem};
+use crate::detect::{Compared, FieldDrift, compare_field, render_value};
 use crate::manifests::{self, Manifest, ManifestError};
 use kube::ResourceExt;
 use serde::Serialize;
@@ -20,7 +21,11 @@ pub enum CheckError {
     #[error("{path}: {kind} {name:?} is defined twice")]
     Duplicate { path: String, kind: &'static str, name: String },
     #[error("{path}: CloudProvisioned {namespace}/{name}: {problem}")]
-    InvalidSpec { path: String, namespace: String, name: String, problem: SpecProblem },
+    InvalidSpec { path: String, namespace: String, name: String, problem: Box<SpecProblem> },
+    #[error("{path}: DriftPolicy {name}: {problem}")]
+    InvalidPolicy { path: String, name: String, problem: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
 }
 
 /// Everything one check found.
@@ -31,6 +36,17 @@ pub struct Report {
     pub in_sync: usize,
     pub drifts: Vec<DriftFinding>,
     pub missing_resources: Vec<MissingResource>,
+    /// Differences ignore rules left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<IgnoredFinding>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct IgnoredFinding {
+    pub namespace: String,
+    pub provisioned: String,
+    pub field: String,
+    pub rules: Vec<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -57,45 +73,123 @@ impl Report {
     }
 }
 
-/// Reads both files and checks every CloudProvisioned against the inventory.
-pub fn check_files(provisioned: &Path, inventory: &Path) -> Result<Report, CheckError> {
+/// Reads the files and checks every CloudProvisioned against the inventory,
+/// under the DriftPolicies of `policy_files`.
+pub fn check_files(
+    provisioned: &Path,
+    inventory: &Path,
+    policy_files: &[std::path::PathBuf],
+) -> Result<Report, CheckError> {
     let desired = only_provisioned(provisioned)?;
     let live = only_resources(inventory)?;
-    Ok(check(&desired, &live))
+    let mut policies = Vec::new();
+    for path in policy_files {
+        policies.extend(only_policies(path)?);
+    }
+    Ok(check(&desired, &live, &policies))
 }
 
 /// Pure: compares each CloudProvisioned with the CloudResource it names.
-pub fn check(provisioned: &[CloudProvisioned], inventory: &BTreeMap<String, CloudResource>) -> Report {
+pub fn check(
+    provisioned: &[CloudProvisioned],
+    inventory: &BTreeMap<String, CloudResource>,
+    policies: &[std::sync::Arc<DriftPolicy>],
+) -> Report {
     let mut report = Report { checked: provisioned.len(), ..Report::default() };
+    let index = crate::policy::PolicyIndex::new(policies.iter().cloned());
     for p in provisioned {
         let namespace = p.namespace().unwrap_or_else(|| "default".into());
         let resource_name = &p.spec.resource_ref.name;
-        let live = inventory.get(resource_name).ok_or(Absence::NotFound).and_then(|r| r.live());
-        let verdict = match &live {
-            Ok(view) => detect::evaluate(&p.spec.desired, Some(view)),
-            Err(_) => Verdict::ResourceMissing,
-        };
-        match verdict {
-            Verdict::InSync => report.in_sync += 1,
-            Verdict::Drifted(drifts) => {
-                report.drifts.extend(drifts.into_iter().map(|FieldDrift { field, expected, actual }| DriftFinding {
-                    namespace: namespace.clone(),
+        let resource = inventory.get(resource_name);
+        let view = match resource.ok_or(Absence::NotFound).and_then(|r| r.live()) {
+            Ok(view) => view,
+            Err(absence) => {
+                report.missing_resources.push(MissingResource {
+                    namespace,
                     provisioned: p.name_any(),
                     resource: resource_name.clone(),
-                    field,
-                    expected,
-                    actual,
-                }))
+                    reason: absence.describe(),
+                });
+                continue;
             }
-            Verdict::ResourceMissing => report.missing_resources.push(MissingResource {
-                namespace: namespace.clone(),
-                provisioned: p.name_any(),
-                resource: resource_name.clone(),
-                reason: live.err().unwrap_or(Absence::NotFound).describe(),
-            }),
+        };
+        let candidates = index.candidates(&namespace);
+        let rules = crate::policy::effective(p, resource, &candidates);
+        let before = report.drifts.len();
+        for (field, expected) in p.spec.desired.iter() {
+            let at = |field: &str| (namespace.clone(), p.name_any(), field.to_owned());
+            match compare_field(field, expected, &view, &rules.field(field)) {
+                Compared::InSync => {}
+                Compared::Drifted(FieldDrift { field, expected, actual }) => {
+                    let (namespace, provisioned, field) = at(&field);
+                    let resource = resource_name.clone();
+                    report.drifts.push(DriftFinding { namespace, provisioned, resource, field, expected, actual });
+                }
+                Compared::Ignored(rules) => {
+                    let (namespace, provisioned, field) = at(field);
+                    report.ignored.push(IgnoredFinding { namespace, provisioned, field, rules });
+                }
+            }
+        }
+        if report.drifts.len() == before {
+            report.in_sync += 1;
         }
     }
     report
+}
+
+/// The ignore rules that would silence every difference the report found,
+/// each with `reason: baseline`: one partial CloudProvisioned per drifted
+/// object, to merge into its manifest (or server-side apply under a field
+/// manager of its own).
+pub fn ignore_baseline(report: &Report) -> String {
+    let mut by_object: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for d in &report.drifts {
+        by_object.entry((&d.namespace, &d.provisioned)).or_default().push(&d.field);
+    }
+    let mut out = String::new();
+    for ((namespace, name), fields) in by_object {
+        out.push_str(&format!(
+            "---\napiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  ignore:\n"
+        ));
+        for field in fields {
+            out.push_str(&format!(
+                "    - field: {}\n      reason: baseline\n",
+                crate::accept::yaml_scalar(&Value::from(field))
+            ));
+        }
+    }
+    out
+}
+
+/// Writes [`ignore_baseline`] to `path`.
+pub fn write_ignore(path: &Path, report: &Report) -> Result<(), CheckError> {
+    std::fs::write(path, ignore_baseline(report))
+        .map_err(|source| CheckError::Write { path: path.display().to_string(), source })
+}
+
+fn only_policies(path: &Path) -> Result<Vec<std::sync::Arc<DriftPolicy>>, CheckError> {
+    let shown = path.display().to_string();
+    let mut out = Vec::new();
+    for m in manifests::read_file(path)? {
+        let Manifest::Policy(policy) = m else {
+            let (kind, name) = describe(&m);
+            return Err(CheckError::WrongFile { path: shown, expected: "DriftPolicy", kind, name });
+        };
+        if let Err(problem) = crate::policy::validate(&policy) {
+            return Err(CheckError::InvalidPolicy { path: shown, name: policy.name_any(), problem });
+        }
+        out.push(std::sync::Arc::new(policy));
+    }
+    Ok(out)
+}
+
+fn describe(m: &Manifest) -> (&'static str, String) {
+    match m {
+        Manifest::Provisioned(p) => ("CloudProvisioned", p.name_any()),
+        Manifest::Resource(r) => ("CloudResource", r.name_any()),
+        Manifest::Policy(p) => ("DriftPolicy", p.name_any()),
+    }
 }
 
 fn only_provisioned(path: &Path) -> Result<Vec<CloudProvisioned>, CheckError> {
@@ -105,18 +199,19 @@ fn only_provisioned(path: &Path) -> Result<Vec<CloudProvisioned>, CheckError> {
     for m in manifests::read_file(path)? {
         let p = match m {
             Manifest::Provisioned(p) => p,
-            Manifest::Resource(r) => {
-                return Err(CheckError::WrongFile {
-                    path: shown,
-                    expected: "CloudProvisioned",
-                    kind: "CloudResource",
-                    name: r.name_any(),
-                });
+            other => {
+                let (kind, name) = describe(&other);
+                return Err(CheckError::WrongFile { path: shown, expected: "CloudProvisioned", kind, name });
             }
         };
         let namespace = p.namespace().unwrap_or_else(|| "default".into());
         if let Err(problem) = p.spec.validate() {
-            return Err(CheckError::InvalidSpec { path: shown, namespace, name: p.name_any(), problem });
+            return Err(CheckError::InvalidSpec {
+                path: shown,
+                namespace,
+                name: p.name_any(),
+                problem: Box::new(problem),
+            });
         }
         if !seen.insert((namespace.clone(), p.name_any())) {
             return Err(CheckError::Duplicate {
@@ -136,13 +231,9 @@ fn only_resources(path: &Path) -> Result<BTreeMap<String, CloudResource>, CheckE
     for m in manifests::read_file(path)? {
         let r = match m {
             Manifest::Resource(r) => r,
-            Manifest::Provisioned(p) => {
-                return Err(CheckError::WrongFile {
-                    path: shown,
-                    expected: "CloudResource",
-                    kind: "CloudProvisioned",
-                    name: p.name_any(),
-                });
+            other => {
+                let (kind, name) = describe(&other);
+                return Err(CheckError::WrongFile { path: shown, expected: "CloudResource", kind, name });
             }
         };
         let name = r.name_any();
@@ -213,6 +304,7 @@ mod tests {
                 Manifest::Resource(x) => {
                     r.insert(x.name_any(), x);
                 }
+                Manifest::Policy(_) => {}
             }
         }
         (p, r)
@@ -255,7 +347,7 @@ spec: {resourceRef: {name: nowhere}, desired: {region: x}}
     #[test]
     fn reports_drift_missing_and_in_sync() {
         let (p, r) = split(FIXTURE);
-        let report = check(&p, &r);
+        let report = check(&p, &r, &[]);
         assert_eq!(report.checked, 4);
         assert_eq!(report.in_sync, 1);
         assert_eq!(report.drifts.len(), 1);
@@ -269,7 +361,7 @@ spec: {resourceRef: {name: nowhere}, desired: {region: x}}
     #[test]
     fn table_lists_each_finding_and_a_summary() {
         let (p, r) = split(FIXTURE);
-        let table = render_table(&check(&p, &r));
+        let table = render_table(&check(&p, &r, &[]));
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("NAMESPACE"));
         assert!(lines[1].contains("size_slug") && lines[1].contains("s-1vcpu-1gb") && lines[1].contains("s-2vcpu-4gb"));

@@ -40,6 +40,14 @@ pub struct CheckArgs {
     /// Multi-document YAML of CloudResource objects.
     #[arg(long, value_name = "FILE")]
     pub inventory: PathBuf,
+    /// DriftPolicy manifests whose rules apply, as in the cluster (repeatable).
+    /// Each object's own spec.ignore and spec.match always apply.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Write ignore rules that would silence every difference found, each
+    /// with `reason: baseline`, as partial CloudProvisioneds to merge.
+    #[arg(long, value_name = "FILE")]
+    pub write_ignore: Option<PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -247,7 +255,11 @@ fn run(cli: Cli) -> Result<u8, String> {
             Ok(EXIT_IN_SYNC)
         }
         Command::Check(args) => {
-            let report = check::check_files(&args.provisioned, &args.inventory).map_err(|e| e.to_string())?;
+            let report =
+                check::check_files(&args.provisioned, &args.inventory, &args.policies).map_err(|e| e.to_string())?;
+            if let Some(path) = &args.write_ignore {
+                check::write_ignore(path, &report).map_err(|e| e.to_string())?;
+            }
             let text = match args.output {
                 Output::Table => check::render_table(&report),
                 Output::Json => {

@@ -2,7 +2,7 @@
 //! YAML (or JSON), as `kubectl get -o yaml` or a GitOps repository holds them.
 //! YAML is parsed with serde-saphyr (serde_yaml is unmaintained).
 
-use crate::api::{CloudProvisioned, CloudResource, GROUP, VERSION};
+use crate::api::{CloudProvisioned, CloudResource, DriftPolicy, GROUP, VERSION};
 use serde_json::Value;
 use std::path::Path;
 
@@ -11,6 +11,7 @@ use std::path::Path;
 pub enum Manifest {
     Provisioned(CloudProvisioned),
     Resource(CloudResource),
+    Policy(DriftPolicy),
 }
 
 /// What went wrong reading a manifest; every message names the file and,
@@ -24,7 +25,7 @@ pub enum ManifestError {
     #[error("{path}: document {doc}: expected a Kubernetes object (a mapping with apiVersion and kind), found {found}")]
     NotAnObject { path: String, doc: usize, found: &'static str },
     #[error(
-        "{path}: document {doc}: unsupported kind {kind:?} of apiVersion {api_version:?}; expected CloudProvisioned or CloudResource of {GROUP}/{VERSION}"
+        "{path}: document {doc}: unsupported kind {kind:?} of apiVersion {api_version:?}; expected CloudProvisioned, CloudResource or DriftPolicy of {GROUP}/{VERSION}"
     )]
     UnknownKind { path: String, doc: usize, api_version: String, kind: String },
     #[error("{path}: document {doc}: {kind} {name:?}: {message}")]
@@ -101,6 +102,7 @@ fn object(doc: Value, origin: &str, doc_no: usize) -> Result<Manifest, ManifestE
     let manifest = match kind.as_str() {
         "CloudProvisioned" => serde_json::from_value(doc).map(Manifest::Provisioned),
         "CloudResource" => serde_json::from_value(doc).map(Manifest::Resource),
+        "DriftPolicy" => serde_json::from_value(doc).map(Manifest::Policy),
         _ => {
             return Err(ManifestError::UnknownKind { path: origin.into(), doc: doc_no, api_version, kind });
         }

@@ -153,3 +153,91 @@ fn check_says_it_knows_nothing_of_accept_modes() {
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("accept modes and pending Git changes"), "{help}");
 }
+
+const DOKS_INVENTORY: &str = "apiVersion: arcadia.cloud/v1alpha1
+kind: CloudResource
+metadata: {name: digitalocean-kubernetes-cluster-k1}
+spec: {provider: digitalocean, type: kubernetes_cluster, id: k1}
+status:
+  name: prod
+  region: nyc3
+  tags: [prod, k8s, \"k8s:0f4c2e9a\", \"k8s:worker\"]
+  attrs: {node_pools: [{name: pool-1, size: s-2vcpu-4gb, count: 5, auto_scale: true}]}
+  syncedTime: \"2026-11-30T00:00:00Z\"
+";
+
+fn doks_provisioned(extra_spec: &str) -> String {
+    format!(
+        "apiVersion: arcadia.cloud/v1alpha1
+kind: CloudProvisioned
+metadata: {{name: prod-cluster, namespace: platform}}
+spec:
+  resourceRef: {{name: digitalocean-kubernetes-cluster-k1}}
+  desired:
+    tags: [prod]
+    node_pools: [{{name: pool-1, size: s-2vcpu-4gb, count: 3, auto_scale: true}}]
+{extra_spec}"
+    )
+}
+
+#[test]
+fn check_applies_ignore_rules_and_policies_and_writes_a_baseline() {
+    let inventory = temp_file("doks-inventory.yaml", DOKS_INVENTORY);
+    let bare = temp_file("doks.yaml", &doks_provisioned(""));
+    let (code, out, _) = check(bare.to_str().unwrap(), inventory.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("node_pools") && out.contains("tags"), "{out}");
+
+    let baseline = temp_file("baseline.yaml", "");
+    let (code, _, err) =
+        check(bare.to_str().unwrap(), inventory.to_str().unwrap(), &["--write-ignore", baseline.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let written = std::fs::read_to_string(&baseline).unwrap();
+    assert!(written.contains("name: prod-cluster\n  namespace: platform\nspec:\n  ignore:\n    - field: node_pools\n      reason: baseline\n    - field: tags\n      reason: baseline\n"), "{written}");
+
+    let own_rules = doks_provisioned(
+        "  ignore:\n    - {field: node_pools, paths: [\"/*/count\"], reason: autoscaler}\n  match: {tags: contains}\n",
+    );
+    let ruled = temp_file("doks-ruled.yaml", &own_rules);
+    let (code, out, err) = check(ruled.to_str().unwrap(), inventory.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let policy = temp_file(
+        "policy.yaml",
+        "apiVersion: arcadia.cloud/v1alpha1
+kind: DriftPolicy
+metadata: {name: doks}
+spec:
+  selector: {type: kubernetes_cluster}
+  ignore:
+    - {field: node_pools, paths: [\"/*/count\"], reason: autoscaler}
+    - {field: tags, values: [\"k8s\", \"k8s:*\"], reason: DOKS tags its clusters}
+",
+    );
+    let (code, out, err) = check(
+        bare.to_str().unwrap(),
+        inventory.to_str().unwrap(),
+        &["--policy", policy.to_str().unwrap(), "-o", "json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ignored"][0]["rules"][0], "DriftPolicy/doks/ignore[0]");
+}
+
+#[test]
+fn a_rule_without_a_reason_is_an_error_naming_object_and_rule() {
+    let inventory = temp_file("doks-inventory2.yaml", DOKS_INVENTORY);
+    let reasonless = temp_file("reasonless.yaml", &doks_provisioned("  ignore:\n    - {field: tags, reason: \"\"}\n"));
+    let (code, _, err) = check(reasonless.to_str().unwrap(), inventory.to_str().unwrap(), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("CloudProvisioned platform/prod-cluster: spec.ignore[0] (tags) has no reason"), "{err}");
+    let policy = temp_file(
+        "bad-policy.yaml",
+        "apiVersion: arcadia.cloud/v1alpha1\nkind: DriftPolicy\nmetadata: {name: p}\nspec:\n  ignore: [{field: tags, paths: [\"no-slash\"], reason: x}]\n",
+    );
+    let ok = temp_file("doks-ok.yaml", &doks_provisioned(""));
+    let (code, _, err) =
+        check(ok.to_str().unwrap(), inventory.to_str().unwrap(), &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("DriftPolicy p: ignore[0] (tags): path \"no-slash\" is not a JSON pointer"), "{err}");
+}

@@ -119,6 +119,10 @@ pub enum SpecProblem {
     NothingDesired,
     #[error("spec.desired has an empty field name {0:?}")]
     EmptyFieldName(String),
+    #[error("spec.ignore[{index}] ({field}) has no reason: say why the difference is legitimate")]
+    IgnoreWithoutReason { index: usize, field: String },
+    #[error("spec.ignore[{index}] ({field}): {problem}")]
+    BadIgnoreRule { index: usize, field: String, problem: String },
 }
 
 impl CloudProvisionedSpec {
@@ -136,6 +140,14 @@ impl CloudProvisionedSpec {
         }
         if let Some(bad) = self.desired.keys().find(|k| k.trim().is_empty()) {
             return Err(SpecProblem::EmptyFieldName(bad.to_owned()));
+        }
+        for (index, rule) in self.ignore.iter().enumerate() {
+            let field = rule.field.clone();
+            if rule.reason.trim().is_empty() {
+                return Err(SpecProblem::IgnoreWithoutReason { index, field });
+            }
+            crate::detect::rules::check_rule(&rule.paths, &rule.values)
+                .map_err(|problem| SpecProblem::BadIgnoreRule { index, field, problem })?;
         }
         Ok(())
     }

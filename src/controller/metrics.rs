@@ -19,6 +19,11 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabel {
     pub step: &'static str,
 }
@@ -35,6 +40,8 @@ pub struct ControllerMetrics {
     pub accepted: Counter,
     pub accepts_refused: Counter,
     pub open_drifts: Gauge,
+    /// Objects whose last comparison left a difference out, per ignore rule.
+    pub ignored_differences: Family<RuleLabel, Gauge>,
     pub watch_errors: Family<KindLabel, Counter>,
     pub writes: ApiWrites,
 }
@@ -71,6 +78,7 @@ impl Default for ControllerMetrics {
             accepted: Counter::default(),
             accepts_refused: Counter::default(),
             open_drifts: Gauge::default(),
+            ignored_differences: Family::default(),
             watch_errors: Family::default(),
             writes: ApiWrites::default(),
         }
@@ -94,6 +102,12 @@ impl ControllerMetrics {
         r.register("accepts_refused", "Accept annotations refused", m.accepts_refused.clone());
         r.register("open_drifts", "Drifts currently Open (the drifted fields)", m.open_drifts.clone());
         r.register("watch_errors", "Errors of the watches, by watched kind", m.watch_errors.clone());
+        let ignored = m.ignored_differences.clone();
+        r.register(
+            "ignored_differences",
+            "Differences ignore rules leave out now, by rule (spec.ignore[i] or DriftPolicy/<name>/ignore[i])",
+            ignored,
+        );
         m
     }
 

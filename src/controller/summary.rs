@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration) {
     let drifts = caches.drifts.clone();
+    let provisioned = caches.provisioned.clone();
     tokio::spawn(async move {
         let mut last = metrics.sweep_counts();
         let mut gauge_tick = tokio::time::interval(Duration::from_secs(5));
@@ -19,6 +20,7 @@ pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration) {
                 _ = gauge_tick.tick() => {
                     let open = drifts.state().iter().filter(|d| d.status.as_ref().is_some_and(|s| s.phase == DriftPhase::Open)).count();
                     metrics.open_drifts.set(open as i64);
+                    count_ignored(&provisioned, &metrics);
                 }
                 _ = sweep_tick.tick() => {
                     let now = metrics.sweep_counts();
@@ -51,4 +53,21 @@ pub fn log_when_synced(caches: &Caches) {
             );
         }
     });
+}
+
+/// Sets the ignored-differences gauge per rule from the objects' statuses.
+fn count_ignored(
+    provisioned: &kube::runtime::reflector::Store<crate::api::CloudProvisioned>,
+    metrics: &ControllerMetrics,
+) {
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for p in provisioned.state() {
+        for d in p.status.iter().flat_map(|s| &s.ignored_differences) {
+            *counts.entry(d.rule.clone()).or_default() += 1;
+        }
+    }
+    metrics.ignored_differences.clear();
+    for (rule, count) in counts {
+        metrics.ignored_differences.get_or_create(&super::metrics::RuleLabel { rule }).set(count);
+    }
 }
