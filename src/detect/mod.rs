@@ -48,27 +48,6 @@ pub fn detect(desired: &Fields, live: &LiveView<'_>) -> Vec<FieldDrift> {
         .collect()
 }
 
-/// The outcome of checking one desired state.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Verdict {
-    InSync,
-    Drifted(Vec<FieldDrift>),
-    /// The live resource does not exist (or the provider no longer lists it):
-    /// reported once, never as one drift per field.
-    ResourceMissing,
-}
-
-/// Checks `desired` against a live resource that may be absent.
-pub fn evaluate(desired: &Fields, live: Option<&LiveView<'_>>) -> Verdict {
-    match live {
-        None => Verdict::ResourceMissing,
-        Some(live) => {
-            let drifts = detect(desired, live);
-            if drifts.is_empty() { Verdict::InSync } else { Verdict::Drifted(drifts) }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +88,7 @@ mod tests {
     #[test]
     fn only_declared_keys_are_checked() {
         let live = LiveView { region: Some("nyc3"), status: Some("off"), ..LiveView::default() };
-        assert_eq!(evaluate(&map(json!({"region": "nyc3"})), Some(&live)), Verdict::InSync);
+        assert!(detect(&map(json!({"region": "nyc3"})), &live).is_empty());
     }
 
     #[test]
@@ -124,12 +103,6 @@ mod tests {
     fn a_desired_empty_value_matches_a_missing_field() {
         let live = LiveView::default();
         assert!(detect(&map(json!({"backups": null, "vpc": ""})), &live).is_empty());
-    }
-
-    #[test]
-    fn missing_resource_is_one_verdict_not_n_drifts() {
-        let desired = map(json!({"size_slug": "a", "region": "b"}));
-        assert_eq!(evaluate(&desired, None), Verdict::ResourceMissing);
     }
 
     #[test]
