@@ -39,6 +39,7 @@ pub struct CloudProvisionedSpec {
     pub desired: super::Fields,
     /// Known, legitimate differences to leave out of the comparison; each needs a reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub ignore: Vec<super::IgnoreRule>,
     /// Per field: `exact` (the default: loose equality) or `contains` (the
     /// live list must include every desired member).

@@ -115,7 +115,7 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// updated along with it. Version 1 was never marked.
 pub const SCHEMA_VERSION: u32 = 3;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "a57d85d3";
+pub const SCHEMA_FINGERPRINT: &str = "acf6d23d";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].

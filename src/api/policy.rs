@@ -14,19 +14,23 @@ use std::collections::BTreeMap;
 pub struct IgnoreRule {
     /// The key of `spec.desired` this rule is about.
     #[x_kube(validation = Rule::new("size(self) > 0").message("an ignore rule must name a field"))]
+    #[schemars(length(max = 253))]
     pub field: String,
     /// JSON pointers into the field's value to leave out, `*` for any list
     /// index or key, e.g. `/*/count` (a DOKS node pool's autoscaled count).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(p, p.startsWith('/'))").message("ignore paths are JSON pointers: each starts with '/'"))]
+    #[schemars(length(max = 32), inner(length(max = 512)))]
     pub paths: Vec<String>,
     /// Globs (`*` any characters) of list members to leave out before
     /// comparing, e.g. `k8s:*` (tags DigitalOcean Kubernetes adds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(v, size(v) > 0)").message("ignore value globs must not be empty"))]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
     pub values: Vec<String>,
     /// Why this difference is legitimate. Required: an ignore without a reason is not accepted.
     #[x_kube(validation = Rule::new("size(self.trim()) > 0").message("an ignore rule needs a reason"))]
+    #[schemars(length(max = 1024))]
     pub reason: String,
 }
 
@@ -94,6 +98,7 @@ pub struct DriftPolicySpec {
     #[serde(default)]
     pub selector: PolicySelector,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub ignore: Vec<IgnoreRule>,
     /// Per field: `exact` or `contains`.
     #[serde(default, rename = "match", skip_serializing_if = "BTreeMap::is_empty")]
