@@ -161,7 +161,7 @@ async fn a_policy_added_later_ignores_open_drifts_and_its_removal_reopens_them()
     assert_eq!(status.message.as_deref(), Some(format!("Ignored by policy {name} (DOKS tags its clusters)").as_str()));
     assert_eq!(ignored.labels().get("arcadia.cloud/severity").map(String::as_str), Some("critical"));
     let p = Api::<CloudProvisioned>::namespaced(client.clone(), &ns).get("prod").await.unwrap();
-    assert_eq!(p.status.unwrap().policies, [name.clone()]);
+    assert_eq!(p.status.unwrap().policies, std::slice::from_ref(&name));
     let valid = eventually(WAIT, "the policy's Valid condition", || async {
         policies.get(&name).await.ok()?.status?.conditions.into_iter().find(|c| c.type_ == "Valid")
     })
