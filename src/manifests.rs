@@ -177,7 +177,7 @@ items:
         let err = parse(text, "x.yaml").unwrap_err().to_string();
         assert_eq!(
             err,
-            "x.yaml: document 1: unsupported kind \"ConfigMap\" of apiVersion \"v1\"; expected CloudProvisioned or CloudResource of arcadia.cloud/v1alpha1"
+            "x.yaml: document 1: unsupported kind \"ConfigMap\" of apiVersion \"v1\"; expected CloudProvisioned, CloudResource or DriftPolicy of arcadia.cloud/v1alpha1"
         );
     }
 
