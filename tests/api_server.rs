@@ -142,7 +142,7 @@ async fn kubectl_shows_drift_columns_and_filters_by_phase() {
 
     let table = common::kubectl_ok(&["get", "drift", "-n", &ns]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "FIELD", "EXPECTED", "ACTUAL", "PHASE", "AGE"], "{table}");
+    assert_eq!(header, ["NAME", "FIELD", "EXPECTED", "ACTUAL", "PHASE", "SEVERITY", "AGE"], "{table}");
     assert!(
         table.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..5]
             == ["web-1-size-slug", "size_slug", "s-1vcpu-1gb", "s-2vcpu-4gb", "Open"]),
