@@ -155,7 +155,7 @@ pub fn ignore_baseline(report: &Report) -> String {
         for field in fields {
             out.push_str(&format!(
                 "    - field: {}\n      reason: baseline\n",
-                crate::accept::yaml_scalar(&Value::from(field))
+                crate::detect::yaml_scalar(&Value::from(field))
             ));
         }
     }

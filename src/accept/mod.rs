@@ -12,7 +12,7 @@ use crate::api::{
     ANNOTATION_ACCEPT_MODE, ARGOCD_TRACKING_ID, AcceptMode, CloudProvisioned, DEFAULT_GITOPS_MANAGERS, FIELD_MANAGER,
     FLUX_LABELS, Fields, PendingGitChange,
 };
-use crate::detect::{loosely_equal, render_value};
+use crate::detect::{loosely_equal, yaml_scalar};
 use kube::ResourceExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -126,32 +126,6 @@ pub fn field_owners(p: &CloudProvisioned) -> BTreeMap<String, String> {
 /// YAML form that reads back as the same JSON value.
 pub fn commit_line(field: &str, value: &Value) -> String {
     format!("spec.desired.{field}: {}", yaml_scalar(value))
-}
-
-/// A JSON value as YAML text that every YAML reader (1.1, as Kubernetes'
-/// own, and 1.2) reads back as the same value: strings bare unless YAML would
-/// read them as something else (a number, a boolean, null, an indicator),
-/// else double-quoted; everything else as JSON, which is YAML flow style.
-pub fn yaml_scalar(value: &Value) -> String {
-    match value {
-        Value::String(s) if needs_quotes(s) => Value::String(s.clone()).to_string(),
-        Value::String(s) => s.clone(),
-        Value::Null => "null".into(),
-        other => render_value(other),
-    }
-}
-
-/// Whether a string must be quoted to read back as the same string, in
-/// block or flow context, by YAML 1.1 readers (Kubernetes' own: `on`, `y`,
-/// `0755`, `1_000`, `12:30` are not strings there) and 1.2 ones alike. Errs
-/// on the side of quoting: only words of letters, digits and `-._/@=+` that
-/// start with a letter and are no YAML keyword stay bare.
-pub fn needs_quotes(s: &str) -> bool {
-    const KEYWORDS: [&str; 12] = ["true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "~"];
-    let safe = |c: char| c.is_ascii_alphanumeric() || "-._/@=+".contains(c);
-    !s.starts_with(|c: char| c.is_ascii_alphabetic())
-        || !s.chars().all(safe)
-        || KEYWORDS.iter().any(|w| w.eq_ignore_ascii_case(s.trim_start_matches('.')))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub mod rules;
 pub use equality::{loosely_equal, observed_equal};
 pub use fields::Fields;
 pub use live::{LiveView, Observed};
-pub use render::render_value;
+pub use render::{needs_quotes, render_value, yaml_scalar};
 pub use rules::{Compared, FieldRules, IgnoreRule, MatchMode, compare_field};
 
 use serde_json::Value;

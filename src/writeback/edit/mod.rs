@@ -10,7 +10,7 @@
 
 mod tree;
 
-use crate::accept::{needs_quotes, yaml_scalar};
+use crate::detect::{needs_quotes, yaml_scalar};
 use serde_json::Value;
 use tree::{Node, NodeKind, parse_documents};
 
