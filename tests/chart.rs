@@ -318,6 +318,25 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     let (ok, err) = annotate("mallory", &["arcadia:platform-admins"], Some("alice"));
     assert!(!ok, "accepted-by cannot name someone else");
     assert!(err.contains("arcadia.cloud/accepted-by must be your own user name (mallory), not alice"), "{err}");
+    let snooze = common::kubectl(&[
+        "annotate",
+        "drift",
+        name.as_str(),
+        "-n",
+        team.as_str(),
+        "--overwrite",
+        "--as",
+        "mallory",
+        "arcadia.cloud/snooze-until=2030-01-01T00:00:00Z",
+    ]);
+    let err = String::from_utf8_lossy(&snooze.stderr);
+    assert!(!snooze.status.success(), "a non-member cannot snooze");
+    assert!(
+        err.contains(
+            "only members of the group arcadia:platform-admins may snooze or ignore a drift; mallory is not one"
+        ),
+        "{err}"
+    );
     let (ok, err) = annotate("carol", &["arcadia:platform-admins"], Some("carol"));
     assert!(!ok && err.contains("forbidden"), "a viewer cannot patch drifts: {err}");
     // An admin's accept that does not say who: the mutating policy stamps the real user.
