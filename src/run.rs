@@ -48,6 +48,10 @@ pub enum RunError {
     Config(#[source] kube::Error),
     #[error("cannot reach the Kubernetes API at {url}: {source}")]
     Unreachable { url: String, source: kube::Error },
+    #[error(
+        "the Kubernetes API at {url} is version {version}; arcadia-drift supports Kubernetes 1.34 through 1.37 (it needs admission policies, CRD selectable fields and the CEL libraries of 1.34)"
+    )]
+    UnsupportedServer { url: String, version: String },
     #[error("the {kind} CRD is not installed (apply the output of `arcadia-drift crds`): {source}")]
     MissingCrd { kind: &'static str, source: kube::Error },
     #[error(
@@ -134,8 +138,28 @@ async fn connect(config: &RunConfig) -> Result<Client, RunError> {
         .map_err(RunError::Config)?
         .with_layer(&RateLimitLayer::new(config.api_qps, config.api_burst))
         .build();
-    client.apiserver_version().await.map_err(|source| RunError::Unreachable { url, source })?;
+    let info = client.apiserver_version().await.map_err(|source| RunError::Unreachable { url: url.clone(), source })?;
+    if !supported(&info.major, &info.minor) {
+        return Err(RunError::UnsupportedServer { url, version: info.git_version });
+    }
+    if minor(&info.minor) > Some(NEWEST_MINOR) {
+        tracing::warn!(version = %info.git_version, "newer than the newest Kubernetes this build was tested with (1.37)");
+    }
     Ok(client)
+}
+
+/// The supported range's ends: 1.34 (the oldest tested) to 1.37 (the newest).
+const OLDEST_MINOR: u32 = 34;
+const NEWEST_MINOR: u32 = 37;
+
+/// The minor version as a number: servers say "34", or "34+" for vendor builds.
+fn minor(text: &str) -> Option<u32> {
+    text.trim_end_matches('+').parse().ok()
+}
+
+/// Older servers are refused; newer ones run, with a warning.
+fn supported(major: &str, minor_text: &str) -> bool {
+    major == "1" && minor(minor_text).is_some_and(|m| m >= OLDEST_MINOR)
 }
 
 /// Fails fast, with a clear message, on what would otherwise make the watches
@@ -177,4 +201,15 @@ async fn check_crd_versions(client: &Client) -> Result<(), RunError> {
 /// The Lease settings for leader election under this project's field manager.
 pub fn lease_config(name: String, namespace: String, duration: std::time::Duration, identity: String) -> LeaseConfig {
     LeaseConfig { name, namespace, duration, identity, field_manager: format!("{FIELD_MANAGER}-lease") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_supported_range_starts_at_1_34() {
+        assert!(supported("1", "34") && supported("1", "37") && supported("1", "35+") && supported("1", "40"));
+        assert!(!supported("1", "33") && !supported("2", "0") && !supported("1", "x"));
+    }
 }

@@ -38,6 +38,20 @@ fn helm_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The test cluster's version, e.g. `v1.34.4`: `helm template` renders for it
+/// (as `helm install` would), since its own default is the newest version.
+fn server_version() -> String {
+    let out = common::kubectl_ok(&["version", "-o", "json"]);
+    let version: serde_json::Value = serde_json::from_str(&out).unwrap();
+    version["serverVersion"]["gitVersion"].as_str().expect("a server version").to_owned()
+}
+
+/// Whether the chart stamps accepted-by on this cluster (a MutatingAdmissionPolicy, 1.36+).
+fn stamps_accepted_by() -> bool {
+    let minor: u32 = server_version().split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+    minor >= 36
+}
+
 /// kubectl with `input` on stdin.
 fn kubectl_stdin(args: &[&str], input: &str, kubeconfig: Option<&PathBuf>) -> Output {
     use std::io::Write;
@@ -157,7 +171,8 @@ async fn everything_rendered_passes_a_server_side_dry_run() {
         [("default", vec![]), ("non-default", vec!["-f", "charts/arcadia-drift/ci/all-features-values.yaml"])]
     {
         let watch = format!("watchNamespace={team}");
-        let mut args = vec!["template", "dry", CHART, "--namespace", &ns];
+        let version = server_version();
+        let mut args = vec!["template", "dry", CHART, "--namespace", &ns, "--kube-version", &version];
         args.extend(extra.iter().copied());
         if label == "non-default" {
             // The cluster has no Prometheus Operator CRDs; the ServiceMonitor is checked by `template` above.
@@ -179,12 +194,15 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     let system = common::namespace(&client, "chart-system").await;
     let team = common::namespace(&client, "chart-team").await;
     let release = format!("rbac{}", &common::unique_suffix()[..6]);
+    let version = server_version();
     let rendered = helm_ok(&[
         "template",
         &release,
         CHART,
         "--namespace",
         &system,
+        "--kube-version",
+        &version,
         "--set",
         &format!("watchNamespace={team}"),
         "--set",
@@ -339,8 +357,16 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     );
     let (ok, err) = annotate("carol", &["arcadia:platform-admins"], Some("carol"));
     assert!(!ok && err.contains("forbidden"), "a viewer cannot patch drifts: {err}");
-    // An admin's accept that does not say who: the mutating policy stamps the real user.
-    let (ok, err) = annotate("alice", &["arcadia:platform-admins"], None);
+    // An admin's accept that does not say who: from 1.36 the mutating policy
+    // stamps the real user; before, the validating policy requires the name.
+    let (ok, err) = if stamps_accepted_by() {
+        annotate("alice", &["arcadia:platform-admins"], None)
+    } else {
+        let (ok, err) = annotate("alice", &["arcadia:platform-admins"], None);
+        assert!(!ok, "without the mutating policy an accept must say who");
+        assert!(err.contains("arcadia.cloud/accepted-by is required with arcadia.cloud/accept on this cluster: set it to your user name (alice)"), "{err}");
+        annotate("alice", &["arcadia:platform-admins"], Some("alice"))
+    };
     assert!(ok, "an admin accepts: {err}");
 
     // The controller, still as its ServiceAccount, completes the accept and removes the annotation.
@@ -365,12 +391,15 @@ async fn git_writeback_reads_only_the_named_secrets() {
     let client = common::client().await;
     let system = common::namespace(&client, "chart-git").await;
     let release = format!("git{}", &common::unique_suffix()[..6]);
+    let version = server_version();
     let rendered = helm_ok(&[
         "template",
         &release,
         CHART,
         "--namespace",
         &system,
+        "--kube-version",
+        &version,
         "--set",
         "gitWriteback.enabled=true",
         "--set",

@@ -25,3 +25,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "arcadia-drift.controllerUser" -}}
 {{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "arcadia-drift.serviceAccountName" .) -}}
 {{- end -}}
+
+{{/*
+Whether the MutatingAdmissionPolicy that stamps accepted-by is rendered: asked
+for, on Kubernetes 1.36 or later (admissionregistration.k8s.io/v1 MAP is GA
+there), and served by the cluster. Against a cluster, Helm's API list names
+kinds and says whether it is served; `helm template` without a cluster lists
+no kinds at all (not even ValidatingAdmissionPolicy), and then the version
+decides alone.
+*/}}
+{{- define "arcadia-drift.stampsAcceptedBy" -}}
+{{- $apis := .Capabilities.APIVersions -}}
+{{- $listsKinds := $apis.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" -}}
+{{- $served := or (not $listsKinds) ($apis.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy") -}}
+{{- if and .Values.acceptPolicy.stampAcceptedBy (semverCompare ">=1.36.0-0" .Capabilities.KubeVersion.Version) $served -}}
+true
+{{- end -}}
+{{- end }}
