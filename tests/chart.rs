@@ -410,16 +410,7 @@ async fn git_writeback_reads_only_the_named_secrets() {
     let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], &rendered, None);
     assert_ok(&out, "applying the rendered chart");
     // kubectl auth can-i resolves resource names through discovery: give it the tools' kinds.
-    let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], GITOPS_CRDS, None);
-    assert_ok(&out, "applying minimal Flux and Argo CD CRDs");
-    common::kubectl_ok(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/applications.argoproj.io",
-        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
-        "crd/gitrepositories.source.toolkit.fluxcd.io",
-    ]);
+    common::install_gitops_crds();
     let sa_user = format!("system:serviceaccount:{system}:{release}-arcadia-drift");
     let can = |verb: &str, resource: &str| {
         let out = common::kubectl(&["auth", "can-i", verb, resource, "-n", "default", "--as", &sa_user]);
@@ -433,32 +424,3 @@ async fn git_writeback_reads_only_the_named_secrets() {
     assert!(can("get", "applications.argoproj.io"));
     assert!(!can("patch", "applications.argoproj.io"));
 }
-
-/// The kinds of Flux and Argo CD that write-back reads, with open schemas.
-const GITOPS_CRDS: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: applications.argoproj.io}
-spec:
-  group: argoproj.io
-  names: {kind: Application, plural: applications, singular: application}
-  scope: Namespaced
-  versions: [{name: v1alpha1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kustomizations.kustomize.toolkit.fluxcd.io}
-spec:
-  group: kustomize.toolkit.fluxcd.io
-  names: {kind: Kustomization, plural: kustomizations, singular: kustomization}
-  scope: Namespaced
-  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gitrepositories.source.toolkit.fluxcd.io}
-spec:
-  group: source.toolkit.fluxcd.io
-  names: {kind: GitRepository, plural: gitrepositories, singular: gitrepository}
-  scope: Namespaced
-  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
-";

@@ -22,35 +22,6 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(45);
 const FLUX: [&str; 6] = ["--server-side", "--force-conflicts", "--field-manager", "kustomize-controller", "-f", "-"];
 
-/// Just enough of Flux's CRDs for the controller to read the objects it follows.
-const FLUX_CRDS: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: kustomizations.kustomize.toolkit.fluxcd.io}
-spec:
-  group: kustomize.toolkit.fluxcd.io
-  names: {kind: Kustomization, plural: kustomizations, singular: kustomization}
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gitrepositories.source.toolkit.fluxcd.io}
-spec:
-  group: source.toolkit.fluxcd.io
-  names: {kind: GitRepository, plural: gitrepositories, singular: gitrepository}
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-"#;
-
 fn manifest(resource: &str, ns: &str) -> String {
     format!(
         "# The web tier. Resized by hand in November? Accept it, don't revert it.\napiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata:\n  name: web-1\n  labels:\n    kustomize.toolkit.fluxcd.io/name: infra\n    kustomize.toolkit.fluxcd.io/namespace: {ns}\nspec:\n  resourceRef: {{name: {resource}}}\n  desired:\n    size_slug: s-1vcpu-1gb  # launch size\n    region: nyc3\n"
@@ -106,14 +77,7 @@ struct Setup {
 /// A namespace with Flux's objects, a credentials Secret, and web-1 applied from Git.
 async fn setup(prefix: &str, password_in_secret: &str) -> Setup {
     let client = common::client().await;
-    kubectl_stdin(&["apply", "--server-side", "-f", "-"], FLUX_CRDS);
-    common::kubectl_ok(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
-        "crd/gitrepositories.source.toolkit.fluxcd.io",
-    ]);
+    common::install_gitops_crds();
     let ns = common::namespace(&client, prefix).await;
     let resource = droplet(&client).await;
     let server = GitServer::start("flux", "git-s3cret");

@@ -242,6 +242,16 @@ fn freshness(r: &CloudResource, now: &Time, settings: &Settings) -> Freshness {
     }
 }
 
+/// A refused operator annotation: the Drift says why (once), with a Warning
+/// Event of this `(reason, action)`; nothing else changes.
+fn refuse(t: &mut Tracked, message: String, (reason, action): (&'static str, &'static str), plan: &mut Plan) {
+    if t.status.message.as_ref() != Some(&message) {
+        t.status.message = Some(message.clone());
+        t.dirty = true;
+    }
+    plan.events.push(Event { regarding: Regarding::Drift(t.name.clone()), warning: true, reason, action, message });
+}
+
 fn open_fields(tracked: &BTreeMap<String, Tracked>) -> Vec<String> {
     tracked.iter().filter(|(_, t)| t.status.phase == DriftPhase::Open).map(|(f, _)| f.clone()).collect()
 }

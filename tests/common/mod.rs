@@ -127,3 +127,56 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The kinds of Flux and Argo CD that write-back reads, with open schemas.
+pub const GITOPS_CRDS: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: applications.argoproj.io}
+spec:
+  group: argoproj.io
+  names: {kind: Application, plural: applications, singular: application}
+  scope: Namespaced
+  versions: [{name: v1alpha1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kustomizations.kustomize.toolkit.fluxcd.io}
+spec:
+  group: kustomize.toolkit.fluxcd.io
+  names: {kind: Kustomization, plural: kustomizations, singular: kustomization}
+  scope: Namespaced
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gitrepositories.source.toolkit.fluxcd.io}
+spec:
+  group: source.toolkit.fluxcd.io
+  names: {kind: GitRepository, plural: gitrepositories, singular: gitrepository}
+  scope: Namespaced
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+";
+
+/// Installs [`GITOPS_CRDS`] and waits until they are established.
+pub fn install_gitops_crds() {
+    use std::io::Write;
+    let mut child = Command::new(repo_root().join("scripts/kubectl"))
+        .args(["apply", "--server-side", "-f", "-"])
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run scripts/kubectl");
+    child.stdin.take().unwrap().write_all(GITOPS_CRDS.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "applying minimal Flux and Argo CD CRDs: {}", String::from_utf8_lossy(&out.stderr));
+    kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/applications.argoproj.io",
+        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+        "crd/gitrepositories.source.toolkit.fluxcd.io",
+    ]);
+}

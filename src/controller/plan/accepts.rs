@@ -165,17 +165,7 @@ fn refusal(cx: &AcceptContext<'_, '_>, field: &str, status: &DriftStatus) -> Opt
 
 fn refuse(t: &mut Tracked, message: String, plan: &mut Plan) {
     plan.tally.refused += 1;
-    if t.status.message.as_ref() != Some(&message) {
-        t.status.message = Some(message.clone());
-        t.dirty = true;
-    }
-    plan.events.push(Event {
-        regarding: Regarding::Drift(t.name.clone()),
-        warning: true,
-        reason: "AcceptRefused",
-        action: "Accept",
-        message,
-    });
+    super::refuse(t, message, ("AcceptRefused", "Accept"), plan);
 }
 
 /// One accept being carried out.

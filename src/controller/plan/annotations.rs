@@ -30,7 +30,7 @@ pub(super) fn apply(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String, Tracked>
         };
         match outcome {
             Ok(event) => plan.events.push(event),
-            Err(message) => refuse(t, message, plan),
+            Err(message) => super::refuse(t, message, ("AnnotationRefused", "Annotate"), plan),
         }
     }
 }
@@ -85,18 +85,4 @@ fn ignore_drift(d: &Drift, value: &str, t: &mut Tracked) -> Result<Event, String
         action: "Ignore",
         message,
     })
-}
-
-fn refuse(t: &mut Tracked, message: String, plan: &mut Plan) {
-    if t.status.message.as_ref() != Some(&message) {
-        t.status.message = Some(message.clone());
-        t.dirty = true;
-    }
-    plan.events.push(Event {
-        regarding: Regarding::Drift(t.name.clone()),
-        warning: true,
-        reason: "AnnotationRefused",
-        action: "Annotate",
-        message,
-    });
 }
