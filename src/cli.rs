@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// How often the inventory is listed, jittered by ±10%.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub inventory_sync_interval: Duration,
+    /// How often the DigitalOcean actions feed is read, so a resize or a rename
+    /// shows in seconds rather than at the next full sync; `0` turns it off.
+    #[arg(long, default_value = "10s", value_parser = parse_optional_duration)]
+    pub digitalocean_actions_interval: OptionalDuration,
     /// Resource types to mirror (comma-separated).
     #[arg(
         long,
@@ -185,6 +189,17 @@ fn parse_secret_ref(text: &str) -> Result<(String, String), String> {
 fn parse_accept_mode(word: &str) -> Result<AcceptMode, String> {
     AcceptMode::parse(word)
         .ok_or_else(|| format!("{word:?} is not an accept mode: use one of {}", AcceptMode::WORDS.join(", ")))
+}
+
+/// A duration where `0` means "off".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionalDuration(pub Option<Duration>);
+
+fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
+    if text.trim() == "0" || text.trim() == "0s" {
+        return Ok(OptionalDuration(None));
+    }
+    parse_duration(text).map(|d| OptionalDuration(Some(d)))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,6 +325,8 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
         sync: crate::inventory::SyncSettings {
             source: args.inventory_source.clone(),
             interval: args.inventory_sync_interval,
+            actions_interval: args.digitalocean_actions_interval.0,
+            state_namespace: args.lease_namespace.clone(),
             refresh_after,
             types,
         },

@@ -177,6 +177,8 @@ async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
     let settings = SyncSettings {
         source: source.into(),
         interval: Duration::from_secs(3600),
+        actions_interval: None,
+        state_namespace: "default".into(),
         refresh_after: Duration::from_secs(1800),
         types: vec![DoType::Droplet],
     };
@@ -340,4 +342,106 @@ async fn a_resized_droplet_becomes_a_drift_and_a_deleted_one_goes_missing() {
     assert_eq!(drifts.items.len(), 1, "reported as the resource being gone, not as drifts per field");
     assert!(controller.metric("arcadia_drift_digitalocean_requests_total") > 0.0);
     assert!(!controller.log_text().contains(TOKEN), "the token never appears in the log");
+}
+
+/// The actions feed: a completed action refreshes its droplet without a full
+/// listing, one in progress waits for its end, a 404 after an action is proof
+/// of deletion, and the position survives a restart without re-reading history.
+#[tokio::test]
+async fn the_actions_feed_refreshes_what_changed_and_keeps_its_place() {
+    use arcadia_drift::inventory::feed::Position;
+    let fake = FakeDo::start().await;
+    let (a, b) = (fresh_id(), fresh_id());
+    fake.add("/v2/droplets", droplet(a, "a", "s-1vcpu-1gb", "nyc3", &[]));
+    fake.add("/v2/droplets", droplet(b, "b", "s-1vcpu-1gb", "nyc3", &[]));
+    fake.record_action(999, "droplet", "create", "completed");
+    let source = format!("feed-{}", common::unique_suffix());
+    let (syncer, client) = syncer(&fake, &source).await;
+    syncer.sync_once().await;
+    let (name_a, name_b) = (format!("digitalocean-droplet-{a}"), format!("digitalocean-droplet-{b}"));
+    cached(&client, &name_a, |_| true).await;
+    cached(&client, &name_b, |_| true).await;
+
+    let mut position = Position::default();
+    syncer.poll_actions(&mut position).await;
+    assert!(position.last_seen.is_some(), "the first poll starts at the newest action");
+
+    fake.resize_droplet(a, "s-2vcpu-4gb");
+    fake.record_action(a, "droplet", "resize", "completed");
+    let running = fake.record_action(b, "droplet", "power_off", "in-progress");
+    let before = fake.requests().len();
+    syncer.poll_actions(&mut position).await;
+    let requests: Vec<String> = fake.requests()[before..].to_vec();
+    assert!(requests.iter().all(|r| !r.starts_with("/v2/droplets?")), "no full listing: {requests:?}");
+    assert!(requests.iter().any(|r| r == &format!("/v2/droplets/{a}")), "{requests:?}");
+    cached(&client, &name_a, |r| r.status.as_ref().and_then(|s| s.size_slug.as_deref()) == Some("s-2vcpu-4gb")).await;
+    assert_eq!(position.in_progress, std::collections::BTreeSet::from([running]));
+
+    fake.remove_droplet(b);
+    fake.finish_action(running, "completed");
+    syncer.poll_actions(&mut position).await;
+    cached(&client, &name_b, |r| r.status.as_ref().is_some_and(|s| s.missing)).await;
+    assert!(position.in_progress.is_empty());
+
+    // A failed poll changes nothing and marks nothing.
+    fake.fault(Fault::Status(500, None));
+    let kept = position.clone();
+    syncer.poll_actions(&mut position).await;
+    assert_eq!(position, kept);
+}
+
+/// End to end: with the full sync at 5 minutes, a resize recorded in the
+/// actions feed reaches the Drift within seconds, and the feed's position is
+/// kept in a ConfigMap for the next leader.
+#[tokio::test]
+async fn a_resize_in_the_actions_feed_becomes_a_drift_in_seconds() {
+    use arcadia_drift::api::{CloudProvisioned, CloudProvisionedSpec, Drift, DriftPhase, ResourceRef};
+    use common::controller::ControllerProcess;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{ListParams, PostParams};
+
+    let fake = FakeDo::start().await;
+    let id = fresh_id();
+    fake.add("/v2/droplets", droplet(id, "web-1", "s-1vcpu-1gb", "nyc3", &["web"]));
+    fake.record_action(id, "droplet", "create", "completed");
+    let client = common::client().await;
+    let ns = common::namespace(&client, "do-feed").await;
+    let spec = CloudProvisionedSpec {
+        resource_ref: ResourceRef { name: format!("digitalocean-droplet-{id}") },
+        desired: Fields::try_from(json!({"size_slug": "s-1vcpu-1gb"})).unwrap(),
+        ..Default::default()
+    };
+    Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &CloudProvisioned::new("web-1", spec))
+        .await
+        .unwrap();
+    let source = format!("feed-e2e-{}", common::unique_suffix());
+    let args = [
+        "--digitalocean-api-url",
+        &fake.url,
+        "--inventory-sync-interval",
+        "5m",
+        "--digitalocean-actions-interval",
+        "1s",
+        "--inventory-source",
+        &source,
+    ];
+    let _controller = ControllerProcess::start_with_env(&ns, &args, &[("DIGITALOCEAN_TOKEN", TOKEN)]);
+    let map_name = format!("arcadia-drift-actions-{source}");
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    common::eventually(Duration::from_secs(30), "the feed's position kept", || async {
+        maps.get_opt(&map_name).await.ok()?
+    })
+    .await;
+
+    fake.resize_droplet(id, "s-2vcpu-4gb");
+    fake.record_action(id, "droplet", "resize", "completed");
+    let started = std::time::Instant::now();
+    let drift = common::eventually(Duration::from_secs(20), "the drift from the feed", || async {
+        let drifts = Api::<Drift>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.ok()?;
+        drifts.items.into_iter().find(|d| d.status.as_ref().is_some_and(|s| s.phase == DriftPhase::Open))
+    })
+    .await;
+    eprintln!("resize to Drift through the actions feed: {:?}", started.elapsed());
+    assert_eq!(drift.status.unwrap().actual, json!("s-2vcpu-4gb"));
 }

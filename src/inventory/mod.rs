@@ -13,6 +13,7 @@
 //! - [`digitalocean`]: the DigitalOcean API client and models.
 
 pub mod digitalocean;
+pub mod feed;
 pub mod metrics;
 pub mod plan;
 pub mod syncer;

@@ -2,10 +2,12 @@
 //! decide, write CloudResources, and confirm absences.
 
 use super::digitalocean::{self, DigitalOcean, DoType, PROVIDER};
+use super::feed::{self, Position};
 use super::metrics::InventoryMetrics;
 use super::plan::{self, LiveResource, plan_sync, resource_name};
 use crate::api::{self, CloudResource, FIELD_MANAGER, LABEL_SOURCE};
 use crate::runtime::jittered;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -19,6 +21,10 @@ pub struct SyncSettings {
     /// This syncer's name, as the `arcadia.cloud/source` label of what it writes.
     pub source: String,
     pub interval: Duration,
+    /// How often the actions feed is polled; `None` turns it off.
+    pub actions_interval: Option<Duration>,
+    /// The namespace of the ConfigMap that keeps the feed's position across restarts.
+    pub state_namespace: String,
     /// Unchanged resources get a fresh `syncedTime` once it is this old.
     pub refresh_after: Duration,
     pub types: Vec<DoType>,
@@ -63,26 +69,39 @@ impl Syncer {
         Self { client, source, resources, settings, metrics, suspects: Mutex::default() }
     }
 
-    /// Syncs every `interval` (jittered) until `stop` completes.
+    /// Syncs every `interval` (jittered), and polls the actions feed every
+    /// `actions_interval`, until `stop` completes.
     pub async fn run(self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
+        let mut position = self.load_position().await;
+        let mut next_sync = tokio::time::Instant::now();
+        let feed_every = self.settings.actions_interval.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        let mut feed = tokio::time::interval(feed_every);
+        feed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let report = self.sync_once().await;
-            tracing::info!(
-                listed = report.listed,
-                written = report.written,
-                marked_missing = report.marked_missing,
-                requests = report.requests,
-                failed = ?report.failed_types,
-                took_ms = report.took.as_millis() as u64,
-                "inventory sync"
-            );
-            let wait = jittered(self.settings.interval, "inventory");
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(next_sync) => {
+                    self.log_sync(&self.sync_once().await);
+                    next_sync = tokio::time::Instant::now() + jittered(self.settings.interval, "inventory");
+                }
+                _ = feed.tick(), if self.settings.actions_interval.is_some() => {
+                    self.poll_actions(&mut position).await;
+                }
                 _ = &mut stop => return,
             }
         }
+    }
+
+    fn log_sync(&self, report: &SyncReport) {
+        tracing::info!(
+            listed = report.listed,
+            written = report.written,
+            marked_missing = report.marked_missing,
+            requests = report.requests,
+            failed = ?report.failed_types,
+            took_ms = report.took.as_millis() as u64,
+            "inventory sync"
+        );
     }
 
     pub async fn sync_once(&self) -> SyncReport {
@@ -204,6 +223,98 @@ impl Syncer {
         api.patch_status(name, &params, &Patch::Apply(body)).await.map_err(fail)?;
         self.metrics.writes.count("cloudresource_status");
         Ok(())
+    }
+}
+
+/// The DigitalOcean actions feed: how many actions one poll reads.
+const FEED_PAGE: u32 = 50;
+/// The ConfigMap annotation that keeps the feed's position.
+const ANNOTATION_FEED_POSITION: &str = "arcadia.cloud/actions-position";
+
+impl Syncer {
+    /// Reads the newest actions and refreshes the resources they changed. A
+    /// failed poll changes nothing and is retried at the next tick.
+    pub async fn poll_actions(&self, position: &mut Position) {
+        let requests_before = self.source.client.requests_sent();
+        let page = match self.source.actions(FEED_PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                self.metrics.count_sync("actions", error.kind());
+                tracing::warn!(%error, "actions feed poll failed; nothing marked missing, retrying next poll");
+                return;
+            }
+        };
+        self.metrics.count_sync("actions", "ok");
+        let plan = feed::plan_poll(position, &page, FEED_PAGE as usize, &self.settings.types);
+        let mut report = SyncReport::default();
+        for (t, id) in &plan.refresh {
+            if let Err(error) = self.refresh_one(*t, id, &mut report).await {
+                tracing::warn!(%error, kind = t.word(), id = %id, "cannot refresh after an action; the next full sync will");
+            }
+        }
+        for &t in &plan.full_listing {
+            tracing::info!(kind = t.word(), "actions feed gap: listing the type whole");
+            if let Err(error) = self.sync_type(t, &mut report).await {
+                tracing::warn!(%error, kind = t.word(), "listing after a feed gap failed; retrying next sync");
+            }
+        }
+        self.metrics.digitalocean_requests.inc_by(self.source.client.requests_sent() - requests_before);
+        if plan.position != *position {
+            *position = plan.position;
+            self.save_position(position).await;
+        }
+    }
+
+    /// Reads one resource again; a 404 is proof it is gone.
+    async fn refresh_one(&self, t: DoType, id: &str, report: &mut SyncReport) -> Result<(), SyncError> {
+        let now = api::now();
+        match self.source.get(t, id).await? {
+            Some(found) => {
+                self.write_observed(found, &now).await?;
+                report.written += 1;
+            }
+            None => {
+                let name = resource_name(PROVIDER, t.word(), id);
+                if let Some(resource) = self.resources.get(&ObjectRef::new(&name)) {
+                    self.write(&name, None, &plan::missing_status(&resource, &now)).await?;
+                    self.metrics.marked_missing.inc();
+                    tracing::info!(resource = %name, "gone after an action (404); marked missing");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn position_map(&self) -> String {
+        format!("arcadia-drift-actions-{}", self.settings.source)
+    }
+
+    async fn load_position(&self) -> Position {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.state_namespace);
+        match api.get_opt(&self.position_map()).await {
+            Ok(Some(map)) => {
+                map.annotations().get(ANNOTATION_FEED_POSITION).map(|v| feed::decode(v)).unwrap_or_default()
+            }
+            Ok(None) => Position::default(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the actions feed position; starting at the newest action");
+                Position::default()
+            }
+        }
+    }
+
+    async fn save_position(&self, position: &Position) {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.state_namespace);
+        let body = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": self.position_map(), "annotations": {ANNOTATION_FEED_POSITION: feed::encode(position)}},
+        });
+        match api.patch(&self.position_map(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await {
+            Ok(_) => self.metrics.writes.count("configmap"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep the actions feed position; a restart starts at the newest action")
+            }
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub struct FakeState {
     /// Every request path and query, in order.
     pub requests: Vec<String>,
     remaining: u64,
+    /// The account's actions, oldest first; served newest first, as the API does.
+    actions: Vec<Value>,
 }
 
 pub struct FakeDo {
@@ -88,6 +90,34 @@ impl FakeDo {
                 if d["id"] == id {
                     d["size_slug"] = json!(size);
                     d["size"]["slug"] = json!(size);
+                }
+            }
+        })
+    }
+
+    /// Records an action in the account's feed (`in-progress`, `completed`
+    /// or `errored`), with the fields of DigitalOcean's action object; returns its id.
+    pub fn record_action(&self, resource_id: u64, resource_type: &str, kind: &str, status: &str) -> u64 {
+        self.with(|s| {
+            let id = 36_804_636 + s.actions.len() as u64;
+            s.actions.push(json!({
+                "id": id, "status": status, "type": kind,
+                "started_at": "2026-11-30T02:00:00Z",
+                "completed_at": if status == "in-progress" { Value::Null } else { json!("2026-11-30T02:00:45Z") },
+                "resource_id": resource_id, "resource_type": resource_type,
+                "region_slug": "nyc3",
+            }));
+            id
+        })
+    }
+
+    /// Moves a recorded action to another status (an in-progress one completing).
+    pub fn finish_action(&self, id: u64, status: &str) {
+        self.with(|s| {
+            for a in &mut s.actions {
+                if a["id"] == id {
+                    a["status"] = json!(status);
+                    a["completed_at"] = json!("2026-11-30T02:01:00Z");
                 }
             }
         })
@@ -190,6 +220,14 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
 }
 
 fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Response {
+    if path == "/v2/actions" {
+        let per_page: usize = query.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20);
+        let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        let newest_first: Vec<Value> =
+            s.actions.iter().rev().skip((page - 1) * per_page).take(per_page).cloned().collect();
+        return axum::Json(json!({"actions": newest_first, "links": {}, "meta": {"total": s.actions.len()}}))
+            .into_response();
+    }
     if let Some((key, items)) = s.collections.get(path) {
         let key = *key;
         let gpus = path == "/v2/droplets" && query.get("type").map(String::as_str) == Some("gpus");

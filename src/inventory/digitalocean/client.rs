@@ -241,6 +241,28 @@ impl DoClient {
         Ok(Listing { items, requests, short })
     }
 
+    /// The first page of a collection only (newest first, for feeds).
+    pub async fn first_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        per_page: u32,
+    ) -> Result<Vec<T>, DoError> {
+        let request = format!("{path}?page=1&per_page={per_page}");
+        let body = self.get_ok(&request).await?;
+        let malformed = |detail: String| DoError::Malformed { request: request.clone(), detail };
+        let mut page: serde_json::Map<String, Value> =
+            serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
+        match page.remove(key) {
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|item| serde_json::from_value(item).map_err(|e| malformed(format!("{key} item: {e}"))))
+                .collect(),
+            Some(other) => Err(malformed(format!("`{key}` is {}, not a list", kind_of(&other)))),
+            None => Err(malformed(format!("no `{key}` list"))),
+        }
+    }
+
     /// GETs one object; `None` on 404.
     pub async fn get<T: DeserializeOwned>(&self, path: &str, key: &str) -> Result<Option<T>, DoError> {
         match self.get_ok(path).await {

@@ -109,6 +109,11 @@ impl DigitalOcean {
         })
     }
 
+    /// The newest page of the account's actions (`GET /v2/actions`).
+    pub async fn actions(&self, per_page: u32) -> Result<Vec<crate::inventory::feed::Action>, DoError> {
+        self.client.first_page("/v2/actions", "actions", per_page).await
+    }
+
     /// One resource by id; `None` when the API answers 404.
     pub async fn get(&self, t: DoType, id: &str) -> Result<Option<LiveResource>, DoError> {
         let (path, _, key) = t.endpoint();

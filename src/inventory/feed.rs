@@ -1,0 +1,179 @@
+//! The pure half of the DigitalOcean actions feed: from the newest page of
+//! `GET /v2/actions` and the position reached so far, decide which resources
+//! to read again, where the position moves, and whether the page leaves a gap
+//! that only a full listing can close. The account records every action
+//! (resize, rename, power, snapshot, volume attach and resize, ...), so a
+//! change is seen in one poll instead of one full sync.
+
+use super::digitalocean::DoType;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+/// One action, as `GET /v2/actions` lists it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Action {
+    pub id: u64,
+    /// `in-progress`, `completed` or `errored`.
+    pub status: String,
+    #[serde(default)]
+    pub resource_id: Option<u64>,
+    #[serde(default)]
+    pub resource_type: String,
+}
+
+/// Where the feed stands: the newest action id read, and the actions seen in
+/// progress, read again until they end.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Position {
+    pub last_seen: Option<u64>,
+    pub in_progress: BTreeSet<u64>,
+}
+
+/// What one poll decided.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeedPlan {
+    /// Resources to read again: `(type, id)`.
+    pub refresh: BTreeSet<(DoType, String)>,
+    /// Types whose actions may have scrolled past the page: list them whole.
+    pub full_listing: BTreeSet<DoType>,
+    pub position: Position,
+}
+
+/// Plans one poll. `page` is the newest page, in either order; `page_size`
+/// tells whether it was full. On the first poll (no position yet) nothing is
+/// read again: the feed starts at the newest action, never re-reading history.
+pub fn plan_poll(position: &Position, page: &[Action], page_size: usize, mirrored: &[DoType]) -> FeedPlan {
+    let newest = page.iter().map(|a| a.id).max();
+    let mut plan = FeedPlan::default();
+    let Some(last_seen) = position.last_seen else {
+        plan.position.last_seen = newest;
+        plan.position.in_progress = page.iter().filter(|a| a.status == "in-progress").map(|a| a.id).collect();
+        return plan;
+    };
+    let unseen: Vec<&Action> = page.iter().filter(|a| a.id > last_seen).collect();
+    // A full page of nothing but new actions may have pushed older new ones off it.
+    let gap = page.len() >= page_size && page.iter().all(|a| a.id > last_seen);
+    let mut in_progress = position.in_progress.clone();
+    for action in unseen.iter().copied().chain(page.iter().filter(|a| position.in_progress.contains(&a.id))) {
+        let Some(t) = mirrored_type(&action.resource_type, mirrored) else { continue };
+        if action.status == "in-progress" {
+            in_progress.insert(action.id);
+            continue;
+        }
+        in_progress.remove(&action.id);
+        if let Some(id) = action.resource_id {
+            plan.refresh.insert((t, id.to_string()));
+        }
+        if gap {
+            plan.full_listing.insert(t);
+        }
+    }
+    if gap && plan.full_listing.is_empty() {
+        plan.full_listing.extend(mirrored.iter().copied());
+    }
+    plan.position = Position { last_seen: Some(newest.unwrap_or(last_seen).max(last_seen)), in_progress };
+    plan
+}
+
+/// The mirrored type an action's `resource_type` names (`droplet`, `volume`, ...).
+fn mirrored_type(resource_type: &str, mirrored: &[DoType]) -> Option<DoType> {
+    DoType::parse(resource_type).filter(|t| mirrored.contains(t))
+}
+
+/// The position as one annotation value: `<last seen>[;<in-progress id>,...]`.
+pub fn encode(position: &Position) -> String {
+    let last = position.last_seen.map(|id| id.to_string()).unwrap_or_default();
+    if position.in_progress.is_empty() {
+        return last;
+    }
+    let waiting: Vec<String> = position.in_progress.iter().map(u64::to_string).collect();
+    format!("{last};{}", waiting.join(","))
+}
+
+/// Reads [`encode`]'s form; anything unreadable starts the feed afresh.
+pub fn decode(text: &str) -> Position {
+    let (last, waiting) = text.split_once(';').unwrap_or((text, ""));
+    Position {
+        last_seen: last.trim().parse().ok(),
+        in_progress: waiting.split(',').filter_map(|id| id.trim().parse().ok()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(id: u64, status: &str, resource_id: u64, resource_type: &str) -> Action {
+        Action { id, status: status.into(), resource_id: Some(resource_id), resource_type: resource_type.into() }
+    }
+
+    const TYPES: [DoType; 2] = [DoType::Droplet, DoType::Volume];
+
+    #[test]
+    fn the_first_poll_starts_at_the_newest_action_without_reading_history() {
+        let page = [action(12, "completed", 1, "droplet"), action(11, "completed", 2, "droplet")];
+        let plan = plan_poll(&Position::default(), &page, 50, &TYPES);
+        assert!(plan.refresh.is_empty());
+        assert_eq!(plan.position.last_seen, Some(12));
+    }
+
+    #[test]
+    fn new_completed_actions_refresh_their_resources_in_either_order() {
+        let position = Position { last_seen: Some(10), ..Default::default() };
+        let newest_first = [
+            action(13, "errored", 3, "volume"),
+            action(12, "completed", 1, "droplet"),
+            action(10, "completed", 9, "droplet"),
+        ];
+        let mut oldest_first = newest_first.clone();
+        oldest_first.reverse();
+        for page in [&newest_first[..], &oldest_first[..]] {
+            let plan = plan_poll(&position, page, 50, &TYPES);
+            let refresh: Vec<_> = plan.refresh.iter().cloned().collect();
+            assert_eq!(refresh, [(DoType::Droplet, "1".to_string()), (DoType::Volume, "3".to_string())]);
+            assert_eq!(plan.position.last_seen, Some(13));
+            assert!(plan.full_listing.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_action_in_progress_is_read_again_when_it_ends() {
+        let start = Position { last_seen: Some(10), ..Default::default() };
+        let running = plan_poll(
+            &start,
+            &[action(11, "in-progress", 5, "droplet"), action(10, "completed", 1, "droplet")],
+            50,
+            &TYPES,
+        );
+        assert!(running.refresh.is_empty());
+        assert_eq!(running.position.in_progress, BTreeSet::from([11]));
+        let done = plan_poll(
+            &running.position,
+            &[action(11, "completed", 5, "droplet"), action(10, "completed", 1, "droplet")],
+            50,
+            &TYPES,
+        );
+        assert_eq!(done.refresh, BTreeSet::from([(DoType::Droplet, "5".to_string())]));
+        assert!(done.position.in_progress.is_empty());
+    }
+
+    #[test]
+    fn a_full_page_of_new_actions_falls_back_to_full_listings_of_their_types() {
+        let position = Position { last_seen: Some(1), ..Default::default() };
+        let page: Vec<Action> = (100..102).map(|id| action(id, "completed", id, "volume")).collect();
+        let plan = plan_poll(&position, &page, 2, &TYPES);
+        assert_eq!(plan.full_listing, BTreeSet::from([DoType::Volume]));
+        let not_full = plan_poll(&position, &page, 50, &TYPES);
+        assert!(not_full.full_listing.is_empty());
+    }
+
+    #[test]
+    fn unmirrored_types_and_unreadable_positions_are_harmless() {
+        let position = Position { last_seen: Some(1), ..Default::default() };
+        let plan = plan_poll(&position, &[action(2, "completed", 7, "image")], 50, &TYPES);
+        assert!(plan.refresh.is_empty());
+        let p = Position { last_seen: Some(42), in_progress: BTreeSet::from([43, 44]) };
+        assert_eq!(decode(&encode(&p)), p);
+        assert_eq!(decode("garbage"), Position::default());
+    }
+}
