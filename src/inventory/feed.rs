@@ -40,9 +40,17 @@ pub struct FeedPlan {
 }
 
 /// Plans one poll. `page` is the newest page, in either order; `page_size`
-/// tells whether it was full. On the first poll (no position yet) nothing is
-/// read again: the feed starts at the newest action, never re-reading history.
-pub fn plan_poll(position: &Position, page: &[Action], page_size: usize, mirrored: &[DoType]) -> FeedPlan {
+/// tells whether it was full; `waited` are the actions in progress at the last
+/// poll that have left the page, read one by one. On the first poll (no
+/// position yet) nothing is read again: the feed starts at the newest action,
+/// never re-reading history.
+pub fn plan_poll(
+    position: &Position,
+    page: &[Action],
+    waited: &[Action],
+    page_size: usize,
+    mirrored: &[DoType],
+) -> FeedPlan {
     let newest = page.iter().map(|a| a.id).max();
     let mut plan = FeedPlan::default();
     let Some(last_seen) = position.last_seen else {
@@ -54,7 +62,8 @@ pub fn plan_poll(position: &Position, page: &[Action], page_size: usize, mirrore
     // A full page of nothing but new actions may have pushed older new ones off it.
     let gap = page.len() >= page_size && page.iter().all(|a| a.id > last_seen);
     let mut in_progress = position.in_progress.clone();
-    for action in unseen.iter().copied().chain(page.iter().filter(|a| position.in_progress.contains(&a.id))) {
+    let known = page.iter().chain(waited).filter(|a| a.id <= last_seen && position.in_progress.contains(&a.id));
+    for action in unseen.iter().copied().chain(known) {
         let Some(t) = mirrored_type(&action.resource_type, mirrored) else { continue };
         if action.status == "in-progress" {
             in_progress.insert(action.id);
@@ -73,6 +82,11 @@ pub fn plan_poll(position: &Position, page: &[Action], page_size: usize, mirrore
     }
     plan.position = Position { last_seen: Some(newest.unwrap_or(last_seen).max(last_seen)), in_progress };
     plan
+}
+
+/// The actions in progress at the last poll that `page` no longer shows.
+pub fn left_the_page(position: &Position, page: &[Action]) -> Vec<u64> {
+    position.in_progress.iter().copied().filter(|id| !page.iter().any(|a| a.id == *id)).collect()
 }
 
 /// The mirrored type an action's `resource_type` names (`droplet`, `volume`, ...).
@@ -112,7 +126,7 @@ mod tests {
     #[test]
     fn the_first_poll_starts_at_the_newest_action_without_reading_history() {
         let page = [action(12, "completed", 1, "droplet"), action(11, "completed", 2, "droplet")];
-        let plan = plan_poll(&Position::default(), &page, 50, &TYPES);
+        let plan = plan_poll(&Position::default(), &page, &[], 50, &TYPES);
         assert!(plan.refresh.is_empty());
         assert_eq!(plan.position.last_seen, Some(12));
     }
@@ -128,7 +142,7 @@ mod tests {
         let mut oldest_first = newest_first.clone();
         oldest_first.reverse();
         for page in [&newest_first[..], &oldest_first[..]] {
-            let plan = plan_poll(&position, page, 50, &TYPES);
+            let plan = plan_poll(&position, page, &[], 50, &TYPES);
             let refresh: Vec<_> = plan.refresh.iter().cloned().collect();
             assert_eq!(refresh, [(DoType::Droplet, "1".to_string()), (DoType::Volume, "3".to_string())]);
             assert_eq!(plan.position.last_seen, Some(13));
@@ -142,6 +156,7 @@ mod tests {
         let running = plan_poll(
             &start,
             &[action(11, "in-progress", 5, "droplet"), action(10, "completed", 1, "droplet")],
+            &[],
             50,
             &TYPES,
         );
@@ -150,27 +165,34 @@ mod tests {
         let done = plan_poll(
             &running.position,
             &[action(11, "completed", 5, "droplet"), action(10, "completed", 1, "droplet")],
+            &[],
             50,
             &TYPES,
         );
         assert_eq!(done.refresh, BTreeSet::from([(DoType::Droplet, "5".to_string())]));
         assert!(done.position.in_progress.is_empty());
+        // An action that scrolled off the page while in progress is read by itself.
+        let newer: Vec<Action> = (20..22).map(|id| action(id, "completed", 7, "volume")).collect();
+        assert_eq!(left_the_page(&running.position, &newer), [11]);
+        let ended = plan_poll(&running.position, &newer, &[action(11, "errored", 5, "droplet")], 50, &TYPES);
+        assert!(ended.refresh.contains(&(DoType::Droplet, "5".to_string())));
+        assert!(ended.position.in_progress.is_empty());
     }
 
     #[test]
     fn a_full_page_of_new_actions_falls_back_to_full_listings_of_their_types() {
         let position = Position { last_seen: Some(1), ..Default::default() };
         let page: Vec<Action> = (100..102).map(|id| action(id, "completed", id, "volume")).collect();
-        let plan = plan_poll(&position, &page, 2, &TYPES);
+        let plan = plan_poll(&position, &page, &[], 2, &TYPES);
         assert_eq!(plan.full_listing, BTreeSet::from([DoType::Volume]));
-        let not_full = plan_poll(&position, &page, 50, &TYPES);
+        let not_full = plan_poll(&position, &page, &[], 50, &TYPES);
         assert!(not_full.full_listing.is_empty());
     }
 
     #[test]
     fn unmirrored_types_and_unreadable_positions_are_harmless() {
         let position = Position { last_seen: Some(1), ..Default::default() };
-        let plan = plan_poll(&position, &[action(2, "completed", 7, "image")], 50, &TYPES);
+        let plan = plan_poll(&position, &[action(2, "completed", 7, "image")], &[], 50, &TYPES);
         assert!(plan.refresh.is_empty());
         let p = Position { last_seen: Some(42), in_progress: BTreeSet::from([43, 44]) };
         assert_eq!(decode(&encode(&p)), p);

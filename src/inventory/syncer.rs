@@ -245,7 +245,23 @@ impl Syncer {
             }
         };
         self.metrics.count_sync("actions", "ok");
-        let plan = feed::plan_poll(position, &page, FEED_PAGE as usize, &self.settings.types);
+        let mut waited = Vec::new();
+        for id in feed::left_the_page(position, &page) {
+            match self.source.action(id).await {
+                Ok(Some(action)) => waited.push(action),
+                // Gone from the API: nothing more to wait for.
+                Ok(None) => waited.push(feed::Action {
+                    id,
+                    status: "errored".into(),
+                    resource_id: None,
+                    resource_type: String::new(),
+                }),
+                Err(error) => {
+                    tracing::info!(%error, action = id, "cannot read an action in progress; asking again next poll")
+                }
+            }
+        }
+        let plan = feed::plan_poll(position, &page, &waited, FEED_PAGE as usize, &self.settings.types);
         let mut report = SyncReport::default();
         for (t, id) in &plan.refresh {
             if let Err(error) = self.refresh_one(*t, id, &mut report).await {

@@ -114,6 +114,11 @@ impl DigitalOcean {
         self.client.first_page("/v2/actions", "actions", per_page).await
     }
 
+    /// One action by id (`GET /v2/actions/{id}`); `None` on 404.
+    pub async fn action(&self, id: u64) -> Result<Option<crate::inventory::feed::Action>, DoError> {
+        self.client.get(&format!("/v2/actions/{id}"), "action").await
+    }
+
     /// One resource by id; `None` when the API answers 404.
     pub async fn get(&self, t: DoType, id: &str) -> Result<Option<LiveResource>, DoError> {
         let (path, _, key) = t.endpoint();
