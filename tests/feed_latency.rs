@@ -155,7 +155,7 @@ async fn cloud_changes_reach_their_drifts_through_the_actions_feed() {
             Scenario {
                 droplets: 1000,
                 changes: 100,
-                spread: Duration::from_secs(100),
+                spread: Duration::from_secs(300),
                 completion: Duration::from_secs(3),
             },
             vec![
