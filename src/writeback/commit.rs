@@ -106,11 +106,12 @@ pub fn check_remote(url: &str, auth: Auth, allow_insecure_http: bool) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn change() -> Change {
+    /// A change of `size_slug` of team-a/web-1 from s-1vcpu-1gb to s-2vcpu-4gb.
+    pub(crate) fn change() -> Change {
         Change {
             namespace: "team-a".into(),
             name: "web-1".into(),

@@ -85,16 +85,7 @@ mod tests {
     use serde_json::json;
 
     fn change() -> Change {
-        Change {
-            namespace: "team-a".into(),
-            name: "web-1".into(),
-            field: "size_slug".into(),
-            value: json!("s-2"),
-            spec_value: json!("s-1"),
-            drift: "d".into(),
-            accepted_by: "alice".into(),
-            accept_id: "u/t".into(),
-        }
+        Change { value: json!("s-2"), spec_value: json!("s-1"), ..crate::writeback::commit::tests::change() }
     }
 
     const TEMPLATE: &str = "{{- if .Values.enabled }}\nkind: CloudProvisioned\n{{- end }}\n";

@@ -43,7 +43,7 @@ pub enum Outcome {
         transient: bool,
     },
     /// Nothing says where the manifest lives: no write-back.
-    Skipped(String),
+    NoOrigin(String),
 }
 
 struct Entry {
@@ -128,7 +128,7 @@ impl Worker {
         };
         let remote = match self.remote(origin).await {
             Ok(Some(remote)) => remote,
-            Ok(None) => return Outcome::Skipped("nothing says where the manifest lives in Git".into()),
+            Ok(None) => return Outcome::NoOrigin("nothing says where the manifest lives in Git".into()),
             Err(error) => return error,
         };
         let credentials = match self.credentials(&job.annotations, &change.namespace).await {
@@ -237,7 +237,7 @@ impl Worker {
             Outcome::Failed { message, .. } => {
                 tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, error = %message, "Git write-back failed; the overlay holds")
             }
-            Outcome::Skipped(why) => {
+            Outcome::NoOrigin(why) => {
                 tracing::debug!(object = %format!("{}/{}", change.namespace, change.name), why, "no Git write-back")
             }
         }

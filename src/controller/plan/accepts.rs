@@ -261,7 +261,7 @@ pub(super) fn record_write_back(
         }
         match inputs.git.get(&t.name) {
             None => plan.write_back.push(t.name.clone()),
-            Some(Outcome::Skipped(_)) => {}
+            Some(Outcome::NoOrigin(_)) => {}
             Some(Outcome::Pushed(commit)) => committed(entry, commit, t, plan),
             Some(Outcome::Failed { message, transient }) => {
                 write_back_failed(entry, message, *transient, t, plan);

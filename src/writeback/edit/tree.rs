@@ -55,7 +55,7 @@ impl Node {
 
 type Events<'t> = std::iter::Peekable<std::vec::IntoIter<(Event<'t>, Range<usize>)>>;
 
-/// The root node of each document (`None`-valued documents are skipped).
+/// The root node of each document (empty documents are left out).
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, String> {
     let mut events = Vec::new();
     for event in Parser::new_from_str(text) {
