@@ -242,6 +242,19 @@ fn freshness(r: &CloudResource, now: &Time, settings: &Settings) -> Freshness {
     }
 }
 
+impl Tracked {
+    /// The drift leaves Open (or Snoozed) for `phase` now, saying why; its
+    /// labels change with it, so the object is applied too.
+    fn resolve(&mut self, phase: DriftPhase, now: &Time, message: String) {
+        self.status.phase = phase;
+        self.status.resolved_time = Some(now.clone());
+        self.status.snoozed_until = None;
+        self.status.message = Some(message);
+        self.apply_object = true;
+        self.dirty = true;
+    }
+}
+
 /// A refused operator annotation: the Drift says why (once), with a Warning
 /// Event of this `(reason, action)`; nothing else changes.
 fn refuse(t: &mut Tracked, message: String, (reason, action): (&'static str, &'static str), plan: &mut Plan) {

@@ -228,14 +228,9 @@ fn hold(
 
 fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message: String, plan: &mut Plan) {
     let shown = render_value(&t.status.actual);
-    t.status.phase = DriftPhase::Accepted;
-    t.status.resolved_time = Some(inputs.now.clone());
+    t.resolve(DriftPhase::Accepted, inputs.now, message);
     t.status.resolved_by = Some(a.who.clone());
-    t.status.snoozed_until = None;
     t.status.accept_mode = Some(a.choice.mode.as_str().to_owned());
-    t.status.message = Some(message);
-    t.apply_object = true;
-    t.dirty = true;
     plan.tally.accepted += 1;
     plan.events.push(Event {
         regarding: Regarding::Provisioned,

@@ -121,14 +121,9 @@ fn close_ignored(
             action: "Detect",
             message: format!("{field}: {message}"),
         });
-        t.status.phase = DriftPhase::Ignored;
-        t.status.resolved_time = Some(inputs.now.clone());
-        t.status.snoozed_until = None;
+        t.resolve(DriftPhase::Ignored, inputs.now, message);
         t.status.ignored =
             ids.iter().map(|rule| IgnoredDifference { rule: rule.clone(), field: field.clone() }).collect();
-        t.status.message = Some(message);
-        t.apply_object = true;
-        t.dirty = true;
     }
 }
 
@@ -276,12 +271,7 @@ fn close_stale(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, why: &str, pla
         action: "Detect",
         message: format!("{field}: {why}"),
     });
-    t.status.phase = DriftPhase::Stale;
-    t.status.resolved_time = Some(inputs.now.clone());
-    t.status.snoozed_until = None;
-    t.status.message = Some(why.into());
-    t.apply_object = true;
-    t.dirty = true;
+    t.resolve(DriftPhase::Stale, inputs.now, why.into());
     plan.tally.resolved_stale += 1;
 }
 
@@ -297,13 +287,8 @@ fn accepted_in_git(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut
         action: "Accept",
         message: format!("{field}: {message} (field manager {who}), to {}", render_value(&t.status.actual)),
     });
-    t.status.phase = DriftPhase::Accepted;
-    t.status.resolved_time = Some(inputs.now.clone());
+    t.resolve(DriftPhase::Accepted, inputs.now, message);
     t.status.resolved_by = Some(who);
-    t.status.snoozed_until = None;
-    t.status.message = Some(message);
-    t.apply_object = true;
-    t.dirty = true;
     plan.tally.accepted += 1;
 }
 
