@@ -46,6 +46,16 @@ fn server_version() -> String {
     version["serverVersion"]["gitVersion"].as_str().expect("a server version").to_owned()
 }
 
+/// `helm template` of the chart for the test cluster's version, with `--set` pairs.
+fn render_for_cluster(release: &str, namespace: &str, sets: &[&str]) -> String {
+    let version = server_version();
+    let mut args = vec!["template", release, CHART, "--namespace", namespace, "--kube-version", &version];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    helm_ok(&args)
+}
+
 /// Whether the chart stamps accepted-by on this cluster (a MutatingAdmissionPolicy, 1.36+).
 fn stamps_accepted_by() -> bool {
     let minor: u32 = server_version().split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
@@ -194,20 +204,9 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     let system = common::namespace(&client, "chart-system").await;
     let team = common::namespace(&client, "chart-team").await;
     let release = format!("rbac{}", &common::unique_suffix()[..6]);
-    let version = server_version();
-    let rendered = helm_ok(&[
-        "template",
-        &release,
-        CHART,
-        "--namespace",
-        &system,
-        "--kube-version",
-        &version,
-        "--set",
-        &format!("watchNamespace={team}"),
-        "--set",
-        &format!("acceptPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={team}"),
-    ]);
+    let watch = format!("watchNamespace={team}");
+    let guard = format!("acceptPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={team}");
+    let rendered = render_for_cluster(&release, &system, &[&watch, &guard]);
     let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], &rendered, None);
     assert_ok(&out, "applying the rendered chart");
     let fullname = format!("{release}-arcadia-drift");
@@ -391,20 +390,7 @@ async fn git_writeback_reads_only_the_named_secrets() {
     let client = common::client().await;
     let system = common::namespace(&client, "chart-git").await;
     let release = format!("git{}", &common::unique_suffix()[..6]);
-    let version = server_version();
-    let rendered = helm_ok(&[
-        "template",
-        &release,
-        CHART,
-        "--namespace",
-        &system,
-        "--kube-version",
-        &version,
-        "--set",
-        "gitWriteback.enabled=true",
-        "--set",
-        "acceptPolicy.enabled=false",
-    ]);
+    let rendered = render_for_cluster(&release, &system, &["gitWriteback.enabled=true", "acceptPolicy.enabled=false"]);
     assert!(rendered.contains(&format!("--git-credentials-secret={system}/arcadia-drift-git")), "{rendered}");
     assert!(rendered.contains("mountPath: /tmp"), "git needs a writable /tmp under a read-only root");
     let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], &rendered, None);
