@@ -39,11 +39,26 @@ struct Config {
     name: &'static str,
     sync: &'static str,
     feed: &'static str,
+    /// How long to count requests with nothing changing, before the changes
+    /// (zero: not measured).
+    idle: Duration,
 }
 
 struct Measured {
     latencies: Vec<Duration>,
     requests_per_hour: f64,
+    idle_requests_per_hour: Option<f64>,
+}
+
+/// Requests per hour the controller sends while nothing changes in the cloud.
+async fn idle_requests_per_hour(fake: &FakeDo, window: Duration) -> Option<f64> {
+    if window.is_zero() {
+        return None;
+    }
+    let before = fake.requests().len();
+    tokio::time::sleep(window).await;
+    let requests = fake.requests().len() - before;
+    Some(requests as f64 * 3600.0 / window.as_secs_f64())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -99,6 +114,7 @@ async fn run(scenario: &Scenario, config: &Config) -> Measured {
         (in_sync == ids.len()).then_some(())
     })
     .await;
+    let idle_requests_per_hour = idle_requests_per_hour(&fake, config.idle).await;
 
     let requests_before = fake.requests().len();
     let started = Instant::now();
@@ -143,7 +159,11 @@ async fn run(scenario: &Scenario, config: &Config) -> Measured {
         *by_kind.entry(kind.to_owned()).or_default() += 1;
     }
     println!("{}: requests by path during the changes: {by_kind:?}", config.name);
-    Measured { latencies, requests_per_hour: requests.len() as f64 * 3600.0 / elapsed.as_secs_f64() }
+    Measured {
+        latencies,
+        requests_per_hour: requests.len() as f64 * 3600.0 / elapsed.as_secs_f64(),
+        idle_requests_per_hour,
+    }
 }
 
 #[tokio::test]
@@ -159,9 +179,10 @@ async fn cloud_changes_reach_their_drifts_through_the_actions_feed() {
                 completion: Duration::from_secs(3),
             },
             vec![
-                Config { name: "feed-10s", sync: "5m", feed: "10s" },
-                Config { name: "sync-5m", sync: "5m", feed: "0" },
-                Config { name: "sync-30s", sync: "30s", feed: "0" },
+                // Idle windows long enough to hold one full sync.
+                Config { name: "feed-10s", sync: "5m", feed: "10s", idle: Duration::from_secs(310) },
+                Config { name: "sync-5m", sync: "5m", feed: "0", idle: Duration::ZERO },
+                Config { name: "sync-30s", sync: "30s", feed: "0", idle: Duration::from_secs(60) },
             ],
         )
     } else {
@@ -172,7 +193,7 @@ async fn cloud_changes_reach_their_drifts_through_the_actions_feed() {
                 spread: Duration::from_secs(2),
                 completion: Duration::from_millis(500),
             },
-            vec![Config { name: "feed-1s", sync: "5m", feed: "1s" }],
+            vec![Config { name: "feed-1s", sync: "5m", feed: "1s", idle: Duration::ZERO }],
         )
     };
     // ARCADIA_FEED_BENCH=feed: the feed's configuration only.
@@ -189,5 +210,8 @@ async fn cloud_changes_reach_their_drifts_through_the_actions_feed() {
             m.latencies.last().unwrap().as_secs_f64(),
             m.requests_per_hour
         );
+        if let Some(idle) = m.idle_requests_per_hour {
+            println!("{}: {idle:.0} DigitalOcean requests/hour with nothing changing", config.name);
+        }
     }
 }
