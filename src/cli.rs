@@ -156,6 +156,18 @@ pub struct RunArgs {
     /// (the account limit is 5,000/hour and 250/minute).
     #[arg(long, default_value_t = 2500)]
     pub digitalocean_requests_per_hour: u32,
+    /// Carry out approved reverts (arcadia.cloud/revert=true on a Drift)
+    /// through the DigitalOcean API; needs a token with the write scopes in
+    /// docs/revert.md. Off: approvals are refused and say so.
+    #[arg(long, default_value_t = false)]
+    pub enable_revert: bool,
+    /// Revert sagas run at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reverts: u16,
+    /// Which namespaces may revert a resource: tag (the resource carries the
+    /// DigitalOcean tag arcadia-ns:<namespace>) or any (single-tenant clusters).
+    #[arg(long, default_value = "tag", value_parser = parse_revert_claim)]
+    pub revert_claim: crate::revert::Claim,
 }
 
 /// Parses `90s`, `5m`, `1h`, `250ms` or a bare number of seconds.
@@ -184,6 +196,12 @@ fn parse_secret_ref(text: &str) -> Result<(String, String), String> {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok((ns.into(), name.into())),
         _ => Err(format!("{text:?} is not NAMESPACE/NAME")),
     }
+}
+
+fn parse_revert_claim(word: &str) -> Result<crate::revert::Claim, String> {
+    crate::revert::Claim::parse(word.trim()).ok_or_else(|| {
+        format!("{word:?} is not a revert claim rule: use one of {}", crate::revert::Claim::WORDS.join(", "))
+    })
 }
 
 fn parse_accept_mode(word: &str) -> Result<AcceptMode, String> {
@@ -256,6 +274,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                             .filter(|m| !m.is_empty())
                             .collect(),
                     },
+                    revert: crate::revert::RevertSettings { enabled: args.enable_revert, claim: args.revert_claim },
                 },
                 digitalocean,
                 writeback,
@@ -299,6 +318,9 @@ fn print_out(text: &str) -> Result<(), String> {
 fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::DigitalOceanConfig>, String> {
     use crate::inventory::digitalocean::{DoType, client};
     let Some(token) = args.digitalocean_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        if args.enable_revert {
+            return Err("--enable-revert needs a DigitalOcean token (DIGITALOCEAN_TOKEN) with the write scopes in docs/revert.md".into());
+        }
         return Ok(None);
     };
     let types = args
@@ -330,6 +352,10 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
             refresh_after,
             types,
         },
+        revert: args.enable_revert.then(|| crate::inventory::reverter::ReverterSettings {
+            max_concurrent: usize::from(args.max_concurrent_reverts),
+            ..Default::default()
+        }),
     }))
 }
 

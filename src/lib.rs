@@ -24,6 +24,7 @@ pub mod detect;
 pub mod inventory;
 pub mod manifests;
 pub mod policy;
+pub mod revert;
 pub mod run;
 pub mod runtime;
 pub mod writeback;

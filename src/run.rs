@@ -13,6 +13,7 @@ use crate::controller::metrics::ControllerMetrics;
 use crate::controller::{self, DriftController};
 use crate::inventory::digitalocean::DigitalOcean;
 use crate::inventory::digitalocean::client::{DoClient, DoError};
+use crate::inventory::reverter::Reverter;
 use crate::inventory::{DigitalOceanConfig, InventoryMetrics, Syncer};
 use crate::runtime::health::{Health, Role};
 use crate::runtime::leader::{self, LeaderError, LeaseConfig};
@@ -117,12 +118,20 @@ async fn lead(client: Client, config: &RunConfig, components: Components, stop: 
     if let Some(digitalocean) = &config.digitalocean {
         let (resources, mut synced) = controller.inventory_cache();
         let source = DigitalOcean { client: DoClient::new(digitalocean.client.clone())? };
-        let syncer = Syncer::new(client, source, resources, digitalocean.sync.clone(), components.inventory);
+        let syncer =
+            Arc::new(Syncer::new(client.clone(), source, resources, digitalocean.sync.clone(), components.inventory));
         tracing::info!(url = %digitalocean.client.api_url, "syncing the DigitalOcean inventory");
+        let reverter = digitalocean.revert.clone().map(|settings| {
+            tracing::info!(max_concurrent = settings.max_concurrent, "carrying out approved reverts");
+            Arc::new(Reverter::new(client, syncer.clone(), controller.drift_cache(), settings))
+        });
         let stop = stop.clone();
         tokio::spawn(async move {
             // Plan against a complete cache, not an empty one.
             if synced.wait_for(|s| *s).await.is_ok() {
+                if let Some(reverter) = reverter {
+                    tokio::spawn(reverter.run(stop.clone().stopped()));
+                }
                 syncer.run(stop.stopped()).await;
             }
         });

@@ -356,6 +356,7 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     );
     let (ok, err) = annotate("carol", &["arcadia:platform-admins"], Some("carol"));
     assert!(!ok && err.contains("forbidden"), "a viewer cannot patch drifts: {err}");
+    revert_is_guarded_as_accept_is(&drifts, &name, &team).await;
     // An admin's accept that does not say who: from 1.36 the mutating policy
     // stamps the real user; before, the validating policy requires the name.
     let (ok, err) = if stamps_accepted_by() {
@@ -381,6 +382,48 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     let log = controller.log_text();
     assert!(!log.contains("forbidden") && !log.contains("Forbidden"), "no permission errors:\n{log}");
     assert_eq!(controller.metric("arcadia_drift_reconcile_errors_total"), 0.0, "{log}");
+}
+
+/// `arcadia.cloud/revert` under the same policy as accept; this controller
+/// runs without `--enable-revert`, so it refuses the admitted approval and
+/// removes it.
+async fn revert_is_guarded_as_accept_is(drifts: &Api<Drift>, name: &str, team: &str) {
+    let revert = |user: &str, groups: &[&str], by: Option<&str>| {
+        let mut args = vec!["annotate", "drift", name, "-n", team, "--overwrite", "-o", "json", "--as", user];
+        for g in groups {
+            args.extend(["--as-group", g]);
+        }
+        let reverted_by = by.map(|by| format!("arcadia.cloud/reverted-by={by}"));
+        args.push("arcadia.cloud/revert=true");
+        args.extend(reverted_by.as_deref());
+        let out = common::kubectl(&args);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stderr), text(&out.stdout))
+    };
+    let admins = ["arcadia:platform-admins"];
+    let (ok, err, _) = revert("mallory", &[], Some("mallory"));
+    assert!(!ok, "a non-member cannot revert");
+    assert!(
+        err.contains("only members of the group arcadia:platform-admins may revert a drift; mallory is not one"),
+        "{err}"
+    );
+    let (ok, err, _) = revert("mallory", &admins, Some("alice"));
+    assert!(!ok && err.contains("arcadia.cloud/reverted-by must be your own user name (mallory), not alice"), "{err}");
+    let (ok, err, out) = if stamps_accepted_by() {
+        revert("alice", &admins, None)
+    } else {
+        let (ok, err, _) = revert("alice", &admins, None);
+        assert!(!ok && err.contains("arcadia.cloud/reverted-by is required with arcadia.cloud/revert"), "{err}");
+        revert("alice", &admins, Some("alice"))
+    };
+    assert!(ok, "an admin approves a revert: {err}");
+    assert!(out.contains(r#""arcadia.cloud/reverted-by": "alice""#), "the approver is named: {out}");
+    common::eventually(Duration::from_secs(30), "the revert refused and its annotation removed", || async {
+        let d = drifts.get(name).await.ok()?;
+        let refused = d.status.as_ref()?.message.as_deref()?.contains("--enable-revert");
+        (refused && !d.annotations().contains_key("arcadia.cloud/revert")).then_some(())
+    })
+    .await;
 }
 
 /// With Git write-back on, the controller may read the named credentials

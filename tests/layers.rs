@@ -3,7 +3,7 @@
 //! what a reader takes in at once.
 //!
 //! `detect` <- `api` <- {`controller`, `inventory`, `check`}; the pure
-//! capability modules (`accept`, `writeback`, `policy`) between `api` and `controller`; `runtime`
+//! capability modules (`accept`, `writeback`, `policy`, `revert`) between `api` and `controller`; `runtime`
 //! below `controller` and `inventory`, importing nothing; only `run` and
 //! `cli` see everything.
 
@@ -19,8 +19,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("accept", &["api", "detect"]),
     ("writeback", &["accept", "api", "detect", "runtime"]),
     ("policy", &["api", "detect"]),
-    ("controller", &["accept", "api", "detect", "policy", "runtime", "writeback"]),
-    ("inventory", &["api", "detect", "runtime"]),
+    ("revert", &["api", "detect"]),
+    ("controller", &["accept", "api", "detect", "policy", "revert", "runtime", "writeback"]),
+    ("inventory", &["api", "detect", "revert", "runtime"]),
     ("check", &["api", "detect", "manifests", "policy"]),
 ];
 /// The wiring, which may import anything.

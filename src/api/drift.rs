@@ -67,6 +67,11 @@ pub enum DriftPhase {
     /// Lived with: by a person (`arcadia.cloud/ignore`) for as long as the live
     /// value stays the one ignored, or by an ignore rule of a DriftPolicy.
     Ignored,
+    /// A revert was approved; its saga (`status.revert`) is putting the live value back.
+    Reverting,
+    /// The revert failed (`status.message` has the provider's answer); stays so
+    /// while the live value is the one the revert left. Revert or accept again.
+    RevertFailed,
 }
 
 impl DriftPhase {
@@ -78,6 +83,8 @@ impl DriftPhase {
             DriftPhase::Reverted => "Reverted",
             DriftPhase::Snoozed => "Snoozed",
             DriftPhase::Ignored => "Ignored",
+            DriftPhase::Reverting => "Reverting",
+            DriftPhase::RevertFailed => "RevertFailed",
         }
     }
 }
@@ -125,6 +132,17 @@ pub struct DriftStatus {
     /// Where an overlay accept was committed to Git (Git write-back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitCommit>,
+    /// The provider calls a revert of this drift would make, in order: the
+    /// preview a person approves with `arcadia.cloud/revert=true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revert_plan: Vec<super::ProviderCall>,
+    /// Why the field cannot be reverted, or what a revert of it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_note: Option<String>,
+    /// The revert saga: each step, the provider's action and its state.
+    /// Written only by the reverter (field manager `arcadia-drift-reverter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<super::RevertRecord>,
     /// Earlier episodes of this same field, newest first, bounded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<DriftEpisode>,
@@ -195,10 +213,19 @@ impl Drift {
 
     /// Who asked; "unknown" when the annotation does not say.
     pub fn accepted_by(&self) -> String {
+        self.actor(super::ANNOTATION_ACCEPTED_BY)
+    }
+
+    /// Who approved a revert; "unknown" when the annotation does not say.
+    pub fn reverted_by(&self) -> String {
+        self.actor(super::ANNOTATION_REVERTED_BY)
+    }
+
+    fn actor(&self, annotation: &str) -> String {
         self.metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(super::ANNOTATION_ACCEPTED_BY))
+            .and_then(|a| a.get(annotation))
             .filter(|v| !v.is_empty())
             .cloned()
             .unwrap_or_else(|| "unknown".into())

@@ -11,6 +11,7 @@ mod cloud_resource;
 mod drift;
 #[allow(clippy::duplicated_attributes)]
 mod policy;
+mod revert;
 mod schema;
 
 /// The type of `spec.desired` and `status.attrs`; defined by the detection core, which compares it.
@@ -23,6 +24,7 @@ pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, GitComm
 pub use policy::{
     DriftPolicy, DriftPolicySpec, DriftPolicyStatus, IgnoreRule, IgnoredDifference, MatchMode, PolicySelector, Severity,
 };
+pub use revert::{ProviderCall, REVERTER_FIELD_MANAGER, RevertRecord, RevertStep, SagaState, StepState};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -50,6 +52,19 @@ pub const ANNOTATION_ACCEPT: &str = "arcadia.cloud/accept";
 /// Annotation naming who accepted; "unknown" when absent (the chart's
 /// admission policy stamps it with the requesting user).
 pub const ANNOTATION_ACCEPTED_BY: &str = "arcadia.cloud/accepted-by";
+/// Annotation an operator sets on an Open Drift to put the live value back
+/// to the desired one through the provider (`status.revertPlan` shows how).
+pub const ANNOTATION_REVERT: &str = "arcadia.cloud/revert";
+/// Annotation naming who approved a revert (stamped by the chart's admission policy).
+pub const ANNOTATION_REVERTED_BY: &str = "arcadia.cloud/reverted-by";
+/// Annotation allowing a revert that stops the resource for a while (a droplet resize).
+pub const ANNOTATION_REVERT_ALLOW_DOWNTIME: &str = "arcadia.cloud/revert-allow-downtime";
+/// The DigitalOcean tag by which a resource's owner lets a namespace revert it
+/// (`--revert-claim=tag`): `arcadia-ns:<namespace>`.
+pub const CLAIM_TAG_PREFIX: &str = "arcadia-ns:";
+/// Condition on a CloudProvisioned: another one names the same CloudResource
+/// with a different desired value for a field, so neither may revert it.
+pub const CONDITION_DESIRED_CONFLICT: &str = "DesiredConflict";
 /// Annotation on a CloudProvisioned choosing how an accept is recorded:
 /// `spec`, `overlay` or `auto` (see [`AcceptMode`]).
 pub const ANNOTATION_ACCEPT_MODE: &str = "arcadia.cloud/accept-mode";
@@ -113,9 +128,9 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// The version of the CRD schemas this build generates. Bump it with every
 /// change of a schema; `tests/crds.rs` fails until [`SCHEMA_FINGERPRINT`] is
 /// updated along with it. Version 1 was never marked.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "acf6d23d";
+pub const SCHEMA_FINGERPRINT: &str = "425bf1aa";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].

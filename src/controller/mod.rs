@@ -46,6 +46,8 @@ pub struct Settings {
     pub identity: String,
     /// `--accept-mode` and `--gitops-managers`.
     pub accept: crate::accept::AcceptSettings,
+    /// `--enable-revert` and `--revert-claim`.
+    pub revert: crate::revert::RevertSettings,
 }
 
 /// The drift controller, its caches set up but not yet filled.
@@ -77,6 +79,11 @@ impl DriftController {
         (self.caches.resources.clone(), self.caches.synced.clone())
     }
 
+    /// The Drift cache, where the reverter finds approved reverts.
+    pub fn drift_cache(&self) -> Store<crate::api::Drift> {
+        self.caches.drifts.clone()
+    }
+
     /// Reconciles until `stop` is raised; reports readiness once the caches are synced.
     pub async fn run(self, health: Arc<Health>, stop: Stop) {
         let DriftController { client, settings, metrics, caches, watches, writeback } = self;
@@ -102,6 +109,7 @@ impl DriftController {
             plan_settings: plan::Settings {
                 max_inventory_age: settings.max_inventory_age,
                 accept: settings.accept.clone(),
+                revert: settings.revert,
                 ..Default::default()
             },
             resync_interval: settings.resync_interval,

@@ -30,11 +30,18 @@ pub struct Settings {
     /// How many earlier episodes a Drift keeps in `status.history`.
     pub history_limit: usize,
     pub accept: AcceptSettings,
+    /// `--enable-revert` and `--revert-claim`.
+    pub revert: crate::revert::RevertSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_inventory_age: Duration::from_secs(3600), history_limit: 10, accept: AcceptSettings::default() }
+        Self {
+            max_inventory_age: Duration::from_secs(3600),
+            history_limit: 10,
+            accept: AcceptSettings::default(),
+            revert: Default::default(),
+        }
     }
 }
 
@@ -51,6 +58,8 @@ pub struct Inputs<'a> {
     pub git: &'a BTreeMap<String, crate::writeback::Outcome>,
     /// DriftPolicies that may select the object (its namespace's and the cluster-wide ones).
     pub policies: &'a [std::sync::Arc<DriftPolicy>],
+    /// The other CloudProvisioneds that name the same CloudResource.
+    pub peers: &'a [std::sync::Arc<CloudProvisioned>],
 }
 
 /// Everything one reconcile must write, in the order it must be written.
@@ -149,7 +158,8 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
 
     if let Err(problem) = p.spec.validate() {
         let old = p.status.clone().unwrap_or_default();
-        let basis = StatusBasis { pending: &old.pending_git_changes, policies: &rules.policies, ignored: &[] };
+        let basis =
+            StatusBasis { pending: &old.pending_git_changes, policies: &rules.policies, ignored: &[], conflicts: &[] };
         plan.status = status_for(inputs, &tracked, &basis, Outcome::Invalid(problem), &mut plan.events);
         return plan;
     }
@@ -160,6 +170,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let mut desired = accepts::overlay(&p.spec.desired, &pending);
     accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);
     annotations::apply(inputs, &mut tracked, &mut plan);
+    reverts::approve(inputs, settings, &live, &desired, &rules, &mut tracked, &mut plan);
 
     let freshness = match (&live, inputs.resource) {
         (Ok(_), Some(r)) => freshness(r, inputs.now, settings),
@@ -170,6 +181,8 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         Err(_) => Default::default(),
     };
 
+    reverts::refresh_previews(inputs, settings, &live, &desired, &rules, &mut tracked);
+    let conflicts = desired_conflicts(inputs, &desired);
     let outcome = match &live {
         Err(absence) => Outcome::Missing(p.spec.resource_ref.name.clone(), *absence),
         Ok(_) => Outcome::Checked(freshness),
@@ -179,7 +192,8 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         .into_iter()
         .flat_map(|(field, ids)| ids.into_iter().map(move |rule| IgnoredDifference { rule, field: field.clone() }))
         .collect();
-    let basis = StatusBasis { pending: &pending.entries, policies: &rules.policies, ignored: &ignored };
+    let basis =
+        StatusBasis { pending: &pending.entries, policies: &rules.policies, ignored: &ignored, conflicts: &conflicts };
     plan.status = status_for(inputs, &tracked, &basis, outcome, &mut plan.events);
     plan.status_first = pending.added;
     plan.tally.drifted_fields = open_fields(&tracked).len();
@@ -265,13 +279,31 @@ fn refuse(t: &mut Tracked, message: String, (reason, action): (&'static str, &'s
     plan.events.push(Event { regarding: Regarding::Drift(t.name.clone()), warning: true, reason, action, message });
 }
 
+/// The fields that drift now: Open, or being (or failed to be) reverted.
 fn open_fields(tracked: &BTreeMap<String, Tracked>) -> Vec<String> {
-    tracked.iter().filter(|(_, t)| t.status.phase == DriftPhase::Open).map(|(f, _)| f.clone()).collect()
+    let drifting =
+        |t: &Tracked| matches!(t.status.phase, DriftPhase::Open | DriftPhase::Reverting | DriftPhase::RevertFailed);
+    tracked.iter().filter(|(_, t)| drifting(t)).map(|(f, _)| f.clone()).collect()
+}
+
+/// `<field>: <namespace/name>, ...` for each desired field another
+/// CloudProvisioned of the same resource wants a different value for.
+fn desired_conflicts(inputs: &Inputs<'_>, desired: &crate::api::Fields) -> Vec<String> {
+    if inputs.peers.is_empty() {
+        return Vec::new();
+    }
+    desired
+        .iter()
+        .map(|(field, _)| (field, reverts::conflicts_for(inputs, field, desired)))
+        .filter(|(_, peers)| !peers.is_empty())
+        .map(|(field, peers)| format!("{field}: {}", peers.join(", ")))
+        .collect()
 }
 
 mod accepts;
 mod annotations;
 mod compare;
+mod reverts;
 mod status;
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,9 @@ use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
 use crate::api::{
-    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON,
-    ANNOTATION_SNOOZE_UNTIL, CloudProvisioned, CloudProvisionedStatus, Drift, FIELD_MANAGER, LABEL_PHASE,
-    LABEL_PROVISIONED, LABEL_SEVERITY,
+    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON, ANNOTATION_REVERT,
+    ANNOTATION_REVERT_ALLOW_DOWNTIME, ANNOTATION_REVERTED_BY, ANNOTATION_SNOOZE_UNTIL, CloudProvisioned,
+    CloudProvisionedStatus, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED, LABEL_SEVERITY,
 };
 use crate::runtime::jittered;
 use crate::writeback::commit::Change;
@@ -101,6 +101,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let now = api::now();
     let git = git_outcomes(&ctx, &p, &drift_refs);
     let policies = ctx.caches.policies.read().expect("policy index lock poisoned").candidates(&namespace);
+    let peers = peers(&ctx, &p);
     let mut inputs = Inputs {
         provisioned: &p,
         resource: resource.as_deref(),
@@ -109,6 +110,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         field_owners: None,
         git: &git,
         policies: &policies,
+        peers: &peers,
     };
     let mut plan = plan::plan(&inputs, &ctx.plan_settings);
     // Rare (a spec change met an open or accepted drift): the caches strip
@@ -134,6 +136,15 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     ctx.metrics.observe_reconcile(started.elapsed(), &tally, result.as_ref().err().map(Error::step));
     result?;
     Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
+}
+
+/// The other CloudProvisioneds that name the same CloudResource as `p`.
+fn peers(ctx: &Context, p: &CloudProvisioned) -> Vec<Arc<CloudProvisioned>> {
+    let refs = ctx.caches.by_resource.read().expect("index lock poisoned").get(&p.spec.resource_ref.name);
+    refs.iter()
+        .filter(|r| r.name != p.name_any() || r.namespace != p.namespace())
+        .filter_map(|r| ctx.caches.provisioned.get(r))
+        .collect()
 }
 
 /// `<drift uid>/<detectedTime>`: one accepted episode, as the commit trailer names it.
@@ -349,7 +360,9 @@ async fn write_drift(ctx: &Context, t: &Target<'_>, w: &DriftWrite, written: &mu
             .map_err(|source| Error::WriteDrift { object: object.clone(), source })?;
         ctx.metrics.writes.count("drift");
     }
-    let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": w.status});
+    // `status.revert` belongs to the reverter: never applied here, so never taken from it.
+    let status = DriftStatus { revert: None, ..w.status.clone() };
+    let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": status});
     let obj = t
         .drifts
         .patch_status(&w.name, &apply_params(), &Patch::Apply(status))
@@ -368,6 +381,9 @@ async fn consume_annotations(ctx: &Context, t: &Target<'_>, name: &str, written:
         ANNOTATION_SNOOZE_UNTIL,
         ANNOTATION_IGNORE,
         ANNOTATION_IGNORE_REASON,
+        ANNOTATION_REVERT,
+        ANNOTATION_REVERTED_BY,
+        ANNOTATION_REVERT_ALLOW_DOWNTIME,
     ];
     let nulls: Map<String, Value> = consumed.iter().map(|k| (k.to_string(), Value::Null)).collect();
     let patch = json!({"metadata": {"annotations": nulls}});

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 
 /// One action, as `GET /v2/actions` lists it.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct Action {
     pub id: u64,
     /// `in-progress`, `completed` or `errored`.
@@ -19,6 +19,11 @@ pub struct Action {
     pub resource_id: Option<u64>,
     #[serde(default)]
     pub resource_type: String,
+    /// `resize`, `power_on`, ... (the reverter matches its own calls by it).
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub started_at: Option<String>,
 }
 
 /// Where the feed stands: the newest action id read, and the actions seen in
@@ -118,7 +123,13 @@ mod tests {
     use super::*;
 
     fn action(id: u64, status: &str, resource_id: u64, resource_type: &str) -> Action {
-        Action { id, status: status.into(), resource_id: Some(resource_id), resource_type: resource_type.into() }
+        Action {
+            id,
+            status: status.into(),
+            resource_id: Some(resource_id),
+            resource_type: resource_type.into(),
+            ..Default::default()
+        }
     }
 
     const TYPES: [DoType; 2] = [DoType::Droplet, DoType::Volume];

@@ -13,9 +13,16 @@ pub struct SyncLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct InventoryMetrics {
     pub syncs: Family<SyncLabel, Counter>,
+    /// Revert sagas by how they ended (`succeeded`, `failed`).
+    pub reverts: Family<ResultLabel, Counter>,
     pub marked_missing: Counter,
     pub digitalocean_requests: Counter,
     pub writes: ApiWrites,
@@ -36,6 +43,7 @@ impl InventoryMetrics {
             "Requests sent to the DigitalOcean API, retries included",
             m.digitalocean_requests.clone(),
         );
+        registry.register("reverts", "Revert sagas that ended, by result (succeeded, failed)", m.reverts.clone());
         m
     }
 

@@ -10,12 +10,14 @@
 //! - [`plan`]: the pure decision of one sync of one type;
 //! - [`syncer`]: lists, writes and confirms absences;
 //! - [`metrics`]: the syncer's Prometheus metrics;
-//! - [`digitalocean`]: the DigitalOcean API client and models.
+//! - [`digitalocean`]: the DigitalOcean API client and models;
+//! - [`reverter`]: drives approved revert sagas against DigitalOcean.
 
 pub mod digitalocean;
 pub mod feed;
 pub mod metrics;
 pub mod plan;
+pub mod reverter;
 pub mod syncer;
 
 pub use metrics::InventoryMetrics;
@@ -26,4 +28,6 @@ pub use syncer::{SyncReport, SyncSettings, Syncer};
 pub struct DigitalOceanConfig {
     pub client: digitalocean::client::ClientConfig,
     pub sync: SyncSettings,
+    /// Approved reverts are carried out (`--enable-revert`).
+    pub revert: Option<reverter::ReverterSettings>,
 }

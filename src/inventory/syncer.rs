@@ -71,7 +71,7 @@ impl Syncer {
 
     /// Syncs every `interval` (jittered), and polls the actions feed every
     /// `actions_interval`, until `stop` completes.
-    pub async fn run(self, stop: impl Future<Output = ()>) {
+    pub async fn run(self: std::sync::Arc<Self>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         let mut position = self.load_position().await;
         let mut next_sync = tokio::time::Instant::now();
@@ -255,6 +255,8 @@ impl Syncer {
                     status: "errored".into(),
                     resource_id: None,
                     resource_type: String::new(),
+                    kind: String::new(),
+                    started_at: None,
                 }),
                 Err(error) => {
                     tracing::info!(%error, action = id, "cannot read an action in progress; asking again next poll")
@@ -279,6 +281,28 @@ impl Syncer {
             *position = plan.position;
             self.save_position(position).await;
         }
+    }
+
+    /// The DigitalOcean API this syncer reads, with its request budget.
+    pub fn source(&self) -> &DigitalOcean {
+        &self.source
+    }
+
+    /// The CloudResource cache the syncer plans against.
+    pub fn resources(&self) -> &Store<CloudResource> {
+        &self.resources
+    }
+
+    pub fn metrics(&self) -> &InventoryMetrics {
+        &self.metrics
+    }
+
+    /// Reads one resource again now and writes its CloudResource (after a revert).
+    pub async fn refresh(&self, t: DoType, id: &str) -> Result<(), String> {
+        let requests_before = self.source.client.requests_sent();
+        let outcome = self.refresh_one(t, id, &mut SyncReport::default()).await.map_err(|e| e.to_string());
+        self.metrics.digitalocean_requests.inc_by(self.source.client.requests_sent() - requests_before);
+        outcome
     }
 
     /// Reads one resource again; a 404 is proof it is gone.

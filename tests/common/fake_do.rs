@@ -9,8 +9,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use super::fake_do_writes::Write;
 
 pub const TOKEN: &str = "dop_v1_fake_token_for_tests";
 
@@ -40,6 +43,45 @@ pub struct FakeState {
     remaining: u64,
     /// The account's actions, oldest first; served newest first, as the API does.
     actions: Vec<Value>,
+    /// Every write (POST, PUT, DELETE) with its body, in order.
+    pub writes: Vec<Write>,
+    /// The account's tags.
+    pub tags: BTreeSet<String>,
+    /// The next action of each of these types ends errored.
+    pub fail_actions: BTreeSet<String>,
+    /// How long an action the fake starts stays in progress.
+    pub action_delay: Duration,
+}
+
+impl FakeState {
+    pub fn collection_mut(&mut self, path: &str) -> &mut Vec<Value> {
+        &mut self.collections.get_mut(path).expect("known collection").1
+    }
+
+    /// Starts an action in progress, as a write does; returns it.
+    pub fn start_action(&mut self, resource_id: u64, resource_type: &str, kind: &str) -> Value {
+        let id = 36_804_636 + self.actions.len() as u64;
+        let action = json!({
+            "id": id, "status": "in-progress", "type": kind,
+            "started_at": super::fake_do_writes::now_rfc3339(), "completed_at": null,
+            "resource_id": resource_id, "resource_type": resource_type, "region_slug": "nyc3",
+        });
+        self.actions.push(action.clone());
+        action
+    }
+
+    pub fn action(&self, id: u64) -> Option<&Value> {
+        self.actions.iter().find(|a| a["id"] == id)
+    }
+
+    pub fn end_action(&mut self, id: u64, status: &str) {
+        for a in &mut self.actions {
+            if a["id"] == id {
+                a["status"] = json!(status);
+                a["completed_at"] = json!(super::fake_do_writes::now_rfc3339());
+            }
+        }
+    }
 }
 
 pub struct FakeDo {
@@ -49,7 +91,12 @@ pub struct FakeDo {
 
 impl FakeDo {
     pub async fn start() -> Self {
-        let mut state = FakeState { page_size: 200, remaining: 5000, ..Default::default() };
+        let mut state = FakeState {
+            page_size: 200,
+            remaining: 5000,
+            action_delay: Duration::from_millis(300),
+            ..Default::default()
+        };
         for (path, key) in [
             ("/v2/droplets", "droplets"),
             ("/v2/volumes", "volumes"),
@@ -102,7 +149,7 @@ impl FakeDo {
             let id = 36_804_636 + s.actions.len() as u64;
             s.actions.push(json!({
                 "id": id, "status": status, "type": kind,
-                "started_at": "2026-11-30T02:00:00Z",
+                "started_at": super::fake_do_writes::now_rfc3339(),
                 "completed_at": if status == "in-progress" { Value::Null } else { json!("2026-11-30T02:00:45Z") },
                 "resource_id": resource_id, "resource_type": resource_type,
                 "region_slug": "nyc3",
@@ -138,6 +185,53 @@ impl FakeDo {
     pub fn requests(&self) -> Vec<String> {
         self.with(|s| s.requests.clone())
     }
+
+    pub fn writes(&self) -> Vec<Write> {
+        self.with(|s| s.writes.clone())
+    }
+
+    /// The next action of this type (`resize`, `power_on`, ...) ends errored.
+    pub fn fail_next_action(&self, kind: &str) {
+        self.with(|s| s.fail_actions.insert(kind.to_owned()));
+    }
+
+    /// One droplet as the fake holds it now.
+    pub fn droplet(&self, id: u64) -> Value {
+        self.with(|s| {
+            s.collection_mut("/v2/droplets").iter().find(|d| d["id"] == id).cloned().expect("a known droplet")
+        })
+    }
+
+    /// The actions of one resource, oldest first.
+    pub fn actions_of(&self, resource_id: u64) -> Vec<Value> {
+        self.with(|s| s.actions.iter().filter(|a| a["resource_id"] == resource_id).cloned().collect())
+    }
+}
+
+/// `GET /v2/actions/{id}` and `GET /v2/{droplets,volumes}/{id}/actions` (newest first).
+fn serve_actions(s: &FakeState, path: &str) -> Option<Response> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v2", "actions", id] => {
+            Some(match s.actions.iter().find(|a| a["id"].as_u64().is_some_and(|n| n.to_string() == *id)) {
+                Some(a) => axum::Json(json!({"action": a})).into_response(),
+                None => error(404, "not_found", "The resource you requested could not be found."),
+            })
+        }
+        ["v2", "droplets" | "volumes", id, "actions"] => {
+            let mine: Vec<Value> = s
+                .actions
+                .iter()
+                .rev()
+                .filter(|a| a["resource_id"].as_u64().is_some_and(|n| n.to_string() == *id))
+                .take(20)
+                .cloned()
+                .collect();
+            let total = mine.len();
+            Some(axum::Json(json!({"actions": mine, "links": {}, "meta": {"total": total}})).into_response())
+        }
+        _ => None,
+    }
 }
 
 /// A droplet as the API documents it.
@@ -166,13 +260,14 @@ pub fn droplet(id: u64, name: &str, size: &str, region: &str, tags: &[&str]) -> 
     })
 }
 
-fn error(status: u16, id: &str, message: &str) -> Response {
+pub fn error(status: u16, id: &str, message: &str) -> Response {
     let body = json!({"id": id, "message": message, "request_id": "4d9d8375-3c56-4925-a3e7-eceef5b7b3e0"});
     (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
 }
 
 async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    let method = request.method().as_str().to_owned();
     let query: BTreeMap<String, String> = request
         .uri()
         .query()
@@ -182,8 +277,18 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
         .collect();
     let authorized =
         request.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
+    let path_and_query = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap_or_default();
+    if method != "GET" && authorized && state.lock().unwrap().faults.is_empty() {
+        let mut response = super::fake_do_writes::serve_write(&state, &method, &path, &body);
+        let mut s = state.lock().unwrap();
+        s.requests.push(path_and_query);
+        s.remaining = s.remaining.saturating_sub(1);
+        rate_limit_headers(response.headers_mut(), s.remaining);
+        return response;
+    }
     let mut s = state.lock().unwrap();
-    s.requests.push(request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default());
+    s.requests.push(path_and_query);
     s.remaining = s.remaining.saturating_sub(1);
     let mut response = if !authorized {
         error(401, "unauthorized", "Unable to authenticate you.")
@@ -211,12 +316,15 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
     } else {
         serve(&mut s, &path, &query)
     };
-    let headers: &mut HeaderMap = response.headers_mut();
+    rate_limit_headers(response.headers_mut(), s.remaining);
+    response
+}
+
+fn rate_limit_headers(headers: &mut HeaderMap, remaining: u64) {
     let reset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
     headers.insert("ratelimit-limit", HeaderValue::from(5000));
-    headers.insert("ratelimit-remaining", HeaderValue::from(s.remaining));
+    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
     headers.insert("ratelimit-reset", HeaderValue::from(reset));
-    response
 }
 
 fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Response {
@@ -227,6 +335,9 @@ fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Res
             s.actions.iter().rev().skip((page - 1) * per_page).take(per_page).cloned().collect();
         return axum::Json(json!({"actions": newest_first, "links": {}, "meta": {"total": s.actions.len()}}))
             .into_response();
+    }
+    if let Some(response) = serve_actions(s, path) {
+        return response;
     }
     if let Some((key, items)) = s.collections.get(path) {
         let key = *key;

@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod fake_do;
+pub mod fake_do_writes;
 pub mod git_server;
 
 use arcadia_drift::api;

@@ -126,7 +126,10 @@ pub(super) fn accept(
 /// Why an accept of a drift in `status` cannot be carried out, if it cannot.
 fn refusal(cx: &AcceptContext<'_, '_>, field: &str, status: &DriftStatus) -> Option<String> {
     match status.phase {
-        DriftPhase::Open | DriftPhase::Snoozed => {}
+        DriftPhase::Open | DriftPhase::Snoozed | DriftPhase::RevertFailed => {}
+        DriftPhase::Reverting => {
+            return Some("accept refused: a revert of this drift is running (status.revert); nothing changed".into());
+        }
         DriftPhase::Ignored if status.ignored.is_empty() => {}
         DriftPhase::Ignored => {
             return Some(

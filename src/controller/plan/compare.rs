@@ -33,7 +33,10 @@ pub(super) fn compare(
         match tracked.get_mut(&fd.field) {
             Some(t) if t.status.phase == DriftPhase::Open => update_open(t, fd, plan),
             Some(t) if t.status.phase == DriftPhase::Snoozed => still_drifts_while_snoozed(inputs, t, fd, plan),
-            Some(t) if lived_with(t, &fd) => {}
+            Some(t) if t.status.phase == DriftPhase::Reverting => {
+                super::reverts::still_drifts_while_reverting(inputs, t, fd, plan)
+            }
+            Some(t) if lived_with(t, &fd) || super::reverts::failure_stands(t, &fd) => {}
             _ => open(inputs, fd, warning, settings, tracked, plan),
         }
     }
@@ -248,11 +251,14 @@ fn close_fixed(
 ) {
     for (field, t) in tracked.iter_mut() {
         let active = match t.status.phase {
-            DriftPhase::Open | DriftPhase::Snoozed => true,
+            DriftPhase::Open | DriftPhase::Snoozed | DriftPhase::Reverting | DriftPhase::RevertFailed => true,
             DriftPhase::Ignored => t.status.ignored.is_empty(),
             _ => false,
         };
         if !active || drifted.contains(field) || ignored.contains_key(field) {
+            continue;
+        }
+        if t.status.phase == DriftPhase::Reverting && super::reverts::in_sync_while_reverting(inputs, field, t, plan) {
             continue;
         }
         match desired.get(field) {

@@ -6,7 +6,10 @@ use super::{
     Inputs, Tracked, compare::detect_event, open_fields,
 };
 use crate::accept::commit_line;
-use crate::api::{Absence, CloudProvisioned, CloudProvisionedStatus, IgnoredDifference, PendingGitChange, SpecProblem};
+use crate::api::{
+    Absence, CONDITION_DESIRED_CONFLICT, CloudProvisioned, CloudProvisionedStatus, IgnoredDifference, PendingGitChange,
+    SpecProblem,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 
@@ -85,6 +88,27 @@ impl Conditions<'_> {
         self.make(CONDITION_GIT_IN_SYNC, "False", "AcceptedNotInGit", message)
     }
 
+    /// Shown while another CloudProvisioned of the same resource wants a
+    /// different value, and once more as False when that ends.
+    fn desired_conflict(&self, conflicts: &[String]) -> Option<Condition> {
+        if !conflicts.is_empty() {
+            let message = format!(
+                "other CloudProvisioneds name the same resource with different desired values, so neither may revert those fields: {}",
+                conflicts.join("; ")
+            );
+            return Some(self.make(CONDITION_DESIRED_CONFLICT, "True", "DesiredConflict", message));
+        }
+        let had = self.old.iter().any(|c| c.type_ == CONDITION_DESIRED_CONFLICT);
+        had.then(|| {
+            self.make(
+                CONDITION_DESIRED_CONFLICT,
+                "False",
+                "NoConflict",
+                "no other CloudProvisioned wants a different value".into(),
+            )
+        })
+    }
+
     fn missing(&self, name: &str, absence: Absence) -> Vec<Condition> {
         let reason = match absence {
             Absence::NotFound => "NotFound",
@@ -108,6 +132,8 @@ pub(super) struct StatusBasis<'a> {
     pub pending: &'a [PendingGitChange],
     pub policies: &'a [String],
     pub ignored: &'a [IgnoredDifference],
+    /// Fields other CloudProvisioneds of the same resource want otherwise (`field: ns/name, ...`).
+    pub conflicts: &'a [String],
 }
 
 pub(super) fn status_for(
@@ -140,6 +166,7 @@ pub(super) fn status_for(
         }
     };
     conditions.push(c.git_in_sync(pending));
+    conditions.extend(c.desired_conflict(basis.conflicts));
     let mut status = CloudProvisionedStatus {
         observed_generation: p.metadata.generation,
         last_checked_time: old.last_checked_time.clone(),

@@ -63,7 +63,12 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
     }
     for name in &plan.consume_annotations {
         if let Some(a) = drifts.get_mut(name).and_then(|d| d.metadata.annotations.as_mut()) {
-            for key in [ANNOTATION_ACCEPT, crate::api::ANNOTATION_SNOOZE_UNTIL, crate::api::ANNOTATION_IGNORE] {
+            for key in [
+                ANNOTATION_ACCEPT,
+                crate::api::ANNOTATION_SNOOZE_UNTIL,
+                crate::api::ANNOTATION_IGNORE,
+                crate::api::ANNOTATION_REVERT,
+            ] {
                 a.remove(key);
             }
         }
@@ -90,6 +95,7 @@ fn run(p: &CloudProvisioned, r: Option<&CloudResource>, drifts: &[Drift], now: T
             field_owners: None,
             git: &BTreeMap::new(),
             policies: &[],
+            peers: &[],
         },
         &Settings::default(),
     )
@@ -401,6 +407,7 @@ fn a_spec_change_to_the_live_value_is_an_accept_made_in_git() {
         field_owners: Some(&owners),
         git: &BTreeMap::new(),
         policies: &[],
+        peers: &[],
     };
     let plan = plan(&inputs, &Settings::default());
     assert!(!plan.needs_field_owners);
@@ -484,6 +491,7 @@ fn run_with(
         field_owners: None,
         git: &BTreeMap::new(),
         policies,
+        peers: &[],
     };
     plan(&inputs, &Settings::default())
 }
@@ -592,4 +600,120 @@ fn an_ignored_drift_lasts_as_long_as_its_live_value() {
     assert!(run(&p, Some(&r), &drifts, at(20)).drift_writes.is_empty(), "the same live value stays ignored");
     let moved = run(&p, Some(&resource("s-8vcpu-16gb", at(25))), &drifts, at(30));
     assert_eq!(moved.drift_writes[0].status.phase, DriftPhase::Open, "a new live value reopens it");
+}
+
+fn run_reverting(
+    p: &CloudProvisioned,
+    r: &CloudResource,
+    drifts: &[Drift],
+    now: Time,
+    peers: &[Arc<CloudProvisioned>],
+) -> Plan {
+    let refs: Vec<&Drift> = drifts.iter().collect();
+    let inputs = Inputs {
+        provisioned: p,
+        resource: Some(r),
+        drifts: &refs,
+        now: &now,
+        field_owners: None,
+        git: &BTreeMap::new(),
+        policies: &[],
+        peers,
+    };
+    let revert = crate::revert::RevertSettings { enabled: true, claim: crate::revert::Claim::Any };
+    plan(&inputs, &Settings { revert, ..Settings::default() })
+}
+
+fn off_resource(size: &str, synced: Time) -> CloudResource {
+    let mut r = resource(size, synced);
+    r.status.as_mut().unwrap().status = Some("off".into());
+    r
+}
+
+#[test]
+fn a_revert_runs_from_approval_through_the_saga_to_reverted() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = off_resource("s-2vcpu-4gb", at(0));
+    let first = run_reverting(&p, &r, &[], at(1), &[]);
+    let (p, drifts) = written(&p, &[], &first);
+    let status = drifts[0].status.clone().unwrap();
+    assert_eq!(status.revert_plan.len(), 1, "an Open drift shows its preview: a droplet that is off only resizes");
+    assert_eq!(status.revert_note, None);
+    let settled = run_reverting(&p, &r, &drifts, at(2), &[]);
+    assert!(settled.drift_writes.is_empty(), "a preview is written once, not on every reconcile");
+
+    let approved = annotated(
+        &drifts[0],
+        &[(crate::api::ANNOTATION_REVERT, "true"), (crate::api::ANNOTATION_REVERTED_BY, "alice")],
+    );
+    let plan = run_reverting(&p, &r, std::slice::from_ref(&approved), at(3), &[]);
+    assert_eq!(reasons(&plan), ["RevertStarted"]);
+    let (p, drifts) = written(&p, &[approved], &plan);
+    let mut status = drifts[0].status.clone().unwrap();
+    assert_eq!((status.phase, status.resolved_by.as_deref()), (DriftPhase::Reverting, Some("alice")));
+
+    // The reverter's record: running, then succeeded; the drift waits for the live value.
+    let episode = status.detected_time.clone().unwrap();
+    let mut record = crate::revert::saga::start(&status.revert_plan, &episode, "alice", &at(4));
+    status.revert = Some(record.clone());
+    let mut reverting = drifts[0].clone();
+    reverting.status = Some(status.clone());
+    let plan = run_reverting(&p, &r, std::slice::from_ref(&reverting), at(5), &[]);
+    assert!(plan.events.is_empty() && plan.drift_writes.is_empty(), "nothing to do while the saga runs: {plan:?}");
+    crate::revert::saga::finish(&mut record, crate::api::SagaState::Succeeded, &at(6));
+    status.revert = Some(record);
+    reverting.status = Some(status);
+    let fixed = off_resource("s-1vcpu-1gb", at(7));
+    let plan = run_reverting(&p, &fixed, &[reverting], at(8), &[]);
+    assert_eq!(reasons(&plan), ["Reverted"]);
+    assert_eq!(plan.drift_writes[0].status.phase, DriftPhase::Reverted);
+    assert_eq!(plan.drift_writes[0].status.resolved_by.as_deref(), Some("alice"));
+}
+
+#[test]
+fn a_failed_saga_ends_revert_failed_which_stands_while_the_live_value_does() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = off_resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = written(&p, &[], &run_reverting(&p, &r, &[], at(1), &[]));
+    let mut d = drifts[0].clone();
+    let mut status = d.status.clone().unwrap();
+    status.phase = DriftPhase::Reverting;
+    let mut record =
+        crate::revert::saga::start(&status.revert_plan, status.detected_time.as_ref().unwrap(), "bob", &at(2));
+    crate::revert::saga::fail(&mut record, 0, "422 unprocessable_entity: Droplet already has a pending event.".into());
+    crate::revert::saga::finish(&mut record, crate::api::SagaState::Failed, &at(3));
+    status.revert = Some(record);
+    d.status = Some(status);
+    let plan = run_reverting(&p, &r, &[d.clone()], at(4), &[]);
+    assert_eq!(reasons(&plan), ["RevertFailed"]);
+    let (p, drifts) = written(&p, &[d], &plan);
+    let status = drifts[0].status.clone().unwrap();
+    assert_eq!(status.phase, DriftPhase::RevertFailed);
+    assert!(status.message.unwrap().contains("pending event"));
+    assert!(run_reverting(&p, &r, &drifts, at(5), &[]).drift_writes.is_empty(), "it stands");
+    let moved = off_resource("s-4vcpu-8gb", at(6));
+    let plan = run_reverting(&p, &moved, &drifts, at(7), &[]);
+    assert_eq!(reasons(&plan), ["DriftDetected"], "a new live value opens a new episode");
+}
+
+#[test]
+fn peers_that_want_another_value_show_desired_conflict_and_block_the_revert() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let mut other = provisioned(json!({"size_slug": "s-2vcpu-2gb"}));
+    other.metadata.name = Some("web-2".into());
+    let peers = [Arc::new(other)];
+    let r = off_resource("s-2vcpu-4gb", at(0));
+    let plan = run_reverting(&p, &r, &[], at(1), &peers);
+    let conflict = condition(plan.status.as_ref().unwrap(), crate::api::CONDITION_DESIRED_CONFLICT);
+    assert_eq!(conflict.status, "True");
+    assert!(conflict.message.contains("size_slug: ns/web-2"), "{}", conflict.message);
+    let (p, drifts) = written(&p, &[], &plan);
+    let approved = annotated(&drifts[0], &[(crate::api::ANNOTATION_REVERT, "true")]);
+    let plan = run_reverting(&p, &r, &[approved], at(2), &peers);
+    assert_eq!(reasons(&plan), ["RevertRefused"]);
+    let message = plan.drift_writes[0].status.message.clone().unwrap();
+    assert!(message.contains("DesiredConflict: ns/web-2"), "{message}");
+    let plan = run_reverting(&p, &r, &drifts, at(3), &[]);
+    let ended = condition(plan.status.as_ref().unwrap(), crate::api::CONDITION_DESIRED_CONFLICT);
+    assert_eq!(ended.status, "False", "the conflict ended");
 }

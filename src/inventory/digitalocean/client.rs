@@ -5,8 +5,8 @@
 
 use crate::runtime::ratelimit::Bucket;
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -41,21 +41,21 @@ impl std::fmt::Debug for Token {
 /// Why a request failed. Each names the request (method and path, never the token).
 #[derive(Debug, thiserror::Error)]
 pub enum DoError {
-    #[error("GET {request}: the DigitalOcean token is invalid or expired (401 {message})")]
+    #[error("{request}: the DigitalOcean token is invalid or expired (401 {message})")]
     Unauthorized { request: String, message: String },
     #[error(
-        "GET {request}: the DigitalOcean token lacks a scope this request needs (403 {message}); it needs read scopes such as droplet:read"
+        "{request}: the DigitalOcean token lacks a scope this request needs (403 {message}); reads need scopes such as droplet:read, reverts the write scopes in docs/revert.md"
     )]
     Forbidden { request: String, message: String },
-    #[error("GET {request}: still rate limited (429) after {attempts} attempts")]
+    #[error("{request}: still rate limited (429) after {attempts} attempts")]
     RateLimited { request: String, attempts: u32 },
-    #[error("GET {request}: server error {status} after {attempts} attempts: {message}")]
+    #[error("{request}: server error {status} after {attempts} attempts: {message}")]
     Server { request: String, status: u16, attempts: u32, message: String },
-    #[error("GET {request}: unexpected status {status}: {message}")]
+    #[error("{request}: unexpected status {status}: {message}")]
     Status { request: String, status: u16, message: String },
-    #[error("GET {request}: the response is not the documented JSON: {detail}")]
+    #[error("{request}: the response is not the documented JSON: {detail}")]
     Malformed { request: String, detail: String },
-    #[error("GET {request}: no answer after {attempts} attempts: {detail}")]
+    #[error("{request}: no answer after {attempts} attempts: {detail}")]
     Transport { request: String, attempts: u32, detail: String },
     #[error("bad DigitalOcean API URL {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
@@ -119,7 +119,7 @@ pub struct RateLimit {
 }
 
 pub struct DoClient {
-    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: http::Uri,
     config: ClientConfig,
     budget: Bucket,
@@ -202,7 +202,7 @@ impl DoClient {
         while let Some(request) = next.take() {
             requests += 1;
             let body = self.get_ok(&request).await?;
-            let malformed = |detail: String| DoError::Malformed { request: request.clone(), detail };
+            let malformed = |detail: String| DoError::Malformed { request: format!("GET {request}"), detail };
             let mut page: serde_json::Map<String, Value> =
                 serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
             let array = match page.remove(key) {
@@ -250,7 +250,7 @@ impl DoClient {
     ) -> Result<Vec<T>, DoError> {
         let request = format!("{path}?page=1&per_page={per_page}");
         let body = self.get_ok(&request).await?;
-        let malformed = |detail: String| DoError::Malformed { request: request.clone(), detail };
+        let malformed = |detail: String| DoError::Malformed { request: format!("GET {request}"), detail };
         let mut page: serde_json::Map<String, Value> =
             serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
         match page.remove(key) {
@@ -267,7 +267,7 @@ impl DoClient {
     pub async fn get<T: DeserializeOwned>(&self, path: &str, key: &str) -> Result<Option<T>, DoError> {
         match self.get_ok(path).await {
             Ok(body) => {
-                let malformed = |detail: String| DoError::Malformed { request: path.to_owned(), detail };
+                let malformed = |detail: String| DoError::Malformed { request: format!("GET {path}"), detail };
                 let mut value: serde_json::Map<String, Value> =
                     serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
                 let item = value.remove(key).ok_or_else(|| malformed(format!("no `{key}` object")))?;
@@ -289,13 +289,31 @@ impl DoClient {
     }
 
     /// GET with the budget, retries and error mapping; the body of a 2xx.
-    async fn get_ok(&self, request: &str) -> Result<Bytes, DoError> {
+    async fn get_ok(&self, path: &str) -> Result<Bytes, DoError> {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// Sends a write (`POST`, `PUT`, `DELETE`) with a JSON body; the body of
+    /// the 2xx answer (empty for 204). A write is retried only on 429, which
+    /// the API answers before doing anything.
+    pub async fn write(&self, method: &str, path: &str, body: &Value) -> Result<Bytes, DoError> {
+        let method: Method = method
+            .parse()
+            .map_err(|_| DoError::BadUrl { url: path.into(), detail: format!("{method} is not an HTTP method") })?;
+        let body = (!body.is_null()).then(|| Bytes::from(body.to_string()));
+        self.send(method, path, body).await
+    }
+
+    /// One request with the budget, retries and error mapping; the body of a 2xx.
+    async fn send(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes, DoError> {
         let max = self.config.max_attempts.max(1);
+        let idempotent = method == Method::GET;
+        let request = &format!("{method} {path}");
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.wait_for_budget().await;
-            let outcome = self.send_once(request).await;
+            let outcome = self.send_once(&method, path, body.clone()).await;
             let retry_in = match outcome {
                 Ok((status, _, body)) if status.is_success() => return Ok(body),
                 Ok((status, headers, body)) => {
@@ -317,7 +335,7 @@ impl DoClient {
                         429 => {
                             return Err(DoError::RateLimited { request: request.into(), attempts: attempt });
                         }
-                        code @ 500..=599 if attempt < max => {
+                        code @ 500..=599 if attempt < max && idempotent => {
                             tracing::debug!(request, code, attempt, "DigitalOcean server error; retrying");
                             self.backoff(attempt)
                         }
@@ -334,7 +352,7 @@ impl DoClient {
                         }
                     }
                 }
-                Err(detail) if attempt < max => {
+                Err(detail) if attempt < max && idempotent => {
                     tracing::debug!(request, attempt, %detail, "DigitalOcean request failed; retrying");
                     self.backoff(attempt)
                 }
@@ -346,14 +364,24 @@ impl DoClient {
         }
     }
 
-    async fn send_once(&self, request: &str) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-        let uri = format!("{}{}", self.base.to_string().trim_end_matches('/'), request);
-        let req = Request::get(&uri)
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        let uri = format!("{}{}", self.base.to_string().trim_end_matches('/'), path);
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(&uri)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.config.token.0))
             .header(header::ACCEPT, "application/json")
-            .header(header::USER_AGENT, concat!("arcadia-drift/", env!("CARGO_PKG_VERSION")))
-            .body(Empty::new())
-            .map_err(|e| format!("cannot build the request: {e}"))?;
+            .header(header::USER_AGENT, concat!("arcadia-drift/", env!("CARGO_PKG_VERSION")));
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req =
+            req.body(Full::new(body.unwrap_or_default())).map_err(|e| format!("cannot build the request: {e}"))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let exchange = async {
             let response = self.http.request(req).await.map_err(|e| format!("{e}"))?;

@@ -119,6 +119,25 @@ impl DigitalOcean {
         self.client.get(&format!("/v2/actions/{id}"), "action").await
     }
 
+    /// The newest actions of one droplet or volume (`GET /v2/droplets/{id}/actions`).
+    pub async fn resource_actions(&self, t: DoType, id: &str) -> Result<Vec<crate::inventory::feed::Action>, DoError> {
+        let (path, _, _) = t.endpoint();
+        self.client.first_page(&format!("{path}/{id}/actions"), "actions", 20).await
+    }
+
+    /// Sends one revert call; the id of the action it started, when it starts one.
+    pub async fn call(&self, call: &crate::api::ProviderCall) -> Result<Option<u64>, DoError> {
+        let body = self.client.write(&call.method, &call.path, &call.body).await?;
+        if !call.waits_for_action {
+            return Ok(None);
+        }
+        let malformed =
+            |detail: String| DoError::Malformed { request: format!("{} {}", call.method, call.path), detail };
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
+        let id = answer.pointer("/action/id").and_then(serde_json::Value::as_u64);
+        id.map(Some).ok_or_else(|| malformed("no `action.id` in the answer".into()))
+    }
+
     /// One resource by id; `None` when the API answers 404.
     pub async fn get(&self, t: DoType, id: &str) -> Result<Option<LiveResource>, DoError> {
         let (path, _, key) = t.endpoint();

@@ -1,0 +1,214 @@
+//! The revert step of a plan: the preview on every Open drift
+//! (`status.revertPlan`), the approvals (`arcadia.cloud/revert=true`), and
+//! what the saga's record (`status.revert`, written by the reverter) means for
+//! the drift's phase. The saga itself runs in the inventory's reverter.
+
+use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
+use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState};
+use crate::detect::{FieldDrift, LiveView, loosely_equal, render_value};
+
+type Live<'a> = Result<LiveView<'a>, crate::api::Absence>;
+use crate::policy::Effective;
+use crate::revert::{self, Approval, Preview, Target, approval::refusal};
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+/// What reverting one field would take: its preview, or why it cannot be reverted.
+fn preview_of(
+    inputs: &Inputs<'_>,
+    live: &Live<'_>,
+    field: &str,
+    desired: &Fields,
+    rules: &Effective<'_>,
+) -> Result<Preview, String> {
+    let name = &inputs.provisioned.spec.resource_ref.name;
+    let view = live
+        .as_ref()
+        .map_err(|absence| format!("CloudResource {name} offers no live value ({})", absence.describe()))?;
+    let resource = inputs.resource.ok_or_else(|| format!("CloudResource {name} is not known"))?;
+    let target = Target { type_: &resource.spec.type_, id: &resource.spec.id };
+    if resource.spec.provider != "digitalocean" {
+        return Err(format!("only DigitalOcean resources can be reverted, not {}", resource.spec.provider));
+    }
+    let value = desired.get(field).ok_or_else(|| format!("{field} is no longer in spec.desired"))?;
+    revert::preview(target, field, value, view, &rules.field(field))
+}
+
+/// The other CloudProvisioneds naming the same resource that want another value for `field`.
+pub(super) fn conflicts_for(inputs: &Inputs<'_>, field: &str, desired: &Fields) -> Vec<String> {
+    let Some(own) = desired.get(field) else { return Vec::new() };
+    let peers = inputs.peers.iter().filter_map(|p| {
+        let theirs = p.spec.desired.get(field)?;
+        Some((format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()), theirs))
+    });
+    revert::conflicts(own, peers)
+}
+
+/// Carries out or refuses each revert approval; runs before the previews are
+/// refreshed, so an approval is judged against the plan its author saw.
+pub(super) fn approve(
+    inputs: &Inputs<'_>,
+    settings: &Settings,
+    live: &Live<'_>,
+    desired: &Fields,
+    rules: &Effective<'_>,
+    tracked: &mut BTreeMap<String, Tracked>,
+    plan: &mut Plan,
+) {
+    let namespace = inputs.provisioned.namespace().unwrap_or_default();
+    for d in inputs.drifts.iter().filter(|d| d.annotations().contains_key(ANNOTATION_REVERT)) {
+        let name = d.name_any();
+        if !plan.consume_annotations.contains(&name) {
+            plan.consume_annotations.push(name.clone());
+        }
+        let field = d.spec.field.as_str();
+        let Some(t) = tracked.get_mut(field).filter(|t| t.name == name) else { continue };
+        // Already approved: how a restart finishes an approval whose annotation was not yet removed.
+        if t.status.phase == DriftPhase::Reverting {
+            continue;
+        }
+        let current = preview_of(inputs, live, field, desired, rules);
+        let conflicts = conflicts_for(inputs, field, desired);
+        let tags = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.tags.clone()).unwrap_or_default();
+        let approval = Approval {
+            value: &d.annotations()[ANNOTATION_REVERT],
+            namespace: &namespace,
+            field,
+            phase: t.status.phase,
+            allow_downtime: d
+                .annotations()
+                .get(ANNOTATION_REVERT_ALLOW_DOWNTIME)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            shown: &t.status.revert_plan,
+            current: current.as_ref().map_err(String::as_str),
+            resource_tags: &tags,
+            conflicts: &conflicts,
+        };
+        match refusal(&approval, &settings.revert) {
+            Some(message) => super::refuse(t, message, ("RevertRefused", "Revert"), plan),
+            None => start(t, d.reverted_by(), plan),
+        }
+    }
+}
+
+fn start(t: &mut Tracked, who: String, plan: &mut Plan) {
+    let calls: Vec<String> = t.status.revert_plan.iter().map(|c| c.description.clone()).collect();
+    let message = format!("revert approved by {who}: {}; the saga's steps are in status.revert", calls.join(", then "));
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: false,
+        reason: "RevertStarted",
+        action: "Revert",
+        message: message.clone(),
+    });
+    t.status.phase = DriftPhase::Reverting;
+    t.status.resolved_by = Some(who);
+    t.status.resolved_time = None;
+    t.status.message = Some(message);
+    t.apply_object = true;
+    t.dirty = true;
+}
+
+/// Every Open (or RevertFailed) drift shows what a revert would do; only
+/// when reverting is on, since a preview of what cannot run is noise.
+pub(super) fn refresh_previews(
+    inputs: &Inputs<'_>,
+    settings: &Settings,
+    live: &Live<'_>,
+    desired: &Fields,
+    rules: &Effective<'_>,
+    tracked: &mut BTreeMap<String, Tracked>,
+) {
+    if !settings.revert.enabled {
+        return;
+    }
+    for (field, t) in tracked.iter_mut() {
+        if !matches!(t.status.phase, DriftPhase::Open | DriftPhase::RevertFailed) {
+            continue;
+        }
+        let (calls, note) = match preview_of(inputs, live, field, desired, rules) {
+            Ok(p) if p.downtime => (
+                p.calls,
+                Some(format!(
+                    "this revert powers the resource off while it runs: approve it with {ANNOTATION_REVERT}=true and {ANNOTATION_REVERT_ALLOW_DOWNTIME}=true"
+                )),
+            ),
+            Ok(p) => (p.calls, None),
+            Err(why) => (Vec::new(), Some(why)),
+        };
+        if t.status.revert_plan != calls || t.status.revert_note != note {
+            t.status.revert_plan = calls;
+            t.status.revert_note = note;
+            t.dirty = true;
+        }
+    }
+}
+
+/// A Reverting drift whose field still drifts: it follows the live value, and
+/// fails when the saga failed, or succeeded yet left the value drifted.
+pub(super) fn still_drifts_while_reverting(inputs: &Inputs<'_>, t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
+    if !loosely_equal(&t.status.actual, &fd.actual) || !loosely_equal(&t.status.expected, &fd.expected) {
+        t.status.actual = fd.actual.clone();
+        t.status.expected = fd.expected;
+        t.dirty = true;
+    }
+    let synced = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.synced_time.as_ref());
+    let failure = match revert::current_record(&t.status) {
+        Some(r) if r.state == SagaState::Failed => r.message.clone().unwrap_or_else(|| "the saga failed".into()),
+        Some(r)
+            if r.state == SagaState::Succeeded
+                && synced.zip(r.finished_time.as_ref()).is_some_and(|(s, f)| s.0 > f.0) =>
+        {
+            format!(
+                "DigitalOcean finished every step, yet the live value read since is still {}",
+                render_value(&fd.actual)
+            )
+        }
+        _ => return,
+    };
+    fail(t, failure, plan);
+}
+
+fn fail(t: &mut Tracked, why: String, plan: &mut Plan) {
+    let message = format!("revert failed: {why}");
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason: "RevertFailed",
+        action: "Revert",
+        message: message.clone(),
+    });
+    t.status.phase = DriftPhase::RevertFailed;
+    t.status.message = Some(message);
+    t.apply_object = true;
+    t.dirty = true;
+}
+
+/// A failed revert stands while the live value is the one it left.
+pub(super) fn failure_stands(t: &Tracked, fd: &FieldDrift) -> bool {
+    t.status.phase == DriftPhase::RevertFailed && loosely_equal(&t.status.actual, &fd.actual)
+}
+
+/// A Reverting drift whose field matches again: Reverted once the saga
+/// succeeded; while it runs, wait; a failed saga whose field matched anyway is Stale.
+pub(super) fn in_sync_while_reverting(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut Plan) -> bool {
+    match revert::current_record(&t.status).map(|r| r.state) {
+        Some(SagaState::Succeeded) => {
+            let who = t.status.resolved_by.clone().unwrap_or_else(|| "unknown".into());
+            let message =
+                format!("reverted to {} through DigitalOcean (approved by {who})", render_value(&t.status.expected));
+            plan.events.push(Event {
+                regarding: Regarding::Drift(t.name.clone()),
+                warning: false,
+                reason: "Reverted",
+                action: "Revert",
+                message: format!("{field}: {message}"),
+            });
+            t.resolve(DriftPhase::Reverted, inputs.now, message);
+            t.status.resolved_by = Some(who);
+            true
+        }
+        Some(SagaState::Failed) => false,
+        _ => true,
+    }
+}

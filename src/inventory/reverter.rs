@@ -1,0 +1,128 @@
+//! The reverter: drives each approved revert saga (a Drift in phase
+//! Reverting) against DigitalOcean. What to do next is the pure
+//! [`crate::revert::saga`]'s decision; this module sends the calls, waits on
+//! the provider's actions, and writes the record (`status.revert`, under its
+//! own field manager) before every wait, so a reverter killed anywhere
+//! resumes from the record. Sagas share the syncer's request budget.
+
+use super::digitalocean::DoType;
+use super::syncer::Syncer;
+use crate::api::{Drift, DriftPhase, RevertRecord, SagaState, StepState};
+use crate::revert::saga::{self, Move};
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+#[derive(Clone, Debug)]
+pub struct ReverterSettings {
+    /// `--max-concurrent-reverts`.
+    pub max_concurrent: usize,
+    /// How often an action in progress is read again, and Drifts are scanned for new approvals.
+    pub poll_interval: Duration,
+    /// How long a revert waits for an action of the resource's own to end before it gives up.
+    pub busy_timeout: Duration,
+}
+
+impl Default for ReverterSettings {
+    fn default() -> Self {
+        Self { max_concurrent: 2, poll_interval: Duration::from_secs(2), busy_timeout: Duration::from_secs(600) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RevertError {
+    #[error("writing status.revert of Drift {drift}: {source}")]
+    Record { drift: String, source: kube::Error },
+    #[error("reading Drift {drift}: {source}")]
+    Read { drift: String, source: kube::Error },
+}
+
+pub struct Reverter {
+    client: kube::Client,
+    syncer: Arc<Syncer>,
+    drifts: Store<Drift>,
+    settings: ReverterSettings,
+    running: Mutex<HashSet<ObjectRef<Drift>>>,
+}
+
+/// One saga being driven: the Drift, the resource, and the record.
+struct Saga {
+    drift: ObjectRef<Drift>,
+    api: Api<Drift>,
+    field: String,
+    /// The live value when the revert was approved.
+    actual: serde_json::Value,
+    type_: DoType,
+    id: String,
+    record: RevertRecord,
+}
+
+impl Reverter {
+    pub fn new(client: kube::Client, syncer: Arc<Syncer>, drifts: Store<Drift>, settings: ReverterSettings) -> Self {
+        Self { client, syncer, drifts, settings, running: Mutex::default() }
+    }
+
+    /// Starts a saga for every Reverting drift that has none running, at most
+    /// `max_concurrent` at a time, until `stop` completes.
+    pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let permits = Arc::new(Semaphore::new(self.settings.max_concurrent.max(1)));
+        loop {
+            for drift in self.due() {
+                let (this, permits) = (self.clone(), permits.clone());
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    if let Err(error) = this.drive(&drift).await {
+                        tracing::warn!(%error, "revert saga interrupted; it resumes from its record");
+                    }
+                    this.running.lock().expect("running lock poisoned").remove(&drift);
+                });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = &mut stop => return,
+            }
+        }
+    }
+
+    /// Reverting drifts whose saga has not ended and is not running here.
+    fn due(&self) -> Vec<ObjectRef<Drift>> {
+        let mut running = self.running.lock().expect("running lock poisoned");
+        self.drifts
+            .state()
+            .iter()
+            .filter(|d| d.status.as_ref().is_some_and(|s| s.phase == DriftPhase::Reverting))
+            .filter(|d| {
+                d.status.as_ref().and_then(crate::revert::current_record).is_none_or(|r| r.state == SagaState::Running)
+            })
+            .map(|d| ObjectRef::from_obj(d.as_ref()))
+            .filter(|r| running.insert(r.clone()))
+            .collect()
+    }
+
+    async fn drive(&self, drift: &ObjectRef<Drift>) -> Result<(), RevertError> {
+        let Some(mut saga) = self.load(drift).await? else { return Ok(()) };
+        if saga.record.steps.iter().all(|s| s.state == StepState::Pending) {
+            self.write(&saga).await?;
+            if let Some(why) = self.preflight(&mut saga).await? {
+                saga.record.message = Some(why);
+                saga.record.steps.iter_mut().for_each(|s| s.state = StepState::Skipped);
+                return self.end(&mut saga, SagaState::Failed).await;
+            }
+        }
+        loop {
+            match saga::next(&saga.record) {
+                Move::Send(i) => self.send(&mut saga, i).await?,
+                Move::Recover(i) => self.recover(&mut saga, i).await?,
+                Move::Poll(i, action) => self.poll(&mut saga, i, action).await?,
+                Move::Finish(state) => return self.end(&mut saga, state).await,
+                Move::Done => return Ok(()),
+            }
+        }
+    }
+}
+
+mod steps;

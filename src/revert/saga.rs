@@ -1,0 +1,125 @@
+//! The revert saga as a pure state machine over its record
+//! (`status.revert`). The reverter asks [`next`] what to do, does it, records
+//! the result with the functions here, and writes the record before it waits
+//! on anything, so a reverter killed at any point resumes from the record and
+//! never repeats a step whose action exists.
+
+use crate::api::{ProviderCall, RevertRecord, RevertStep, SagaState, StepState};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// What the reverter does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Move {
+    /// Record step `i` as Sending, then send it.
+    Send(usize),
+    /// Step `i` was being sent when a reverter stopped: look for its action
+    /// on the resource before sending it again.
+    Recover(usize),
+    /// Wait for the action of step `i`.
+    Poll(usize, u64),
+    /// Every step ran: the saga ends in this state.
+    Finish(SagaState),
+    /// The saga has ended.
+    Done,
+}
+
+/// A fresh record for an approved plan.
+pub fn start(plan: &[ProviderCall], episode: &Time, approved_by: &str, now: &Time) -> RevertRecord {
+    RevertRecord {
+        episode: episode.clone(),
+        approved_by: approved_by.to_owned(),
+        started_time: now.clone(),
+        state: SagaState::Running,
+        steps: plan.iter().cloned().map(|call| step(call, false)).collect(),
+        finished_time: None,
+        message: None,
+    }
+}
+
+fn step(call: ProviderCall, compensation: bool) -> RevertStep {
+    RevertStep { call, compensation, state: StepState::Pending, action_id: None, sent_time: None, message: None }
+}
+
+pub fn next(record: &RevertRecord) -> Move {
+    if record.state != SagaState::Running {
+        return Move::Done;
+    }
+    let open = record
+        .steps
+        .iter()
+        .enumerate()
+        .find(|(_, s)| matches!(s.state, StepState::Pending | StepState::Sending | StepState::InProgress));
+    match open {
+        Some((i, s)) => match (s.state, s.action_id) {
+            (StepState::InProgress, Some(id)) => Move::Poll(i, id),
+            // Calls without an action (tags, a firewall update) set a state: sending one twice is harmless.
+            (StepState::Sending, _) if s.call.waits_for_action => Move::Recover(i),
+            _ => Move::Send(i),
+        },
+        None => {
+            let failed = record.steps.iter().any(|s| s.state == StepState::Failed);
+            Move::Finish(if failed { SagaState::Failed } else { SagaState::Succeeded })
+        }
+    }
+}
+
+pub fn sending(record: &mut RevertRecord, i: usize, now: &Time) {
+    let s = &mut record.steps[i];
+    s.state = StepState::Sending;
+    s.sent_time = Some(now.clone());
+}
+
+/// The provider accepted step `i`; `action` is the action it started, if any.
+pub fn sent(record: &mut RevertRecord, i: usize, action: Option<u64>) {
+    let s = &mut record.steps[i];
+    s.action_id = action;
+    s.state = if action.is_some() { StepState::InProgress } else { StepState::Completed };
+}
+
+/// The action of step `i` ended; an errored one fails the step.
+pub fn action_ended(record: &mut RevertRecord, i: usize, completed: bool) {
+    if completed {
+        record.steps[i].state = StepState::Completed;
+    } else {
+        let id = record.steps[i].action_id.unwrap_or_default();
+        fail(record, i, format!("DigitalOcean action {id} ended errored"));
+    }
+}
+
+/// Step `i` failed: later steps are skipped, and a droplet this saga shut
+/// down is powered on again (the compensation), unless powering on is what failed.
+pub fn fail(record: &mut RevertRecord, i: usize, message: String) {
+    let failed = &mut record.steps[i];
+    failed.state = StepState::Failed;
+    failed.message = Some(message.clone());
+    let what = failed.call.description.clone();
+    let compensating = failed.compensation;
+    record.message = Some(match &record.message {
+        Some(earlier) => format!("{earlier}; then the compensation failed: {what}: {message}"),
+        None => format!("{what}: {message}"),
+    });
+    if compensating {
+        return;
+    }
+    for later in record.steps.iter_mut().skip(i + 1).filter(|s| s.state == StepState::Pending) {
+        later.state = StepState::Skipped;
+    }
+    let shut_down =
+        record.steps[..i].iter().any(|s| s.state == StepState::Completed && action_type(s) == Some("shutdown"));
+    let power_on = record.steps[i + 1..].iter().find(|s| action_type(s) == Some("power_on")).map(|s| s.call.clone());
+    if let (true, Some(call)) = (shut_down, power_on) {
+        record.steps.push(step(call, true));
+    }
+}
+
+fn action_type(s: &RevertStep) -> Option<&str> {
+    s.call.body.get("type")?.as_str()
+}
+
+pub fn finish(record: &mut RevertRecord, state: SagaState, now: &Time) {
+    record.state = state;
+    record.finished_time = Some(now.clone());
+    if state == SagaState::Succeeded {
+        record.message = None;
+    }
+}

@@ -1,0 +1,230 @@
+use super::approval::refusal;
+use super::saga::{self, Move};
+use super::*;
+use crate::api::{DriftPhase, SagaState, StepState};
+use crate::detect::{FieldRules, Fields, IgnoreRule, LiveView, MatchMode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::json;
+
+const DROPLET: Target<'static> = Target { type_: "droplet", id: "3164444" };
+
+fn running<'a>(tags: &'a [String]) -> LiveView<'a> {
+    LiveView {
+        name: Some("web-1"),
+        status: Some("active"),
+        size_slug: Some("s-2vcpu-4gb"),
+        region: Some("nyc3"),
+        tags: Some(tags),
+        ..Default::default()
+    }
+}
+
+fn exact() -> FieldRules<'static> {
+    FieldRules::default()
+}
+
+fn bodies(p: &Preview) -> Vec<(String, String, serde_json::Value)> {
+    p.calls.iter().map(|c| (c.method.clone(), c.path.clone(), c.body.clone())).collect()
+}
+
+#[test]
+fn a_running_droplet_resizes_through_shutdown_resize_power_on_with_downtime() {
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    assert!(p.downtime);
+    let path = "/v2/droplets/3164444/actions".to_string();
+    assert_eq!(
+        bodies(&p),
+        vec![
+            ("POST".into(), path.clone(), json!({"type": "shutdown"})),
+            ("POST".into(), path.clone(), json!({"type": "resize", "size": "s-1vcpu-1gb", "disk": false})),
+            ("POST".into(), path, json!({"type": "power_on"})),
+        ]
+    );
+    assert!(p.calls.iter().all(|c| c.waits_for_action));
+}
+
+#[test]
+fn a_droplet_that_is_off_resizes_without_downtime() {
+    let live = LiveView { status: Some("off"), ..running(&[]) };
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &live, &exact()).unwrap();
+    assert!(!p.downtime);
+    assert_eq!(p.calls.len(), 1);
+}
+
+#[test]
+fn rename_and_power_are_one_action_each() {
+    let p = preview(DROPLET, "name", &json!("web-2"), &running(&[]), &exact()).unwrap();
+    assert_eq!(p.calls[0].body, json!({"type": "rename", "name": "web-2"}));
+    let p = preview(DROPLET, "status", &json!("active"), &LiveView { status: Some("off"), ..running(&[]) }, &exact())
+        .unwrap();
+    assert_eq!(p.calls[0].body, json!({"type": "power_on"}));
+    let e = preview(DROPLET, "status", &json!("archive"), &running(&[]), &exact()).unwrap_err();
+    assert!(e.contains("\"archive\""), "{e}");
+}
+
+#[test]
+fn tags_are_created_attached_and_detached_but_ignored_ones_are_kept() {
+    let live = vec!["env:prod".to_string(), "manual".to_string(), "k8s:node".to_string()];
+    let values = vec!["k8s:*".to_string()];
+    let rules = FieldRules {
+        ignore: vec![IgnoreRule { id: "spec.ignore[0]", field: "tags", paths: &[], values: &values }],
+        mode: MatchMode::Exact,
+    };
+    let p = preview(DROPLET, "tags", &json!(["env:prod", "team:web"]), &running(&live), &rules).unwrap();
+    let resources = json!({"resources": [{"resource_id": "3164444", "resource_type": "droplet"}]});
+    assert_eq!(
+        bodies(&p),
+        vec![
+            ("POST".into(), "/v2/tags".into(), json!({"name": "team:web"})),
+            ("POST".into(), "/v2/tags/team:web/resources".into(), resources.clone()),
+            ("DELETE".into(), "/v2/tags/manual/resources".into(), resources),
+        ]
+    );
+    let contains = FieldRules { ignore: vec![], mode: MatchMode::Contains };
+    let p = preview(DROPLET, "tags", &json!(["env:prod", "team:web"]), &running(&live), &contains).unwrap();
+    assert!(p.calls.iter().all(|c| c.method == "POST"), "contains mode never removes a tag");
+    let e = preview(DROPLET, "tags", &json!(["no spaces"]), &running(&live), &exact()).unwrap_err();
+    assert!(e.contains("not a valid DigitalOcean tag name"), "{e}");
+}
+
+#[test]
+fn volumes_only_grow() {
+    let attrs = Fields::try_from(json!({"size_gigabytes": 100})).unwrap();
+    let live = LiveView { region: Some("nyc1"), attrs: Some(&attrs), ..Default::default() };
+    let volume = Target { type_: "volume", id: "7724db7c" };
+    let p = preview(volume, "size_gigabytes", &json!(200), &live, &exact()).unwrap();
+    assert_eq!(p.calls[0].body, json!({"type": "resize", "size_gigabytes": 200, "region": "nyc1"}));
+    assert_eq!(p.calls[0].path, "/v2/volumes/7724db7c/actions");
+    let e = preview(volume, "size_gigabytes", &json!(50), &live, &exact()).unwrap_err();
+    assert!(e.contains("can only grow"), "{e}");
+}
+
+#[test]
+fn a_firewall_update_carries_the_whole_firewall() {
+    let rules = json!([{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0"]}}]);
+    let attrs =
+        Fields::try_from(json!({"inbound_rules": rules, "outbound_rules": [], "droplet_ids": [8043964]})).unwrap();
+    let tags = vec!["frontend".to_string()];
+    let live = LiveView { name: Some("fw"), tags: Some(&tags), attrs: Some(&attrs), ..Default::default() };
+    let desired = json!([{"protocol": "tcp", "ports": "443", "sources": {"addresses": ["0.0.0.0/0"]}}]);
+    let p = preview(Target { type_: "firewall", id: "bb4b2611" }, "inbound_rules", &desired, &live, &exact()).unwrap();
+    assert_eq!((p.calls[0].method.as_str(), p.calls[0].path.as_str()), ("PUT", "/v2/firewalls/bb4b2611"));
+    assert_eq!(
+        p.calls[0].body,
+        json!({"name": "fw", "inbound_rules": desired, "outbound_rules": [], "droplet_ids": [8043964], "tags": ["frontend"]})
+    );
+}
+
+#[test]
+fn other_fields_and_ruled_fields_are_not_revertible_and_say_why() {
+    let e = preview(DROPLET, "region", &json!("ams3"), &running(&[]), &exact()).unwrap_err();
+    assert!(e.contains("region of a droplet cannot be reverted"), "{e}");
+    let paths = vec!["/0".to_string()];
+    let rules = FieldRules {
+        ignore: vec![IgnoreRule { id: "r", field: "name", paths: &paths, values: &[] }],
+        mode: MatchMode::Exact,
+    };
+    let e = preview(DROPLET, "name", &json!("x"), &running(&[]), &rules).unwrap_err();
+    assert!(e.contains("ignore rules"), "{e}");
+}
+
+fn t(second: i64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + second).unwrap())
+}
+
+fn resize_record() -> crate::api::RevertRecord {
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    saga::start(&p.calls, &t(0), "alice", &t(1))
+}
+
+#[test]
+fn the_saga_runs_each_step_once_and_resumes_from_its_record() {
+    let mut r = resize_record();
+    assert_eq!(saga::next(&r), Move::Send(0));
+    saga::sending(&mut r, 0, &t(2));
+    // A reverter that stopped here looks for the action before sending again.
+    assert_eq!(saga::next(&r), Move::Recover(0));
+    saga::sent(&mut r, 0, Some(11));
+    assert_eq!(saga::next(&r), Move::Poll(0, 11));
+    saga::action_ended(&mut r, 0, true);
+    assert_eq!(saga::next(&r), Move::Send(1));
+    for (i, id) in [(1, 12), (2, 13)] {
+        saga::sending(&mut r, i, &t(3));
+        saga::sent(&mut r, i, Some(id));
+        saga::action_ended(&mut r, i, true);
+    }
+    assert_eq!(saga::next(&r), Move::Finish(SagaState::Succeeded));
+    saga::finish(&mut r, SagaState::Succeeded, &t(9));
+    assert_eq!(saga::next(&r), Move::Done);
+}
+
+#[test]
+fn a_failed_resize_powers_the_droplet_on_again_and_ends_failed() {
+    let mut r = resize_record();
+    saga::sending(&mut r, 0, &t(2));
+    saga::sent(&mut r, 0, Some(11));
+    saga::action_ended(&mut r, 0, true);
+    saga::sending(&mut r, 1, &t(3));
+    saga::sent(&mut r, 1, Some(12));
+    saga::action_ended(&mut r, 1, false);
+    assert_eq!(r.steps[2].state, StepState::Skipped);
+    assert!(r.steps[3].compensation && r.steps[3].call.body == json!({"type": "power_on"}));
+    assert_eq!(saga::next(&r), Move::Send(3));
+    saga::sending(&mut r, 3, &t(4));
+    saga::sent(&mut r, 3, Some(14));
+    saga::action_ended(&mut r, 3, true);
+    assert_eq!(saga::next(&r), Move::Finish(SagaState::Failed));
+    assert!(r.message.as_deref().unwrap().contains("action 12 ended errored"), "{:?}", r.message);
+}
+
+#[test]
+fn a_failed_shutdown_needs_no_compensation() {
+    let mut r = resize_record();
+    saga::sending(&mut r, 0, &t(2));
+    saga::fail(&mut r, 0, "422 unprocessable_entity: the droplet is locked".into());
+    assert_eq!(r.steps.len(), 3, "nothing to undo");
+    assert_eq!(saga::next(&r), Move::Finish(SagaState::Failed));
+}
+
+fn approval<'a>(preview: &'a Preview, tags: &'a [String]) -> Approval<'a> {
+    Approval {
+        value: "true",
+        namespace: "team-a",
+        field: "size_slug",
+        phase: DriftPhase::Open,
+        allow_downtime: true,
+        shown: &preview.calls,
+        current: Ok(preview),
+        resource_tags: tags,
+        conflicts: &[],
+    }
+}
+
+#[test]
+fn approvals_are_refused_with_the_rule_that_refused_them() {
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    let tags = vec![claim_tag("team-a")];
+    let on = RevertSettings { enabled: true, claim: Claim::Tag };
+    assert_eq!(refusal(&approval(&p, &tags), &on), None);
+    let why = |a: &Approval<'_>, s: &RevertSettings| refusal(a, s).unwrap();
+    assert!(why(&approval(&p, &tags), &RevertSettings::default()).contains("--enable-revert"));
+    assert!(why(&Approval { value: "yes", ..approval(&p, &tags) }, &on).contains("must be \"true\""));
+    assert!(why(&Approval { phase: DriftPhase::Accepted, ..approval(&p, &tags) }, &on).contains("is Accepted"));
+    assert!(why(&approval(&p, &[]), &on).contains("rule --revert-claim=tag"));
+    assert_eq!(refusal(&approval(&p, &[]), &RevertSettings { enabled: true, claim: Claim::Any }), None);
+    assert!(why(&Approval { allow_downtime: false, ..approval(&p, &tags) }, &on).contains("revert-allow-downtime"));
+    assert!(why(&Approval { shown: &p.calls[..1], ..approval(&p, &tags) }, &on).contains("live state moved"));
+    let peers = vec!["team-b/web".to_string()];
+    assert!(why(&Approval { conflicts: &peers, ..approval(&p, &tags) }, &on).contains("DesiredConflict: team-b/web"));
+    assert!(
+        why(&Approval { current: Err("region cannot be reverted"), ..approval(&p, &tags) }, &on)
+            .contains("region cannot")
+    );
+}
+
+#[test]
+fn conflicts_are_peers_that_want_another_value() {
+    let (a, b) = (json!("s-1"), json!("s-2"));
+    let found = conflicts(&json!("s-1"), vec![("ns/a".to_string(), &a), ("ns/b".to_string(), &b)]);
+    assert_eq!(found, vec!["ns/b".to_string()]);
+}

@@ -1,0 +1,313 @@
+//! Revert end to end: the real `arcadia-drift run` with `--enable-revert`
+//! against the fake DigitalOcean API (which runs actions with state, refuses
+//! what DigitalOcean refuses, and checks every body against the documented
+//! shapes) and the local control plane.
+
+mod common;
+
+use arcadia_drift::api::{
+    ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, ANNOTATION_REVERTED_BY, CloudProvisioned, Drift, DriftPhase,
+    DriftStatus, SagaState, StepState,
+};
+use common::controller::ControllerProcess;
+use common::fake_do::{FakeDo, TOKEN, droplet};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+fn fresh_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64 % 1_000_000_000;
+    base * 1000 + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+struct Env {
+    fake: FakeDo,
+    client: kube::Client,
+    ns: String,
+    source: String,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Self {
+        let fake = FakeDo::start().await;
+        let client = common::client().await;
+        let ns = common::namespace(&client, prefix).await;
+        Env { fake, client, ns, source: format!("revert-{}", common::unique_suffix()) }
+    }
+
+    fn claim_tag(&self) -> String {
+        format!("arcadia-ns:{}", self.ns)
+    }
+
+    async fn provision(&self, name: &str, id: u64, desired: Value) {
+        let body = json!({
+            "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": name},
+            "spec": {"resourceRef": {"name": format!("digitalocean-droplet-{id}")}, "desired": desired},
+        });
+        let api: Api<CloudProvisioned> = Api::namespaced(self.client.clone(), &self.ns);
+        api.patch(name, &PatchParams::apply("test"), &Patch::Apply(body)).await.unwrap();
+    }
+
+    fn controller(&self, extra: &[&str]) -> ControllerProcess {
+        let mut args = vec![
+            "--digitalocean-api-url",
+            &self.fake.url,
+            "--inventory-sync-interval",
+            "5m",
+            "--digitalocean-actions-interval",
+            "1s",
+            "--inventory-source",
+            &self.source,
+        ];
+        args.extend_from_slice(extra);
+        ControllerProcess::start_with_env(&self.ns, &args, &[("DIGITALOCEAN_TOKEN", TOKEN)])
+    }
+
+    fn drifts(&self) -> Api<Drift> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// The Drift of `field` once `check` holds for its status.
+    async fn drift(&self, field: &str, what: &str, check: impl Fn(&DriftStatus) -> bool) -> Drift {
+        let drifts = self.drifts();
+        common::eventually(Duration::from_secs(60), what, || async {
+            let all = drifts.list(&ListParams::default()).await.ok()?.items;
+            all.into_iter().find(|d| d.spec.field == field && d.status.as_ref().is_some_and(&check))
+        })
+        .await
+    }
+
+    async fn annotate(&self, drift: &Drift, annotations: Value) {
+        let name = drift.metadata.name.clone().unwrap();
+        let patch = json!({"metadata": {"annotations": annotations}});
+        self.drifts().patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    }
+
+    fn writes(&self) -> Vec<(String, String, Value)> {
+        self.fake.writes().into_iter().map(|w| (w.method, w.path, w.body)).collect()
+    }
+}
+
+fn phase(p: DriftPhase) -> impl Fn(&DriftStatus) -> bool {
+    move |s| s.phase == p
+}
+
+fn approve(who: &str) -> Value {
+    json!({ANNOTATION_REVERT: "true", ANNOTATION_REVERTED_BY: who})
+}
+
+fn action_types(fake: &FakeDo, id: u64) -> Vec<String> {
+    fake.actions_of(id).iter().map(|a| a["type"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_resized_droplet_is_reverted_through_shutdown_resize_power_on() {
+    let env = Env::new("revert-resize").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let _controller = env.controller(&["--enable-revert"]);
+
+    let open = env
+        .drift("size_slug", "an Open drift with a three-call plan", |s| {
+            s.phase == DriftPhase::Open && s.revert_plan.len() == 3
+        })
+        .await;
+    let status = open.status.clone().unwrap();
+    let path = format!("/v2/droplets/{id}/actions");
+    let planned: Vec<(String, String, Value)> =
+        status.revert_plan.iter().map(|c| (c.method.clone(), c.path.clone(), c.body.clone())).collect();
+    let expected = vec![
+        ("POST".to_string(), path.clone(), json!({"type": "shutdown"})),
+        ("POST".to_string(), path.clone(), json!({"type": "resize", "size": "s-1vcpu-1gb", "disk": false})),
+        ("POST".to_string(), path.clone(), json!({"type": "power_on"})),
+    ];
+    assert_eq!(planned, expected, "the preview is the exact calls");
+    assert!(status.revert_note.unwrap().contains(ANNOTATION_REVERT_ALLOW_DOWNTIME));
+
+    // Without downtime allowed: refused, nothing sent.
+    env.annotate(&open, approve("alice")).await;
+    let refused = env
+        .drift("size_slug", "a refusal", |s| s.message.as_deref().is_some_and(|m| m.contains("revert refused")))
+        .await;
+    assert!(refused.status.unwrap().message.unwrap().contains(ANNOTATION_REVERT_ALLOW_DOWNTIME));
+    assert!(env.writes().is_empty(), "a refused revert sends nothing");
+
+    let mut yes = approve("alice");
+    yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+    env.annotate(&open, yes).await;
+    let done = env.drift("size_slug", "Reverted", phase(DriftPhase::Reverted)).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.resolved_by.as_deref(), Some("alice"));
+    let record = status.revert.expect("the saga's record");
+    assert_eq!(record.state, SagaState::Succeeded);
+    assert!(record.steps.iter().all(|s| s.state == StepState::Completed && s.action_id.is_some()), "{record:?}");
+    assert_eq!(env.writes(), expected, "exactly the previewed calls, once each");
+    assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"]);
+    let live = env.fake.droplet(id);
+    assert_eq!((live["size_slug"].as_str(), live["status"].as_str()), (Some("s-1vcpu-1gb"), Some("active")));
+    assert!(!done.metadata.annotations.unwrap_or_default().contains_key(ANNOTATION_REVERT), "the approval is consumed");
+}
+
+#[tokio::test]
+async fn tags_and_a_name_are_reverted_and_a_missing_tag_is_created() {
+    let env = Env::new("revert-tags").await;
+    let id = fresh_id();
+    let claim = env.claim_tag();
+    env.fake.add("/v2/droplets", droplet(id, "web-renamed", "s-1vcpu-1gb", "nyc3", &[&claim, "manual"]));
+    env.fake.with(|s| s.tags.extend([claim.clone(), "manual".to_string()]));
+    env.provision("web-1", id, json!({"name": "web-1", "tags": [claim, "env:prod"]})).await;
+    let _controller = env.controller(&["--enable-revert"]);
+
+    for field in ["tags", "name"] {
+        let open = env
+            .drift(field, "an Open drift with a plan", |s| s.phase == DriftPhase::Open && !s.revert_plan.is_empty())
+            .await;
+        env.annotate(&open, approve("bob")).await;
+        env.drift(field, "Reverted", phase(DriftPhase::Reverted)).await;
+    }
+    let resources = json!({"resources": [{"resource_id": id.to_string(), "resource_type": "droplet"}]});
+    let writes = env.writes();
+    assert_eq!(
+        writes[..3].to_vec(),
+        vec![
+            ("POST".to_string(), "/v2/tags".to_string(), json!({"name": "env:prod"})),
+            ("POST".to_string(), "/v2/tags/env:prod/resources".to_string(), resources.clone()),
+            ("DELETE".to_string(), "/v2/tags/manual/resources".to_string(), resources),
+        ]
+    );
+    assert_eq!(writes[3].2, json!({"type": "rename", "name": "web-1"}));
+    let live = env.fake.droplet(id);
+    assert_eq!(live["name"], "web-1");
+    let mut tags: Vec<&str> = live["tags"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    tags.sort();
+    assert_eq!(tags, [env.claim_tag().as_str(), "env:prod"]);
+}
+
+#[tokio::test]
+async fn what_may_not_be_reverted_is_refused_with_the_rule_that_refused_it() {
+    let env = Env::new("revert-refused").await;
+    let (unclaimed, shared) = (fresh_id(), fresh_id());
+    env.fake.add("/v2/droplets", droplet(unclaimed, "a", "s-1vcpu-1gb", "nyc3", &[]));
+    env.fake.add("/v2/droplets", droplet(shared, "b", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("unclaimed", unclaimed, json!({"name": "a-wanted", "region": "ams3"})).await;
+    env.provision("team-a", shared, json!({"name": "b-one"})).await;
+    env.provision("team-b", shared, json!({"name": "b-two"})).await;
+    let _controller = env.controller(&["--enable-revert"]);
+
+    // Not claimed by the namespace's tag.
+    let open = env
+        .drift("name", "the unclaimed drift", |s| s.phase == DriftPhase::Open && s.expected == json!("a-wanted"))
+        .await;
+    env.annotate(&open, approve("carol")).await;
+    let why = |d: Drift| d.status.unwrap().message.unwrap_or_default();
+    let refused =
+        env.drift("name", "refused by the claim", |s| s.expected == json!("a-wanted") && s.message.is_some()).await;
+    assert!(why(refused).contains("rule --revert-claim=tag"));
+    // Not revertible at all: the preview says why.
+    let region = env.drift("region", "the region drift", phase(DriftPhase::Open)).await;
+    assert!(region.status.clone().unwrap().revert_plan.is_empty());
+    assert!(region.status.clone().unwrap().revert_note.unwrap().contains("cannot be reverted"));
+    env.annotate(&region, approve("carol")).await;
+    let refused = env.drift("region", "refused as not revertible", |s| s.message.is_some()).await;
+    assert!(why(refused).contains("region of a droplet cannot be reverted"));
+    // Two CloudProvisioneds want different names for one droplet.
+    let conflicted = env.drift("name", "team-a's drift", |s| s.expected == json!("b-one")).await;
+    env.annotate(&conflicted, approve("carol")).await;
+    let refused =
+        env.drift("name", "refused by the conflict", |s| s.expected == json!("b-one") && s.message.is_some()).await;
+    assert!(why(refused).contains(&format!("DesiredConflict: {}/team-b", env.ns)));
+    let provisioned: Api<CloudProvisioned> = Api::namespaced(env.client.clone(), &env.ns);
+    for (name, other) in [("team-a", "team-b"), ("team-b", "team-a")] {
+        let p = provisioned.get(name).await.unwrap();
+        let condition = p.status.unwrap().conditions.into_iter().find(|c| c.type_ == "DesiredConflict").unwrap();
+        assert_eq!(condition.status, "True");
+        assert!(condition.message.contains(&format!("{}/{other}", env.ns)), "{}", condition.message);
+    }
+    assert!(env.writes().is_empty(), "nothing was sent to DigitalOcean");
+}
+
+#[tokio::test]
+async fn without_enable_revert_an_approval_is_refused_and_says_how_to_turn_it_on() {
+    let env = Env::new("revert-off").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"name": "web-1"})).await;
+    let _controller = env.controller(&[]);
+    let open = env.drift("name", "an Open drift", phase(DriftPhase::Open)).await;
+    assert!(open.status.clone().unwrap().revert_plan.is_empty(), "no preview while reverting is off");
+    env.annotate(&open, approve("dave")).await;
+    let refused = env.drift("name", "refused", |s| s.message.is_some()).await;
+    let status = refused.status.unwrap();
+    assert_eq!(status.phase, DriftPhase::Open, "nothing else changed");
+    assert!(status.message.unwrap().contains("--enable-revert"));
+    let annotations =
+        env.drifts().get(&open.metadata.name.unwrap()).await.unwrap().metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key(ANNOTATION_REVERT), "the refused approval is removed");
+    assert!(env.writes().is_empty());
+}
+
+#[tokio::test]
+async fn an_errored_resize_ends_revert_failed_with_the_droplet_powered_on_again() {
+    let env = Env::new("revert-errored").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.fake.fail_next_action("resize");
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let _controller = env.controller(&["--enable-revert"]);
+    let open =
+        env.drift("size_slug", "an Open drift", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 3).await;
+    let mut yes = approve("erin");
+    yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+    env.annotate(&open, yes).await;
+    let failed = env.drift("size_slug", "RevertFailed", phase(DriftPhase::RevertFailed)).await;
+    let status = failed.status.unwrap();
+    assert!(status.message.as_deref().unwrap().contains("ended errored"), "{:?}", status.message);
+    let record = status.revert.unwrap();
+    let states: Vec<(StepState, bool)> = record.steps.iter().map(|s| (s.state, s.compensation)).collect();
+    assert_eq!(
+        states,
+        [
+            (StepState::Completed, false),
+            (StepState::Failed, false),
+            (StepState::Skipped, false),
+            (StepState::Completed, true)
+        ]
+    );
+    assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"]);
+    assert_eq!(env.fake.droplet(id)["status"], "active", "powered on again");
+}
+
+/// Kill -9 while each step of the resize saga waits on its action: the next
+/// controller resumes from the record, and each step runs exactly once.
+#[tokio::test]
+async fn a_controller_killed_at_each_step_of_the_saga_resumes_without_repeating_a_step() {
+    for step in 0..3 {
+        let env = Env::new(&format!("revert-kill-{step}")).await;
+        env.fake.with(|s| s.action_delay = Duration::from_secs(3));
+        let id = fresh_id();
+        env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+        env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+        let mut first = env.controller(&["--enable-revert"]);
+        let open =
+            env.drift("size_slug", "an Open drift", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 3).await;
+        let mut yes = approve("frank");
+        yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+        env.annotate(&open, yes).await;
+        env.drift("size_slug", &format!("step {step} in progress"), |s| {
+            s.revert.as_ref().is_some_and(|r| r.steps.get(step).is_some_and(|x| x.state == StepState::InProgress))
+        })
+        .await;
+        first.kill();
+        let _second = env.controller(&["--enable-revert"]);
+        env.drift("size_slug", "Reverted after the restart", phase(DriftPhase::Reverted)).await;
+        assert_eq!(
+            action_types(&env.fake, id),
+            ["shutdown", "resize", "power_on"],
+            "one action per step (killed at step {step})"
+        );
+    }
+}
