@@ -100,7 +100,11 @@ impl Reverter {
                     )));
                 }
             };
-            let Some(action) = busy else { return Ok(None) };
+            let Some(action) = busy else {
+                // The wait is over; the message is for failures from here on.
+                saga.record.message = None;
+                return Ok(None);
+            };
             if started.elapsed() > self.settings.busy_timeout {
                 return Ok(Some(format!(
                     "DigitalOcean action {} ({}) is still in progress on the resource after {}s; nothing was touched",
@@ -121,7 +125,6 @@ impl Reverter {
 
     /// Records step `i` as sending, sends it, and records the answer.
     pub(super) async fn send(&self, saga: &mut Saga, i: usize) -> Result<(), RevertError> {
-        saga.record.message = None;
         saga::sending(&mut saga.record, i, &api::now());
         self.write(saga).await?;
         let requests_before = self.syncer.source().client.requests_sent();
