@@ -130,7 +130,7 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// updated along with it. Version 1 was never marked.
 pub const SCHEMA_VERSION: u32 = 4;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "425bf1aa";
+pub const SCHEMA_FINGERPRINT: &str = "92dd4e1e";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].

@@ -66,9 +66,10 @@ pub struct RevertStep {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compensation: bool,
     pub state: StepState,
-    /// The id of the action the provider started for this call.
+    /// The id of the action the provider started for this call (signed, so
+    /// the schema carries no `minimum` that Helm would render differently).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action_id: Option<u64>,
+    pub action_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_time: Option<Time>,
     /// The provider's message on failure.

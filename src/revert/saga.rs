@@ -51,7 +51,7 @@ pub fn next(record: &RevertRecord) -> Move {
         .find(|(_, s)| matches!(s.state, StepState::Pending | StepState::Sending | StepState::InProgress));
     match open {
         Some((i, s)) => match (s.state, s.action_id) {
-            (StepState::InProgress, Some(id)) => Move::Poll(i, id),
+            (StepState::InProgress, Some(id)) => Move::Poll(i, id.unsigned_abs()),
             // Calls without an action (tags, a firewall update) set a state: sending one twice is harmless.
             (StepState::Sending, _) if s.call.waits_for_action => Move::Recover(i),
             _ => Move::Send(i),
@@ -72,7 +72,7 @@ pub fn sending(record: &mut RevertRecord, i: usize, now: &Time) {
 /// The provider accepted step `i`; `action` is the action it started, if any.
 pub fn sent(record: &mut RevertRecord, i: usize, action: Option<u64>) {
     let s = &mut record.steps[i];
-    s.action_id = action;
+    s.action_id = action.and_then(|a| i64::try_from(a).ok());
     s.state = if action.is_some() { StepState::InProgress } else { StepState::Completed };
 }
 
