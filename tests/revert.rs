@@ -162,13 +162,23 @@ async fn tags_and_a_name_are_reverted_and_a_missing_tag_is_created() {
     env.provision("web-1", id, json!({"name": "web-1", "tags": [claim, "env:prod"]})).await;
     let _controller = env.controller(&["--enable-revert"]);
 
-    for field in ["tags", "name"] {
-        let open = env
-            .drift(field, "an Open drift with a plan", |s| s.phase == DriftPhase::Open && !s.revert_plan.is_empty())
-            .await;
-        env.annotate(&open, approve("bob")).await;
-        env.drift(field, "Reverted", phase(DriftPhase::Reverted)).await;
-    }
+    let with_plan = |s: &DriftStatus| s.phase == DriftPhase::Open && !s.revert_plan.is_empty();
+    let open = env.drift("tags", "an Open drift with a plan", with_plan).await;
+    env.annotate(&open, approve("bob")).await;
+    env.drift("tags", "Reverted", phase(DriftPhase::Reverted)).await;
+
+    // A revert waits while the droplet has an action of its own in progress.
+    let open = env.drift("name", "an Open drift with a plan", with_plan).await;
+    let reboot = env.fake.record_action(id, "droplet", "reboot", "in-progress");
+    env.annotate(&open, approve("bob")).await;
+    let waiting = format!("waiting for DigitalOcean action {reboot} (reboot)");
+    env.drift("name", "waiting for the reboot", |s| {
+        s.revert.as_ref().and_then(|r| r.message.as_deref()).is_some_and(|m| m.contains(&waiting))
+    })
+    .await;
+    assert_eq!(env.writes().len(), 3, "no rename while the reboot runs");
+    env.fake.finish_action(reboot, "completed");
+    env.drift("name", "Reverted", phase(DriftPhase::Reverted)).await;
     let resources = json!({"resources": [{"resource_id": id.to_string(), "resource_type": "droplet"}]});
     let writes = env.writes();
     assert_eq!(
@@ -196,6 +206,19 @@ async fn what_may_not_be_reverted_is_refused_with_the_rule_that_refused_it() {
     env.provision("unclaimed", unclaimed, json!({"name": "a-wanted", "region": "ams3"})).await;
     env.provision("team-a", shared, json!({"name": "b-one"})).await;
     env.provision("team-b", shared, json!({"name": "b-two"})).await;
+    let volume = format!("506f78a4-e098-11e5-ad9f-{:012x}", fresh_id() % (1 << 48));
+    env.fake.add("/v2/volumes", json!({
+        "id": volume, "name": "data", "region": {"slug": "nyc1", "name": "New York 1"}, "size_gigabytes": 100,
+        "droplet_ids": [], "tags": [env.claim_tag()], "filesystem_type": "ext4", "created_at": "2020-03-02T17:00:49Z",
+    }));
+    let body = json!({
+        "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": "data"},
+        "spec": {"resourceRef": {"name": format!("digitalocean-volume-{volume}")}, "desired": {"size_gigabytes": 50}},
+    });
+    Api::<CloudProvisioned>::namespaced(env.client.clone(), &env.ns)
+        .patch("data", &PatchParams::apply("test"), &Patch::Apply(body))
+        .await
+        .unwrap();
     let _controller = env.controller(&["--enable-revert"]);
 
     // Not claimed by the namespace's tag.
@@ -227,6 +250,12 @@ async fn what_may_not_be_reverted_is_refused_with_the_rule_that_refused_it() {
         assert_eq!(condition.status, "True");
         assert!(condition.message.contains(&format!("{}/{other}", env.ns)), "{}", condition.message);
     }
+    // A volume only grows: a shrink has no plan, and its approval is refused.
+    let shrink = env.drift("size_gigabytes", "the shrink drift", phase(DriftPhase::Open)).await;
+    assert!(shrink.status.clone().unwrap().revert_note.unwrap().contains("can only grow"));
+    env.annotate(&shrink, approve("carol")).await;
+    let refused = env.drift("size_gigabytes", "the shrink refused", |s| s.message.is_some()).await;
+    assert!(why(refused).contains("a volume can only grow"));
     assert!(env.writes().is_empty(), "nothing was sent to DigitalOcean");
 }
 
