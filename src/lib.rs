@@ -12,7 +12,8 @@
 //!   [`writeback`]: Git write-back of overlay accepts (built on `accept`).
 //! - [`controller`]: the reconcile loop; [`inventory`]: syncers that mirror a cloud
 //!   into CloudResources. Neither imports the other.
-//! - [`check`]: offline one-shot detection over manifests (`arcadia-drift check`).
+//! - [`check`]: offline one-shot detection over manifests (`arcadia-drift check`);
+//!   [`plugin`]: `kubectl drift`, the operator's command line (the `kubectl-drift` binary).
 //! - [`run`] and [`cli`]: the wiring and the command line, the only modules that see everything.
 
 pub mod accept;
@@ -23,6 +24,7 @@ pub mod controller;
 pub mod detect;
 pub mod inventory;
 pub mod manifests;
+pub mod plugin;
 pub mod policy;
 pub mod revert;
 pub mod run;

@@ -169,7 +169,13 @@ async fn run(scenario: &Scenario, config: &Config) -> Measured {
 #[tokio::test]
 async fn cloud_changes_reach_their_drifts_through_the_actions_feed() {
     let mode = std::env::var("ARCADIA_FEED_BENCH").unwrap_or_default();
-    let full = mode == "full" || mode == "feed";
+    // ARCADIA_FEED_BENCH=feed: the feed's configuration only; =<name> (e.g. sync-30s): that one only.
+    let only = match mode.as_str() {
+        "feed" => Some("feed-10s"),
+        "full" | "" => None,
+        name => Some(name),
+    };
+    let full = mode == "full" || only.is_some();
     let (scenario, configs) = if full {
         (
             Scenario {
@@ -196,8 +202,11 @@ async fn cloud_changes_reach_their_drifts_through_the_actions_feed() {
             vec![Config { name: "feed-1s", sync: "5m", feed: "1s", idle: Duration::ZERO }],
         )
     };
-    // ARCADIA_FEED_BENCH=feed: the feed's configuration only.
-    let configs: Vec<Config> = configs.into_iter().filter(|c| mode != "feed" || c.name == "feed-10s").collect();
+    let configs: Vec<Config> = configs.into_iter().filter(|c| only.is_none_or(|name| c.name == name)).collect();
+    assert!(
+        !configs.is_empty(),
+        "ARCADIA_FEED_BENCH={mode}: no such configuration (full, feed, feed-10s, sync-5m, sync-30s)"
+    );
     for config in &configs {
         let m = run(&scenario, config).await;
         println!(

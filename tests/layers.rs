@@ -23,6 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("controller", &["accept", "api", "detect", "policy", "revert", "runtime", "writeback"]),
     ("inventory", &["api", "detect", "revert", "runtime"]),
     ("check", &["api", "detect", "manifests", "policy"]),
+    ("plugin", &["api", "detect", "runtime"]),
 ];
 /// The wiring, which may import anything.
 const WIRING: &[&str] = &["run", "cli", "lib", "main"];

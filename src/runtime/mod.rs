@@ -8,8 +8,10 @@
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a stop flag;
 //! - [`metrics`]: the shared registry and the API-writes counter every component feeds;
 //! - [`ratelimit`]: client-side request budgets (Kubernetes and DigitalOcean);
-//! - [`jitter`]: spreading periodic work over time.
+//! - [`jitter`]: spreading periodic work over time;
+//! - [`duration`]: durations as written on command lines (`30s`, `5m`).
 
+pub mod duration;
 pub mod health;
 pub mod http;
 pub mod jitter;
