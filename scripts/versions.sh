@@ -7,6 +7,7 @@ KUBE_VERSION_OLDEST=v1.34.4
 ETCD_VERSION=v3.7.3      # Kubernetes v1.37 pins etcd 3.7.0 in build/dependencies.yaml
 HELM_VERSION=v3.22.0
 HELM_K8S_VERSION=1.37       # the Kubernetes version of helm's client-go (v0.37): what `helm template` assumes
+PROMETHEUS_VERSION=v0.316.0   # the Prometheus Go module (its v0.x tags): promtool, for the alert rule tests
 
 ARCADIA_CACHE_DIR=${ARCADIA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arcadia-drift}
 ARCADIA_BIN_DIR=$ARCADIA_CACHE_DIR/bin

@@ -28,6 +28,18 @@ pub struct StepLabel {
     pub step: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpenLabel {
+    pub namespace: String,
+    pub field: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    pub severity: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct ControllerMetrics {
     pub reconciles: Family<ResultLabel, Counter>,
@@ -40,6 +52,15 @@ pub struct ControllerMetrics {
     pub accepted: Counter,
     pub accepts_refused: Counter,
     pub open_drifts: Gauge,
+    /// Open drifts by namespace, field and severity (the dashboard's breakdown).
+    pub open_drifts_by: Family<OpenLabel, Gauge>,
+    /// Seconds since the oldest Open drift of each severity was detected.
+    pub oldest_open_drift: Family<SeverityLabel, Gauge>,
+    /// CloudProvisioneds whose CloudResource is missing (ResourceFound False).
+    pub missing_resources: Gauge,
+    /// From the inventory's read of a change (the CloudResource's syncedTime)
+    /// to the Drift opened or updated for it.
+    pub detection_latency: Histogram,
     /// Objects whose last comparison left a difference out, per ignore rule.
     pub ignored_differences: Family<RuleLabel, Gauge>,
     pub watch_errors: Family<KindLabel, Counter>,
@@ -78,6 +99,10 @@ impl Default for ControllerMetrics {
             accepted: Counter::default(),
             accepts_refused: Counter::default(),
             open_drifts: Gauge::default(),
+            open_drifts_by: Family::default(),
+            oldest_open_drift: Family::default(),
+            missing_resources: Gauge::default(),
+            detection_latency: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
             ignored_differences: Family::default(),
             watch_errors: Family::default(),
             writes: ApiWrites::default(),
@@ -102,6 +127,18 @@ impl ControllerMetrics {
         r.register("accepts_refused", "Accept annotations refused", m.accepts_refused.clone());
         r.register("open_drifts", "Drifts currently Open (the drifted fields)", m.open_drifts.clone());
         r.register("watch_errors", "Errors of the watches, by watched kind", m.watch_errors.clone());
+        let by = m.open_drifts_by.clone();
+        r.register("open_drifts_by", "Drifts currently Open, by namespace, field and severity", by);
+        let oldest = m.oldest_open_drift.clone();
+        r.register("oldest_open_drift_seconds", "Age of the oldest Open drift, by severity", oldest);
+        let missing = m.missing_resources.clone();
+        r.register("missing_resources", "CloudProvisioneds whose CloudResource is missing", missing);
+        let latency = m.detection_latency.clone();
+        r.register(
+            "detection_latency_seconds",
+            "From the inventory's read of a change (CloudResource syncedTime) to its Drift written",
+            latency,
+        );
         let ignored = m.ignored_differences.clone();
         r.register(
             "ignored_differences",

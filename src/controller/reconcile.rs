@@ -134,8 +134,18 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         ctx.written.lock().expect("written lock poisoned").insert(key, written);
     }
     ctx.metrics.observe_reconcile(started.elapsed(), &tally, result.as_ref().err().map(Error::step));
+    if result.is_ok() && tally.new_drifts + tally.changed > 0 {
+        observe_detection(&ctx, resource.as_deref());
+    }
     result?;
     Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
+}
+
+/// How long after the inventory read the live value its Drift was written.
+fn observe_detection(ctx: &Context, resource: Option<&api::CloudResource>) {
+    let Some(synced) = resource.and_then(|r| r.status.as_ref()?.synced_time.as_ref()) else { return };
+    let millis = api::now().0.as_millisecond() - synced.0.as_millisecond();
+    ctx.metrics.detection_latency.observe(millis.max(0) as f64 / 1000.0);
 }
 
 /// The other CloudProvisioneds that name the same CloudResource as `p`.

@@ -3,8 +3,12 @@
 //! the reconciles counted since the last one.
 
 use super::caches::Caches;
-use super::metrics::ControllerMetrics;
-use crate::api::DriftPhase;
+use super::metrics::{ControllerMetrics, OpenLabel, SeverityLabel};
+use crate::api::{CloudProvisioned, Drift, DriftPhase, LABEL_SEVERITY};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration) {
@@ -18,8 +22,8 @@ pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration) {
         loop {
             tokio::select! {
                 _ = gauge_tick.tick() => {
-                    let open = drifts.state().iter().filter(|d| d.status.as_ref().is_some_and(|s| s.phase == DriftPhase::Open)).count();
-                    metrics.open_drifts.set(open as i64);
+                    let estate = estate(&drifts.state(), &provisioned.state(), crate::api::now().0);
+                    estate.publish(&metrics);
                     count_ignored(&provisioned, &metrics);
                 }
                 _ = sweep_tick.tick() => {
@@ -37,6 +41,52 @@ pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration) {
             }
         }
     });
+}
+
+/// The open drifts and missing resources at one moment, for the gauges.
+#[derive(Debug, Default, PartialEq)]
+pub struct Estate {
+    pub open: i64,
+    /// (namespace, field, severity) => open drifts.
+    pub open_by: BTreeMap<(String, String, String), i64>,
+    /// severity => seconds since the oldest open drift was detected.
+    pub oldest: BTreeMap<String, i64>,
+    pub missing: i64,
+}
+
+pub fn estate(drifts: &[Arc<Drift>], provisioned: &[Arc<CloudProvisioned>], now: Timestamp) -> Estate {
+    let mut e = Estate::default();
+    for d in drifts {
+        let Some(status) = d.status.as_ref().filter(|s| s.phase == DriftPhase::Open) else { continue };
+        let severity = d.labels().get(LABEL_SEVERITY).cloned().unwrap_or_else(|| "warning".into());
+        e.open += 1;
+        *e.open_by.entry((d.namespace().unwrap_or_default(), d.spec.field.clone(), severity.clone())).or_default() += 1;
+        if let Some(at) = &status.detected_time {
+            let age = (now.as_second() - at.0.as_second()).max(0);
+            let oldest = e.oldest.entry(severity).or_default();
+            *oldest = (*oldest).max(age);
+        }
+    }
+    let missing = |p: &&Arc<CloudProvisioned>| {
+        p.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "ResourceFound" && c.status == "False")
+    };
+    e.missing = provisioned.iter().filter(missing).count() as i64;
+    e
+}
+
+impl Estate {
+    fn publish(self, m: &ControllerMetrics) {
+        m.open_drifts.set(self.open);
+        m.missing_resources.set(self.missing);
+        m.open_drifts_by.clear();
+        for ((namespace, field, severity), n) in self.open_by {
+            m.open_drifts_by.get_or_create(&OpenLabel { namespace, field, severity }).set(n);
+        }
+        m.oldest_open_drift.clear();
+        for (severity, age) in self.oldest {
+            m.oldest_open_drift.get_or_create(&SeverityLabel { severity }).set(age);
+        }
+    }
 }
 
 /// Says once how long the initial lists of the inputs took and what they held.
@@ -69,5 +119,39 @@ fn count_ignored(
     metrics.ignored_differences.clear();
     for (rule, count) in counts {
         metrics.ignored_differences.get_or_create(&super::metrics::RuleLabel { rule }).set(count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DriftSpec, DriftStatus, ProvisionedRef, ResourceRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn open(ns: &str, field: &str, severity: &str, detected: i64) -> Arc<Drift> {
+        let spec = DriftSpec {
+            provisioned_ref: ProvisionedRef { name: "p".into() },
+            resource_ref: ResourceRef { name: "r".into() },
+            field: field.into(),
+        };
+        let mut d = Drift::new(&format!("{ns}-{field}-{detected}"), spec);
+        d.metadata.namespace = Some(ns.into());
+        d.labels_mut().insert(LABEL_SEVERITY.into(), severity.into());
+        let detected_time = Some(Time(Timestamp::from_second(detected).unwrap()));
+        d.status = Some(DriftStatus { phase: DriftPhase::Open, detected_time, ..Default::default() });
+        Arc::new(d)
+    }
+
+    #[test]
+    fn the_estate_counts_open_drifts_by_namespace_field_severity_and_their_oldest_age() {
+        let drifts = [
+            open("a", "tags", "warning", 1_000),
+            open("a", "tags", "warning", 1_500),
+            open("b", "size", "critical", 1_900),
+        ];
+        let e = estate(&drifts, &[], Timestamp::from_second(2_000).unwrap());
+        assert_eq!(e.open, 3);
+        assert_eq!(e.open_by[&("a".to_string(), "tags".to_string(), "warning".to_string())], 2);
+        assert_eq!((e.oldest["warning"], e.oldest["critical"]), (1_000, 100));
     }
 }

@@ -5,6 +5,7 @@ use crate::runtime::metrics::ApiWrites;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,9 +19,23 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct InventoryMetrics {
     pub syncs: Family<SyncLabel, Counter>,
+    /// Unix time of the last complete listing of each type.
+    pub last_sync: Family<KindLabel, Gauge>,
+    /// `--inventory-sync-interval`, so alerts can say "no sync for N intervals".
+    pub sync_interval: Gauge,
+    /// DigitalOcean's `ratelimit-limit` and `ratelimit-remaining` of the last answer.
+    pub ratelimit_limit: Gauge,
+    pub ratelimit_remaining: Gauge,
+    /// The client's own budget (`--digitalocean-requests-per-hour`).
+    pub budget_per_hour: Gauge,
     /// Revert sagas by how they ended (`succeeded`, `failed`).
     pub reverts: Family<ResultLabel, Counter>,
     pub marked_missing: Counter,
@@ -42,6 +57,27 @@ impl InventoryMetrics {
             "digitalocean_requests",
             "Requests sent to the DigitalOcean API, retries included",
             m.digitalocean_requests.clone(),
+        );
+        registry.register(
+            "inventory_last_sync_timestamp_seconds",
+            "Unix time of the last complete listing, by resource type",
+            m.last_sync.clone(),
+        );
+        registry.register("inventory_sync_interval_seconds", "The inventory's sync interval", m.sync_interval.clone());
+        registry.register(
+            "digitalocean_ratelimit_limit",
+            "The account's request limit per hour, as DigitalOcean's last answer said",
+            m.ratelimit_limit.clone(),
+        );
+        registry.register(
+            "digitalocean_ratelimit_remaining",
+            "Requests left in the account's hour, as DigitalOcean's last answer said",
+            m.ratelimit_remaining.clone(),
+        );
+        registry.register(
+            "digitalocean_budget_requests_per_hour",
+            "The requests per hour this process allows itself (--digitalocean-requests-per-hour)",
+            m.budget_per_hour.clone(),
         );
         registry.register("reverts", "Revert sagas that ended, by result (succeeded, failed)", m.reverts.clone());
         m

@@ -66,6 +66,8 @@ impl Syncer {
         settings: SyncSettings,
         metrics: InventoryMetrics,
     ) -> Self {
+        metrics.sync_interval.set(settings.interval.as_secs() as i64);
+        metrics.budget_per_hour.set((source.client.requests_per_second() * 3600.0).round() as i64);
         Self { client, source, resources, settings, metrics, suspects: Mutex::default() }
     }
 
@@ -110,7 +112,11 @@ impl Syncer {
         let mut report = SyncReport::default();
         for &t in &self.settings.types {
             match self.sync_type(t, &mut report).await {
-                Ok(()) => self.metrics.count_sync(t.word(), "ok"),
+                Ok(()) => {
+                    self.metrics.count_sync(t.word(), "ok");
+                    let now = api::now().0.as_second();
+                    self.metrics.last_sync.get_or_create(&super::metrics::KindLabel { kind: t.word() }).set(now);
+                }
                 Err(error) => {
                     self.metrics.count_sync(t.word(), error.kind());
                     report.failed_types.push(t.word());
@@ -119,6 +125,7 @@ impl Syncer {
             }
         }
         report.requests = self.source.client.requests_sent() - requests_before;
+        self.note_rate_limit();
         self.metrics.digitalocean_requests.inc_by(report.requests);
         report.took = started.elapsed();
         report
@@ -277,9 +284,19 @@ impl Syncer {
             }
         }
         self.metrics.digitalocean_requests.inc_by(self.source.client.requests_sent() - requests_before);
+        self.note_rate_limit();
         if plan.position != *position {
             *position = plan.position;
             self.save_position(position).await;
+        }
+    }
+
+    /// DigitalOcean's rate-limit headers of the last answer, as gauges.
+    fn note_rate_limit(&self) {
+        let limit = self.source.client.rate_limit();
+        if let (Some(l), Some(r)) = (limit.limit, limit.remaining) {
+            self.metrics.ratelimit_limit.set(l as i64);
+            self.metrics.ratelimit_remaining.set(r as i64);
         }
     }
 

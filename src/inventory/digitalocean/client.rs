@@ -180,6 +180,11 @@ impl DoClient {
         Ok(Self { http, base, config, budget, last_limit: Mutex::default(), requests: AtomicU64::new(0) })
     }
 
+    /// The sustained rate this client allows itself.
+    pub fn requests_per_second(&self) -> f64 {
+        self.config.requests_per_second
+    }
+
     /// Requests sent so far, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
