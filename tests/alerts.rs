@@ -126,11 +126,18 @@ async fn the_alerts_and_the_dashboard_query_only_metrics_the_controller_exports(
     let client = common::client().await;
     let ns = common::namespace(&client, "alerts").await;
     let fake = common::fake_do::FakeDo::start().await;
+    // One droplet resized by hand, so an Open drift puts samples in every family.
+    let id = 4_000_000_000 + std::process::id() as u64;
+    fake.add("/v2/droplets", common::fake_do::droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[]));
+    let body = serde_json::json!({
+        "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": "web-1"},
+        "spec": {"resourceRef": {"name": format!("digitalocean-droplet-{id}")}, "desired": {"size_slug": "s-1vcpu-1gb"}},
+    });
+    let api: kube::Api<arcadia_drift::api::CloudProvisioned> = kube::Api::namespaced(client.clone(), &ns);
+    api.patch("web-1", &kube::api::PatchParams::apply("test"), &kube::api::Patch::Apply(body)).await.unwrap();
     let source = format!("alerts-{}", common::unique_suffix());
     let args = ["--digitalocean-api-url", &fake.url, "--inventory-source", &source, "--enable-revert"];
     let controller = ControllerProcess::start_with_env(&ns, &args, &[("DIGITALOCEAN_TOKEN", common::fake_do::TOKEN)]);
-    let text = controller.get("/metrics").expect("/metrics answers");
-    let exported = exported(&text);
 
     let mut queried = Vec::new();
     let spec = rule_spec();
@@ -157,6 +164,13 @@ async fn the_alerts_and_the_dashboard_query_only_metrics_the_controller_exports(
             .map(|m| ("variables".into(), m)),
     );
     assert!(queried.len() > 25, "{queried:?}");
+    // The gauges are refreshed every 5 s; the inventory's after its first sync.
+    let all_there = |text: &str| queried.iter().all(|(_, m)| exported(text).contains(m));
+    let text = common::eventually(std::time::Duration::from_secs(30), "every queried metric exported", || async {
+        controller.get("/metrics").filter(|t| all_there(t))
+    })
+    .await;
+    let exported = exported(&text);
     for (used_by, metric) in &queried {
         assert!(exported.contains(metric), "{used_by} queries {metric}, which the controller does not export:\n{text}");
     }

@@ -114,6 +114,16 @@ impl ControllerMetrics {
     /// Registers the controller's metrics; `writes` is the process's shared write counter.
     pub fn register(registry: &mut Registry, writes: ApiWrites) -> Self {
         let m = Self { writes, ..Self::default() };
+        // Known label values start at zero, so rates and alerts see the series from the start.
+        for step in ["adopt", "write_drift", "clear_accept", "write_status"] {
+            m.reconcile_errors.get_or_create(&StepLabel { step });
+        }
+        for kind in ["cloudprovisioned", "cloudresource", "drift", "driftpolicy"] {
+            m.watch_errors.get_or_create(&KindLabel { kind });
+        }
+        for result in ["ok", "error"] {
+            m.reconciles.get_or_create(&ResultLabel { result });
+        }
         let r = registry;
         r.register("reconciles", "Reconciles of CloudProvisioned objects, by result", m.reconciles.clone());
         r.register("reconcile_errors", "Failed reconciles, by the write that failed", m.reconcile_errors.clone());

@@ -82,9 +82,10 @@ impl Estate {
         for ((namespace, field, severity), n) in self.open_by {
             m.open_drifts_by.get_or_create(&OpenLabel { namespace, field, severity }).set(n);
         }
-        m.oldest_open_drift.clear();
-        for (severity, age) in self.oldest {
-            m.oldest_open_drift.get_or_create(&SeverityLabel { severity }).set(age);
+        // Every severity has a series, zero without an open drift.
+        for severity in ["critical", "warning", "info"] {
+            let age = self.oldest.get(severity).copied().unwrap_or(0);
+            m.oldest_open_drift.get_or_create(&SeverityLabel { severity: severity.into() }).set(age);
         }
     }
 }

@@ -79,6 +79,9 @@ impl InventoryMetrics {
             "The requests per hour this process allows itself (--digitalocean-requests-per-hour)",
             m.budget_per_hour.clone(),
         );
+        for result in ["succeeded", "failed"] {
+            m.reverts.get_or_create(&ResultLabel { result });
+        }
         registry.register("reverts", "Revert sagas that ended, by result (succeeded, failed)", m.reverts.clone());
         m
     }
