@@ -116,13 +116,13 @@ impl ControllerMetrics {
         let m = Self { writes, ..Self::default() };
         // Known label values start at zero, so rates and alerts see the series from the start.
         for step in ["adopt", "write_drift", "clear_accept", "write_status"] {
-            m.reconcile_errors.get_or_create(&StepLabel { step });
+            let _ = m.reconcile_errors.get_or_create(&StepLabel { step });
         }
         for kind in ["cloudprovisioned", "cloudresource", "drift", "driftpolicy"] {
-            m.watch_errors.get_or_create(&KindLabel { kind });
+            let _ = m.watch_errors.get_or_create(&KindLabel { kind });
         }
         for result in ["ok", "error"] {
-            m.reconciles.get_or_create(&ResultLabel { result });
+            let _ = m.reconciles.get_or_create(&ResultLabel { result });
         }
         let r = registry;
         r.register("reconciles", "Reconciles of CloudProvisioned objects, by result", m.reconciles.clone());

@@ -80,7 +80,7 @@ impl InventoryMetrics {
             m.budget_per_hour.clone(),
         );
         for result in ["succeeded", "failed"] {
-            m.reverts.get_or_create(&ResultLabel { result });
+            let _ = m.reverts.get_or_create(&ResultLabel { result });
         }
         registry.register("reverts", "Revert sagas that ended, by result (succeeded, failed)", m.reverts.clone());
         m
