@@ -119,6 +119,10 @@ pub struct Event {
 #[derive(Debug, PartialEq)]
 pub enum Regarding {
     Provisioned,
+    /// The CloudProvisioned, about one field: the field's Drift is the
+    /// Event's related object, which also keeps Events of the same reason for
+    /// different fields apart (kube's recorder merges Events by reason, regarding and related).
+    ProvisionedAbout(String),
     Drift(String),
 }
 

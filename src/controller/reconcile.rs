@@ -457,22 +457,24 @@ fn drift_body(p: &CloudProvisioned, w: &DriftWrite) -> Value {
 }
 
 async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, event: &Event) {
-    let regarding = match &event.regarding {
-        Regarding::Provisioned => p.object_ref(&()),
-        Regarding::Drift(name) => ObjectReference {
-            api_version: Some(Drift::api_version(&()).into()),
-            kind: Some(Drift::kind(&()).into()),
-            name: Some(name.clone()),
-            namespace: Some(namespace.into()),
-            ..Default::default()
-        },
+    let drift = |name: &str| ObjectReference {
+        api_version: Some(Drift::api_version(&()).into()),
+        kind: Some(Drift::kind(&()).into()),
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    };
+    let (regarding, secondary) = match &event.regarding {
+        Regarding::Provisioned => (p.object_ref(&()), None),
+        Regarding::ProvisionedAbout(name) => (p.object_ref(&()), Some(drift(name))),
+        Regarding::Drift(name) => (drift(name), None),
     };
     let kube_event = events::Event {
         type_: if event.warning { EventType::Warning } else { EventType::Normal },
         reason: event.reason.into(),
         note: Some(event.message.chars().take(1024).collect()),
         action: event.action.into(),
-        secondary: None,
+        secondary,
     };
     match ctx.recorder.publish(&kube_event, &regarding).await {
         Ok(()) => ctx.metrics.writes.count("event"),

@@ -362,12 +362,10 @@ async fn events(s: &Session, d: &Drift) -> Result<String, PluginError> {
         let params = ListParams::default().fields(&format!("involvedObject.kind={kind},involvedObject.name={name}"));
         let list =
             api.list(&params).await.map_err(|e| api_error("list", "events", format!("in namespace {namespace}"), e))?;
-        let field_prefix = format!("{}:", d.spec.field);
-        found.extend(
-            list.items
-                .into_iter()
-                .filter(|e| kind == "Drift" || e.message.as_deref().is_some_and(|m| m.starts_with(&field_prefix))),
-        );
+        // The CloudProvisioned's Events about this field name its Drift as their related object.
+        let drift = d.name_any();
+        let about = |e: &Event| e.related.as_ref().and_then(|r| r.name.as_deref()) == Some(drift.as_str());
+        found.extend(list.items.into_iter().filter(|e| kind == "Drift" || about(e)));
     }
     found.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0).or(e.last_timestamp.as_ref().map(|t| t.0)));
     if found.is_empty() {

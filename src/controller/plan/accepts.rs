@@ -53,7 +53,7 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
             ),
         };
         plan.events.push(Event {
-            regarding: Regarding::Provisioned,
+            regarding: Regarding::ProvisionedAbout(entry.drift.clone()),
             warning: false,
             reason,
             action: "Accept",
@@ -236,7 +236,7 @@ fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message
     t.status.accept_mode = Some(a.choice.mode.as_str().to_owned());
     plan.tally.accepted += 1;
     plan.events.push(Event {
-        regarding: Regarding::Provisioned,
+        regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
         reason: "DriftAccepted",
         action: "Accept",

@@ -143,13 +143,19 @@ pub(super) fn detect_event(reason: &'static str, message: String) -> Event {
     Event { regarding: Regarding::Provisioned, warning: true, reason, action: "Detect", message }
 }
 
+/// A detection Event about one field, related to its Drift.
+fn field_event(reason: &'static str, drift: &str, message: String) -> Event {
+    Event { regarding: Regarding::ProvisionedAbout(drift.to_owned()), warning: true, reason, action: "Detect", message }
+}
+
 /// An Open drift still drifts: follow the live (or desired) value when it moved.
 fn update_open(t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
     if loosely_equal(&t.status.actual, &fd.actual) && loosely_equal(&t.status.expected, &fd.expected) {
         return;
     }
-    plan.events.push(detect_event(
+    plan.events.push(field_event(
         "DriftChanged",
+        &t.name,
         format!(
             "{}: expected {}, live value is now {}",
             fd.field,
@@ -179,8 +185,10 @@ fn open(
         history.extend(t.status.history.iter().cloned());
         history.truncate(settings.history_limit);
     }
-    let mut detected = detect_event(
+    let name = Drift::name_for(&inputs.provisioned.name_any(), &fd.field);
+    let mut detected = field_event(
         "DriftDetected",
+        &name,
         format!("{}: expected {}, live value is {}", fd.field, render_value(&fd.expected), render_value(&fd.actual)),
     );
     detected.warning = warning;
@@ -193,7 +201,6 @@ fn open(
         history,
         ..Default::default()
     };
-    let name = Drift::name_for(&inputs.provisioned.name_any(), &fd.field);
     let severity = tracked.get(&fd.field).and_then(|t| t.severity.clone());
     tracked.insert(fd.field, Tracked { name, status, apply_object: true, dirty: true, severity });
     plan.tally.new_drifts += 1;
@@ -271,7 +278,7 @@ fn close_fixed(
 
 fn close_stale(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, why: &str, plan: &mut Plan) {
     plan.events.push(Event {
-        regarding: Regarding::Provisioned,
+        regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
         reason: "DriftResolved",
         action: "Detect",
@@ -287,7 +294,7 @@ fn accepted_in_git(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut
     let generation = inputs.provisioned.metadata.generation.unwrap_or_default();
     let message = format!("accepted by a spec change at generation {generation}");
     plan.events.push(Event {
-        regarding: Regarding::Provisioned,
+        regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
         reason: "DriftAccepted",
         action: "Accept",
