@@ -26,7 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("plugin", &["api", "detect", "runtime"]),
 ];
 /// The wiring, which may import anything.
-const WIRING: &[&str] = &["run", "cli", "lib", "main"];
+const WIRING: &[&str] = &["run", "cli", "lib", "main", "bin"];
 const MAX_FUNCTION_LINES: usize = 80;
 
 fn src() -> PathBuf {

@@ -63,12 +63,26 @@ impl Error {
         }
     }
 
-    fn is_conflict(&self) -> bool {
+    fn source(&self) -> &kube::Error {
         let (Error::Adopt { source, .. }
         | Error::WriteDrift { source, .. }
         | Error::ClearAccept { source, .. }
         | Error::WriteStatus { source, .. }) = self;
-        matches!(source, kube::Error::Api(s) if s.code == 409)
+        source
+    }
+
+    /// The object was deleted under the reconcile (404 on the parent), or its
+    /// namespace is being deleted (403 NamespaceTerminating): nothing is wrong.
+    fn is_gone(&self) -> bool {
+        let parent = matches!(self, Error::Adopt { .. } | Error::WriteStatus { .. });
+        match self.source() {
+            kube::Error::Api(s) if s.code == 404 => parent,
+            other => namespace_terminating(other),
+        }
+    }
+
+    fn is_conflict(&self) -> bool {
+        matches!(self.source(), kube::Error::Api(s) if s.code == 409)
     }
 }
 
@@ -86,6 +100,10 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let Some(p) = ctx.caches.provisioned.get(&ObjectRef::from_obj(p.as_ref())) else {
         return Ok(Action::await_change());
     };
+    // Being deleted: its Drifts go with it (ownerReferences); writing them again would fight that.
+    if p.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let resource = ctx.caches.resources.get(&ObjectRef::new(&p.spec.resource_ref.name));
     let drifts: Vec<Arc<Drift>> = ctx
@@ -125,6 +143,12 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let write_back = write_back_jobs(&ctx, &p, &drift_refs, &plan);
     let mut written = Written::default();
     let result = write(&ctx, &p, plan, &mut written).await;
+    if let Err(error) = &result
+        && error.is_gone()
+    {
+        tracing::debug!(%error, "the object or its namespace is being deleted; nothing left to write");
+        return Ok(Action::await_change());
+    }
     if result.is_ok()
         && let Some(writeback) = &ctx.writeback
     {
@@ -139,6 +163,14 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     }
     result?;
     Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
+}
+
+/// The API server refuses new objects in a namespace being deleted.
+fn namespace_terminating(error: &kube::Error) -> bool {
+    let kube::Error::Api(s) = error else { return false };
+    let causes = s.details.iter().flat_map(|d| &d.causes);
+    s.code == 403
+        && (causes.into_iter().any(|c| c.reason == "NamespaceTerminating") || s.message.contains("being terminated"))
 }
 
 /// How long after the inventory read the live value its Drift was written.
@@ -479,6 +511,9 @@ async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, event: &E
     match ctx.recorder.publish(&kube_event, &regarding).await {
         Ok(()) => ctx.metrics.writes.count("event"),
         // An Event is a courtesy: losing one must not fail or repeat the reconcile.
+        Err(error) if namespace_terminating(&error) => {
+            tracing::debug!(%error, reason = event.reason, "the namespace is being deleted; Event dropped")
+        }
         Err(error) => tracing::warn!(%error, reason = event.reason, "cannot publish Event"),
     }
 }
