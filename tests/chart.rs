@@ -133,6 +133,7 @@ fn lint_and_render_with_default_and_other_values() {
         assert!(default.contains(kind), "default render lacks {kind:?}");
     }
     assert!(!default.contains("kind: ServiceMonitor") && !default.contains("kind: NetworkPolicy"));
+    assert!(!default.contains("kind: PrometheusRule") && !default.contains("--enable-revert"));
     assert!(default.contains("replicas: 2") && default.contains("--leader-election=true"));
     assert!(default.contains("readOnlyRootFilesystem: true") && default.contains("runAsNonRoot: true"));
     assert!(default.contains("drop: [ALL]") && default.contains("type: RuntimeDefault"));
@@ -157,6 +158,13 @@ fn lint_and_render_with_default_and_other_values() {
         "ops:drift-approvers",
         "namespace: team-a",
         "minAvailable: 2",
+        "--enable-revert",
+        "--max-concurrent-reverts=4",
+        "--revert-claim=any",
+        "kind: PrometheusRule",
+        "alert: ArcadiaDriftCriticalDriftOpen",
+        "severity=\"critical\"}) > 1800",
+        "grafana_dashboard: \"1\"",
     ] {
         assert!(custom.contains(needle), "custom render lacks {needle:?}");
     }
@@ -185,8 +193,10 @@ async fn everything_rendered_passes_a_server_side_dry_run() {
         let mut args = vec!["template", "dry", CHART, "--namespace", &ns, "--kube-version", &version];
         args.extend(extra.iter().copied());
         if label == "non-default" {
-            // The cluster has no Prometheus Operator CRDs; the ServiceMonitor is checked by `template` above.
-            args.extend(["--set", "metrics.serviceMonitor.enabled=false", "--set", &watch]);
+            // The cluster has no Prometheus Operator CRDs; the ServiceMonitor and the
+            // PrometheusRule are checked by `template` above (and the rules by promtool).
+            args.extend(["--set", "metrics.serviceMonitor.enabled=false", "--set", "prometheusRule.enabled=false"]);
+            args.extend(["--set", &watch]);
         }
         let rendered = helm_ok(&args);
         let out = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered, None);
