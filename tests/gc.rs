@@ -5,30 +5,17 @@
 
 mod common;
 
-use arcadia_drift::api::{CloudProvisioned, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, now};
+use arcadia_drift::api::{CloudProvisioned, Drift};
 use common::controller::ControllerProcess;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 use std::time::Duration;
 
 async fn drifted(client: &kube::Client, ns: &str, name: &str) {
     let resource = format!("digitalocean-droplet-gc-{ns}-{name}");
-    let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: resource.clone() };
-    api.create(&PostParams::default(), &CloudResource::new(&resource, spec)).await.unwrap();
-    let status =
-        CloudResourceStatus { size_slug: Some("s-2vcpu-4gb".into()), synced_time: Some(now()), ..Default::default() };
-    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
-    api.patch_status(&resource, &PatchParams::apply("test-syncer"), &Patch::Apply(body)).await.unwrap();
-    let body = json!({
-        "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": name},
-        "spec": {"resourceRef": {"name": resource}, "desired": {"size_slug": "s-1vcpu-1gb", "region": "nyc3"}},
-    });
-    Api::<CloudProvisioned>::namespaced(client.clone(), ns)
-        .patch(name, &PatchParams::apply("test"), &Patch::Apply(body))
-        .await
-        .unwrap();
+    common::mirror_droplet(client, &resource, "s-2vcpu-4gb", None).await;
+    common::provision(client, ns, name, &resource, json!({"size_slug": "s-1vcpu-1gb", "region": "nyc3"})).await;
 }
 
 async fn drift_count(client: &kube::Client, ns: &str) -> Option<usize> {

@@ -8,8 +8,8 @@
 
 mod common;
 
-use arcadia_drift::api::{CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, now};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use arcadia_drift::api::Drift;
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -60,19 +60,8 @@ async fn the_image_runs_as_non_root_on_a_read_only_root_and_detects_drift() {
     let client = common::client().await;
     let ns = common::namespace(&client, "image").await;
     let resource = format!("digitalocean-droplet-image-{ns}");
-    let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: ns.clone() };
-    api.create(&PostParams::default(), &CloudResource::new(&resource, spec)).await.unwrap();
-    let status =
-        CloudResourceStatus { size_slug: Some("s-2vcpu-4gb".into()), synced_time: Some(now()), ..Default::default() };
-    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
-    api.patch_status(&resource, &PatchParams::apply("test-syncer"), &Patch::Apply(body)).await.unwrap();
-    let body = json!({
-        "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": "web-1"},
-        "spec": {"resourceRef": {"name": resource}, "desired": {"size_slug": "s-1vcpu-1gb"}},
-    });
-    let provisioned: Api<arcadia_drift::api::CloudProvisioned> = Api::namespaced(client.clone(), &ns);
-    provisioned.patch("web-1", &PatchParams::apply("test"), &Patch::Apply(body)).await.unwrap();
+    common::mirror_droplet(&client, &resource, "s-2vcpu-4gb", None).await;
+    common::provision(&client, &ns, "web-1", &resource, json!({"size_slug": "s-1vcpu-1gb"})).await;
 
     let port = free_port();
     let name = format!("arcadia-{ns}");

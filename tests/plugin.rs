@@ -5,11 +5,9 @@
 
 mod common;
 
-use arcadia_drift::api::{
-    CloudProvisioned, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase, now,
-};
+use arcadia_drift::api::{Drift, DriftPhase};
 use common::controller::ControllerProcess;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -28,28 +26,12 @@ fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A CloudResource mirrored as a syncer would, with this live state.
 async fn live(client: &kube::Client, name: &str, size: &str, region: &str) {
-    let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: name.into() };
-    let _ = api.create(&PostParams::default(), &CloudResource::new(name, spec)).await;
-    let status = CloudResourceStatus {
-        size_slug: Some(size.into()),
-        region: Some(region.into()),
-        synced_time: Some(now()),
-        ..Default::default()
-    };
-    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
-    api.patch_status(name, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body)).await.unwrap();
+    common::mirror_droplet(client, name, size, Some(region)).await;
 }
 
 async fn provision(client: &kube::Client, ns: &str, name: &str, resource: &str, desired: Value) {
-    let body = json!({
-        "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": name},
-        "spec": {"resourceRef": {"name": resource}, "desired": desired},
-    });
-    let api: Api<CloudProvisioned> = Api::namespaced(client.clone(), ns);
-    api.patch(name, &PatchParams::apply("test"), &Patch::Apply(body)).await.unwrap();
+    common::provision(client, ns, name, resource, desired).await;
 }
 
 async fn open_drifts(client: &kube::Client, ns: &str, n: usize) {

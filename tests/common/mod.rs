@@ -181,3 +181,30 @@ pub fn install_gitops_crds() {
         "crd/gitrepositories.source.toolkit.fluxcd.io",
     ]);
 }
+
+/// A CloudResource mirrored as a syncer would (created if new), with this
+/// live size and region, synced now.
+pub async fn mirror_droplet(client: &Client, name: &str, size: &str, region: Option<&str>) {
+    use arcadia_drift::api::{CloudResource, CloudResourceSpec, CloudResourceStatus, now};
+    let api: Api<CloudResource> = Api::all(client.clone());
+    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: name.into() };
+    let _ = api.create(&PostParams::default(), &CloudResource::new(name, spec)).await;
+    let status = CloudResourceStatus {
+        size_slug: Some(size.into()),
+        region: region.map(Into::into),
+        synced_time: Some(now()),
+        ..Default::default()
+    };
+    let body = serde_json::json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
+    api.patch_status(name, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body)).await.unwrap();
+}
+
+/// A CloudProvisioned of `resource` wanting `desired`, applied as a person would.
+pub async fn provision(client: &Client, ns: &str, name: &str, resource: &str, desired: serde_json::Value) {
+    let body = serde_json::json!({
+        "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": name},
+        "spec": {"resourceRef": {"name": resource}, "desired": desired},
+    });
+    let api: Api<arcadia_drift::api::CloudProvisioned> = Api::namespaced(client.clone(), ns);
+    api.patch(name, &PatchParams::apply("test"), &Patch::Apply(body)).await.unwrap();
+}

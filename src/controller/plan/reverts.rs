@@ -94,16 +94,22 @@ pub(super) fn approve(
 fn start(t: &mut Tracked, who: String, plan: &mut Plan) {
     let calls: Vec<String> = t.status.revert_plan.iter().map(|c| c.description.clone()).collect();
     let message = format!("revert approved by {who}: {}; the saga's steps are in status.revert", calls.join(", then "));
-    plan.events.push(Event {
-        regarding: Regarding::Drift(t.name.clone()),
-        warning: false,
-        reason: "RevertStarted",
-        action: "Revert",
-        message: message.clone(),
-    });
-    t.status.phase = DriftPhase::Reverting;
     t.status.resolved_by = Some(who);
     t.status.resolved_time = None;
+    enter(t, DriftPhase::Reverting, ("RevertStarted", false), message, plan);
+}
+
+/// The drift enters a revert phase, saying so in its status and an Event.
+fn enter(
+    t: &mut Tracked,
+    phase: DriftPhase,
+    (reason, warning): (&'static str, bool),
+    message: String,
+    plan: &mut Plan,
+) {
+    let regarding = Regarding::Drift(t.name.clone());
+    plan.events.push(Event { regarding, warning, reason, action: "Revert", message: message.clone() });
+    t.status.phase = phase;
     t.status.message = Some(message);
     t.apply_object = true;
     t.dirty = true;
@@ -170,18 +176,7 @@ pub(super) fn still_drifts_while_reverting(inputs: &Inputs<'_>, t: &mut Tracked,
 }
 
 fn fail(t: &mut Tracked, why: String, plan: &mut Plan) {
-    let message = format!("revert failed: {why}");
-    plan.events.push(Event {
-        regarding: Regarding::Drift(t.name.clone()),
-        warning: true,
-        reason: "RevertFailed",
-        action: "Revert",
-        message: message.clone(),
-    });
-    t.status.phase = DriftPhase::RevertFailed;
-    t.status.message = Some(message);
-    t.apply_object = true;
-    t.dirty = true;
+    enter(t, DriftPhase::RevertFailed, ("RevertFailed", true), format!("revert failed: {why}"), plan);
 }
 
 /// A failed revert stands while the live value is the one it left.

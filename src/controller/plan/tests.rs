@@ -482,6 +482,18 @@ fn run_with(
     now: Time,
     policies: &[Arc<DriftPolicy>],
 ) -> Plan {
+    run_with_settings(p, r, drifts, now, (policies, &[]), &Settings::default())
+}
+
+/// One plan with these policies and peers, under `settings`.
+fn run_with_settings(
+    p: &CloudProvisioned,
+    r: &CloudResource,
+    drifts: &[Drift],
+    now: Time,
+    (policies, peers): (&[Arc<DriftPolicy>], &[Arc<CloudProvisioned>]),
+    settings: &Settings,
+) -> Plan {
     let refs: Vec<&Drift> = drifts.iter().collect();
     let inputs = Inputs {
         provisioned: p,
@@ -491,9 +503,9 @@ fn run_with(
         field_owners: None,
         git: &BTreeMap::new(),
         policies,
-        peers: &[],
+        peers,
     };
-    plan(&inputs, &Settings::default())
+    plan(&inputs, settings)
 }
 
 fn annotated(d: &Drift, pairs: &[(&str, &str)]) -> Drift {
@@ -609,19 +621,8 @@ fn run_reverting(
     now: Time,
     peers: &[Arc<CloudProvisioned>],
 ) -> Plan {
-    let refs: Vec<&Drift> = drifts.iter().collect();
-    let inputs = Inputs {
-        provisioned: p,
-        resource: Some(r),
-        drifts: &refs,
-        now: &now,
-        field_owners: None,
-        git: &BTreeMap::new(),
-        policies: &[],
-        peers,
-    };
     let revert = crate::revert::RevertSettings { enabled: true, claim: crate::revert::Claim::Any };
-    plan(&inputs, &Settings { revert, ..Settings::default() })
+    run_with_settings(p, r, drifts, now, (&[], peers), &Settings { revert, ..Settings::default() })
 }
 
 fn off_resource(size: &str, synced: Time) -> CloudResource {
