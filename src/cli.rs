@@ -256,6 +256,8 @@ fn run(cli: Cli) -> Result<u8, String> {
                             .collect(),
                     },
                     revert: crate::revert::RevertSettings { enabled: args.enable_revert, claim: args.revert_claim },
+                    // Decided against the API server by `run`.
+                    streaming_lists: false,
                 },
                 digitalocean,
                 writeback,

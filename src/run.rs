@@ -80,6 +80,8 @@ struct Components {
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = connect(&config).await?;
     preflight(&client, config.controller.namespace.as_deref()).await?;
+    let mut config = config;
+    config.controller.streaming_lists = streams_lists(&client, config.controller.namespace.as_deref()).await;
     let mut registry = runtime::metrics::registry();
     let writes = ApiWrites::register(&mut registry);
     let components = Components {
@@ -155,6 +157,20 @@ async fn connect(config: &RunConfig) -> Result<Client, RunError> {
         tracing::warn!(version = %info.git_version, "newer than the newest Kubernetes this build was tested with (1.37)");
     }
     Ok(client)
+}
+
+/// Streamed initial lists where the API server has them (WatchList), paged otherwise.
+async fn streams_lists(client: &Client, namespace: Option<&str>) -> bool {
+    let collection = match namespace {
+        Some(ns) => format!("/apis/{}/{}/namespaces/{ns}/drifts", api::GROUP, api::VERSION),
+        None => format!("/apis/{}/{}/drifts", api::GROUP, api::VERSION),
+    };
+    let streaming = runtime::watchlist::streams_lists(client, &collection).await;
+    match streaming {
+        true => tracing::info!("initial lists: streamed (the API server sends them as watch events)"),
+        false => tracing::info!("initial lists: paged, 500 objects a page (this API server does not stream lists)"),
+    }
+    streaming
 }
 
 /// The supported range's ends: 1.34 (the oldest tested) to 1.37 (the newest).

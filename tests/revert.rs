@@ -273,9 +273,13 @@ async fn without_enable_revert_an_approval_is_refused_and_says_how_to_turn_it_on
     let status = refused.status.unwrap();
     assert_eq!(status.phase, DriftPhase::Open, "nothing else changed");
     assert!(status.message.unwrap().contains("--enable-revert"));
-    let annotations =
-        env.drifts().get(&open.metadata.name.unwrap()).await.unwrap().metadata.annotations.unwrap_or_default();
-    assert!(!annotations.contains_key(ANNOTATION_REVERT), "the refused approval is removed");
+    // The status is written before the annotation is removed.
+    let (drifts, name) = (env.drifts(), open.metadata.name.clone().unwrap());
+    common::eventually(Duration::from_secs(30), "the refused approval removed", || async {
+        let d = drifts.get(&name).await.ok()?;
+        (!d.metadata.annotations.unwrap_or_default().contains_key(ANNOTATION_REVERT)).then_some(())
+    })
+    .await;
     assert!(env.writes().is_empty());
 }
 

@@ -5,68 +5,15 @@
 
 mod common;
 
+use common::own_plane::ControlPlane;
+
 use common::controller::ControllerProcess;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The last landed commit whose chart installed CRDs from its crds/ folder (schema version 1, unmarked).
 const RELEASED: &str = "351447fd9fd30c6ef7f3d98372768aacafc250af";
-
-struct ControlPlane {
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl ControlPlane {
-    fn up() -> Self {
-        let dir = std::env::temp_dir().join(format!("arcadia-upgrade-cp-{}", common::unique_suffix()));
-        let out = Command::new(common::repo_root().join("scripts/control-plane"))
-            .arg("up")
-            .env("ARCADIA_CONTROL_PLANE_DIR", &dir)
-            .output()
-            .expect("run scripts/control-plane");
-        assert!(out.status.success(), "a second control plane: {}", String::from_utf8_lossy(&out.stderr));
-        let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
-        ControlPlane { dir, kubeconfig: PathBuf::from(last) }
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
-        Command::new(common::repo_root().join("scripts").join(tool))
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .unwrap_or_else(|e| panic!("run {tool}: {e}"))
-    }
-
-    fn ok(&self, tool: &str, args: &[&str]) -> String {
-        let out = self.run(tool, args);
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn apply(&self, args: &[&str], manifest: &str) {
-        let file = self.dir.join(format!("manifest-{}.yaml", common::unique_suffix()));
-        std::fs::write(&file, manifest).unwrap();
-        let mut all = vec!["apply", "-f", file.to_str().unwrap()];
-        all.extend_from_slice(args);
-        self.ok("kubectl", &all);
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new(common::repo_root().join("scripts/control-plane"))
-            .arg("down")
-            .env("ARCADIA_CONTROL_PLANE_DIR", &self.dir)
-            .output();
-    }
-}
 
 /// The chart as it was at `commit`, from Git history.
 fn chart_at(commit: &str, into: &Path) -> PathBuf {
@@ -126,7 +73,7 @@ fn controller_exit(cp: &ControlPlane) -> (Option<i32>, String) {
 
 #[tokio::test]
 async fn helm_upgrade_brings_new_crds_to_an_old_install_and_keeps_everything() {
-    let cp = ControlPlane::up();
+    let cp = ControlPlane::up("");
     let old_chart = chart_at(RELEASED, &cp.dir.join("released"));
     assert!(old_chart.join("crds/arcadia.cloud.yaml").is_file(), "the released chart shipped CRDs in crds/");
     cp.ok("kubectl", &["create", "namespace", "arcadia-system"]);

@@ -1,5 +1,6 @@
 //! The watch caches a reconcile reads: CloudProvisioneds, their Drifts and all
-//! CloudResources, each a reflector store fed by a watch, plus the indexes
+//! CloudResources, each a reflector store fed by a watch (relists applied in
+//! place, so an outage never holds two copies: `runtime::relist`), plus the indexes
 //! from a CloudResource to the CloudProvisioneds that name it and from a
 //! CloudProvisioned to its Drifts.
 
@@ -7,11 +8,12 @@ use super::index::RefIndex;
 use super::metrics::ControllerMetrics;
 use crate::api::{ARGOCD_TRACKING_ID, CloudProvisioned, CloudResource, Drift, DriftPolicy, FIELD_MANAGER};
 use crate::policy::PolicyIndex;
+use crate::runtime::relist::InPlace;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use std::sync::{Arc, RwLock};
@@ -49,11 +51,17 @@ pub struct Watches {
 
 /// Sets up the caches and the watches that will fill them. CloudProvisioneds
 /// and Drifts are watched in `namespace` only, when given.
-pub fn watch_all(client: &Client, namespace: Option<&str>, metrics: &ControllerMetrics) -> (Caches, Watches) {
-    let (provisioned, provisioned_watch, by_resource) = watch_provisioned(client, namespace, metrics);
-    let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, metrics);
-    let (resources, resources_watch, resources_synced) = watch_resources(client, metrics);
-    let (policies, policies_watch, policies_synced) = watch_policies(client, metrics);
+pub fn watch_all(
+    client: &Client,
+    namespace: Option<&str>,
+    streaming: bool,
+    metrics: &ControllerMetrics,
+) -> (Caches, Watches) {
+    let lists = watch_config(streaming);
+    let (provisioned, provisioned_watch, by_resource) = watch_provisioned(client, namespace, &lists, metrics);
+    let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, &lists, metrics);
+    let (resources, resources_watch, resources_synced) = watch_resources(client, &lists, metrics);
+    let (policies, policies_watch, policies_synced) = watch_policies(client, &lists, metrics);
     let caches = Caches {
         provisioned,
         resources,
@@ -72,12 +80,14 @@ pub fn watch_all(client: &Client, namespace: Option<&str>, metrics: &ControllerM
     (caches, watches)
 }
 
-/// Paged, consistent initial lists. A list at resourceVersion 0 ("any") is
-/// served whole from the API server's cache, ignoring the page size: one
-/// 18 MB body for 11,000 CloudResources, decoded at once, managedFields and
-/// all, before the reflector strips them. Pages of 500 bound that peak.
-fn watch_config() -> watcher::Config {
-    watcher::Config::default().page_size(500)
+/// How the initial lists (and relists) are read: streamed where the server
+/// can (objects one at a time as watch events), else in consistent pages. A
+/// list at resourceVersion 0 ("any") would be served whole from the API
+/// server's cache, ignoring the page size: one 18 MB body for 11,000
+/// CloudResources, decoded at once before the reflector strips it. Pages of
+/// 500 bound that peak.
+fn watch_config(streaming: bool) -> watcher::Config {
+    if streaming { watcher::Config::default().streaming_lists() } else { watcher::Config::default().page_size(500) }
 }
 
 fn count_errors(kind: &'static str, metrics: &ControllerMetrics) -> impl Fn(&watcher::Error) + use<> {
@@ -91,16 +101,17 @@ fn count_errors(kind: &'static str, metrics: &ControllerMetrics) -> impl Fn(&wat
 fn watch_provisioned(
     client: &Client,
     namespace: Option<&str>,
+    lists: &watcher::Config,
     metrics: &ControllerMetrics,
 ) -> (Store<CloudProvisioned>, Touched<CloudProvisioned>, SharedIndex<CloudProvisioned>) {
-    let (store, writer) = reflector::store();
+    let (store, mut writer) = InPlace::store();
     let index = Arc::new(RwLock::new(RefIndex::new(|p: &CloudProvisioned| Some(p.spec.resource_ref.name.clone()))));
     let feed = index.clone();
-    let stream = watcher(scoped::<CloudProvisioned>(client, namespace), watch_config())
+    let stream = watcher(scoped::<CloudProvisioned>(client, namespace), lists.clone())
         .backoff(watch_backoff())
         .inspect_err(count_errors("cloudprovisioned", metrics))
         .modify(keep_what_a_reconcile_reads)
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .touched_objects()
         .boxed();
@@ -127,19 +138,20 @@ fn keep_what_a_reconcile_reads(p: &mut CloudProvisioned) {
 fn watch_drifts(
     client: &Client,
     namespace: Option<&str>,
+    lists: &watcher::Config,
     metrics: &ControllerMetrics,
 ) -> (Store<Drift>, Touched<Drift>, SharedIndex<Drift>, watch::Receiver<bool>) {
-    let (store, writer) = reflector::store();
+    let (store, mut writer) = InPlace::store();
     let (synced_tx, synced) = watch::channel(false);
     let index = Arc::new(RwLock::new(RefIndex::new(|d: &Drift| {
         Some(format!("{}/{}", d.namespace().unwrap_or_default(), d.spec.provisioned_ref.name))
     })));
     let feed = index.clone();
-    let stream = watcher(scoped::<Drift>(client, namespace), watch_config())
+    let stream = watcher(scoped::<Drift>(client, namespace), lists.clone())
         .backoff(watch_backoff())
         .inspect_err(count_errors("drift", metrics))
         .modify(|d: &mut Drift| d.managed_fields_mut().clear())
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .inspect_ok(mark_synced(synced_tx))
         .touched_objects()
@@ -149,18 +161,19 @@ fn watch_drifts(
 
 fn watch_resources(
     client: &Client,
+    lists: &watcher::Config,
     metrics: &ControllerMetrics,
 ) -> (Store<CloudResource>, Touched<CloudResource>, watch::Receiver<bool>) {
-    let (store, writer) = reflector::store();
+    let (store, mut writer) = InPlace::store();
     let (synced_tx, synced) = watch::channel(false);
-    let stream = watcher(Api::<CloudResource>::all(client.clone()), watch_config())
+    let stream = watcher(Api::<CloudResource>::all(client.clone()), lists.clone())
         .backoff(watch_backoff())
         .inspect_err(count_errors("cloudresource", metrics))
         .modify(|r: &mut CloudResource| {
             r.managed_fields_mut().clear();
             r.annotations_mut().clear();
         })
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(mark_synced(synced_tx))
         .touched_objects()
         .boxed();
@@ -170,17 +183,18 @@ fn watch_resources(
 /// DriftPolicies: few, cluster-scoped, each change rebuilds the index.
 fn watch_policies(
     client: &Client,
+    lists: &watcher::Config,
     metrics: &ControllerMetrics,
 ) -> (Arc<RwLock<PolicyIndex>>, Touched<DriftPolicy>, watch::Receiver<bool>) {
-    let (store, writer) = reflector::store();
+    let (store, mut writer) = InPlace::store();
     let (synced_tx, synced) = watch::channel(false);
     let index = Arc::new(RwLock::new(PolicyIndex::default()));
     let feed = index.clone();
-    let stream = watcher(Api::<DriftPolicy>::all(client.clone()), watch_config())
+    let stream = watcher(Api::<DriftPolicy>::all(client.clone()), lists.clone())
         .backoff(watch_backoff())
         .inspect_err(count_errors("driftpolicy", metrics))
         .modify(|p: &mut DriftPolicy| p.managed_fields_mut().clear())
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| {
             if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
                 *feed.write().expect("policy index lock poisoned") = PolicyIndex::new(store.state());

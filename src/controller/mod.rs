@@ -48,6 +48,8 @@ pub struct Settings {
     pub accept: crate::accept::AcceptSettings,
     /// `--enable-revert` and `--revert-claim`.
     pub revert: crate::revert::RevertSettings,
+    /// Read the initial lists as streams (the API server has WatchList), else in pages.
+    pub streaming_lists: bool,
 }
 
 /// The drift controller, its caches set up but not yet filled.
@@ -62,7 +64,8 @@ pub struct DriftController {
 
 impl DriftController {
     pub fn new(client: Client, settings: Settings, metrics: ControllerMetrics) -> Self {
-        let (caches, watches) = caches::watch_all(&client, settings.namespace.as_deref(), &metrics);
+        let namespace = settings.namespace.as_deref();
+        let (caches, watches) = caches::watch_all(&client, namespace, settings.streaming_lists, &metrics);
         Self { client, settings, metrics, caches, watches, writeback: None }
     }
 

@@ -142,7 +142,9 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let tally = plan.tally;
     let write_back = write_back_jobs(&ctx, &p, &drift_refs, &plan);
     let mut written = Written::default();
-    let result = write(&ctx, &p, plan, &mut written).await;
+    let versions: HashMap<String, String> =
+        drift_refs.iter().filter_map(|d| Some((d.name_any(), d.resource_version()?))).collect();
+    let result = write(&ctx, &p, plan, &versions, &mut written).await;
     if let Err(error) = &result
         && error.is_gone()
     {
@@ -272,6 +274,10 @@ impl Written {
         self.provisioned = self.provisioned.max(resource_version(obj));
     }
 
+    fn version_of(&self, drift: &str) -> Option<u64> {
+        self.drifts.iter().find(|(n, _)| n == drift).map(|(_, rv)| *rv)
+    }
+
     fn drift(&mut self, obj: &Drift) {
         if let Some(rv) = resource_version(obj) {
             self.drifts.retain(|(n, _)| n != &obj.name_any());
@@ -325,7 +331,13 @@ impl Target<'_> {
 /// Writes the plan in a crash-safe order: an accepted value is stored (in the
 /// spec, or in the status for an overlay) before its Drift says Accepted, and
 /// the accept annotation goes last.
-async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Written) -> Result<(), Error> {
+async fn write(
+    ctx: &Context,
+    p: &CloudProvisioned,
+    plan: Plan,
+    versions: &HashMap<String, String>,
+    written: &mut Written,
+) -> Result<(), Error> {
     let namespace = p.namespace().unwrap_or_default();
     let target = Target {
         p,
@@ -343,7 +355,7 @@ async fn write(ctx: &Context, p: &CloudProvisioned, plan: Plan, written: &mut Wr
         write_drift(ctx, &target, w, written).await?;
     }
     for name in &plan.consume_annotations {
-        consume_annotations(ctx, &target, name, written).await?;
+        consume_annotations(ctx, &target, name, versions, written).await?;
     }
     if !plan.status_first {
         write_status(ctx, &target, plan.status.as_ref(), written).await?;
@@ -415,8 +427,16 @@ async fn write_drift(ctx: &Context, t: &Target<'_>, w: &DriftWrite, written: &mu
     Ok(())
 }
 
-/// Removes the operator annotations a plan carried out or refused.
-async fn consume_annotations(ctx: &Context, t: &Target<'_>, name: &str, written: &mut Written) -> Result<(), Error> {
+/// Removes the operator annotations a plan carried out or refused, only from
+/// the version the plan saw (or this reconcile wrote): an annotation set again
+/// meanwhile makes the patch conflict, and the next reconcile acts on it.
+async fn consume_annotations(
+    ctx: &Context,
+    t: &Target<'_>,
+    name: &str,
+    versions: &HashMap<String, String>,
+    written: &mut Written,
+) -> Result<(), Error> {
     let consumed = [
         ANNOTATION_ACCEPT,
         ANNOTATION_ACCEPTED_BY,
@@ -428,7 +448,11 @@ async fn consume_annotations(ctx: &Context, t: &Target<'_>, name: &str, written:
         ANNOTATION_REVERT_ALLOW_DOWNTIME,
     ];
     let nulls: Map<String, Value> = consumed.iter().map(|k| (k.to_string(), Value::Null)).collect();
-    let patch = json!({"metadata": {"annotations": nulls}});
+    let mut patch = json!({"metadata": {"annotations": nulls}});
+    let seen = written.version_of(name).map(|v| v.to_string()).or_else(|| versions.get(name).cloned());
+    if let Some(version) = seen {
+        patch["metadata"]["resourceVersion"] = json!(version);
+    }
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     let obj = t
         .drifts

@@ -8,8 +8,10 @@
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a stop flag;
 //! - [`metrics`]: the shared registry and the API-writes counter every component feeds;
 //! - [`ratelimit`]: client-side request budgets (Kubernetes and DigitalOcean);
+//! - [`relist`]: a reflector store that applies a relist in place (one copy of each object);
 //! - [`jitter`]: spreading periodic work over time;
-//! - [`duration`]: durations as written on command lines (`30s`, `5m`).
+//! - [`duration`]: durations as written on command lines (`30s`, `5m`);
+//! - [`watchlist`]: whether the API server streams initial lists.
 
 pub mod duration;
 pub mod health;
@@ -18,7 +20,9 @@ pub mod jitter;
 pub mod leader;
 pub mod metrics;
 pub mod ratelimit;
+pub mod relist;
 pub mod shutdown;
+pub mod watchlist;
 
 pub use health::Health;
 pub use jitter::jittered;

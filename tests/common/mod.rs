@@ -6,6 +6,7 @@ pub mod controller;
 pub mod fake_do;
 pub mod fake_do_writes;
 pub mod git_server;
+pub mod own_plane;
 
 use arcadia_drift::api;
 use k8s_openapi::api::core::v1::Namespace;

@@ -1,0 +1,63 @@
+//! A control plane of a test's own (`scripts/control-plane` in a state folder
+//! of its own), for what the shared one must not see: other CRD versions, or
+//! other API server flags. Stopped when dropped.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts one, with these extra kube-apiserver flags (may be empty).
+    pub fn up(apiserver_args: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("arcadia-own-cp-{}", super::unique_suffix()));
+        let out = Command::new(super::repo_root().join("scripts/control-plane"))
+            .arg("up")
+            .env("ARCADIA_CONTROL_PLANE_DIR", &dir)
+            .env("ARCADIA_APISERVER_ARGS", apiserver_args)
+            .output()
+            .expect("run scripts/control-plane");
+        assert!(out.status.success(), "a second control plane: {}", String::from_utf8_lossy(&out.stderr));
+        let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
+        ControlPlane { dir, kubeconfig: PathBuf::from(last) }
+    }
+
+    pub fn run(&self, tool: &str, args: &[&str]) -> Output {
+        Command::new(super::repo_root().join("scripts").join(tool))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .unwrap_or_else(|e| panic!("run {tool}: {e}"))
+    }
+
+    pub fn ok(&self, tool: &str, args: &[&str]) -> String {
+        let out = self.run(tool, args);
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn apply(&self, args: &[&str], manifest: &str) {
+        let file = self.dir.join(format!("manifest-{}.yaml", super::unique_suffix()));
+        std::fs::write(&file, manifest).unwrap();
+        let mut all = vec!["apply", "-f", file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.ok("kubectl", &all);
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(super::repo_root().join("scripts/control-plane"))
+            .arg("down")
+            .env("ARCADIA_CONTROL_PLANE_DIR", &self.dir)
+            .output();
+    }
+}
