@@ -30,12 +30,13 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Removes the container however the test ends.
+/// Removes the container, and the test's image, however the test ends.
 struct Container(String);
 
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = script("podman", &["rm", "-f", &self.0], &[]);
+        let _ = script("podman", &["rmi", "-f", TAG], &[]);
     }
 }
 
