@@ -261,6 +261,21 @@ fn freshness(r: &CloudResource, now: &Time, settings: &Settings) -> Freshness {
 }
 
 impl Tracked {
+    /// The drift takes the field's current expected and live values; false
+    /// when they are the ones it holds already.
+    fn follow(&mut self, fd: &crate::detect::FieldDrift) -> bool {
+        let s = &mut self.status;
+        if crate::detect::loosely_equal(&s.actual, &fd.actual)
+            && crate::detect::loosely_equal(&s.expected, &fd.expected)
+        {
+            return false;
+        }
+        s.actual = fd.actual.clone();
+        s.expected = fd.expected.clone();
+        self.dirty = true;
+        true
+    }
+
     /// The drift leaves Open (or Snoozed) for `phase` now, saying why; its
     /// labels change with it, so the object is applied too.
     fn resolve(&mut self, phase: DriftPhase, now: &Time, message: String) {

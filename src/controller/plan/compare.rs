@@ -95,11 +95,7 @@ fn still_drifts_while_snoozed(inputs: &Inputs<'_>, t: &mut Tracked, fd: FieldDri
         t.apply_object = true;
         t.dirty = true;
     }
-    if !loosely_equal(&t.status.actual, &fd.actual) || !loosely_equal(&t.status.expected, &fd.expected) {
-        t.status.actual = fd.actual;
-        t.status.expected = fd.expected;
-        t.dirty = true;
-    }
+    t.follow(&fd);
 }
 
 /// Drifts whose field an ignore rule now covers close as Ignored, naming the rule.
@@ -150,7 +146,7 @@ fn field_event(reason: &'static str, drift: &str, message: String) -> Event {
 
 /// An Open drift still drifts: follow the live (or desired) value when it moved.
 fn update_open(t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
-    if loosely_equal(&t.status.actual, &fd.actual) && loosely_equal(&t.status.expected, &fd.expected) {
+    if !t.follow(&fd) {
         return;
     }
     plan.events.push(field_event(
@@ -163,9 +159,6 @@ fn update_open(t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
             render_value(&fd.actual)
         ),
     ));
-    t.status.actual = fd.actual;
-    t.status.expected = fd.expected;
-    t.dirty = true;
     plan.tally.changed += 1;
 }
 

@@ -153,11 +153,7 @@ pub(super) fn refresh_previews(
 /// A Reverting drift whose field still drifts: it follows the live value, and
 /// fails when the saga failed, or succeeded yet left the value drifted.
 pub(super) fn still_drifts_while_reverting(inputs: &Inputs<'_>, t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
-    if !loosely_equal(&t.status.actual, &fd.actual) || !loosely_equal(&t.status.expected, &fd.expected) {
-        t.status.actual = fd.actual.clone();
-        t.status.expected = fd.expected;
-        t.dirty = true;
-    }
+    t.follow(&fd);
     let synced = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.synced_time.as_ref());
     let failure = match revert::current_record(&t.status) {
         Some(r) if r.state == SagaState::Failed => r.message.clone().unwrap_or_else(|| "the saga failed".into()),
