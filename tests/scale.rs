@@ -13,6 +13,8 @@
 //! convergence, for profiling it.
 
 mod common;
+#[path = "scale/footprint.rs"]
+mod footprint;
 
 use arcadia_drift::api::{
     CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase,
@@ -344,7 +346,7 @@ async fn scale() {
             (s.with_status.len() == n && s.open.len() == expected).then(|| started.elapsed())
         })
         .await;
-        let (rss_converged_kb, cpu_converged) = controller.resources();
+        let ((_, peak_converging_kb), cpu_converged) = (controller.memory(), controller.cpu_seconds());
         let convergence_server_cpu = server_cpu() - server_cpu_before;
         let convergence_writes = controller.metric("arcadia_drift_api_writes_total");
         if std::env::var_os("ARCADIA_SCALE_CONVERGENCE_ONLY").is_some() {
@@ -364,19 +366,21 @@ async fn scale() {
 
         // Steady state: a full resync (jittered up to +10%) plus margin.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (w0, r0, a0, (_, cpu0)) = (
+        let (w0, r0, a0, cpu0) = (
             controller.metric("arcadia_drift_api_writes_total"),
             controller.metric("arcadia_drift_reconciles_total"),
             apiserver_writes(&client).await,
-            controller.resources(),
+            controller.cpu_seconds(),
         );
         tokio::time::sleep(run.resync.mul_f64(1.15) + Duration::from_secs(2)).await;
-        let (w1, r1, a1, (_, cpu1)) = (
+        let (w1, r1, a1, cpu1) = (
             controller.metric("arcadia_drift_api_writes_total"),
             controller.metric("arcadia_drift_reconciles_total"),
             apiserver_writes(&client).await,
-            controller.resources(),
+            controller.cpu_seconds(),
         );
+        // Settled: converged, then a full resync that changed nothing.
+        let (settled_kb, _) = controller.memory();
         let steady_writes = w1 - w0;
         assert!(r1 - r0 >= n as f64, "a full resync ran: {} reconciles for {n} objects", r1 - r0);
         assert_eq!(steady_writes, 0.0, "zero writes in steady state");
@@ -405,6 +409,7 @@ async fn scale() {
         let mut outage_note = String::from("-");
         let mut total_expected = expected + 100;
         if let Some(outage) = run.outage {
+            controller.reset_peak();
             let errors_before = controller.metric("arcadia_drift_watch_errors_total")
                 + controller.metric("arcadia_drift_reconcile_errors_total");
             let wave: Vec<usize> = (0..n).filter(|i| i % 20 == 10).collect();
@@ -431,11 +436,14 @@ async fn scale() {
                 + controller.metric("arcadia_drift_reconcile_errors_total")
                 - errors_before;
             assert!(errors > 0.0, "the error metrics show the outage");
+            let (_, outage_peak_kb) = controller.memory();
             outage_note = format!(
-                "{}s outage: all {} drifts {:.1}s after it began, {errors} errors counted",
+                "{}s outage: all {} drifts {:.1}s after it began, {errors} errors counted, peak RSS {:.1} MB (x{:.2} settled)",
                 outage.as_secs(),
                 total_expected,
-                recovered.as_secs_f64()
+                recovered.as_secs_f64(),
+                outage_peak_kb as f64 / 1024.0,
+                outage_peak_kb as f64 / settled_kb as f64,
             );
         } else {
             common::eventually(Duration::from_secs(30), "latency drifts settled", || async {
@@ -455,12 +463,12 @@ async fn scale() {
         let open = all.iter().filter(|d| d.status.as_ref().is_some_and(|s| s.phase == DriftPhase::Open)).count();
         assert_eq!(open, total_expected, "every drift found, none lost");
 
-        let (rss_kb, _) = controller.resources();
+        let cache = footprint::of_caches(&client, &ns).await;
         let line = format!(
             "N={n}: convergence {:.2}s ({convergence_writes} writes) | floor {:.2}s ({floor_writes} writes) | ratio {:.2} | \
              API server + etcd CPU s: floor {floor_server_cpu:.2}, convergence {convergence_server_cpu:.2}, controller {cpu_converged:.2} | \
              steady over a {}s resync: {steady_writes} controller writes, {} API-server writes to arcadia.cloud, {:.2} CPU s, {} reconciles | \
-             latency p50 {:?} p99 {:?} | peak RSS {:.1} MB after convergence, {:.1} MB at the end | {outage_note}",
+             latency p50 {:?} p99 {:?} | RSS settled {:.1} MB, peak while converging {:.1} MB | {cache} | {outage_note}",
             converged.as_secs_f64(),
             floor_time.as_secs_f64(),
             converged.as_secs_f64() / floor_time.as_secs_f64(),
@@ -470,8 +478,8 @@ async fn scale() {
             r1 - r0,
             p50,
             p99,
-            rss_converged_kb as f64 / 1024.0,
-            rss_kb as f64 / 1024.0,
+            settled_kb as f64 / 1024.0,
+            peak_converging_kb as f64 / 1024.0,
         );
         eprintln!("{line}");
         table.push(line);

@@ -110,7 +110,7 @@ fn watch_provisioned(
     let stream = watcher(scoped::<CloudProvisioned>(client, namespace), lists.clone())
         .backoff(watch_backoff())
         .inspect_err(count_errors("cloudprovisioned", metrics))
-        .modify(keep_what_a_reconcile_reads)
+        .modify(compact_provisioned)
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .touched_objects()
@@ -122,7 +122,7 @@ fn watch_provisioned(
 /// apply entry whole (the accept apply needs it), the other managers' names
 /// only (GitOps detection), and no annotations but the project's own and
 /// Argo CD's tracking id (kubectl's last-applied copy can be large).
-fn keep_what_a_reconcile_reads(p: &mut CloudProvisioned) {
+pub fn compact_provisioned(p: &mut CloudProvisioned) {
     p.managed_fields_mut().retain_mut(|m| {
         if m.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
             return false;
@@ -150,13 +150,24 @@ fn watch_drifts(
     let stream = watcher(scoped::<Drift>(client, namespace), lists.clone())
         .backoff(watch_backoff())
         .inspect_err(count_errors("drift", metrics))
-        .modify(|d: &mut Drift| d.managed_fields_mut().clear())
+        .modify(compact_drift)
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .inspect_ok(mark_synced(synced_tx))
         .touched_objects()
         .boxed();
     (store, stream, index, synced)
+}
+
+/// A Drift as cached: no managedFields, which no reconcile reads.
+pub fn compact_drift(d: &mut Drift) {
+    d.managed_fields_mut().clear();
+}
+
+/// A CloudResource as cached: its live state, no managedFields or annotations.
+pub fn compact_resource(r: &mut CloudResource) {
+    r.managed_fields_mut().clear();
+    r.annotations_mut().clear();
 }
 
 fn watch_resources(
@@ -169,10 +180,7 @@ fn watch_resources(
     let stream = watcher(Api::<CloudResource>::all(client.clone()), lists.clone())
         .backoff(watch_backoff())
         .inspect_err(count_errors("cloudresource", metrics))
-        .modify(|r: &mut CloudResource| {
-            r.managed_fields_mut().clear();
-            r.annotations_mut().clear();
-        })
+        .modify(compact_resource)
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(mark_synced(synced_tx))
         .touched_objects()

@@ -84,16 +84,29 @@ impl ControllerProcess {
         text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     }
 
-    /// Peak resident memory (VmHWM) in KiB, and CPU seconds used so far.
-    pub fn resources(&self) -> (u64, f64) {
-        let pid = self.pid();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let hwm = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        (hwm, cpu_seconds(pid))
+    /// Resident memory now and its peak (VmRSS, VmHWM) in KiB.
+    pub fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let kb = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
+        };
+        (kb("VmRSS:"), kb("VmHWM:"))
+    }
+
+    /// Restarts the peak (VmHWM) from the current resident memory, so that a
+    /// later peak belongs to what happened since (Linux `clear_refs`, value 5).
+    pub fn reset_peak(&self) {
+        let path = format!("/proc/{}/clear_refs", self.pid());
+        std::fs::write(&path, "5").unwrap_or_else(|e| panic!("resetting the peak RSS through {path}: {e}"));
+    }
+
+    /// CPU seconds used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid())
     }
 
     pub fn pid(&self) -> u32 {

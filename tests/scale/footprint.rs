@@ -1,0 +1,74 @@
+//! Bytes per cached object: the harness counts every allocation (a global
+//! allocator that wraps the system's), lists the objects the controller
+//! caches, compacts them as its watches do and fills a store of the kind it
+//! uses. The figure is what the heap holds per object, store entry included;
+//! the allocator's own overhead (about 16 bytes per allocation) comes on top,
+//! which is why the allocations are counted too.
+
+use arcadia_drift::api::{CloudProvisioned, CloudResource};
+use arcadia_drift::controller::caches::{compact_provisioned, compact_resource};
+use arcadia_drift::runtime::relist::InPlace;
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher::Event;
+use kube::{Client, Resource};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+struct Counting;
+
+static BYTES: AtomicIsize = AtomicIsize::new(0);
+static ALLOCATIONS: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        ALLOCATIONS.fetch_sub(1, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Heap bytes and allocations per object that a store of `objects` holds.
+/// Other threads allocate too, so the harness measures while it is otherwise idle.
+fn per_object<K>(mut objects: Vec<K>, compact: fn(&mut K)) -> (usize, usize)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    objects.iter_mut().for_each(compact);
+    let n = objects.len().max(1) as isize;
+    let (store, mut writer) = InPlace::<K>::store();
+    let (bytes, allocations) = (BYTES.load(Ordering::SeqCst), ALLOCATIONS.load(Ordering::SeqCst));
+    writer.apply(&Event::Init);
+    for object in &objects {
+        writer.apply(&Event::InitApply(object.clone()));
+    }
+    writer.apply(&Event::InitDone);
+    let held = (BYTES.load(Ordering::SeqCst) - bytes) / n;
+    let count = (ALLOCATIONS.load(Ordering::SeqCst) - allocations) / n;
+    assert_eq!(store.state().len(), objects.len(), "the store holds every object");
+    (held.max(0) as usize, count.max(0) as usize)
+}
+
+/// "cache: X B per CloudProvisioned (n allocations), Y B per CloudResource (m)".
+pub async fn of_caches(client: &Client, ns: &str) -> String {
+    let provisioned = Api::<CloudProvisioned>::namespaced(client.clone(), ns).list(&ListParams::default()).await;
+    let resources = Api::<CloudResource>::all(client.clone()).list(&ListParams::default()).await;
+    let (p_bytes, p_allocs) = per_object(provisioned.expect("listing CloudProvisioneds").items, compact_provisioned);
+    let (r_bytes, r_allocs) = per_object(resources.expect("listing CloudResources").items, compact_resource);
+    format!(
+        "cache {p_bytes} B per CloudProvisioned ({p_allocs} allocations), {r_bytes} B per CloudResource ({r_allocs})"
+    )
+}
