@@ -118,7 +118,7 @@ pub fn check(
         let before = report.drifts.len();
         for (field, expected) in p.spec.desired.iter() {
             let at = |field: &str| (namespace.clone(), p.name_any(), field.to_owned());
-            match compare_field(field, expected, &view, &rules.field(field)) {
+            match compare_field(field, &expected, &view, &rules.field(field)) {
                 Compared::InSync => {}
                 Compared::Drifted(FieldDrift { field, expected, actual }) => {
                     let (namespace, provisioned, field) = at(&field);

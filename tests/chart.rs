@@ -394,7 +394,7 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     .await;
     assert_eq!(accepted.status.unwrap().resolved_by.as_deref(), Some("alice"));
     let p = Api::<CloudProvisioned>::namespaced(client.clone(), &team).get("web-1").await.unwrap();
-    assert_eq!(p.spec.desired["size_slug"], json!("s-2vcpu-4gb"));
+    assert_eq!(p.spec.desired.get("size_slug").unwrap_or_default(), json!("s-2vcpu-4gb"));
     let log = controller.log_text();
     assert!(!log.contains("forbidden") && !log.contains("Forbidden"), "no permission errors:\n{log}");
     assert_eq!(controller.metric("arcadia_drift_reconcile_errors_total"), 0.0, "{log}");

@@ -125,7 +125,7 @@ async fn an_overlay_accept_survives_syncs(prefix: &str, metadata: &str, flags: &
     assert!(message.contains("in overlay mode (auto, from --accept-mode"), "{message}");
     let p = cprov(&client, &ns).await;
     assert_eq!(p.metadata.generation, Some(1), "the spec was not written");
-    assert_eq!(p.spec.desired["size_slug"], json!("s-1vcpu-1gb"));
+    assert_eq!(p.spec.desired.get("size_slug").unwrap_or_default(), json!("s-1vcpu-1gb"));
     let pending = &p.status.as_ref().unwrap().pending_git_changes;
     assert_eq!((pending.len(), &pending[0].value), (1, &json!("s-2vcpu-4gb")));
     let (state, reason, message) = git_in_sync(&p);
@@ -252,7 +252,7 @@ async fn a_spec_mode_accept_undone_by_a_forced_sync_is_reported_and_not_fought()
     annotate_accept(&client, &ns, &open.name_any()).await;
     let accepted = wait_phase(&client, &ns, DriftPhase::Accepted).await.status.unwrap();
     assert_eq!(accepted.accept_mode.as_deref(), Some("spec"));
-    assert_eq!(cprov(&client, &ns).await.spec.desired["size_slug"], json!("s-2vcpu-4gb"));
+    assert_eq!(cprov(&client, &ns).await.spec.desired.get("size_slug").unwrap_or_default(), json!("s-2vcpu-4gb"));
 
     apply(&ns, &in_git, &flags);
     let warning =
@@ -263,7 +263,11 @@ async fn a_spec_mode_accept_undone_by_a_forced_sync_is_reported_and_not_fought()
     assert!(note.contains("taken back by gitops") && note.contains("accept-mode=overlay"), "{note}");
     wait_phase(&client, &ns, DriftPhase::Open).await;
     tokio::time::sleep(TWO_RESYNCS).await;
-    assert_eq!(cprov(&client, &ns).await.spec.desired["size_slug"], json!("s-1vcpu-1gb"), "not fought for");
+    assert_eq!(
+        cprov(&client, &ns).await.spec.desired.get("size_slug").unwrap_or_default(),
+        json!("s-1vcpu-1gb"),
+        "not fought for"
+    );
     assert_eq!(events(&client, &ns, "AcceptReverted").await.len(), 1, "said once");
     assert_eq!(spec_writes(&controller), 1.0, "the one write of the accept");
 }
@@ -293,7 +297,10 @@ async fn an_unknown_accept_mode_is_refused_with_its_name_and_nothing_changes() {
         refused.1
     );
     let p = cprov(&client, &ns).await;
-    assert_eq!((p.metadata.generation, p.spec.desired["size_slug"].clone()), (Some(1), json!("s-1vcpu-1gb")));
+    assert_eq!(
+        (p.metadata.generation, p.spec.desired.get("size_slug").unwrap_or_default()),
+        (Some(1), json!("s-1vcpu-1gb"))
+    );
     assert!(p.status.unwrap().pending_git_changes.is_empty());
     eventually(WAIT, "an AcceptRefused Event", || async { events(&client, &ns, "AcceptRefused").await.pop() }).await;
 }

@@ -96,8 +96,8 @@ pub enum Settled {
 
 pub fn settle(entry: &PendingGitChange, spec: &Fields) -> Settled {
     match spec.get(&entry.field) {
-        Some(now) if loosely_equal(now, &entry.value) => Settled::Merged,
-        Some(now) if loosely_equal(now, &entry.spec_value) => Settled::Pending,
+        Some(now) if loosely_equal(&now, &entry.value) => Settled::Merged,
+        Some(now) if loosely_equal(&now, &entry.spec_value) => Settled::Pending,
         _ => Settled::Superseded,
     }
 }

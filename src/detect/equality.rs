@@ -90,7 +90,7 @@ pub fn loosely_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// Loose equality of a desired value with a resolved live value.
-pub fn observed_equal(expected: &Value, observed: Observed<'_>) -> bool {
+pub fn observed_equal(expected: &Value, observed: &Observed<'_>) -> bool {
     match observed {
         Observed::Missing => matches!(Scalar::of(expected), Some(Scalar::Empty)),
         Observed::Json(v) => loosely_equal(expected, v),
@@ -138,12 +138,12 @@ mod tests {
     fn null_empty_string_and_missing_are_equal() {
         assert!(eq(json!(null), json!("")));
         assert!(eq(json!(null), json!(null)));
-        assert!(observed_equal(&json!(null), Observed::Missing));
-        assert!(observed_equal(&json!(""), Observed::Missing));
-        assert!(observed_equal(&json!(null), Observed::Text("")));
-        assert!(!observed_equal(&json!("x"), Observed::Missing));
-        assert!(!observed_equal(&json!(0), Observed::Missing));
-        assert!(!observed_equal(&json!(false), Observed::Missing));
+        assert!(observed_equal(&json!(null), &Observed::Missing));
+        assert!(observed_equal(&json!(""), &Observed::Missing));
+        assert!(observed_equal(&json!(null), &Observed::Text("")));
+        assert!(!observed_equal(&json!("x"), &Observed::Missing));
+        assert!(!observed_equal(&json!(0), &Observed::Missing));
+        assert!(!observed_equal(&json!(false), &Observed::Missing));
         assert!(!eq(json!(null), json!(0)));
         assert!(!eq(json!(null), json!([])));
     }
@@ -184,10 +184,10 @@ mod tests {
     #[test]
     fn live_text_lists_compare_as_sets() {
         let tags = vec!["web".to_string(), "prod".to_string()];
-        assert!(observed_equal(&json!(["prod", "web", "prod"]), Observed::Texts(&tags)));
-        assert!(!observed_equal(&json!(["prod"]), Observed::Texts(&tags)));
-        assert!(!observed_equal(&json!("web,prod"), Observed::Texts(&tags)));
-        assert!(observed_equal(&json!([]), Observed::Texts(&[])));
+        assert!(observed_equal(&json!(["prod", "web", "prod"]), &Observed::Texts(&tags)));
+        assert!(!observed_equal(&json!(["prod"]), &Observed::Texts(&tags)));
+        assert!(!observed_equal(&json!("web,prod"), &Observed::Texts(&tags)));
+        assert!(observed_equal(&json!([]), &Observed::Texts(&[])));
     }
 
     #[test]
@@ -201,9 +201,9 @@ mod tests {
 
     #[test]
     fn observed_text_follows_scalar_rules() {
-        assert!(observed_equal(&json!(2), Observed::Text("2")));
-        assert!(observed_equal(&json!("active"), Observed::Text("active")));
-        assert!(!observed_equal(&json!(["active"]), Observed::Text("active")));
-        assert!(!observed_equal(&json!({"x": 1}), Observed::Text("x")));
+        assert!(observed_equal(&json!(2), &Observed::Text("2")));
+        assert!(observed_equal(&json!("active"), &Observed::Text("active")));
+        assert!(!observed_equal(&json!(["active"]), &Observed::Text("active")));
+        assert!(!observed_equal(&json!({"x": 1}), &Observed::Text("x")));
     }
 }

@@ -15,13 +15,14 @@ pub struct LiveView<'a> {
 }
 
 /// A live value found for a desired key.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Observed<'a> {
     /// Neither a top-level field nor an attr of that name.
     Missing,
     Text(&'a str),
     Texts(&'a [String]),
-    Json(&'a Value),
+    /// Parsed from `attrs` (held as text, so owned).
+    Json(Value),
 }
 
 impl<'a> LiveView<'a> {
@@ -49,7 +50,7 @@ impl Observed<'_> {
             Observed::Missing => Value::Null,
             Observed::Text(s) => Value::String(s.to_owned()),
             Observed::Texts(list) => Value::Array(list.iter().cloned().map(Value::String).collect()),
-            Observed::Json(v) => v.clone(),
+            Observed::Json(v) => v,
         }
     }
 }
@@ -77,14 +78,14 @@ mod tests {
     fn unset_top_level_falls_through_to_attrs() {
         let attrs = Fields::try_from(json!({"region": "ams3"})).unwrap();
         let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
-        assert_eq!(live.resolve("region"), Observed::Json(&json!("ams3")));
+        assert_eq!(live.resolve("region"), Observed::Json(json!("ams3")));
     }
 
     #[test]
     fn other_keys_resolve_in_attrs_exactly() {
         let attrs = Fields::try_from(json!({"vcpus": 2, "vpc_uuid": "u"})).unwrap();
         let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
-        assert_eq!(live.resolve("vcpus"), Observed::Json(&json!(2)));
+        assert_eq!(live.resolve("vcpus"), Observed::Json(json!(2)));
         assert_eq!(live.resolve("vpcUuid"), Observed::Missing);
         assert_eq!(live.resolve("memory"), Observed::Missing);
     }

@@ -39,9 +39,9 @@ pub fn detect(desired: &Fields, live: &LiveView<'_>) -> Vec<FieldDrift> {
         .iter()
         .filter_map(|(field, expected)| {
             let observed = live.resolve(field);
-            (!observed_equal(expected, observed)).then(|| FieldDrift {
+            (!observed_equal(&expected, &observed)).then(|| FieldDrift {
                 field: field.to_owned(),
-                expected: expected.clone(),
+                expected,
                 actual: observed.to_value(),
             })
         })

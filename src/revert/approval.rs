@@ -59,7 +59,7 @@ pub fn claim_tag(namespace: &str) -> String {
 }
 
 /// The peers (`(namespace/name, desired value)`) that want another value for the field.
-pub fn conflicts<'a>(own: &Value, peers: impl IntoIterator<Item = (String, &'a Value)>) -> Vec<String> {
+pub fn conflicts(own: &Value, peers: impl IntoIterator<Item = (String, Value)>) -> Vec<String> {
     peers.into_iter().filter(|(_, theirs)| !loosely_equal(own, theirs)).map(|(name, _)| name).collect()
 }
 

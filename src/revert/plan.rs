@@ -162,7 +162,7 @@ fn tag_call(method: &str, tag: &str, resources: &Value, description: String) -> 
 fn grow_volume(target: Target<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
     let want =
         desired.as_u64().ok_or_else(|| format!("size_gigabytes: the desired value {desired} is not a whole number"))?;
-    let have = live.attrs.and_then(|a| a.get("size_gigabytes")).and_then(Value::as_u64);
+    let have = live.attrs.and_then(|a| a.get("size_gigabytes")).as_ref().and_then(Value::as_u64);
     let region = live.region.ok_or("size_gigabytes: the volume's region is not known, and a resize must name it")?;
     match have {
         Some(have) if want < have => Err(format!(
@@ -188,7 +188,7 @@ fn firewall(target: Target<'_>, field: &str, desired: &Value, live: &LiveView<'_
         return Err(format!("{field}: the desired value {desired} is not a list of rules"));
     }
     let name = live.name.ok_or("the firewall's name is not known, and an update must carry it")?;
-    let attr = |key: &str| live.attrs.and_then(|a| a.get(key)).cloned().unwrap_or_else(|| json!([]));
+    let attr = |key: &str| live.attrs.and_then(|a| a.get(key)).unwrap_or_else(|| json!([]));
     let mut body = json!({
         "name": name,
         "inbound_rules": attr("inbound_rules"),

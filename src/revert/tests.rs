@@ -225,6 +225,6 @@ fn approvals_are_refused_with_the_rule_that_refused_them() {
 #[test]
 fn conflicts_are_peers_that_want_another_value() {
     let (a, b) = (json!("s-1"), json!("s-2"));
-    let found = conflicts(&json!("s-1"), vec![("ns/a".to_string(), &a), ("ns/b".to_string(), &b)]);
+    let found = conflicts(&json!("s-1"), vec![("ns/a".to_string(), a), ("ns/b".to_string(), b)]);
     assert_eq!(found, vec!["ns/b".to_string()]);
 }

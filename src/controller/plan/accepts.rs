@@ -45,7 +45,7 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
                 format!(
                     "{}: the spec changed it to {} (it was {}); the value {} accepted by {} no longer applies and the field is compared against the spec",
                     entry.field,
-                    p.spec.desired.get(&entry.field).map(render_value).unwrap_or_else(|| "<removed>".into()),
+                    p.spec.desired.get(&entry.field).as_ref().map(render_value).unwrap_or_else(|| "<removed>".into()),
                     render_value(&entry.spec_value),
                     render_value(&entry.value),
                     entry.accepted_by
@@ -157,7 +157,7 @@ fn refusal(cx: &AcceptContext<'_, '_>, field: &str, status: &DriftStatus) -> Opt
         }
     };
     let now = view.resolve(field);
-    (!observed_equal(&status.actual, now)).then(|| {
+    (!observed_equal(&status.actual, &now)).then(|| {
         format!(
             "accept refused: the live value moved from {} to {} since the drift was recorded; nothing changed, check the drift again and re-annotate",
             render_value(&status.actual),
@@ -205,7 +205,7 @@ fn hold(
     plan: &mut Plan,
 ) {
     let value = t.status.actual.clone();
-    let spec_value = inputs.provisioned.spec.desired.get(a.field).cloned().unwrap_or_default();
+    let spec_value = inputs.provisioned.spec.desired.get(a.field).unwrap_or_default();
     desired.to_mut().insert(a.field.to_owned(), value.clone());
     pending.entries.retain(|e| e.field != a.field);
     pending.entries.push(PendingGitChange {

@@ -57,7 +57,7 @@ fn differences(desired: &Fields, view: &LiveView<'_>, rules: &Effective<'_>) -> 
     let mut found = Vec::new();
     let mut ignored = IgnoredFields::new();
     for (field, expected) in desired.iter() {
-        match compare_field(field, expected, view, &rules.field(field)) {
+        match compare_field(field, &expected, view, &rules.field(field)) {
             Compared::InSync => {}
             Compared::Drifted(fd) => found.push(fd),
             Compared::Ignored(ids) => {
@@ -219,7 +219,7 @@ fn report_taken_back(inputs: &Inputs<'_>, field: &str, t: &Tracked, plan: &mut P
     let spec = inputs.provisioned.spec.desired.get(field);
     let taken_back = s.phase == DriftPhase::Accepted
         && s.accept_mode.as_deref() == Some(AcceptMode::Spec.as_str())
-        && spec.is_some_and(|v| !loosely_equal(v, &s.actual));
+        && spec.as_ref().is_some_and(|v| !loosely_equal(v, &s.actual));
     if !taken_back {
         return;
     }
@@ -233,7 +233,7 @@ fn report_taken_back(inputs: &Inputs<'_>, field: &str, t: &Tracked, plan: &mut P
             "{field}: the value {} accepted by {} was taken back by {manager}, which set {}; the controller does not fight for the field. Annotate the CloudProvisioned {ANNOTATION_ACCEPT_MODE}=overlay so that accepts survive GitOps syncs",
             render_value(&s.actual),
             s.resolved_by.as_deref().unwrap_or("unknown"),
-            spec.map(render_value).unwrap_or_default(),
+            spec.as_ref().map(render_value).unwrap_or_default(),
         ),
     });
 }
@@ -262,7 +262,7 @@ fn close_fixed(
             continue;
         }
         match desired.get(field) {
-            Some(now) if !loosely_equal(now, &t.status.expected) => accepted_in_git(inputs, field, t, plan),
+            Some(now) if !loosely_equal(&now, &t.status.expected) => accepted_in_git(inputs, field, t, plan),
             Some(_) => close_stale(inputs, field, t, "the live value matches spec.desired again", plan),
             None => close_stale(inputs, field, t, "the field is no longer in spec.desired", plan),
         }

@@ -31,7 +31,7 @@ fn preview_of(
         return Err(format!("only DigitalOcean resources can be reverted, not {}", resource.spec.provider));
     }
     let value = desired.get(field).ok_or_else(|| format!("{field} is no longer in spec.desired"))?;
-    revert::preview(target, field, value, view, &rules.field(field))
+    revert::preview(target, field, &value, view, &rules.field(field))
 }
 
 /// The other CloudProvisioneds naming the same resource that want another value for `field`.
@@ -41,7 +41,7 @@ pub(super) fn conflicts_for(inputs: &Inputs<'_>, field: &str, desired: &Fields) 
         let theirs = p.spec.desired.get(field)?;
         Some((format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()), theirs))
     });
-    revert::conflicts(own, peers)
+    revert::conflicts(&own, peers)
 }
 
 /// Carries out or refuses each revert approval; runs before the previews are

@@ -56,7 +56,7 @@ pub enum Compared {
 pub fn compare_field(field: &str, expected: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>) -> Compared {
     let observed = live.resolve(field);
     if rules.ignore.is_empty() && rules.mode == MatchMode::Exact {
-        return if observed_equal(expected, observed) {
+        return if observed_equal(expected, &observed) {
             Compared::InSync
         } else {
             Compared::Drifted(FieldDrift {

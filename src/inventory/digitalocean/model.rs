@@ -422,11 +422,11 @@ mod tests {
         assert_eq!(s.size_slug.as_deref(), Some("s-1vcpu-1gb"));
         assert_eq!(s.tags, Some(vec!["web".to_string(), "env:prod".to_string()]));
         let a = s.attrs.unwrap();
-        assert_eq!(a["image"], "ubuntu-20-04-x64");
-        assert_eq!(a["vcpus"], 1);
-        assert_eq!(a["public_ipv4"], "192.241.165.154");
-        assert_eq!(a["private_ipv4"], "10.128.192.124");
-        assert_eq!(a["vpc_uuid"], "760e09ef-dc84-11e8-981e-3cfdfeaae000");
+        assert_eq!(a.get("image").unwrap(), "ubuntu-20-04-x64");
+        assert_eq!(a.get("vcpus").unwrap(), 1);
+        assert_eq!(a.get("public_ipv4").unwrap(), "192.241.165.154");
+        assert_eq!(a.get("private_ipv4").unwrap(), "10.128.192.124");
+        assert_eq!(a.get("vpc_uuid").unwrap(), "760e09ef-dc84-11e8-981e-3cfdfeaae000");
     }
 
     #[test]
