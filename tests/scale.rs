@@ -364,15 +364,17 @@ async fn scale() {
             continue;
         }
 
-        // Steady state: a full resync (jittered up to +10%) plus margin.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Steady state: one full pass of the periodic re-check (the first
+        // begins one interval after the start, and takes the interval) plus margin.
+        let first_pass = started + run.resync;
+        tokio::time::sleep_until(first_pass.max(Instant::now() + Duration::from_secs(2)).into()).await;
         let (w0, r0, a0, cpu0) = (
             controller.metric("arcadia_drift_api_writes_total"),
             controller.metric("arcadia_drift_reconciles_total"),
             apiserver_writes(&client).await,
             controller.cpu_seconds(),
         );
-        tokio::time::sleep(run.resync.mul_f64(1.15) + Duration::from_secs(2)).await;
+        tokio::time::sleep(run.resync + Duration::from_secs(5)).await;
         let (w1, r1, a1, cpu1) = (
             controller.metric("arcadia_drift_api_writes_total"),
             controller.metric("arcadia_drift_reconciles_total"),

@@ -7,6 +7,7 @@
 //! - [`index`]: watch-fed indexes (CloudResource => CloudProvisioneds, CloudProvisioned => Drifts);
 //! - [`metrics`]: the controller's Prometheus metrics;
 //! - [`summary`]: the open-drifts gauge and the periodic sweep summary;
+//! - [`resync`]: the periodic re-check of every object, spread over the interval;
 //! - this module: [`DriftController`], which puts them together.
 
 pub mod caches;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod plan;
 pub mod policy_status;
 pub mod reconcile;
+pub mod resync;
 pub mod summary;
 
 use crate::api::{CloudResource, DriftPolicy};
@@ -137,6 +139,7 @@ impl DriftController {
             })
             .watches_stream(watches.policies, by_policy)
             .reconcile_on(write_back_done)
+            .reconcile_on(resync::every(caches.provisioned.clone(), settings.resync_interval))
             .with_config(controller::Config::default().concurrency(settings.concurrency))
             .graceful_shutdown_on(stop.stopped())
             .run(reconcile::reconcile, reconcile::error_policy, context)

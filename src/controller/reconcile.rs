@@ -164,7 +164,8 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         observe_detection(&ctx, resource.as_deref());
     }
     result?;
-    Ok(Action::requeue(jittered(ctx.resync_interval, &name)))
+    // The periodic re-check comes from `resync::every`, not a requeue per object.
+    Ok(Action::await_change())
 }
 
 /// The API server refuses new objects in a namespace being deleted.

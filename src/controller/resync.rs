@@ -1,0 +1,110 @@
+//! The periodic re-check of every CloudProvisioned, as one stream that walks
+//! the cache over each interval. A reconcile that ended with
+//! `Action::requeue(interval)` would instead leave one entry per object in
+//! kube-runtime's scheduler (a delay-queue slot and a copy of the object's
+//! reference, about 800 bytes each: 8 MB at 10,000 objects) for the whole
+//! interval. Walking the cache keeps only the names of the current pass, and
+//! spreads the checks evenly, so a resync never arrives as one burst.
+
+use futures::Stream;
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Every object in `store`, once per `interval`, evenly spaced; the first
+/// pass starts one interval from now (the initial list has just checked all).
+pub fn every<K>(store: Store<K>, interval: Duration) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let pass = Pass { refs: VecDeque::new(), next: Instant::now() + interval, gap: interval };
+    futures::stream::unfold((store, pass), move |(store, mut pass)| async move {
+        loop {
+            tokio::time::sleep_until(pass.next).await;
+            if let Some(next) = pass.refs.pop_front() {
+                pass.next += pass.gap;
+                return Some((next, (store, pass)));
+            }
+            pass = Pass::over(&store, interval);
+        }
+    })
+}
+
+/// One walk over the cache: the names it had when the pass began (names, not
+/// the objects, so a pass never keeps an old copy of an object alive).
+struct Pass<K: Resource<DynamicType = ()>> {
+    refs: VecDeque<ObjectRef<K>>,
+    next: Instant,
+    gap: Duration,
+}
+
+impl<K> Pass<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    fn over(store: &Store<K>, interval: Duration) -> Self {
+        let refs: VecDeque<ObjectRef<K>> = store
+            .state()
+            .iter()
+            .map(|o| {
+                let name = ObjectRef::new(o.meta().name.as_deref().unwrap_or_default());
+                match o.meta().namespace.as_deref() {
+                    Some(ns) => name.within(ns),
+                    None => name,
+                }
+            })
+            .collect();
+        // An empty cache is looked at again after a whole interval.
+        let gap = interval / u32::try_from(refs.len().max(1)).unwrap_or(u32::MAX);
+        Pass { refs, next: Instant::now(), gap }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+
+    fn cm(name: &str) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("ns".into());
+        c
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_object_once_per_interval_evenly_spaced_and_later_objects_in_the_next_pass() {
+        let mut writer = Writer::<ConfigMap>::default();
+        for e in [Event::Init, Event::InitApply(cm("a")), Event::InitApply(cm("b")), Event::InitDone] {
+            writer.apply_watcher_event(&e);
+        }
+        let started = Instant::now();
+        let mut stream = Box::pin(every(writer.as_reader(), Duration::from_secs(60)));
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let r = stream.next().await.unwrap();
+            seen.push((r.name.clone(), started.elapsed().as_secs()));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [("a".to_string(), 60), ("b".to_string(), 90)],
+            "the first pass after one interval, 30 s apart"
+        );
+
+        writer.apply_watcher_event(&Event::Apply(cm("c")));
+        writer.apply_watcher_event(&Event::Delete(cm("a")));
+        let mut second = Vec::new();
+        for _ in 0..2 {
+            second.push(stream.next().await.unwrap().name);
+        }
+        second.sort();
+        assert_eq!(second, ["b", "c"], "the next pass takes the cache as it is then");
+        assert_eq!(started.elapsed().as_secs(), 150, "the second pass begins when the first ends");
+    }
+}
