@@ -57,7 +57,7 @@ pub struct RunArgs {
     /// Watch CloudProvisioned and Drift objects in this namespace only (default: all namespaces).
     #[arg(long, env = "ARCADIA_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Periodic re-check of every CloudProvisioned, jittered by ±10% (e.g. 30s, 5m, 1h).
+    /// Periodic re-check of every CloudProvisioned, spread evenly over the interval (e.g. 30s, 5m, 1h).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
     /// Inventory synced longer ago than this never closes a drift as Stale.
@@ -226,7 +226,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
         Command::Run(args) => {
-            limit_malloc_arenas();
+            crate::runtime::memory::limit_malloc_arenas();
             init_tracing();
             let identity = args.identity.clone().unwrap_or_else(default_identity);
             let digitalocean = digitalocean_config(&args)?;
@@ -360,17 +360,6 @@ fn writeback_settings(args: &RunArgs) -> Result<Option<crate::writeback::Writeba
         credentials_secret: args.git_credentials_secret.clone(),
         argocd_namespace: args.argocd_namespace.clone(),
     }))
-}
-
-/// glibc gives each thread that allocates its own malloc arena and keeps freed
-/// memory there; with a multi-threaded runtime that inflates the resident size
-/// of a process whose caches churn. Two arenas keep it close to what is in use.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any other thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }
 
 fn init_tracing() {

@@ -164,10 +164,15 @@ pub fn compact_drift(d: &mut Drift) {
     d.managed_fields_mut().clear();
 }
 
-/// A CloudResource as cached: its live state, no managedFields or annotations.
+/// A CloudResource as cached: its name, labels, spec and live state. No
+/// managedFields or annotations, and no uid or resourceVersion: nothing reads
+/// them (the syncer's writes are server-side applies), and the store's key
+/// copies both again. The watch tracks resourceVersions before this runs.
 pub fn compact_resource(r: &mut CloudResource) {
     r.managed_fields_mut().clear();
     r.annotations_mut().clear();
+    r.metadata.uid = None;
+    r.metadata.resource_version = None;
 }
 
 fn watch_resources(

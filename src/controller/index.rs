@@ -7,37 +7,43 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// An object by `namespace/name` (or `name` when cluster-scoped): one shared
+/// string where an `ObjectRef` holds two (and, from `ObjectRef::from`, a uid
+/// and a resourceVersion too).
+type Id = Arc<str>;
 
 pub struct RefIndex<K: Resource<DynamicType = ()>> {
-    // One entry per object at 10,000s of objects, so kept small: a Vec (most
-    // keys have one object), boxed strings, and references without the
-    // resourceVersion and uid that `ObjectRef::from` copies in.
-    by_key: HashMap<Box<str>, Vec<ObjectRef<K>>>,
-    key_of: HashMap<ObjectRef<K>, Box<str>>,
+    // One entry per object at 10,000s of objects, so kept small: each object's
+    // id and each key is one string shared by both maps, and a key's objects
+    // a Vec (most keys have one object).
+    by_key: HashMap<Arc<str>, Vec<Id>>,
+    key_of: HashMap<Id, Arc<str>>,
     /// Objects seen since the last `Init` of a relist; swapped in at `InitDone`
     /// so objects deleted while the watch was down drop out.
-    relist: Option<Vec<(ObjectRef<K>, Box<str>)>>,
+    relist: Option<Vec<(Id, Arc<str>)>>,
     key_fn: fn(&K) -> Option<String>,
+    kind: PhantomData<fn() -> K>,
 }
 
 impl<K> RefIndex<K>
 where
     K: Resource<DynamicType = ()> + Clone,
-    ObjectRef<K>: Hash + Eq,
 {
     pub fn new(key_fn: fn(&K) -> Option<String>) -> Self {
-        Self { by_key: HashMap::new(), key_of: HashMap::new(), relist: None, key_fn }
+        Self { by_key: HashMap::new(), key_of: HashMap::new(), relist: None, key_fn, kind: PhantomData }
     }
 
     pub fn on_event(&mut self, event: &watcher::Event<K>) {
         match event {
-            watcher::Event::Apply(obj) => self.upsert(bare_ref(obj), self.key(obj)),
-            watcher::Event::Delete(obj) => self.remove(&bare_ref(obj)),
+            watcher::Event::Apply(obj) => self.upsert(id_of(obj), self.key(obj)),
+            watcher::Event::Delete(obj) => self.remove(&id_of(obj)),
             watcher::Event::Init => self.relist = Some(Vec::new()),
             watcher::Event::InitApply(obj) => {
                 if let Some(key) = self.key(obj) {
-                    self.relist.get_or_insert_with(Vec::new).push((bare_ref(obj), key));
+                    self.relist.get_or_insert_with(Vec::new).push((id_of(obj), key));
                 }
             }
             watcher::Event::InitDone => {
@@ -53,27 +59,27 @@ where
         }
     }
 
-    fn key(&self, obj: &K) -> Option<Box<str>> {
-        (self.key_fn)(obj).map(String::into_boxed_str)
+    fn key(&self, obj: &K) -> Option<Arc<str>> {
+        (self.key_fn)(obj).map(Arc::from)
     }
 
-    fn upsert(&mut self, obj: ObjectRef<K>, key: Option<Box<str>>) {
+    fn upsert(&mut self, obj: Id, key: Option<Arc<str>>) {
         if self.key_of.get(&obj) == key.as_ref() {
             return;
         }
         self.remove(&obj);
         if let Some(key) = key {
-            match self.by_key.get_mut(&key) {
-                Some(objects) => objects.push(obj.clone()),
-                None => {
-                    self.by_key.insert(key.clone(), vec![obj.clone()]);
-                }
-            }
+            // Objects with the same key share the key's string.
+            let (key, objects) = match self.by_key.get_key_value(&key) {
+                Some((shared, _)) => (shared.clone(), self.by_key.get_mut(&key).expect("just found")),
+                None => (key.clone(), self.by_key.entry(key).or_default()),
+            };
+            objects.push(obj.clone());
             self.key_of.insert(obj, key);
         }
     }
 
-    fn remove(&mut self, obj: &ObjectRef<K>) {
+    fn remove(&mut self, obj: &Id) {
         if let Some(old) = self.key_of.remove(obj)
             && let Some(objects) = self.by_key.get_mut(&old)
         {
@@ -85,7 +91,7 @@ where
     }
 
     pub fn get(&self, key: &str) -> Vec<ObjectRef<K>> {
-        self.by_key.get(key).cloned().unwrap_or_default()
+        self.by_key.get(key).map(|ids| ids.iter().map(|id| object_ref(id)).collect()).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -97,12 +103,18 @@ where
     }
 }
 
-/// The object's name and namespace only: what identifies it.
-fn bare_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
-    let r = ObjectRef::new(&obj.name_any());
+fn id_of<K: Resource<DynamicType = ()>>(obj: &K) -> Id {
     match obj.namespace() {
-        Some(ns) => r.within(&ns),
-        None => r,
+        Some(ns) => Arc::from(format!("{ns}/{}", obj.name_any())),
+        None => Arc::from(obj.name_any()),
+    }
+}
+
+/// Names and namespaces hold no `/`, so the id splits back unambiguously.
+fn object_ref<K: Resource<DynamicType = ()>>(id: &str) -> ObjectRef<K> {
+    match id.split_once('/') {
+        Some((ns, name)) => ObjectRef::new(name).within(ns),
+        None => ObjectRef::new(id),
     }
 }
 

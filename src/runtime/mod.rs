@@ -5,6 +5,7 @@
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz` on one port;
 //! - [`health`]: what `/readyz` reports (leading, synced, standby);
 //! - [`leader`]: leader election on a Lease;
+//! - [`memory`]: malloc arenas and returning freed memory to the system;
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a stop flag;
 //! - [`metrics`]: the shared registry and the API-writes counter every component feeds;
 //! - [`ratelimit`]: client-side request budgets (Kubernetes and DigitalOcean);
@@ -18,6 +19,7 @@ pub mod health;
 pub mod http;
 pub mod jitter;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod ratelimit;
 pub mod relist;
