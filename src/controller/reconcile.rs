@@ -86,6 +86,8 @@ impl Error {
     }
 }
 
+/// One reconcile of a CloudProvisioned. It never asks to be requeued when it
+/// succeeds: the periodic re-check comes from `resync::every`.
 pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Until both caches hold a full list, an absent CloudResource or Drift means
     // "not seen yet", not "does not exist": deciding then would report resources
@@ -164,7 +166,6 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         observe_detection(&ctx, resource.as_deref());
     }
     result?;
-    // The periodic re-check comes from `resync::every`, not a requeue per object.
     Ok(Action::await_change())
 }
 
