@@ -137,7 +137,7 @@ node_images() {
   mkdir "$work/rootfs" && cp "$bin" "$work/rootfs/pause"
   tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" .
   "$here/podman" rmi -f "$PAUSE_IMAGE" >/dev/null 2>&1 || true
-  "$here/podman" import --change 'USER 65535:65535' --change 'ENTRYPOINT ["/pause"]' \
+  "$here/podman" import -q --change 'USER 65535:65535' --change 'ENTRYPOINT ["/pause"]' \
     "$work/rootfs.tar" "$PAUSE_IMAGE" >/dev/null
   node_load_image "$PAUSE_IMAGE"
   rm -rf "$work"
@@ -148,7 +148,7 @@ node_load_image() {
   local image=$1 archive
   archive=$(mktemp --suffix .tar)
   rm -f "$archive"
-  "$here/podman" save --format docker-archive -o "$archive" "$image" >/dev/null
+  "$here/podman" save -q --format docker-archive -o "$archive" "$image" >/dev/null
   ctr --address "$node/containerd.sock" -n k8s.io images import --no-unpack=false "$archive" >/dev/null
   rm -f "$archive"
 }

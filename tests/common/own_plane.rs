@@ -13,9 +13,19 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts one, with these extra kube-apiserver flags (may be empty).
     pub fn up(apiserver_args: &str) -> Self {
+        Self::start(&["up"], apiserver_args)
+    }
+
+    /// Starts one with a node (`up --node`): containerd, a kubelet, a scheduler.
+    #[allow(dead_code)]
+    pub fn up_node() -> Self {
+        Self::start(&["up", "--node"], "")
+    }
+
+    fn start(args: &[&str], apiserver_args: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("arcadia-own-cp-{}", super::unique_suffix()));
         let out = Command::new(super::repo_root().join("scripts/control-plane"))
-            .arg("up")
+            .args(args)
             .env("ARCADIA_CONTROL_PLANE_DIR", &dir)
             .env("ARCADIA_APISERVER_ARGS", apiserver_args)
             .output()
@@ -25,10 +35,19 @@ impl ControlPlane {
         ControlPlane { dir, kubeconfig: PathBuf::from(last) }
     }
 
+    /// A client of this control plane.
+    #[allow(dead_code)]
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("the plane's kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("a config");
+        kube::Client::try_from(config).expect("a client")
+    }
+
     pub fn run(&self, tool: &str, args: &[&str]) -> Output {
         Command::new(super::repo_root().join("scripts").join(tool))
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
+            .env("ARCADIA_CONTROL_PLANE_DIR", &self.dir)
             .output()
             .unwrap_or_else(|e| panic!("run {tool}: {e}"))
     }
