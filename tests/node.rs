@@ -95,6 +95,26 @@ async fn the_leader(client: &Client) -> Option<Pod> {
     (leaders.len() == 1).then(|| leaders.into_iter().next().unwrap())
 }
 
+/// The node's controller processes, seen from the host: pid, `/proc/<pid>/status`
+/// and the line of `/proc/<pid>/mountinfo` for the container's root.
+fn controller_processes() -> Vec<(u32, String, String)> {
+    let found: Vec<(u32, String, String)> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+            (cgroup.contains("kubepods") && cmdline.starts_with("/usr/local/bin/arcadia-drift")).then_some(pid)?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+            let root = mounts.lines().find(|l| l.split_whitespace().nth(4) == Some("/"))?.to_owned();
+            Some((pid, status, root))
+        })
+        .collect();
+    assert_eq!(found.len(), 2, "two controller processes in the node's pods");
+    found
+}
+
 #[tokio::test]
 async fn the_chart_on_a_node_elects_one_leader_detects_fails_over_rolls_and_uninstalls() {
     let plane = ControlPlane::up_node();
@@ -118,6 +138,21 @@ async fn the_chart_on_a_node_elects_one_leader_detects_fails_over_rolls_and_unin
         (all.len() == 2 && all.iter().all(ready) && all.iter().filter(|p| is_leader(p)).count() == 1).then_some(())
     })
     .await;
+
+    let all = pods(&client).await;
+    let readyz: Vec<String> = all.iter().filter_map(|p| pod_get(p, "/readyz")).collect();
+    assert!(
+        readyz.iter().filter(|r| r.contains("leading")).count() == 1 && readyz.iter().any(|r| r.contains("standby")),
+        "/readyz: one leading, one standby: {readyz:?}"
+    );
+    for (pid, status, root) in controller_processes() {
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or_default();
+        assert!(uid.split_whitespace().skip(1).all(|u| u == "65532"), "pod process {pid} runs as 65532: {uid}");
+        assert!(
+            root.split_whitespace().nth(5).is_some_and(|o| o.split(',').any(|f| f == "ro")),
+            "read-only root: {root}"
+        );
+    }
 
     // Detection and accept, through the pods.
     let ns = common::namespace(&client, "node").await;

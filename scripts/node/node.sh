@@ -28,7 +28,19 @@ NODE_BRIDGE=arcadia0
 NODE_SUBNET=10.89.0
 PAUSE_IMAGE=localhost/arcadia-pause:1
 
+# One node per machine: the bridge, the DNAT rule and the kubelet's ports are the host's.
+NODE_OWNER=${TMPDIR:-/tmp}/arcadia-drift-node.owner
+
 node_enabled() { [[ -d $node ]]; }
+
+node_claim() {
+  local owner
+  owner=$(cat "$NODE_OWNER" 2>/dev/null || true)
+  if [[ -n $owner && $owner != "$state" && -f $owner/kubelet.pid ]] && kill -0 "$(cat "$owner/kubelet.pid")" 2>/dev/null; then
+    die "a node already runs for the control plane in $owner; one node per machine (stop it with ARCADIA_CONTROL_PLANE_DIR=$owner scripts/control-plane down)"
+  fi
+  echo "$state" >"$NODE_OWNER"
+}
 
 node_ready() {
   alive containerd && alive kubelet && alive kube-scheduler || return 1
@@ -46,6 +58,7 @@ node_up() {
   [[ -x /usr/lib/cni/bridge ]] || die "the CNI plugins are not installed (apt-get install containernetworking-plugins)"
   [[ -x $kubelet_bin && -x $scheduler_bin ]] || "$here/build-tools" node
   [[ -n $(node_ip) ]] || die "no non-loopback IPv4 address for the node"
+  node_claim
   mkdir -p "$node"/{cni,cni-ipam,kubelet,pod-logs,containerd}
   node_network
   node_configs
@@ -193,4 +206,5 @@ node_down() {
     iptables -t nat -D "${rule[@]}" 2>/dev/null || true
   fi
   ip link del "$NODE_BRIDGE" 2>/dev/null || true
+  [[ $(cat "$NODE_OWNER" 2>/dev/null) != "$state" ]] || rm -f "$NODE_OWNER"
 }

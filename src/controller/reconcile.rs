@@ -81,6 +81,10 @@ impl Error {
         }
     }
 
+    fn is_not_found(&self) -> bool {
+        matches!(self.source(), kube::Error::Api(s) if s.code == 404)
+    }
+
     fn is_conflict(&self) -> bool {
         matches!(self.source(), kube::Error::Api(s) if s.code == 409)
     }
@@ -148,7 +152,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         drift_refs.iter().filter_map(|d| Some((d.name_any(), d.resource_version()?))).collect();
     let result = write(&ctx, &p, plan, &versions, &mut written).await;
     if let Err(error) = &result
-        && error.is_gone()
+        && gone(&ctx, &p, error).await
     {
         tracing::debug!(%error, "the object or its namespace is being deleted; nothing left to write");
         return Ok(Action::await_change());
@@ -167,6 +171,24 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     }
     result?;
     Ok(Action::await_change())
+}
+
+/// Whether `error` only says that `p` went away under the reconcile. A Drift
+/// that is not found may be one the garbage collector removed because `p` was
+/// deleted: the API server, not the cache (which may lag), says whether it was.
+async fn gone(ctx: &Context, p: &CloudProvisioned, error: &Error) -> bool {
+    if error.is_gone() {
+        return true;
+    }
+    if !matches!(error, Error::WriteDrift { .. }) || !error.is_not_found() {
+        return false;
+    }
+    let api: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    match api.get_opt(&p.name_any()).await {
+        Ok(None) => true,
+        Ok(Some(now)) => now.metadata.deletion_timestamp.is_some() || now.uid() != p.uid(),
+        Err(_) => false,
+    }
 }
 
 /// The API server refuses new objects in a namespace being deleted.
