@@ -14,27 +14,15 @@ use arcadia_drift::detect::{LiveView, compare_field, detect};
 use arcadia_drift::policy::{PolicyIndex, effective};
 use criterion::{Criterion, Throughput, criterion_group};
 use serde_json::json;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "../tests/common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 struct Fixture {
     desired: Fields,
@@ -91,11 +79,11 @@ impl Fixture {
 fn allocations_per_comparison(f: &Fixture) -> f64 {
     let live = f.live();
     let rounds = 10_000;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_alloc::made();
     for _ in 0..rounds {
         black_box(detect(black_box(&f.desired), black_box(&live)));
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / rounds as f64
+    (counting_alloc::made() - before) as f64 / rounds as f64
 }
 
 fn bench(c: &mut Criterion) {

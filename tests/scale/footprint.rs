@@ -11,35 +11,11 @@ use arcadia_drift::runtime::relist::InPlace;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::Event;
 use kube::{Client, Resource};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
-struct Counting;
-
-static BYTES: AtomicIsize = AtomicIsize::new(0);
-static ALLOCATIONS: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        ALLOCATIONS.fetch_sub(1, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "../common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static COUNTING: Counting = Counting;
+static COUNTING: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Heap bytes and allocations per object that a store of `objects` holds.
 /// Other threads allocate too, so the harness measures while it is otherwise idle.
@@ -50,14 +26,15 @@ where
     objects.iter_mut().for_each(compact);
     let n = objects.len().max(1) as isize;
     let (store, mut writer) = InPlace::<K>::store();
-    let (bytes, allocations) = (BYTES.load(Ordering::SeqCst), ALLOCATIONS.load(Ordering::SeqCst));
+    let (bytes, allocations) = counting_alloc::held();
     writer.apply(&Event::Init);
     for object in &objects {
         writer.apply(&Event::InitApply(object.clone()));
     }
     writer.apply(&Event::InitDone);
-    let held = (BYTES.load(Ordering::SeqCst) - bytes) / n;
-    let count = (ALLOCATIONS.load(Ordering::SeqCst) - allocations) / n;
+    let (bytes_now, allocations_now) = counting_alloc::held();
+    let held = (bytes_now - bytes) / n;
+    let count = (allocations_now - allocations) / n;
     assert_eq!(store.state().len(), objects.len(), "the store holds every object");
     (held.max(0) as usize, count.max(0) as usize)
 }
