@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Serve /metrics only to requests with `Authorization: Bearer <this file's contents>`
+    /// (read at every scrape, so a rotated Secret applies); /healthz and /readyz stay open.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_token_file: Option<PathBuf>,
     /// CloudProvisioned objects reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -127,10 +131,12 @@ pub struct RunArgs {
     /// The namespace of Argo CD Applications named in tracking ids without one.
     #[arg(long, default_value = "argocd")]
     pub argocd_namespace: String,
-    /// A DigitalOcean API token (read scopes); when set, `run` also syncs the
-    /// DigitalOcean inventory into CloudResource objects.
-    #[arg(long = "digitalocean-token", env = "DIGITALOCEAN_TOKEN", hide_env_values = true, hide = true)]
-    pub digitalocean_token: Option<String>,
+    /// A file holding the DigitalOcean API token (read scopes; a mounted
+    /// Secret's key); when set, `run` also syncs the DigitalOcean inventory into
+    /// CloudResource objects. The environment variable DIGITALOCEAN_TOKEN is
+    /// still read when no file is given.
+    #[arg(long, value_name = "PATH")]
+    pub digitalocean_token_file: Option<PathBuf>,
     /// Base URL of the DigitalOcean API.
     #[arg(long, default_value = crate::inventory::digitalocean::client::DEFAULT_API_URL)]
     pub digitalocean_api_url: String,
@@ -228,6 +234,7 @@ fn run(cli: Cli) -> Result<u8, String> {
         Command::Run(args) => {
             crate::runtime::memory::limit_malloc_arenas();
             init_tracing();
+            crate::runtime::secrets::forbid_inspection()?;
             let identity = args.identity.clone().unwrap_or_else(default_identity);
             let digitalocean = digitalocean_config(&args)?;
             let writeback = writeback_settings(&args)?;
@@ -239,6 +246,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 api_qps: args.api_qps,
                 api_burst: args.api_burst,
                 metrics_addr: args.metrics_addr,
+                metrics_token_file: args.metrics_token_file,
                 lease,
                 controller: crate::controller::Settings {
                     namespace: args.namespace,
@@ -300,9 +308,9 @@ fn print_out(text: &str) -> Result<(), String> {
 
 fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::DigitalOceanConfig>, String> {
     use crate::inventory::digitalocean::{DoType, client};
-    let Some(token) = args.digitalocean_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+    let Some(token) = digitalocean_token(args)? else {
         if args.enable_revert {
-            return Err("--enable-revert needs a DigitalOcean token (DIGITALOCEAN_TOKEN) with the write scopes in docs/revert.md".into());
+            return Err("--enable-revert needs a DigitalOcean token (--digitalocean-token-file or DIGITALOCEAN_TOKEN) with the write scopes in docs/revert.md".into());
         }
         return Ok(None);
     };
@@ -342,6 +350,22 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
     }))
 }
 
+/// The token from `--digitalocean-token-file`, else from DIGITALOCEAN_TOKEN,
+/// which is then taken out of the environment so no child inherits it.
+fn digitalocean_token(args: &RunArgs) -> Result<Option<String>, String> {
+    const VAR: &str = "DIGITALOCEAN_TOKEN";
+    let from_env = std::env::var(VAR).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    // SAFETY: called from `main` before the async runtime or any other thread starts.
+    unsafe { std::env::remove_var(VAR) };
+    match (&args.digitalocean_token_file, from_env) {
+        (Some(path), None) => crate::runtime::secrets::read_token_file(path, "--digitalocean-token-file").map(Some),
+        (Some(_), Some(_)) => {
+            Err(format!("both --digitalocean-token-file and {VAR} are set: give the token one way only"))
+        }
+        (None, token) => Ok(token),
+    }
+}
+
 fn writeback_settings(args: &RunArgs) -> Result<Option<crate::writeback::WritebackSettings>, String> {
     if !args.git_writeback {
         return Ok(None);
@@ -356,6 +380,7 @@ fn writeback_settings(args: &RunArgs) -> Result<Option<crate::writeback::Writeba
             allow_insecure_http: args.git_allow_insecure_http,
             max_attempts: 3,
             timeout: Duration::from_secs(60),
+            max_fetch_bytes: crate::writeback::git::GitSettings::MAX_FETCH_BYTES,
         },
         credentials_secret: args.git_credentials_secret.clone(),
         argocd_namespace: args.argocd_namespace.clone(),

@@ -21,6 +21,7 @@ fn settings(push_branch: Option<&str>) -> GitSettings {
         allow_insecure_http: true,
         max_attempts: 3,
         timeout: Duration::from_secs(30),
+        max_fetch_bytes: GitSettings::MAX_FETCH_BYTES,
     }
 }
 

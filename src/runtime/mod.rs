@@ -7,6 +7,7 @@
 //! - [`leader`]: leader election on a Lease;
 //! - [`memory`]: malloc arenas and returning freed memory to the system;
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a stop flag;
+//! - [`secrets`]: token files, and no inspection of the process by its own uid;
 //! - [`metrics`]: the shared registry and the API-writes counter every component feeds;
 //! - [`ratelimit`]: client-side request budgets (Kubernetes and DigitalOcean);
 //! - [`relist`]: a reflector store that applies a relist in place (one copy of each object);
@@ -23,6 +24,7 @@ pub mod memory;
 pub mod metrics;
 pub mod ratelimit;
 pub mod relist;
+pub mod secrets;
 pub mod shutdown;
 pub mod watchlist;
 

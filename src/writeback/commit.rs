@@ -1,5 +1,5 @@
 //! What a write-back commit says and where it goes: the message and its
-//! trailer, the author, the review branch's name, and which remotes are safe.
+//! trailer, the author and the review branch's name.
 //! Pure.
 
 use crate::detect::render_value;
@@ -70,41 +70,6 @@ pub fn parse_author(text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), email.trim().to_owned()))
 }
 
-/// How a push authenticates, as far as choosing a remote is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Auth {
-    None,
-    /// HTTP basic (username and password or token).
-    Basic,
-    /// An SSH key with the server's known host keys.
-    Ssh,
-}
-
-/// Refuses remotes this controller will not push to: credentials over plain
-/// `http://` unless insecure HTTP is allowed, an SSH remote without an SSH
-/// key, and anything but HTTP(S) and SSH.
-pub fn check_remote(url: &str, auth: Auth, allow_insecure_http: bool) -> Result<(), String> {
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    let scp_like = scheme.is_none() && url.contains('@') && url.contains(':');
-    match (scheme.as_deref(), auth) {
-        (Some("https"), Auth::None | Auth::Basic) => Ok(()),
-        (Some("http"), Auth::None) => Ok(()),
-        (Some("http"), Auth::Basic) if allow_insecure_http => Ok(()),
-        (Some("http"), Auth::Basic) => Err(format!(
-            "refusing to send Git credentials over plain http to {url}; use https, or --git-allow-insecure-http"
-        )),
-        (Some("http" | "https"), Auth::Ssh) => {
-            Err(format!("the credentials are an SSH key (identity), but {url} is an HTTP(S) remote"))
-        }
-        (Some("ssh"), Auth::Ssh) => Ok(()),
-        (None, Auth::Ssh) if scp_like => Ok(()),
-        (Some("ssh"), _) | (None, _) if scp_like || scheme.is_some() => Err(format!(
-            "{url} is an SSH remote: its credentials Secret needs `identity` and `known_hosts` (Flux GitRepository format)"
-        )),
-        _ => Err(format!("Git remote {url:?} is neither an http(s) nor an ssh URL")),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -143,28 +108,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn authors_and_remotes_are_checked() {
+    fn authors_are_checked() {
         assert_eq!(
             parse_author("arcadia-drift <arcadia-drift@localhost>"),
             Ok(("arcadia-drift".into(), "arcadia-drift@localhost".into()))
         );
         assert!(parse_author("nobody").is_err());
-        assert!(check_remote("https://git.example/r.git", Auth::Basic, false).is_ok());
-        assert!(check_remote("http://127.0.0.1/r.git", Auth::None, false).is_ok());
-        assert!(
-            check_remote("http://127.0.0.1/r.git", Auth::Basic, false)
-                .unwrap_err()
-                .contains("--git-allow-insecure-http")
-        );
-        assert!(check_remote("http://127.0.0.1/r.git", Auth::Basic, true).is_ok());
-        assert!(check_remote("git@github.com:o/r.git", Auth::Ssh, false).is_ok());
-        assert!(check_remote("ssh://git@127.0.0.1:2222/r.git", Auth::Ssh, false).is_ok());
-        assert!(
-            check_remote("git@github.com:o/r.git", Auth::Basic, true)
-                .unwrap_err()
-                .contains("needs `identity` and `known_hosts`")
-        );
-        assert!(check_remote("https://git.example/r.git", Auth::Ssh, false).unwrap_err().contains("HTTP(S) remote"));
-        assert!(check_remote("ftp://x/r.git", Auth::None, false).unwrap_err().contains("neither"));
     }
 }

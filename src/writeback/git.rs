@@ -1,18 +1,34 @@
 //! The Git side of a write-back, through the `git` command line: it speaks
 //! every transport and credential scheme users have, and is what the image
-//! carries. Each write-back works in a fresh temporary clone (shallow), so no
-//! state survives between attempts but what is in the remote.
+//! carries. Each write-back works in a fresh private bare repository (shallow
+//! fetch), so no state survives between attempts but what is in the remote.
+//!
+//! Git runs sealed, because the remote and everything in it are tenant data:
+//! - no working tree is ever checked out: manifests are read as blobs and the
+//!   commit is built with plumbing (`hash-object`, `update-index` on a private
+//!   index, `commit-tree`), so no file of the repository is interpreted by git
+//!   (a committed `.gitconfig`, `.gitattributes` or symbolic link is inert);
+//! - `HOME` and `XDG_CONFIG_HOME` are an empty private folder, no global or
+//!   system config is read, hooks and fsmonitor are off, only the remote's
+//!   own protocol is allowed, redirects are not followed, and every URL and
+//!   refspec follows `--end-of-options`;
+//! - every command has a deadline, its output a size bound, and the files it
+//!   writes (the fetched pack) a size limit (`RLIMIT_FSIZE`).
 //!
 //! Credentials travel in the environment of the git child process (an
-//! `http.extraHeader` set through `GIT_CONFIG_*`), never on a command line,
-//! in a URL, in a log or in an error.
+//! `http.<url>.extraHeader` scoped to the remote, set through `GIT_CONFIG_*`),
+//! never on a command line, in a URL, in a log or in an error.
 
-use super::commit::{Auth, Change, check_remote};
+use super::commit::Change;
 use super::files::{self, Decision};
+use super::remote_url::{self, Auth, RemoteUrl};
+use super::tree::{self, Blob, Limits};
+use base64::Engine;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Where to commit.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +87,14 @@ pub struct GitSettings {
     pub max_attempts: u32,
     /// How long one git command may take.
     pub timeout: Duration,
+    /// The largest file a git command may write: the fetched pack above all.
+    pub max_fetch_bytes: u64,
+}
+
+impl GitSettings {
+    /// The default bound of a fetch: far above a repository of manifests,
+    /// far below the chart's 256Mi scratch volume.
+    pub const MAX_FETCH_BYTES: u64 = 128 << 20;
 }
 
 /// What a write-back did.
@@ -106,6 +130,11 @@ impl GitError {
     }
 }
 
+/// What one git command may print (the tree listing, the blobs, the log).
+const MAX_OUTPUT_BYTES: usize = 32 << 20;
+/// What is kept of a failing command's error output.
+const MAX_ERROR_BYTES: usize = 16 << 10;
+
 /// Commits `change` to `remote` and pushes it, unless its commit or its value is there already.
 pub async fn write_back(
     settings: &GitSettings,
@@ -113,54 +142,76 @@ pub async fn write_back(
     credentials: Option<&Credentials>,
     change: &Change,
 ) -> Result<Pushed, GitError> {
+    let url = remote_url::parse(&remote.url).map_err(|e| GitError::Refused(e.to_string()))?;
     let auth = credentials.map_or(Auth::None, Credentials::auth);
-    check_remote(&remote.url, auth, settings.allow_insecure_http).map_err(GitError::Refused)?;
+    url.check_auth(auth, settings.allow_insecure_http).map_err(GitError::Refused)?;
+    remote_url::check_branch(&remote.branch).map_err(GitError::Refused)?;
+    let root = tree::normalize(&remote.path).map_err(|e| GitError::NotWritable(e.to_string()))?;
     let target = match &settings.push_branch {
         Some(template) => change.review_branch(template),
         None => remote.branch.clone(),
     };
-    let repo = Checkout::new(settings, remote, credentials).await?;
+    remote_url::check_branch(&target).map_err(GitError::Refused)?;
+    let repo = Scratch::new(settings, url, credentials).await?;
     for _ in 0..settings.max_attempts.max(1) {
         let base = repo.fetch(&remote.branch, &target).await?;
         if let Some(commit) = repo.find_trailer(&change.trailer()).await? {
             return Ok(Pushed::AlreadyCommitted { branch: target, commit });
         }
-        repo.git(&["checkout", "-q", "-f", "-B", "work", &base], "checkout").await?;
-        let path = match files::decide(&repo.manifests(&remote.path)?, change, &remote.path) {
-            Decision::Edit { path, text } => {
-                repo.write(&path, &text)?;
-                path
-            }
-            Decision::AlreadyInGit { path } => return Ok(Pushed::AlreadyInGit { branch: target, path }),
-            Decision::GitChanged { path, now } => {
-                return Err(GitError::NotWritable(files::describe_git_change(&path, &now, change)));
-            }
-            Decision::NotWritable(why) => return Err(GitError::NotWritable(why)),
+        let (path, blob) = match repo.decide(&base, &root, &remote.path, change).await? {
+            Decided::Edit { path, text, mode } => (path, repo.write_blob(&text, &mode).await?),
+            Decided::AlreadyInGit { path } => return Ok(Pushed::AlreadyInGit { branch: target, path }),
         };
-        repo.commit(&path, change).await?;
-        match repo.push(&target).await? {
-            true => {
-                let commit = repo.git(&["rev-parse", "HEAD"], "rev-parse").await?.trim().to_owned();
-                return Ok(Pushed::Committed { branch: target, commit, path });
-            }
+        let commit = repo.commit(&base, &path, &blob, change).await?;
+        match repo.push(&commit, &target).await? {
+            true => return Ok(Pushed::Committed { branch: target, commit, path }),
             false => tracing::info!(branch = %target, "push rejected: the branch moved; retrying on its new head"),
         }
     }
     Err(GitError::Raced { url: remote.url.clone(), branch: target, attempts: settings.max_attempts.max(1) })
 }
 
-/// A temporary local repository for one write-back, removed when dropped.
-struct Checkout<'a> {
+/// Removes the scratch folders of write-backs whose process is gone (a kill
+/// leaves its clone and its SSH key behind); called once at start.
+pub fn remove_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else { continue };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a write-back folder left by a killed process")
+                }
+                Err(error) => {
+                    tracing::warn!(path = %entry.path().display(), %error, "cannot remove a leftover write-back folder")
+                }
+            }
+        }
+    }
+}
+
+const SCRATCH_PREFIX: &str = "arcadia-writeback-";
+
+/// What to do with one fetched head.
+enum Decided {
+    Edit { path: String, text: String, mode: String },
+    AlreadyInGit { path: String },
+}
+
+/// A private folder for one write-back, removed when dropped: a bare
+/// repository, an empty home, a private index and the SSH key.
+struct Scratch<'a> {
     dir: PathBuf,
     settings: &'a GitSettings,
-    remote: &'a Remote,
+    url: RemoteUrl,
     credentials: Option<&'a Credentials>,
 }
 
-impl Drop for Checkout<'_> {
+impl Drop for Scratch<'_> {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(self.ssh_dir());
     }
 }
 
@@ -170,163 +221,280 @@ const RACE_MARKERS: [&str; 5] = ["non-fast-forward", "fetch first", "[rejected]"
 /// How many commits of history are fetched to look for an earlier commit of the same accept.
 const HISTORY_DEPTH: &str = "100";
 
-impl<'a> Checkout<'a> {
+impl<'a> Scratch<'a> {
     async fn new(
         settings: &'a GitSettings,
-        remote: &'a Remote,
+        url: RemoteUrl,
         credentials: Option<&'a Credentials>,
     ) -> Result<Self, GitError> {
         let unique = format!("{}-{}", std::process::id(), crate::runtime::jitter::unique());
-        let dir = std::env::temp_dir().join(format!("arcadia-writeback-{unique}"));
-        std::fs::create_dir_all(&dir).map_err(|e| local_error("create a work folder", &dir, e))?;
-        let repo = Checkout { dir, settings, remote, credentials };
+        let dir = std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{unique}"));
+        private_dir(&dir)?;
+        let scratch = Scratch { dir, settings, url, credentials };
+        private_dir(&scratch.home())?;
+        private_dir(&scratch.repo())?;
         if let Some(Credentials::Ssh { identity, known_hosts }) = credentials {
-            repo.write_ssh_files(identity, known_hosts)?;
+            private_dir(&scratch.ssh_dir())?;
+            private_file(&scratch.ssh_dir().join("identity"), identity)?;
+            private_file(&scratch.ssh_dir().join("known_hosts"), known_hosts)?;
         }
-        repo.git(&["init", "-q"], "init").await?;
-        Ok(repo)
+        let template = format!("--template={}", scratch.home().display());
+        scratch.git(&["init", "-q", "--bare", &template], "init").await?;
+        Ok(scratch)
     }
 
-    /// The key and known hosts, beside (never inside) the checkout, readable by us only.
+    fn repo(&self) -> PathBuf {
+        self.dir.join("repo")
+    }
+
+    /// An empty folder for `HOME`: no `.gitconfig`, `.ssh` or `.netrc` is ever found.
+    fn home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+
     fn ssh_dir(&self) -> PathBuf {
-        self.dir.with_extension("ssh")
-    }
-
-    fn write_ssh_files(&self, identity: &str, known_hosts: &str) -> Result<(), GitError> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let dir = self.ssh_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| local_error("create", &dir, e))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| local_error("secure", &dir, e))?;
-        for (name, text) in [("identity", identity), ("known_hosts", known_hosts)] {
-            let path = dir.join(name);
-            let mut text = text.trim_end().to_owned();
-            text.push('\n');
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| local_error("write", &path, e))?;
-            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| local_error("write", &path, e))?;
-        }
-        Ok(())
+        self.dir.join("ssh")
     }
 
     /// Fetches the branch (and the push target, when it differs); returns the
-    /// ref to build on: the push target when it exists, else the branch.
+    /// commit to build on: the push target's head when it exists, else the branch's.
     async fn fetch(&self, branch: &str, target: &str) -> Result<String, GitError> {
-        let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-        self.git(&["fetch", "-q", "--no-tags", "--depth", HISTORY_DEPTH, &self.remote.url, &refspec], "fetch").await?;
-        if target == branch {
-            return Ok(format!("refs/remotes/origin/{branch}"));
-        }
-        let refspec = format!("+refs/heads/{target}:refs/remotes/origin/{target}");
-        let args = ["fetch", "-q", "--no-tags", "--depth", HISTORY_DEPTH, &self.remote.url, &refspec];
-        match self.git(&args, "fetch").await {
-            Ok(_) => Ok(format!("refs/remotes/origin/{target}")),
-            // A review branch that does not exist yet starts from the branch.
-            Err(GitError::Command { message, .. }) if message.contains("couldn't find remote ref") => {
-                Ok(format!("refs/remotes/origin/{branch}"))
+        self.fetch_branch(branch).await?;
+        let base = if target == branch {
+            branch
+        } else {
+            match self.fetch_branch(target).await {
+                Ok(()) => target,
+                // A review branch that does not exist yet starts from the branch.
+                Err(GitError::Command { message, .. }) if message.contains("couldn't find remote ref") => branch,
+                Err(error) => return Err(error),
             }
-            Err(error) => Err(error),
-        }
+        };
+        let rev = format!("refs/remotes/origin/{base}^{{commit}}");
+        let out = self.git(&["rev-parse", "--verify", "-q", "--end-of-options", &rev], "rev-parse").await?;
+        Ok(out.trim().to_owned())
+    }
+
+    async fn fetch_branch(&self, branch: &str) -> Result<(), GitError> {
+        let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+        let args =
+            ["fetch", "-q", "--no-tags", "--depth", HISTORY_DEPTH, "--end-of-options", self.url.as_str(), &refspec];
+        self.git(&args, "fetch").await.map(drop)
     }
 
     /// The commit whose message carries `trailer`, among the fetched history.
     async fn find_trailer(&self, trailer: &str) -> Result<Option<String>, GitError> {
-        let log = self.git(&["log", "--remotes", "--format=%H%x1f%B%x1e"], "log").await?;
+        let log = self.git(&["log", "--max-count=500", "--remotes", "--format=%H%x1f%B%x1e"], "log").await?;
         Ok(log.split('\u{1e}').find_map(|entry| {
             let (commit, body) = entry.trim_start().split_once('\u{1f}')?;
             body.lines().any(|line| line.trim() == trailer).then(|| commit.to_owned())
         }))
     }
 
-    /// Every YAML file under `path` (a file or a folder), relative to the root.
-    fn manifests(&self, path: &str) -> Result<Vec<(String, String)>, GitError> {
-        let root = self.dir.join(path.trim_start_matches('/'));
-        let mut found = Vec::new();
-        collect_yaml(&self.dir, &root, &mut found).map_err(|e| local_error("read the checkout", &root, e))?;
-        found.sort();
-        Ok(found)
+    /// Reads the manifests under `root` of `base` and decides which file to change.
+    async fn decide(&self, base: &str, root: &str, searched: &str, change: &Change) -> Result<Decided, GitError> {
+        let mut args = vec!["ls-tree", "-r", "-z", "--long", "--full-tree", base];
+        if !root.is_empty() {
+            args.extend(["--", root]);
+        }
+        let listing = self.run(&args, "ls-tree", None).await?;
+        let blobs = tree::parse_ls_tree(&listing).map_err(|e| GitError::NotWritable(e.to_string()))?;
+        let selection =
+            tree::select(blobs, root, &Limits::default()).map_err(|e| GitError::NotWritable(e.to_string()))?;
+        let files = self.read_blobs(&selection.read).await?;
+        match files::decide(&files, change, searched) {
+            Decision::Edit { path, text } => {
+                let mode = selection.read.iter().find(|b| b.path == path).map_or("100644", |b| &b.mode).to_owned();
+                Ok(Decided::Edit { path, text, mode })
+            }
+            Decision::AlreadyInGit { path } => Ok(Decided::AlreadyInGit { path }),
+            Decision::GitChanged { path, now } => {
+                Err(GitError::NotWritable(files::describe_git_change(&path, &now, change)))
+            }
+            Decision::NotWritable(why) => Err(GitError::NotWritable(with_skipped(why, &selection.skipped))),
+        }
     }
 
-    fn write(&self, path: &str, text: &str) -> Result<(), GitError> {
-        let file = self.dir.join(path);
-        std::fs::write(&file, text).map_err(|e| local_error("write", &file, e))
+    /// The texts of `blobs`, through one `git cat-file --batch`.
+    async fn read_blobs(&self, blobs: &[Blob]) -> Result<Vec<(String, String)>, GitError> {
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input: String = blobs.iter().map(|b| format!("{}\n", b.oid)).collect();
+        let out = self.run(&["cat-file", "--batch"], "cat-file", Some(input.into_bytes())).await?;
+        let mut rest = out.as_slice();
+        let mut files = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            let garbled = || GitError::NotWritable(format!("git cat-file printed garbage for {}", blob.path));
+            let newline = rest.iter().position(|b| *b == b'\n').ok_or_else(garbled)?;
+            let size: usize = std::str::from_utf8(&rest[..newline])
+                .ok()
+                .and_then(|header| header.rsplit(' ').next()?.parse().ok())
+                .ok_or_else(garbled)?;
+            let body = rest.get(newline + 1..newline + 1 + size).ok_or_else(garbled)?;
+            // A file that is not UTF-8 is not a manifest this controller edits.
+            if let Ok(text) = std::str::from_utf8(body) {
+                files.push((blob.path.clone(), text.to_owned()));
+            }
+            rest = rest.get(newline + 2 + size..).unwrap_or_default();
+        }
+        Ok(files)
     }
 
-    async fn commit(&self, path: &str, change: &Change) -> Result<(), GitError> {
-        self.git(&["add", "--", path], "add").await?;
-        self.git(&["commit", "-q", "-m", &change.message()], "commit").await?;
-        Ok(())
+    async fn write_blob(&self, text: &str, mode: &str) -> Result<(String, String), GitError> {
+        let args = ["hash-object", "-w", "--stdin"];
+        let oid = self.git_with_input(&args, "hash-object", text.as_bytes().to_vec()).await?;
+        Ok((mode.to_owned(), oid.trim().to_owned()))
     }
 
-    /// Pushes HEAD; `false` when the remote rejected it because the branch moved.
-    async fn push(&self, target: &str) -> Result<bool, GitError> {
-        let refspec = format!("HEAD:refs/heads/{target}");
-        match self.git(&["push", "--porcelain", &self.remote.url, &refspec], "push").await {
+    /// A commit on `base` that changes only `path` to `blob`, built in a private index.
+    async fn commit(
+        &self,
+        base: &str,
+        path: &str,
+        blob: &(String, String),
+        change: &Change,
+    ) -> Result<String, GitError> {
+        self.git(&["read-tree", "--end-of-options", base], "read-tree").await?;
+        let cacheinfo = format!("{},{},{path}", blob.0, blob.1);
+        self.git(&["update-index", "--add", "--cacheinfo", &cacheinfo], "update-index").await?;
+        let tree = self.git(&["write-tree"], "write-tree").await?;
+        let args = ["commit-tree", tree.trim(), "-p", base, "-F", "-"];
+        let commit = self.git_with_input(&args, "commit-tree", change.message().into_bytes()).await?;
+        Ok(commit.trim().to_owned())
+    }
+
+    /// Pushes `commit`; `false` when the remote rejected it because the branch moved.
+    async fn push(&self, commit: &str, target: &str) -> Result<bool, GitError> {
+        let refspec = format!("{commit}:refs/heads/{target}");
+        match self.git(&["push", "--porcelain", "--end-of-options", self.url.as_str(), &refspec], "push").await {
             Ok(_) => Ok(true),
             Err(GitError::Command { message, .. }) if RACE_MARKERS.iter().any(|m| message.contains(m)) => Ok(false),
             Err(error) => Err(error),
         }
     }
 
-    /// Runs git in the checkout; stdout, or an error with git's own words.
     async fn git(&self, args: &[&str], action: &'static str) -> Result<String, GitError> {
+        Ok(String::from_utf8_lossy(&self.run(args, action, None).await?).into_owned())
+    }
+
+    async fn git_with_input(&self, args: &[&str], action: &'static str, input: Vec<u8>) -> Result<String, GitError> {
+        Ok(String::from_utf8_lossy(&self.run(args, action, Some(input)).await?).into_owned())
+    }
+
+    /// Runs sealed git in the bare repository; stdout, or an error with git's own words.
+    async fn run(&self, args: &[&str], action: &'static str, input: Option<Vec<u8>>) -> Result<Vec<u8>, GitError> {
+        let fail = |message: String| GitError::Command { action, url: self.url.to_string(), message };
+        let mut child = self.command(args).spawn().map_err(|e| fail(format!("cannot run git: {e}")))?;
+        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let feed = async move {
+            if let (Some(mut stdin), Some(input)) = (stdin, input) {
+                // A git that stops reading has failed, and says so on stderr.
+                let _ = stdin.write_all(&input).await;
+            }
+            Ok(())
+        };
+        let finished = async {
+            let (_, out, err) = tokio::try_join!(feed, read_bounded(stdout, MAX_OUTPUT_BYTES), read_lossy(stderr))?;
+            let status = child.wait().await.map_err(|e| format!("cannot wait for git: {e}"))?;
+            Ok::<_, String>((status, out, err))
+        };
+        let (status, out, err) = tokio::time::timeout(self.settings.timeout, finished)
+            .await
+            .map_err(|_| fail(format!("timed out after {}s", self.settings.timeout.as_secs())))?
+            .map_err(fail)?;
+        if status.success() {
+            return Ok(out);
+        }
+        Err(fail(self.explain_failure(status, &err)))
+    }
+
+    /// What a failed command's status and error output mean, without any credential.
+    fn explain_failure(&self, status: std::process::ExitStatus, stderr: &str) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        // The limit kills git itself, or the index-pack or unpack-objects it runs.
+        if status.signal() == Some(libc::SIGXFSZ) || stderr.contains(&format!("died of signal {}", libc::SIGXFSZ)) {
+            let limit = self.settings.max_fetch_bytes;
+            return format!(
+                "the fetched data is larger than the write-back's limit of {} MiB",
+                limit.div_ceil(1 << 20)
+            );
+        }
+        // With prompts off, a refused login reads as a failed prompt; say what it is.
+        if stderr.contains("could not read Username") || stderr.contains("could not read Password") {
+            let who = if self.credentials.is_some() { "the credentials were refused" } else { "none were given" };
+            return format!("authentication failed: the server asked for credentials (HTTP 401) and {who}");
+        }
+        self.redact(stderr.trim())
+    }
+
+    /// A git command with nothing of the machine's or the repository's configuration.
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("git");
         command
             .args(args)
-            .current_dir(&self.dir)
+            .current_dir(self.repo())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.dir)
-            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.home())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_DIR", self.repo())
+            .env("GIT_INDEX_FILE", self.dir.join("index"))
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_LITERAL_PATHSPECS", "1")
+            .env("GIT_PROTOCOL_FROM_USER", "0")
             .env("GIT_AUTHOR_NAME", &self.settings.author_name)
             .env("GIT_AUTHOR_EMAIL", &self.settings.author_email)
             .env("GIT_COMMITTER_NAME", &self.settings.author_name)
             .env("GIT_COMMITTER_EMAIL", &self.settings.author_email)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
-        match self.credentials {
-            Some(Credentials::Basic { username, password }) => {
-                let basic = base64_encode(format!("{username}:{password}").as_bytes());
-                command
-                    .env("GIT_CONFIG_COUNT", "1")
-                    .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                    .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
-            }
-            // Host keys are checked against the Secret's known_hosts only, never trusted on first use.
-            Some(Credentials::Ssh { .. }) => {
-                let dir = self.ssh_dir();
-                command.env(
-                    "GIT_SSH_COMMAND",
-                    format!(
-                        "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes",
-                        dir.join("identity").display(),
-                        dir.join("known_hosts").display()
-                    ),
-                );
-            }
-            None => {}
+        let config = self.config();
+        command.env("GIT_CONFIG_COUNT", config.len().to_string());
+        for (i, (key, value)) in config.into_iter().enumerate() {
+            command.env(format!("GIT_CONFIG_KEY_{i}"), key).env(format!("GIT_CONFIG_VALUE_{i}"), value);
         }
-        let fail = |message: String| GitError::Command { action, url: self.remote.url.clone(), message };
-        let output = tokio::time::timeout(self.settings.timeout, command.output())
-            .await
-            .map_err(|_| fail(format!("timed out after {}s", self.settings.timeout.as_secs())))?
-            .map_err(|e| fail(format!("cannot run git: {e}")))?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        if let Some(Credentials::Ssh { .. }) = self.credentials {
+            command.env("GIT_SSH_COMMAND", self.ssh_command());
         }
-        let said = format!("{}{}", String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
-        // With prompts off, a refused login reads as a failed prompt; say what it is.
-        if said.contains("could not read Username") || said.contains("could not read Password") {
-            let who = if self.credentials.is_some() { "the credentials were refused" } else { "none were given" };
-            return Err(fail(format!("authentication failed: the server asked for credentials (HTTP 401) and {who}")));
+        limit_file_size(&mut command, self.settings.max_fetch_bytes);
+        command
+    }
+
+    /// The only configuration git sees, through `GIT_CONFIG_*`.
+    fn config(&self) -> Vec<(String, String)> {
+        let mut config: Vec<(String, String)> = [
+            ("core.hooksPath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+            ("credential.helper", ""),
+            ("protocol.allow", "never"),
+            ("http.followRedirects", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        config.push((format!("protocol.{}.allow", self.url.transport.protocol()), "always".to_owned()));
+        if let Some(Credentials::Basic { username, password }) = self.credentials {
+            // Scoped to the remote's URL: sent to no other server, even one this one names.
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            config.push((format!("http.{}.extraHeader", self.url), format!("Authorization: Basic {basic}")));
         }
-        Err(fail(self.redact(said.trim())))
+        config
+    }
+
+    /// Host keys are checked against the Secret's known_hosts only, never trusted on first use.
+    fn ssh_command(&self) -> String {
+        let dir = self.ssh_dir();
+        let quoted = |p: PathBuf| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+        format!(
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ProxyCommand=none -o PermitLocalCommand=no",
+            quoted(dir.join("identity")),
+            quoted(dir.join("known_hosts"))
+        )
     }
 
     /// Git's words with any credential taken out, one line.
@@ -339,21 +507,68 @@ impl<'a> Checkout<'a> {
     }
 }
 
-fn collect_yaml(root: &Path, at: &Path, out: &mut Vec<(String, String)>) -> std::io::Result<()> {
-    if at.is_file() {
-        let relative = at.strip_prefix(root).unwrap_or(at).to_string_lossy().into_owned();
-        out.push((relative, std::fs::read_to_string(at)?));
-        return Ok(());
+/// Every file a git child writes (the fetched pack above all) stays under `bytes`.
+fn limit_file_size(command: &mut tokio::process::Command, bytes: u64) {
+    let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
     }
-    for entry in std::fs::read_dir(at)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let wanted = if path.is_dir() { name != ".git" } else { name.ends_with(".yaml") || name.ends_with(".yml") };
-        if wanted {
-            collect_yaml(root, &path, out)?;
-        }
+}
+
+/// Reads all of `pipe`, failing past `limit` bytes.
+async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    if let Some(pipe) = pipe {
+        pipe.take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| format!("cannot read git's output: {e}"))?;
     }
-    Ok(())
+    if out.len() > limit {
+        return Err(format!("git printed more than {} MiB: refused as hostile", limit >> 20));
+    }
+    Ok(out)
+}
+
+/// The first bytes of `pipe` as text; the rest is read and dropped so git never blocks on it.
+async fn read_lossy(pipe: Option<impl AsyncRead + Unpin>) -> Result<String, String> {
+    let Some(mut pipe) = pipe else { return Ok(String::new()) };
+    let mut head = Vec::new();
+    (&mut pipe).take(MAX_ERROR_BYTES as u64).read_to_end(&mut head).await.map_err(|e| e.to_string())?;
+    tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await.map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// A refusal's reason, with the files the search passed over.
+fn with_skipped(why: String, skipped: &[(String, &'static str)]) -> String {
+    if skipped.is_empty() {
+        return why;
+    }
+    let shown: Vec<String> = skipped.iter().take(5).map(|(path, reason)| format!("{path} ({reason})")).collect();
+    let more = skipped.len().saturating_sub(shown.len());
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!("{why}; not read: {}{more}", shown.join(", "))
+}
+
+fn private_dir(dir: &Path) -> Result<(), GitError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| local_error("create", dir, e))
+}
+
+fn private_file(path: &Path, text: &str) -> Result<(), GitError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = text.trim_end().to_owned();
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| local_error("write", path, e))?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| local_error("write", path, e))
 }
 
 fn local_error(action: &str, path: &Path, error: std::io::Error) -> GitError {
@@ -364,32 +579,9 @@ fn local_error(action: &str, path: &Path, error: std::io::Error) -> GitError {
     }
 }
 
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_is_the_standard_alphabet_with_padding() {
-        assert_eq!(base64_encode(b"alice:s3cret"), "YWxpY2U6czNjcmV0");
-        assert_eq!(base64_encode(b"a"), "YQ==");
-        assert_eq!(base64_encode(b"ab"), "YWI=");
-    }
 
     #[test]
     fn credentials_never_print() {

@@ -109,6 +109,7 @@ impl Writeback {
 
 impl Worker {
     pub async fn run(mut self, stop: impl Future<Output = ()>) {
+        git::remove_leftovers();
         tokio::pin!(stop);
         loop {
             let job = tokio::select! {

@@ -31,7 +31,10 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
+        // Never the repository's own files: a hostile repository's .gitconfig must not run here either.
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("HOME", "/nonexistent")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
         .env("GIT_AUTHOR_NAME", "test")
         .env("GIT_AUTHOR_EMAIL", "test@localhost")
         .env("GIT_COMMITTER_NAME", "test")
@@ -92,6 +95,17 @@ impl GitServer {
 
     /// Commits `files` on `branch` directly in the repository (another person's push).
     pub fn commit_files(&self, repo: &str, branch: &str, files: &[(&str, &str)], message: &str) {
+        self.commit_with(repo, branch, message, |work| {
+            for (path, text) in files {
+                let file = work.join(path);
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(file, text).unwrap();
+            }
+        });
+    }
+
+    /// Commits whatever `prepare` leaves in a work tree of `branch` (symbolic links, modes).
+    pub fn commit_with(&self, repo: &str, branch: &str, message: &str, prepare: impl FnOnce(&Path)) {
         let work = self.root.join(format!("work-{}", super::unique_suffix()));
         std::fs::create_dir_all(&work).unwrap();
         git(&work, &["init", "-q", "-b", branch]);
@@ -106,11 +120,7 @@ impl GitServer {
             git(&work, &["fetch", "-q", bare.to_str().unwrap(), branch]);
             git(&work, &["reset", "-q", "--hard", "FETCH_HEAD"]);
         }
-        for (path, text) in files {
-            let file = work.join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, text).unwrap();
-        }
+        prepare(&work);
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "--allow-empty", "-m", message]);
         git(&work, &["push", "-q", bare.to_str().unwrap(), &format!("HEAD:refs/heads/{branch}")]);

@@ -1,0 +1,68 @@
+//! Keeping the process's secrets (the cloud token, Git credentials in
+//! memory) from other processes of the same user: a hook or a child that
+//! got to run as the controller's uid could otherwise read them from
+//! `/proc/<pid>/environ` or `/proc/<pid>/mem`.
+
+use std::path::Path;
+
+/// Makes the process non-dumpable: its `/proc/<pid>` files become root's and
+/// no process of the same uid may ptrace it or read its environment.
+pub fn forbid_inspection() -> Result<(), String> {
+    // SAFETY: prctl(PR_SET_DUMPABLE) only changes a flag of this process.
+    let result = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if result != 0 {
+        return Err(format!("cannot make the process non-dumpable: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether [`forbid_inspection`] is in force.
+pub fn inspection_forbidden() -> bool {
+    // SAFETY: prctl(PR_GET_DUMPABLE) only reads a flag of this process.
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 0 }
+}
+
+/// A token from a mounted file (a Secret's key), trimmed; an error names the file.
+pub fn read_token_file(path: &Path, flag: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("{flag} {}: the file is empty", path.display()));
+    }
+    if token.contains(char::is_whitespace) {
+        return Err(format!(
+            "{flag} {}: the file holds more than one word; it must hold the token alone",
+            path.display()
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_can_be_made_non_dumpable() {
+        forbid_inspection().unwrap();
+        assert!(inspection_forbidden());
+    }
+
+    #[test]
+    fn token_files_are_read_trimmed_and_bad_ones_named() {
+        let dir = std::env::temp_dir().join(format!("arcadia-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("token");
+        std::fs::write(&good, "dop_v1_abc\n").unwrap();
+        assert_eq!(read_token_file(&good, "--t").unwrap(), "dop_v1_abc");
+        let empty = dir.join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        assert!(read_token_file(&empty, "--t").unwrap_err().ends_with("the file is empty"));
+        let two = dir.join("two");
+        std::fs::write(&two, "a b").unwrap();
+        assert!(read_token_file(&two, "--t").unwrap_err().contains("more than one word"));
+        let missing = read_token_file(&dir.join("missing"), "--t").unwrap_err();
+        assert!(missing.starts_with("--t ") && missing.contains("cannot read it"), "{missing}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
