@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub api_qps: f32,
     pub api_burst: u32,
     pub metrics_addr: SocketAddr,
+    /// `/metrics` only for a bearer of this file's token.
+    pub metrics_token_file: Option<std::path::PathBuf>,
     /// Leader election on this Lease; `None` runs as the only replica.
     pub lease: Option<LeaseConfig>,
     pub controller: controller::Settings,
@@ -62,7 +64,7 @@ pub enum RunError {
     #[error("cannot read the CRD {name} to check its schema version (the controller needs `get` on it): {source}")]
     CrdUnreadable { name: String, source: kube::Error },
     #[error(transparent)]
-    Serve(#[from] runtime::http::BindError),
+    Serve(#[from] runtime::http::ServeError),
     #[error(transparent)]
     Leader(#[from] LeaderError),
     #[error("cannot set up the DigitalOcean client: {0}")]
@@ -91,7 +93,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         writeback: WritebackMetrics::register(&mut registry),
     };
     let health = components.health.clone();
-    let addr = runtime::http::serve(config.metrics_addr, registry, health.clone()).await?;
+    let auth = runtime::http::MetricsAuth::from_token_file(config.metrics_token_file.clone());
+    let addr = runtime::http::serve(config.metrics_addr, registry, health.clone(), auth).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     // Freed memory back to the system twice a minute: the settled footprint, not the last peak.
     runtime::memory::trim_every(std::time::Duration::from_secs(30));
