@@ -12,7 +12,7 @@ use arcadia_drift::api::{
 use common::controller::ControllerProcess;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -132,7 +132,7 @@ fn lint_and_render_with_default_and_other_values() {
     ] {
         assert!(default.contains(kind), "default render lacks {kind:?}");
     }
-    assert!(!default.contains("kind: ServiceMonitor") && !default.contains("kind: NetworkPolicy"));
+    assert!(!default.contains("kind: ServiceMonitor") && default.contains("kind: NetworkPolicy"));
     assert!(!default.contains("kind: PrometheusRule") && !default.contains("--enable-revert"));
     assert!(default.contains("replicas: 2") && default.contains("--leader-election=true"));
     assert!(default.contains("readOnlyRootFilesystem: true") && default.contains("runAsNonRoot: true"));
@@ -165,9 +165,196 @@ fn lint_and_render_with_default_and_other_values() {
         "alert: ArcadiaDriftCriticalDriftOpen",
         "severity=\"critical\"}) > 1800",
         "grafana_dashboard: \"1\"",
+        "--metrics-addr=[$(POD_IP)]:8080",
+        "--metrics-token-file=/var/run/arcadia-drift/metrics/token",
+        "bearerTokenSecret:",
+        "cidr: \"203.0.113.0/24\"",
+        "port: 3128",
+        "name: drift-arcadia-drift-git-writeback",
     ] {
         assert!(custom.contains(needle), "custom render lacks {needle:?}");
     }
+}
+
+/// The rendered objects of a `helm template`, as JSON.
+fn objects(rendered: &str) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(rendered).expect("helm renders YAML");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn render(sets: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", "drift", CHART, "--namespace", "arcadia-system"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    objects(&helm_ok(&args))
+}
+
+/// Every (verb, resource, namespace or "*") an RBAC rule of `objects` grants.
+fn grants(objects: &[Value]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for role in objects.iter().filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole") {
+        let scope = role["metadata"]["namespace"].as_str().unwrap_or("*").to_owned();
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            for verb in rule["verbs"].as_array().into_iter().flatten() {
+                for resource in rule["resources"].as_array().into_iter().flatten() {
+                    let (verb, resource) = (verb.as_str().unwrap().to_owned(), resource.as_str().unwrap().to_owned());
+                    out.push((verb, resource, scope.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The chart's egress NetworkPolicy, rendered by default: DNS to kube-dns,
+/// the API server, and the DigitalOcean API and Git hosts only when enabled,
+/// each by CIDR and port; no rule that allows everything.
+#[test]
+fn an_egress_network_policy_is_rendered_by_default() {
+    let egress_ports = |policy: &Value| -> Vec<Vec<(i64, String)>> {
+        let rules = policy["spec"]["egress"].as_array().expect("egress rules");
+        rules
+            .iter()
+            .map(|rule| {
+                assert!(rule["to"].as_array().is_some_and(|to| !to.is_empty()), "an egress rule to anywhere: {rule}");
+                let ports = rule["ports"].as_array().expect("an egress rule without ports allows all of them");
+                ports
+                    .iter()
+                    .map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap().to_owned()))
+                    .collect()
+            })
+            .collect()
+    };
+    let default = render(&[]);
+    let policies = of_kind(&default, "NetworkPolicy");
+    assert_eq!(policies.len(), 1, "one NetworkPolicy by default");
+    let policy = policies[0];
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(policy["spec"]["ingress"][0]["ports"], json!([{"port": 8080, "protocol": "TCP"}]));
+    let dns = &policy["spec"]["egress"][0]["to"][0];
+    assert_eq!(dns["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "kube-system");
+    assert_eq!(dns["podSelector"]["matchLabels"]["k8s-app"], "kube-dns");
+    let tcp = |ports: &[i64]| ports.iter().map(|p| (*p, "TCP".to_owned())).collect::<Vec<_>>();
+    let dns_ports = vec![(53, "UDP".to_owned()), (53, "TCP".to_owned())];
+    assert_eq!(egress_ports(policy), vec![dns_ports.clone(), tcp(&[443, 6443])], "DNS and the API server only");
+
+    let all = render(&["digitalocean.enabled=true", "gitWriteback.enabled=true"]);
+    let policy = of_kind(&all, "NetworkPolicy")[0];
+    assert_eq!(egress_ports(policy), vec![dns_ports, tcp(&[443, 6443]), tcp(&[443]), tcp(&[443, 22])]);
+    assert_eq!(
+        policy["spec"]["egress"][3]["to"],
+        json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}])
+    );
+
+    // Narrowed to known addresses, with an except.
+    let narrowed = render(&[
+        "gitWriteback.enabled=true",
+        "networkPolicy.git.cidrs[0].cidr=203.0.113.0/24",
+        "networkPolicy.git.cidrs[0].except[0]=203.0.113.9/32",
+        "networkPolicy.git.ports={443}",
+    ]);
+    let policy = of_kind(&narrowed, "NetworkPolicy")[0];
+    assert_eq!(
+        policy["spec"]["egress"][2]["to"],
+        json!([{"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.9/32"]}}])
+    );
+    assert!(of_kind(&render(&["networkPolicy.enabled=false"]), "NetworkPolicy").is_empty());
+
+    // NetworkPolicy has no host names, and an empty list would open everything.
+    for (flag, set, says) in [
+        ("--set", "networkPolicy.git.cidrs={git.example.com}", "'/networkPolicy/git/cidrs/0'"),
+        ("--set", "networkPolicy.apiServer.ports=null", "'/networkPolicy/apiServer': missing property 'ports'"),
+        ("--set", "networkPolicy.digitalocean.cidrs=null", "'/networkPolicy/digitalocean': missing property 'cidrs'"),
+        ("--set-json", "networkPolicy.git.cidrs=[]", "'/networkPolicy/git/cidrs': minItems: got 0, want 1"),
+        ("--set-json", "networkPolicy.apiServer.ports=[]", "'/networkPolicy/apiServer/ports': minItems: got 0"),
+    ] {
+        let out = helm(&["template", "drift", CHART, flag, set]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{set} is refused naming {says}: {err}");
+    }
+}
+
+/// Git Secrets and the GitOps tools' objects are readable only through
+/// RoleBindings in listed namespaces; the controller may not create a
+/// CloudProvisioned; /metrics listens on the pod's IP, with a token when asked.
+#[test]
+fn the_controller_rbac_and_metrics_are_least_privilege() {
+    let objects = render(&[
+        "gitWriteback.enabled=true",
+        "gitWriteback.secretNamespaces={team-a,team-b}",
+        "gitWriteback.fluxNamespaces={flux-system}",
+        "gitWriteback.argocdApplicationNamespaces={apps}",
+        "gitWriteback.credentialsSecret=creds/push-token",
+    ]);
+    let granted = grants(&objects);
+    let scopes = |verb: &str, resource: &str| -> Vec<&str> {
+        let mut scopes: Vec<&str> =
+            granted.iter().filter(|(v, r, _)| v == verb && r == resource).map(|(_, _, s)| s.as_str()).collect();
+        scopes.sort();
+        scopes
+    };
+    assert_eq!(scopes("get", "secrets"), ["arcadia-system", "creds", "team-a", "team-b"]);
+    assert_eq!(scopes("get", "kustomizations"), ["flux-system"]);
+    assert_eq!(scopes("get", "gitrepositories"), ["flux-system"]);
+    assert_eq!(scopes("get", "applications"), ["apps", "argocd"]);
+    assert!(scopes("create", "cloudprovisioneds").is_empty(), "{granted:?}");
+    assert_eq!(scopes("create", "drifts"), ["*"], "Drifts are created by server-side apply");
+    let team_a = objects.iter().find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "team-a").unwrap();
+    assert_eq!(team_a["rules"][0]["resourceNames"], json!(["arcadia-drift-git", "push-token"]));
+    let bindings = of_kind(&objects, "RoleBinding");
+    for ns in ["arcadia-system", "creds", "team-a", "team-b", "flux-system", "argocd", "apps"] {
+        let bound = bindings.iter().any(|b| {
+            b["metadata"]["namespace"] == ns
+                && b["roleRef"]["kind"] == "Role"
+                && b["roleRef"]["name"] == "drift-arcadia-drift-git-writeback"
+        });
+        assert!(bound, "a RoleBinding of the write-back Role in {ns}");
+    }
+    for binding in of_kind(&objects, "ClusterRoleBinding") {
+        let role =
+            objects.iter().find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == binding["roleRef"]["name"]);
+        let text = role.map(Value::to_string).unwrap_or_default();
+        assert!(!text.contains("secrets") && !text.contains("applications"), "bound cluster-wide: {text}");
+    }
+    // With a watched namespace, the controller's own rules there have no create on CloudProvisioneds either.
+    let watched = render(&["watchNamespace=team-a"]);
+    assert!(!grants(&watched).iter().any(|(v, r, _)| v == "create" && r == "cloudprovisioneds"));
+
+    let deployment =
+        |objects: &[Value]| of_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0].clone();
+    let container = deployment(&render(&[]));
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(args.contains(&"--metrics-addr=$(POD_IP):8080"), "{args:?}");
+    assert!(!args.iter().any(|a| a.starts_with("--metrics-token-file")));
+    let pod_ip = container["env"].as_array().unwrap().iter().find(|e| e["name"] == "POD_IP").expect("POD_IP");
+    assert_eq!(pod_ip["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
+    // Probes without a host go to the pod's IP, where the controller listens.
+    assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "metrics"}));
+    assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "metrics"}));
+    let args = |sets: &[&str]| deployment(&render(sets))["args"].to_string();
+    assert!(args(&["metrics.bind=podIPv6"]).contains("--metrics-addr=[$(POD_IP)]:8080"));
+    assert!(args(&["metrics.bind=all", "metrics.port=9090"]).contains("--metrics-addr=0.0.0.0:9090"));
+
+    let authed =
+        render(&["metrics.auth.enabled=true", "metrics.auth.secretName=scrape", "metrics.serviceMonitor.enabled=true"]);
+    let pod = &of_kind(&authed, "Deployment")[0]["spec"]["template"]["spec"];
+    assert!(
+        pod["containers"][0]["args"].to_string().contains("--metrics-token-file=/var/run/arcadia-drift/metrics/token")
+    );
+    assert!(pod["containers"][0]["volumeMounts"].to_string().contains("/var/run/arcadia-drift/metrics"));
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "metrics-token").unwrap();
+    assert_eq!(volume["secret"], json!({"secretName": "scrape", "items": [{"key": "token", "path": "token"}]}));
+    let monitor = of_kind(&authed, "ServiceMonitor")[0];
+    assert_eq!(monitor["spec"]["endpoints"][0]["bearerTokenSecret"], json!({"name": "scrape", "key": "token"}));
+    let out = helm(&["template", "drift", CHART, "--set", "metrics.bind=localhost"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("'/metrics/bind': value must be one of")
+    );
 }
 
 #[test]
@@ -189,6 +376,10 @@ async fn everything_rendered_passes_a_server_side_dry_run() {
         [("default", vec![]), ("non-default", vec!["-f", "charts/arcadia-drift/ci/all-features-values.yaml"])]
     {
         let watch = format!("watchNamespace={team}");
+        let secrets = format!("gitWriteback.secretNamespaces={{{team}}}");
+        let flux = format!("gitWriteback.fluxNamespaces={{{ns}}}");
+        let argocd = format!("gitWriteback.argocdNamespace={ns}");
+        let argocd_apps = format!("gitWriteback.argocdApplicationNamespaces={{{team}}}");
         let version = server_version();
         let mut args = vec!["template", "dry", CHART, "--namespace", &ns, "--kube-version", &version];
         args.extend(extra.iter().copied());
@@ -197,6 +388,8 @@ async fn everything_rendered_passes_a_server_side_dry_run() {
             // PrometheusRule are checked by `template` above (and the rules by promtool).
             args.extend(["--set", "metrics.serviceMonitor.enabled=false", "--set", "prometheusRule.enabled=false"]);
             args.extend(["--set", &watch]);
+            // Every namespace a Role goes to must exist.
+            args.extend(["--set", &secrets, "--set", &flux, "--set", &argocd, "--set", &argocd_apps]);
         }
         let rendered = helm_ok(&args);
         let mut out = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered, None);
@@ -246,6 +439,7 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     for (verb, resource, ns) in [
         ("delete", "drifts.arcadia.cloud", team.as_str()),
         ("update", "cloudprovisioneds.arcadia.cloud", team.as_str()),
+        ("create", "cloudprovisioneds.arcadia.cloud", team.as_str()),
         ("delete", "cloudprovisioneds.arcadia.cloud", team.as_str()),
         ("patch", "drifts.arcadia.cloud", "default"),
         ("patch", "cloudresources.arcadia.cloud", team.as_str()),
@@ -275,6 +469,16 @@ async fn least_privilege_rbac_and_the_accept_policy() {
             .collect::<Vec<_>>()
             .join("\n");
     std::fs::write(&sa_kubeconfig, as_sa).unwrap();
+    // Without `create`, a server-side apply of a CloudProvisioned that does not
+    // exist (one deleted under an accept) is refused rather than creating it.
+    let absent = format!(
+        "{{apiVersion: arcadia.cloud/v1alpha1, kind: CloudProvisioned, metadata: {{name: absent, namespace: {team}}}, \
+         spec: {{resourceRef: {{name: x}}, desired: {{size_slug: s-1vcpu-1gb}}}}}}"
+    );
+    let apply = ["apply", "--server-side", "--field-manager", "arcadia-drift", "-f", "-"];
+    let out = kubectl_stdin(&apply, &absent, Some(&sa_kubeconfig));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot create resource \"cloudprovisioneds\""), "{err}");
 
     // The controller, as that ServiceAccount, does its whole job in its namespace.
     let resource = format!("digitalocean-droplet-{}", common::unique_suffix());
@@ -330,58 +534,44 @@ async fn least_privilege_rbac_and_the_accept_policy() {
             user,
         ]);
     }
-    let annotate = |user: &str, groups: &[&str], by: Option<&str>| {
-        let mut args = vec!["annotate", "drift", name.as_str(), "-n", team.as_str(), "--overwrite", "--as", user];
-        for g in groups {
-            args.extend(["--as-group", g]);
-        }
-        let accept = format!("{ANNOTATION_ACCEPT}=true");
-        let accepted_by = by.map(|by| format!("arcadia.cloud/accepted-by={by}"));
-        args.push(&accept);
-        args.extend(accepted_by.as_deref());
-        let out = common::kubectl(&args);
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let guarded = Guarded { name: name.clone(), team: team.clone(), controller: sa_user.clone() };
+    let admins = ["arcadia:platform-admins"];
+    let accept = |user: &str, groups: &[&str], by: Option<&str>| {
+        let mut pairs = vec![format!("{ANNOTATION_ACCEPT}=true")];
+        pairs.extend(by.map(|by| format!("arcadia.cloud/accepted-by={by}")));
+        let (ok, err, _) = guarded.annotate(user, groups, &pairs, false);
+        (ok, err)
     };
-    let (ok, err) = annotate("mallory", &[], Some("mallory"));
+    let (ok, err) = accept("mallory", &[], Some("mallory"));
     assert!(!ok, "a non-member cannot accept");
     assert!(
         err.contains("only members of the group arcadia:platform-admins may accept a drift; mallory is not one"),
         "{err}"
     );
-    let (ok, err) = annotate("mallory", &["arcadia:platform-admins"], Some("alice"));
-    assert!(!ok, "accepted-by cannot name someone else");
-    assert!(err.contains("arcadia.cloud/accepted-by must be your own user name (mallory), not alice"), "{err}");
-    let snooze = common::kubectl(&[
-        "annotate",
-        "drift",
-        name.as_str(),
-        "-n",
-        team.as_str(),
-        "--overwrite",
-        "--as",
-        "mallory",
-        "arcadia.cloud/snooze-until=2030-01-01T00:00:00Z",
-    ]);
-    let err = String::from_utf8_lossy(&snooze.stderr);
-    assert!(!snooze.status.success(), "a non-member cannot snooze");
+    let snooze = ["arcadia.cloud/snooze-until=2030-01-01T00:00:00Z".to_owned()];
+    let (ok, err, _) = guarded.annotate("mallory", &[], &snooze, false);
+    assert!(!ok, "a non-member cannot snooze");
     assert!(
         err.contains(
             "only members of the group arcadia:platform-admins may snooze or ignore a drift; mallory is not one"
         ),
         "{err}"
     );
-    let (ok, err) = annotate("carol", &["arcadia:platform-admins"], Some("carol"));
+    let (ok, err) = accept("carol", &admins, Some("carol"));
     assert!(!ok && err.contains("forbidden"), "a viewer cannot patch drifts: {err}");
-    revert_is_guarded_as_accept_is(&drifts, &name, &team).await;
+    for decision in [ACCEPT, REVERT] {
+        guarded.actor_cannot_be_spoofed(&decision);
+    }
+    revert_is_guarded_as_accept_is(&drifts, &guarded).await;
     // An admin's accept that does not say who: from 1.36 the mutating policy
     // stamps the real user; before, the validating policy requires the name.
     let (ok, err) = if stamps_accepted_by() {
-        annotate("alice", &["arcadia:platform-admins"], None)
+        accept("alice", &admins, None)
     } else {
-        let (ok, err) = annotate("alice", &["arcadia:platform-admins"], None);
+        let (ok, err) = accept("alice", &admins, None);
         assert!(!ok, "without the mutating policy an accept must say who");
         assert!(err.contains("arcadia.cloud/accepted-by is required with arcadia.cloud/accept on this cluster: set it to your user name (alice)"), "{err}");
-        annotate("alice", &["arcadia:platform-admins"], Some("alice"))
+        accept("alice", &admins, Some("alice"))
     };
     assert!(ok, "an admin accepts: {err}");
 
@@ -400,21 +590,108 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     assert_eq!(controller.metric("arcadia_drift_reconcile_errors_total"), 0.0, "{log}");
 }
 
-/// `arcadia.cloud/revert` under the same policy as accept; this controller
-/// runs without `--enable-revert`, so it refuses the admitted approval and
-/// removes it.
-async fn revert_is_guarded_as_accept_is(drifts: &Api<Drift>, name: &str, team: &str) {
-    let revert = |user: &str, groups: &[&str], by: Option<&str>| {
-        let mut args = vec!["annotate", "drift", name, "-n", team, "--overwrite", "-o", "json", "--as", user];
+/// A decision annotation on a Drift and the annotation that names its actor.
+struct Decision {
+    key: &'static str,
+    actor: &'static str,
+    /// What the user who sets `key` does: "accepts", "reverts".
+    verb: &'static str,
+    /// A value to set it to: a revert approval may carry a plan digest, which the policy leaves alone.
+    value: &'static str,
+}
+
+const ACCEPT: Decision =
+    Decision { key: "arcadia.cloud/accept", actor: "arcadia.cloud/accepted-by", verb: "accepts", value: "true" };
+const REVERT: Decision = Decision {
+    key: "arcadia.cloud/revert",
+    actor: "arcadia.cloud/reverted-by",
+    verb: "reverts",
+    value: "sha256-4f3c2a1b0d9e8f7a",
+};
+
+/// A Drift under the chart's admission policies, and the controller's user (exempt from them).
+struct Guarded {
+    name: String,
+    team: String,
+    controller: String,
+}
+
+impl Guarded {
+    /// `kubectl annotate` of the Drift as `user` in `groups` (server-side
+    /// dry run when asked): success, stderr, and the object it was or would be.
+    fn annotate(&self, user: &str, groups: &[&str], pairs: &[String], dry_run: bool) -> (bool, String, String) {
+        let mut args = vec!["annotate", "drift", self.name.as_str(), "-n", self.team.as_str(), "--overwrite"];
+        args.extend(["-o", "json", "--as", user]);
         for g in groups {
             args.extend(["--as-group", g]);
         }
-        let reverted_by = by.map(|by| format!("arcadia.cloud/reverted-by={by}"));
-        args.push("arcadia.cloud/revert=true");
-        args.extend(reverted_by.as_deref());
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        args.extend(pairs.iter().map(String::as_str));
         let out = common::kubectl(&args);
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (out.status.success(), text(&out.stderr), text(&out.stdout))
+    }
+
+    /// The actor annotation of the object kubectl printed.
+    fn actor_in(stdout: &str, d: &Decision) -> Option<String> {
+        let object: Value = serde_json::from_str(stdout).ok()?;
+        object["metadata"]["annotations"][d.actor].as_str().map(str::to_owned)
+    }
+
+    /// The actor of a decision is always the user who makes it: it cannot be
+    /// set on its own (to be credited to a later decision), and a decision
+    /// that names someone else, or finds someone else's name planted, records
+    /// its requester (stamped where the MutatingAdmissionPolicy runs, refused
+    /// where it does not).
+    fn actor_cannot_be_spoofed(&self, d: &Decision) {
+        let admins = ["arcadia:platform-admins"];
+        let stray = |who: &str| {
+            format!(
+                "{} may only be set together with {}, by the user who {}: this request sets it to {who} without setting or changing {}",
+                d.actor, d.key, d.verb, d.key
+            )
+        };
+        for (groups, planted) in [(&[][..], "mallory"), (&admins[..], "mallory"), (&admins[..], "alice")] {
+            let (ok, err, _) = self.annotate("mallory", groups, &[format!("{}={planted}", d.actor)], false);
+            assert!(!ok, "{} set alone by mallory in {groups:?} is refused", d.actor);
+            assert!(err.contains(&stray(planted)), "{err}");
+        }
+        // An admin's decision that names someone else.
+        let pairs = [format!("{}={}", d.key, d.value), format!("{}=alice", d.actor)];
+        let (ok, err, out) = self.annotate("mallory", &admins, &pairs, true);
+        if stamps_accepted_by() {
+            assert!(ok, "the mutating policy overwrites the name: {err}");
+            assert_eq!(Self::actor_in(&out, d).as_deref(), Some("mallory"), "{out}");
+        } else {
+            assert!(!ok, "a decision naming someone else is refused");
+            assert!(err.contains(&format!("{} must be your own user name (mallory), not alice", d.actor)), "{err}");
+        }
+        // A name planted earlier (only the controller could now) is never credited to a later decision.
+        let plant = self.annotate(&self.controller, &[], &[format!("{}=mallory", d.actor)], false);
+        assert!(plant.0, "the controller is exempt: {}", plant.1);
+        let (ok, err, out) = self.annotate("alice", &admins, &[format!("{}={}", d.key, d.value)], true);
+        if stamps_accepted_by() {
+            assert!(ok, "{err}");
+            assert_eq!(Self::actor_in(&out, d).as_deref(), Some("alice"), "the admin is recorded: {out}");
+        } else {
+            // "not mallory", or "is required" if the controller removed the stray name meanwhile.
+            assert!(!ok && err.contains(d.actor) && err.contains("(alice)"), "a planted name is refused: {err}");
+        }
+        let removed = self.annotate(&self.controller, &[], &[format!("{}-", d.actor)], false);
+        assert!(removed.0 || removed.1.contains("not found"), "{}", removed.1);
+    }
+}
+
+/// `arcadia.cloud/revert` under the same policy as accept; this controller
+/// runs without `--enable-revert`, so it refuses the admitted approval and
+/// removes it.
+async fn revert_is_guarded_as_accept_is(drifts: &Api<Drift>, guarded: &Guarded) {
+    let revert = |user: &str, groups: &[&str], by: Option<&str>| {
+        let mut pairs = vec!["arcadia.cloud/revert=true".to_owned()];
+        pairs.extend(by.map(|by| format!("arcadia.cloud/reverted-by={by}")));
+        guarded.annotate(user, groups, &pairs, false)
     };
     let admins = ["arcadia:platform-admins"];
     let (ok, err, _) = revert("mallory", &[], Some("mallory"));
@@ -423,8 +700,6 @@ async fn revert_is_guarded_as_accept_is(drifts: &Api<Drift>, name: &str, team: &
         err.contains("only members of the group arcadia:platform-admins may revert a drift; mallory is not one"),
         "{err}"
     );
-    let (ok, err, _) = revert("mallory", &admins, Some("alice"));
-    assert!(!ok && err.contains("arcadia.cloud/reverted-by must be your own user name (mallory), not alice"), "{err}");
     let (ok, err, out) = if stamps_accepted_by() {
         revert("alice", &admins, None)
     } else {
@@ -435,7 +710,7 @@ async fn revert_is_guarded_as_accept_is(drifts: &Api<Drift>, name: &str, team: &
     assert!(ok, "an admin approves a revert: {err}");
     assert!(out.contains(r#""arcadia.cloud/reverted-by": "alice""#), "the approver is named: {out}");
     common::eventually(Duration::from_secs(30), "the revert refused and its annotation removed", || async {
-        let d = drifts.get(name).await.ok()?;
+        let d = drifts.get(&guarded.name).await.ok()?;
         let refused = d.status.as_ref()?.message.as_deref()?.contains("--enable-revert");
         (refused && !d.annotations().contains_key("arcadia.cloud/revert")).then_some(())
     })
@@ -443,13 +718,25 @@ async fn revert_is_guarded_as_accept_is(drifts: &Api<Drift>, name: &str, team: &
 }
 
 /// With Git write-back on, the controller may read the named credentials
-/// Secrets and the GitOps tools' objects, and nothing more of them.
+/// Secrets and the GitOps tools' objects, nothing more of them, and only in
+/// the namespaces listed (RoleBindings, never cluster-wide).
 #[tokio::test]
 async fn git_writeback_reads_only_the_named_secrets() {
     let client = common::client().await;
     let system = common::namespace(&client, "chart-git").await;
+    let tenant = common::namespace(&client, "chart-git-tenant").await;
+    let flux = common::namespace(&client, "chart-git-flux").await;
+    let argocd = common::namespace(&client, "chart-git-argocd").await;
+    let other = common::namespace(&client, "chart-git-other").await;
     let release = format!("git{}", &common::unique_suffix()[..6]);
-    let rendered = render_for_cluster(&release, &system, &["gitWriteback.enabled=true", "acceptPolicy.enabled=false"]);
+    let sets = [
+        "gitWriteback.enabled=true".to_owned(),
+        "acceptPolicy.enabled=false".to_owned(),
+        format!("gitWriteback.secretNamespaces={{{tenant}}}"),
+        format!("gitWriteback.fluxNamespaces={{{flux}}}"),
+        format!("gitWriteback.argocdNamespace={argocd}"),
+    ];
+    let rendered = render_for_cluster(&release, &system, &sets.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(rendered.contains(&format!("--git-credentials-secret={system}/arcadia-drift-git")), "{rendered}");
     assert!(rendered.contains("mountPath: /tmp"), "git needs a writable /tmp under a read-only root");
     let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], &rendered, None);
@@ -457,15 +744,24 @@ async fn git_writeback_reads_only_the_named_secrets() {
     // kubectl auth can-i resolves resource names through discovery: give it the tools' kinds.
     common::install_gitops_crds();
     let sa_user = format!("system:serviceaccount:{system}:{release}-arcadia-drift");
-    let can = |verb: &str, resource: &str| {
-        let out = common::kubectl(&["auth", "can-i", verb, resource, "-n", "default", "--as", &sa_user]);
+    let can = |verb: &str, resource: &str, ns: &str| {
+        let out = common::kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", &sa_user]);
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
-    assert!(can("get", "secrets/arcadia-drift-git"));
-    assert!(!can("get", "secrets/other"));
-    assert!(!can("list", "secrets"));
-    assert!(can("get", "kustomizations.kustomize.toolkit.fluxcd.io"));
-    assert!(can("get", "gitrepositories.source.toolkit.fluxcd.io"));
-    assert!(can("get", "applications.argoproj.io"));
-    assert!(!can("patch", "applications.argoproj.io"));
+    for ns in [&system, &tenant] {
+        assert!(can("get", "secrets/arcadia-drift-git", ns), "the credentials Secret in {ns}");
+        assert!(!can("get", "secrets/other", ns) && !can("list", "secrets", ns));
+    }
+    for ns in [&flux, &argocd, &other, &"default".to_owned()] {
+        assert!(!can("get", "secrets/arcadia-drift-git", ns), "no credentials Secret is readable in {ns}");
+    }
+    for (resource, allowed) in [
+        ("kustomizations.kustomize.toolkit.fluxcd.io", &flux),
+        ("gitrepositories.source.toolkit.fluxcd.io", &flux),
+        ("applications.argoproj.io", &argocd),
+    ] {
+        assert!(can("get", resource, allowed), "{resource} in {allowed}");
+        assert!(!can("get", resource, &other) && !can("list", resource, allowed), "{resource} beyond get in {allowed}");
+    }
+    assert!(!can("patch", "applications.argoproj.io", &argocd));
 }

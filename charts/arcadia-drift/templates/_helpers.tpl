@@ -42,3 +42,38 @@ decides alone.
 true
 {{- end -}}
 {{- end }}
+
+{{/*
+One NetworkPolicy egress rule from {cidrs, ports}: each CIDR is a string or an
+ipBlock ({cidr, except}); every port is TCP.
+*/}}
+{{- define "arcadia-drift.egressRule" -}}
+- to:
+    {{- range .cidrs }}
+    {{- if kindIs "string" . }}
+    - ipBlock: {cidr: {{ . | quote }}}
+    {{- else }}
+    - ipBlock: {{- toYaml . | nindent 8 }}
+    {{- end }}
+    {{- end }}
+  ports:
+    {{- range .ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- end -}}
+
+{{/*
+--metrics-addr: the pod's own address (from the downward API's status.podIP,
+expanded by the kubelet), so nothing else in the pod's network namespace is
+served; or every interface.
+*/}}
+{{- define "arcadia-drift.metricsAddr" -}}
+{{- $port := .Values.metrics.port -}}
+{{- if eq .Values.metrics.bind "podIP" -}}
+$(POD_IP):{{ $port }}
+{{- else if eq .Values.metrics.bind "podIPv6" -}}
+[$(POD_IP)]:{{ $port }}
+{{- else -}}
+0.0.0.0:{{ $port }}
+{{- end -}}
+{{- end -}}
