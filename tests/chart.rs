@@ -154,7 +154,6 @@ fn lint_and_render_with_default_and_other_values() {
         "--namespace=team-a",
         "--inventory-source=do-production",
         "--digitalocean-types=droplet,volume",
-        "name: do-token",
         "ops:drift-approvers",
         "namespace: team-a",
         "minAvailable: 2",
@@ -171,9 +170,14 @@ fn lint_and_render_with_default_and_other_values() {
         "cidr: \"203.0.113.0/24\"",
         "port: 3128",
         "name: drift-arcadia-drift-git-writeback",
+        "--digitalocean-token-file=/var/run/arcadia-drift/digitalocean/token",
+        "secretName: do-token",
+        "fsGroup: 65532",
     ] {
         assert!(custom.contains(needle), "custom render lacks {needle:?}");
     }
+    // The token is a mounted file, never an environment variable (children and /proc/<pid>/environ would see it).
+    assert!(!custom.contains("DIGITALOCEAN_TOKEN"), "the token is passed in the environment");
 }
 
 /// The rendered objects of a `helm template`, as JSON.
