@@ -59,6 +59,8 @@ pub enum DoError {
     Transport { request: String, attempts: u32, detail: String },
     #[error("bad DigitalOcean API URL {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
+    #[error("refused before sending: {detail}")]
+    NotPermitted { detail: String },
 }
 
 impl DoError {
@@ -73,6 +75,7 @@ impl DoError {
             DoError::Malformed { .. } => "malformed",
             DoError::Transport { .. } => "transport",
             DoError::BadUrl { .. } => "bad_url",
+            DoError::NotPermitted { .. } => "not_permitted",
         }
     }
 }
@@ -300,8 +303,10 @@ impl DoClient {
 
     /// Sends a write (`POST`, `PUT`, `DELETE`) with a JSON body; the body of
     /// the 2xx answer (empty for 204). A write is retried only on 429, which
-    /// the API answers before doing anything.
+    /// the API answers before doing anything. Only the shapes a revert plan
+    /// is made of are sent ([`super::calls::permitted`]).
     pub async fn write(&self, method: &str, path: &str, body: &Value) -> Result<Bytes, DoError> {
+        super::calls::permitted(method, path).map_err(|detail| DoError::NotPermitted { detail })?;
         let method: Method = method
             .parse()
             .map_err(|_| DoError::BadUrl { url: path.into(), detail: format!("{method} is not an HTTP method") })?;
@@ -314,11 +319,12 @@ impl DoClient {
         let max = self.config.max_attempts.max(1);
         let idempotent = method == Method::GET;
         let request = &format!("{method} {path}");
+        let uri = super::calls::url(&self.base, path).map_err(|detail| DoError::BadUrl { url: path.into(), detail })?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.wait_for_budget().await;
-            let outcome = self.send_once(&method, path, body.clone()).await;
+            let outcome = self.send_once(&method, &uri, body.clone()).await;
             let retry_in = match outcome {
                 Ok((status, _, body)) if status.is_success() => return Ok(body),
                 Ok((status, headers, body)) => {
@@ -372,13 +378,12 @@ impl DoClient {
     async fn send_once(
         &self,
         method: &Method,
-        path: &str,
+        uri: &http::Uri,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
-        let uri = format!("{}{}", self.base.to_string().trim_end_matches('/'), path);
         let mut req = Request::builder()
             .method(method.clone())
-            .uri(&uri)
+            .uri(uri.clone())
             .header(header::AUTHORIZATION, format!("Bearer {}", self.config.token.0))
             .header(header::ACCEPT, "application/json")
             .header(header::USER_AGENT, concat!("arcadia-drift/", env!("CARGO_PKG_VERSION")));

@@ -1,6 +1,7 @@
 //! DigitalOcean as an inventory source: which collections are listed, and how
 //! each becomes [`LiveResource`] resources.
 
+pub mod calls;
 pub mod client;
 pub mod model;
 
