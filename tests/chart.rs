@@ -484,6 +484,20 @@ async fn least_privilege_rbac_and_the_accept_policy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("cannot create resource \"cloudprovisioneds\""), "{err}");
 
+    // The spec policy refuses field names the controller would refuse too.
+    let long = format!(
+        "{{apiVersion: arcadia.cloud/v1alpha1, kind: CloudProvisioned, metadata: {{name: long, namespace: {team}}}, \
+         spec: {{resourceRef: {{name: x}}, desired: {{{}: 1}}}}}}",
+        "f".repeat(64)
+    );
+    let out = common::eventually(Duration::from_secs(20), "the spec policy in force", || async {
+        let out = kubectl_stdin(&["apply", "--server-side", "-f", "-"], &long, None);
+        (!out.status.success()).then_some(out)
+    })
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.desired field names are at most 63 characters"), "{err}");
+
     // The controller, as that ServiceAccount, does its whole job in its namespace.
     let resource = format!("digitalocean-droplet-{}", common::unique_suffix());
     let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() };
