@@ -241,3 +241,37 @@ fn a_rule_without_a_reason_is_an_error_naming_object_and_rule() {
     assert_eq!(code, 2);
     assert!(err.contains("DriftPolicy p: ignore[0] (tags): path \"no-slash\" is not a JSON pointer"), "{err}");
 }
+
+#[test]
+fn the_token_comes_from_a_file_and_no_hidden_flag_takes_it() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_arcadia-drift"))
+            .args(["run", "--namespace", "nowhere"])
+            .args(args)
+            .env_remove("DIGITALOCEAN_TOKEN")
+            .env("KUBECONFIG", "/nonexistent")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&["--digitalocean-token", "dop_v1_secret"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unexpected argument '--digitalocean-token'"), "{err}");
+    assert!(!err.contains("dop_v1_secret"), "{err}");
+
+    let (code, err) = run(&["--digitalocean-token-file", "/nonexistent/token"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--digitalocean-token-file /nonexistent/token: cannot read it"), "{err}");
+
+    let empty = temp_file("empty-token", "\n");
+    let (_, err) = run(&["--digitalocean-token-file", empty.to_str().unwrap()], &[]);
+    assert!(err.contains("the file is empty"), "{err}");
+
+    let token = temp_file("token", "dop_v1_secret\n");
+    let (code, err) =
+        run(&["--digitalocean-token-file", token.to_str().unwrap()], &[("DIGITALOCEAN_TOKEN", "dop_v1_other")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("both --digitalocean-token-file and DIGITALOCEAN_TOKEN are set"), "{err}");
+    assert!(!err.contains("dop_v1_secret") && !err.contains("dop_v1_other"), "{err}");
+}

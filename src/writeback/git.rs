@@ -302,7 +302,7 @@ impl<'a> Scratch<'a> {
         let selection =
             tree::select(blobs, root, &Limits::default()).map_err(|e| GitError::NotWritable(e.to_string()))?;
         let files = self.read_blobs(&selection.read).await?;
-        match files::decide(&files, change, searched) {
+        match self.decide_off_the_runtime(files, change, searched).await? {
             Decision::Edit { path, text } => {
                 let mode = selection.read.iter().find(|b| b.path == path).map_or("100644", |b| &b.mode).to_owned();
                 Ok(Decided::Edit { path, text, mode })
@@ -313,6 +313,24 @@ impl<'a> Scratch<'a> {
             }
             Decision::NotWritable(why) => Err(GitError::NotWritable(with_skipped(why, &selection.skipped))),
         }
+    }
+
+    /// Parsing up to 16 MiB of hostile YAML is CPU work: it runs on a blocking
+    /// thread, within the command deadline, so the controller's async workers
+    /// (and `/healthz`) keep answering.
+    async fn decide_off_the_runtime(
+        &self,
+        files: Vec<(String, String)>,
+        change: &Change,
+        searched: &str,
+    ) -> Result<Decision, GitError> {
+        let (change, searched) = (change.clone(), searched.to_owned());
+        let work = tokio::task::spawn_blocking(move || files::decide(&files, &change, &searched));
+        let fail = |message: String| GitError::Command { action: "read", url: self.url.to_string(), message };
+        tokio::time::timeout(self.settings.timeout, work)
+            .await
+            .map_err(|_| fail(format!("reading the manifests took over {}s", self.settings.timeout.as_secs())))?
+            .map_err(|e| fail(format!("reading the manifests failed: {e}")))
     }
 
     /// The texts of `blobs`, through one `git cat-file --batch`.
