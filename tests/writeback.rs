@@ -263,3 +263,35 @@ async fn annotations_name_the_repository_and_a_review_branch_takes_the_commit() 
             .contains("size_slug: s-2vcpu-4gb  # launch size")
     );
 }
+
+#[tokio::test]
+async fn a_hostile_repository_runs_nothing_and_the_controller_stays_healthy_and_small() {
+    let s = setup("wb-hostile", "git-s3cret").await;
+    let marker = std::env::temp_dir().join(format!("arcadia-pwned-{}", common::unique_suffix()));
+    s.server.commit_with("infra", "main", "hostile content", |work| {
+        let hook = format!("#!/bin/sh\ntouch {}\n", marker.display());
+        std::fs::create_dir_all(work.join(".githooks")).unwrap();
+        for name in ["pre-commit", "post-commit", "pre-push", "reference-transaction"] {
+            std::fs::write(work.join(".githooks").join(name), &hook).unwrap();
+            std::process::Command::new("chmod").arg("+x").arg(work.join(".githooks").join(name)).status().unwrap();
+        }
+        std::fs::write(work.join(".gitconfig"), "[core]\n\thooksPath = .githooks\n").unwrap();
+        // Links to `.` and `..` under the searched path: the old walk followed them without end.
+        for (link, target) in [("apps/loop-a", "."), ("apps/loop-b", ".."), ("apps/up", "../..")] {
+            std::os::unix::fs::symlink(target, work.join(link)).unwrap();
+        }
+    });
+    let controller = controller(&s);
+    accept(&s).await;
+
+    let committed = eventually(WAIT, "the commit recorded on the Drift", || async {
+        the_drift(&s).await?.status?.git.filter(|g| !g.commit.is_empty())
+    })
+    .await;
+    assert_eq!(committed.path, "apps/web.yaml");
+    assert!(!marker.exists(), "a hook from the repository ran in the controller");
+    assert!(controller.get("/healthz").is_some(), "the controller answers /healthz");
+    let (_, peak_kib) = controller.memory();
+    assert!(peak_kib < 200 * 1024, "the controller's peak RSS is {peak_kib} KiB through a symlink-loop repository");
+    assert_eq!(our_commits(&s).len(), 1);
+}
