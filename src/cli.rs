@@ -162,7 +162,7 @@ pub struct RunArgs {
     /// (the account limit is 5,000/hour and 250/minute).
     #[arg(long, default_value_t = 2500)]
     pub digitalocean_requests_per_hour: u32,
-    /// Carry out approved reverts (arcadia.cloud/revert=true on a Drift)
+    /// Carry out approved reverts (arcadia.cloud/revert=<plan digest> on a Drift)
     /// through the DigitalOcean API; needs a token with the write scopes in
     /// docs/revert.md. Off: approvals are refused and say so.
     #[arg(long, default_value_t = false)]
@@ -345,6 +345,7 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
         },
         revert: args.enable_revert.then(|| crate::inventory::reverter::ReverterSettings {
             max_concurrent: usize::from(args.max_concurrent_reverts),
+            claim: args.revert_claim,
             ..Default::default()
         }),
     }))

@@ -95,8 +95,10 @@ fn phase(p: DriftPhase) -> impl Fn(&DriftStatus) -> bool {
     move |s| s.phase == p
 }
 
-fn approve(who: &str) -> Value {
-    json!({ANNOTATION_REVERT: "true", ANNOTATION_REVERTED_BY: who})
+/// An approval of the plan `drift` shows: its digest (`true` when it has no plan).
+fn approve(drift: &Drift, who: &str) -> Value {
+    let digest = drift.status.as_ref().and_then(|s| s.revert_plan_digest.clone()).unwrap_or_else(|| "true".into());
+    json!({ANNOTATION_REVERT: digest, ANNOTATION_REVERTED_BY: who})
 }
 
 fn action_types(fake: &FakeDo, id: u64) -> Vec<String> {
@@ -129,14 +131,14 @@ async fn a_resized_droplet_is_reverted_through_shutdown_resize_power_on() {
     assert!(status.revert_note.unwrap().contains(ANNOTATION_REVERT_ALLOW_DOWNTIME));
 
     // Without downtime allowed: refused, nothing sent.
-    env.annotate(&open, approve("alice")).await;
+    env.annotate(&open, approve(&open, "alice")).await;
     let refused = env
         .drift("size_slug", "a refusal", |s| s.message.as_deref().is_some_and(|m| m.contains("revert refused")))
         .await;
     assert!(refused.status.unwrap().message.unwrap().contains(ANNOTATION_REVERT_ALLOW_DOWNTIME));
     assert!(env.writes().is_empty(), "a refused revert sends nothing");
 
-    let mut yes = approve("alice");
+    let mut yes = approve(&open, "alice");
     yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
     env.annotate(&open, yes).await;
     let done = env.drift("size_slug", "Reverted", phase(DriftPhase::Reverted)).await;
@@ -164,13 +166,13 @@ async fn tags_and_a_name_are_reverted_and_a_missing_tag_is_created() {
 
     let with_plan = |s: &DriftStatus| s.phase == DriftPhase::Open && !s.revert_plan.is_empty();
     let open = env.drift("tags", "an Open drift with a plan", with_plan).await;
-    env.annotate(&open, approve("bob")).await;
+    env.annotate(&open, approve(&open, "bob")).await;
     env.drift("tags", "Reverted", phase(DriftPhase::Reverted)).await;
 
     // A revert waits while the droplet has an action of its own in progress.
     let open = env.drift("name", "an Open drift with a plan", with_plan).await;
     let reboot = env.fake.record_action(id, "droplet", "reboot", "in-progress");
-    env.annotate(&open, approve("bob")).await;
+    env.annotate(&open, approve(&open, "bob")).await;
     let waiting = format!("waiting for DigitalOcean action {reboot} (reboot)");
     env.drift("name", "waiting for the reboot", |s| {
         s.revert.as_ref().and_then(|r| r.message.as_deref()).is_some_and(|m| m.contains(&waiting))
@@ -225,7 +227,7 @@ async fn what_may_not_be_reverted_is_refused_with_the_rule_that_refused_it() {
     let open = env
         .drift("name", "the unclaimed drift", |s| s.phase == DriftPhase::Open && s.expected == json!("a-wanted"))
         .await;
-    env.annotate(&open, approve("carol")).await;
+    env.annotate(&open, approve(&open, "carol")).await;
     let why = |d: Drift| d.status.unwrap().message.unwrap_or_default();
     let refused =
         env.drift("name", "refused by the claim", |s| s.expected == json!("a-wanted") && s.message.is_some()).await;
@@ -234,12 +236,12 @@ async fn what_may_not_be_reverted_is_refused_with_the_rule_that_refused_it() {
     let region = env.drift("region", "the region drift", phase(DriftPhase::Open)).await;
     assert!(region.status.clone().unwrap().revert_plan.is_empty());
     assert!(region.status.clone().unwrap().revert_note.unwrap().contains("cannot be reverted"));
-    env.annotate(&region, approve("carol")).await;
+    env.annotate(&region, approve(&region, "carol")).await;
     let refused = env.drift("region", "refused as not revertible", |s| s.message.is_some()).await;
     assert!(why(refused).contains("region of a droplet cannot be reverted"));
     // Two CloudProvisioneds want different names for one droplet.
     let conflicted = env.drift("name", "team-a's drift", |s| s.expected == json!("b-one")).await;
-    env.annotate(&conflicted, approve("carol")).await;
+    env.annotate(&conflicted, approve(&conflicted, "carol")).await;
     let refused =
         env.drift("name", "refused by the conflict", |s| s.expected == json!("b-one") && s.message.is_some()).await;
     assert!(why(refused).contains(&format!("DesiredConflict: {}/team-b", env.ns)));
@@ -253,7 +255,7 @@ async fn what_may_not_be_reverted_is_refused_with_the_rule_that_refused_it() {
     // A volume only grows: a shrink has no plan, and its approval is refused.
     let shrink = env.drift("size_gigabytes", "the shrink drift", phase(DriftPhase::Open)).await;
     assert!(shrink.status.clone().unwrap().revert_note.unwrap().contains("can only grow"));
-    env.annotate(&shrink, approve("carol")).await;
+    env.annotate(&shrink, approve(&shrink, "carol")).await;
     let refused = env.drift("size_gigabytes", "the shrink refused", |s| s.message.is_some()).await;
     assert!(why(refused).contains("a volume can only grow"));
     assert!(env.writes().is_empty(), "nothing was sent to DigitalOcean");
@@ -268,7 +270,7 @@ async fn without_enable_revert_an_approval_is_refused_and_says_how_to_turn_it_on
     let _controller = env.controller(&[]);
     let open = env.drift("name", "an Open drift", phase(DriftPhase::Open)).await;
     assert!(open.status.clone().unwrap().revert_plan.is_empty(), "no preview while reverting is off");
-    env.annotate(&open, approve("dave")).await;
+    env.annotate(&open, approve(&open, "dave")).await;
     let refused = env.drift("name", "refused", |s| s.message.is_some()).await;
     let status = refused.status.unwrap();
     assert_eq!(status.phase, DriftPhase::Open, "nothing else changed");
@@ -293,7 +295,7 @@ async fn an_errored_resize_ends_revert_failed_with_the_droplet_powered_on_again(
     let _controller = env.controller(&["--enable-revert"]);
     let open =
         env.drift("size_slug", "an Open drift", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 3).await;
-    let mut yes = approve("erin");
+    let mut yes = approve(&open, "erin");
     yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
     env.annotate(&open, yes).await;
     let failed = env.drift("size_slug", "RevertFailed", phase(DriftPhase::RevertFailed)).await;
@@ -327,7 +329,7 @@ async fn a_controller_killed_at_each_step_of_the_saga_resumes_without_repeating_
         let mut first = env.controller(&["--enable-revert"]);
         let open =
             env.drift("size_slug", "an Open drift", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 3).await;
-        let mut yes = approve("frank");
+        let mut yes = approve(&open, "frank");
         yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
         env.annotate(&open, yes).await;
         env.drift("size_slug", &format!("step {step} in progress"), |s| {
@@ -343,4 +345,226 @@ async fn a_controller_killed_at_each_step_of_the_saga_resumes_without_repeating_
             "one action per step (killed at step {step})"
         );
     }
+}
+
+/// A listener standing in for the attacker's host: counts every connection.
+async fn attacker() -> (u16, std::sync::Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicU64::new(0));
+    let seen = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, hits)
+}
+
+/// Writes `status` into a Drift through the status subresource, as anyone
+/// granted `drifts/status` can, under a field manager of their own.
+async fn forge(env: &Env, drift: &Drift, status: Value) {
+    let params = PatchParams { field_manager: Some("tenant-forger".into()), ..Default::default() };
+    let patch = json!({"status": status});
+    env.drifts().patch_status(&drift.metadata.name.clone().unwrap(), &params, &Patch::Merge(patch)).await.unwrap();
+}
+
+fn call(method: &str, path: &str, body: Value) -> Value {
+    json!({"method": method, "path": path, "body": body, "description": "forged", "waitsForAction": false})
+}
+
+#[tokio::test]
+async fn calls_forged_into_drift_status_are_never_sent() {
+    let env = Env::new("revert-forged").await;
+    let (port, hits) = attacker().await;
+    let id = fresh_id();
+    let claim = env.claim_tag();
+    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-2vcpu-4gb", "nyc3", &[&claim]));
+    env.fake.with(|s| s.tags.insert(claim.clone()));
+    let desired = json!({"size_slug": "s-1vcpu-1gb", "name": "web-1", "tags": [claim, "env:prod"]});
+    env.provision("web-1", id, desired).await;
+    let _controller = env.controller(&["--enable-revert"]);
+    let with_plan = |s: &DriftStatus| s.phase == DriftPhase::Open && s.revert_plan_digest.is_some();
+    let size = env.drift("size_slug", "the size drift with a plan", with_plan).await;
+    let name = env.drift("name", "the name drift with a plan", with_plan).await;
+    let tags = env.drift("tags", "the tags drift with a plan", with_plan).await;
+    let to_attacker = call("POST", &format!("@127.0.0.1:{port}/x"), json!({"type": "power_off"}));
+    let destroy = call("DELETE", &format!("/v2/droplets/{id}"), Value::Null);
+
+    // A saga record nobody approved, with the calls the forger wants.
+    let episode = serde_json::to_value(&size.status.as_ref().unwrap().detected_time).unwrap();
+    let record = json!({
+        "episode": episode, "approvedBy": "mallory", "startedTime": episode, "state": "Running",
+        "steps": [{"call": to_attacker, "state": "Pending"}, {"call": destroy, "state": "Pending"}],
+    });
+    forge(&env, &size, json!({"phase": "Reverting", "revertPlan": [to_attacker, destroy], "revert": record})).await;
+    let failed = env.drift("size_slug", "the forged record refused", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("status.revert was written by tenant-forger"), "{message}");
+    assert!(message.contains("nothing was sent"), "{message}");
+
+    // A phase and a plan, no record: a phase written into status approves nothing.
+    forge(
+        &env,
+        &name,
+        json!({"phase": "Reverting", "revertPlan": [to_attacker], "revertPlanDigest": "0123456789abcdef"}),
+    )
+    .await;
+    let failed = env.drift("name", "the forged phase refused", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("carries no approval"), "{message}");
+    // The derived plan shows again, and approving it runs it, once.
+    let name = env
+        .drift("name", "the derived rename shown again", |s| {
+            s.revert_plan.len() == 1 && s.revert_plan[0].path == format!("/v2/droplets/{id}/actions")
+        })
+        .await;
+    env.annotate(&name, approve(&name, "alice")).await;
+    env.drift("name", "Reverted", phase(DriftPhase::Reverted)).await;
+
+    // The same plan forged into an Open drift: the controller shows the derived plan again.
+    forge(&env, &tags, json!({"revertPlan": [to_attacker], "revertPlanDigest": "0123456789abcdef"})).await;
+    let shown = env
+        .drift("tags", "the derived plan shown again", |s| {
+            s.revert_plan_digest.as_ref().is_some_and(|d| d != "0123456789abcdef") && s.revert_plan.len() == 2
+        })
+        .await;
+    assert_eq!(shown.status.as_ref().unwrap().revert_plan_digest, tags.status.as_ref().unwrap().revert_plan_digest);
+    env.annotate(&shown, approve(&shown, "alice")).await;
+    env.drift("tags", "Reverted", phase(DriftPhase::Reverted)).await;
+
+    let resources = json!({"resources": [{"resource_id": id.to_string(), "resource_type": "droplet"}]});
+    assert_eq!(
+        env.writes(),
+        vec![
+            ("POST".to_string(), format!("/v2/droplets/{id}/actions"), json!({"type": "rename", "name": "web-1"})),
+            ("POST".to_string(), "/v2/tags".to_string(), json!({"name": "env:prod"})),
+            ("POST".to_string(), "/v2/tags/env:prod/resources".to_string(), resources),
+        ],
+        "only the derived plans, once each"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the attacker's listener");
+    assert!(env.fake.requests().iter().all(|r| !r.contains('@')), "{:?}", env.fake.requests());
+}
+
+#[tokio::test]
+async fn an_approval_names_its_plan_and_a_plan_changed_since_review_is_refused() {
+    let env = Env::new("revert-digest").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let _controller = env.controller(&["--enable-revert"]);
+    let reviewed =
+        env.drift("size_slug", "the reviewed plan", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 3).await;
+    let digest = reviewed.status.clone().unwrap().revert_plan_digest.unwrap();
+    assert_eq!(digest, arcadia_drift::revert::digest(&reviewed.status.clone().unwrap().revert_plan));
+
+    // `true` approves no plan in particular.
+    let mut yes =
+        json!({ANNOTATION_REVERT: "true", ANNOTATION_REVERTED_BY: "alice", ANNOTATION_REVERT_ALLOW_DOWNTIME: "true"});
+    env.annotate(&reviewed, yes.clone()).await;
+    let refused = env
+        .drift("size_slug", "true refused", |s| s.message.as_deref().is_some_and(|m| m.contains("names no plan")))
+        .await;
+    let message = refused.status.unwrap().message.unwrap();
+    assert!(message.contains(&format!("approve this plan with arcadia.cloud/revert={digest}")), "{message}");
+
+    // The tenant changes the desired size after the review; the admin approves what they reviewed.
+    env.provision("web-1", id, json!({"size_slug": "s-32vcpu-192gb"})).await;
+    let changed =
+        env.drift("size_slug", "the new plan", |s| s.revert_plan_digest.as_ref().is_some_and(|d| *d != digest)).await;
+    let new_digest = changed.status.unwrap().revert_plan_digest.unwrap();
+    yes[ANNOTATION_REVERT] = json!(digest);
+    env.annotate(&reviewed, yes).await;
+    let refused = env
+        .drift("size_slug", "the old digest refused", |s| {
+            s.message.as_deref().is_some_and(|m| m.contains("the plan changed since it was reviewed"))
+        })
+        .await;
+    let status = refused.status.unwrap();
+    let message = status.message.unwrap();
+    assert!(message.contains("s-32vcpu-192gb") && message.contains(&new_digest), "{message}");
+    assert_eq!(status.phase, DriftPhase::Open);
+    let (drifts, name) = (env.drifts(), reviewed.metadata.name.clone().unwrap());
+    common::eventually(Duration::from_secs(30), "the refused approval removed", || async {
+        let d = drifts.get(&name).await.ok()?;
+        (!d.metadata.annotations.unwrap_or_default().contains_key(ANNOTATION_REVERT)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
+    assert_eq!(env.fake.droplet(id)["size_slug"], "s-2vcpu-4gb");
+}
+
+#[tokio::test]
+async fn a_pending_git_change_forged_into_status_does_not_change_the_desired_value() {
+    let env = Env::new("revert-pending").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let _controller = env.controller(&["--enable-revert"]);
+    let open =
+        env.drift("size_slug", "an Open drift", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 3).await;
+    let digest = open.status.clone().unwrap().revert_plan_digest;
+
+    let forged = json!({"status": {"pendingGitChanges": [{
+        "field": "size_slug", "value": "s-32vcpu-192gb", "drift": open.metadata.name.clone().unwrap(),
+        "acceptedBy": "admin", "acceptedTime": "2026-01-01T00:00:00Z", "specValue": "s-1vcpu-1gb",
+    }]}});
+    let params = PatchParams { field_manager: Some("tenant-forger".into()), ..Default::default() };
+    let provisioned: Api<CloudProvisioned> = Api::namespaced(env.client.clone(), &env.ns);
+    provisioned.patch_status("web-1", &params, &Patch::Merge(forged)).await.unwrap();
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &env.ns);
+    let event = common::eventually(Duration::from_secs(30), "the PendingChangesIgnored Event", || async {
+        let all = events.list(&ListParams::default()).await.ok()?.items;
+        all.into_iter().find(|e| e.reason.as_deref() == Some("PendingChangesIgnored"))
+    })
+    .await;
+    assert!(event.note.unwrap_or_default().contains("written by tenant-forger"));
+    common::eventually(Duration::from_secs(30), "the forged list removed", || async {
+        let p = provisioned.get("web-1").await.ok()?;
+        p.status.is_some_and(|s| s.pending_git_changes.is_empty()).then_some(())
+    })
+    .await;
+    let d = env.drifts().get(&open.metadata.name.clone().unwrap()).await.unwrap();
+    let status = d.status.unwrap();
+    assert_eq!(
+        (status.phase, &status.expected),
+        (DriftPhase::Open, &json!("s-1vcpu-1gb")),
+        "compared against the spec"
+    );
+    assert_eq!(status.revert_plan_digest, digest, "the plan still resizes to the spec's value");
+    assert!(status.revert_plan.iter().all(|c| !c.body.to_string().contains("s-32vcpu-192gb")));
+}
+
+/// The reverter's own record, changed while no reverter runs, is not resumed.
+#[tokio::test]
+async fn a_saga_record_forged_between_two_reverters_is_not_resumed() {
+    let env = Env::new("revert-forged-resume").await;
+    let (port, hits) = attacker().await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"name": "web-1"})).await;
+    let mut first = env.controller(&["--enable-revert"]);
+    let open = env.drift("name", "an Open drift with a plan", |s| s.revert_plan_digest.is_some()).await;
+    let reboot = env.fake.record_action(id, "droplet", "reboot", "in-progress");
+    env.annotate(&open, approve(&open, "alice")).await;
+    let waiting = env
+        .drift("name", "the saga waiting for the reboot", |s| {
+            s.revert.as_ref().and_then(|r| r.message.as_deref()).is_some_and(|m| m.contains("waiting for"))
+        })
+        .await;
+    first.kill();
+
+    let mut record = serde_json::to_value(waiting.status.unwrap().revert.unwrap()).unwrap();
+    record["steps"][0]["call"]["path"] = json!(format!("@127.0.0.1:{port}/x"));
+    forge(&env, &open, json!({"revert": record})).await;
+    let _second = env.controller(&["--enable-revert"]);
+    env.fake.finish_action(reboot, "completed");
+    let failed = env.drift("name", "the forged record refused", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("status.revert was written by tenant-forger"), "{message}");
+    assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the attacker's listener");
 }

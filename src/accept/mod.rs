@@ -8,6 +8,8 @@
 //!   it (merged) or changes the field to something else (superseded: Git wins).
 //! - `auto`: `overlay` when a GitOps tool manages the object, else `spec`.
 
+pub mod provenance;
+
 use crate::api::{
     ANNOTATION_ACCEPT_MODE, ARGOCD_TRACKING_ID, AcceptMode, CloudProvisioned, DEFAULT_GITOPS_MANAGERS, FIELD_MANAGER,
     FLUX_LABELS, Fields, PendingGitChange,

@@ -133,9 +133,13 @@ pub struct DriftStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitCommit>,
     /// The provider calls a revert of this drift would make, in order: the
-    /// preview a person approves with `arcadia.cloud/revert=true`.
+    /// preview a person approves with `arcadia.cloud/revert=<revertPlanDigest>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revert_plan: Vec<super::ProviderCall>,
+    /// The digest of `revertPlan` (16 hex digits of SHA-256): an approval
+    /// names it, so it approves exactly this plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_plan_digest: Option<String>,
     /// Why the field cannot be reverted, or what a revert of it needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_note: Option<String>,
@@ -143,6 +147,10 @@ pub struct DriftStatus {
     /// Written only by the reverter (field manager `arcadia-drift-reverter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert: Option<super::RevertRecord>,
+    /// When the revert under way was approved: a saga record started before
+    /// it belongs to an earlier approval (a RevertFailed drift approved again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_approved_time: Option<Time>,
     /// Earlier episodes of this same field, newest first, bounded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<DriftEpisode>,

@@ -84,6 +84,10 @@ pub struct RevertRecord {
     /// The episode reverted (its `detectedTime`): a record of an earlier episode is history.
     pub episode: Time,
     pub approved_by: String,
+    /// The digest of the approved plan (`arcadia.cloud/revert=<digest>`): the
+    /// steps' calls must hash to it, or they are not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_digest: Option<String>,
     pub started_time: Time,
     pub state: SagaState,
     pub steps: Vec<RevertStep>,

@@ -120,12 +120,24 @@ fn watch_provisioned(
 
 /// The cache keeps what a reconcile reads, in little memory: our own spec
 /// apply entry whole (the accept apply needs it), the other managers' names
-/// only (GitOps detection), and no annotations but the project's own and
-/// Argo CD's tracking id (kubectl's last-applied copy can be large).
+/// only (GitOps detection), of the status entries only who owns
+/// `status.pendingGitChanges` (see [`crate::accept::provenance`]), and no
+/// annotations but the project's own and Argo CD's tracking id (kubectl's
+/// last-applied copy can be large).
 pub fn compact_provisioned(p: &mut CloudProvisioned) {
     p.managed_fields_mut().retain_mut(|m| {
         if m.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
-            return false;
+            if !crate::accept::provenance::owns_pending(m) {
+                return false;
+            }
+            let pending = serde_json::json!({"f:status": {"f:pendingGitChanges": {}}});
+            *m = ManagedFieldsEntry {
+                manager: m.manager.take(),
+                subresource: m.subresource.take(),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(pending)),
+                ..Default::default()
+            };
+            return true;
         }
         if m.manager.as_deref() != Some(FIELD_MANAGER) {
             *m = ManagedFieldsEntry { manager: m.manager.take(), operation: m.operation.take(), ..Default::default() };

@@ -174,7 +174,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let mut desired = accepts::overlay(&p.spec.desired, &pending);
     accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);
     annotations::apply(inputs, &mut tracked, &mut plan);
-    reverts::approve(inputs, settings, &live, &desired, &rules, &mut tracked, &mut plan);
+    reverts::approve(inputs, settings, &desired, &rules, &mut tracked, &mut plan);
 
     let freshness = match (&live, inputs.resource) {
         (Ok(_), Some(r)) => freshness(r, inputs.now, settings),
@@ -185,7 +185,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         Err(_) => Default::default(),
     };
 
-    reverts::refresh_previews(inputs, settings, &live, &desired, &rules, &mut tracked);
+    reverts::refresh_previews(inputs, settings, &desired, &rules, &mut tracked);
     let conflicts = desired_conflicts(inputs, &desired);
     let outcome = match &live {
         Err(absence) => Outcome::Missing(p.spec.resource_ref.name.clone(), *absence),

@@ -418,7 +418,11 @@ async fn write_status(
     written: &mut Written,
 ) -> Result<(), Error> {
     let Some(status) = status else { return Ok(()) };
-    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
+    let mut body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
+    // A list another manager wrote is not ours to omit: take it over, empty, to remove it.
+    if status.pending_git_changes.is_empty() && crate::accept::provenance::trusted_pending(t.p).is_err() {
+        body["status"]["pendingGitChanges"] = json!([]);
+    }
     let obj = t
         .provisioned
         .patch_status(&t.p.name_any(), &apply_params(), &Patch::Apply(body))

@@ -24,11 +24,18 @@ pub struct ReverterSettings {
     pub poll_interval: Duration,
     /// How long a revert waits for an action of the resource's own to end before it gives up.
     pub busy_timeout: Duration,
+    /// `--revert-claim`, checked again before a saga starts.
+    pub claim: crate::revert::Claim,
 }
 
 impl Default for ReverterSettings {
     fn default() -> Self {
-        Self { max_concurrent: 2, poll_interval: Duration::from_secs(2), busy_timeout: Duration::from_secs(600) }
+        Self {
+            max_concurrent: 2,
+            poll_interval: Duration::from_secs(2),
+            busy_timeout: Duration::from_secs(600),
+            claim: crate::revert::Claim::Tag,
+        }
     }
 }
 
@@ -38,6 +45,8 @@ pub enum RevertError {
     Record { drift: String, source: kube::Error },
     #[error("reading Drift {drift}: {source}")]
     Read { drift: String, source: kube::Error },
+    #[error("reading {object} to derive a revert's plan: {source}")]
+    ReadInput { object: String, source: kube::Error },
 }
 
 pub struct Reverter {
@@ -53,7 +62,7 @@ struct Saga {
     drift: ObjectRef<Drift>,
     api: Api<Drift>,
     field: String,
-    /// The live value when the revert was approved.
+    /// The live value the plan was derived from (the CloudResource's).
     actual: serde_json::Value,
     type_: DoType,
     id: String,

@@ -47,8 +47,10 @@ pub async fn run(plugin: Plugin) -> Result<u8, PluginError> {
     match plugin.command {
         Command::List(args) => list(&session, &args).await,
         Command::Summary(args) => summary(&session, &args).await,
-        Command::Accept(args) => act(&session, Action::Accept, &args, false).await,
-        Command::Revert(args) => act(&session, Action::Revert, &args.act, args.allow_downtime).await,
+        Command::Accept(args) => act(&session, Action::Accept, &args, false, None).await,
+        Command::Revert(args) => {
+            act(&session, Action::Revert, &args.act, args.allow_downtime, args.digest.as_deref()).await
+        }
         Command::Explain(args) => explain(&session, &args).await,
     }
 }
@@ -178,7 +180,13 @@ async fn whoami(client: &Client) -> Option<String> {
     review.status?.user_info?.username
 }
 
-async fn act(s: &Session, action: Action, args: &ActArgs, allow_downtime: bool) -> Result<u8, PluginError> {
+async fn act(
+    s: &Session,
+    action: Action,
+    args: &ActArgs,
+    allow_downtime: bool,
+    reviewed: Option<&str>,
+) -> Result<u8, PluginError> {
     let drifts = targets(s, args).await?;
     if args.dry_run {
         drifts.iter().for_each(|d| print(&dry_run(action, d)));
@@ -187,7 +195,18 @@ async fn act(s: &Session, action: Action, args: &ActArgs, allow_downtime: bool) 
     let who = whoami(&s.client).await;
     let mut code = EXIT_OK;
     for d in &drifts {
-        annotate(s, action, d, who.as_deref(), allow_downtime).await?;
+        let value = match action {
+            Action::Accept => "true".to_owned(),
+            Action::Revert => match approval_digest(d, reviewed) {
+                Ok(digest) => digest,
+                Err(why) => {
+                    eprintln!("{}: {why}", d.name_any());
+                    code = code.max(EXIT_REFUSED);
+                    continue;
+                }
+            },
+        };
+        annotate(s, action, d, &value, who.as_deref(), allow_downtime).await?;
         let result = wait(s, action, d, args.timeout).await?;
         let name = d.name_any();
         code = code.max(match result {
@@ -215,11 +234,12 @@ async fn annotate(
     s: &Session,
     action: Action,
     d: &Drift,
+    value: &str,
     who: Option<&str>,
     allow_downtime: bool,
 ) -> Result<(), PluginError> {
     let mut annotations = serde_json::Map::new();
-    annotations.insert(action.annotation().into(), json!("true"));
+    annotations.insert(action.annotation().into(), json!(value));
     let actor = match action {
         Action::Accept => ANNOTATION_ACCEPTED_BY,
         Action::Revert => ANNOTATION_REVERTED_BY,
@@ -268,6 +288,27 @@ fn dry_run(action: Action, d: &Drift) -> String {
     }
 }
 
+/// What a revert approval carries: the digest of the plan the drift shows,
+/// computed here from the plan itself; `reviewed` (`--digest`) must be it.
+fn approval_digest(d: &Drift, reviewed: Option<&str>) -> Result<String, String> {
+    let status = d.status.clone().unwrap_or_default();
+    if status.revert_plan.is_empty() {
+        return Err(revert_preview(&d.name_any(), &status).trim_end().to_owned());
+    }
+    let digest = crate::revert::digest(&status.revert_plan);
+    if let Some(shown) = status.revert_plan_digest.as_deref().filter(|shown| *shown != digest) {
+        return Err(format!(
+            "status.revertPlanDigest {shown} is not the digest of status.revertPlan ({digest}); not approving a plan that does not match its digest"
+        ));
+    }
+    match reviewed {
+        Some(reviewed) if reviewed != digest => Err(format!(
+            "the plan changed since it was reviewed: --digest {reviewed}, and the plan now is {digest}; review it again (--dry-run) and approve with --digest {digest}"
+        )),
+        _ => Ok(digest),
+    }
+}
+
 fn revert_preview(name: &str, status: &crate::api::DriftStatus) -> String {
     if status.revert_plan.is_empty() {
         let why = status.revert_note.clone().unwrap_or_else(|| {
@@ -275,7 +316,8 @@ fn revert_preview(name: &str, status: &crate::api::DriftStatus) -> String {
         });
         return format!("cannot revert {name}: {why}\n");
     }
-    let mut out = format!("would revert {name} with {} call(s):\n", status.revert_plan.len());
+    let digest = crate::revert::digest(&status.revert_plan);
+    let mut out = format!("would revert {name} with {} call(s), plan {digest}:\n", status.revert_plan.len());
     for (i, c) in status.revert_plan.iter().enumerate() {
         let body = if c.body.is_null() { String::new() } else { format!(" {}", c.body) };
         out.push_str(&format!("  {}. {} {}{body}   # {}\n", i + 1, c.method, c.path, c.description));
@@ -399,4 +441,47 @@ fn accept_would(d: &Drift, status: &crate::api::DriftStatus, mode: Option<&str>)
         ),
     };
     format!("\nAccept would: {how}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DriftSpec, DriftStatus, ProviderCall, ProvisionedRef, ResourceRef};
+
+    fn with_plan(path: &str) -> Drift {
+        let spec = DriftSpec {
+            provisioned_ref: ProvisionedRef { name: "web-1".into() },
+            resource_ref: ResourceRef { name: "r".into() },
+            field: "name".into(),
+        };
+        let mut d = Drift::new("web-1-name-1", spec);
+        let call = ProviderCall {
+            method: "POST".into(),
+            path: path.into(),
+            body: json!({"type": "rename", "name": "web-1"}),
+            description: "rename the droplet to web-1".into(),
+            waits_for_action: true,
+        };
+        let digest = crate::revert::digest(std::slice::from_ref(&call));
+        d.status =
+            Some(DriftStatus { revert_plan: vec![call], revert_plan_digest: Some(digest), ..Default::default() });
+        d
+    }
+
+    #[test]
+    fn a_revert_approval_carries_the_digest_computed_from_the_plan() {
+        let d = with_plan("/v2/droplets/1/actions");
+        let digest = crate::revert::digest(&d.status.as_ref().unwrap().revert_plan);
+        assert_eq!(approval_digest(&d, None), Ok(digest.clone()));
+        assert_eq!(approval_digest(&d, Some(&digest)), Ok(digest.clone()));
+        let changed = approval_digest(&d, Some("0123456789abcdef")).unwrap_err();
+        assert!(changed.contains("the plan changed since it was reviewed") && changed.contains(&digest), "{changed}");
+        // A digest that does not match the plan beside it is not passed on.
+        let mut odd = with_plan("/v2/droplets/1/actions");
+        odd.status.as_mut().unwrap().revert_plan[0].path = "@127.0.0.1:9/x".into();
+        assert!(approval_digest(&odd, None).unwrap_err().contains("is not the digest of status.revertPlan"));
+        let mut none = with_plan("/v2/droplets/1/actions");
+        none.status.as_mut().unwrap().revert_plan.clear();
+        assert!(approval_digest(&none, None).unwrap_err().starts_with("cannot revert web-1-name-1"));
+    }
 }

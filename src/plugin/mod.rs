@@ -111,6 +111,10 @@ pub struct RevertArgs {
     /// Allow a revert that powers the resource off for a while (a droplet resize).
     #[arg(long)]
     pub allow_downtime: bool,
+    /// Approve only the plan with this digest (shown by --dry-run and in
+    /// status.revertPlanDigest); without it, the plan the drift shows now.
+    #[arg(long)]
+    pub digest: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -3,7 +3,7 @@
 //! only where the resource's owner allows it, where no other team asks for a
 //! different value, and only for the exact plan the person saw.
 
-use super::Preview;
+use super::{Preview, digest};
 use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, CLAIM_TAG_PREFIX, DriftPhase, ProviderCall};
 use crate::detect::loosely_equal;
 use serde_json::Value;
@@ -44,7 +44,7 @@ pub struct Approval<'a> {
     pub field: &'a str,
     pub phase: DriftPhase,
     pub allow_downtime: bool,
-    /// The plan the person saw: `status.revertPlan` when they approved.
+    /// The plan the drift showed (`status.revertPlan`) when the approval was read.
     pub shown: &'a [ProviderCall],
     /// The plan the live state gives now, or why there is none.
     pub current: Result<&'a Preview, &'a str>,
@@ -58,6 +58,17 @@ pub fn claim_tag(namespace: &str) -> String {
     format!("{CLAIM_TAG_PREFIX}{namespace}")
 }
 
+/// Whether `namespace` may write to a resource with these tags (`--revert-claim`).
+pub fn claim_holds(claim: Claim, namespace: &str, resource_tags: &[String]) -> Result<(), String> {
+    if claim == Claim::Tag && !resource_tags.contains(&claim_tag(namespace)) {
+        return Err(format!(
+            "rule --revert-claim=tag: the resource does not carry the DigitalOcean tag {}, by which its owner lets namespace {namespace} revert it",
+            claim_tag(namespace)
+        ));
+    }
+    Ok(())
+}
+
 /// The peers (`(namespace/name, desired value)`) that want another value for the field.
 pub fn conflicts(own: &Value, peers: impl IntoIterator<Item = (String, Value)>) -> Vec<String> {
     peers.into_iter().filter(|(_, theirs)| !loosely_equal(own, theirs)).map(|(name, _)| name).collect()
@@ -66,9 +77,6 @@ pub fn conflicts(own: &Value, peers: impl IntoIterator<Item = (String, Value)>) 
 /// Why the approval may not run, or `None` when it may.
 pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
     let refused = |why: String| Some(format!("revert refused: {why}; nothing was changed"));
-    if !a.value.eq_ignore_ascii_case("true") {
-        return refused(format!("{ANNOTATION_REVERT} must be \"true\", not {:?}", a.value));
-    }
     if !settings.enabled {
         return refused("reverting is off in this controller (start it with --enable-revert, chart value revert.enabled, and a token with write scopes)".into());
     }
@@ -79,6 +87,10 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
         Ok(current) => current,
         Err(why) => return refused(why.to_owned()),
     };
+    let digest = digest(&current.calls);
+    if let Some(why) = unnamed_or_changed(a.value.trim(), &digest, a.shown, current) {
+        return refused(why);
+    }
     if !a.conflicts.is_empty() {
         return refused(format!(
             "rule DesiredConflict: {} also name this resource with a different desired {}; agree on one value first",
@@ -86,17 +98,8 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
             a.field
         ));
     }
-    if settings.claim == Claim::Tag && !a.resource_tags.contains(&claim_tag(a.namespace)) {
-        return refused(format!(
-            "rule --revert-claim=tag: the resource does not carry the DigitalOcean tag {}, by which its owner lets namespace {} revert it",
-            claim_tag(a.namespace),
-            a.namespace
-        ));
-    }
-    if a.shown != current.calls.as_slice() {
-        return refused(
-            "the live state moved since the plan was made; status.revertPlan now shows the new plan: review it and approve again".into(),
-        );
+    if let Err(why) = claim_holds(settings.claim, a.namespace, a.resource_tags) {
+        return refused(why);
     }
     if current.downtime && !a.allow_downtime {
         return refused(format!(
@@ -104,4 +107,36 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
         ));
     }
     None
+}
+
+/// An approval must name the digest of the plan it approves: `true` (or any
+/// other word) approves no plan in particular, and a digest of an earlier
+/// plan approves that plan, not the one that would run now.
+fn unnamed_or_changed(value: &str, digest: &str, shown: &[ProviderCall], current: &Preview) -> Option<String> {
+    let approve = format!("approve this plan with {ANNOTATION_REVERT}={digest}");
+    if !is_digest(value) {
+        return Some(format!(
+            "{ANNOTATION_REVERT}={value:?} names no plan: an approval names the digest of the plan it approves (status.revertPlanDigest); {approve}"
+        ));
+    }
+    if value == digest {
+        return None;
+    }
+    let what = if super::digest(shown) == value && shown != current.calls.as_slice() {
+        super::plan::differences(shown, &current.calls).join("; ")
+    } else {
+        format!("it now is: {}", describe(&current.calls))
+    };
+    Some(format!(
+        "the plan changed since it was reviewed: the approval names plan {value}, the plan that would run is {digest} ({what}); review status.revertPlan, then {approve}"
+    ))
+}
+
+/// 16 lowercase hex digits, as [`super::digest`] writes them.
+pub fn is_digest(value: &str) -> bool {
+    value.len() == 16 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn describe(calls: &[ProviderCall]) -> String {
+    calls.iter().map(|c| c.description.as_str()).collect::<Vec<_>>().join(", then ")
 }

@@ -4,18 +4,22 @@
 //! crash-safe state machine the reverter (in `inventory`) drives.
 
 pub mod approval;
+pub mod execution;
 pub mod plan;
 pub mod saga;
 
-pub use approval::{Approval, Claim, RevertSettings, claim_tag, conflicts};
-pub use plan::{Preview, Target, preview};
+pub use approval::{Approval, Claim, RevertSettings, claim_holds, claim_tag, conflicts};
+pub use plan::{Preview, Target, derive, differences, digest, preview};
 
 use crate::api::{DriftStatus, RevertRecord};
 
-/// The saga's record for the drift's current episode, if it has one (a
-/// record of an earlier episode is history).
+/// The saga's record for the drift's current episode and approval, if it has
+/// one (a record of an earlier episode, or of an earlier approval of this
+/// one, is history).
 pub fn current_record(status: &DriftStatus) -> Option<&RevertRecord> {
-    status.revert.as_ref().filter(|r| Some(&r.episode) == status.detected_time.as_ref())
+    let approved_since =
+        |r: &RevertRecord| status.revert_approved_time.as_ref().is_none_or(|a| r.started_time.0 >= a.0);
+    status.revert.as_ref().filter(|r| Some(&r.episode) == status.detected_time.as_ref() && approved_since(r))
 }
 
 #[cfg(test)]

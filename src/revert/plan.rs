@@ -3,7 +3,7 @@
 //! DigitalOcean's API document (droplet actions, tags, volume actions,
 //! firewalls); anything else is not revertible.
 
-use crate::api::ProviderCall;
+use crate::api::{Absence, CloudResource, Fields, ProviderCall};
 use crate::detect::rules::glob_match;
 use crate::detect::{FieldRules, LiveView, MatchMode, loosely_equal};
 use serde_json::{Value, json};
@@ -22,6 +22,75 @@ pub struct Preview {
     pub calls: Vec<ProviderCall>,
     /// Needs `arcadia.cloud/revert-allow-downtime=true` (a droplet resize powers it off).
     pub downtime: bool,
+}
+
+/// The digest an approval names: the first 16 hex digits of SHA-256 over the
+/// plan's canonical JSON (object keys sorted, no spaces). The same calls
+/// always give the same digest; any change to a method, path, body or
+/// description gives another.
+pub fn digest(calls: &[ProviderCall]) -> String {
+    // serde_json's maps are sorted by key (no `preserve_order`), so this is canonical.
+    let canonical = serde_json::to_value(calls).map(|v| v.to_string()).unwrap_or_default();
+    let hash = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+    hash.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `call` writes to `target` and to nothing else (creating a tag
+/// writes to no resource).
+pub fn addresses(call: &ProviderCall, target: Target<'_>) -> bool {
+    let collection = match target.type_ {
+        "droplet" => "droplets",
+        "volume" => "volumes",
+        "firewall" => "firewalls",
+        _ => return false,
+    };
+    if [format!("/v2/{collection}/{}/actions", target.id), format!("/v2/{collection}/{}", target.id)]
+        .contains(&call.path)
+    {
+        return true;
+    }
+    let resources = json!({"resources": [{"resource_id": target.id, "resource_type": target.type_}]});
+    call.path == "/v2/tags" || (call.path.starts_with("/v2/tags/") && call.body == resources)
+}
+
+/// How `recorded` differs from `derived`, step by step, in words (empty when equal).
+pub fn differences(recorded: &[ProviderCall], derived: &[ProviderCall]) -> Vec<String> {
+    let show = |c: &ProviderCall| {
+        let body = if c.body.is_null() { String::new() } else { format!(" {}", c.body) };
+        format!("{} {}{body}", c.method, c.path)
+    };
+    let mut out = Vec::new();
+    for i in 0..recorded.len().max(derived.len()) {
+        match (recorded.get(i), derived.get(i)) {
+            (Some(r), Some(d)) if r == d => {}
+            (Some(r), Some(d)) => out.push(format!("step {}: {} where the plan now has {}", i + 1, show(r), show(d))),
+            (Some(r), None) => out.push(format!("step {}: {} is not in the plan now", i + 1, show(r))),
+            (None, Some(d)) => out.push(format!("step {}: the plan now also has {}", i + 1, show(d))),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// The plan for `field` from the object's desired values, the CloudResource
+/// it names (`name`) and the field's rules: the one derivation the preview,
+/// the approval and the reverter all use, so each arrives at the same calls.
+pub fn derive(
+    resource: Option<&CloudResource>,
+    name: &str,
+    field: &str,
+    desired: &Fields,
+    rules: &FieldRules<'_>,
+) -> Result<Preview, String> {
+    let offers_none = |absence: Absence| format!("CloudResource {name} offers no live value ({})", absence.describe());
+    let resource = resource.ok_or_else(|| offers_none(Absence::NotFound))?;
+    let view = resource.live().map_err(offers_none)?;
+    if resource.spec.provider != "digitalocean" {
+        return Err(format!("only DigitalOcean resources can be reverted, not {}", resource.spec.provider));
+    }
+    let target = Target { type_: &resource.spec.type_, id: &resource.spec.id };
+    let value = desired.get(field).ok_or_else(|| format!("{field} is no longer in spec.desired"))?;
+    preview(target, field, &value, &view, rules)
 }
 
 /// The calls that revert `field` of `target` from `live` to `desired`, or why none can.

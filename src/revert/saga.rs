@@ -28,6 +28,7 @@ pub fn start(plan: &[ProviderCall], episode: &Time, approved_by: &str, now: &Tim
     RevertRecord {
         episode: episode.clone(),
         approved_by: approved_by.to_owned(),
+        approved_digest: Some(super::digest(plan)),
         started_time: now.clone(),
         state: SagaState::Running,
         steps: plan.iter().cloned().map(|call| step(call, false)).collect(),

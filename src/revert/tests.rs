@@ -186,9 +186,9 @@ fn a_failed_shutdown_needs_no_compensation() {
     assert_eq!(saga::next(&r), Move::Finish(SagaState::Failed));
 }
 
-fn approval<'a>(preview: &'a Preview, tags: &'a [String]) -> Approval<'a> {
+fn approval<'a>(value: &'a str, preview: &'a Preview, tags: &'a [String]) -> Approval<'a> {
     Approval {
-        value: "true",
+        value,
         namespace: "team-a",
         field: "size_slug",
         phase: DriftPhase::Open,
@@ -203,23 +203,76 @@ fn approval<'a>(preview: &'a Preview, tags: &'a [String]) -> Approval<'a> {
 #[test]
 fn approvals_are_refused_with_the_rule_that_refused_them() {
     let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    let d = digest(&p.calls);
     let tags = vec![claim_tag("team-a")];
     let on = RevertSettings { enabled: true, claim: Claim::Tag };
-    assert_eq!(refusal(&approval(&p, &tags), &on), None);
+    assert_eq!(refusal(&approval(&d, &p, &tags), &on), None);
     let why = |a: &Approval<'_>, s: &RevertSettings| refusal(a, s).unwrap();
-    assert!(why(&approval(&p, &tags), &RevertSettings::default()).contains("--enable-revert"));
-    assert!(why(&Approval { value: "yes", ..approval(&p, &tags) }, &on).contains("must be \"true\""));
-    assert!(why(&Approval { phase: DriftPhase::Accepted, ..approval(&p, &tags) }, &on).contains("is Accepted"));
-    assert!(why(&approval(&p, &[]), &on).contains("rule --revert-claim=tag"));
-    assert_eq!(refusal(&approval(&p, &[]), &RevertSettings { enabled: true, claim: Claim::Any }), None);
-    assert!(why(&Approval { allow_downtime: false, ..approval(&p, &tags) }, &on).contains("revert-allow-downtime"));
-    assert!(why(&Approval { shown: &p.calls[..1], ..approval(&p, &tags) }, &on).contains("live state moved"));
+    assert!(why(&approval(&d, &p, &tags), &RevertSettings::default()).contains("--enable-revert"));
+    assert!(why(&Approval { phase: DriftPhase::Accepted, ..approval(&d, &p, &tags) }, &on).contains("is Accepted"));
+    assert!(why(&approval(&d, &p, &[]), &on).contains("rule --revert-claim=tag"));
+    assert_eq!(refusal(&approval(&d, &p, &[]), &RevertSettings { enabled: true, claim: Claim::Any }), None);
+    assert!(why(&Approval { allow_downtime: false, ..approval(&d, &p, &tags) }, &on).contains("revert-allow-downtime"));
     let peers = vec!["team-b/web".to_string()];
-    assert!(why(&Approval { conflicts: &peers, ..approval(&p, &tags) }, &on).contains("DesiredConflict: team-b/web"));
     assert!(
-        why(&Approval { current: Err("region cannot be reverted"), ..approval(&p, &tags) }, &on)
+        why(&Approval { conflicts: &peers, ..approval(&d, &p, &tags) }, &on).contains("DesiredConflict: team-b/web")
+    );
+    assert!(
+        why(&Approval { current: Err("region cannot be reverted"), ..approval(&d, &p, &tags) }, &on)
             .contains("region cannot")
     );
+}
+
+#[test]
+fn an_approval_names_the_digest_of_the_plan_it_approves() {
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    let d = digest(&p.calls);
+    assert!(approval::is_digest(&d), "{d}");
+    let tags = vec![claim_tag("team-a")];
+    let on = RevertSettings { enabled: true, claim: Claim::Tag };
+    for unnamed in ["true", "TRUE", "yes", ""] {
+        let why = refusal(&approval(unnamed, &p, &tags), &on).unwrap();
+        assert!(why.contains(&format!("approve this plan with arcadia.cloud/revert={d}")), "{why}");
+    }
+    // The tenant changed spec.desired after the review: the reviewed digest names the old plan.
+    let bigger = preview(DROPLET, "size_slug", &json!("s-32vcpu-192gb"), &running(&[]), &exact()).unwrap();
+    let why = refusal(&Approval { current: Ok(&bigger), ..approval(&d, &p, &tags) }, &on).unwrap();
+    assert!(why.contains("the plan changed since it was reviewed"), "{why}");
+    assert!(why.contains("s-32vcpu-192gb") && why.contains(&digest(&bigger.calls)), "{why}");
+    // Already showing the new plan: it is described whole.
+    let why = refusal(&approval(&d, &bigger, &tags), &on).unwrap();
+    assert!(why.contains("it now is: shut the droplet down") && why.contains("s-32vcpu-192gb"), "{why}");
+}
+
+#[test]
+fn a_digest_is_stable_and_changes_with_any_part_of_a_call() {
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    assert_eq!(digest(&p.calls), digest(&p.calls.clone()));
+    assert_eq!(digest(&p.calls).len(), 16);
+    let mut other = p.calls.clone();
+    other[1].body["size"] = json!("s-32vcpu-192gb");
+    assert_ne!(digest(&p.calls), digest(&other));
+    let mut other = p.calls.clone();
+    other[0].path = "@127.0.0.1:9/x".into();
+    assert_ne!(digest(&p.calls), digest(&other));
+    assert_ne!(digest(&p.calls), digest(&p.calls[..2]));
+    // Key order in a body does not matter: the JSON is canonical.
+    let mut reordered = p.calls.clone();
+    reordered[1].body = serde_json::from_str(r#"{"disk": false, "size": "s-1vcpu-1gb", "type": "resize"}"#).unwrap();
+    assert_eq!(digest(&p.calls), digest(&reordered));
+}
+
+#[test]
+fn differences_name_each_step_that_differs() {
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    assert!(differences(&p.calls, &p.calls).is_empty());
+    let mut forged = p.calls.clone();
+    forged[0].path = "@127.0.0.1:9/x".into();
+    forged.pop();
+    let found = differences(&forged, &p.calls);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("step 1: POST @127.0.0.1:9/x") && found[0].contains("/v2/droplets/3164444/actions"));
+    assert!(found[1].starts_with("step 3: the plan now also has POST"), "{}", found[1]);
 }
 
 #[test]
@@ -227,4 +280,19 @@ fn conflicts_are_peers_that_want_another_value() {
     let (a, b) = (json!("s-1"), json!("s-2"));
     let found = conflicts(&json!("s-1"), vec![("ns/a".to_string(), a), ("ns/b".to_string(), b)]);
     assert_eq!(found, vec!["ns/b".to_string()]);
+}
+
+#[test]
+fn a_record_of_an_earlier_approval_is_not_the_current_one() {
+    let mut failed = resize_record();
+    saga::finish(&mut failed, SagaState::Failed, &t(3));
+    let mut status = crate::api::DriftStatus { detected_time: Some(t(0)), revert: Some(failed), ..Default::default() };
+    assert!(current_record(&status).is_some(), "the record of this episode");
+    // Approved again after it failed: the old record is history until the reverter starts a new one.
+    status.revert_approved_time = Some(t(10));
+    assert!(current_record(&status).is_none());
+    status.revert = Some(saga::start(&[], &t(0), "alice", &t(10)));
+    assert!(current_record(&status).is_some(), "a record started at the approval is current");
+    status.detected_time = Some(t(20));
+    assert!(current_record(&status).is_none(), "a record of an earlier episode is history");
 }

@@ -23,7 +23,19 @@ pub(super) struct Pending {
 /// away from (`AcceptSuperseded`); keeps the rest.
 pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
     let p = inputs.provisioned;
-    let old = p.status.as_ref().map(|s| s.pending_git_changes.as_slice()).unwrap_or_default();
+    // Only entries the controller recorded itself count (see accept::provenance).
+    let old = crate::accept::provenance::trusted_pending(p).unwrap_or_else(|why| {
+        tracing::warn!(object = %p.name_any(), "{why}");
+        let regarding = Regarding::Provisioned;
+        plan.events.push(Event {
+            regarding,
+            warning: true,
+            reason: "PendingChangesIgnored",
+            action: "Accept",
+            message: why,
+        });
+        &[]
+    });
     let mut entries = Vec::with_capacity(old.len());
     for entry in old {
         let (reason, message) = match accept::settle(entry, &p.spec.desired) {

@@ -1,37 +1,23 @@
 //! The revert step of a plan: the preview on every Open drift
-//! (`status.revertPlan`), the approvals (`arcadia.cloud/revert=true`), and
-//! what the saga's record (`status.revert`, written by the reverter) means for
-//! the drift's phase. The saga itself runs in the inventory's reverter.
+//! (`status.revertPlan` and its digest), the approvals
+//! (`arcadia.cloud/revert=<digest>`), and what the saga's record
+//! (`status.revert`, written by the reverter) means for the drift's phase.
+//! The saga itself runs in the inventory's reverter, which derives the plan
+//! again and checks the approval itself: nothing here is its authority.
 
 use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
-use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState};
-use crate::detect::{FieldDrift, LiveView, loosely_equal, render_value};
-
-type Live<'a> = Result<LiveView<'a>, crate::api::Absence>;
+use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState, StepState};
+use crate::detect::{FieldDrift, loosely_equal, render_value};
 use crate::policy::Effective;
-use crate::revert::{self, Approval, Preview, Target, approval::refusal};
+use crate::revert::{self, Approval, Preview, approval::refusal};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 /// What reverting one field would take: its preview, or why it cannot be reverted.
-fn preview_of(
-    inputs: &Inputs<'_>,
-    live: &Live<'_>,
-    field: &str,
-    desired: &Fields,
-    rules: &Effective<'_>,
-) -> Result<Preview, String> {
+fn preview_of(inputs: &Inputs<'_>, field: &str, desired: &Fields, rules: &Effective<'_>) -> Result<Preview, String> {
     let name = &inputs.provisioned.spec.resource_ref.name;
-    let view = live
-        .as_ref()
-        .map_err(|absence| format!("CloudResource {name} offers no live value ({})", absence.describe()))?;
-    let resource = inputs.resource.ok_or_else(|| format!("CloudResource {name} is not known"))?;
-    let target = Target { type_: &resource.spec.type_, id: &resource.spec.id };
-    if resource.spec.provider != "digitalocean" {
-        return Err(format!("only DigitalOcean resources can be reverted, not {}", resource.spec.provider));
-    }
-    let value = desired.get(field).ok_or_else(|| format!("{field} is no longer in spec.desired"))?;
-    revert::preview(target, field, &value, view, &rules.field(field))
+    revert::derive(inputs.resource, name, field, desired, &rules.field(field))
 }
 
 /// The other CloudProvisioneds naming the same resource that want another value for `field`.
@@ -49,7 +35,6 @@ pub(super) fn conflicts_for(inputs: &Inputs<'_>, field: &str, desired: &Fields) 
 pub(super) fn approve(
     inputs: &Inputs<'_>,
     settings: &Settings,
-    live: &Live<'_>,
     desired: &Fields,
     rules: &Effective<'_>,
     tracked: &mut BTreeMap<String, Tracked>,
@@ -58,16 +43,24 @@ pub(super) fn approve(
     let namespace = inputs.provisioned.namespace().unwrap_or_default();
     for d in inputs.drifts.iter().filter(|d| d.annotations().contains_key(ANNOTATION_REVERT)) {
         let name = d.name_any();
-        if !plan.consume_annotations.contains(&name) {
-            plan.consume_annotations.push(name.clone());
-        }
         let field = d.spec.field.as_str();
-        let Some(t) = tracked.get_mut(field).filter(|t| t.name == name) else { continue };
-        // Already approved: how a restart finishes an approval whose annotation was not yet removed.
+        let consume = |plan: &mut Plan| {
+            if !plan.consume_annotations.contains(&name) {
+                plan.consume_annotations.push(name.clone());
+            }
+        };
+        let Some(t) = tracked.get_mut(field).filter(|t| t.name == name) else {
+            consume(plan);
+            continue;
+        };
+        // Approved: the reverter reads the approval itself, so it stays until the saga has begun.
         if t.status.phase == DriftPhase::Reverting {
+            if saga_begun(&t.status) {
+                consume(plan);
+            }
             continue;
         }
-        let current = preview_of(inputs, live, field, desired, rules);
+        let current = preview_of(inputs, field, desired, rules);
         let conflicts = conflicts_for(inputs, field, desired);
         let tags = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.tags.clone()).unwrap_or_default();
         let approval = Approval {
@@ -84,16 +77,32 @@ pub(super) fn approve(
             resource_tags: &tags,
             conflicts: &conflicts,
         };
-        match refusal(&approval, &settings.revert) {
-            Some(message) => super::refuse(t, message, ("RevertRefused", "Revert"), plan),
-            None => start(t, d.reverted_by(), plan),
+        match (refusal(&approval, &settings.revert), current) {
+            (Some(message), _) => {
+                consume(plan);
+                super::refuse(t, message, ("RevertRefused", "Revert"), plan);
+            }
+            (None, Ok(approved)) => start(t, &approved, (d.reverted_by(), inputs.now), plan),
+            (None, Err(_)) => {}
         }
     }
 }
 
-fn start(t: &mut Tracked, who: String, plan: &mut Plan) {
-    let calls: Vec<String> = t.status.revert_plan.iter().map(|c| c.description.clone()).collect();
+/// The reverter has taken the approval over: its record sent a step, or ended.
+fn saga_begun(status: &crate::api::DriftStatus) -> bool {
+    revert::current_record(status)
+        .is_some_and(|r| r.state != SagaState::Running || r.steps.iter().any(|s| s.state != StepState::Pending))
+}
+
+/// The approved plan is the drift's plan while it is reverted (the previews
+/// are refreshed only for Open and RevertFailed drifts).
+fn start(t: &mut Tracked, approved: &Preview, (who, now): (String, &Time), plan: &mut Plan) {
+    let calls: Vec<String> = approved.calls.iter().map(|c| c.description.clone()).collect();
     let message = format!("revert approved by {who}: {}; the saga's steps are in status.revert", calls.join(", then "));
+    t.status.revert_plan = approved.calls.clone();
+    t.status.revert_plan_digest = Some(revert::digest(&approved.calls));
+    // A record of an earlier approval (this drift failed before) is not this saga's.
+    t.status.revert_approved_time = Some(now.clone());
     t.status.resolved_by = Some(who);
     t.status.resolved_time = None;
     enter(t, DriftPhase::Reverting, ("RevertStarted", false), message, plan);
@@ -120,7 +129,6 @@ fn enter(
 pub(super) fn refresh_previews(
     inputs: &Inputs<'_>,
     settings: &Settings,
-    live: &Live<'_>,
     desired: &Fields,
     rules: &Effective<'_>,
     tracked: &mut BTreeMap<String, Tracked>,
@@ -132,19 +140,24 @@ pub(super) fn refresh_previews(
         if !matches!(t.status.phase, DriftPhase::Open | DriftPhase::RevertFailed) {
             continue;
         }
-        let (calls, note) = match preview_of(inputs, live, field, desired, rules) {
-            Ok(p) if p.downtime => (
-                p.calls,
-                Some(format!(
-                    "this revert powers the resource off while it runs: approve it with {ANNOTATION_REVERT}=true and {ANNOTATION_REVERT_ALLOW_DOWNTIME}=true"
-                )),
-            ),
+        let (calls, note) = match preview_of(inputs, field, desired, rules) {
+            Ok(p) if p.downtime => {
+                let digest = revert::digest(&p.calls);
+                (
+                    p.calls,
+                    Some(format!(
+                        "this revert powers the resource off while it runs: approve it with {ANNOTATION_REVERT}={digest} and {ANNOTATION_REVERT_ALLOW_DOWNTIME}=true"
+                    )),
+                )
+            }
             Ok(p) => (p.calls, None),
             Err(why) => (Vec::new(), Some(why)),
         };
-        if t.status.revert_plan != calls || t.status.revert_note != note {
+        let digest = (!calls.is_empty()).then(|| revert::digest(&calls));
+        if t.status.revert_plan != calls || t.status.revert_note != note || t.status.revert_plan_digest != digest {
             t.status.revert_plan = calls;
             t.status.revert_note = note;
+            t.status.revert_plan_digest = digest;
             t.dirty = true;
         }
     }

@@ -74,6 +74,18 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
         }
     }
     let mut p = p.clone();
+    // The controller's status apply owns what it wrote (see accept::provenance).
+    let managed = p.metadata.managed_fields.get_or_insert_with(Vec::new);
+    if !managed.iter().any(crate::accept::provenance::owns_pending) {
+        managed.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+            manager: Some(crate::api::FIELD_MANAGER.into()),
+            subresource: Some("status".into()),
+            fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                json!({"f:status": {"f:pendingGitChanges": {}}}),
+            )),
+            ..Default::default()
+        });
+    }
     if !plan.adopt.is_empty() {
         p.spec.desired.extend(plan.adopt.clone());
         p.metadata.generation = p.metadata.generation.map(|g| g + 1);
@@ -643,12 +655,15 @@ fn a_revert_runs_from_approval_through_the_saga_to_reverted() {
     let settled = run_reverting(&p, &r, &drifts, at(2), &[]);
     assert!(settled.drift_writes.is_empty(), "a preview is written once, not on every reconcile");
 
+    let digest = status.revert_plan_digest.clone().expect("the preview's digest");
+    assert_eq!(digest, crate::revert::digest(&status.revert_plan));
     let approved = annotated(
         &drifts[0],
-        &[(crate::api::ANNOTATION_REVERT, "true"), (crate::api::ANNOTATION_REVERTED_BY, "alice")],
+        &[(crate::api::ANNOTATION_REVERT, &digest), (crate::api::ANNOTATION_REVERTED_BY, "alice")],
     );
     let plan = run_reverting(&p, &r, std::slice::from_ref(&approved), at(3), &[]);
     assert_eq!(reasons(&plan), ["RevertStarted"]);
+    assert!(plan.consume_annotations.is_empty(), "the reverter reads the approval itself");
     let (p, drifts) = written(&p, &[approved], &plan);
     let mut status = drifts[0].status.clone().unwrap();
     assert_eq!((status.phase, status.resolved_by.as_deref()), (DriftPhase::Reverting, Some("alice")));
@@ -661,6 +676,12 @@ fn a_revert_runs_from_approval_through_the_saga_to_reverted() {
     reverting.status = Some(status.clone());
     let plan = run_reverting(&p, &r, std::slice::from_ref(&reverting), at(5), &[]);
     assert!(plan.events.is_empty() && plan.drift_writes.is_empty(), "nothing to do while the saga runs: {plan:?}");
+    assert!(plan.consume_annotations.is_empty(), "the approval stays until a step is sent");
+    crate::revert::saga::sending(&mut record, 0, &at(5));
+    status.revert = Some(record.clone());
+    reverting.status = Some(status.clone());
+    let plan = run_reverting(&p, &r, std::slice::from_ref(&reverting), at(5), &[]);
+    assert_eq!(plan.consume_annotations, [reverting.name_any()], "consumed once the saga has begun");
     crate::revert::saga::finish(&mut record, crate::api::SagaState::Succeeded, &at(6));
     status.revert = Some(record);
     reverting.status = Some(status);
@@ -692,6 +713,12 @@ fn a_failed_saga_ends_revert_failed_which_stands_while_the_live_value_does() {
     assert_eq!(status.phase, DriftPhase::RevertFailed);
     assert!(status.message.unwrap().contains("pending event"));
     assert!(run_reverting(&p, &r, &drifts, at(5), &[]).drift_writes.is_empty(), "it stands");
+    // Approved again: Reverting until the reverter writes a new record; the failed one is history.
+    let digest = drifts[0].status.as_ref().and_then(|s| s.revert_plan_digest.clone()).unwrap();
+    let again = annotated(&drifts[0], &[(crate::api::ANNOTATION_REVERT, &digest)]);
+    let plan = run_reverting(&p, &r, &[again], at(5), &[]);
+    assert_eq!(reasons(&plan), ["RevertStarted"]);
+    assert_eq!(plan.drift_writes[0].status.phase, DriftPhase::Reverting, "not failed again by the old record");
     let moved = off_resource("s-4vcpu-8gb", at(6));
     let plan = run_reverting(&p, &moved, &drifts, at(7), &[]);
     assert_eq!(reasons(&plan), ["DriftDetected"], "a new live value opens a new episode");
@@ -709,7 +736,8 @@ fn peers_that_want_another_value_show_desired_conflict_and_block_the_revert() {
     assert_eq!(conflict.status, "True");
     assert!(conflict.message.contains("size_slug: ns/web-2"), "{}", conflict.message);
     let (p, drifts) = written(&p, &[], &plan);
-    let approved = annotated(&drifts[0], &[(crate::api::ANNOTATION_REVERT, "true")]);
+    let digest = drifts[0].status.as_ref().and_then(|s| s.revert_plan_digest.clone()).unwrap();
+    let approved = annotated(&drifts[0], &[(crate::api::ANNOTATION_REVERT, &digest)]);
     let plan = run_reverting(&p, &r, &[approved], at(2), &peers);
     assert_eq!(reasons(&plan), ["RevertRefused"]);
     let message = plan.drift_writes[0].status.message.clone().unwrap();
@@ -717,4 +745,30 @@ fn peers_that_want_another_value_show_desired_conflict_and_block_the_revert() {
     let plan = run_reverting(&p, &r, &drifts, at(3), &[]);
     let ended = condition(plan.status.as_ref().unwrap(), crate::api::CONDITION_DESIRED_CONFLICT);
     assert_eq!(ended.status, "False", "the conflict ended");
+}
+
+#[test]
+fn a_pending_change_the_controller_did_not_record_is_ignored_and_said() {
+    let p = with_mode(provisioned(json!({"size_slug": "s-1vcpu-1gb"})), "overlay");
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+    let (mut p, drifts) = written(&p, &drifts, &run(&p, Some(&r), &drifts, at(10)));
+    // Another writer replaces the list: the API server hands it the list's ownership.
+    let entry = &mut p.status.as_mut().unwrap().pending_git_changes[0];
+    entry.value = json!("s-32vcpu-192gb");
+    for m in p.metadata.managed_fields.as_mut().unwrap().iter_mut() {
+        if crate::accept::provenance::owns_pending(m) {
+            m.manager = Some("tenant-bot".into());
+        }
+    }
+    let plan = run(&p, Some(&r), &drifts, at(20));
+    let ignored = plan.events.iter().find(|e| e.reason == "PendingChangesIgnored").expect("an Event says so");
+    assert!(ignored.warning && ignored.message.contains("written by tenant-bot"), "{}", ignored.message);
+    assert!(plan.status.unwrap().pending_git_changes.is_empty(), "the forged list is not kept");
+    let w = &plan.drift_writes[0];
+    assert_eq!(
+        (w.status.phase, &w.status.expected),
+        (DriftPhase::Open, &json!("s-1vcpu-1gb")),
+        "compared against the spec"
+    );
 }

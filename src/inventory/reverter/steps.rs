@@ -2,53 +2,137 @@
 //! records what happened in the saga's record.
 
 use super::{RevertError, Reverter, Saga};
-use crate::api::{self, Drift, DriftPhase, REVERTER_FIELD_MANAGER, SagaState, StepState};
+use crate::accept::provenance;
+use crate::api::{
+    self, CloudProvisioned, CloudResource, Drift, DriftPhase, DriftPolicy, REVERTER_FIELD_MANAGER, RevertRecord,
+    SagaState, StepState,
+};
 use crate::detect::{loosely_equal, render_value};
 use crate::inventory::digitalocean::DoType;
 use crate::inventory::metrics::ResultLabel;
-use crate::revert::saga;
-use kube::api::{Api, Patch, PatchParams};
+use crate::policy;
+use crate::revert::execution::{self, Decision, Evidence};
+use crate::revert::{Preview, Target, saga};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Instant;
 
+/// What a saga's plan is derived from, read when it is loaded.
+struct Basis {
+    /// The plan for the field now, or why there is none.
+    preview: Result<Preview, String>,
+    claim: Result<(), String>,
+    resource: Option<Arc<CloudResource>>,
+    resource_name: String,
+    /// The live value the plan was derived from: the saga stops if DigitalOcean shows another.
+    actual: Value,
+}
+
+impl Basis {
+    fn refused(why: String) -> Self {
+        let claim = Err(why.clone());
+        Basis { preview: Err(why), claim, resource: None, resource_name: String::new(), actual: Value::Null }
+    }
+}
+
 impl Reverter {
-    /// The saga of a Reverting drift: its record, or a new one from the approved plan.
+    /// The saga of a Reverting drift: its record, or a new one from the plan
+    /// derived here and the approval (see [`crate::revert::execution`]). A
+    /// saga refused here ends Failed before anything is sent.
     pub(super) async fn load(&self, drift: &ObjectRef<Drift>) -> Result<Option<Saga>, RevertError> {
         let namespace = drift.namespace.clone().unwrap_or_default();
         let api: Api<Drift> = Api::namespaced(self.client.clone(), &namespace);
         let name = format!("{namespace}/{}", drift.name);
         let d = api.get_opt(&drift.name).await.map_err(|source| RevertError::Read { drift: name.clone(), source })?;
-        let Some((d, status)) = d.and_then(|d| d.status.clone().map(|s| (d, s))) else { return Ok(None) };
-        let Some(episode) = status.detected_time.clone().filter(|_| status.phase == DriftPhase::Reverting) else {
+        let Some((d, episode)) = d.and_then(|d| {
+            let episode = d.status.as_ref().filter(|s| s.phase == DriftPhase::Reverting)?.detected_time.clone()?;
+            Some((d, episode))
+        }) else {
             return Ok(None);
         };
-        let record = crate::revert::current_record(&status).cloned().unwrap_or_else(|| {
-            let who = status.resolved_by.clone().unwrap_or_else(|| "unknown".into());
-            saga::start(&status.revert_plan, &episode, &who, &api::now())
+        let basis = self.basis(&d).await?;
+        let resource = basis.resource.as_deref();
+        let now = api::now();
+        let decision = execution::admit(&Evidence {
+            drift: &d,
+            derived: basis.preview.as_ref().map_err(String::as_str),
+            target: resource.map(|r| Target { type_: &r.spec.type_, id: &r.spec.id }),
+            claim: basis.claim.clone(),
+            now: &now,
         });
-        let resource = self.syncer.resources().get(&ObjectRef::new(&d.spec.resource_ref.name));
-        let target = resource.as_ref().and_then(|r| Some((DoType::parse(&r.spec.type_)?, r.spec.id.clone())));
-        let mut saga = Saga {
-            drift: drift.clone(),
-            api,
-            field: d.spec.field.clone(),
-            actual: status.actual.clone(),
-            type_: target.as_ref().map_or(DoType::Droplet, |t| t.0),
-            id: target.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
-            record,
+        let target = resource.and_then(|r| Some((DoType::parse(&r.spec.type_)?, r.spec.id.clone())));
+        let refused = |why: String| RevertRecord {
+            episode: episode.clone(),
+            approved_by: d.reverted_by(),
+            approved_digest: None,
+            started_time: now.clone(),
+            state: SagaState::Running,
+            steps: Vec::new(),
+            finished_time: None,
+            message: Some(why),
         };
-        if target.is_none() {
-            let why = format!(
-                "CloudResource {} is not a DigitalOcean resource the inventory knows",
-                d.spec.resource_ref.name
-            );
-            saga.record.message = Some(why);
-            saga.record.steps.iter_mut().for_each(|s| s.state = StepState::Skipped);
+        let (record, run) = match (decision, &target) {
+            (Decision::Idle, _) => return Ok(None),
+            (Decision::Run(record), Some(_)) => (record, true),
+            (Decision::Run(_), None) => (
+                refused(format!(
+                    "CloudResource {} is not a DigitalOcean resource the inventory knows; nothing was sent",
+                    basis.resource_name
+                )),
+                false,
+            ),
+            (Decision::Refuse(why), _) => (refused(why), false),
+        };
+        let (type_, id) = target.unwrap_or((DoType::Droplet, String::new()));
+        let mut saga =
+            Saga { drift: drift.clone(), api, field: d.spec.field.clone(), actual: basis.actual, type_, id, record };
+        if !run {
+            tracing::warn!(drift = %name, message = ?saga.record.message, "revert refused before anything was sent");
             self.end(&mut saga, SagaState::Failed).await?;
             return Ok(None);
         }
         Ok(Some(saga))
+    }
+
+    /// What the plan is derived from, read now: the CloudProvisioned (its
+    /// spec, and the pending changes the controller recorded itself), the
+    /// CloudResource it names, and the DriftPolicies; and the claim.
+    async fn basis(&self, d: &Drift) -> Result<Basis, RevertError> {
+        let namespace = d.namespace().unwrap_or_default();
+        let (owner, field) = (&d.spec.provisioned_ref.name, d.spec.field.as_str());
+        let provisioned: Api<CloudProvisioned> = Api::namespaced(self.client.clone(), &namespace);
+        let object = format!("CloudProvisioned {namespace}/{owner}");
+        let read = |source| RevertError::ReadInput { object: object.clone(), source };
+        let Some(p) = provisioned.get_opt(owner).await.map_err(read)? else {
+            return Ok(Basis::refused(format!("{object} is gone")));
+        };
+        if d.name_any() != Drift::name_for(owner, field) {
+            return Ok(Basis::refused(format!("the Drift is not the one {object} keeps for {field}")));
+        }
+        let policies: Vec<Arc<DriftPolicy>> = Api::<DriftPolicy>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| RevertError::ReadInput { object: "DriftPolicies".into(), source })?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let (desired, ignored) = provenance::desired(&p);
+        if let Some(why) = ignored {
+            tracing::warn!("{why}");
+        }
+        let resource_name = p.spec.resource_ref.name.clone();
+        let resource = self.syncer.resources().get(&ObjectRef::new(&resource_name));
+        let rules = policy::effective(&p, resource.as_deref(), &policies);
+        let preview = crate::revert::derive(resource.as_deref(), &resource_name, field, &desired, &rules.field(field));
+        let status = resource.as_ref().and_then(|r| r.status.as_ref());
+        let tags = status.and_then(|s| s.tags.clone()).unwrap_or_default();
+        let claim = crate::revert::claim_holds(self.settings.claim, &namespace, &tags);
+        let actual = resource.as_ref().and_then(|r| r.live().ok()).map(|v| v.resolve(field).to_value());
+        Ok(Basis { preview, claim, resource, resource_name, actual: actual.unwrap_or_default() })
     }
 
     /// Writes the record; nothing the reverter does is waited on before this returns.
