@@ -352,7 +352,13 @@ fn the_controller_rbac_and_metrics_are_least_privilege() {
     );
     assert!(pod["containers"][0]["volumeMounts"].to_string().contains("/var/run/arcadia-drift/metrics"));
     let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "metrics-token").unwrap();
-    assert_eq!(volume["secret"], json!({"secretName": "scrape", "items": [{"key": "token", "path": "token"}]}));
+    assert_eq!(volume["secret"]["secretName"], "scrape");
+    assert_eq!(volume["secret"]["items"], json!([{"key": "token", "path": "token"}]));
+    // Readable by the pod's fsGroup only; checked as text, since 0440 is octal to
+    // kubectl's YAML 1.1 decoder but decimal to this test's YAML 1.2 parser.
+    let text = helm_ok(&["template", "drift", CHART, "--set", "metrics.auth.enabled=true"]);
+    let secret = text.split("- name: metrics-token\n").nth(1).expect("the metrics-token volume");
+    assert!(secret.lines().take(5).any(|l| l.trim() == "defaultMode: 0440"), "{secret}");
     let monitor = of_kind(&authed, "ServiceMonitor")[0];
     assert_eq!(monitor["spec"]["endpoints"][0]["bearerTokenSecret"], json!({"name": "scrape", "key": "token"}));
     let out = helm(&["template", "drift", CHART, "--set", "metrics.bind=localhost"]);
