@@ -5,10 +5,7 @@
 //! CloudResource objects: the syncer plans against the controller's
 //! CloudResource cache, handed over here.
 
-use crate::api::{
-    self, ANNOTATION_SCHEMA_VERSION, CloudProvisioned, CloudResource, Drift, DriftPolicy, FIELD_MANAGER, SCHEMA_VERSION,
-};
-use crate::controller::caches::scoped;
+use crate::api::{self, ANNOTATION_SCHEMA_VERSION, FIELD_MANAGER, SCHEMA_VERSION};
 use crate::controller::metrics::ControllerMetrics;
 use crate::controller::{self, DriftController};
 use crate::inventory::digitalocean::DigitalOcean;
@@ -23,7 +20,7 @@ use crate::runtime::{self, Stop};
 use crate::writeback::{self, WritebackSettings, metrics::WritebackMetrics};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::client::ClientBuilder;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,8 +52,8 @@ pub enum RunError {
         "the Kubernetes API at {url} is version {version}; arcadia-drift supports Kubernetes 1.34 through 1.37 (it needs admission policies, CRD selectable fields and the CEL libraries of 1.34)"
     )]
     UnsupportedServer { url: String, version: String },
-    #[error("the {kind} CRD is not installed (apply the output of `arcadia-drift crds`): {source}")]
-    MissingCrd { kind: &'static str, source: kube::Error },
+    #[error("the {kind} CRD ({name}) is not installed (apply the output of `arcadia-drift crds`)")]
+    MissingCrd { kind: String, name: String },
     #[error(
         "the CRD {name} is older than this controller (schema version {found}, this controller needs {needed}): its schema would drop fields the controller writes. Apply the new CRDs first: `arcadia-drift crds | kubectl apply --server-side -f -`, or `helm upgrade` with crds.install=true"
     )]
@@ -81,7 +78,7 @@ struct Components {
 
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = connect(&config).await?;
-    preflight(&client, config.controller.namespace.as_deref()).await?;
+    preflight(&client).await?;
     let mut config = config;
     config.controller.streaming_lists = streams_lists(&client, config.controller.namespace.as_deref()).await;
     let mut registry = runtime::metrics::registry();
@@ -152,6 +149,7 @@ async fn connect(config: &RunConfig) -> Result<Client, RunError> {
     let url = kube_config.cluster_url.to_string();
     let client = ClientBuilder::try_from(kube_config)
         .map_err(RunError::Config)?
+        .with_layer(&runtime::json_depth::DepthLimitLayer { max: runtime::json_depth::MAX_DEPTH })
         .with_layer(&RateLimitLayer::new(config.api_qps, config.api_burst))
         .build();
     let info = client.apiserver_version().await.map_err(|source| RunError::Unreachable { url: url.clone(), source })?;
@@ -194,28 +192,17 @@ fn supported(major: &str, minor_text: &str) -> bool {
 
 /// Fails fast, with a clear message, on what would otherwise make the watches
 /// retry forever in silence (missing CRDs), or lose data (CRDs whose older
-/// schemas would prune the fields this controller writes).
-async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
-    check_crd_versions(client).await?;
-    let one = ListParams::default().limit(1);
-    let missing = |kind| move |source| RunError::MissingCrd { kind, source };
-    Api::<CloudResource>::all(client.clone()).list_metadata(&one).await.map_err(missing("CloudResource"))?;
-    scoped::<CloudProvisioned>(client, namespace).list_metadata(&one).await.map_err(missing("CloudProvisioned"))?;
-    scoped::<Drift>(client, namespace).list_metadata(&one).await.map_err(missing("Drift"))?;
-    Api::<DriftPolicy>::all(client.clone()).list_metadata(&one).await.map_err(missing("DriftPolicy"))?;
-    Ok(())
-}
-
-/// Every CRD must carry a schema version at least this build's. A newer one
-/// is fine: a rolled-back controller keeps working.
-async fn check_crd_versions(client: &Client) -> Result<(), RunError> {
+/// schemas would prune the fields this controller writes). It reads the CRDs
+/// only, never the objects: one undecodable object must not stop start-up.
+async fn preflight(client: &Client) -> Result<(), RunError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for ours in api::crds() {
         let name = ours.metadata.name.unwrap_or_default();
         let installed = match api.get(&name).await {
             Ok(crd) => crd,
-            // Not installed: the listing below names the kind.
-            Err(kube::Error::Api(status)) if status.code == 404 => continue,
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(RunError::MissingCrd { kind: ours.spec.names.kind, name });
+            }
             Err(source) => return Err(RunError::CrdUnreadable { name, source }),
         };
         let found = installed.metadata.annotations.unwrap_or_default().get(ANNOTATION_SCHEMA_VERSION).cloned();

@@ -90,7 +90,7 @@ pub struct PendingGitChange {
     /// The key of `spec.desired`.
     pub field: String,
     /// The accepted (live) value, to be committed as `spec.desired.<field>`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::detect::bounded_value")]
     #[schemars(schema_with = "super::schema::any_value")]
     pub value: serde_json::Value,
     /// The Drift that was accepted.
@@ -99,10 +99,14 @@ pub struct PendingGitChange {
     pub accepted_time: Time,
     /// The value `spec.desired.<field>` held at accept time: a spec change to
     /// any other value supersedes the entry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::detect::bounded_value")]
     #[schemars(schema_with = "super::schema::any_value")]
     pub spec_value: serde_json::Value,
 }
+
+/// The longest field name of `spec.desired`: field names become Drift names,
+/// labels and Event texts, so a tenant cannot make them arbitrarily long.
+pub const MAX_FIELD_NAME: usize = 63;
 
 /// The API server's message for an empty or over-long `resourceRef.name`.
 const RESOURCE_REF_RULE: &str = "resourceRef.name must name a CloudResource (1 to 253 characters)";
@@ -120,6 +124,10 @@ pub enum SpecProblem {
     NothingDesired,
     #[error("spec.desired has an empty field name {0:?}")]
     EmptyFieldName(String),
+    #[error("spec.desired has a field name of {0} characters; at most {MAX_FIELD_NAME} are allowed")]
+    FieldNameTooLong(usize),
+    #[error("spec.desired.{0} is nested deeper than {depth} levels: it is not read", depth = crate::detect::MAX_VALUE_DEPTH)]
+    TooDeep(String),
     #[error("spec.ignore[{index}] ({field}) has no reason: say why the difference is legitimate")]
     IgnoreWithoutReason { index: usize, field: String },
     #[error("spec.ignore[{index}] ({field}): {problem}")]
@@ -141,6 +149,12 @@ impl CloudProvisionedSpec {
         }
         if let Some(bad) = self.desired.keys().find(|k| k.trim().is_empty()) {
             return Err(SpecProblem::EmptyFieldName(bad.to_owned()));
+        }
+        if let Some(long) = self.desired.keys().find(|k| k.chars().count() > MAX_FIELD_NAME) {
+            return Err(SpecProblem::FieldNameTooLong(long.chars().count()));
+        }
+        if let Some(deep) = self.desired.too_deep() {
+            return Err(SpecProblem::TooDeep(deep.to_owned()));
         }
         for (index, rule) in self.ignore.iter().enumerate() {
             let field = rule.field.clone();
@@ -188,6 +202,7 @@ mod tests {
             ),
             (spec("do-1", json!({})), "spec.desired must name at least one field to check"),
             (spec("do-1", json!({" ": 1})), "spec.desired has an empty field name \" \""),
+            (spec("do-1", json!({"x".repeat(64): 1})), "spec.desired has a field name of 64 characters; at most 63"),
         ];
         for (spec, message) in cases {
             let problem = spec.validate().unwrap_err().to_string();

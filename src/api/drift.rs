@@ -100,11 +100,11 @@ impl std::fmt::Display for DriftPhase {
 pub struct DriftStatus {
     pub phase: DriftPhase,
     /// The desired value when the drift was recorded (any JSON).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::detect::bounded_value")]
     #[schemars(schema_with = "super::schema::any_value")]
     pub expected: Value,
     /// The live value (any JSON); follows the live state while Open.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::detect::bounded_value")]
     #[schemars(schema_with = "super::schema::any_value")]
     pub actual: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,10 +176,10 @@ pub struct GitCommit {
 #[serde(rename_all = "camelCase")]
 pub struct DriftEpisode {
     pub phase: DriftPhase,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::detect::bounded_value")]
     #[schemars(schema_with = "super::schema::any_value")]
     pub expected: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::detect::bounded_value")]
     #[schemars(schema_with = "super::schema::any_value")]
     pub actual: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]

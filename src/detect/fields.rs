@@ -103,8 +103,11 @@ impl Fields {
     }
 
     fn value_at(&self, i: usize) -> Value {
-        let text = &self.text[self.spans[i].key_end as usize..self.spans[i].value_end as usize];
-        serde_json::from_str(text).expect("Fields holds the JSON text it wrote")
+        serde_json::from_str(self.value_text(i)).expect("Fields holds the JSON text it wrote")
+    }
+
+    fn value_text(&self, i: usize) -> &str {
+        &self.text[self.spans[i].key_end as usize..self.spans[i].value_end as usize]
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
@@ -200,8 +203,9 @@ impl<'de> Deserialize<'de> for Fields {
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Fields, A::Error> {
                 let mut entries: Vec<(String, Value)> = Vec::with_capacity(access.size_hint().unwrap_or(0).min(256));
-                while let Some(entry) = access.next_entry::<String, Value>()? {
-                    entries.push(entry);
+                while let Some(key) = access.next_key::<String>()? {
+                    let value = access.next_value_seed(Bounded { depth: 1 })?;
+                    entries.push((key, value));
                 }
                 Ok(Fields::from_entries(entries))
             }
@@ -211,10 +215,125 @@ impl<'de> Deserialize<'de> for Fields {
     }
 }
 
+/// How deep a field's value may nest. Anything deeper is read past (without
+/// recursion) and held as [`TOO_DEEP`], so one hostile object can neither
+/// exhaust the stack nor make a whole list undecodable.
+pub const MAX_VALUE_DEPTH: usize = 32;
+
+/// What a value nested deeper than [`MAX_VALUE_DEPTH`] is held as.
+pub const TOO_DEEP: &str = "\u{0}arcadia-drift: nested too deep";
+
+impl Fields {
+    /// The first field whose value was nested too deep to be read.
+    pub fn too_deep(&self) -> Option<&str> {
+        let marker = format!("\"{}\"", TOO_DEEP.replace('\u{0}', "\\u0000"));
+        (0..self.len()).find(|&i| self.value_text(i).contains(&marker)).map(|i| self.key_at(i))
+    }
+}
+
+/// Reads any JSON value as [`Fields`] reads its values: at most
+/// [`MAX_VALUE_DEPTH`] levels deep (`#[serde(deserialize_with)]`).
+pub fn bounded_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    serde::de::DeserializeSeed::deserialize(Bounded { depth: 1 }, deserializer)
+}
+
+/// A value read at most [`MAX_VALUE_DEPTH`] levels deep.
+struct Bounded {
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.depth > MAX_VALUE_DEPTH {
+            // serde_json skips a value with a loop, not recursion.
+            serde::de::IgnoredAny::deserialize(deserializer)?;
+            return Ok(Value::String(TOO_DEEP.to_owned()));
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, deserializer)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = access.next_element_seed(Bounded { depth: self.depth + 1 })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let value = access.next_value_seed(Bounded { depth: self.depth + 1 })?;
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_value_nested_past_the_bound_is_held_as_too_deep_without_recursion() {
+        let deep = |levels: usize| (0..levels).fold(String::from("1"), |inner, _| format!("{{\"a\":{inner}}}"));
+        let text = format!("{{\"ok\":{},\"meta\":{}}}", deep(MAX_VALUE_DEPTH - 1), deep(100_000));
+        let fields: Fields = serde_json::from_str(&text).unwrap();
+        assert_eq!(fields.too_deep(), Some("meta"));
+        assert_eq!(fields.get("ok").unwrap().to_string(), deep(MAX_VALUE_DEPTH - 1));
+        let shallow: Fields = serde_json::from_str(&format!("{{\"ok\":{}}}", deep(5))).unwrap();
+        assert_eq!(shallow.too_deep(), None);
+        // Inside a list deeper than the bound: the object around it still decodes.
+        let list: Vec<Fields> = serde_json::from_str(&format!("[{text},{{\"b\":2}}]")).unwrap();
+        assert_eq!(list[1].get("b"), Some(json!(2)));
+    }
 
     #[test]
     fn round_trips_as_a_json_object_in_key_order() {

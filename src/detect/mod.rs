@@ -17,7 +17,7 @@ mod render;
 pub mod rules;
 
 pub use equality::{loosely_equal, observed_equal};
-pub use fields::Fields;
+pub use fields::{Fields, MAX_VALUE_DEPTH, TOO_DEEP, bounded_value};
 pub use live::{LiveView, Observed};
 pub use render::{needs_quotes, render_value, yaml_scalar};
 pub use rules::{Compared, FieldRules, IgnoreRule, MatchMode, compare_field};

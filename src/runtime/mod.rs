@@ -12,6 +12,7 @@
 //! - [`ratelimit`]: client-side request budgets (Kubernetes and DigitalOcean);
 //! - [`relist`]: a reflector store that applies a relist in place (one copy of each object);
 //! - [`jitter`]: spreading periodic work over time;
+//! - [`json_depth`]: a bound on the nesting of the JSON the API server sends;
 //! - [`duration`]: durations as written on command lines (`30s`, `5m`);
 //! - [`watchlist`]: whether the API server streams initial lists.
 
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod health;
 pub mod http;
 pub mod jitter;
+pub mod json_depth;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
