@@ -233,7 +233,7 @@ async fn committing_the_live_value_to_git_is_an_accept_by_its_field_manager() {
 
     apply(&ns, &manifest(&resource, "s-2vcpu-4gb", ""), &flags);
     let accepted = wait_phase(&client, &ns, DriftPhase::Accepted).await.status.unwrap();
-    assert_eq!(accepted.resolved_by.as_deref(), Some("kustomize-controller"));
+    assert_eq!(accepted.resolved_by.as_deref(), Some("spec change by field manager kustomize-controller"));
     assert_eq!(accepted.message.as_deref(), Some("accepted by a spec change at generation 2"));
     assert_eq!(controller.metric("arcadia_drift_resolved_stale_total"), 0.0, "not Stale: the desired state moved");
 }

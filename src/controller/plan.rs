@@ -62,6 +62,18 @@ pub struct Inputs<'a> {
     pub peers: &'a [std::sync::Arc<CloudProvisioned>],
 }
 
+/// The operator annotations a plan removes once it carried them out or refused them.
+pub const CONSUMED: [&str; 8] = [
+    crate::api::ANNOTATION_ACCEPT,
+    crate::api::ANNOTATION_ACCEPTED_BY,
+    crate::api::ANNOTATION_SNOOZE_UNTIL,
+    crate::api::ANNOTATION_IGNORE,
+    crate::api::ANNOTATION_IGNORE_REASON,
+    crate::api::ANNOTATION_REVERT,
+    crate::api::ANNOTATION_REVERTED_BY,
+    crate::api::ANNOTATION_REVERT_ALLOW_DOWNTIME,
+];
+
 /// Everything one reconcile must write, in the order it must be written.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
@@ -82,6 +94,10 @@ pub struct Plan {
     pub needs_field_owners: bool,
     /// Drifts whose overlay accept is not in Git yet and has no outcome: write them back.
     pub write_back: Vec<String>,
+    /// Drifted fields past [`compare::MAX_OPEN_DRIFTS`]: no Drift, named in the InSync condition.
+    pub unrecorded: Vec<String>,
+    /// Actor annotations set without their decision, to remove: (Drift, keys).
+    pub stray_actors: Vec<(String, Vec<&'static str>)>,
 }
 
 impl Plan {
@@ -91,6 +107,7 @@ impl Plan {
             && self.consume_annotations.is_empty()
             && self.status.is_none()
             && self.events.is_empty()
+            && self.stray_actors.is_empty()
     }
 }
 
@@ -162,8 +179,13 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
 
     if let Err(problem) = p.spec.validate() {
         let old = p.status.clone().unwrap_or_default();
-        let basis =
-            StatusBasis { pending: &old.pending_git_changes, policies: &rules.policies, ignored: &[], conflicts: &[] };
+        let basis = StatusBasis {
+            pending: &old.pending_git_changes,
+            policies: &rules.policies,
+            ignored: &[],
+            conflicts: &[],
+            unrecorded: &[],
+        };
         plan.status = status_for(inputs, &tracked, &basis, Outcome::Invalid(problem), &mut plan.events);
         return plan;
     }
@@ -196,8 +218,13 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         .into_iter()
         .flat_map(|(field, ids)| ids.into_iter().map(move |rule| IgnoredDifference { rule, field: field.clone() }))
         .collect();
-    let basis =
-        StatusBasis { pending: &pending.entries, policies: &rules.policies, ignored: &ignored, conflicts: &conflicts };
+    let basis = StatusBasis {
+        pending: &pending.entries,
+        policies: &rules.policies,
+        ignored: &ignored,
+        conflicts: &conflicts,
+        unrecorded: &plan.unrecorded,
+    };
     plan.status = status_for(inputs, &tracked, &basis, outcome, &mut plan.events);
     plan.status_first = pending.added;
     plan.tally.drifted_fields = open_fields(&tracked).len();

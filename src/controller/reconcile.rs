@@ -7,9 +7,8 @@ use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
 use crate::api::{
-    self, ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON, ANNOTATION_REVERT,
-    ANNOTATION_REVERT_ALLOW_DOWNTIME, ANNOTATION_REVERTED_BY, ANNOTATION_SNOOZE_UNTIL, CloudProvisioned,
-    CloudProvisionedStatus, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED, LABEL_SEVERITY,
+    self, CloudProvisioned, CloudProvisionedStatus, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED,
+    LABEL_SEVERITY,
 };
 use crate::runtime::jittered;
 use crate::writeback::commit::Change;
@@ -379,7 +378,10 @@ async fn write(
         write_drift(ctx, &target, w, written).await?;
     }
     for name in &plan.consume_annotations {
-        consume_annotations(ctx, &target, name, versions, written).await?;
+        remove_annotations(ctx, &target, name, &plan::CONSUMED, versions, written).await?;
+    }
+    for (name, keys) in &plan.stray_actors {
+        remove_annotations(ctx, &target, name, keys, versions, written).await?;
     }
     if !plan.status_first {
         write_status(ctx, &target, plan.status.as_ref(), written).await?;
@@ -455,27 +457,18 @@ async fn write_drift(ctx: &Context, t: &Target<'_>, w: &DriftWrite, written: &mu
     Ok(())
 }
 
-/// Removes the operator annotations a plan carried out or refused, only from
-/// the version the plan saw (or this reconcile wrote): an annotation set again
-/// meanwhile makes the patch conflict, and the next reconcile acts on it.
-async fn consume_annotations(
+/// Removes `keys` from a Drift's annotations, only from the version the plan
+/// saw (or this reconcile wrote): an annotation set again meanwhile makes the
+/// patch conflict, and the next reconcile acts on it.
+async fn remove_annotations(
     ctx: &Context,
     t: &Target<'_>,
     name: &str,
+    keys: &[&str],
     versions: &HashMap<String, String>,
     written: &mut Written,
 ) -> Result<(), Error> {
-    let consumed = [
-        ANNOTATION_ACCEPT,
-        ANNOTATION_ACCEPTED_BY,
-        ANNOTATION_SNOOZE_UNTIL,
-        ANNOTATION_IGNORE,
-        ANNOTATION_IGNORE_REASON,
-        ANNOTATION_REVERT,
-        ANNOTATION_REVERTED_BY,
-        ANNOTATION_REVERT_ALLOW_DOWNTIME,
-    ];
-    let nulls: Map<String, Value> = consumed.iter().map(|k| (k.to_string(), Value::Null)).collect();
+    let nulls: Map<String, Value> = keys.iter().map(|k| (k.to_string(), Value::Null)).collect();
     let mut patch = json!({"metadata": {"annotations": nulls}});
     let seen = written.version_of(name).map(|v| v.to_string()).or_else(|| versions.get(name).cloned());
     if let Some(version) = seen {

@@ -6,13 +6,17 @@
 //! nothing and says why.
 
 use super::{Event, Inputs, Plan, Regarding, Tracked};
-use crate::api::{ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON, ANNOTATION_SNOOZE_UNTIL, Drift, DriftPhase};
+use crate::api::{
+    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON, ANNOTATION_REVERT,
+    ANNOTATION_REVERTED_BY, ANNOTATION_SNOOZE_UNTIL, Drift, DriftPhase,
+};
 use crate::detect::render_value;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 pub(super) fn apply(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String, Tracked>, plan: &mut Plan) {
+    remove_stray_actors(inputs, plan);
     for d in inputs.drifts {
         let (snooze, ignore) = (d.annotations().get(ANNOTATION_SNOOZE_UNTIL), d.annotations().get(ANNOTATION_IGNORE));
         if snooze.is_none() && ignore.is_none() {
@@ -32,6 +36,40 @@ pub(super) fn apply(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String, Tracked>
             Ok(event) => plan.events.push(event),
             Err(message) => super::refuse(t, message, ("AnnotationRefused", "Annotate"), plan),
         }
+    }
+}
+
+/// An actor is recorded only with the decision it makes: `accepted-by`
+/// without `accept` (or `reverted-by` without `revert`) was planted to be
+/// credited with someone else's later decision, so it is removed, loudly.
+fn remove_stray_actors(inputs: &Inputs<'_>, plan: &mut Plan) {
+    const PAIRS: [(&str, &str); 2] =
+        [(ANNOTATION_ACCEPTED_BY, ANNOTATION_ACCEPT), (ANNOTATION_REVERTED_BY, ANNOTATION_REVERT)];
+    for d in inputs.drifts {
+        let name = d.name_any();
+        if plan.consume_annotations.contains(&name) {
+            continue;
+        }
+        let a = d.annotations();
+        let strays: Vec<&'static str> = PAIRS
+            .iter()
+            .filter(|(actor, decision)| a.contains_key(*actor) && !a.contains_key(*decision))
+            .map(|p| p.0)
+            .collect();
+        if strays.is_empty() {
+            continue;
+        }
+        plan.events.push(Event {
+            regarding: Regarding::Drift(name.clone()),
+            warning: true,
+            reason: "ActorRemoved",
+            action: "Annotate",
+            message: format!(
+                "{} set without the decision it records: removed, so that it is never credited with a later decision",
+                strays.join(" and ")
+            ),
+        });
+        plan.stray_actors.push((name, strays));
     }
 }
 

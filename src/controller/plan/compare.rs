@@ -12,6 +12,11 @@ use crate::policy::Effective;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Open Drifts one CloudProvisioned may have: past this a drifted field is
+/// named in the InSync condition only, so one object with hundreds of made-up
+/// fields cannot flood the namespace with Drifts and Events.
+pub const MAX_OPEN_DRIFTS: usize = 32;
+
 /// The fields a comparison left out by rule: field => the rules.
 pub(super) type IgnoredFields = BTreeMap<String, Vec<String>>;
 
@@ -171,6 +176,11 @@ fn open(
     tracked: &mut BTreeMap<String, Tracked>,
     plan: &mut Plan,
 ) {
+    let open_now = tracked.values().filter(|t| t.status.phase == DriftPhase::Open).count();
+    if open_now >= MAX_OPEN_DRIFTS {
+        plan.unrecorded.push(fd.field);
+        return;
+    }
     let mut history = Vec::new();
     if let Some(t) = tracked.get(&fd.field) {
         report_taken_back(inputs, &fd.field, t, plan);
@@ -294,7 +304,8 @@ fn accepted_in_git(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut
         message: format!("{field}: {message} (field manager {who}), to {}", render_value(&t.status.actual)),
     });
     t.resolve(DriftPhase::Accepted, inputs.now, message);
-    t.status.resolved_by = Some(who);
+    // A field manager is a name anyone may pick (`--field-manager`): never recorded as a person.
+    t.status.resolved_by = Some(format!("spec change by field manager {who}"));
     plan.tally.accepted += 1;
 }
 

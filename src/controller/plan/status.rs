@@ -44,13 +44,21 @@ impl Conditions<'_> {
         }
     }
 
-    fn in_sync(&self, open: &[String]) -> Condition {
-        if open.is_empty() {
+    fn in_sync(&self, open: &[String], unrecorded: &[String]) -> Condition {
+        if open.is_empty() && unrecorded.is_empty() {
             let message = format!("all {} desired fields match", self.p.spec.desired.len());
-            self.make(CONDITION_IN_SYNC, "True", "InSync", message)
-        } else {
-            self.make(CONDITION_IN_SYNC, "False", "Drifted", format!("{} drifted: {}", open.len(), open.join(", ")))
+            return self.make(CONDITION_IN_SYNC, "True", "InSync", message);
         }
+        let mut message = format!("{} drifted: {}", open.len(), open.join(", "));
+        if !unrecorded.is_empty() {
+            message.push_str(&format!(
+                "; {} more drifted fields have no Drift (at most {} are open per object): {}",
+                unrecorded.len(),
+                super::compare::MAX_OPEN_DRIFTS,
+                unrecorded.join(", ")
+            ));
+        }
+        self.make(CONDITION_IN_SYNC, "False", "Drifted", message)
     }
 
     fn fresh(&self, freshness: Freshness) -> Condition {
@@ -134,6 +142,8 @@ pub(super) struct StatusBasis<'a> {
     pub ignored: &'a [IgnoredDifference],
     /// Fields other CloudProvisioneds of the same resource want otherwise (`field: ns/name, ...`).
     pub conflicts: &'a [String],
+    /// Drifted fields past the cap of open Drifts.
+    pub unrecorded: &'a [String],
 }
 
 pub(super) fn status_for(
@@ -162,7 +172,11 @@ pub(super) fn status_for(
         }
         Outcome::Checked(freshness) => {
             let found = format!("CloudResource {} found", p.spec.resource_ref.name);
-            vec![c.in_sync(&open), c.make(CONDITION_RESOURCE_FOUND, "True", "Found", found), c.fresh(freshness)]
+            vec![
+                c.in_sync(&open, basis.unrecorded),
+                c.make(CONDITION_RESOURCE_FOUND, "True", "Found", found),
+                c.fresh(freshness),
+            ]
         }
     };
     conditions.push(c.git_in_sync(pending));

@@ -63,12 +63,7 @@ fn written(p: &CloudProvisioned, before: &[Drift], plan: &Plan) -> (CloudProvisi
     }
     for name in &plan.consume_annotations {
         if let Some(a) = drifts.get_mut(name).and_then(|d| d.metadata.annotations.as_mut()) {
-            for key in [
-                ANNOTATION_ACCEPT,
-                crate::api::ANNOTATION_SNOOZE_UNTIL,
-                crate::api::ANNOTATION_IGNORE,
-                crate::api::ANNOTATION_REVERT,
-            ] {
+            for key in CONSUMED {
                 a.remove(key);
             }
         }
@@ -297,6 +292,59 @@ fn removing_a_field_from_desired_closes_its_drift() {
 }
 
 #[test]
+fn an_actor_planted_without_its_decision_is_removed_and_never_credited() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, mut drifts) = written(&p, &[], &run(&p, Some(&r), &[], at(1)));
+    let a = drifts[0].metadata.annotations.get_or_insert_with(Default::default);
+    a.insert(ANNOTATION_ACCEPTED_BY.into(), "mallory".into());
+    a.insert(crate::api::ANNOTATION_REVERTED_BY.into(), "mallory".into());
+    let plan = run(&p, Some(&r), &drifts, at(2));
+    let keys = vec![ANNOTATION_ACCEPTED_BY, crate::api::ANNOTATION_REVERTED_BY];
+    assert_eq!(plan.stray_actors, [(drifts[0].name_any(), keys)]);
+    assert_eq!(reasons(&plan), ["ActorRemoved"]);
+    assert!(plan.drift_writes.is_empty() && plan.consume_annotations.is_empty());
+
+    // With the decision in the same object, the accept carries it out and consumes both.
+    annotate(&mut drifts[0], Some("alice"));
+    let plan = run(&p, Some(&r), &drifts, at(3));
+    assert!(plan.stray_actors.is_empty(), "{:?}", plan.stray_actors);
+    assert_eq!(plan.consume_annotations, [drifts[0].name_any()]);
+}
+
+#[test]
+fn made_up_fields_by_the_hundred_open_at_most_the_cap_of_drifts() {
+    let desired: serde_json::Map<String, Value> = (0..40).map(|i| (format!("made-up-{i:02}"), json!("x"))).collect();
+    let p = provisioned(Value::Object(desired));
+    let plan = run(&p, Some(&resource("s-1", at(0))), &[], at(1));
+    assert_eq!(plan.drift_writes.len(), compare::MAX_OPEN_DRIFTS);
+    assert_eq!(reasons(&plan).iter().filter(|r| **r == "DriftDetected").count(), compare::MAX_OPEN_DRIFTS);
+    let c = condition(plan.status.as_ref().unwrap(), CONDITION_IN_SYNC);
+    assert!(c.message.starts_with("32 drifted: made-up-00, "), "{}", c.message);
+    assert!(
+        c.message.ends_with("; 8 more drifted fields have no Drift (at most 32 are open per object): made-up-32, made-up-33, made-up-34, made-up-35, made-up-36, made-up-37, made-up-38, made-up-39"),
+        "{}",
+        c.message
+    );
+    // The next reconcile neither opens more nor loses the ones it has.
+    let (p, drifts) = written(&p, &[], &plan);
+    let again = run(&p, Some(&resource("s-1", at(0))), &drifts, at(2));
+    assert!(again.drift_writes.is_empty() && again.events.is_empty(), "{again:?}");
+}
+
+#[test]
+fn a_value_nested_too_deep_is_an_invalid_spec() {
+    let deep = (0..40).fold(json!(1), |inner, _| json!({ "a": inner }));
+    let text = serde_json::to_string(&json!({"size_slug": "x", "meta": deep})).unwrap();
+    let mut p = provisioned(json!({"size_slug": "x"}));
+    p.spec.desired = serde_json::from_str(&text).unwrap();
+    let plan = run(&p, Some(&resource("s-1", at(0))), &[], at(1));
+    assert!(plan.drift_writes.is_empty());
+    let c = condition(plan.status.as_ref().unwrap(), CONDITION_IN_SYNC);
+    assert_eq!(c.message, "spec.desired.meta is nested deeper than 32 levels: it is not read");
+}
+
+#[test]
 fn an_invalid_spec_gets_a_clear_condition_and_no_drifts() {
     let mut p = provisioned(json!({"size_slug": "x"}));
     p.spec.resource_ref.name = "Not_A/Name".into();
@@ -424,7 +472,10 @@ fn a_spec_change_to_the_live_value_is_an_accept_made_in_git() {
     let plan = plan(&inputs, &Settings::default());
     assert!(!plan.needs_field_owners);
     let w = &plan.drift_writes[0];
-    assert_eq!((w.status.phase, w.status.resolved_by.as_deref()), (DriftPhase::Accepted, Some("kustomize-controller")));
+    assert_eq!(
+        (w.status.phase, w.status.resolved_by.as_deref()),
+        (DriftPhase::Accepted, Some("spec change by field manager kustomize-controller"))
+    );
     assert_eq!(w.status.message.as_deref(), Some("accepted by a spec change at generation 2"));
     assert_eq!((plan.tally.accepted, plan.tally.resolved_stale), (1, 0));
 
