@@ -568,3 +568,51 @@ async fn a_saga_record_forged_between_two_reverters_is_not_resumed() {
     assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the attacker's listener");
 }
+
+/// `kubectl drift` with the control plane's kubeconfig, off the async workers.
+async fn kubectl_drift(args: Vec<String>) -> (i32, String, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-drift"))
+            .arg("--kubeconfig")
+            .arg(common::kubeconfig())
+            .args(&args)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("cannot run kubectl-drift")
+    })
+    .await
+    .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn kubectl_drift_revert_approves_the_plan_by_its_digest() {
+    let env = Env::new("revert-plugin").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"name": "web-1"})).await;
+    let _controller = env.controller(&["--enable-revert"]);
+    let open = env.drift("name", "an Open drift with a plan", |s| s.revert_plan_digest.is_some()).await;
+    let digest = open.status.unwrap().revert_plan_digest.unwrap();
+    let args = |extra: &[&str]| {
+        let mut all = vec!["revert".to_string(), "web-1/name".into(), "--namespace".into(), env.ns.clone()];
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all
+    };
+
+    let (code, out, _) = kubectl_drift(args(&["--dry-run"])).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("plan {digest}")), "{out}");
+    let (code, _, err) = kubectl_drift(args(&["--digest", "0123456789abcdef"])).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the plan changed since it was reviewed") && err.contains(&digest), "{err}");
+    assert!(env.writes().is_empty(), "a refused approval sends nothing");
+
+    let (code, out, err) = kubectl_drift(args(&["--digest", &digest])).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reverted"), "{out}");
+    let renamed =
+        vec![("POST".to_string(), format!("/v2/droplets/{id}/actions"), json!({"type": "rename", "name": "web-1"}))];
+    assert_eq!(env.writes(), renamed, "the approved plan, once");
+}

@@ -63,8 +63,9 @@ pub fn admit(e: &Evidence<'_>) -> Decision {
     }
 }
 
-/// A record sent a step, or ended: it is resumed, never started again.
-fn begun(record: &RevertRecord) -> bool {
+/// A record sent a step, or ended: it is resumed, never started again, and
+/// the approval annotation has done its work.
+pub fn begun(record: &RevertRecord) -> bool {
     record.state != SagaState::Running || record.steps.iter().any(|s| s.state != StepState::Pending)
 }
 

@@ -6,7 +6,7 @@
 //! again and checks the approval itself: nothing here is its authority.
 
 use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
-use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState, StepState};
+use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState};
 use crate::detect::{FieldDrift, loosely_equal, render_value};
 use crate::policy::Effective;
 use crate::revert::{self, Approval, Preview, approval::refusal};
@@ -55,7 +55,8 @@ pub(super) fn approve(
         };
         // Approved: the reverter reads the approval itself, so it stays until the saga has begun.
         if t.status.phase == DriftPhase::Reverting {
-            if saga_begun(&t.status) {
+            // The reverter has taken the approval over once its record sent a step, or ended.
+            if revert::current_record(&t.status).is_some_and(revert::execution::begun) {
                 consume(plan);
             }
             continue;
@@ -86,12 +87,6 @@ pub(super) fn approve(
             (None, Err(_)) => {}
         }
     }
-}
-
-/// The reverter has taken the approval over: its record sent a step, or ended.
-fn saga_begun(status: &crate::api::DriftStatus) -> bool {
-    revert::current_record(status)
-        .is_some_and(|r| r.state != SagaState::Running || r.steps.iter().any(|s| s.state != StepState::Pending))
 }
 
 /// The approved plan is the drift's plan while it is reverted (the previews
