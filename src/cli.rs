@@ -117,6 +117,12 @@ pub struct RunArgs {
     /// arcadia.cloud/git-credentials annotation.
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_secret_ref)]
     pub git_credentials_secret: Option<(String, String)>,
+    /// URL prefixes (comma-separated) of the only remotes a write-back goes
+    /// to, unless the object names credentials of its own namespace
+    /// (arcadia.cloud/git-credentials); any other remote gets no request and
+    /// the Drift says why. Empty: only such objects are written back.
+    #[arg(long, value_name = "PREFIX[,PREFIX...]", value_delimiter = ',')]
+    pub git_allowed_remotes: Vec<String>,
     /// Author and committer of write-back commits.
     #[arg(long, default_value = "arcadia-drift <arcadia-drift@localhost>")]
     pub git_author: String,
@@ -384,8 +390,21 @@ fn writeback_settings(args: &RunArgs) -> Result<Option<crate::writeback::Writeba
             max_fetch_bytes: crate::writeback::git::GitSettings::MAX_FETCH_BYTES,
         },
         credentials_secret: args.git_credentials_secret.clone(),
+        allowed_remotes: allowed_remotes(&args.git_allowed_remotes)?,
         argocd_namespace: args.argocd_namespace.clone(),
     }))
+}
+
+/// Each prefix must start a remote git would take (`https://git.example/`,
+/// `git@github.com:org/`): a typo must not allow everything.
+fn allowed_remotes(prefixes: &[String]) -> Result<Vec<String>, String> {
+    let prefixes: Vec<String> = prefixes.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+    for prefix in &prefixes {
+        crate::writeback::remote_url::parse(&format!("{prefix}x")).map_err(|_| {
+            format!("--git-allowed-remotes: {prefix:?} does not start a remote such as https://git.example/org/ or git@git.example:org/")
+        })?;
+    }
+    Ok(prefixes)
 }
 
 fn init_tracing() {
@@ -402,6 +421,19 @@ fn default_identity() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_remotes_must_start_a_remote() {
+        let ok = allowed_remotes(&["https://git.example/".into(), " git@git.example:org/ ".into(), "".into()]);
+        assert_eq!(ok.unwrap(), ["https://git.example/", "git@git.example:org/"]);
+        for bad in ["https://", "-u x", "file:///srv", "git.example"] {
+            let error = allowed_remotes(&[bad.into()]).unwrap_err();
+            assert!(
+                error.starts_with("--git-allowed-remotes: ") && error.contains("does not start a remote"),
+                "{bad}: {error}"
+            );
+        }
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -173,6 +173,7 @@ fn lint_and_render_with_default_and_other_values() {
         "--digitalocean-token-file=/var/run/arcadia-drift/digitalocean/token",
         "secretName: do-token",
         "fsGroup: 65532",
+        "--git-allowed-remotes=https://git.example/platform/,git@git.example:platform/",
     ] {
         assert!(custom.contains(needle), "custom render lacks {needle:?}");
     }

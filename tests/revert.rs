@@ -616,3 +616,34 @@ async fn kubectl_drift_revert_approves_the_plan_by_its_digest() {
         vec![("POST".to_string(), format!("/v2/droplets/{id}/actions"), json!({"type": "rename", "name": "web-1"}))];
     assert_eq!(env.writes(), renamed, "the approved plan, once");
 }
+
+/// The plan changes between the approval and the saga's start (the tenant
+/// edits the spec while no reverter runs): the reverter derives the plan
+/// again, and the approval names another one.
+#[tokio::test]
+async fn a_spec_changed_after_the_approval_is_refused_by_the_reverter() {
+    let env = Env::new("revert-late-change").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let mut first = env.controller(&["--enable-revert"]);
+    let open = env.drift("size_slug", "the reviewed plan", |s| s.revert_plan.len() == 3).await;
+    first.kill();
+
+    // Approved, and Reverting as the controller records an approval; then the spec changes.
+    let mut yes = approve(&open, "alice");
+    yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+    env.annotate(&open, yes).await;
+    let params = PatchParams { field_manager: Some(arcadia_drift::api::FIELD_MANAGER.into()), ..Default::default() };
+    let reverting = json!({"status": {"phase": "Reverting", "resolvedBy": "alice"}});
+    env.drifts().patch_status(&open.metadata.name.clone().unwrap(), &params, &Patch::Merge(reverting)).await.unwrap();
+    env.provision("web-1", id, json!({"size_slug": "s-32vcpu-192gb"})).await;
+
+    let _second = env.controller(&["--enable-revert"]);
+    let failed = env.drift("size_slug", "refused by the reverter", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("the plan changed since it was approved"), "{message}");
+    assert!(message.contains("nothing was sent"), "{message}");
+    assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
+    assert_eq!(env.fake.droplet(id)["size_slug"], "s-2vcpu-4gb");
+}

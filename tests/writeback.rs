@@ -102,10 +102,22 @@ async fn setup(prefix: &str, password_in_secret: &str) -> Setup {
 }
 
 fn controller(s: &Setup) -> ControllerProcess {
+    controller_allowing(s, &format!("http://127.0.0.1:{}/", s.server.port))
+}
+
+/// A controller whose controller-wide credentials may go to `allowed` only.
+fn controller_allowing(s: &Setup, allowed: &str) -> ControllerProcess {
     let secret = format!("{}/arcadia-drift-git", s.ns);
     ControllerProcess::start(
         &s.ns,
-        &["--git-writeback", "--git-credentials-secret", &secret, "--git-allow-insecure-http"],
+        &[
+            "--git-writeback",
+            "--git-credentials-secret",
+            &secret,
+            "--git-allow-insecure-http",
+            "--git-allowed-remotes",
+            allowed,
+        ],
     )
 }
 
@@ -294,4 +306,38 @@ async fn a_hostile_repository_runs_nothing_and_the_controller_stays_healthy_and_
     let (_, peak_kib) = controller.memory();
     assert!(peak_kib < 200 * 1024, "the controller's peak RSS is {peak_kib} KiB through a symlink-loop repository");
     assert_eq!(our_commits(&s).len(), 1);
+}
+
+#[tokio::test]
+async fn a_remote_outside_the_allowed_list_gets_no_request_and_the_refusal_is_kept() {
+    let s = setup("wb-allowed", "git-s3cret").await;
+    let allowed = GitServer::start("flux", "git-s3cret");
+    let mut first = controller_allowing(&s, &format!("http://127.0.0.1:{}/", allowed.port));
+    accept(&s).await;
+
+    let git = eventually(WAIT, "the refusal on the Drift", || async {
+        the_drift(&s).await?.status?.git.filter(|g| g.refused.is_some())
+    })
+    .await;
+    let why = format!("write-back refused: {} is not in --git-allowed-remotes", s.server.url("infra"));
+    assert_eq!(git.refused.as_deref(), Some(why.as_str()));
+    let message = the_drift(&s).await.unwrap().status.unwrap().message.unwrap();
+    assert!(
+        message.contains(&why) && message.contains("commit `spec.desired.size_slug: s-2vcpu-4gb` by hand"),
+        "{message}"
+    );
+    let warning =
+        eventually(WAIT, "an AcceptCommitRefused Event", || async { events(&s, "AcceptCommitRefused").await.pop() })
+            .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert_eq!(pending(&s).await, 1, "the overlay holds");
+
+    // A restart reads the refusal from the Drift and tries nothing again.
+    first.terminate();
+    let _second = controller_allowing(&s, &format!("http://127.0.0.1:{}/", allowed.port));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let requests = s.server.authorizations.lock().unwrap().clone();
+    assert!(requests.is_empty(), "the refused remote was reached: {requests:?}");
+    assert!(allowed.authorizations.lock().unwrap().is_empty());
+    assert_eq!(events(&s, "AcceptCommitRefused").await.len(), 1);
 }

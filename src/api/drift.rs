@@ -156,7 +156,7 @@ pub struct DriftStatus {
     pub history: Vec<DriftEpisode>,
 }
 
-/// The commit that carries an accepted value to Git.
+/// The commit that carries an accepted value to Git, or why there is none.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GitCommit {
@@ -164,7 +164,13 @@ pub struct GitCommit {
     pub url: String,
     /// The branch pushed to: the object's branch, or a review branch.
     pub branch: String,
+    /// Empty when Git already held the value, or when the write-back was refused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub commit: String,
+    /// Why this accept is never written back (a remote not allowed, no file to
+    /// change): recorded so that no restart tries it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// The file changed, relative to the repository root (empty when Git already held the value).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,

@@ -130,7 +130,7 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// updated along with it. Version 1 was never marked.
 pub const SCHEMA_VERSION: u32 = 5;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "b3b5bf93";
+pub const SCHEMA_FINGERPRINT: &str = "6884421c";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].

@@ -93,6 +93,17 @@ pub fn check_branch(branch: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `url` is one of the remotes `prefixes` allow (`--git-allowed-remotes`):
+/// equal to a prefix, or under it at a path boundary, so that
+/// `https://git.example/platform` allows `https://git.example/platform/infra.git`
+/// but not `https://git.example/platform-evil/x.git`.
+pub fn allowed_by(url: &str, prefixes: &[String]) -> bool {
+    prefixes.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).any(|prefix| match url.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with(['/', ':']) || rest.starts_with('/'),
+        None => false,
+    })
+}
+
 impl fmt::Display for RemoteUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -256,6 +267,26 @@ mod tests {
         assert!(parse("ssh://git@127.0.0.1:2222/r.git").unwrap().check_auth(Auth::Ssh, false).is_ok());
         assert!(ssh.check_auth(Auth::Basic, true).unwrap_err().contains("needs `identity` and `known_hosts`"));
         assert!(https.check_auth(Auth::Ssh, false).unwrap_err().contains("HTTP(S) remote"));
+    }
+
+    #[test]
+    fn allowed_remotes_are_prefixes_at_a_path_boundary() {
+        let allowed = vec!["https://git.example/platform".to_owned(), "git@github.com:org/".to_owned()];
+        for url in
+            ["https://git.example/platform", "https://git.example/platform/infra.git", "git@github.com:org/infra.git"]
+        {
+            assert!(allowed_by(url, &allowed), "{url}");
+        }
+        for url in [
+            "https://git.example/platform-evil/x.git",
+            "https://git.example.attacker.net/platform/x.git",
+            "git@github.com:orgx/infra.git",
+            "https://attacker.example/x.git",
+        ] {
+            assert!(!allowed_by(url, &allowed), "{url}");
+        }
+        assert!(!allowed_by("https://git.example/platform", &[]));
+        assert!(!allowed_by("https://git.example/platform", &[" ".to_owned()]));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use super::commit::Change;
 use super::git::{self, Credentials, GitError, GitSettings, Pushed, Remote};
 use super::metrics::WritebackMetrics;
+use super::remote_url;
 use super::source::{self, Origin};
 use crate::api::{ANNOTATION_GIT_CREDENTIALS, GitCommit};
 use k8s_openapi::api::core::v1::Secret;
@@ -21,6 +22,9 @@ pub struct WritebackSettings {
     pub git: GitSettings,
     /// `--git-credentials-secret NAMESPACE/NAME`, for objects without the annotation.
     pub credentials_secret: Option<(String, String)>,
+    /// `--git-allowed-remotes`: the only remotes a write-back goes to unless
+    /// the object names credentials of its own namespace.
+    pub allowed_remotes: Vec<String>,
     /// Where Argo CD Applications live (`--argocd-namespace`).
     pub argocd_namespace: String,
 }
@@ -38,6 +42,8 @@ pub struct Job {
 pub enum Outcome {
     /// In Git: committed now, found committed, or Git held the value already.
     Pushed(GitCommit),
+    /// Never to be written back: recorded on the Drift (`status.git.refused`).
+    Refused(GitCommit),
     Failed {
         message: String,
         transient: bool,
@@ -132,7 +138,13 @@ impl Worker {
             Ok(None) => return Outcome::NoOrigin("nothing says where the manifest lives in Git".into()),
             Err(error) => return error,
         };
-        let credentials = match self.credentials(&job.annotations, &change.namespace).await {
+        let own_secret = job.annotations.get(ANNOTATION_GIT_CREDENTIALS).map(|n| (change.namespace.clone(), n.clone()));
+        if own_secret.is_none() && !remote_url::allowed_by(&remote.url, &self.settings.allowed_remotes) {
+            self.metrics.count_push("refused");
+            let why = format!("write-back refused: {} is not in --git-allowed-remotes", remote.url);
+            return Outcome::Refused(refusal(&remote, why));
+        }
+        let credentials = match self.credentials(own_secret).await {
             Ok(credentials) => credentials,
             Err(error) => return error,
         };
@@ -147,6 +159,9 @@ impl Worker {
         self.metrics.count_push(result);
         match pushed {
             Ok(pushed) => Outcome::Pushed(record(&remote, pushed)),
+            Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => {
+                Outcome::Refused(refusal(&remote, format!("write-back refused: {error}")))
+            }
             Err(error) => Outcome::Failed { transient: error.is_transient(), message: error.to_string() },
         }
     }
@@ -197,13 +212,8 @@ impl Worker {
     }
 
     /// The push credentials: the object's own Secret, else the controller's.
-    async fn credentials(
-        &self,
-        annotations: &BTreeMap<String, String>,
-        namespace: &str,
-    ) -> Result<Option<Credentials>, Outcome> {
-        let named = annotations.get(ANNOTATION_GIT_CREDENTIALS).map(|n| (namespace.to_owned(), n.clone()));
-        let Some((ns, name)) = named.or_else(|| self.settings.credentials_secret.clone()) else { return Ok(None) };
+    async fn credentials(&self, own_secret: Option<(String, String)>) -> Result<Option<Credentials>, Outcome> {
+        let Some((ns, name)) = own_secret.or_else(|| self.settings.credentials_secret.clone()) else { return Ok(None) };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         let secret = api.get(&name).await.map_err(|error| Outcome::Failed {
             message: format!("cannot read the Git credentials Secret {ns}/{name}: {error}"),
@@ -237,6 +247,9 @@ impl Worker {
             }
             Outcome::Failed { message, .. } => {
                 tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, error = %message, "Git write-back failed; the overlay holds")
+            }
+            Outcome::Refused(refused) => {
+                tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, why = refused.refused.as_deref().unwrap_or_default(), "Git write-back refused; the overlay holds")
             }
             Outcome::NoOrigin(why) => {
                 tracing::debug!(object = %format!("{}/{}", change.namespace, change.name), why, "no Git write-back")
@@ -274,5 +287,16 @@ fn record(remote: &Remote, pushed: Pushed) -> GitCommit {
         Pushed::AlreadyCommitted { branch, commit } => (branch, commit, String::new()),
         Pushed::AlreadyInGit { branch, path } => (branch, String::new(), path),
     };
-    GitCommit { url: remote.url.clone(), branch, commit, path, pushed_time: crate::api::now() }
+    GitCommit { url: remote.url.clone(), branch, commit, path, refused: None, pushed_time: crate::api::now() }
+}
+
+fn refusal(remote: &Remote, why: String) -> GitCommit {
+    GitCommit {
+        url: remote.url.clone(),
+        branch: remote.branch.clone(),
+        commit: String::new(),
+        path: String::new(),
+        refused: Some(why),
+        pushed_time: crate::api::now(),
+    }
 }

@@ -23,6 +23,8 @@ pub struct GitServer {
     pub push_answer_delay: Arc<Mutex<Duration>>,
     /// Pushes received, accepted or not.
     pub pushes: Arc<Mutex<u32>>,
+    /// The Authorization header of every request received ("" when there was none).
+    pub authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 /// Runs git with a clean configuration; panics with its words on failure.
@@ -58,6 +60,7 @@ impl GitServer {
             before_push: Arc::default(),
             push_answer_delay: Arc::default(),
             pushes: Arc::default(),
+            authorizations: Arc::default(),
         };
         let shared = Shared {
             root: server.root.clone(),
@@ -65,6 +68,7 @@ impl GitServer {
             before_push: server.before_push.clone(),
             delay: server.push_answer_delay.clone(),
             pushes: server.pushes.clone(),
+            authorizations: server.authorizations.clone(),
         };
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -170,6 +174,7 @@ struct Shared {
     before_push: Arc<Mutex<Option<Hook>>>,
     delay: Arc<Mutex<Duration>>,
     pushes: Arc<Mutex<u32>>,
+    authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 struct Request {
@@ -189,6 +194,7 @@ impl Request {
 impl Shared {
     fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
         let request = read_request(&mut stream)?;
+        self.authorizations.lock().unwrap().push(request.header("Authorization").unwrap_or_default().to_owned());
         if request.header("Authorization") != Some(self.auth.as_str()) {
             let body = "authentication required\n";
             return write!(

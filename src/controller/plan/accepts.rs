@@ -273,6 +273,7 @@ pub(super) fn record_write_back(
             None => plan.write_back.push(t.name.clone()),
             Some(Outcome::NoOrigin(_)) => {}
             Some(Outcome::Pushed(commit)) => committed(entry, commit, t, plan),
+            Some(Outcome::Refused(refused)) => write_back_refused(entry, refused, t, plan),
             Some(Outcome::Failed { message, transient }) => {
                 write_back_failed(entry, message, *transient, t, plan);
                 if *transient {
@@ -281,6 +282,27 @@ pub(super) fn record_write_back(
             }
         }
     }
+}
+
+/// A write-back that will never happen for this accept, recorded in
+/// `status.git` so that no restart tries it again.
+fn write_back_refused(entry: &PendingGitChange, refused: &GitCommit, t: &mut Tracked, plan: &mut Plan) {
+    let message = format!(
+        "accepted by {} in overlay mode and held in status.pendingGitChanges; {}; commit `{}` by hand",
+        entry.accepted_by,
+        refused.refused.as_deref().unwrap_or("write-back refused"),
+        accept::commit_line(&entry.field, &entry.value)
+    );
+    t.status.git = Some(refused.clone());
+    t.status.message = Some(message.clone());
+    t.dirty = true;
+    plan.events.push(Event {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason: "AcceptCommitRefused",
+        action: "WriteBack",
+        message,
+    });
 }
 
 fn committed(entry: &PendingGitChange, commit: &GitCommit, t: &mut Tracked, plan: &mut Plan) {
