@@ -98,7 +98,8 @@ async fn a_repository_that_carries_git_config_hooks_and_symlink_loops_runs_nothi
         symlink("..", &work.join("apps/loop-b"));
         symlink("/etc/passwd", &work.join("apps/passwd.yaml"));
     });
-    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into() };
+    let remote =
+        Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into(), default_namespace: None };
 
     let pushed = write_back(&settings(), &remote, Some(&credentials()), &change()).await.unwrap();
 
@@ -122,7 +123,8 @@ async fn links_large_files_and_paths_out_of_the_tree_are_never_read_and_the_refu
         symlink("../elsewhere", &work.join("apps/linked"));
         std::fs::write(work.join("apps/huge.yaml"), &big).unwrap();
     });
-    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into() };
+    let remote =
+        Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into(), default_namespace: None };
     let error = write_back(&settings(), &remote, Some(&credentials()), &change()).await.unwrap_err();
     assert!(matches!(error, GitError::NotWritable(_)), "{error:?}");
     let text = error.to_string();
@@ -149,7 +151,7 @@ async fn option_injection_in_the_remote_url_is_refused_before_git_runs() {
         format!("x@y:--upload-pack=touch%20{}", marker.display()),
     ];
     for url in payloads {
-        let remote = Remote { url: url.clone(), branch: "main".into(), path: ".".into() };
+        let remote = Remote { url: url.clone(), branch: "main".into(), path: ".".into(), default_namespace: None };
         let error = write_back(&settings(), &remote, Some(&credentials()), &change()).await.unwrap_err();
         let GitError::Refused(message) = &error else { panic!("{url}: {error:?}") };
         assert!(message.starts_with(&format!("Git remote {url:?} is refused: ")), "{message}");
@@ -159,7 +161,8 @@ async fn option_injection_in_the_remote_url_is_refused_before_git_runs() {
     let server = GitServer::start("flux", "s3cret-token");
     server.create_repo("infra", "main", &[("web.yaml", MANIFEST)]);
     for branch in ["main:refs/heads/other", "--force", "main..x"] {
-        let remote = Remote { url: server.url("infra"), branch: branch.into(), path: ".".into() };
+        let remote =
+            Remote { url: server.url("infra"), branch: branch.into(), path: ".".into(), default_namespace: None };
         let error = write_back(&settings(), &remote, Some(&credentials()), &change()).await.unwrap_err();
         assert_eq!(error, GitError::Refused(format!("the Git branch {branch:?} is not a valid branch name")));
     }
@@ -215,8 +218,12 @@ fn recording_server() -> (u16, Arc<Mutex<Vec<String>>>) {
 async fn the_credential_never_follows_a_redirect_to_another_host() {
     let (attacker, seen) = recording_server();
     let redirect = redirecting_server(format!("http://127.0.0.1:{attacker}/loot.git"));
-    let remote =
-        Remote { url: format!("http://127.0.0.1:{redirect}/infra.git"), branch: "main".into(), path: ".".into() };
+    let remote = Remote {
+        url: format!("http://127.0.0.1:{redirect}/infra.git"),
+        branch: "main".into(),
+        path: ".".into(),
+        default_namespace: None,
+    };
 
     let error = write_back(&settings(), &remote, Some(&credentials()), &change()).await.unwrap_err();
 
@@ -240,7 +247,7 @@ async fn a_repository_larger_than_the_fetch_limit_is_refused_with_the_limit() {
         })
         .collect();
     server.commit_with("infra", "main", "a large blob", |work| std::fs::write(work.join("blob.bin"), &noise).unwrap());
-    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: ".".into() };
+    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: ".".into(), default_namespace: None };
     let small = GitSettings { max_fetch_bytes: 1 << 20, ..settings() };
 
     let error = write_back(&small, &remote, Some(&credentials()), &change()).await.unwrap_err();

@@ -41,7 +41,8 @@ fn change() -> Change {
 fn server_with_repo() -> (GitServer, Remote, Credentials) {
     let server = GitServer::start("flux", "s3cret-token");
     server.create_repo("infra", "main", &[("apps/web.yaml", MANIFEST), ("apps/other.yaml", OTHER)]);
-    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into() };
+    let remote =
+        Remote { url: server.url("infra"), branch: "main".into(), path: "apps".into(), default_namespace: None };
     let credentials = Credentials::Basic { username: "flux".into(), password: "s3cret-token".into() };
     (server, remote, credentials)
 }
@@ -178,7 +179,7 @@ async fn a_field_that_is_not_written_literally_changes_nothing_and_names_the_fil
         "main",
         &[("base/web.yaml", &base), ("chart/templates/x.yaml", "{{- if .Values.on }}\nkind: X\n{{- end }}\n")],
     );
-    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "/".into() };
+    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: "/".into(), default_namespace: None };
     let credentials = Credentials::Basic { username: "flux".into(), password: "pw".into() };
     let error = write_back(&settings(None), &remote, Some(&credentials), &change()).await.unwrap_err();
     assert_eq!(
@@ -195,7 +196,8 @@ async fn a_field_that_is_not_written_literally_changes_nothing_and_names_the_fil
 async fn over_ssh_with_a_key_and_pinned_host_keys() {
     let (server, _, _) = server_with_repo();
     let ssh = common::git_server::SshServer::start(&server);
-    let remote = Remote { url: ssh.url("infra"), branch: "main".into(), path: "apps/web.yaml".into() };
+    let remote =
+        Remote { url: ssh.url("infra"), branch: "main".into(), path: "apps/web.yaml".into(), default_namespace: None };
     let key = Credentials::Ssh { identity: ssh.identity.clone(), known_hosts: ssh.known_hosts.clone() };
     let pushed = write_back(&settings(None), &remote, Some(&key), &change()).await.unwrap();
     assert!(matches!(pushed, Pushed::Committed { .. }), "{pushed:?}");

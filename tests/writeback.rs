@@ -68,6 +68,18 @@ async fn droplet(client: &Client) -> String {
     name
 }
 
+/// Flux's GitRepository and Kustomization, the latter listing web-1 in its
+/// inventory (as kustomize-controller records what it applied) when `listed`.
+fn flux_objects(server: &GitServer, ns: &str, listed: bool, secret_ref: Option<&str>) -> String {
+    let secret = secret_ref.map(|name| format!(", secretRef: {{name: {name}}}")).unwrap_or_default();
+    let entries =
+        if listed { format!("[{{id: {ns}_web-1_arcadia.cloud_CloudProvisioned, v: v1alpha1}}]") } else { "[]".into() };
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: infra}}\nspec: {{url: \"{url}\", ref: {{branch: main}}, interval: 1m{secret}}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: infra}}\nspec: {{path: ./apps, sourceRef: {{kind: GitRepository, name: infra}}, interval: 1m, prune: true}}\nstatus: {{inventory: {{entries: {entries}}}}}\n",
+        url = server.url("infra")
+    )
+}
+
 struct Setup {
     client: Client,
     ns: String,
@@ -82,11 +94,7 @@ async fn setup(prefix: &str, password_in_secret: &str) -> Setup {
     let resource = droplet(&client).await;
     let server = GitServer::start("flux", "git-s3cret");
     server.create_repo("infra", "main", &[("apps/web.yaml", &manifest(&resource, &ns)), ("README.md", "infra\n")]);
-    let flux_objects = format!(
-        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: infra}}\nspec: {{url: \"{url}\", ref: {{branch: main}}, interval: 1m}}\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: infra}}\nspec: {{path: ./apps, sourceRef: {{kind: GitRepository, name: infra}}, interval: 1m, prune: true}}\n",
-        url = server.url("infra")
-    );
-    kubectl_stdin(&["-n", &ns, "apply", "-f", "-"], &flux_objects);
+    kubectl_stdin(&["-n", &ns, "apply", "-f", "-"], &flux_objects(&server, &ns, true, None));
     common::kubectl_ok(&[
         "-n",
         &ns,
@@ -340,4 +348,51 @@ async fn a_remote_outside_the_allowed_list_gets_no_request_and_the_refusal_is_ke
     assert!(requests.is_empty(), "the refused remote was reached: {requests:?}");
     assert!(allowed.authorizations.lock().unwrap().is_empty());
     assert_eq!(events(&s, "AcceptCommitRefused").await.len(), 1);
+}
+
+#[tokio::test]
+async fn flux_labels_without_the_kustomizations_inventory_entry_are_no_proof() {
+    let s = setup("wb-labels", "git-s3cret").await;
+    // The Kustomization does not list web-1: its labels were set by someone else.
+    kubectl_stdin(&["-n", &s.ns, "apply", "-f", "-"], &flux_objects(&s.server, &s.ns, false, None));
+    let _controller = controller(&s);
+    accept(&s).await;
+
+    let git = eventually(WAIT, "the refusal on the Drift", || async {
+        the_drift(&s).await?.status?.git.filter(|g| g.refused.is_some())
+    })
+    .await;
+    let why = git.refused.unwrap();
+    let entry = format!("no entry {}_web-1_arcadia.cloud_CloudProvisioned", s.ns);
+    assert!(why.contains(&format!("the Flux Kustomization {}/infra does not list this object", s.ns)), "{why}");
+    assert!(why.contains(&entry), "{why}");
+    assert!(s.server.authorizations.lock().unwrap().is_empty(), "the platform's repository got a request");
+    assert!(our_commits(&s).is_empty());
+}
+
+#[tokio::test]
+async fn flux_repository_credentials_are_the_ones_flux_uses() {
+    // The controller-wide Secret holds a wrong password; the GitRepository's secretRef the right one.
+    let s = setup("wb-flux-secret", "not-the-password").await;
+    common::kubectl_ok(&[
+        "-n",
+        &s.ns,
+        "create",
+        "secret",
+        "generic",
+        "flux-infra",
+        "--from-literal=username=flux",
+        "--from-literal=password=git-s3cret",
+    ]);
+    kubectl_stdin(&["-n", &s.ns, "apply", "-f", "-"], &flux_objects(&s.server, &s.ns, true, Some("flux-infra")));
+    // Flux's repository needs no place in the allowed list: Flux's own Secret goes to Flux's own URL.
+    let _controller = controller_allowing(&s, "https://nowhere.example/");
+    accept(&s).await;
+
+    let committed = eventually(WAIT, "the commit recorded on the Drift", || async {
+        the_drift(&s).await?.status?.git.filter(|g| !g.commit.is_empty())
+    })
+    .await;
+    assert_eq!(our_commits(&s).len(), 1);
+    assert_eq!(our_commits(&s)[0].0, committed.commit);
 }

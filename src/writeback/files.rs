@@ -19,8 +19,13 @@ pub enum Decision {
 }
 
 /// Decides over `(path, text)` of every manifest under the searched folder.
-pub fn decide(files: &[(String, String)], change: &Change, searched: &str) -> Decision {
-    let target = Target { name: &change.name, namespace: &change.namespace, field: &change.field };
+pub fn decide(
+    files: &[(String, String)],
+    change: &Change,
+    searched: &str,
+    default_namespace: Option<&str>,
+) -> Decision {
+    let target = Target { name: &change.name, namespace: &change.namespace, default_namespace, field: &change.field };
     let mut found: Vec<(&str, &str, Result<Value, EditError>)> = Vec::new();
     let mut unreadable = Vec::new();
     for (path, text) in files {
@@ -101,20 +106,22 @@ mod tests {
     #[test]
     fn the_one_file_holding_the_object_is_edited() {
         let fs = files(&[("other.yaml", "kind: ConfigMap\n"), ("web.yaml", &doc("s-1")), ("chart.yaml", TEMPLATE)]);
-        assert_eq!(decide(&fs, &change(), "apps"), Decision::Edit { path: "web.yaml".into(), text: doc("s-2") });
+        assert_eq!(decide(&fs, &change(), "apps", None), Decision::Edit { path: "web.yaml".into(), text: doc("s-2") });
     }
 
     #[test]
     fn already_in_git_changed_in_git_or_nowhere() {
         assert_eq!(
-            decide(&files(&[("web.yaml", &doc("s-2"))]), &change(), "apps"),
+            decide(&files(&[("web.yaml", &doc("s-2"))]), &change(), "apps", None),
             Decision::AlreadyInGit { path: "web.yaml".into() }
         );
         assert_eq!(
-            decide(&files(&[("web.yaml", &doc("s-9"))]), &change(), "apps"),
+            decide(&files(&[("web.yaml", &doc("s-9"))]), &change(), "apps", None),
             Decision::GitChanged { path: "web.yaml".into(), now: json!("s-9") }
         );
-        let Decision::NotWritable(why) = decide(&files(&[("t.yaml", TEMPLATE)]), &change(), "apps") else { panic!() };
+        let Decision::NotWritable(why) = decide(&files(&[("t.yaml", TEMPLATE)]), &change(), "apps", None) else {
+            panic!()
+        };
         assert!(why.contains("not written in a plain manifest under \"apps\" (1 YAML file searched; not plain YAML, e.g. templates: t.yaml)"), "{why}");
     }
 
@@ -122,7 +129,7 @@ mod tests {
     fn a_base_and_a_patch_are_left_alone() {
         let patch = "kind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {region: ams3}\n";
         let Decision::NotWritable(why) =
-            decide(&files(&[("base.yaml", &doc("s-1")), ("patch.yaml", patch)]), &change(), ".")
+            decide(&files(&[("base.yaml", &doc("s-1")), ("patch.yaml", patch)]), &change(), ".", None)
         else {
             panic!()
         };

@@ -37,6 +37,10 @@ pub struct Remote {
     pub branch: String,
     /// A file, or a folder whose YAML files are searched, relative to the repository root.
     pub path: String,
+    /// The namespace the GitOps tool gives a document that names none (a Flux
+    /// Kustomization's targetNamespace, an Argo CD destination): such a
+    /// document is the object only in that namespace. `None`: any namespace.
+    pub default_namespace: Option<String>,
 }
 
 /// Push credentials, as a Flux GitRepository Secret holds them.
@@ -158,7 +162,7 @@ pub async fn write_back(
         if let Some(commit) = repo.find_trailer(&change.trailer()).await? {
             return Ok(Pushed::AlreadyCommitted { branch: target, commit });
         }
-        let (path, blob) = match repo.decide(&base, &root, &remote.path, change).await? {
+        let (path, blob) = match repo.decide(&base, remote, &root, change).await? {
             Decided::Edit { path, text, mode } => (path, repo.write_blob(&text, &mode).await?),
             Decided::AlreadyInGit { path } => return Ok(Pushed::AlreadyInGit { branch: target, path }),
         };
@@ -292,7 +296,8 @@ impl<'a> Scratch<'a> {
     }
 
     /// Reads the manifests under `root` of `base` and decides which file to change.
-    async fn decide(&self, base: &str, root: &str, searched: &str, change: &Change) -> Result<Decided, GitError> {
+    async fn decide(&self, base: &str, remote: &Remote, root: &str, change: &Change) -> Result<Decided, GitError> {
+        let (searched, default_namespace) = (remote.path.as_str(), remote.default_namespace.as_deref());
         let mut args = vec!["ls-tree", "-r", "-z", "--long", "--full-tree", base];
         if !root.is_empty() {
             args.extend(["--", root]);
@@ -302,7 +307,7 @@ impl<'a> Scratch<'a> {
         let selection =
             tree::select(blobs, root, &Limits::default()).map_err(|e| GitError::NotWritable(e.to_string()))?;
         let files = self.read_blobs(&selection.read).await?;
-        match self.decide_off_the_runtime(files, change, searched).await? {
+        match self.decide_off_the_runtime(files, change, searched, default_namespace).await? {
             Decision::Edit { path, text } => {
                 let mode = selection.read.iter().find(|b| b.path == path).map_or("100644", |b| &b.mode).to_owned();
                 Ok(Decided::Edit { path, text, mode })
@@ -323,9 +328,13 @@ impl<'a> Scratch<'a> {
         files: Vec<(String, String)>,
         change: &Change,
         searched: &str,
+        default_namespace: Option<&str>,
     ) -> Result<Decision, GitError> {
         let (change, searched) = (change.clone(), searched.to_owned());
-        let work = tokio::task::spawn_blocking(move || files::decide(&files, &change, &searched));
+        let default_namespace = default_namespace.map(str::to_owned);
+        let work = tokio::task::spawn_blocking(move || {
+            files::decide(&files, &change, &searched, default_namespace.as_deref())
+        });
         let fail = |message: String| GitError::Command { action: "read", url: self.url.to_string(), message };
         tokio::time::timeout(self.settings.timeout, work)
             .await

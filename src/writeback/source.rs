@@ -37,6 +37,7 @@ pub fn origin(
             url: url.trim().to_owned(),
             branch: branch.unwrap_or("main").to_owned(),
             path: path.unwrap_or(".").to_owned(),
+            default_namespace: None,
         }));
     }
     if let Some(name) = labels.get(FLUX_LABELS[0]) {
@@ -75,7 +76,54 @@ pub fn from_flux(kustomization: &Value, repository: &Value) -> Result<Remote, St
         _ => return Err("the GitRepository follows a tag or a commit, not a branch: nothing to push to".to_owned()),
     };
     let path = kustomization["spec"]["path"].as_str().unwrap_or("./");
-    Ok(Remote { url: url.to_owned(), branch, path: path.to_owned() })
+    // Flux puts a document that names no namespace in targetNamespace, else the Kustomization's own.
+    let default_namespace = kustomization["spec"]["targetNamespace"]
+        .as_str()
+        .or(kustomization["metadata"]["namespace"].as_str())
+        .map(str::to_owned);
+    Ok(Remote { url: url.to_owned(), branch, path: path.to_owned(), default_namespace })
+}
+
+/// The Secret (in the GitRepository's namespace) Flux itself reads the repository with.
+pub fn flux_secret(repository: &Value) -> Option<(String, String)> {
+    let name = repository["spec"]["secretRef"]["name"].as_str().filter(|n| !n.is_empty())?;
+    let namespace = repository["metadata"]["namespace"].as_str()?;
+    Some((namespace.to_owned(), name.to_owned()))
+}
+
+/// Labels anyone may set are no proof: a Kustomization vouches for an object
+/// only when its `status.inventory` lists it.
+pub fn flux_vouches(kustomization: &Value, namespace: &str, name: &str) -> Result<(), String> {
+    let id = format!("{namespace}_{name}_{}_CloudProvisioned", crate::api::GROUP);
+    let entries = kustomization["status"]["inventory"]["entries"].as_array();
+    if entries.is_some_and(|all| all.iter().any(|e| e["id"].as_str() == Some(id.as_str()))) {
+        return Ok(());
+    }
+    Err(format!(
+        "the Flux Kustomization {}/{} does not list this object in status.inventory (no entry {id}): its labels are no proof that Flux applies it",
+        kustomization["metadata"]["namespace"].as_str().unwrap_or_default(),
+        kustomization["metadata"]["name"].as_str().unwrap_or_default(),
+    ))
+}
+
+/// As [`flux_vouches`], from an Argo CD Application's `status.resources`.
+pub fn argo_vouches(app: &Value, namespace: &str, name: &str) -> Result<(), String> {
+    let listed = app["status"]["resources"].as_array().is_some_and(|all| {
+        all.iter().any(|r| {
+            r["group"].as_str() == Some(crate::api::GROUP)
+                && r["kind"].as_str() == Some("CloudProvisioned")
+                && r["namespace"].as_str() == Some(namespace)
+                && r["name"].as_str() == Some(name)
+        })
+    });
+    if listed {
+        return Ok(());
+    }
+    Err(format!(
+        "the Argo CD Application {}/{} does not list CloudProvisioned {namespace}/{name} in status.resources: its tracking id is no proof that Argo CD applies it",
+        app["metadata"]["namespace"].as_str().unwrap_or_default(),
+        app["metadata"]["name"].as_str().unwrap_or_default(),
+    ))
 }
 
 /// The remote of an Argo CD Application (its single source).
@@ -89,7 +137,8 @@ pub fn from_argo(app: &Value) -> Result<Remote, String> {
         return Err("the Application's targetRevision is HEAD: name the branch with the arcadia.cloud/git-branch annotation and arcadia.cloud/git-url".into());
     }
     let path = source["path"].as_str().unwrap_or(".");
-    Ok(Remote { url: url.to_owned(), branch: revision.to_owned(), path: path.to_owned() })
+    let default_namespace = app["spec"]["destination"]["namespace"].as_str().map(str::to_owned);
+    Ok(Remote { url: url.to_owned(), branch: revision.to_owned(), path: path.to_owned(), default_namespace })
 }
 
 /// The Application's name and namespace from the tracking id's app part.
@@ -118,7 +167,8 @@ mod tests {
             Ok(Origin::Annotated(Remote {
                 url: "https://git.example/infra.git".into(),
                 branch: "main".into(),
-                path: "apps/web.yaml".into()
+                path: "apps/web.yaml".into(),
+                default_namespace: None,
             }))
         );
         assert_eq!(
@@ -133,13 +183,44 @@ mod tests {
     }
 
     #[test]
+    fn a_gitops_tool_vouches_only_for_what_its_inventory_lists() {
+        let ks = json!({
+            "metadata": {"namespace": "flux-system", "name": "infra"},
+            "spec": {"path": "./apps", "targetNamespace": "team-a", "sourceRef": {"kind": "GitRepository", "name": "infra"}},
+            "status": {"inventory": {"entries": [{"id": "team-a_web-1_arcadia.cloud_CloudProvisioned", "v": "v1alpha1"}]}},
+        });
+        assert_eq!(flux_vouches(&ks, "team-a", "web-1"), Ok(()));
+        let error = flux_vouches(&ks, "team-b", "web-1").unwrap_err();
+        assert!(error.contains("Kustomization flux-system/infra does not list this object in status.inventory (no entry team-b_web-1_arcadia.cloud_CloudProvisioned)"), "{error}");
+        let repo = json!({"metadata": {"namespace": "flux-system"}, "spec": {"url": "u", "ref": {"branch": "main"}, "secretRef": {"name": "flux-git"}}});
+        assert_eq!(from_flux(&ks, &repo).unwrap().default_namespace.as_deref(), Some("team-a"));
+        assert_eq!(flux_secret(&repo), Some(("flux-system".into(), "flux-git".into())));
+
+        let app = json!({
+            "metadata": {"namespace": "argocd", "name": "web"},
+            "spec": {"source": {"repoURL": "u", "targetRevision": "main"}, "destination": {"namespace": "team-a"}},
+            "status": {"resources": [{"group": "arcadia.cloud", "kind": "CloudProvisioned", "namespace": "team-a", "name": "web-1"}]},
+        });
+        assert_eq!(argo_vouches(&app, "team-a", "web-1"), Ok(()));
+        assert!(
+            argo_vouches(&app, "team-a", "web-2").unwrap_err().contains("does not list CloudProvisioned team-a/web-2")
+        );
+        assert_eq!(from_argo(&app).unwrap().default_namespace.as_deref(), Some("team-a"));
+    }
+
+    #[test]
     fn flux_and_argo_objects_give_url_branch_and_path() {
         let ks = json!({"spec": {"path": "./apps", "sourceRef": {"kind": "GitRepository", "name": "infra"}}});
         assert_eq!(flux_source(&ks, "flux-system"), Ok(("flux-system".into(), "infra".into())));
         let repo = json!({"spec": {"url": "https://git.example/infra.git", "ref": {"branch": "prod"}}});
         assert_eq!(
             from_flux(&ks, &repo).unwrap(),
-            Remote { url: "https://git.example/infra.git".into(), branch: "prod".into(), path: "./apps".into() }
+            Remote {
+                url: "https://git.example/infra.git".into(),
+                branch: "prod".into(),
+                path: "./apps".into(),
+                default_namespace: None,
+            }
         );
         let tagged = json!({"spec": {"url": "u", "ref": {"tag": "v1"}}});
         assert!(from_flux(&ks, &tagged).unwrap_err().contains("tag or a commit"));

@@ -131,20 +131,27 @@ impl Worker {
         let change = &job.change;
         let origin = match source::origin(&change.namespace, &job.annotations, &job.labels) {
             Ok(origin) => origin,
-            Err(why) => return Outcome::Failed { message: why, transient: false },
+            Err(why) => return refused_for(&why),
         };
-        let remote = match self.remote(origin).await {
-            Ok(Some(remote)) => remote,
+        let Resolved { remote, flux_secret } = match self.remote(origin, change).await {
+            Ok(Some(resolved)) => resolved,
             Ok(None) => return Outcome::NoOrigin("nothing says where the manifest lives in Git".into()),
             Err(error) => return error,
         };
         let own_secret = job.annotations.get(ANNOTATION_GIT_CREDENTIALS).map(|n| (change.namespace.clone(), n.clone()));
-        if own_secret.is_none() && !remote_url::allowed_by(&remote.url, &self.settings.allowed_remotes) {
-            self.metrics.count_push("refused");
-            let why = format!("write-back refused: {} is not in --git-allowed-remotes", remote.url);
-            return Outcome::Refused(refusal(&remote, why));
-        }
-        let credentials = match self.credentials(own_secret).await {
+        // The tenant's own Secret for its own remote, Flux's for Flux's repository;
+        // the controller-wide one only where the platform allows it.
+        let secret = match own_secret.or(flux_secret) {
+            Some(secret) => Some(secret),
+            None if remote_url::allowed_by(&remote.url, &self.settings.allowed_remotes) => {
+                self.settings.credentials_secret.clone()
+            }
+            None => {
+                self.metrics.count_push("refused");
+                return refused(&remote, format!("{} is not in --git-allowed-remotes", remote.url));
+            }
+        };
+        let credentials = match self.credentials(secret).await {
             Ok(credentials) => credentials,
             Err(error) => return error,
         };
@@ -159,38 +166,41 @@ impl Worker {
         self.metrics.count_push(result);
         match pushed {
             Ok(pushed) => Outcome::Pushed(record(&remote, pushed)),
-            Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => {
-                Outcome::Refused(refusal(&remote, format!("write-back refused: {error}")))
-            }
+            Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => refused(&remote, error.to_string()),
             Err(error) => Outcome::Failed { transient: error.is_transient(), message: error.to_string() },
         }
     }
 
-    /// The remote for an origin; Flux and Argo CD objects are read only when their CRDs exist.
-    async fn remote(&self, origin: Origin) -> Result<Option<Remote>, Outcome> {
+    /// The remote for an origin, once the GitOps tool vouches for the object,
+    /// and the Secret Flux reads it with; Flux and Argo CD objects are read
+    /// only when their CRDs exist.
+    async fn remote(&self, origin: Origin, change: &Change) -> Result<Option<Resolved>, Outcome> {
         let failed = |message: String| Outcome::Failed { message, transient: true };
-        let refused = |message: String| Outcome::Failed { message, transient: false };
         match origin {
             Origin::Unknown => Ok(None),
-            Origin::Annotated(remote) => Ok(Some(remote)),
+            Origin::Annotated(remote) => Ok(Some(Resolved { remote, flux_secret: None })),
             Origin::Flux { namespace: ks_ns, name } => {
                 let ks = self
                     .object(("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"), &ks_ns, &name)
                     .await
                     .map_err(failed)?;
                 let Some(ks) = ks else { return Ok(None) };
-                let (repo_ns, repo) = source::flux_source(&ks, &ks_ns).map_err(refused)?;
+                let (repo_ns, repo) = source::flux_source(&ks, &ks_ns).map_err(|e| refused_for(&e))?;
                 let gvk = ("source.toolkit.fluxcd.io", "v1", "GitRepository");
                 let Some(repository) = self.object(gvk, &repo_ns, &repo).await.map_err(failed)? else {
                     return Ok(None);
                 };
-                source::from_flux(&ks, &repository).map(Some).map_err(refused)
+                let remote = source::from_flux(&ks, &repository).map_err(|e| refused_for(&e))?;
+                source::flux_vouches(&ks, &change.namespace, &change.name).map_err(|e| refused(&remote, e))?;
+                Ok(Some(Resolved { remote, flux_secret: source::flux_secret(&repository) }))
             }
             Origin::Argo { app } => {
                 let (app_ns, app) = source::argo_app(&app, &self.settings.argocd_namespace);
                 let gvk = ("argoproj.io", "v1alpha1", "Application");
                 let Some(app) = self.object(gvk, &app_ns, &app).await.map_err(failed)? else { return Ok(None) };
-                source::from_argo(&app).map(Some).map_err(refused)
+                let remote = source::from_argo(&app).map_err(|e| refused_for(&e))?;
+                source::argo_vouches(&app, &change.namespace, &change.name).map_err(|e| refused(&remote, e))?;
+                Ok(Some(Resolved { remote, flux_secret: None }))
             }
         }
     }
@@ -211,9 +221,9 @@ impl Worker {
         }
     }
 
-    /// The push credentials: the object's own Secret, else the controller's.
-    async fn credentials(&self, own_secret: Option<(String, String)>) -> Result<Option<Credentials>, Outcome> {
-        let Some((ns, name)) = own_secret.or_else(|| self.settings.credentials_secret.clone()) else { return Ok(None) };
+    /// The push credentials from `secret` (namespace, name), if any.
+    async fn credentials(&self, secret: Option<(String, String)>) -> Result<Option<Credentials>, Outcome> {
+        let Some((ns, name)) = secret else { return Ok(None) };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         let secret = api.get(&name).await.map_err(|error| Outcome::Failed {
             message: format!("cannot read the Git credentials Secret {ns}/{name}: {error}"),
@@ -290,13 +300,28 @@ fn record(remote: &Remote, pushed: Pushed) -> GitCommit {
     GitCommit { url: remote.url.clone(), branch, commit, path, refused: None, pushed_time: crate::api::now() }
 }
 
-fn refusal(remote: &Remote, why: String) -> GitCommit {
-    GitCommit {
+/// A write-back refused for good, kept on the Drift (`status.git.refused`).
+fn refused(remote: &Remote, why: String) -> Outcome {
+    Outcome::Refused(GitCommit {
         url: remote.url.clone(),
         branch: remote.branch.clone(),
         commit: String::new(),
         path: String::new(),
-        refused: Some(why),
+        refused: Some(format!("write-back refused: {why}")),
         pushed_time: crate::api::now(),
-    }
+    })
+}
+
+/// A refusal decided before any remote is known.
+fn refused_for(why: &str) -> Outcome {
+    refused(
+        &Remote { url: String::new(), branch: String::new(), path: String::new(), default_namespace: None },
+        why.into(),
+    )
+}
+
+/// Where an origin leads: the remote, and the Secret its GitOps tool reads it with.
+struct Resolved {
+    remote: Remote,
+    flux_secret: Option<(String, String)>,
 }

@@ -18,9 +18,11 @@ use tree::{Node, NodeKind, parse_documents};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target<'a> {
     pub name: &'a str,
-    /// The object's namespace: a document naming another namespace is not it
-    /// (one naming none is, as `kubectl apply -n` or a Kustomization sets it).
+    /// The object's namespace: a document naming another namespace is not it.
     pub namespace: &'a str,
+    /// The namespace a document naming none gets from the tool that applies
+    /// it; `None`: unknown (`kubectl apply -n`), such a document may be it.
+    pub default_namespace: Option<&'a str>,
     pub field: &'a str,
 }
 
@@ -65,7 +67,15 @@ fn is_target(doc: &Node, target: &Target<'_>) -> bool {
     let metadata = doc.get("metadata");
     text_of(doc.get("kind")).as_deref() == Some("CloudProvisioned")
         && text_of(metadata.and_then(|m| m.get("name"))).as_deref() == Some(target.name)
-        && text_of(metadata.and_then(|m| m.get("namespace"))).is_none_or(|ns| ns == target.namespace)
+        && in_namespace(text_of(metadata.and_then(|m| m.get("namespace"))).as_deref(), target)
+}
+
+/// Whether a document naming `namespace` (or none) lands in the target's namespace.
+fn in_namespace(namespace: Option<&str>, target: &Target<'_>) -> bool {
+    match namespace {
+        Some(ns) => ns == target.namespace,
+        None => target.default_namespace.is_none_or(|ns| ns == target.namespace),
+    }
 }
 
 /// The value node of `spec.desired.<field>`, if it is written here and can be changed in place.
@@ -178,7 +188,7 @@ pub fn current_value(text: &str, target: &Target<'_>) -> Result<Value, EditError
     let is_it = |d: &&Value| {
         d["kind"] == "CloudProvisioned"
             && d["metadata"]["name"] == target.name
-            && d["metadata"]["namespace"].as_str().is_none_or(|ns| ns == target.namespace)
+            && in_namespace(d["metadata"]["namespace"].as_str(), target)
     };
     let doc = json.iter().find(is_it).ok_or_else(|| EditError::NotHere(target.name.to_owned()))?;
     let pointer = format!("/spec/desired/{}", pointer_escape(target.field));

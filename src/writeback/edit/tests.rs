@@ -2,7 +2,8 @@ use super::*;
 use proptest::prelude::*;
 use serde_json::json;
 
-const TARGET: Target<'static> = Target { name: "web-1", namespace: "team-a", field: "size_slug" };
+const TARGET: Target<'static> =
+    Target { name: "web-1", namespace: "team-a", default_namespace: None, field: "size_slug" };
 
 /// The edit, as a diff: the lines that changed (old, new).
 fn changed_lines(before: &str, after: &str) -> Vec<(String, String)> {
@@ -180,4 +181,15 @@ fn the_current_value_is_read_from_the_target_document() {
     let text = "kind: ConfigMap\nmetadata: {name: web-1}\n---\n---\nkind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {size_slug: s-1, vcpus: 2}\n";
     assert_eq!(current_value(text, &TARGET), Ok(json!("s-1")));
     assert_eq!(current_value(text, &Target { field: "vcpus", ..TARGET }), Ok(json!(2)));
+}
+
+#[test]
+fn a_document_without_a_namespace_is_the_object_only_where_the_tool_puts_it() {
+    let text = "kind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {size_slug: s-1}\n";
+    let flux_into = |ns| Target { default_namespace: Some(ns), ..TARGET };
+    assert_eq!(current_value(text, &flux_into("team-a")), Ok(json!("s-1")));
+    assert_eq!(current_value(text, &flux_into("team-b")), Err(EditError::NotHere("web-1".into())));
+    let named =
+        "kind: CloudProvisioned\nmetadata: {name: web-1, namespace: team-b}\nspec:\n  desired: {size_slug: s-1}\n";
+    assert_eq!(current_value(named, &TARGET), Err(EditError::NotHere("web-1".into())));
 }
