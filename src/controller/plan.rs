@@ -208,7 +208,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     };
 
     reverts::refresh_previews(inputs, settings, &desired, &rules, &mut tracked);
-    let conflicts = desired_conflicts(inputs, &desired);
+    let conflicts = desired_conflicts(inputs, &desired, settings.revert.claim);
     let outcome = match &live {
         Err(absence) => Outcome::Missing(p.spec.resource_ref.name.clone(), *absence),
         Ok(_) => Outcome::Checked(freshness),
@@ -333,14 +333,15 @@ fn open_fields(tracked: &BTreeMap<String, Tracked>) -> Vec<String> {
 }
 
 /// `<field>: <namespace/name>, ...` for each desired field another
-/// CloudProvisioned of the same resource wants a different value for.
-fn desired_conflicts(inputs: &Inputs<'_>, desired: &crate::api::Fields) -> Vec<String> {
+/// CloudProvisioned of the same resource wants a different value for (only
+/// those that count under the claim rule, see [`revert::peer_shown`]).
+fn desired_conflicts(inputs: &Inputs<'_>, desired: &crate::api::Fields, claim: crate::revert::Claim) -> Vec<String> {
     if inputs.peers.is_empty() {
         return Vec::new();
     }
     desired
         .iter()
-        .map(|(field, _)| (field, reverts::conflicts_for(inputs, field, desired)))
+        .map(|(field, _)| (field, reverts::conflicts_for(inputs, field, desired, claim)))
         .filter(|(_, peers)| !peers.is_empty())
         .map(|(field, peers)| format!("{field}: {}", peers.join(", ")))
         .collect()

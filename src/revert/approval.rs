@@ -71,7 +71,26 @@ pub fn claim_holds(claim: Claim, namespace: &str, resource_tags: &[String]) -> R
 
 /// The peers (`(namespace/name, desired value)`) that want another value for the field.
 pub fn conflicts(own: &Value, peers: impl IntoIterator<Item = (String, Value)>) -> Vec<String> {
-    peers.into_iter().filter(|(_, theirs)| !loosely_equal(own, theirs)).map(|(name, _)| name).collect()
+    let mut names: Vec<String> =
+        peers.into_iter().filter(|(_, theirs)| !loosely_equal(own, theirs)).map(|(name, _)| name).collect();
+    names.dedup();
+    names
+}
+
+/// How another CloudProvisioned naming the same resource shows in this one's
+/// `DesiredConflict`, or `None` when it does not count. Under the tag claim a
+/// namespace that does not hold the resource's claim does not count, and no
+/// other namespace's object is ever named: detection is open to every
+/// namespace, so it must not become a way to list another tenant's objects.
+pub fn peer_shown(own_ns: &str, peer_ns: &str, peer: &str, claim: Claim, resource_tags: &[String]) -> Option<String> {
+    match claim {
+        _ if peer_ns == own_ns => Some(format!("{peer_ns}/{peer}")),
+        Claim::Any => Some(format!("{peer_ns}/{peer}")),
+        Claim::Tag if resource_tags.contains(&claim_tag(peer_ns)) => {
+            Some("a CloudProvisioned of the namespace that holds the claim".into())
+        }
+        Claim::Tag => None,
+    }
 }
 
 /// Why the approval may not run, or `None` when it may.

@@ -9,7 +9,7 @@ use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
 use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState};
 use crate::detect::{FieldDrift, loosely_equal, render_value};
 use crate::policy::Effective;
-use crate::revert::{self, Approval, Preview, approval::refusal};
+use crate::revert::{self, Approval, Claim, Preview, approval::refusal};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
@@ -21,11 +21,13 @@ fn preview_of(inputs: &Inputs<'_>, field: &str, desired: &Fields, rules: &Effect
 }
 
 /// The other CloudProvisioneds naming the same resource that want another value for `field`.
-pub(super) fn conflicts_for(inputs: &Inputs<'_>, field: &str, desired: &Fields) -> Vec<String> {
+pub(super) fn conflicts_for(inputs: &Inputs<'_>, field: &str, desired: &Fields, claim: Claim) -> Vec<String> {
     let Some(own) = desired.get(field) else { return Vec::new() };
+    let own_ns = inputs.provisioned.namespace().unwrap_or_default();
+    let tags = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.tags.as_deref()).unwrap_or_default();
     let peers = inputs.peers.iter().filter_map(|p| {
-        let theirs = p.spec.desired.get(field)?;
-        Some((format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()), theirs))
+        let shown = revert::peer_shown(&own_ns, &p.namespace().unwrap_or_default(), &p.name_any(), claim, tags)?;
+        Some((shown, p.spec.desired.get(field)?))
     });
     revert::conflicts(&own, peers)
 }
@@ -53,16 +55,15 @@ pub(super) fn approve(
             consume(plan);
             continue;
         };
-        // Approved: the reverter reads the approval itself, so it stays until the saga has begun.
+        // Approved: the reverter checks its saga against the approval itself, so it stays until the saga ends.
         if t.status.phase == DriftPhase::Reverting {
-            // The reverter has taken the approval over once its record sent a step, or ended.
-            if revert::current_record(&t.status).is_some_and(revert::execution::begun) {
+            if revert::current_record(&t.status).is_some_and(|r| r.state != SagaState::Running) {
                 consume(plan);
             }
             continue;
         }
         let current = preview_of(inputs, field, desired, rules);
-        let conflicts = conflicts_for(inputs, field, desired);
+        let conflicts = conflicts_for(inputs, field, desired, settings.revert.claim);
         let tags = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.tags.clone()).unwrap_or_default();
         let approval = Approval {
             value: &d.annotations()[ANNOTATION_REVERT],

@@ -727,18 +727,19 @@ fn a_revert_runs_from_approval_through_the_saga_to_reverted() {
     reverting.status = Some(status.clone());
     let plan = run_reverting(&p, &r, std::slice::from_ref(&reverting), at(5), &[]);
     assert!(plan.events.is_empty() && plan.drift_writes.is_empty(), "nothing to do while the saga runs: {plan:?}");
-    assert!(plan.consume_annotations.is_empty(), "the approval stays until a step is sent");
     crate::revert::saga::sending(&mut record, 0, &at(5));
     status.revert = Some(record.clone());
     reverting.status = Some(status.clone());
     let plan = run_reverting(&p, &r, std::slice::from_ref(&reverting), at(5), &[]);
-    assert_eq!(plan.consume_annotations, [reverting.name_any()], "consumed once the saga has begun");
+    assert!(plan.consume_annotations.is_empty(), "the approval stays while the saga runs");
     crate::revert::saga::finish(&mut record, crate::api::SagaState::Succeeded, &at(6));
     status.revert = Some(record);
     reverting.status = Some(status);
     let fixed = off_resource("s-1vcpu-1gb", at(7));
+    let name = reverting.name_any();
     let plan = run_reverting(&p, &fixed, &[reverting], at(8), &[]);
     assert_eq!(reasons(&plan), ["Reverted"]);
+    assert_eq!(plan.consume_annotations, [name], "the approval is removed once the saga ended");
     assert_eq!(plan.drift_writes[0].status.phase, DriftPhase::Reverted);
     assert_eq!(plan.drift_writes[0].status.resolved_by.as_deref(), Some("alice"));
 }
@@ -796,6 +797,40 @@ fn peers_that_want_another_value_show_desired_conflict_and_block_the_revert() {
     let plan = run_reverting(&p, &r, &drifts, at(3), &[]);
     let ended = condition(plan.status.as_ref().unwrap(), crate::api::CONDITION_DESIRED_CONFLICT);
     assert_eq!(ended.status, "False", "the conflict ended");
+}
+
+#[test]
+fn another_tenants_objects_are_never_named_and_count_only_with_the_claim() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let mut other = provisioned(json!({"size_slug": "s-2vcpu-2gb"}));
+    other.metadata.name = Some("secret-project".into());
+    other.metadata.namespace = Some("team-b".into());
+    let peers = [Arc::new(other)];
+    let revert = crate::revert::RevertSettings { enabled: true, claim: crate::revert::Claim::Tag };
+    let settings = Settings { revert, ..Settings::default() };
+    // The resource carries no claim of team-b: team-b does not count.
+    let r = off_resource("s-2vcpu-4gb", at(0));
+    let plan = run_with_settings(&p, &r, &[], at(1), (&[], &peers), &settings);
+    let status = plan.status.unwrap();
+    assert!(status.conditions.iter().all(|c| c.type_ != crate::api::CONDITION_DESIRED_CONFLICT), "{status:?}");
+    assert!(!format!("{status:?}").contains("secret-project"));
+
+    // Once team-b holds the claim it counts, still without its object's name.
+    let mut claimed = off_resource("s-2vcpu-4gb", at(0));
+    claimed.status.as_mut().unwrap().tags.get_or_insert_with(Vec::new).push("arcadia-ns:team-b".into());
+    let plan = run_with_settings(&p, &claimed, &[], at(1), (&[], &peers), &settings);
+    let conflict = condition(plan.status.as_ref().unwrap(), crate::api::CONDITION_DESIRED_CONFLICT);
+    assert_eq!(conflict.status, "True");
+    assert!(
+        conflict.message.contains("size_slug: a CloudProvisioned of the namespace that holds the claim"),
+        "{}",
+        conflict.message
+    );
+    assert!(
+        !conflict.message.contains("secret-project") && !conflict.message.contains("team-b"),
+        "{}",
+        conflict.message
+    );
 }
 
 #[test]
