@@ -151,7 +151,12 @@ async fn a_resized_droplet_is_reverted_through_shutdown_resize_power_on() {
     assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"]);
     let live = env.fake.droplet(id);
     assert_eq!((live["size_slug"].as_str(), live["status"].as_str()), (Some("s-1vcpu-1gb"), Some("active")));
-    assert!(!done.metadata.annotations.unwrap_or_default().contains_key(ANNOTATION_REVERT), "the approval is consumed");
+    let (drifts, name) = (env.drifts(), done.metadata.name.clone().unwrap());
+    common::eventually(Duration::from_secs(30), "the approval consumed once the saga ended", || async {
+        let d = drifts.get(&name).await.ok()?;
+        (!d.metadata.annotations.unwrap_or_default().contains_key(ANNOTATION_REVERT)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -646,4 +651,43 @@ async fn a_spec_changed_after_the_approval_is_refused_by_the_reverter() {
     assert!(message.contains("nothing was sent"), "{message}");
     assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
     assert_eq!(env.fake.droplet(id)["size_slug"], "s-2vcpu-4gb");
+}
+
+/// A writer who names itself the reverter's field manager still cannot make
+/// a resumed saga send other calls: the steps must be the plan the approval names.
+#[tokio::test]
+async fn a_record_forged_under_the_reverters_own_field_manager_is_not_resumed() {
+    let env = Env::new("revert-spoofed").await;
+    let (port, hits) = attacker().await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"name": "web-1"})).await;
+    let mut first = env.controller(&["--enable-revert"]);
+    let open = env.drift("name", "an Open drift with a plan", |s| s.revert_plan_digest.is_some()).await;
+    let reboot = env.fake.record_action(id, "droplet", "reboot", "in-progress");
+    env.annotate(&open, approve(&open, "alice")).await;
+    let waiting = env
+        .drift("name", "the saga waiting for the reboot", |s| {
+            s.revert.as_ref().and_then(|r| r.message.as_deref()).is_some_and(|m| m.contains("waiting for"))
+        })
+        .await;
+    first.kill();
+
+    // The record as if its step were being sent, with the forger's call, and a digest that matches it.
+    let mut record = waiting.status.unwrap().revert.unwrap();
+    record.steps[0].call.path = format!("@127.0.0.1:{port}/x");
+    record.steps[0].state = StepState::Sending;
+    let calls: Vec<_> = record.steps.iter().map(|s| s.call.clone()).collect();
+    record.approved_digest = Some(arcadia_drift::revert::digest(&calls));
+    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": {"revert": record}});
+    let params = PatchParams::apply(arcadia_drift::api::REVERTER_FIELD_MANAGER).force();
+    env.drifts().patch_status(&open.metadata.name.clone().unwrap(), &params, &Patch::Apply(body)).await.unwrap();
+
+    let _second = env.controller(&["--enable-revert"]);
+    env.fake.finish_action(reboot, "completed");
+    let failed = env.drift("name", "the forged record refused", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("and the approval names plan"), "{message}");
+    assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the attacker's listener");
 }

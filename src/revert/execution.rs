@@ -51,7 +51,8 @@ pub fn admit(e: &Evidence<'_>) -> Decision {
             ));
         }
         if begun(record) {
-            return match resumable(record, e.target) {
+            let approval = e.drift.annotations().get(ANNOTATION_REVERT).map(|v| v.trim());
+            return match resumable(record, e.target, approval) {
                 Ok(()) => Decision::Run(record.clone()),
                 Err(why) => refuse(why),
             };
@@ -63,9 +64,8 @@ pub fn admit(e: &Evidence<'_>) -> Decision {
     }
 }
 
-/// A record sent a step, or ended: it is resumed, never started again, and
-/// the approval annotation has done its work.
-pub fn begun(record: &RevertRecord) -> bool {
+/// A record sent a step, or ended: it is resumed, never started again.
+fn begun(record: &RevertRecord) -> bool {
     record.state != SagaState::Running || record.steps.iter().any(|s| s.state != StepState::Pending)
 }
 
@@ -121,9 +121,10 @@ fn approved<'a>(e: &Evidence<'a>) -> Result<(&'a [ProviderCall], String), String
 }
 
 /// A record resumed after a restart: its plan is the one approved (the
-/// calls hash to the approved digest, a compensation repeats one of them),
-/// and every call writes to this drift's resource.
-fn resumable(record: &RevertRecord, target: Option<Target<'_>>) -> Result<(), String> {
+/// calls hash to the approved digest, which is the approval's while the
+/// annotation stands, and a compensation repeats one of them), and every call
+/// writes to this drift's resource.
+fn resumable(record: &RevertRecord, target: Option<Target<'_>>, approval: Option<&str>) -> Result<(), String> {
     let target = target.ok_or("the resource is not one the inventory knows, so the record cannot be checked")?;
     let plan: Vec<ProviderCall> = record.steps.iter().filter(|s| !s.compensation).map(|s| s.call.clone()).collect();
     let hashed = digest(&plan);
@@ -132,6 +133,9 @@ fn resumable(record: &RevertRecord, target: Option<Target<'_>>) -> Result<(), St
             "the steps of status.revert hash to {hashed}, not to the approved digest {:?}",
             record.approved_digest
         ));
+    }
+    if let Some(approved) = approval.filter(|a| *a != hashed) {
+        return Err(format!("the steps of status.revert are plan {hashed}, and the approval names plan {approved}"));
     }
     if let Some(odd) = record.steps.iter().find(|s| s.compensation && !plan.contains(&s.call)) {
         return Err(format!("the compensation {} {} repeats no step of the plan", odd.call.method, odd.call.path));

@@ -140,6 +140,14 @@ fn a_record_the_reverter_wrote_resumes_only_as_approved() {
     let plan = resize("s-1vcpu-1gb");
     let d = begun(&plan);
     assert!(matches!(admit(&evidence(&d, &plan, &t(5))), Decision::Run(_)));
+    // While the approval stands, the record must be the plan it names.
+    let mut approved = begun(&plan);
+    let annotations = approved.metadata.annotations.as_mut().unwrap();
+    annotations.insert(ANNOTATION_REVERT.into(), digest(&plan.calls));
+    assert!(matches!(admit(&evidence(&approved, &plan, &t(5))), Decision::Run(_)));
+    let annotations = approved.metadata.annotations.as_mut().unwrap();
+    annotations.insert(ANNOTATION_REVERT.into(), "0123456789abcdef".into());
+    assert!(refused(admit(&evidence(&approved, &plan, &t(5)))).contains("the approval names plan 0123456789abcdef"));
     // A step changed: the steps no longer hash to the approved digest.
     let mut tampered = begun(&plan);
     tampered.status.as_mut().unwrap().revert.as_mut().unwrap().steps[1].call.body["size"] = json!("s-32vcpu-192gb");
