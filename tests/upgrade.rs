@@ -133,7 +133,12 @@ async fn helm_upgrade_brings_new_crds_to_an_old_install_and_keeps_everything() {
     let desired =
         cp.ok("kubectl", &["get", "cprov", "web-1", "-n", "team", "-o", "jsonpath={.spec.desired.size_slug}"]);
     assert_eq!(desired, "s-1vcpu-1gb", "old objects are intact");
-    cp.ok("kubectl", &["patch", "cprov", "web-1", "-n", "team", "--subresource=status", "--type=merge", "-p", pending]);
+    // Written as the controller writes it: a list another field manager wrote is not trusted (accept::provenance).
+    let ours = format!("--field-manager={}", arcadia_drift::api::FIELD_MANAGER);
+    cp.ok(
+        "kubectl",
+        &["patch", "cprov", "web-1", "-n", "team", "--subresource=status", "--type=merge", &ours, "-p", pending],
+    );
     let after = cp
         .ok("kubectl", &["get", "cprov", "web-1", "-n", "team", "-o", "jsonpath={.status.pendingGitChanges[0].field}"]);
     assert_eq!(after, "size_slug", "a new field persists");
