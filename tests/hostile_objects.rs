@@ -126,3 +126,44 @@ async fn a_planted_actor_is_removed_and_the_later_accept_is_credited_to_its_make
         common::kubectl_ok(&["get", "events", "-n", &ns, "--field-selector", "reason=ActorRemoved", "-o", "name"]);
     assert_eq!(events.lines().count(), 1, "{events}");
 }
+
+#[tokio::test]
+async fn another_tenants_resource_shows_none_of_that_tenants_names() {
+    // A controller of every namespace, so on a control plane of this test's own.
+    let plane = common::own_plane::ControlPlane::up("");
+    let client = plane.client().await;
+    common::install_crds(&client).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in ["team-a", "team-b"] {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        namespaces.create(&Default::default(), &serde_json::from_value(body).unwrap()).await.unwrap();
+    }
+    // team-a holds the claim on the droplet; team-b points its own object at it.
+    let resource = "digitalocean-droplet-shared";
+    common::mirror_droplet(&client, resource, "s-2vcpu-4gb", Some("nyc3")).await;
+    let tags = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": {"tags": ["arcadia-ns:team-a"]}});
+    let cres: Api<arcadia_drift::api::CloudResource> = Api::all(client.clone());
+    cres.patch_status(resource, &kube::api::PatchParams::apply("test-tags").force(), &kube::api::Patch::Apply(tags))
+        .await
+        .unwrap();
+    common::provision(&client, "team-a", "secret-project", resource, json!({"size_slug": "s-4vcpu-8gb"})).await;
+    common::provision(&client, "team-b", "prying", resource, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let kubeconfig = plane.kubeconfig.to_str().unwrap().to_owned();
+    let _controller = ControllerProcess::start_cluster_wide(&[], &[("KUBECONFIG", &kubeconfig)]);
+
+    let conflict = |ns: &'static str, name: &'static str| {
+        let api: Api<arcadia_drift::api::CloudProvisioned> = Api::namespaced(client.clone(), ns);
+        async move {
+            let status = api.get(name).await.ok()?.status?;
+            let found = status.conditions.iter().any(|c| c.type_ == "InSync");
+            found.then(|| status.conditions.into_iter().find(|c| c.type_ == "DesiredConflict"))
+        }
+    };
+    let seen_by_b = eventually(WAIT, "team-b's object checked", || conflict("team-b", "prying")).await;
+    let message = seen_by_b.expect("team-a holds the claim, so it counts").message;
+    assert!(message.contains("size_slug: a CloudProvisioned of the namespace that holds the claim"), "{message}");
+    let b_side = plane.ok("kubectl", &["get", "cloudprovisioneds,drifts", "-n", "team-b", "-o", "yaml"]);
+    assert!(!b_side.contains("secret-project") && !b_side.contains("team-a/"), "{b_side}");
+    let seen_by_a = eventually(WAIT, "team-a's object checked", || conflict("team-a", "secret-project")).await;
+    assert!(seen_by_a.is_none(), "team-b holds no claim, so it does not count: {seen_by_a:?}");
+}

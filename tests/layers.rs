@@ -21,9 +21,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("policy", &["api", "detect"]),
     ("revert", &["api", "detect"]),
     ("controller", &["accept", "api", "detect", "policy", "revert", "runtime", "writeback"]),
-    ("inventory", &["api", "detect", "revert", "runtime"]),
+    // The reverter derives a revert's calls with the same pure functions as the
+    // controller's preview: the rules (policy) and the trusted overlay (accept).
+    ("inventory", &["accept", "api", "detect", "policy", "revert", "runtime"]),
     ("check", &["api", "detect", "manifests", "policy"]),
-    ("plugin", &["api", "detect", "runtime"]),
+    // `kubectl drift revert` computes the plan's digest as the controller does.
+    ("plugin", &["api", "detect", "revert", "runtime"]),
 ];
 /// The wiring, which may import anything.
 const WIRING: &[&str] = &["run", "cli", "lib", "main", "bin"];

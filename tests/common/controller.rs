@@ -24,13 +24,31 @@ impl ControllerProcess {
     }
 
     pub fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_scoped(Some(namespace), extra, env)
+    }
+
+    /// Starts a controller watching every namespace: only on a control plane
+    /// of the test's own (`KUBECONFIG` in `env`), never on the shared one.
+    pub fn start_cluster_wide(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        assert!(
+            env.iter().any(|(k, _)| *k == "KUBECONFIG"),
+            "a cluster-wide controller needs a control plane of its own"
+        );
+        Self::start_scoped(None, extra, env)
+    }
+
+    fn start_scoped(namespace: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let metrics_port = free_port();
-        let log = std::env::temp_dir().join(format!("arcadia-controller-{namespace}-{metrics_port}.log"));
+        let scope = namespace.unwrap_or("all");
+        let log = std::env::temp_dir().join(format!("arcadia-controller-{scope}-{metrics_port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let addr = format!("127.0.0.1:{metrics_port}");
         // Test defaults, each unless the caller passes that flag itself.
         let defaults = [("--resync-interval", "3s"), ("--lease-duration", "3s")];
-        let mut args = vec!["run", "--namespace", namespace, "--metrics-addr", &addr];
+        let mut args = vec!["run", "--metrics-addr", &addr];
+        if let Some(namespace) = namespace {
+            args.extend(["--namespace", namespace]);
+        }
         for (flag, value) in defaults {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
@@ -42,7 +60,7 @@ impl ControllerProcess {
             .env("KUBECONFIG", super::kubeconfig())
             .env("RUST_LOG", "info,arcadia_drift=debug,kube_lease_manager=warn")
             .env("NO_COLOR", "1")
-            .env("POD_NAMESPACE", namespace)
+            .env("POD_NAMESPACE", namespace.unwrap_or("default"))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
