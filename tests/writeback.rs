@@ -189,6 +189,15 @@ async fn an_accept_becomes_one_commit_that_flux_applies_and_merges() {
     eventually(WAIT, "an AcceptMerged Event", || async { events(&s, "AcceptMerged").await.pop() }).await;
     let drift = the_drift(&s).await.unwrap().status.unwrap();
     assert_eq!(drift.phase, DriftPhase::Accepted);
+    // The message follows the state: merged, by whom, which commit.
+    let merged = format!(
+        "merged: the spec holds `spec.desired.size_slug: s-2vcpu-4gb` (applied by field manager kustomize-controller, commit {})",
+        committed.commit
+    );
+    eventually(WAIT, "the merged message", || async {
+        the_drift(&s).await?.status?.message.filter(|m| m.contains(&merged))
+    })
+    .await;
     assert_eq!(controller.metric("arcadia_drift_git_pushes_total{result=\"committed\"}"), 1.0);
     assert_eq!(our_commits(&s).len(), 1, "and never a second one");
 }
@@ -395,4 +404,35 @@ async fn flux_repository_credentials_are_the_ones_flux_uses() {
     .await;
     assert_eq!(our_commits(&s).len(), 1);
     assert_eq!(our_commits(&s)[0].0, committed.commit);
+}
+
+#[tokio::test]
+async fn a_flux_substitution_is_refused_naming_the_variable_and_where_it_is_set() {
+    let s = setup("wb-subst", "git-s3cret").await;
+    let text = s.server.file("infra", "main", "apps/web.yaml").replace("s-1vcpu-1gb  # launch size", "${WEB5_SIZE}");
+    s.server.commit_files("infra", "main", &[("apps/web.yaml", &text)], "size from a variable");
+    let kustomization = flux_objects(&s.server, &s.ns, true, None)
+        .replace("prune: true}", "prune: true, postBuild: {substitute: {WEB5_SIZE: s-1vcpu-1gb}}}");
+    kubectl_stdin(&["-n", &s.ns, "apply", "-f", "-"], &kustomization);
+    let _controller = controller(&s);
+    accept(&s).await;
+
+    let git = eventually(WAIT, "the refusal on the Drift", || async {
+        the_drift(&s).await?.status?.git.filter(|g| g.refused.is_some())
+    })
+    .await;
+    let why = git.refused.unwrap();
+    assert!(
+        why.contains("spec.desired.size_slug in apps/web.yaml is the Flux substitution ${WEB5_SIZE}, not a value"),
+        "{why}"
+    );
+    assert!(
+        why.contains(&format!(
+            "the Kustomization {}/infra sets it in postBuild.substitute (WEB5_SIZE: s-1vcpu-1gb): change the variable there, not the manifest",
+            s.ns
+        )),
+        "{why}"
+    );
+    assert!(!why.contains("is now"), "not mistaken for a change in Git: {why}");
+    assert!(our_commits(&s).is_empty());
 }

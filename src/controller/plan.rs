@@ -191,7 +191,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     }
 
     let live: Result<LiveView<'_>, Absence> = inputs.resource.ok_or(Absence::NotFound).and_then(|r| r.live());
-    let mut pending = accepts::settle_pending(inputs, &mut plan);
+    let mut pending = accepts::settle_pending(inputs, &mut tracked, &mut plan);
     // Borrowed unless an overlay or an accept changes it: most reconciles are quiet resyncs.
     let mut desired = accepts::overlay(&p.spec.desired, &pending);
     accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);

@@ -14,6 +14,8 @@ pub enum Decision {
     AlreadyInGit { path: String },
     /// Git's value changed since the accept: nothing is pushed.
     GitChanged { path: String, now: Value },
+    /// Git's text is a Flux `${VAR}` substitution: the variable holds the value, not the file.
+    Substituted { path: String, variable: String },
     /// No file can be changed safely; the reason names the files searched.
     NotWritable(String),
 }
@@ -51,6 +53,9 @@ pub fn decide(
     let path = path.to_string();
     match current {
         Err(error) => Decision::NotWritable(format!("{path}: {error}")),
+        Ok(now) if substitution(now).is_some() => {
+            Decision::Substituted { path, variable: substitution(now).unwrap_or_default().to_owned() }
+        }
         Ok(now) if loosely_equal(now, &change.value) => Decision::AlreadyInGit { path },
         Ok(now) if !loosely_equal(now, &change.spec_value) => Decision::GitChanged { path, now: now.clone() },
         Ok(_) => match edit::edit(text, &target, &change.value) {
@@ -58,6 +63,16 @@ pub fn decide(
             Err(error) => Decision::NotWritable(format!("{path}: {error}")),
         },
     }
+}
+
+/// The variable of a Flux post-build substitution (`${VAR}`, `${VAR:=default}`) in `value`.
+pub fn substitution(value: &Value) -> Option<&str> {
+    let text = value.as_str()?;
+    let start = text.find("${")? + 2;
+    let end = start + text[start..].find('}')?;
+    let name = text[start..end].split([':', '=']).next()?;
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(name)
 }
 
 fn not_found(object: &str, searched: &str, count: usize, unreadable: &[&str]) -> String {
@@ -123,6 +138,18 @@ mod tests {
             panic!()
         };
         assert!(why.contains("not written in a plain manifest under \"apps\" (1 YAML file searched; not plain YAML, e.g. templates: t.yaml)"), "{why}");
+    }
+
+    #[test]
+    fn a_flux_substitution_is_never_mistaken_for_a_change_in_git() {
+        let text = "kind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired:\n    size_slug: ${WEB5_SIZE}\n";
+        assert_eq!(
+            decide(&files(&[("web.yaml", text)]), &change(), "apps", None),
+            Decision::Substituted { path: "web.yaml".into(), variable: "WEB5_SIZE".into() }
+        );
+        assert_eq!(substitution(&json!("${SIZE:=s-1vcpu-1gb}")), Some("SIZE"));
+        assert_eq!(substitution(&json!("s-1vcpu-1gb")), None);
+        assert_eq!(substitution(&json!("${}")), None);
     }
 
     #[test]

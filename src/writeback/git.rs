@@ -125,6 +125,9 @@ pub enum GitError {
     Command { action: &'static str, url: String, message: String },
     #[error("the branch {branch} of {url} kept moving: {attempts} pushes were rejected")]
     Raced { url: String, branch: String, attempts: u32 },
+    /// The field's text in Git is a Flux `${VAR}` substitution: retrying will not help.
+    #[error("spec.desired.{field} in {path} is the Flux substitution ${{{variable}}}, not a value; nothing was pushed")]
+    Substituted { path: String, field: String, variable: String },
 }
 
 impl GitError {
@@ -315,6 +318,9 @@ impl<'a> Scratch<'a> {
             Decision::AlreadyInGit { path } => Ok(Decided::AlreadyInGit { path }),
             Decision::GitChanged { path, now } => {
                 Err(GitError::NotWritable(files::describe_git_change(&path, &now, change)))
+            }
+            Decision::Substituted { path, variable } => {
+                Err(GitError::Substituted { path, field: change.field.clone(), variable })
             }
             Decision::NotWritable(why) => Err(GitError::NotWritable(with_skipped(why, &selection.skipped))),
         }

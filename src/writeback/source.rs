@@ -84,6 +84,38 @@ pub fn from_flux(kustomization: &Value, repository: &Value) -> Result<Remote, St
     Ok(Remote { url: url.to_owned(), branch, path: path.to_owned(), default_namespace })
 }
 
+/// Where a Flux Kustomization sets `variable`, for a refusal's advice.
+pub fn flux_variable(kustomization: &Value, variable: &str) -> String {
+    let name = format!(
+        "the Kustomization {}/{}",
+        kustomization["metadata"]["namespace"].as_str().unwrap_or_default(),
+        kustomization["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    let post_build = &kustomization["spec"]["postBuild"];
+    if let Some(value) = post_build["substitute"][variable].as_str() {
+        return format!(
+            "{name} sets it in postBuild.substitute ({variable}: {value}): change the variable there, not the manifest"
+        );
+    }
+    let from: Vec<String> = post_build["substituteFrom"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|s| format!("{} {}", s["kind"].as_str().unwrap_or("?"), s["name"].as_str().unwrap_or("?")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if from.is_empty() {
+        return format!(
+            "no postBuild of {name} sets it: its default in the manifest applies; change the default or set the variable"
+        );
+    }
+    format!(
+        "{name} takes it from postBuild.substituteFrom ({}): change the variable there, not the manifest",
+        from.join(", ")
+    )
+}
+
 /// The Secret (in the GitRepository's namespace) Flux itself reads the repository with.
 pub fn flux_secret(repository: &Value) -> Option<(String, String)> {
     let name = repository["spec"]["secretRef"]["name"].as_str().filter(|n| !n.is_empty())?;

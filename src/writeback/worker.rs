@@ -133,7 +133,7 @@ impl Worker {
             Ok(origin) => origin,
             Err(why) => return refused_for(&why),
         };
-        let Resolved { remote, flux_secret } = match self.remote(origin, change).await {
+        let Resolved { remote, flux_secret, kustomization } = match self.remote(origin, change).await {
             Ok(Some(resolved)) => resolved,
             Ok(None) => return Outcome::NoOrigin("nothing says where the manifest lives in Git".into()),
             Err(error) => return error,
@@ -160,12 +160,21 @@ impl Worker {
             Ok(Pushed::Committed { .. }) => "committed",
             Ok(Pushed::AlreadyCommitted { .. }) => "already_committed",
             Ok(Pushed::AlreadyInGit { .. }) => "already_in_git",
-            Err(GitError::Refused(_) | GitError::NotWritable(_)) => "refused",
+            Err(GitError::Refused(_) | GitError::NotWritable(_) | GitError::Substituted { .. }) => "refused",
             Err(_) => "failed",
         };
         self.metrics.count_push(result);
         match pushed {
             Ok(pushed) => Outcome::Pushed(record(&remote, pushed)),
+            Err(error @ GitError::Substituted { .. }) => {
+                let advice = match (&error, &kustomization) {
+                    (GitError::Substituted { variable, .. }, Some(ks)) => {
+                        format!("; {}", source::flux_variable(ks, variable))
+                    }
+                    _ => String::new(),
+                };
+                refused(&remote, format!("{error}{advice}"))
+            }
             Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => refused(&remote, error.to_string()),
             Err(error) => Outcome::Failed { transient: error.is_transient(), message: error.to_string() },
         }
@@ -178,7 +187,7 @@ impl Worker {
         let failed = |message: String| Outcome::Failed { message, transient: true };
         match origin {
             Origin::Unknown => Ok(None),
-            Origin::Annotated(remote) => Ok(Some(Resolved { remote, flux_secret: None })),
+            Origin::Annotated(remote) => Ok(Some(Resolved { remote, flux_secret: None, kustomization: None })),
             Origin::Flux { namespace: ks_ns, name } => {
                 let ks = self
                     .object(("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"), &ks_ns, &name)
@@ -192,7 +201,8 @@ impl Worker {
                 };
                 let remote = source::from_flux(&ks, &repository).map_err(|e| refused_for(&e))?;
                 source::flux_vouches(&ks, &change.namespace, &change.name).map_err(|e| refused(&remote, e))?;
-                Ok(Some(Resolved { remote, flux_secret: source::flux_secret(&repository) }))
+                let flux_secret = source::flux_secret(&repository);
+                Ok(Some(Resolved { remote, flux_secret, kustomization: Some(ks) }))
             }
             Origin::Argo { app } => {
                 let (app_ns, app) = source::argo_app(&app, &self.settings.argocd_namespace);
@@ -200,7 +210,7 @@ impl Worker {
                 let Some(app) = self.object(gvk, &app_ns, &app).await.map_err(failed)? else { return Ok(None) };
                 let remote = source::from_argo(&app).map_err(|e| refused_for(&e))?;
                 source::argo_vouches(&app, &change.namespace, &change.name).map_err(|e| refused(&remote, e))?;
-                Ok(Some(Resolved { remote, flux_secret: None }))
+                Ok(Some(Resolved { remote, flux_secret: None, kustomization: None }))
             }
         }
     }
@@ -320,8 +330,10 @@ fn refused_for(why: &str) -> Outcome {
     )
 }
 
-/// Where an origin leads: the remote, and the Secret its GitOps tool reads it with.
+/// Where an origin leads: the remote, the Secret its GitOps tool reads it
+/// with, and a Flux origin's Kustomization (its substitutions).
 struct Resolved {
     remote: Remote,
     flux_secret: Option<(String, String)>,
+    kustomization: Option<serde_json::Value>,
 }

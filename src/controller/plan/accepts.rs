@@ -21,7 +21,7 @@ pub(super) struct Pending {
 
 /// Drops the entries the spec has caught up with (`AcceptMerged`) or moved
 /// away from (`AcceptSuperseded`); keeps the rest.
-pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
+pub(super) fn settle_pending(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String, Tracked>, plan: &mut Plan) -> Pending {
     let p = inputs.provisioned;
     // Only entries the controller recorded itself count (see accept::provenance).
     let old = crate::accept::provenance::trusted_pending(p).unwrap_or_else(|why| {
@@ -43,15 +43,18 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
                 entries.push(entry.clone());
                 continue;
             }
-            Settled::Merged => (
-                "AcceptMerged",
-                format!(
-                    "{}: the spec now holds the value {} accepted by {}; nothing is pending for it",
-                    entry.field,
-                    render_value(&entry.value),
-                    entry.accepted_by
-                ),
-            ),
+            Settled::Merged => {
+                merged(inputs, entry, tracked, plan);
+                (
+                    "AcceptMerged",
+                    format!(
+                        "{}: the spec now holds the value {} accepted by {}; nothing is pending for it",
+                        entry.field,
+                        render_value(&entry.value),
+                        entry.accepted_by
+                    ),
+                )
+            }
             Settled::Superseded => (
                 "AcceptSuperseded",
                 format!(
@@ -73,6 +76,24 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, plan: &mut Plan) -> Pending {
         });
     }
     Pending { entries, added: false }
+}
+
+/// The Drift's message follows the merge: it no longer says "failed" or
+/// "applies it next", but who brought the value into the spec, and the commit.
+fn merged(inputs: &Inputs<'_>, entry: &PendingGitChange, tracked: &mut BTreeMap<String, Tracked>, plan: &mut Plan) {
+    let Some(t) = tracked.get_mut(&entry.field).filter(|t| t.name == entry.drift) else { return };
+    let manager = super::compare::owner_of(inputs, &entry.field, plan).unwrap_or_else(|| "unknown".into());
+    let commit = t.status.git.as_ref().filter(|g| !g.commit.is_empty()).map(|g| format!(", commit {}", g.commit));
+    let message = format!(
+        "accepted by {} in overlay mode; merged: the spec holds `{}` (applied by field manager {manager}{})",
+        entry.accepted_by,
+        accept::commit_line(&entry.field, &entry.value),
+        commit.unwrap_or_default()
+    );
+    if t.status.message.as_deref() != Some(message.as_str()) {
+        t.status.message = Some(message);
+        t.dirty = true;
+    }
 }
 
 /// The spec with the pending accepted values laid over it: what is compared.

@@ -411,7 +411,11 @@ fn an_overlay_accept_leaves_the_spec_and_holds_the_value_until_git_has_it() {
     let status = merged.status.unwrap();
     assert!(status.pending_git_changes.is_empty());
     assert_eq!(condition(&status, CONDITION_GIT_IN_SYNC).status, "True");
-    assert!(merged.drift_writes.is_empty(), "the Drift stays Accepted");
+    // The Drift stays Accepted, and its message follows: merged, no longer "commit it".
+    let [w] = merged.drift_writes.as_slice() else { panic!("{:?}", merged.drift_writes) };
+    assert_eq!(w.status.phase, DriftPhase::Accepted);
+    let message = w.status.message.as_deref().unwrap();
+    assert!(message.contains("merged: the spec holds `spec.desired.size_slug: s-2vcpu-4gb`"), "{message}");
 }
 
 #[test]
