@@ -110,7 +110,8 @@ async fn the_image_runs_as_non_root_on_a_read_only_root_and_detects_drift() {
     let drifts: Api<Drift> = Api::namespaced(client.clone(), &ns);
     let drift =
         common::eventually(Duration::from_secs(30), "the drift, found by the controller in the container", || async {
-            drifts.list(&ListParams::default()).await.ok()?.items.pop()
+            // A Drift is created, then its status written: wait for both.
+            drifts.list(&ListParams::default()).await.ok()?.items.pop().filter(|d| d.status.is_some())
         })
         .await;
     assert_eq!(drift.status.unwrap().actual, json!("s-2vcpu-4gb"));
