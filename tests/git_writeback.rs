@@ -188,8 +188,65 @@ async fn a_field_that_is_not_written_literally_changes_nothing_and_names_the_fil
     );
     let nothing = Remote { path: "chart".into(), ..remote };
     let error = write_back(&settings(None), &nothing, Some(&credentials), &change()).await.unwrap_err();
-    assert!(error.to_string().contains("not written in a plain manifest under \"chart\" (1 YAML file searched; not plain YAML, e.g. templates: chart/templates/x.yaml)"), "{error}");
+    assert!(error.to_string().contains("not written in a plain manifest under \"chart\" (1 YAML file searched: chart/templates/x.yaml; not plain YAML, e.g. templates: chart/templates/x.yaml)"), "{error}");
     assert_eq!(server.log("infra", "main").len(), 1);
+}
+
+/// Flux's recommended layout: the Kustomization's path is an overlay of a base.
+fn server_with_overlay(overlay: &str) -> (GitServer, Remote, Credentials) {
+    let server = GitServer::start("flux", "pw");
+    server.create_repo(
+        "fleet",
+        "main",
+        &[
+            ("fleet/production/kustomization.yaml", overlay),
+            ("fleet/base/kustomization.yaml", "resources: [web.yaml]\n"),
+            ("fleet/base/web.yaml", MANIFEST),
+            ("fleet/base/unlisted.yaml", OTHER),
+        ],
+    );
+    let remote = Remote {
+        url: server.url("fleet"),
+        branch: "main".into(),
+        path: "fleet/production".into(),
+        default_namespace: None,
+    };
+    (server, remote, Credentials::Basic { username: "flux".into(), password: "pw".into() })
+}
+
+#[tokio::test]
+async fn an_overlay_is_followed_into_its_base_and_the_base_file_gets_the_one_line() {
+    let (server, remote, credentials) = server_with_overlay("resources: [../base]\n");
+    let pushed = write_back(&settings(None), &remote, Some(&credentials), &change()).await.unwrap();
+    let Pushed::Committed { commit, path, .. } = pushed else { panic!("{pushed:?}") };
+    assert_eq!(path, "fleet/base/web.yaml");
+    assert_eq!(*server.pushes.lock().unwrap(), 1);
+    assert_eq!(server.log("fleet", "main").len(), 2);
+    let diff = server.diff("fleet", &commit);
+    let files: Vec<&str> = diff.lines().filter(|l| l.starts_with("+++ ")).collect();
+    assert_eq!(files, ["+++ b/fleet/base/web.yaml"]);
+    let changed: Vec<&str> =
+        diff.lines().filter(|l| l.starts_with(['+', '-']) && !l.starts_with("+++") && !l.starts_with("---")).collect();
+    assert_eq!(
+        changed,
+        ["-    size_slug: s-1vcpu-1gb   # sized for launch", "+    size_slug: s-2vcpu-4gb   # sized for launch"]
+    );
+}
+
+#[tokio::test]
+async fn a_patch_of_the_field_in_the_overlay_is_named_and_nothing_is_pushed() {
+    let overlay = "resources: [../base]\npatches:\n- patch: |\n    apiVersion: arcadia.cloud/v1alpha1\n    kind: CloudProvisioned\n    metadata: {name: web-1, namespace: team-a}\n    spec:\n      desired: {size_slug: s-4vcpu-8gb}\n";
+    let (server, remote, credentials) = server_with_overlay(overlay);
+    let error = write_back(&settings(None), &remote, Some(&credentials), &change()).await.unwrap_err();
+    assert_eq!(
+        error,
+        GitError::NotWritable(
+            "spec.desired.size_slug of CloudProvisioned team-a/web-1 is changed by the patch in fleet/production/kustomization.yaml (patches[0]): change it there, it is left for a person".into()
+        )
+    );
+    assert!(!error.is_transient());
+    assert_eq!(*server.pushes.lock().unwrap(), 0, "nothing was pushed");
+    assert_eq!(server.log("fleet", "main").len(), 1);
 }
 
 #[tokio::test]

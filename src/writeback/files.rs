@@ -20,9 +20,11 @@ pub enum Decision {
     NotWritable(String),
 }
 
-/// Decides over `(path, text)` of every manifest under the searched folder.
+/// Decides over `(path, text)` of every manifest under the searched folder;
+/// `listed` names every file read (kustomization files too), for the message.
 pub fn decide(
     files: &[(String, String)],
+    listed: &[String],
     change: &Change,
     searched: &str,
     default_namespace: Option<&str>,
@@ -39,7 +41,7 @@ pub fn decide(
     }
     let object = format!("CloudProvisioned {}/{}", change.namespace, change.name);
     let (path, text, current) = match found.as_slice() {
-        [] => return Decision::NotWritable(not_found(&object, searched, files.len(), &unreadable)),
+        [] => return Decision::NotWritable(not_found(&object, searched, listed, &unreadable)),
         [one] => one,
         many => {
             let paths: Vec<&str> = many.iter().map(|(p, _, _)| *p).collect();
@@ -75,17 +77,30 @@ pub fn substitution(value: &Value) -> Option<&str> {
     valid.then_some(name)
 }
 
-fn not_found(object: &str, searched: &str, count: usize, unreadable: &[&str]) -> String {
+fn not_found(object: &str, searched: &str, listed: &[String], unreadable: &[&str]) -> String {
+    let count = listed.len();
     let mut message = format!(
         "{object} is not written in a plain manifest under {searched:?} ({count} YAML file{} searched",
         if count == 1 { "" } else { "s" }
     );
+    if count > 0 {
+        message.push_str(&format!(": {}", shortened(listed)));
+    }
     if !unreadable.is_empty() {
         let shown: Vec<&str> = unreadable.iter().take(5).copied().collect();
         message.push_str(&format!("; not plain YAML, e.g. templates: {}", shown.join(", ")));
     }
     message.push_str("); it may come from a kustomize patch, a Helm chart or generated files");
     message
+}
+
+/// The first five names, and how many more.
+fn shortened(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    match names.len() - shown.len() {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }
 
 /// How a decision reads in a Drift's message.
@@ -118,6 +133,12 @@ mod tests {
         list.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect()
     }
 
+    /// Decides with every file given listed as searched.
+    fn decide(files: &[(String, String)], change: &Change, searched: &str, ns: Option<&str>) -> Decision {
+        let listed: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+        super::decide(files, &listed, change, searched, ns)
+    }
+
     #[test]
     fn the_one_file_holding_the_object_is_edited() {
         let fs = files(&[("other.yaml", "kind: ConfigMap\n"), ("web.yaml", &doc("s-1")), ("chart.yaml", TEMPLATE)]);
@@ -137,7 +158,7 @@ mod tests {
         let Decision::NotWritable(why) = decide(&files(&[("t.yaml", TEMPLATE)]), &change(), "apps", None) else {
             panic!()
         };
-        assert!(why.contains("not written in a plain manifest under \"apps\" (1 YAML file searched; not plain YAML, e.g. templates: t.yaml)"), "{why}");
+        assert!(why.contains("not written in a plain manifest under \"apps\" (1 YAML file searched: t.yaml; not plain YAML, e.g. templates: t.yaml)"), "{why}");
     }
 
     #[test]

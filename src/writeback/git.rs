@@ -21,6 +21,7 @@
 
 use super::commit::Change;
 use super::files::{self, Decision};
+use super::kustomize::{self, Plan};
 use super::remote_url::{self, Auth, RemoteUrl};
 use super::tree::{self, Blob, Limits};
 use base64::Engine;
@@ -298,21 +299,22 @@ impl<'a> Scratch<'a> {
         }))
     }
 
-    /// Reads the manifests under `root` of `base` and decides which file to change.
+    /// Reads the manifests under `root` of `base` (and, from a kustomization
+    /// there, the files it includes) and decides which file to change.
     async fn decide(&self, base: &str, remote: &Remote, root: &str, change: &Change) -> Result<Decided, GitError> {
-        let (searched, default_namespace) = (remote.path.as_str(), remote.default_namespace.as_deref());
-        let mut args = vec!["ls-tree", "-r", "-z", "--long", "--full-tree", base];
-        if !root.is_empty() {
-            args.extend(["--", root]);
-        }
-        let listing = self.run(&args, "ls-tree", None).await?;
-        let blobs = tree::parse_ls_tree(&listing).map_err(|e| GitError::NotWritable(e.to_string()))?;
-        let selection =
-            tree::select(blobs, root, &Limits::default()).map_err(|e| GitError::NotWritable(e.to_string()))?;
-        let files = self.read_blobs(&selection.read).await?;
-        match self.decide_off_the_runtime(files, change, searched, default_namespace).await? {
+        let plan = self.plan(base, root).await?;
+        let files = self.read_blobs(&plan.manifests).await?;
+        let plan = std::sync::Arc::new(plan);
+        let (shared, change_owned) = (plan.clone(), change.clone());
+        let (searched, default_namespace) = (remote.path.clone(), remote.default_namespace.clone());
+        let decision = self
+            .off_the_runtime(move || {
+                kustomize::decide(&shared, &files, &change_owned, &searched, default_namespace.as_deref())
+            })
+            .await?;
+        match decision {
             Decision::Edit { path, text } => {
-                let mode = selection.read.iter().find(|b| b.path == path).map_or("100644", |b| &b.mode).to_owned();
+                let mode = plan.manifests.iter().find(|b| b.path == path).map_or("100644", |b| &b.mode).to_owned();
                 Ok(Decided::Edit { path, text, mode })
             }
             Decision::AlreadyInGit { path } => Ok(Decided::AlreadyInGit { path }),
@@ -322,25 +324,48 @@ impl<'a> Scratch<'a> {
             Decision::Substituted { path, variable } => {
                 Err(GitError::Substituted { path, field: change.field.clone(), variable })
             }
-            Decision::NotWritable(why) => Err(GitError::NotWritable(with_skipped(why, &selection.skipped))),
+            Decision::NotWritable(why) => Err(GitError::NotWritable(with_skipped(why, &plan.skipped))),
         }
+    }
+
+    /// Which files make up what the GitOps tool applies from `root`, read in
+    /// rounds: each round's kustomization files name the next round's folders.
+    async fn plan(&self, base: &str, root: &str) -> Result<Plan, GitError> {
+        let not_writable = |e: tree::TreeError| GitError::NotWritable(e.to_string());
+        let mut blobs = self.list(base, root).await?;
+        if !root.is_empty() && kustomize::is_kustomized(&blobs, root) {
+            // `../base` lies outside the searched path: the whole tree, filtered in Rust.
+            blobs = self.list(base, "").await?;
+        }
+        let mut walk = kustomize::Walk::new(blobs, root, Limits::default()).map_err(not_writable)?;
+        loop {
+            let next = walk.to_read().map_err(not_writable)?;
+            if next.is_empty() {
+                return Ok(walk.finish());
+            }
+            let texts = self.read_blobs(&next).await?;
+            walk = self.off_the_runtime(move || walk.feed(texts).map(|()| walk)).await?.map_err(not_writable)?;
+        }
+    }
+
+    /// Every blob of `base` under `root` (`""`: the whole tree).
+    async fn list(&self, base: &str, root: &str) -> Result<Vec<Blob>, GitError> {
+        let mut args = vec!["ls-tree", "-r", "-z", "--long", "--full-tree", base];
+        if !root.is_empty() {
+            args.extend(["--", root]);
+        }
+        let listing = self.run(&args, "ls-tree", None).await?;
+        tree::parse_ls_tree(&listing).map_err(|e| GitError::NotWritable(e.to_string()))
     }
 
     /// Parsing up to 16 MiB of hostile YAML is CPU work: it runs on a blocking
     /// thread, within the command deadline, so the controller's async workers
     /// (and `/healthz`) keep answering.
-    async fn decide_off_the_runtime(
+    async fn off_the_runtime<T: Send + 'static>(
         &self,
-        files: Vec<(String, String)>,
-        change: &Change,
-        searched: &str,
-        default_namespace: Option<&str>,
-    ) -> Result<Decision, GitError> {
-        let (change, searched) = (change.clone(), searched.to_owned());
-        let default_namespace = default_namespace.map(str::to_owned);
-        let work = tokio::task::spawn_blocking(move || {
-            files::decide(&files, &change, &searched, default_namespace.as_deref())
-        });
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, GitError> {
+        let work = tokio::task::spawn_blocking(work);
         let fail = |message: String| GitError::Command { action: "read", url: self.url.to_string(), message };
         tokio::time::timeout(self.settings.timeout, work)
             .await

@@ -6,6 +6,8 @@
 //! - [`commit`]: the commit message, its trailer, the review branch (pure);
 //! - [`remote_url`]: which remotes and branches are safe to hand to git (pure);
 //! - [`tree`]: which files of a fetched tree to read, bounded (pure);
+//! - [`kustomize`]: which files a kustomization includes, and whether a patch on
+//!   the way changes the field (pure);
 //! - [`git`]: fetch, commit and push through sealed git plumbing;
 //! - [`source`]: where an object's manifest lives (annotations, Flux, Argo CD; pure);
 //! - [`worker`]: reads the origin and the credentials, pushes, keeps the outcomes;
@@ -15,6 +17,7 @@ pub mod commit;
 pub mod edit;
 pub mod files;
 pub mod git;
+pub mod kustomize;
 pub mod metrics;
 pub mod remote_url;
 pub mod source;

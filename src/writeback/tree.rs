@@ -101,14 +101,7 @@ pub fn select(blobs: Vec<Blob>, root: &str, limits: &Limits) -> Result<Selection
         if !yaml && !rest.is_empty() {
             continue;
         }
-        let skip = match blob.mode.as_str() {
-            "120000" => Some("a symbolic link, not followed"),
-            "100644" | "100755" if rest.matches('/').count() >= limits.depth => Some("deeper than the search goes"),
-            "100644" | "100755" if blob.size > limits.file_bytes => Some("larger than a manifest may be"),
-            "100644" | "100755" => None,
-            _ => Some("not a regular file"),
-        };
-        if let Some(why) = skip {
+        if let Some(why) = skip_reason(&blob, rest.matches('/').count(), limits) {
             selection.skipped.push((blob.path, why));
             continue;
         }
@@ -122,6 +115,17 @@ pub fn select(blobs: Vec<Blob>, root: &str, limits: &Limits) -> Result<Selection
         selection.read.push(blob);
     }
     Ok(selection)
+}
+
+/// Why `blob`, `depth` folders below the searched path, is not read; `None`: it is.
+pub fn skip_reason(blob: &Blob, depth: usize, limits: &Limits) -> Option<&'static str> {
+    match blob.mode.as_str() {
+        "120000" => Some("a symbolic link, not followed"),
+        "100644" | "100755" if depth >= limits.depth => Some("deeper than the search goes"),
+        "100644" | "100755" if blob.size > limits.file_bytes => Some("larger than a manifest may be"),
+        "100644" | "100755" => None,
+        _ => Some("not a regular file"),
+    }
 }
 
 /// The part of `path` below `root`; `Some("")` when `path` is `root` itself.
