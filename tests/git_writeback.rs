@@ -5,7 +5,7 @@
 mod common;
 
 use arcadia_drift::writeback::commit::Change;
-use arcadia_drift::writeback::git::{Credentials, GitError, GitSettings, Pushed, Remote, write_back};
+use arcadia_drift::writeback::git::{Credentials, GitError, GitSettings, Pushed, Remote, write_back, write_back_while};
 use common::git_server::GitServer;
 use serde_json::json;
 use std::time::Duration;
@@ -274,4 +274,18 @@ async fn over_ssh_with_a_key_and_pinned_host_keys() {
     let basic = Credentials::Basic { username: "flux".into(), password: "s3cret-token".into() };
     let error = write_back(&settings(None), &remote, Some(&basic), &change()).await.unwrap_err();
     assert!(matches!(error, GitError::Refused(_)), "{error}");
+}
+
+#[tokio::test]
+async fn a_change_that_stops_being_current_before_the_push_is_never_pushed() {
+    let (server, remote, credentials) = server_with_repo();
+    // Current when the work starts, stale by the time the commit is ready (a newer accept came in).
+    let asked = std::sync::atomic::AtomicU32::new(0);
+    let still_current = || std::future::ready(asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0);
+    let error =
+        write_back_while(&settings(None), &remote, Some(&credentials), &change(), still_current).await.unwrap_err();
+    assert_eq!(error, GitError::Superseded);
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2, "asked before the fetch and before the push");
+    assert_eq!(*server.pushes.lock().unwrap(), 0, "nothing was pushed");
+    assert_eq!(server.log("infra", "main").len(), 1);
 }

@@ -126,6 +126,9 @@ pub enum GitError {
     Command { action: &'static str, url: String, message: String },
     #[error("the branch {branch} of {url} kept moving: {attempts} pushes were rejected")]
     Raced { url: String, branch: String, attempts: u32 },
+    /// The change is no longer the object's decision (a later accept, a merge): not pushed.
+    #[error("the accept is no longer the object's pending change; nothing was pushed")]
+    Superseded,
     /// The field's text in Git is a Flux `${VAR}` substitution: retrying will not help.
     #[error("spec.desired.{field} in {path} is the Flux substitution ${{{variable}}}, not a value; nothing was pushed")]
     Substituted { path: String, field: String, variable: String },
@@ -150,6 +153,19 @@ pub async fn write_back(
     credentials: Option<&Credentials>,
     change: &Change,
 ) -> Result<Pushed, GitError> {
+    write_back_while(settings, remote, credentials, change, || std::future::ready(true)).await
+}
+
+/// As [`write_back`], asking `still_current` before each fetch and again
+/// before each push: a change that is no longer the object's decision is
+/// dropped ([`GitError::Superseded`]) rather than committed over a newer one.
+pub async fn write_back_while<F: Future<Output = bool>>(
+    settings: &GitSettings,
+    remote: &Remote,
+    credentials: Option<&Credentials>,
+    change: &Change,
+    still_current: impl Fn() -> F,
+) -> Result<Pushed, GitError> {
     let url = remote_url::parse(&remote.url).map_err(|e| GitError::Refused(e.to_string()))?;
     let auth = credentials.map_or(Auth::None, Credentials::auth);
     url.check_auth(auth, settings.allow_insecure_http).map_err(GitError::Refused)?;
@@ -162,6 +178,9 @@ pub async fn write_back(
     remote_url::check_branch(&target).map_err(GitError::Refused)?;
     let repo = Scratch::new(settings, url, credentials).await?;
     for _ in 0..settings.max_attempts.max(1) {
+        if !still_current().await {
+            return Err(GitError::Superseded);
+        }
         let base = repo.fetch(&remote.branch, &target).await?;
         if let Some(commit) = repo.find_trailer(&change.trailer()).await? {
             return Ok(Pushed::AlreadyCommitted { branch: target, commit });
@@ -171,6 +190,9 @@ pub async fn write_back(
             Decided::AlreadyInGit { path } => return Ok(Pushed::AlreadyInGit { branch: target, path }),
         };
         let commit = repo.commit(&base, &path, &blob, change).await?;
+        if !still_current().await {
+            return Err(GitError::Superseded);
+        }
         match repo.push(&commit, &target).await? {
             true => return Ok(Pushed::Committed { branch: target, commit, path }),
             false => tracing::info!(branch = %target, "push rejected: the branch moved; retrying on its new head"),

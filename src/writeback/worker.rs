@@ -8,14 +8,14 @@ use super::git::{self, Credentials, GitError, GitSettings, Pushed, Remote};
 use super::metrics::WritebackMetrics;
 use super::remote_url;
 use super::source::{self, Origin};
-use crate::api::{ANNOTATION_GIT_CREDENTIALS, GitCommit};
+use crate::api::{ANNOTATION_GIT_CREDENTIALS, CloudProvisioned, GitCommit};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 #[derive(Clone, Debug)]
 pub struct WritebackSettings {
@@ -44,6 +44,8 @@ pub enum Outcome {
     Pushed(GitCommit),
     /// Never to be written back: recorded on the Drift (`status.git.refused`).
     Refused(GitCommit),
+    /// A later accept, a merge or Git replaced this one before it was pushed: dropped.
+    Superseded,
     Failed {
         message: String,
         transient: bool,
@@ -62,8 +64,37 @@ struct Entry {
 #[derive(Clone)]
 pub struct Writeback {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
-    jobs: mpsc::UnboundedSender<Job>,
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
 }
+
+/// Jobs waiting, at most one per (namespace, name, field): a newer accept of
+/// a field replaces the job of an older one, so only the current decision is
+/// ever committed.
+#[derive(Default)]
+struct Queue {
+    order: VecDeque<Key>,
+    jobs: HashMap<Key, Job>,
+}
+
+type Key = (String, String, String);
+
+impl Queue {
+    fn push(&mut self, job: Job) {
+        let key = (job.change.namespace.clone(), job.change.name.clone(), job.change.field.clone());
+        if self.jobs.insert(key.clone(), job).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let key = self.order.pop_front()?;
+        self.jobs.remove(&key)
+    }
+}
+
+/// Outcomes kept in memory at most; the final ones are on the Drifts too.
+const MAX_ENTRIES: usize = 4096;
 
 /// The worker half; [`Worker::run`] it on the leader.
 pub struct Worker {
@@ -71,7 +102,8 @@ pub struct Worker {
     settings: WritebackSettings,
     metrics: WritebackMetrics,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
-    jobs: mpsc::UnboundedReceiver<Job>,
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
     /// `(namespace, name)` of a CloudProvisioned whose write-back has an outcome.
     done: mpsc::UnboundedSender<(String, String)>,
 }
@@ -83,9 +115,9 @@ pub fn writeback(
     done: mpsc::UnboundedSender<(String, String)>,
 ) -> (Writeback, Worker) {
     let entries: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handle = Writeback { entries: entries.clone(), jobs: tx };
-    (handle, Worker { client, settings, metrics, entries, jobs: rx, done })
+    let (queue, wake): (Arc<Mutex<Queue>>, Arc<Notify>) = Default::default();
+    let handle = Writeback { entries: entries.clone(), queue: queue.clone(), wake: wake.clone() };
+    (handle, Worker { client, settings, metrics, entries, queue, wake, done })
 }
 
 impl Writeback {
@@ -97,6 +129,10 @@ impl Writeback {
     /// Queues a write-back unless it is queued or done already, or waits out a backoff.
     pub fn request(&self, job: Job) {
         let mut entries = self.entries.lock().expect("write-back lock poisoned");
+        if entries.len() >= MAX_ENTRIES {
+            // Final outcomes are recorded on their Drifts, which are not asked about again.
+            entries.retain(|_, e| matches!(e.outcome, None | Some(Outcome::Failed { .. })));
+        }
         let entry =
             entries.entry(job.change.accept_id.clone()).or_insert(Entry { outcome: None, attempts: 0, retry_at: None });
         let due = match (&entry.outcome, entry.retry_at) {
@@ -108,23 +144,42 @@ impl Writeback {
             entry.retry_at = None;
             entry.attempts += 1;
             entry.outcome = entry.outcome.take().filter(|_| entry.attempts > 1);
-            let _ = self.jobs.send(job);
+            self.queue.lock().expect("write-back queue lock poisoned").push(job);
+            self.wake.notify_one();
         }
     }
 }
 
 impl Worker {
-    pub async fn run(mut self, stop: impl Future<Output = ()>) {
+    pub async fn run(self, stop: impl Future<Output = ()>) {
         git::remove_leftovers();
         tokio::pin!(stop);
         loop {
-            let job = tokio::select! {
-                job = self.jobs.recv() => match job { Some(job) => job, None => return },
-                _ = &mut stop => return,
+            let next = self.queue.lock().expect("write-back queue lock poisoned").pop();
+            let Some(job) = next else {
+                tokio::select! {
+                    _ = self.wake.notified() => continue,
+                    _ = &mut stop => return,
+                }
             };
             let outcome = self.write_back(&job).await;
             self.record(&job, outcome);
         }
+    }
+
+    /// Whether `change` is still the object's pending overlay entry for its
+    /// field: a later accept, a merge or a supersede makes it stale.
+    async fn still_current(&self, change: &Change) -> Result<bool, String> {
+        let api: Api<CloudProvisioned> = Api::namespaced(self.client.clone(), &change.namespace);
+        let object = api
+            .get_opt(&change.name)
+            .await
+            .map_err(|e| format!("reading CloudProvisioned {}/{}: {e}", change.namespace, change.name))?;
+        let Some(p) = object else { return Ok(false) };
+        let pending = crate::accept::provenance::trusted_pending(&p).unwrap_or_default();
+        Ok(pending.iter().any(|e| {
+            e.field == change.field && e.drift == change.drift && crate::detect::loosely_equal(&e.value, &change.value)
+        }))
     }
 
     async fn write_back(&self, job: &Job) -> Outcome {
@@ -155,12 +210,16 @@ impl Worker {
             Ok(credentials) => credentials,
             Err(error) => return error,
         };
-        let pushed = git::write_back(&self.settings.git, &remote, credentials.as_ref(), change).await;
+        // An unreadable object is no reason to drop a write-back: git's own checks still hold.
+        let still_current = || async { self.still_current(change).await.unwrap_or(true) };
+        let pushed =
+            git::write_back_while(&self.settings.git, &remote, credentials.as_ref(), change, still_current).await;
         let result = match &pushed {
             Ok(Pushed::Committed { .. }) => "committed",
             Ok(Pushed::AlreadyCommitted { .. }) => "already_committed",
             Ok(Pushed::AlreadyInGit { .. }) => "already_in_git",
             Err(GitError::Refused(_) | GitError::NotWritable(_) | GitError::Substituted { .. }) => "refused",
+            Err(GitError::Superseded) => "superseded",
             Err(_) => "failed",
         };
         self.metrics.count_push(result);
@@ -176,6 +235,7 @@ impl Worker {
                 refused(&remote, format!("{error}{advice}"))
             }
             Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => refused(&remote, error.to_string()),
+            Err(GitError::Superseded) => Outcome::Superseded,
             Err(error) => Outcome::Failed { transient: error.is_transient(), message: error.to_string() },
         }
     }
@@ -268,6 +328,9 @@ impl Worker {
             Outcome::Failed { message, .. } => {
                 tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, error = %message, "Git write-back failed; the overlay holds")
             }
+            Outcome::Superseded => {
+                tracing::info!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, "write-back dropped: the accept is no longer the pending change")
+            }
             Outcome::Refused(refused) => {
                 tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, why = refused.refused.as_deref().unwrap_or_default(), "Git write-back refused; the overlay holds")
             }
@@ -336,4 +399,26 @@ struct Resolved {
     remote: Remote,
     flux_secret: Option<(String, String)>,
     kustomization: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(field: &str, value: &str) -> Job {
+        let change = Change { field: field.into(), value: json!(value), ..crate::writeback::commit::tests::change() };
+        Job { change, annotations: BTreeMap::new(), labels: BTreeMap::new() }
+    }
+
+    #[test]
+    fn a_newer_accept_of_a_field_replaces_the_queued_one_in_its_place() {
+        let mut queue = Queue::default();
+        queue.push(job("size_slug", "v1"));
+        queue.push(job("region", "ams3"));
+        queue.push(job("size_slug", "v2"));
+        let popped: Vec<(String, serde_json::Value)> =
+            std::iter::from_fn(|| queue.pop()).map(|j| (j.change.field, j.change.value)).collect();
+        assert_eq!(popped, [("size_slug".into(), json!("v2")), ("region".into(), json!("ams3"))]);
+    }
 }

@@ -292,7 +292,7 @@ pub(super) fn record_write_back(
         }
         match inputs.git.get(&t.name) {
             None => plan.write_back.push(t.name.clone()),
-            Some(Outcome::NoOrigin(_)) => {}
+            Some(Outcome::NoOrigin(_) | Outcome::Superseded) => {}
             Some(Outcome::Pushed(commit)) => committed(entry, commit, t, plan),
             Some(Outcome::Refused(refused)) => write_back_refused(entry, refused, t, plan),
             Some(Outcome::Failed { message, transient }) => {
