@@ -289,3 +289,23 @@ async fn a_change_that_stops_being_current_before_the_push_is_never_pushed() {
     assert_eq!(*server.pushes.lock().unwrap(), 0, "nothing was pushed");
     assert_eq!(server.log("infra", "main").len(), 1);
 }
+
+#[tokio::test]
+async fn a_newer_accept_of_the_same_drift_replaces_the_value_an_older_one_pushed() {
+    let (server, remote, credentials) = server_with_repo();
+    let uid = common::unique_suffix();
+    // Accept V1 was pushed late, after the live value moved and V2 was accepted (same Drift, next episode).
+    let v1 = Change { value: json!("s-2vcpu-4gb"), accept_id: format!("{uid}/2026-11-30T02:00:00Z"), ..change() };
+    write_back(&settings(None), &remote, Some(&credentials), &v1).await.unwrap();
+    let v2 = Change { value: json!("s-4vcpu-8gb"), accept_id: format!("{uid}/2026-11-30T02:05:00Z"), ..change() };
+    let pushed = write_back(&settings(None), &remote, Some(&credentials), &v2).await.unwrap();
+    assert!(matches!(pushed, Pushed::Committed { .. }), "{pushed:?}");
+    assert!(server.file("infra", "main", "apps/web.yaml").contains("size_slug: s-4vcpu-8gb   # sized for launch"));
+    assert_eq!(server.log("infra", "main").len(), 3, "V1, then V2 over it");
+
+    // Once a person commits over the field, Git's word wins again: the next accept is refused.
+    server.commit_files("infra", "main", &[("apps/web.yaml", &MANIFEST.replace("s-1vcpu-1gb", "s-8vcpu-16gb"))], "ops");
+    let other = Change { value: json!("s-2vcpu-2gb"), accept_id: format!("{uid}/2026-11-30T03:00:00Z"), ..change() };
+    let error = write_back(&settings(None), &remote, Some(&credentials), &other).await.unwrap_err();
+    assert!(matches!(error, GitError::NotWritable(_)), "{error:?}");
+}

@@ -324,16 +324,17 @@ impl<'a> Scratch<'a> {
     /// Reads the manifests under `root` of `base` (and, from a kustomization
     /// there, the files it includes) and decides which file to change.
     async fn decide(&self, base: &str, remote: &Remote, root: &str, change: &Change) -> Result<Decided, GitError> {
-        let plan = self.plan(base, root).await?;
-        let files = self.read_blobs(&plan.manifests).await?;
-        let plan = std::sync::Arc::new(plan);
-        let (shared, change_owned) = (plan.clone(), change.clone());
-        let (searched, default_namespace) = (remote.path.clone(), remote.default_namespace.clone());
-        let decision = self
-            .off_the_runtime(move || {
-                kustomize::decide(&shared, &files, &change_owned, &searched, default_namespace.as_deref())
-            })
-            .await?;
+        let plan = std::sync::Arc::new(self.plan(base, root).await?);
+        let files = std::sync::Arc::new(self.read_blobs(&plan.manifests).await?);
+        let mut decision = self.decide_files(&plan, &files, remote, change.clone()).await?;
+        if let Decision::GitChanged { path, now } = &decision
+            && self.last_commit_is_ours(base, path, change).await?
+        {
+            // Git holds what an earlier accept of this same Drift committed (a
+            // push that landed after a newer accept): ours to replace.
+            let again = Change { spec_value: now.clone(), ..change.clone() };
+            decision = self.decide_files(&plan, &files, remote, again).await?;
+        }
         match decision {
             Decision::Edit { path, text } => {
                 let mode = plan.manifests.iter().find(|b| b.path == path).map_or("100644", |b| &b.mode).to_owned();
@@ -348,6 +349,29 @@ impl<'a> Scratch<'a> {
             }
             Decision::NotWritable(why) => Err(GitError::NotWritable(with_skipped(why, &plan.skipped))),
         }
+    }
+
+    /// The pure decision over the files read, off the async runtime.
+    async fn decide_files(
+        &self,
+        plan: &std::sync::Arc<Plan>,
+        files: &std::sync::Arc<Vec<(String, String)>>,
+        remote: &Remote,
+        change: Change,
+    ) -> Result<Decision, GitError> {
+        let (plan, files) = (plan.clone(), files.clone());
+        let (searched, default_namespace) = (remote.path.clone(), remote.default_namespace.clone());
+        self.off_the_runtime(move || kustomize::decide(&plan, &files, &change, &searched, default_namespace.as_deref()))
+            .await
+    }
+
+    /// Whether the last commit that changed `path` was this controller's, for
+    /// an earlier accept of the same Drift (its trailer names the Drift's uid).
+    async fn last_commit_is_ours(&self, base: &str, path: &str, change: &Change) -> Result<bool, GitError> {
+        let Some(uid) = change.accept_id.split('/').next().filter(|u| !u.is_empty()) else { return Ok(false) };
+        let ours = format!("{}: {uid}/", super::commit::TRAILER);
+        let body = self.git(&["log", "-1", "--format=%B", base, "--", path], "log").await?;
+        Ok(body.lines().any(|line| line.trim().starts_with(&ours)))
     }
 
     /// Which files make up what the GitOps tool applies from `root`, read in
