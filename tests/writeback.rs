@@ -436,3 +436,46 @@ async fn a_flux_substitution_is_refused_naming_the_variable_and_where_it_is_set(
     assert!(!why.contains("is now"), "not mistaken for a change in Git: {why}");
     assert!(our_commits(&s).is_empty());
 }
+
+#[tokio::test]
+async fn a_newer_accept_while_an_older_push_is_held_ends_with_git_at_the_newer_value() {
+    let s = setup("wb-race", "git-s3cret").await;
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    *s.server.before_push.lock().unwrap() = Some(Box::new(move || {
+        let _ = held.recv_timeout(Duration::from_secs(60));
+    }));
+    let _controller = controller(&s);
+    accept(&s).await; // V1: the live s-2vcpu-4gb
+    eventually(WAIT, "the first push held at the server", || async {
+        (*s.server.pushes.lock().unwrap() >= 1).then_some(())
+    })
+    .await;
+
+    // The live value moves on and the operator accepts again (V2), while V1's push is held.
+    let p = Api::<CloudProvisioned>::namespaced(s.client.clone(), &s.ns).get("web-1").await.unwrap();
+    let resource = p.spec.resource_ref.name;
+    let live = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource",
+        "status": {"region": "nyc3", "sizeSlug": "s-4vcpu-8gb", "syncedTime": now()}});
+    Api::<CloudResource>::all(s.client.clone())
+        .patch_status(&resource, &PatchParams::apply("test-syncer").force(), &Patch::Apply(live))
+        .await
+        .unwrap();
+    eventually(WAIT, "the drift open again on the new value", || async {
+        the_drift(&s).await?.status.filter(|st| st.phase == DriftPhase::Open && st.actual == json!("s-4vcpu-8gb"))
+    })
+    .await;
+    accept(&s).await;
+    release.send(()).unwrap();
+
+    eventually(WAIT, "Git at V2", || async {
+        s.server.file("infra", "main", "apps/web.yaml").contains("size_slug: s-4vcpu-8gb").then_some(())
+    })
+    .await;
+    let commits = our_commits(&s);
+    assert_eq!(commits.len(), 2, "V1 (held, then landed) and V2 over it: {commits:?}");
+    flux_applies(&s.server, &s.ns);
+    eventually(WAIT, "the V2 entry merged", || async { (pending(&s).await == 0).then_some(()) }).await;
+    eventually(WAIT, "an AcceptMerged Event", || async { events(&s, "AcceptMerged").await.pop() }).await;
+    assert!(events(&s, "AcceptSuperseded").await.is_empty(), "the operator's latest decision was kept");
+    assert_eq!(the_drift(&s).await.unwrap().status.unwrap().phase, DriftPhase::Accepted);
+}
