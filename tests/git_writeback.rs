@@ -7,36 +7,11 @@ mod common;
 use arcadia_drift::writeback::commit::Change;
 use arcadia_drift::writeback::git::{Credentials, GitError, GitSettings, Pushed, Remote, write_back, write_back_while};
 use common::git_server::GitServer;
+use common::writeback_fixtures::{change, settings};
 use serde_json::json;
-use std::time::Duration;
 
 const MANIFEST: &str = "# Web tier, team A\napiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata:\n  name: web-1\n  namespace: team-a\nspec:\n  resourceRef: {name: digitalocean-droplet-1}\n  desired:\n    size_slug: s-1vcpu-1gb   # sized for launch\n    region: nyc3\n";
 const OTHER: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unrelated}\ndata: {a: b}\n";
-
-fn settings(push_branch: Option<&str>) -> GitSettings {
-    GitSettings {
-        author_name: "arcadia-drift".into(),
-        author_email: "arcadia-drift@localhost".into(),
-        push_branch: push_branch.map(str::to_owned),
-        allow_insecure_http: true,
-        max_attempts: 3,
-        timeout: Duration::from_secs(30),
-        max_fetch_bytes: GitSettings::MAX_FETCH_BYTES,
-    }
-}
-
-fn change() -> Change {
-    Change {
-        namespace: "team-a".into(),
-        name: "web-1".into(),
-        field: "size_slug".into(),
-        value: json!("s-2vcpu-4gb"),
-        spec_value: json!("s-1vcpu-1gb"),
-        drift: "web-1-size-slug-0d3f2a1b".into(),
-        accepted_by: "alice".into(),
-        accept_id: format!("{}/2026-11-30T02:00:00Z", common::unique_suffix()),
-    }
-}
 
 fn server_with_repo() -> (GitServer, Remote, Credentials) {
     let server = GitServer::start("flux", "s3cret-token");

@@ -543,11 +543,15 @@ async fn a_pending_git_change_forged_into_status_does_not_change_the_desired_val
     assert!(status.revert_plan.iter().all(|c| !c.body.to_string().contains("s-32vcpu-192gb")));
 }
 
-/// The reverter's own record, changed while no reverter runs, is not resumed.
-#[tokio::test]
-async fn a_saga_record_forged_between_two_reverters_is_not_resumed() {
-    let env = Env::new("revert-forged-resume").await;
-    let (port, hits) = attacker().await;
+/// A rename approved while the droplet is busy with a reboot, and the
+/// controller killed while its saga waits: its record is left to be resumed.
+struct Stopped {
+    open: Drift,
+    waiting: Drift,
+    reboot: u64,
+}
+
+async fn stopped_while_waiting(env: &Env) -> Stopped {
     let id = fresh_id();
     env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
     env.provision("web-1", id, json!({"name": "web-1"})).await;
@@ -561,6 +565,15 @@ async fn a_saga_record_forged_between_two_reverters_is_not_resumed() {
         })
         .await;
     first.kill();
+    Stopped { open, waiting, reboot }
+}
+
+/// The reverter's own record, changed while no reverter runs, is not resumed.
+#[tokio::test]
+async fn a_saga_record_forged_between_two_reverters_is_not_resumed() {
+    let env = Env::new("revert-forged-resume").await;
+    let (port, hits) = attacker().await;
+    let Stopped { open, waiting, reboot } = stopped_while_waiting(&env).await;
 
     let mut record = serde_json::to_value(waiting.status.unwrap().revert.unwrap()).unwrap();
     record["steps"][0]["call"]["path"] = json!(format!("@127.0.0.1:{port}/x"));
@@ -659,19 +672,7 @@ async fn a_spec_changed_after_the_approval_is_refused_by_the_reverter() {
 async fn a_record_forged_under_the_reverters_own_field_manager_is_not_resumed() {
     let env = Env::new("revert-spoofed").await;
     let (port, hits) = attacker().await;
-    let id = fresh_id();
-    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
-    env.provision("web-1", id, json!({"name": "web-1"})).await;
-    let mut first = env.controller(&["--enable-revert"]);
-    let open = env.drift("name", "an Open drift with a plan", |s| s.revert_plan_digest.is_some()).await;
-    let reboot = env.fake.record_action(id, "droplet", "reboot", "in-progress");
-    env.annotate(&open, approve(&open, "alice")).await;
-    let waiting = env
-        .drift("name", "the saga waiting for the reboot", |s| {
-            s.revert.as_ref().and_then(|r| r.message.as_deref()).is_some_and(|m| m.contains("waiting for"))
-        })
-        .await;
-    first.kill();
+    let Stopped { open, waiting, reboot } = stopped_while_waiting(&env).await;
 
     // The record as if its step were being sent, with the forger's call, and a digest that matches it.
     let mut record = waiting.status.unwrap().revert.unwrap();

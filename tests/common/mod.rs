@@ -7,6 +7,7 @@ pub mod fake_do;
 pub mod fake_do_writes;
 pub mod git_server;
 pub mod own_plane;
+pub mod writeback_fixtures;
 
 use arcadia_drift::api;
 use k8s_openapi::api::core::v1::Namespace;
