@@ -70,6 +70,15 @@ pub struct RunArgs {
     /// (read at every scrape, so a rotated Secret applies); /healthz and /readyz stay open.
     #[arg(long, value_name = "PATH")]
     pub metrics_token_file: Option<PathBuf>,
+    /// The field names that appear as the `field` label of open_drifts_by
+    /// (comma-separated); drifts of any other field count as field="other",
+    /// so tenants' field names cannot grow the metric without bound.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "name,region,status,size_slug,tags,image,vcpus,memory,disk,size_gigabytes,instance_type"
+    )]
+    pub metrics_fields: Vec<String>,
     /// CloudProvisioned objects reconciled at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: u16,
@@ -272,6 +281,12 @@ fn run(cli: Cli) -> Result<u8, String> {
                     revert: crate::revert::RevertSettings { enabled: args.enable_revert, claim: args.revert_claim },
                     // Decided against the API server by `run`.
                     streaming_lists: false,
+                    metric_fields: args
+                        .metrics_fields
+                        .iter()
+                        .map(|f| f.trim().to_owned())
+                        .filter(|f| !f.is_empty())
+                        .collect(),
                 },
                 digitalocean,
                 writeback,

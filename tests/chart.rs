@@ -174,6 +174,7 @@ fn lint_and_render_with_default_and_other_values() {
         "secretName: do-token",
         "fsGroup: 65532",
         "--git-allowed-remotes=https://git.example/platform/,git@git.example:platform/",
+        "--metrics-fields=size_slug,region,tags",
     ] {
         assert!(custom.contains(needle), "custom render lacks {needle:?}");
     }

@@ -52,6 +52,8 @@ pub struct Settings {
     pub revert: crate::revert::RevertSettings,
     /// Read the initial lists as streams (the API server has WatchList), else in pages.
     pub streaming_lists: bool,
+    /// `--metrics-fields`: the only field names that become metric label values.
+    pub metric_fields: std::collections::BTreeSet<String>,
 }
 
 /// The drift controller, its caches set up but not yet filled.
@@ -102,7 +104,7 @@ impl DriftController {
         });
         report_synced(&caches, health);
         summary::log_when_synced(&caches);
-        summary::spawn(&caches, metrics.clone(), settings.resync_interval);
+        summary::spawn(&caches, metrics.clone(), settings.resync_interval, Arc::new(settings.metric_fields.clone()));
         let reporter = Reporter { controller: "arcadia-drift".into(), instance: Some(settings.identity.clone()) };
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),

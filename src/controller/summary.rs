@@ -7,11 +7,14 @@ use super::metrics::{ControllerMetrics, OpenLabel, SeverityLabel};
 use crate::api::{CloudProvisioned, Drift, DriftPhase, LABEL_SEVERITY};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration) {
+/// What `open_drifts_by`'s `field` label says for a field not listed in `--metrics-fields`.
+pub const OTHER_FIELD: &str = "other";
+
+pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration, fields: Arc<BTreeSet<String>>) {
     let drifts = caches.drifts.clone();
     let provisioned = caches.provisioned.clone();
     tokio::spawn(async move {
@@ -22,7 +25,7 @@ pub fn spawn(caches: &Caches, metrics: ControllerMetrics, every: Duration) {
         loop {
             tokio::select! {
                 _ = gauge_tick.tick() => {
-                    let estate = estate(&drifts.state(), &provisioned.state(), crate::api::now().0);
+                    let estate = estate(&drifts.state(), &provisioned.state(), crate::api::now().0, &fields);
                     estate.publish(&metrics);
                     count_ignored(&provisioned, &metrics);
                 }
@@ -54,13 +57,21 @@ pub struct Estate {
     pub missing: i64,
 }
 
-pub fn estate(drifts: &[Arc<Drift>], provisioned: &[Arc<CloudProvisioned>], now: Timestamp) -> Estate {
+/// `fields` bounds the `field` label: field names are the tenants' to choose,
+/// so any other field counts under [`OTHER_FIELD`].
+pub fn estate(
+    drifts: &[Arc<Drift>],
+    provisioned: &[Arc<CloudProvisioned>],
+    now: Timestamp,
+    fields: &BTreeSet<String>,
+) -> Estate {
     let mut e = Estate::default();
     for d in drifts {
         let Some(status) = d.status.as_ref().filter(|s| s.phase == DriftPhase::Open) else { continue };
         let severity = d.labels().get(LABEL_SEVERITY).cloned().unwrap_or_else(|| "warning".into());
         e.open += 1;
-        *e.open_by.entry((d.namespace().unwrap_or_default(), d.spec.field.clone(), severity.clone())).or_default() += 1;
+        let field = if fields.contains(&d.spec.field) { d.spec.field.clone() } else { OTHER_FIELD.to_owned() };
+        *e.open_by.entry((d.namespace().unwrap_or_default(), field, severity.clone())).or_default() += 1;
         if let Some(at) = &status.detected_time {
             let age = (now.as_second() - at.0.as_second()).max(0);
             let oldest = e.oldest.entry(severity).or_default();
@@ -150,9 +161,12 @@ mod tests {
             open("a", "tags", "warning", 1_500),
             open("b", "size", "critical", 1_900),
         ];
-        let e = estate(&drifts, &[], Timestamp::from_second(2_000).unwrap());
+        let fields: BTreeSet<String> = ["tags".to_string()].into();
+        let e = estate(&drifts, &[], Timestamp::from_second(2_000).unwrap(), &fields);
         assert_eq!(e.open, 3);
         assert_eq!(e.open_by[&("a".to_string(), "tags".to_string(), "warning".to_string())], 2);
+        // A field not listed is counted, without its name as a label value.
+        assert_eq!(e.open_by[&("b".to_string(), OTHER_FIELD.to_string(), "critical".to_string())], 1);
         assert_eq!((e.oldest["warning"], e.oldest["critical"]), (1_000, 100));
     }
 }
