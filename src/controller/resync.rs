@@ -56,9 +56,11 @@ where
                 }
             })
             .collect();
-        // An empty cache is looked at again after a whole interval.
         let gap = interval / u32::try_from(refs.len().max(1)).unwrap_or(u32::MAX);
-        Pass { refs, next: Instant::now(), gap }
+        // An empty cache is looked at again after a whole interval, not at once
+        // (which would walk it in a loop while there is nothing to check).
+        let next = if refs.is_empty() { Instant::now() + interval } else { Instant::now() };
+        Pass { refs, next, gap }
     }
 }
 
@@ -75,6 +77,24 @@ mod tests {
         c.metadata.name = Some(name.into());
         c.metadata.namespace = Some("ns".into());
         c
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_cache_is_looked_at_again_after_a_whole_interval() {
+        let mut writer = Writer::<ConfigMap>::default();
+        for e in [Event::Init, Event::InitDone] {
+            writer.apply_watcher_event(&e);
+        }
+        let (reader, started) = (writer.as_reader(), Instant::now());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(70)).await;
+            writer.apply_watcher_event(&Event::Apply(cm("late")));
+            std::future::pending::<()>().await;
+        });
+        let mut stream = Box::pin(every(reader, Duration::from_secs(60)));
+        let first = stream.next().await.unwrap();
+        // Empty at 60 s: the next look is at 120 s, where the object added at 70 s is found.
+        assert_eq!((first.name.as_str(), started.elapsed().as_secs()), ("late", 120));
     }
 
     #[tokio::test(start_paused = true)]
