@@ -16,6 +16,7 @@ use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -226,9 +227,31 @@ fn watch_policies(
             }
         })
         .inspect_ok(mark_synced(synced_tx))
+        .try_filter(spec_changes())
         .touched_objects()
         .boxed();
     (index, stream, synced)
+}
+
+/// Passes the policy events that can change a comparison: a new generation
+/// (a spec change) or a deletion. A status write (the controller's own
+/// `Valid`) and a relist of unchanged policies re-check nothing.
+fn spec_changes() -> impl FnMut(&watcher::Event<DriftPolicy>) -> std::future::Ready<bool> {
+    let mut seen: HashMap<String, Option<i64>> = HashMap::new();
+    move |event| std::future::ready(spec_changed(&mut seen, event))
+}
+
+fn spec_changed(seen: &mut HashMap<String, Option<i64>>, event: &watcher::Event<DriftPolicy>) -> bool {
+    match event {
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+            seen.insert(p.name_any(), p.metadata.generation) != Some(p.metadata.generation)
+        }
+        watcher::Event::Delete(p) => {
+            seen.remove(&p.name_any());
+            true
+        }
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    }
 }
 
 pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -277,4 +300,27 @@ fn both_synced(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> wa
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod policy_event_tests {
+    use super::*;
+
+    fn policy(name: &str, generation: i64) -> DriftPolicy {
+        let mut p = DriftPolicy::new(name, Default::default());
+        p.metadata.generation = Some(generation);
+        p
+    }
+
+    #[test]
+    fn only_a_new_generation_or_a_deletion_re_checks_objects() {
+        let mut seen = HashMap::new();
+        let mut changed = |e: watcher::Event<DriftPolicy>| spec_changed(&mut seen, &e);
+        assert!(changed(watcher::Event::InitApply(policy("p", 1))), "first seen");
+        assert!(!changed(watcher::Event::Apply(policy("p", 1))), "a status write: same generation");
+        assert!(!changed(watcher::Event::InitApply(policy("p", 1))), "a relist of an unchanged policy");
+        assert!(changed(watcher::Event::Apply(policy("p", 2))), "a spec change");
+        assert!(changed(watcher::Event::Delete(policy("p", 2))), "a deletion");
+        assert!(changed(watcher::Event::Apply(policy("p", 1))), "re-created under the same name");
+    }
 }
