@@ -351,12 +351,22 @@ async fn a_remote_outside_the_allowed_list_gets_no_request_and_the_refusal_is_ke
 
     // A restart reads the refusal from the Drift and tries nothing again.
     first.terminate();
-    let _second = controller_allowing(&s, &format!("http://127.0.0.1:{}/", allowed.port));
+    let mut second = controller_allowing(&s, &format!("http://127.0.0.1:{}/", allowed.port));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let requests = s.server.authorizations.lock().unwrap().clone();
     assert!(requests.is_empty(), "the refused remote was reached: {requests:?}");
     assert!(allowed.authorizations.lock().unwrap().is_empty());
     assert_eq!(events(&s, "AcceptCommitRefused").await.len(), 1);
+
+    // What the refusal depended on changes: the platform allows the remote. The accept goes through.
+    second.terminate();
+    let _third = controller(&s);
+    let committed = eventually(WAIT, "the commit once the remote is allowed", || async {
+        the_drift(&s).await?.status?.git.filter(|g| !g.commit.is_empty())
+    })
+    .await;
+    assert_eq!(committed.refused, None);
+    assert_eq!(our_commits(&s).len(), 1);
 }
 
 #[tokio::test]

@@ -214,10 +214,15 @@ fn peers(ctx: &Context, p: &CloudProvisioned) -> Vec<Arc<CloudProvisioned>> {
         .collect()
 }
 
-/// `<drift uid>/<detectedTime>`: one accepted episode, as the commit trailer names it.
+/// `<drift uid>/<detectedTime>/<hash of the accepted value>`: one accepted
+/// episode, as the commit trailer names it. detectedTime has whole seconds:
+/// two episodes of one second (a value that moved again at once) differ by
+/// the value they accepted.
 fn accept_id(d: &Drift) -> Option<String> {
-    let detected = d.status.as_ref()?.detected_time.as_ref()?;
-    Some(format!("{}/{}", d.metadata.uid.as_deref()?, detected.0))
+    let status = d.status.as_ref()?;
+    let detected = status.detected_time.as_ref()?;
+    let value = api::fnv1a(&status.actual.to_string());
+    Some(format!("{}/{}/{value:08x}", d.metadata.uid.as_deref()?, detected.0))
 }
 
 /// What the write-back of each pending overlay accept of `p` came to so far, by Drift name.
@@ -227,7 +232,13 @@ fn git_outcomes(ctx: &Context, p: &CloudProvisioned, drifts: &[&Drift]) -> BTree
         .pending_git_changes
         .iter()
         .filter_map(|entry| drifts.iter().find(|d| d.name_any() == entry.drift))
-        .filter_map(|d| Some((d.name_any(), writeback.outcome(&accept_id(d)?)?)))
+        .filter_map(|d| {
+            let outcome = writeback.outcome(&accept_id(d)?).or_else(|| {
+                let refused = d.status.as_ref()?.git.as_ref()?;
+                writeback.allows_now(refused).then_some(Outcome::Reconsider)
+            });
+            Some((d.name_any(), outcome?))
+        })
         .collect()
 }
 

@@ -46,6 +46,9 @@ pub enum Outcome {
     Refused(GitCommit),
     /// A later accept, a merge or Git replaced this one before it was pushed: dropped.
     Superseded,
+    /// The refusal recorded on the Drift no longer holds (its remote is allowed
+    /// now): write it back again.
+    Reconsider,
     Failed {
         message: String,
         transient: bool,
@@ -66,6 +69,7 @@ pub struct Writeback {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     queue: Arc<Mutex<Queue>>,
     wake: Arc<Notify>,
+    allowed_remotes: Arc<[String]>,
 }
 
 /// Jobs waiting, at most one per (namespace, name, field): a newer accept of
@@ -93,6 +97,9 @@ impl Queue {
     }
 }
 
+/// How a refusal for a remote outside `--git-allowed-remotes` ends.
+const NOT_ALLOWED: &str = "is not in --git-allowed-remotes";
+
 /// Outcomes kept in memory at most; the final ones are on the Drifts too.
 const MAX_ENTRIES: usize = 4096;
 
@@ -116,7 +123,8 @@ pub fn writeback(
 ) -> (Writeback, Worker) {
     let entries: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
     let (queue, wake): (Arc<Mutex<Queue>>, Arc<Notify>) = Default::default();
-    let handle = Writeback { entries: entries.clone(), queue: queue.clone(), wake: wake.clone() };
+    let allowed_remotes = settings.allowed_remotes.clone().into();
+    let handle = Writeback { entries: entries.clone(), queue: queue.clone(), wake: wake.clone(), allowed_remotes };
     (handle, Worker { client, settings, metrics, entries, queue, wake, done })
 }
 
@@ -124,6 +132,14 @@ impl Writeback {
     /// The outcome of the write-back of an accept, once there is one.
     pub fn outcome(&self, accept_id: &str) -> Option<Outcome> {
         self.entries.lock().expect("write-back lock poisoned").get(accept_id).and_then(|e| e.outcome.clone())
+    }
+
+    /// Whether a refusal recorded on a Drift was for a remote this controller
+    /// now allows (`--git-allowed-remotes` changed since): the one refusal
+    /// whose cause can go away without a new accept.
+    pub fn allows_now(&self, refused: &GitCommit) -> bool {
+        let for_remote = refused.refused.as_deref().is_some_and(|why| why.ends_with(NOT_ALLOWED));
+        for_remote && remote_url::allowed_by(&refused.url, &self.allowed_remotes)
     }
 
     /// Queues a write-back unless it is queued or done already, or waits out a backoff.
@@ -203,7 +219,7 @@ impl Worker {
             }
             None => {
                 self.metrics.count_push("refused");
-                return refused(&remote, format!("{} is not in --git-allowed-remotes", remote.url));
+                return refused(&remote, format!("{} {NOT_ALLOWED}", remote.url));
             }
         };
         let credentials = match self.credentials(secret).await {
@@ -328,7 +344,7 @@ impl Worker {
             Outcome::Failed { message, .. } => {
                 tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, error = %message, "Git write-back failed; the overlay holds")
             }
-            Outcome::Superseded => {
+            Outcome::Superseded | Outcome::Reconsider => {
                 tracing::info!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, "write-back dropped: the accept is no longer the pending change")
             }
             Outcome::Refused(refused) => {

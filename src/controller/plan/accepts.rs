@@ -287,11 +287,16 @@ pub(super) fn record_write_back(
 ) {
     for entry in &pending.entries {
         let Some(t) = tracked.get_mut(&entry.field).filter(|t| t.name == entry.drift) else { continue };
-        if t.status.phase != DriftPhase::Accepted || t.status.git.is_some() {
+        // What is on the Drift is final, except a refusal whose cause went
+        // away: reconsidered, then replaced by what the new attempt came to.
+        let refused_before = t.status.git.as_ref().is_some_and(|g| g.refused.is_some());
+        let retried =
+            matches!(inputs.git.get(&t.name), Some(Outcome::Reconsider | Outcome::Pushed(_) | Outcome::Failed { .. }));
+        if t.status.phase != DriftPhase::Accepted || (t.status.git.is_some() && !(refused_before && retried)) {
             continue;
         }
         match inputs.git.get(&t.name) {
-            None => plan.write_back.push(t.name.clone()),
+            None | Some(Outcome::Reconsider) => plan.write_back.push(t.name.clone()),
             Some(Outcome::NoOrigin(_) | Outcome::Superseded) => {}
             Some(Outcome::Pushed(commit)) => committed(entry, commit, t, plan),
             Some(Outcome::Refused(refused)) => write_back_refused(entry, refused, t, plan),
