@@ -20,7 +20,7 @@ impl WritebackMetrics {
         let m = Self::default();
         registry.register(
             "git_pushes",
-            "Git write-backs by result: committed, already_committed, already_in_git, refused, failed",
+            "Git write-backs by result: committed, already_committed, already_in_git, refused, superseded, failed",
             m.pushes.clone(),
         );
         m
