@@ -26,12 +26,12 @@ pub struct DepthFilter {
     in_string: bool,
     escaped: bool,
     /// Open brackets inside the value being dropped, when dropping one.
-    skipping: Option<u32>,
+    dropping: Option<u32>,
 }
 
 impl DepthFilter {
     pub fn new(max: u32) -> Self {
-        DepthFilter { max, depth: 0, in_string: false, escaped: false, skipping: None }
+        DepthFilter { max, depth: 0, in_string: false, escaped: false, dropping: None }
     }
 
     /// The chunk with every value past the bound replaced by `null`; the
@@ -65,16 +65,16 @@ impl DepthFilter {
                 (false, b'"') => self.in_string = false,
                 _ => {}
             }
-            return if self.skipping.is_some() { Keep::Nothing } else { Keep::Byte };
+            return if self.dropping.is_some() { Keep::Nothing } else { Keep::Byte };
         }
-        if let Some(open) = self.skipping.as_mut() {
+        if let Some(open) = self.dropping.as_mut() {
             match byte {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => *open += 1,
                 b'}' | b']' => {
                     *open -= 1;
                     if *open == 0 {
-                        self.skipping = None;
+                        self.dropping = None;
                     }
                 }
                 _ => {}
@@ -84,7 +84,7 @@ impl DepthFilter {
         match byte {
             b'"' => self.in_string = true,
             b'{' | b'[' if self.depth >= self.max => {
-                self.skipping = Some(1);
+                self.dropping = Some(1);
                 return Keep::Null;
             }
             b'{' | b'[' => self.depth += 1,
