@@ -347,7 +347,7 @@ impl<'a> Scratch<'a> {
             Decision::Substituted { path, variable } => {
                 Err(GitError::Substituted { path, field: change.field.clone(), variable })
             }
-            Decision::NotWritable(why) => Err(GitError::NotWritable(with_skipped(why, &plan.skipped))),
+            Decision::NotWritable(why) => Err(GitError::NotWritable(with_passed_over(why, &plan.passed_over))),
         }
     }
 
@@ -647,12 +647,12 @@ async fn read_lossy(pipe: Option<impl AsyncRead + Unpin>) -> Result<String, Stri
 }
 
 /// A refusal's reason, with the files the search passed over.
-fn with_skipped(why: String, skipped: &[(String, &'static str)]) -> String {
-    if skipped.is_empty() {
+fn with_passed_over(why: String, passed_over: &[(String, &'static str)]) -> String {
+    if passed_over.is_empty() {
         return why;
     }
-    let shown: Vec<String> = skipped.iter().take(5).map(|(path, reason)| format!("{path} ({reason})")).collect();
-    let more = skipped.len().saturating_sub(shown.len());
+    let shown: Vec<String> = passed_over.iter().take(5).map(|(path, reason)| format!("{path} ({reason})")).collect();
+    let more = passed_over.len().saturating_sub(shown.len());
     let more = if more > 0 { format!(" and {more} more") } else { String::new() };
     format!("{why}; not read: {}{more}", shown.join(", "))
 }

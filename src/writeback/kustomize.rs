@@ -63,7 +63,7 @@ pub struct Plan {
     pub manifests: Vec<Blob>,
     /// Every file read, in order (kustomization and patch files too).
     pub searched: Vec<String>,
-    pub skipped: Vec<(String, &'static str)>,
+    pub passed_over: Vec<(String, &'static str)>,
     pub modifiers: Vec<Modifier>,
     /// The texts of patch and replacement files.
     pub texts: BTreeMap<String, String>,
@@ -122,7 +122,7 @@ impl Walk {
             let selection = tree::select(walk.index.values().cloned().collect(), root, &limits)?;
             walk.plan.searched = selection.read.iter().map(|b| b.path.clone()).collect();
             walk.plan.manifests = selection.read;
-            walk.plan.skipped = selection.skipped;
+            walk.plan.passed_over = selection.passed_over;
         }
         Ok(walk)
     }
@@ -146,7 +146,7 @@ impl Walk {
                     self.awaiting.push((blob, None));
                 }
                 // Its text stays unknown: the patch is taken to change anything.
-                Some(why) => self.plan.skipped.push((blob.path, why)),
+                Some(why) => self.plan.passed_over.push((blob.path, why)),
             }
         }
         Ok(out)
@@ -181,7 +181,7 @@ impl Walk {
 
     /// `Some(reason)` when `blob` is not read; an error when the search's bounds are passed.
     fn admit(&mut self, blob: &Blob) -> Result<Option<&'static str>, TreeError> {
-        if let Some(why) = tree::skip_reason(blob, blob.path.matches('/').count(), &self.limits) {
+        if let Some(why) = tree::pass_over_reason(blob, blob.path.matches('/').count(), &self.limits) {
             return Ok(Some(why));
         }
         if self.plan.searched.len() == self.limits.files {
@@ -231,11 +231,11 @@ impl Walk {
     /// One `resources:` entry: a file is a manifest, a folder a kustomization to follow.
     fn include(&mut self, dir: &str, entry: &str, level: &Level) -> Result<(), TreeError> {
         if is_remote(entry) {
-            self.plan.skipped.push((entry.to_owned(), "a remote resource, not followed"));
+            self.plan.passed_over.push((entry.to_owned(), "a remote resource, not followed"));
             return Ok(());
         }
         let Ok(path) = resolve(dir, entry) else {
-            self.plan.skipped.push((join(dir, entry), "outside the repository, not followed"));
+            self.plan.passed_over.push((join(dir, entry), "outside the repository, not followed"));
             return Ok(());
         };
         if !self.visited.insert(path.clone()) {
@@ -249,19 +249,19 @@ impl Walk {
                     }
                     self.plan.manifests.push(blob);
                 }
-                Some(why) => self.plan.skipped.push((path, why)),
+                Some(why) => self.plan.passed_over.push((path, why)),
             }
         } else if !self.is_dir(&path) {
             let why = if looks_remote(entry) { "a remote resource, not followed" } else { "not in the repository" };
-            self.plan.skipped.push((path, why));
+            self.plan.passed_over.push((path, why));
         } else if level.depth >= MAX_DEPTH {
-            self.plan.skipped.push((path, "more kustomizations deep than are followed"));
+            self.plan.passed_over.push((path, "more kustomizations deep than are followed"));
         } else if let Some(file) = self.kustomization_of(&path) {
             // Listed as a resource too, it is still no manifest.
             self.visited.insert(file.path.clone());
             self.queued.push((file, Level { depth: level.depth + 1, ..level.clone() }));
         } else {
-            self.plan.skipped.push((path, "a folder without a kustomization file, not followed"));
+            self.plan.passed_over.push((path, "a folder without a kustomization file, not followed"));
         }
         Ok(())
     }

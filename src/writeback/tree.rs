@@ -36,7 +36,7 @@ pub struct Blob {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selection {
     pub read: Vec<Blob>,
-    pub skipped: Vec<(String, &'static str)>,
+    pub passed_over: Vec<(String, &'static str)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -101,8 +101,8 @@ pub fn select(blobs: Vec<Blob>, root: &str, limits: &Limits) -> Result<Selection
         if !yaml && !rest.is_empty() {
             continue;
         }
-        if let Some(why) = skip_reason(&blob, rest.matches('/').count(), limits) {
-            selection.skipped.push((blob.path, why));
+        if let Some(why) = pass_over_reason(&blob, rest.matches('/').count(), limits) {
+            selection.passed_over.push((blob.path, why));
             continue;
         }
         total += blob.size;
@@ -118,7 +118,7 @@ pub fn select(blobs: Vec<Blob>, root: &str, limits: &Limits) -> Result<Selection
 }
 
 /// Why `blob`, `depth` folders below the searched path, is not read; `None`: it is.
-pub fn skip_reason(blob: &Blob, depth: usize, limits: &Limits) -> Option<&'static str> {
+pub fn pass_over_reason(blob: &Blob, depth: usize, limits: &Limits) -> Option<&'static str> {
     match blob.mode.as_str() {
         "120000" => Some("a symbolic link, not followed"),
         "100644" | "100755" if depth >= limits.depth => Some("deeper than the search goes"),
@@ -188,7 +188,7 @@ mod tests {
         let selection = select(blobs, "apps", &Limits::default()).unwrap();
         assert_eq!(selection.read, [blob("100644", "apps/web.yaml", 100)]);
         assert_eq!(
-            selection.skipped,
+            selection.passed_over,
             [
                 ("apps/all.yaml".to_owned(), "a symbolic link, not followed"),
                 ("apps/huge.yaml".to_owned(), "larger than a manifest may be"),

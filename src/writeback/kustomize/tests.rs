@@ -99,7 +99,7 @@ fn remote_escaping_missing_and_plain_folders_are_skipped_with_the_reason() {
     let plan = walk(&[("a/kustomization.yaml", kustomization), ("a/web.yaml", WEB), ("a/plain/x.yaml", WEB)], "a");
     assert_eq!(manifests(&plan), ["a/web.yaml"]);
     assert_eq!(
-        plan.skipped,
+        plan.passed_over,
         [
             ("https://example.invalid/x.yaml".to_owned(), "a remote resource, not followed"),
             ("github.com/org/repo/deploy?ref=v1".to_owned(), "a remote resource, not followed"),
@@ -127,7 +127,7 @@ fn cycles_end_and_depth_is_bounded() {
     let chain: Vec<(&str, &str)> = chain.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
     let (plan, rounds) = walk_with(&chain, "k0", Limits::default()).unwrap();
     assert_eq!(rounds, MAX_DEPTH + 1);
-    assert_eq!(plan.skipped, [(format!("k{}", MAX_DEPTH + 1), "more kustomizations deep than are followed")]);
+    assert_eq!(plan.passed_over, [(format!("k{}", MAX_DEPTH + 1), "more kustomizations deep than are followed")]);
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn the_bounds_of_the_search_hold_for_all_files_together() {
     }
     let plan = walk.finish();
     assert!(plan.manifests.is_empty());
-    assert_eq!(plan.skipped, [("fleet/base/web.yaml".to_owned(), "a symbolic link, not followed")]);
+    assert_eq!(plan.passed_over, [("fleet/base/web.yaml".to_owned(), "a symbolic link, not followed")]);
 }
 
 #[test]
