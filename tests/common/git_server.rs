@@ -47,6 +47,13 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+impl Drop for GitServer {
+    // Every test starts its own server: hundreds of repositories would pile up in /tmp.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 impl GitServer {
     pub fn start(user: &str, password: &str) -> Self {
         let root = std::env::temp_dir().join(format!("arcadia-git-{}", super::unique_suffix()));
