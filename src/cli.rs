@@ -177,6 +177,11 @@ pub struct RunArgs {
     /// (the account limit is 5,000/hour and 250/minute).
     #[arg(long, default_value_t = 2500)]
     pub digitalocean_requests_per_hour: u32,
+    /// How long one DigitalOcean request may take, answer included. A write
+    /// with no answer by then may have happened: a revert looks for its action
+    /// before sending it again.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub digitalocean_request_timeout: Duration,
     /// Carry out approved reverts (arcadia.cloud/revert=<plan digest> on a Drift)
     /// through the DigitalOcean API; needs a token with the write scopes in
     /// docs/revert.md. Off: approvals are refused and say so.
@@ -185,6 +190,11 @@ pub struct RunArgs {
     /// Revert sagas run at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reverts: u16,
+    /// How long one revert step may go without an outcome (retries of 429s
+    /// and 5xx, and waiting on its action, included) before it fails and the
+    /// saga powers a droplet it shut down on again.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub revert_step_timeout: Duration,
     /// Which namespaces may revert a resource: tag (the resource carries the
     /// DigitalOcean tag arcadia-ns:<namespace>) or any (single-tenant clusters).
     #[arg(long, default_value = "tag", value_parser = parse_revert_claim)]
@@ -347,6 +357,7 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = client::ClientConfig::new(&args.digitalocean_api_url, client::Token::new(token));
     config.requests_per_second = f64::from(args.digitalocean_requests_per_hour.max(1)) / 3600.0;
+    config.timeout = args.digitalocean_request_timeout;
     let refresh_after = args.max_inventory_age / 2;
     if args.inventory_sync_interval >= refresh_after {
         return Err(format!(
@@ -366,6 +377,7 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
         },
         revert: args.enable_revert.then(|| crate::inventory::reverter::ReverterSettings {
             max_concurrent: usize::from(args.max_concurrent_reverts),
+            step_timeout: args.revert_step_timeout,
             claim: args.revert_claim,
             ..Default::default()
         }),

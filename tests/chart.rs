@@ -160,6 +160,7 @@ fn lint_and_render_with_default_and_other_values() {
         "--enable-revert",
         "--max-concurrent-reverts=4",
         "--revert-claim=any",
+        "--revert-step-timeout=15m",
         "kind: PrometheusRule",
         "alert: ArcadiaDriftCriticalDriftOpen",
         "severity=\"critical\"}) > 1800",

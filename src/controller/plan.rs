@@ -197,6 +197,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);
     annotations::apply(inputs, &mut tracked, &mut plan);
     reverts::approve(inputs, settings, &desired, &rules, &mut tracked, &mut plan);
+    reverts::end_without_reverter(settings, &mut tracked, &mut plan);
 
     let freshness = match (&live, inputs.resource) {
         (Ok(_), Some(r)) => freshness(r, inputs.now, settings),

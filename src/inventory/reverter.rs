@@ -24,6 +24,9 @@ pub struct ReverterSettings {
     pub poll_interval: Duration,
     /// How long a revert waits for an action of the resource's own to end before it gives up.
     pub busy_timeout: Duration,
+    /// `--revert-step-timeout`: how long one step may stay without an outcome
+    /// (retries and action polls included) before it fails and the saga compensates.
+    pub step_timeout: Duration,
     /// `--revert-claim`, checked again before a saga starts.
     pub claim: crate::revert::Claim,
 }
@@ -34,6 +37,7 @@ impl Default for ReverterSettings {
             max_concurrent: 2,
             poll_interval: Duration::from_secs(2),
             busy_timeout: Duration::from_secs(600),
+            step_timeout: Duration::from_secs(15 * 60),
             claim: crate::revert::Claim::Tag,
         }
     }
@@ -47,7 +51,23 @@ pub enum RevertError {
     Read { drift: String, source: kube::Error },
     #[error("reading {object} to derive a revert's plan: {source}")]
     ReadInput { object: String, source: kube::Error },
+    #[error(
+        "status.revert of Drift {drift} changed under this reverter (another replica drives the saga); this one stops"
+    )]
+    Superseded { drift: String },
 }
+
+/// How soon the saga's next move runs.
+enum Pace {
+    Now,
+    /// An action is in progress: ask again after the poll interval.
+    Wait,
+    /// A request failed for now: ask again after a growing pause.
+    Backoff,
+}
+
+/// The longest pause between two tries of a step.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub struct Reverter {
     client: kube::Client,
@@ -67,6 +87,11 @@ struct Saga {
     type_: DoType,
     id: String,
     record: RevertRecord,
+    /// The Drift's resourceVersion after the last write: every write of the
+    /// record is conditional on it, so a second reverter cannot move a step.
+    resource_version: Option<String>,
+    /// The record as last written (or read): a conflict that left it unchanged is no other actor's.
+    written: Option<RevertRecord>,
 }
 
 impl Reverter {
@@ -115,21 +140,39 @@ impl Reverter {
     async fn drive(&self, drift: &ObjectRef<Drift>) -> Result<(), RevertError> {
         let Some(mut saga) = self.load(drift).await? else { return Ok(()) };
         if saga.record.steps.iter().all(|s| s.state == StepState::Pending) {
-            self.write(&saga).await?;
+            self.write(&mut saga).await?;
             if let Some(why) = self.preflight(&mut saga).await? {
                 saga.record.message = Some(why);
                 saga.record.steps.iter_mut().for_each(|s| s.state = StepState::Skipped);
                 return self.end(&mut saga, SagaState::Failed).await;
             }
         }
+        let mut failures = 0;
         loop {
-            match saga::next(&saga.record) {
+            let next = saga::next(&saga.record);
+            if let Some(i) =
+                next.step().filter(|i| saga::overdue(&saga.record, *i, &crate::api::now(), self.settings.step_timeout))
+            {
+                self.give_up(&mut saga, i).await?;
+                continue;
+            }
+            let pace = match next {
                 Move::Send(i) => self.send(&mut saga, i).await?,
                 Move::Recover(i) => self.recover(&mut saga, i).await?,
                 Move::Poll(i, action) => self.poll(&mut saga, i, action).await?,
                 Move::Finish(state) => return self.end(&mut saga, state).await,
                 Move::Done => return Ok(()),
-            }
+            };
+            failures = if matches!(pace, Pace::Backoff) { failures + 1 } else { 0 };
+            tokio::time::sleep(self.pause(&pace, failures)).await;
+        }
+    }
+
+    fn pause(&self, pace: &Pace, failures: u32) -> Duration {
+        match pace {
+            Pace::Now => Duration::ZERO,
+            Pace::Wait => self.settings.poll_interval,
+            Pace::Backoff => self.settings.poll_interval.saturating_mul(1 << failures.min(6)).min(MAX_BACKOFF),
         }
     }
 }

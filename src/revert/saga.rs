@@ -41,6 +41,16 @@ fn step(call: ProviderCall, compensation: bool) -> RevertStep {
     RevertStep { call, compensation, state: StepState::Pending, action_id: None, sent_time: None, message: None }
 }
 
+impl Move {
+    /// The step this move acts on.
+    pub fn step(self) -> Option<usize> {
+        match self {
+            Move::Send(i) | Move::Recover(i) | Move::Poll(i, _) => Some(i),
+            Move::Finish(_) | Move::Done => None,
+        }
+    }
+}
+
 pub fn next(record: &RevertRecord) -> Move {
     if record.state != SagaState::Running {
         return Move::Done;
@@ -64,10 +74,48 @@ pub fn next(record: &RevertRecord) -> Move {
     }
 }
 
+/// Step `i` is about to be sent. Its first send time stays: the step's
+/// deadline runs from it, and recovery looks for actions started since.
 pub fn sending(record: &mut RevertRecord, i: usize, now: &Time) {
     let s = &mut record.steps[i];
     s.state = StepState::Sending;
-    s.sent_time = Some(now.clone());
+    s.sent_time.get_or_insert_with(|| now.clone());
+}
+
+/// Step `i` was refused for now (429, or a read it needed failed): nothing
+/// happened, and it is sent again after a pause.
+pub fn retry_later(record: &mut RevertRecord, i: usize, why: String) {
+    let s = &mut record.steps[i];
+    s.state = StepState::Pending;
+    s.message = Some(why);
+}
+
+/// Step `i` got no answer that says whether it happened: it stays Sending,
+/// so the next move looks for its action before sending it again.
+pub fn unanswered(record: &mut RevertRecord, i: usize, why: String) {
+    record.steps[i].message = Some(why);
+}
+
+/// Step `i` has been open longer than `timeout` since it was first sent.
+pub fn overdue(record: &RevertRecord, i: usize, now: &Time, timeout: std::time::Duration) -> bool {
+    let Some(sent) = record.steps[i].sent_time.as_ref() else { return false };
+    let open = matches!(record.steps[i].state, StepState::Pending | StepState::Sending | StepState::InProgress);
+    let elapsed = now.0.as_second().saturating_sub(sent.0.as_second());
+    open && elapsed > i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A shutdown of this saga may have happened and no power_on after it has.
+pub fn may_be_left_off(record: &RevertRecord) -> bool {
+    let Some(shutdown) = record.steps.iter().position(|s| action_type(s) == Some("shutdown") && may_have_happened(s))
+    else {
+        return false;
+    };
+    !record.steps[shutdown..].iter().any(|s| action_type(s) == Some("power_on") && s.state == StepState::Completed)
+}
+
+/// A compensation failed: the resource may be left as the saga shut it down.
+pub fn compensation_failed(record: &RevertRecord) -> bool {
+    record.steps.iter().any(|s| s.compensation && s.state == StepState::Failed)
 }
 
 /// The provider accepted step `i`; `action` is the action it started, if any.
@@ -90,13 +138,26 @@ pub fn action_ended(record: &mut RevertRecord, i: usize, completed: bool) {
 /// Step `i` failed: later steps are skipped, and a droplet this saga shut
 /// down is powered on again (the compensation), unless powering on is what failed.
 pub fn fail(record: &mut RevertRecord, i: usize, message: String) {
+    fail_step(record, i, message, false);
+}
+
+/// Step `i` is given up without knowing whether it happened (its action
+/// could not be read, or the deadline passed): it fails, and when it was a
+/// shutdown the droplet may be off, so it is powered on again as well.
+pub fn abandon(record: &mut RevertRecord, i: usize, message: String) {
+    fail_step(record, i, message, true);
+}
+
+fn fail_step(record: &mut RevertRecord, i: usize, message: String, maybe_done: bool) {
     let failed = &mut record.steps[i];
     failed.state = StepState::Failed;
     failed.message = Some(message.clone());
     let what = failed.call.description.clone();
     let compensating = failed.compensation;
     record.message = Some(match &record.message {
-        Some(earlier) => format!("{earlier}; then the compensation failed: {what}: {message}"),
+        Some(earlier) => format!(
+            "{earlier}; then the compensation failed: {what}: {message}: the resource may be left powered off; check it and power it on once DigitalOcean answers"
+        ),
         None => format!("{what}: {message}"),
     });
     if compensating {
@@ -106,10 +167,19 @@ pub fn fail(record: &mut RevertRecord, i: usize, message: String) {
         later.state = StepState::Skipped;
     }
     let shut_down =
-        record.steps[..i].iter().any(|s| s.state == StepState::Completed && action_type(s) == Some("shutdown"));
+        record.steps[..i].iter().any(|s| s.state == StepState::Completed && action_type(s) == Some("shutdown"))
+            || (maybe_done && action_type(&record.steps[i]) == Some("shutdown"));
     let power_on = record.steps[i + 1..].iter().find(|s| action_type(s) == Some("power_on")).map(|s| s.call.clone());
     if let (true, Some(call)) = (shut_down, power_on) {
         record.steps.push(step(call, true));
+    }
+}
+
+fn may_have_happened(s: &RevertStep) -> bool {
+    match s.state {
+        StepState::Sending | StepState::InProgress | StepState::Completed => true,
+        StepState::Failed => s.action_id.is_some(),
+        _ => false,
     }
 }
 

@@ -296,3 +296,68 @@ fn a_record_of_an_earlier_approval_is_not_the_current_one() {
     status.detected_time = Some(t(20));
     assert!(current_record(&status).is_none(), "a record of an earlier episode is history");
 }
+
+#[test]
+fn a_write_with_no_answer_stays_sending_and_is_looked_for_before_it_is_sent_again() {
+    let mut r = resize_record();
+    saga::sending(&mut r, 0, &t(2));
+    saga::unanswered(&mut r, 0, "POST /v2/droplets/3164444/actions: no answer".into());
+    assert_eq!(saga::next(&r), Move::Recover(0));
+    // A 429 did nothing: the step is sent again, and its deadline still runs from the first send.
+    let mut r = resize_record();
+    saga::sending(&mut r, 0, &t(2));
+    saga::retry_later(&mut r, 0, "429".into());
+    assert_eq!(saga::next(&r), Move::Send(0));
+    saga::sending(&mut r, 0, &t(50));
+    assert_eq!(r.steps[0].sent_time, Some(t(2)));
+}
+
+#[test]
+fn a_step_is_overdue_only_while_open_and_past_its_deadline() {
+    let timeout = std::time::Duration::from_secs(60);
+    let mut r = resize_record();
+    assert!(!saga::overdue(&r, 0, &t(1000), timeout), "never sent");
+    saga::sending(&mut r, 0, &t(2));
+    assert!(!saga::overdue(&r, 0, &t(62), timeout));
+    assert!(saga::overdue(&r, 0, &t(63), timeout));
+    saga::sent(&mut r, 0, Some(11));
+    saga::action_ended(&mut r, 0, true);
+    assert!(!saga::overdue(&r, 0, &t(1000), timeout), "ended");
+}
+
+#[test]
+fn a_shutdown_given_up_without_an_outcome_is_compensated() {
+    let mut r = resize_record();
+    saga::sending(&mut r, 0, &t(2));
+    saga::sent(&mut r, 0, Some(11));
+    saga::abandon(&mut r, 0, "cannot read DigitalOcean action 11: 403".into());
+    assert!(saga::may_be_left_off(&r));
+    assert_eq!(r.steps.len(), 4);
+    assert!(r.steps[3].compensation && r.steps[3].call.body == json!({"type": "power_on"}));
+    assert_eq!(saga::next(&r), Move::Send(3));
+    saga::sending(&mut r, 3, &t(4));
+    saga::sent(&mut r, 3, Some(14));
+    saga::abandon(&mut r, 3, "cannot read DigitalOcean action 14: 403".into());
+    assert_eq!(saga::next(&r), Move::Finish(SagaState::Failed));
+    assert!(saga::compensation_failed(&r));
+    assert!(saga::may_be_left_off(&r));
+    let message = r.message.unwrap();
+    assert!(message.contains("then the compensation failed") && message.contains("powered off"), "{message}");
+}
+
+#[test]
+fn a_shutdown_refused_outright_leaves_nothing_to_power_on() {
+    let mut r = resize_record();
+    saga::sending(&mut r, 0, &t(2));
+    saga::fail(&mut r, 0, "403 forbidden".into());
+    assert!(!saga::may_be_left_off(&r));
+    assert!(!saga::compensation_failed(&r));
+    // A completed power_on after the shutdown leaves it on.
+    let mut r = resize_record();
+    for (i, id) in [(0, 11), (1, 12), (2, 13)] {
+        saga::sending(&mut r, i, &t(3));
+        saga::sent(&mut r, i, Some(id));
+        saga::action_ended(&mut r, i, true);
+    }
+    assert!(!saga::may_be_left_off(&r));
+}

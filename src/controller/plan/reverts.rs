@@ -180,8 +180,36 @@ pub(super) fn still_drifts_while_reverting(inputs: &Inputs<'_>, t: &mut Tracked,
     fail(t, failure, plan);
 }
 
+/// With reverting turned off (no `--enable-revert`, or no token), no
+/// reverter will ever end a pending saga: it fails now, saying where it stopped.
+pub(super) fn end_without_reverter(settings: &Settings, tracked: &mut BTreeMap<String, Tracked>, plan: &mut Plan) {
+    if settings.revert.enabled {
+        return;
+    }
+    for t in tracked.values_mut().filter(|t| t.status.phase == DriftPhase::Reverting) {
+        let record = revert::current_record(&t.status);
+        if record.is_some_and(|r| r.state != SagaState::Running) {
+            continue;
+        }
+        let left_off = record.is_some_and(revert::saga::may_be_left_off);
+        let state = if left_off {
+            "; the saga had shut the droplet down: it may be left powered off, check it and power it on"
+        } else {
+            ""
+        };
+        let why = format!(
+            "reverting is turned off (the controller runs without --enable-revert or without a DigitalOcean token), so nothing more is sent; status.revert shows where the saga stopped{state}"
+        );
+        fail(t, why, plan);
+    }
+}
+
 fn fail(t: &mut Tracked, why: String, plan: &mut Plan) {
-    enter(t, DriftPhase::RevertFailed, ("RevertFailed", true), format!("revert failed: {why}"), plan);
+    let reason = match revert::current_record(&t.status) {
+        Some(r) if revert::saga::compensation_failed(r) => "RevertCompensationFailed",
+        _ => "RevertFailed",
+    };
+    enter(t, DriftPhase::RevertFailed, (reason, true), format!("revert failed: {why}"), plan);
 }
 
 /// A failed revert stands while the live value is the one it left.

@@ -780,6 +780,53 @@ fn a_failed_saga_ends_revert_failed_which_stands_while_the_live_value_does() {
     assert_eq!(reasons(&plan), ["DriftDetected"], "a new live value opens a new episode");
 }
 
+/// A Reverting drift with the saga's shutdown sent, and the record as given.
+fn reverting_with(p: &CloudProvisioned, r: &CloudResource, edit: impl Fn(&mut crate::api::RevertRecord)) -> Drift {
+    let (_, drifts) = written(p, &[], &run_reverting(p, r, &[], at(1), &[]));
+    let mut d = drifts[0].clone();
+    let mut status = d.status.clone().unwrap();
+    status.phase = DriftPhase::Reverting;
+    let episode = status.detected_time.clone().unwrap();
+    let mut record = crate::revert::saga::start(&status.revert_plan, &episode, "bob", &at(2));
+    edit(&mut record);
+    status.revert = Some(record);
+    d.status = Some(status);
+    d
+}
+
+#[test]
+fn with_reverting_turned_off_a_pending_saga_ends_revert_failed_saying_why() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = resource("s-2vcpu-4gb", at(0));
+    let d = reverting_with(&p, &r, |record| {
+        crate::revert::saga::sending(record, 0, &at(2));
+        crate::revert::saga::sent(record, 0, Some(11));
+    });
+    let plan = run_with_settings(&p, &r, &[d], at(4), (&[], &[]), &Settings::default());
+    assert_eq!(reasons(&plan), ["RevertFailed"]);
+    let status = &plan.drift_writes[0].status;
+    assert_eq!(status.phase, DriftPhase::RevertFailed);
+    let message = status.message.as_deref().unwrap();
+    assert!(message.contains("--enable-revert") && message.contains("may be left powered off"), "{message}");
+}
+
+#[test]
+fn a_saga_whose_compensation_failed_says_so_in_its_own_event() {
+    let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));
+    let r = resource("s-2vcpu-4gb", at(0));
+    let d = reverting_with(&p, &r, |record| {
+        crate::revert::saga::sending(record, 0, &at(2));
+        crate::revert::saga::sent(record, 0, Some(11));
+        crate::revert::saga::abandon(record, 0, "cannot read DigitalOcean action 11: 403".into());
+        crate::revert::saga::sending(record, 3, &at(3));
+        crate::revert::saga::fail(record, 3, "403 forbidden".into());
+        crate::revert::saga::finish(record, crate::api::SagaState::Failed, &at(3));
+    });
+    let plan = run_reverting(&p, &r, &[d], at(4), &[]);
+    assert_eq!(reasons(&plan), ["RevertCompensationFailed"]);
+    assert!(plan.drift_writes[0].status.message.as_deref().unwrap().contains("powered off"));
+}
+
 #[test]
 fn peers_that_want_another_value_show_desired_conflict_and_block_the_revert() {
     let p = provisioned(json!({"size_slug": "s-1vcpu-1gb"}));

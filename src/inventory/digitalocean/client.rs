@@ -50,20 +50,52 @@ pub enum DoError {
     #[error("{request}: still rate limited (429) after {attempts} attempts")]
     RateLimited { request: String, attempts: u32 },
     #[error("{request}: server error {status} after {attempts} attempts: {message}")]
-    Server { request: String, status: u16, attempts: u32, message: String },
+    Server { request: String, status: u16, attempts: u32, message: String, write: bool },
     #[error("{request}: unexpected status {status}: {message}")]
     Status { request: String, status: u16, message: String },
     #[error("{request}: the response is not the documented JSON: {detail}")]
-    Malformed { request: String, detail: String },
+    Malformed { request: String, detail: String, write: bool },
     #[error("{request}: no answer after {attempts} attempts: {detail}")]
-    Transport { request: String, attempts: u32, detail: String },
+    Transport { request: String, attempts: u32, detail: String, write: bool },
     #[error("bad DigitalOcean API URL {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
     #[error("refused before sending: {detail}")]
     NotPermitted { detail: String },
 }
 
+/// What a failed request means for whoever sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Refused: sending it again changes nothing (401, 403, any other 4xx but
+    /// 429, or refused before it was sent).
+    Permanent,
+    /// Nothing happened, and asking again later may work (429; a 5xx, a
+    /// garbled answer or no answer to a read).
+    Transient,
+    /// A write whose effect may have happened: no answer, a timeout, a 5xx
+    /// or a garbled 2xx. Look before sending it again.
+    Unknown,
+}
+
 impl DoError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            DoError::Unauthorized { .. }
+            | DoError::Forbidden { .. }
+            | DoError::Status { .. }
+            | DoError::BadUrl { .. }
+            | DoError::NotPermitted { .. } => ErrorClass::Permanent,
+            DoError::RateLimited { .. } => ErrorClass::Transient,
+            DoError::Server { write, .. } | DoError::Malformed { write, .. } | DoError::Transport { write, .. } => {
+                if *write {
+                    ErrorClass::Unknown
+                } else {
+                    ErrorClass::Transient
+                }
+            }
+        }
+    }
+
     /// A bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -210,7 +242,8 @@ impl DoClient {
         while let Some(request) = next.take() {
             requests += 1;
             let body = self.get_ok(&request).await?;
-            let malformed = |detail: String| DoError::Malformed { request: format!("GET {request}"), detail };
+            let malformed =
+                |detail: String| DoError::Malformed { request: format!("GET {request}"), detail, write: false };
             let mut page: serde_json::Map<String, Value> =
                 serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
             let array = match page.remove(key) {
@@ -258,7 +291,7 @@ impl DoClient {
     ) -> Result<Vec<T>, DoError> {
         let request = format!("{path}?page=1&per_page={per_page}");
         let body = self.get_ok(&request).await?;
-        let malformed = |detail: String| DoError::Malformed { request: format!("GET {request}"), detail };
+        let malformed = |detail: String| DoError::Malformed { request: format!("GET {request}"), detail, write: false };
         let mut page: serde_json::Map<String, Value> =
             serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
         match page.remove(key) {
@@ -275,7 +308,8 @@ impl DoClient {
     pub async fn get<T: DeserializeOwned>(&self, path: &str, key: &str) -> Result<Option<T>, DoError> {
         match self.get_ok(path).await {
             Ok(body) => {
-                let malformed = |detail: String| DoError::Malformed { request: format!("GET {path}"), detail };
+                let malformed =
+                    |detail: String| DoError::Malformed { request: format!("GET {path}"), detail, write: false };
                 let mut value: serde_json::Map<String, Value> =
                     serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
                 let item = value.remove(key).ok_or_else(|| malformed(format!("no `{key}` object")))?;
@@ -292,6 +326,7 @@ impl DoClient {
         let uri: http::Uri = next.parse().map_err(|e| DoError::Malformed {
             request: next.to_owned(),
             detail: format!("links.pages.next is not a URL: {e}"),
+            write: false,
         })?;
         Ok(uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()))
     }
@@ -356,6 +391,7 @@ impl DoClient {
                                 status: code,
                                 attempts: attempt,
                                 message,
+                                write: !idempotent,
                             });
                         }
                         code => {
@@ -368,7 +404,8 @@ impl DoClient {
                     self.backoff(attempt)
                 }
                 Err(detail) => {
-                    return Err(DoError::Transport { request: request.into(), attempts: attempt, detail });
+                    let write = !idempotent;
+                    return Err(DoError::Transport { request: request.into(), attempts: attempt, detail, write });
                 }
             };
             tokio::time::sleep(retry_in).await;

@@ -132,8 +132,11 @@ impl DigitalOcean {
         if !call.waits_for_action {
             return Ok(None);
         }
-        let malformed =
-            |detail: String| DoError::Malformed { request: format!("{} {}", call.method, call.path), detail };
+        let malformed = |detail: String| DoError::Malformed {
+            request: format!("{} {}", call.method, call.path),
+            detail,
+            write: true,
+        };
         let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
         let id = answer.pointer("/action/id").and_then(serde_json::Value::as_u64);
         id.map(Some).ok_or_else(|| malformed("no `action.id` in the answer".into()))

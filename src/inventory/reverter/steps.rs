@@ -1,7 +1,7 @@
 //! The reverter's steps: each reads or writes the provider or the Drift, and
 //! records what happened in the saga's record.
 
-use super::{RevertError, Reverter, Saga};
+use super::{Pace, RevertError, Reverter, Saga};
 use crate::accept::provenance;
 use crate::api::{
     self, CloudProvisioned, CloudResource, Drift, DriftPhase, DriftPolicy, REVERTER_FIELD_MANAGER, RevertRecord,
@@ -9,6 +9,7 @@ use crate::api::{
 };
 use crate::detect::{loosely_equal, render_value};
 use crate::inventory::digitalocean::DoType;
+use crate::inventory::digitalocean::client::{DoError, ErrorClass};
 use crate::inventory::metrics::ResultLabel;
 use crate::policy;
 use crate::revert::execution::{self, Decision, Evidence};
@@ -87,8 +88,17 @@ impl Reverter {
             (Decision::Refuse(why), _) => (refused(why), false),
         };
         let (type_, id) = target.unwrap_or((DoType::Droplet, String::new()));
-        let mut saga =
-            Saga { drift: drift.clone(), api, field: d.spec.field.clone(), actual: basis.actual, type_, id, record };
+        let mut saga = Saga {
+            drift: drift.clone(),
+            api,
+            field: d.spec.field.clone(),
+            actual: basis.actual,
+            type_,
+            id,
+            record,
+            resource_version: d.resource_version(),
+            written: d.status.as_ref().and_then(|s| s.revert.clone()),
+        };
         if !run {
             tracing::warn!(drift = %name, message = ?saga.record.message, "revert refused before anything was sent");
             self.end(&mut saga, SagaState::Failed).await?;
@@ -135,24 +145,50 @@ impl Reverter {
         Ok(Basis { preview, claim, resource, resource_name, actual: actual.unwrap_or_default() })
     }
 
-    /// Writes the record; nothing the reverter does is waited on before this returns.
-    pub(super) async fn write(&self, saga: &Saga) -> Result<(), RevertError> {
-        let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": {"revert": saga.record}});
+    /// Writes the record, on the condition that the Drift is the version
+    /// this reverter last wrote or read; nothing it does is waited on before
+    /// this returns. A conflict that left the record as this reverter wrote
+    /// it (the controller wrote other fields) is retried on the new version;
+    /// one that changed it means another reverter acts, and this one stops.
+    pub(super) async fn write(&self, saga: &mut Saga) -> Result<(), RevertError> {
         let params = PatchParams::apply(REVERTER_FIELD_MANAGER).force();
         let drift = format!("{}/{}", saga.drift.namespace.clone().unwrap_or_default(), saga.drift.name);
-        saga.api
-            .patch_status(&saga.drift.name, &params, &Patch::Apply(body))
-            .await
-            .map_err(|source| RevertError::Record { drift, source })?;
-        self.syncer.metrics().writes.count("drift_status");
-        Ok(())
+        for _ in 0..5 {
+            let mut body =
+                json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": {"revert": saga.record}});
+            if let Some(version) = &saga.resource_version {
+                body["metadata"] = json!({"resourceVersion": version});
+            }
+            match saga.api.patch_status(&saga.drift.name, &params, &Patch::Apply(body)).await {
+                Ok(written) => {
+                    self.syncer.metrics().writes.count("drift_status");
+                    saga.resource_version = written.resource_version();
+                    saga.written = Some(saga.record.clone());
+                    return Ok(());
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    let fresh = saga
+                        .api
+                        .get(&saga.drift.name)
+                        .await
+                        .map_err(|source| RevertError::Read { drift: drift.clone(), source })?;
+                    if fresh.status.as_ref().and_then(|s| s.revert.as_ref()) != saga.written.as_ref() {
+                        tracing::warn!(%drift, "status.revert changed under this reverter; it stops driving the saga");
+                        return Err(RevertError::Superseded { drift });
+                    }
+                    saga.resource_version = fresh.resource_version();
+                }
+                Err(source) => return Err(RevertError::Record { drift, source }),
+            }
+        }
+        Err(RevertError::Superseded { drift })
     }
 
     /// Before the first call: the resource still has the live value the plan
     /// was made from, and no action of its own is in progress. `Some(why)` stops the saga untouched.
     pub(super) async fn preflight(&self, saga: &mut Saga) -> Result<Option<String>, RevertError> {
         let source = self.syncer.source();
-        let live = match source.get(saga.type_, &saga.id).await {
+        let live = match self.read_patiently(|| source.get(saga.type_, &saga.id)).await {
             Ok(Some(live)) => live,
             Ok(None) => return Ok(Some("the resource is gone from DigitalOcean (404); nothing was touched".into())),
             Err(e) => return Ok(Some(format!("cannot read the resource before reverting ({e}); nothing was touched"))),
@@ -169,6 +205,26 @@ impl Reverter {
         self.wait_until_idle(saga).await
     }
 
+    /// A read before the first call, asked again while DigitalOcean refuses
+    /// it for now (429, 5xx), until the step deadline; a permanent error is final.
+    async fn read_patiently<T, Fut>(&self, read: impl Fn() -> Fut) -> Result<T, DoError>
+    where
+        Fut: Future<Output = Result<T, DoError>>,
+    {
+        let started = Instant::now();
+        let mut failures = 0;
+        loop {
+            match read().await {
+                Err(e) if e.class() == ErrorClass::Transient && started.elapsed() < self.settings.step_timeout => {
+                    failures += 1;
+                    tracing::info!(error = %e, "DigitalOcean refused a read for now; asking again before the revert starts");
+                    tokio::time::sleep(self.pause(&Pace::Backoff, failures)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Waits while the resource has an action of its own in progress.
     async fn wait_until_idle(&self, saga: &mut Saga) -> Result<Option<String>, RevertError> {
         if !matches!(saga.type_, DoType::Droplet | DoType::Volume) {
@@ -176,7 +232,7 @@ impl Reverter {
         }
         let started = Instant::now();
         loop {
-            let busy = match self.syncer.source().resource_actions(saga.type_, &saga.id).await {
+            let busy = match self.read_patiently(|| self.syncer.source().resource_actions(saga.type_, &saga.id)).await {
                 Ok(actions) => actions.into_iter().find(|a| a.status == "in-progress"),
                 Err(e) => {
                     return Ok(Some(format!(
@@ -207,32 +263,57 @@ impl Reverter {
         }
     }
 
-    /// Records step `i` as sending, sends it, and records the answer.
-    pub(super) async fn send(&self, saga: &mut Saga, i: usize) -> Result<(), RevertError> {
+    /// Records step `i` as sending, sends it, and records what the answer
+    /// says by its class: done, refused (the step fails), refused for now
+    /// (sent again later) or unknown (its action is looked for first).
+    pub(super) async fn send(&self, saga: &mut Saga, i: usize) -> Result<Pace, RevertError> {
         saga::sending(&mut saga.record, i, &api::now());
         self.write(saga).await?;
         let requests_before = self.syncer.source().client.requests_sent();
         let answer = self.syncer.source().call(&saga.record.steps[i].call).await;
         self.count_requests(requests_before);
-        match answer {
-            Ok(action) => saga::sent(&mut saga.record, i, action),
-            Err(error) => saga::fail(&mut saga.record, i, error.to_string()),
-        }
-        self.write(saga).await
+        let pace = match answer {
+            Ok(action) => {
+                saga::sent(&mut saga.record, i, action);
+                Pace::Now
+            }
+            Err(error) => match error.class() {
+                ErrorClass::Permanent => {
+                    saga::fail(&mut saga.record, i, error.to_string());
+                    Pace::Now
+                }
+                ErrorClass::Transient => {
+                    saga::retry_later(&mut saga.record, i, format!("{error}; sending it again"));
+                    Pace::Backoff
+                }
+                ErrorClass::Unknown => {
+                    let why = format!("{error}; it may have happened: looking for its action before sending it again");
+                    saga::unanswered(&mut saga.record, i, why);
+                    Pace::Backoff
+                }
+            },
+        };
+        self.write(saga).await?;
+        Ok(pace)
     }
 
-    /// Step `i` may have been sent before a restart: adopt its action if the
-    /// resource shows one of the same type started since, else send it again.
-    pub(super) async fn recover(&self, saga: &mut Saga, i: usize) -> Result<(), RevertError> {
+    /// Step `i` may have been sent (a restart, or an answer lost): adopt its
+    /// action if the resource shows one of the same type started since, else send it again.
+    pub(super) async fn recover(&self, saga: &mut Saga, i: usize) -> Result<Pace, RevertError> {
         let step = &saga.record.steps[i];
         let kind = step.call.body.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
         let since = step.sent_time.as_ref().map(|t| t.0.as_second() - 60).unwrap_or(i64::MIN);
         let actions = match self.syncer.source().resource_actions(saga.type_, &saga.id).await {
             Ok(actions) => actions,
             Err(error) => {
-                tracing::info!(%error, "cannot read the resource's actions to resume a revert; asking again");
-                tokio::time::sleep(self.settings.poll_interval).await;
-                return Ok(());
+                return self
+                    .read_failed(
+                        saga,
+                        i,
+                        format!("cannot read the resource's actions to learn whether the step happened: {error}"),
+                        &error,
+                    )
+                    .await;
             }
         };
         let started = |a: &crate::inventory::feed::Action| {
@@ -246,29 +327,54 @@ impl Reverter {
             Some(action) => saga::sent(&mut saga.record, i, Some(action.id)),
             None => saga.record.steps[i].state = StepState::Pending,
         }
-        self.write(saga).await
+        self.write(saga).await?;
+        Ok(Pace::Now)
     }
 
-    /// Waits for the action of step `i` to end, and records how it ended.
-    pub(super) async fn poll(&self, saga: &mut Saga, i: usize, action: u64) -> Result<(), RevertError> {
-        loop {
-            let requests_before = self.syncer.source().client.requests_sent();
-            let read = self.syncer.source().action(action).await;
-            self.count_requests(requests_before);
-            match read {
-                Ok(Some(a)) if a.status == "in-progress" => {}
-                Ok(Some(a)) => {
-                    saga::action_ended(&mut saga.record, i, a.status == "completed");
-                    return self.write(saga).await;
-                }
-                Ok(None) => {
-                    saga::fail(&mut saga.record, i, format!("DigitalOcean action {action} is gone (404)"));
-                    return self.write(saga).await;
-                }
-                Err(error) => tracing::info!(%error, action, "cannot read a revert's action; asking again"),
+    /// Reads the action of step `i` once, and records how it ended.
+    pub(super) async fn poll(&self, saga: &mut Saga, i: usize, action: u64) -> Result<Pace, RevertError> {
+        let requests_before = self.syncer.source().client.requests_sent();
+        let read = self.syncer.source().action(action).await;
+        self.count_requests(requests_before);
+        match read {
+            Ok(Some(a)) if a.status == "in-progress" => return Ok(Pace::Wait),
+            Ok(Some(a)) => saga::action_ended(&mut saga.record, i, a.status == "completed"),
+            Ok(None) => saga::abandon(&mut saga.record, i, format!("DigitalOcean action {action} is gone (404)")),
+            Err(error) => {
+                return self
+                    .read_failed(saga, i, format!("cannot read DigitalOcean action {action}: {error}"), &error)
+                    .await;
             }
-            tokio::time::sleep(self.settings.poll_interval).await;
         }
+        self.write(saga).await?;
+        Ok(Pace::Now)
+    }
+
+    /// A read the saga needs failed: for now (kept as the step's last error,
+    /// and asked again), or for good (the step is given up, and compensated).
+    async fn read_failed(&self, saga: &mut Saga, i: usize, why: String, error: &DoError) -> Result<Pace, RevertError> {
+        if error.class() == ErrorClass::Transient {
+            tracing::info!(drift = %saga.drift.name, "{why}; asking again");
+            saga.record.steps[i].message = Some(why);
+            return Ok(Pace::Backoff);
+        }
+        saga::abandon(&mut saga.record, i, why);
+        self.write(saga).await?;
+        Ok(Pace::Now)
+    }
+
+    /// Step `i` has had no outcome within `--revert-step-timeout`: it fails,
+    /// and what it may have done is compensated.
+    pub(super) async fn give_up(&self, saga: &mut Saga, i: usize) -> Result<(), RevertError> {
+        let step = &saga.record.steps[i];
+        let last = step.message.as_ref().map(|m| format!(" (last: {m})")).unwrap_or_default();
+        let why = format!("no outcome within --revert-step-timeout ({}s){last}", self.settings.step_timeout.as_secs());
+        if step.state == StepState::Pending {
+            saga::fail(&mut saga.record, i, why);
+        } else {
+            saga::abandon(&mut saga.record, i, why);
+        }
+        self.write(saga).await
     }
 
     /// Ends the saga; after a success, the resource is read again at once so
@@ -276,9 +382,17 @@ impl Reverter {
     pub(super) async fn end(&self, saga: &mut Saga, state: SagaState) -> Result<(), RevertError> {
         saga::finish(&mut saga.record, state, &api::now());
         self.write(saga).await?;
-        let result = if state == SagaState::Succeeded { "succeeded" } else { "failed" };
+        let result = match state {
+            SagaState::Succeeded => "succeeded",
+            _ if saga::compensation_failed(&saga.record) => "compensation_failed",
+            _ => "failed",
+        };
         self.syncer.metrics().reverts.get_or_create(&ResultLabel { result }).inc();
-        tracing::info!(drift = %saga.drift.name, result, message = ?saga.record.message, "revert saga ended");
+        if result == "compensation_failed" {
+            tracing::error!(drift = %saga.drift.name, message = ?saga.record.message, "a revert's compensation failed: the resource may be left powered off");
+        } else {
+            tracing::info!(drift = %saga.drift.name, result, message = ?saga.record.message, "revert saga ended");
+        }
         if state == SagaState::Succeeded
             && let Err(error) = self.syncer.refresh(saga.type_, &saga.id).await
         {
