@@ -11,6 +11,7 @@ use arcadia_drift::api::{
 };
 use common::controller::ControllerProcess;
 use common::fake_do::{FakeDo, TOKEN, droplet};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -319,6 +320,103 @@ async fn an_errored_resize_ends_revert_failed_with_the_droplet_powered_on_again(
     );
     assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"]);
     assert_eq!(env.fake.droplet(id)["status"], "active", "powered on again");
+
+    // Every approval is a new attempt: approved again, a new saga runs from its first step.
+    let drifts = env.drifts();
+    let name = failed.metadata.name.clone().unwrap();
+    common::eventually(Duration::from_secs(30), "the first approval consumed", || async {
+        let d = drifts.get(&name).await.ok()?;
+        (!d.metadata.annotations.unwrap_or_default().contains_key(ANNOTATION_REVERT)).then_some(())
+    })
+    .await;
+    let failed = drifts.get(&name).await.unwrap();
+    let mut again = approve(&failed, "erin");
+    again[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+    env.annotate(&failed, again).await;
+    env.drift("size_slug", "Reverted on the second attempt", phase(DriftPhase::Reverted)).await;
+    assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on", "shutdown", "resize", "power_on"]);
+    assert_eq!(env.fake.droplet(id)["size_slug"], "s-1vcpu-1gb");
+}
+
+/// Reads of `GET /v2/actions/{id}` the fake received.
+fn action_reads(fake: &FakeDo) -> usize {
+    fake.requests().iter().filter(|r| r.starts_with("/v2/actions/")).count()
+}
+
+/// A token that lost its scope for reading actions once the shutdown was
+/// accepted: the saga cannot learn whether the droplet is off, so it powers
+/// it on, cannot learn that either, and says so loudly, without retrying a 403.
+#[tokio::test]
+async fn a_403_on_every_action_read_ends_revert_failed_with_the_power_on_sent_and_said_loudly() {
+    let env = Env::new("revert-forbidden").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.fake.with(|s| s.forbid_action_reads_after = Some("shutdown".into()));
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let _controller = env.controller(&["--enable-revert", "--revert-step-timeout", "60s"]);
+    let open = env.drift("size_slug", "an Open drift", |s| s.revert_plan.len() == 3).await;
+    let mut yes = approve(&open, "erin");
+    yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+    env.annotate(&open, yes).await;
+    let failed = env.drift("size_slug", "RevertFailed", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap();
+    assert!(message.contains("403") && message.contains("the compensation failed"), "{message}");
+    assert!(message.contains("may be left powered off"), "{message}");
+    assert_eq!(action_types(&env.fake, id), ["shutdown", "power_on"], "the resize was never sent");
+    assert_eq!(action_reads(&env.fake), 2, "one read of each action: a 403 is not asked again");
+    common::eventually(Duration::from_secs(10), "the power_on carried out", || async {
+        (env.fake.droplet(id)["status"] == "active").then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &env.ns);
+    common::eventually(Duration::from_secs(30), "a RevertCompensationFailed Event", || async {
+        let all = events.list(&ListParams::default()).await.ok()?.items;
+        all.into_iter().find(|e| e.reason.as_deref() == Some("RevertCompensationFailed"))
+    })
+    .await;
+}
+
+/// The answer to the resize is lost after DigitalOcean started it: the saga
+/// finds the action it started instead of resizing twice.
+#[tokio::test]
+async fn a_resize_whose_answer_is_lost_is_adopted_not_sent_again() {
+    let env = Env::new("revert-lost-answer").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.fake.with(|s| s.hold_answer = Some(("resize".into(), Duration::from_secs(6))));
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let _controller = env.controller(&["--enable-revert", "--digitalocean-request-timeout", "2s"]);
+    let open = env.drift("size_slug", "an Open drift", |s| s.revert_plan.len() == 3).await;
+    let mut yes = approve(&open, "erin");
+    yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+    env.annotate(&open, yes).await;
+    env.drift("size_slug", "Reverted", phase(DriftPhase::Reverted)).await;
+    assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"], "one resize in all");
+    let writes: Vec<String> =
+        env.writes().iter().map(|(_, _, b)| b["type"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(writes, ["shutdown", "resize", "power_on"], "each call sent once");
+}
+
+/// Reverting turned off while a saga is pending: it ends RevertFailed, with why, and nothing is sent.
+#[tokio::test]
+async fn with_enable_revert_turned_off_a_pending_saga_ends_revert_failed_with_why() {
+    let env = Env::new("revert-turned-off").await;
+    let Stopped { .. } = stopped_while_waiting(&env).await;
+    let _second = env.controller(&[]);
+    let failed = env.drift("name", "RevertFailed", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap();
+    assert!(message.contains("--enable-revert") && message.contains("nothing more is sent"), "{message}");
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    // The approval is spent, so a later reconcile does not replace the message with a refusal.
+    let name = failed.metadata.name.unwrap();
+    common::eventually(Duration::from_secs(30), "the approval consumed", || async {
+        let d = env.drifts().get(&name).await.ok()?;
+        (!d.annotations().contains_key(ANNOTATION_REVERT)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let message = env.drifts().get(&name).await.unwrap().status.unwrap().message.unwrap();
+    assert!(message.contains("nothing more is sent"), "{message}");
 }
 
 /// Kill -9 while each step of the resize saga waits on its action: the next

@@ -51,6 +51,11 @@ pub struct FakeState {
     pub fail_actions: BTreeSet<String>,
     /// How long an action the fake starts stays in progress.
     pub action_delay: Duration,
+    /// Once a droplet action of this type was accepted, every `GET /v2/actions/{id}` answers 403.
+    pub forbid_action_reads_after: Option<String>,
+    forbid_action_reads: bool,
+    /// The next droplet action of this type is carried out, and its answer held back this long.
+    pub hold_answer: Option<(String, Duration)>,
 }
 
 impl FakeState {
@@ -212,6 +217,9 @@ impl FakeDo {
 fn serve_actions(s: &FakeState, path: &str) -> Option<Response> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
+        ["v2", "actions", _] if s.forbid_action_reads => {
+            Some(error(403, "forbidden", "You are not authorized to perform this operation."))
+        }
         ["v2", "actions", id] => {
             Some(match s.actions.iter().find(|a| a["id"].as_u64().is_some_and(|n| n.to_string() == *id)) {
                 Some(a) => axum::Json(json!({"action": a})).into_response(),
@@ -281,10 +289,28 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
     let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap_or_default();
     if method != "GET" && authorized && state.lock().unwrap().faults.is_empty() {
         let mut response = super::fake_do_writes::serve_write(&state, &method, &path, &body);
-        let mut s = state.lock().unwrap();
-        s.requests.push(path_and_query);
-        s.remaining = s.remaining.saturating_sub(1);
-        rate_limit_headers(response.headers_mut(), s.remaining);
+        let hold = {
+            let mut s = state.lock().unwrap();
+            s.requests.push(path_and_query);
+            s.remaining = s.remaining.saturating_sub(1);
+            rate_limit_headers(response.headers_mut(), s.remaining);
+            let kind = serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["type"].as_str().map(str::to_owned));
+            let accepted = response.status().is_success();
+            if accepted && kind.is_some() && kind == s.forbid_action_reads_after {
+                s.forbid_action_reads = true;
+            }
+            match &s.hold_answer {
+                Some((held, delay)) if accepted && kind.as_ref() == Some(held) => {
+                    let delay = *delay;
+                    s.hold_answer = None;
+                    Some(delay)
+                }
+                _ => None,
+            }
+        };
+        if let Some(delay) = hold {
+            tokio::time::sleep(delay).await;
+        }
         return response;
     }
     let mut s = state.lock().unwrap();

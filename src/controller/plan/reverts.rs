@@ -201,6 +201,10 @@ pub(super) fn end_without_reverter(settings: &Settings, tracked: &mut BTreeMap<S
             "reverting is turned off (the controller runs without --enable-revert or without a DigitalOcean token), so nothing more is sent; status.revert shows where the saga stopped{state}"
         );
         fail(t, why, plan);
+        // The approval is spent: left on, it would be refused on the next reconcile, hiding why the saga ended.
+        if !plan.consume_annotations.contains(&t.name) {
+            plan.consume_annotations.push(t.name.clone());
+        }
     }
 }
 

@@ -202,7 +202,8 @@ impl Reverter {
                 render_value(&now)
             )));
         }
-        self.wait_until_idle(saga).await
+        let busy = self.wait_until_idle(saga).await?;
+        Ok(busy.map(|why| format!("{why}; nothing was touched")))
     }
 
     /// A read before the first call, asked again while DigitalOcean refuses
@@ -230,24 +231,22 @@ impl Reverter {
         if !matches!(saga.type_, DoType::Droplet | DoType::Volume) {
             return Ok(None);
         }
-        let started = Instant::now();
+        let (started, before) = (Instant::now(), saga.record.message.clone());
         loop {
             let busy = match self.read_patiently(|| self.syncer.source().resource_actions(saga.type_, &saga.id)).await {
                 Ok(actions) => actions.into_iter().find(|a| a.status == "in-progress"),
                 Err(e) => {
-                    return Ok(Some(format!(
-                        "cannot read the resource's actions before reverting ({e}); nothing was touched"
-                    )));
+                    return Ok(Some(format!("cannot read the resource's actions ({e})")));
                 }
             };
             let Some(action) = busy else {
                 // The wait is over; the message is for failures from here on.
-                saga.record.message = None;
+                saga.record.message = before;
                 return Ok(None);
             };
             if started.elapsed() > self.settings.busy_timeout {
                 return Ok(Some(format!(
-                    "DigitalOcean action {} ({}) is still in progress on the resource after {}s; nothing was touched",
+                    "DigitalOcean action {} ({}) is still in progress on the resource after {}s",
                     action.id,
                     action.kind,
                     self.settings.busy_timeout.as_secs()
@@ -267,6 +266,14 @@ impl Reverter {
     /// says by its class: done, refused (the step fails), refused for now
     /// (sent again later) or unknown (its action is looked for first).
     pub(super) async fn send(&self, saga: &mut Saga, i: usize) -> Result<Pace, RevertError> {
+        // A compensation sent while the failed step's action still locks the droplet would be refused (422).
+        if saga.record.steps[i].compensation
+            && let Some(why) = self.wait_until_idle(saga).await?
+        {
+            saga::fail(&mut saga.record, i, why);
+            self.write(saga).await?;
+            return Ok(Pace::Now);
+        }
         saga::sending(&mut saga.record, i, &api::now());
         self.write(saga).await?;
         let requests_before = self.syncer.source().client.requests_sent();
