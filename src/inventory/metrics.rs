@@ -82,7 +82,7 @@ impl InventoryMetrics {
         for result in ["succeeded", "failed"] {
             let _ = m.reverts.get_or_create(&ResultLabel { result });
         }
-        registry.register("reverts", "Revert sagas that ended, by result (succeeded, failed)", m.reverts.clone());
+        registry.register("reverts", "Revert sagas that ended, by result (succeeded, failed, compensation_failed: the resource may be left powered off)", m.reverts.clone());
         m
     }
 
