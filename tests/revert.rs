@@ -790,3 +790,62 @@ async fn a_record_forged_under_the_reverters_own_field_manager_is_not_resumed() 
     assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the attacker's listener");
 }
+
+/// A droplet attached to the firewall after the inventory's copy was made:
+/// the approved PUT would detach it, so the reverter refuses, naming the
+/// difference; the plan made again carries the current droplets.
+#[tokio::test]
+async fn a_firewall_changed_since_the_sync_is_never_written_back_stale() {
+    let env = Env::new("revert-firewall").await;
+    let fw = format!("{:08x}-3d72-467b-8602-280330ecd65c", fresh_id() % 0xffff_ffff);
+    let ssh = json!([{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0"]}}]);
+    let https = json!([{"protocol": "tcp", "ports": "443", "sources": {"addresses": ["0.0.0.0/0"]}}]);
+    env.fake.add(
+        "/v2/firewalls",
+        json!({"id": fw, "name": "web-fw", "status": "succeeded", "inbound_rules": ssh, "outbound_rules": [],
+            "droplet_ids": [8043964], "tags": [env.claim_tag()], "created_at": "2026-11-30T00:00:00Z"}),
+    );
+    let body = json!({
+        "apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": "web-fw"},
+        "spec": {"resourceRef": {"name": format!("digitalocean-firewall-{fw}")}, "desired": {"inbound_rules": https}},
+    });
+    let api: Api<CloudProvisioned> = Api::namespaced(env.client.clone(), &env.ns);
+    api.patch("web-fw", &PatchParams::apply("test"), &Patch::Apply(body)).await.unwrap();
+    let _controller = env.controller(&["--enable-revert"]);
+    let open = env.drift("inbound_rules", "an Open drift with a plan", |s| s.revert_plan.len() == 1).await;
+    assert_eq!(open.status.as_ref().unwrap().revert_plan[0].body["droplet_ids"], json!([8043964]));
+
+    // Attached by hand between the sync and the approval.
+    env.fake.with(|s| {
+        let firewall = s.collection_mut("/v2/firewalls").iter_mut().find(|f| f["id"] == fw).unwrap();
+        firewall["droplet_ids"] = json!([8043964, 8043965]);
+    });
+    env.annotate(&open, approve(&open, "erin")).await;
+    let refused = env.drift("inbound_rules", "RevertFailed", phase(DriftPhase::RevertFailed)).await;
+    let message = refused.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("the resource changed since the plan was made") && message.contains("8043965"),
+        "{message}"
+    );
+    assert!(env.writes().is_empty(), "nothing was sent: {:?}", env.writes());
+
+    // The reverter read the firewall again: the new plan keeps both droplets, and runs.
+    let replanned = env
+        .drift("inbound_rules", "a plan with both droplets", |s| {
+            s.revert_plan.first().is_some_and(|c| c.body["droplet_ids"] == json!([8043964, 8043965]))
+        })
+        .await;
+    let drifts = env.drifts();
+    let name = replanned.metadata.name.clone().unwrap();
+    common::eventually(Duration::from_secs(30), "the first approval consumed", || async {
+        let d = drifts.get(&name).await.ok()?;
+        (!d.annotations().contains_key(ANNOTATION_REVERT)).then_some(())
+    })
+    .await;
+    let replanned = drifts.get(&name).await.unwrap();
+    env.annotate(&replanned, approve(&replanned, "erin")).await;
+    env.drift("inbound_rules", "Reverted", phase(DriftPhase::Reverted)).await;
+    let writes = env.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].2["droplet_ids"], json!([8043964, 8043965]), "never the old droplet list");
+}

@@ -196,13 +196,17 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let mut desired = accepts::overlay(&p.spec.desired, &pending);
     accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);
     annotations::apply(inputs, &mut tracked, &mut plan);
-    reverts::approve(inputs, settings, &desired, &rules, &mut tracked, &mut plan);
-    reverts::end_without_reverter(settings, &mut tracked, &mut plan);
-
     let freshness = match (&live, inputs.resource) {
         (Ok(_), Some(r)) => freshness(r, inputs.now, settings),
         _ => Freshness::Fresh,
     };
+    let stale = match &freshness {
+        Freshness::Stale(why) => Some(why.as_str()),
+        Freshness::Fresh => None,
+    };
+    reverts::approve(inputs, (settings, stale), &desired, &rules, &mut tracked, &mut plan);
+    reverts::end_without_reverter(settings, &mut tracked, &mut plan);
+
     let ignored = match &live {
         Ok(view) => compare::compare(inputs, view, &desired, &rules, &freshness, settings, &mut tracked, &mut plan),
         Err(_) => Default::default(),

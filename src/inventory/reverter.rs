@@ -84,6 +84,8 @@ struct Saga {
     field: String,
     /// The live value the plan was derived from (the CloudResource's).
     actual: serde_json::Value,
+    /// The value the plan writes (spec.desired's, with pending Git changes).
+    desired: Option<serde_json::Value>,
     type_: DoType,
     id: String,
     record: RevertRecord,

@@ -51,6 +51,8 @@ pub struct Approval<'a> {
     pub resource_tags: &'a [String],
     /// Other CloudProvisioneds (`namespace/name`) naming the same resource with a different desired value for the field.
     pub conflicts: &'a [String],
+    /// Why the inventory cannot be trusted now (`InventoryFresh=False`), when it cannot.
+    pub stale_inventory: Option<&'a str>,
 }
 
 /// The tag that lets `namespace` revert a resource.
@@ -101,6 +103,11 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
     }
     if !matches!(a.phase, DriftPhase::Open | DriftPhase::RevertFailed) {
         return refused(format!("the drift is {}, and only an Open or RevertFailed drift can be reverted", a.phase));
+    }
+    if let Some(why) = a.stale_inventory {
+        return refused(format!(
+            "the inventory is not fresh (condition InventoryFresh=False: {why}), and a plan made from an old copy could write stale values; approve again once it syncs"
+        ));
     }
     let current = match a.current {
         Ok(current) => current,

@@ -197,6 +197,7 @@ fn approval<'a>(value: &'a str, preview: &'a Preview, tags: &'a [String]) -> App
         current: Ok(preview),
         resource_tags: tags,
         conflicts: &[],
+        stale_inventory: None,
     }
 }
 
@@ -213,6 +214,8 @@ fn approvals_are_refused_with_the_rule_that_refused_them() {
     assert!(why(&approval(&d, &p, &[]), &on).contains("rule --revert-claim=tag"));
     assert_eq!(refusal(&approval(&d, &p, &[]), &RevertSettings { enabled: true, claim: Claim::Any }), None);
     assert!(why(&Approval { allow_downtime: false, ..approval(&d, &p, &tags) }, &on).contains("revert-allow-downtime"));
+    let stale = Approval { stale_inventory: Some("last synced 2h ago"), ..approval(&d, &p, &tags) };
+    assert!(why(&stale, &on).contains("InventoryFresh=False: last synced 2h ago"));
     let peers = vec!["team-b/web".to_string()];
     assert!(
         why(&Approval { conflicts: &peers, ..approval(&d, &p, &tags) }, &on).contains("DesiredConflict: team-b/web")

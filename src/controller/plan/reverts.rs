@@ -36,7 +36,7 @@ pub(super) fn conflicts_for(inputs: &Inputs<'_>, field: &str, desired: &Fields, 
 /// refreshed, so an approval is judged against the plan its author saw.
 pub(super) fn approve(
     inputs: &Inputs<'_>,
-    settings: &Settings,
+    (settings, stale_inventory): (&Settings, Option<&str>),
     desired: &Fields,
     rules: &Effective<'_>,
     tracked: &mut BTreeMap<String, Tracked>,
@@ -78,6 +78,7 @@ pub(super) fn approve(
             current: current.as_ref().map_err(String::as_str),
             resource_tags: &tags,
             conflicts: &conflicts,
+            stale_inventory,
         };
         match (refusal(&approval, &settings.revert), current) {
             (Some(message), _) => {

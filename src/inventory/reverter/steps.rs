@@ -30,13 +30,43 @@ struct Basis {
     resource_name: String,
     /// The live value the plan was derived from: the saga stops if DigitalOcean shows another.
     actual: Value,
+    /// The value the plan writes (the desired one).
+    desired: Option<Value>,
 }
 
 impl Basis {
     fn refused(why: String) -> Self {
         let claim = Err(why.clone());
-        Basis { preview: Err(why), claim, resource: None, resource_name: String::new(), actual: Value::Null }
+        Basis {
+            preview: Err(why),
+            claim,
+            resource: None,
+            resource_name: String::new(),
+            actual: Value::Null,
+            desired: None,
+        }
     }
+}
+
+/// The approved calls carry attributes besides the reverted field (a
+/// firewall's PUT carries its droplets, tags and the other rules): made from
+/// the inventory's copy, they could write back what changed since. The plan
+/// is made again from the resource as just read; any difference stops the
+/// saga, naming it. Tags are planned against the live tags under the rules,
+/// and moved tags already stop it, so they are not made again here.
+fn stale_bodies(saga: &Saga, live: &crate::detect::LiveView<'_>) -> Option<String> {
+    let desired = saga.desired.as_ref().filter(|_| saga.field != "tags")?;
+    let target = Target { type_: saga.type_.word(), id: &saga.id };
+    let approved: Vec<api::ProviderCall> =
+        saga.record.steps.iter().filter(|s| !s.compensation).map(|s| s.call.clone()).collect();
+    let why = match crate::revert::preview(target, &saga.field, desired, live, &Default::default()) {
+        Ok(fresh) if fresh.calls == approved => return None,
+        Ok(fresh) => crate::revert::differences(&approved, &fresh.calls).join("; "),
+        Err(why) => why,
+    };
+    Some(format!(
+        "the resource changed since the plan was made, and the approved calls would write stale values: {why}; nothing was touched: approve again once status.revertPlan shows the new plan"
+    ))
 }
 
 impl Reverter {
@@ -93,6 +123,7 @@ impl Reverter {
             api,
             field: d.spec.field.clone(),
             actual: basis.actual,
+            desired: basis.desired,
             type_,
             id,
             record,
@@ -142,7 +173,8 @@ impl Reverter {
         let tags = status.and_then(|s| s.tags.clone()).unwrap_or_default();
         let claim = crate::revert::claim_holds(self.settings.claim, &namespace, &tags);
         let actual = resource.as_ref().and_then(|r| r.live().ok()).map(|v| v.resolve(field).to_value());
-        Ok(Basis { preview, claim, resource, resource_name, actual: actual.unwrap_or_default() })
+        let desired = desired.get(field);
+        Ok(Basis { preview, claim, resource, resource_name, actual: actual.unwrap_or_default(), desired })
     }
 
     /// Writes the record, on the condition that the Drift is the version
@@ -201,6 +233,10 @@ impl Reverter {
                 render_value(&saga.actual),
                 render_value(&now)
             )));
+        }
+        if let Some(why) = stale_bodies(saga, &live.status.live_view()) {
+            let _ = self.syncer.refresh(saga.type_, &saga.id).await;
+            return Ok(Some(why));
         }
         let busy = self.wait_until_idle(saga).await?;
         Ok(busy.map(|why| format!("{why}; nothing was touched")))
