@@ -849,3 +849,44 @@ async fn a_firewall_changed_since_the_sync_is_never_written_back_stale() {
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].2["droplet_ids"], json!([8043964, 8043965]), "never the old droplet list");
 }
+
+/// A listing that started before a revert answers after the reverter read
+/// the resource again: its older reading never replaces the newer one, so
+/// the Reverted drift is not reopened by a stale copy.
+#[tokio::test]
+async fn a_listing_older_than_the_refresh_after_a_revert_never_replaces_it() {
+    let env = Env::new("revert-older-listing").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
+    env.provision("web-1", id, json!({"name": "web-1"})).await;
+    let mut args = vec!["--enable-revert"];
+    let source = env.source.clone();
+    let url = env.fake.url.clone();
+    args.extend(["--inventory-sync-interval", "3s"]);
+    let _controller = ControllerProcess::start_with_env(
+        &env.ns,
+        &[
+            &["--digitalocean-api-url", &url, "--digitalocean-actions-interval", "1s", "--inventory-source", &source],
+            args.as_slice(),
+        ]
+        .concat(),
+        &[("DIGITALOCEAN_TOKEN", TOKEN)],
+    );
+    let open = env.drift("name", "an Open drift with a plan", |s| s.revert_plan_digest.is_some()).await;
+    // The next listing reads web-x now and answers only after the revert has ended.
+    env.fake.with(|s| s.hold_listing = Some(Duration::from_secs(10)));
+    common::eventually(Duration::from_secs(30), "a held listing", || async {
+        (env.fake.with(|s| s.held_listings) == 1).then_some(())
+    })
+    .await;
+    env.annotate(&open, approve(&open, "alice")).await;
+    env.drift("name", "Reverted", phase(DriftPhase::Reverted)).await;
+    // Past the held listing's answer, and one more sync.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let resources: Api<arcadia_drift::api::CloudResource> = Api::all(env.client.clone());
+    let mirrored = resources.get(&format!("digitalocean-droplet-{id}")).await.unwrap();
+    assert_eq!(mirrored.status.unwrap().name.as_deref(), Some("web-1"), "the older listing was not written");
+    let drifts = env.drifts().list(&ListParams::default()).await.unwrap().items;
+    let phases: Vec<DriftPhase> = drifts.iter().filter_map(|d| d.status.as_ref().map(|s| s.phase)).collect();
+    assert_eq!(phases, [DriftPhase::Reverted], "no drift reopened");
+}

@@ -92,6 +92,12 @@ pub fn plan_sync(
     plan
 }
 
+/// A reading asked for at `read` is older than the newest one written for
+/// the same resource: writing it would put an older state over a newer one.
+pub fn superseded(read: &k8s_openapi::jiff::Timestamp, newest: Option<&k8s_openapi::jiff::Timestamp>) -> bool {
+    newest.is_some_and(|newest| read < newest)
+}
+
 /// The status that marks a mirrored resource gone, keeping its last known state.
 pub fn missing_status(r: &CloudResource, now: &Time) -> CloudResourceStatus {
     CloudResourceStatus { missing: true, synced_time: Some(now.clone()), ..r.status.clone().unwrap_or_default() }
@@ -104,6 +110,15 @@ mod tests {
 
     fn at(s: i64) -> Time {
         Time(Timestamp::from_second(1_800_000_000 + s).unwrap())
+    }
+
+    #[test]
+    fn an_older_reading_never_replaces_a_newer_one() {
+        let (listing_started, refreshed) = (at(10).0, at(11).0);
+        assert!(superseded(&listing_started, Some(&refreshed)), "the listing answered after the refresh");
+        assert!(!superseded(&refreshed, Some(&listing_started)));
+        assert!(!superseded(&refreshed, Some(&refreshed)), "the same reading may be written again");
+        assert!(!superseded(&listing_started, None), "nothing written yet");
     }
 
     fn observed(id: &str, size: &str) -> LiveResource {

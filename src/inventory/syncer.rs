@@ -8,11 +8,13 @@ use super::plan::{self, LiveResource, plan_sync, resource_name};
 use crate::api::{self, CloudResource, FIELD_MANAGER, LABEL_SOURCE};
 use crate::runtime::jittered;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,26 @@ pub struct Syncer {
     metrics: InventoryMetrics,
     /// Absent from one complete listing, not yet confirmed gone.
     suspects: Mutex<HashSet<String>>,
+    /// The newest reading each CloudResource was written from. A listing
+    /// that started before a refresh can answer after it: its older reading
+    /// must not replace the newer one (and reopen a drift a revert closed).
+    newest: tokio::sync::Mutex<HashMap<String, Timestamp>>,
+}
+
+/// When a reading of DigitalOcean was asked for: the status's syncedTime
+/// (whole seconds, as Kubernetes keeps it) and the precise instant that
+/// orders two writes of one resource.
+#[derive(Clone, Debug)]
+struct Reading {
+    time: Time,
+    at: Timestamp,
+}
+
+impl Reading {
+    fn now() -> Self {
+        let at = Timestamp::now();
+        Reading { time: Time(Timestamp::from_second(at.as_second()).unwrap_or(at)), at }
+    }
 }
 
 /// What one sync did.
@@ -68,7 +90,7 @@ impl Syncer {
     ) -> Self {
         metrics.sync_interval.set(settings.interval.as_secs() as i64);
         metrics.budget_per_hour.set((source.client.requests_per_second() * 3600.0).round() as i64);
-        Self { client, source, resources, settings, metrics, suspects: Mutex::default() }
+        Self { client, source, resources, settings, metrics, suspects: Mutex::default(), newest: Default::default() }
     }
 
     /// Syncs every `interval` (jittered), and polls the actions feed every
@@ -132,17 +154,18 @@ impl Syncer {
     }
 
     async fn sync_type(&self, t: DoType, report: &mut SyncReport) -> Result<(), SyncError> {
+        // A listing is as old as its first request: anything read after it started is newer.
+        let listed = Reading::now();
         let listing = self.source.list(t).await?;
         report.listed += listing.items.len();
         let existing = self.resources.state();
-        let now = api::now();
         let plan = plan_sync(
             &self.settings.source,
             PROVIDER,
             t.word(),
             listing.items,
             &existing,
-            &now,
+            &listed.time,
             self.settings.refresh_after,
         );
         for w in &plan.writes {
@@ -150,7 +173,7 @@ impl Syncer {
                 .resources
                 .get(&ObjectRef::new(&w.name))
                 .is_some_and(|r| r.spec == w.spec && r.labels().get(LABEL_SOURCE) == Some(&self.settings.source));
-            self.write(&w.name, (!exists).then_some(&w.spec), &w.status).await?;
+            self.write(&w.name, (!exists).then_some(&w.spec), &w.status, &listed).await?;
             self.suspects.lock().expect("suspects lock poisoned").remove(&w.name);
             report.written += 1;
         }
@@ -169,11 +192,12 @@ impl Syncer {
             let gone = if second_absence {
                 true
             } else {
+                let read = Reading::now();
                 match self.source.get(t, &resource.spec.id).await {
                     Ok(None) => true,
                     Ok(Some(found)) => {
                         // Listed late or missed by paging: it exists, so mirror it.
-                        self.write_observed(found, &now).await?;
+                        self.write_observed(found, &read).await?;
                         report.written += 1;
                         false
                     }
@@ -185,7 +209,8 @@ impl Syncer {
                 }
             };
             if gone {
-                self.write(&name, None, &plan::missing_status(&resource, &now)).await?;
+                let gone_at = Reading::now();
+                self.write(&name, None, &plan::missing_status(&resource, &gone_at.time), &gone_at).await?;
                 self.suspects.lock().expect("suspects lock poisoned").remove(&name);
                 self.metrics.marked_missing.inc();
                 report.marked_missing += 1;
@@ -195,19 +220,34 @@ impl Syncer {
         Ok(())
     }
 
-    async fn write_observed(
-        &self,
-        o: LiveResource,
-        now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-    ) -> Result<(), SyncError> {
+    async fn write_observed(&self, o: LiveResource, read: &Reading) -> Result<(), SyncError> {
         let name = resource_name(PROVIDER, o.type_, &o.id);
         let spec = crate::api::CloudResourceSpec { provider: PROVIDER.into(), type_: o.type_.into(), id: o.id };
-        let status = api::CloudResourceStatus { missing: false, synced_time: Some(now.clone()), ..o.status };
-        self.write(&name, Some(&spec), &status).await
+        let status = api::CloudResourceStatus { missing: false, synced_time: Some(read.time.clone()), ..o.status };
+        self.write(&name, Some(&spec), &status, read).await
     }
 
-    /// Server-side applies the object (when `spec` is given) and its status.
+    /// Server-side applies the object (when `spec` is given) and its status,
+    /// unless a newer reading of it was written already. Writes of one
+    /// process go one at a time, so the check and the write cannot interleave.
     async fn write(
+        &self,
+        name: &str,
+        spec: Option<&crate::api::CloudResourceSpec>,
+        status: &api::CloudResourceStatus,
+        read: &Reading,
+    ) -> Result<(), SyncError> {
+        let mut newest = self.newest.lock().await;
+        if plan::superseded(&read.at, newest.get(name)) {
+            tracing::debug!(resource = name, read_at = %read.at, "a newer reading was written since this one was asked for; skipped");
+            return Ok(());
+        }
+        self.apply(name, spec, status).await?;
+        newest.insert(name.to_owned(), read.at);
+        Ok(())
+    }
+
+    async fn apply(
         &self,
         name: &str,
         spec: Option<&crate::api::CloudResourceSpec>,
@@ -324,16 +364,16 @@ impl Syncer {
 
     /// Reads one resource again; a 404 is proof it is gone.
     async fn refresh_one(&self, t: DoType, id: &str, report: &mut SyncReport) -> Result<(), SyncError> {
-        let now = api::now();
+        let read = Reading::now();
         match self.source.get(t, id).await? {
             Some(found) => {
-                self.write_observed(found, &now).await?;
+                self.write_observed(found, &read).await?;
                 report.written += 1;
             }
             None => {
                 let name = resource_name(PROVIDER, t.word(), id);
                 if let Some(resource) = self.resources.get(&ObjectRef::new(&name)) {
-                    self.write(&name, None, &plan::missing_status(&resource, &now)).await?;
+                    self.write(&name, None, &plan::missing_status(&resource, &read.time), &read).await?;
                     self.metrics.marked_missing.inc();
                     tracing::info!(resource = %name, "gone after an action (404); marked missing");
                 }

@@ -56,6 +56,10 @@ pub struct FakeState {
     forbid_action_reads: bool,
     /// The next droplet action of this type is carried out, and its answer held back this long.
     pub hold_answer: Option<(String, Duration)>,
+    /// The next listing of `/v2/droplets` is read at once and answered this much later.
+    pub hold_listing: Option<Duration>,
+    /// Listings held so far (each answered after its hold).
+    pub held_listings: usize,
 }
 
 impl FakeState {
@@ -313,6 +317,22 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
         }
         return response;
     }
+    let (response, hold) = serve_read(&state, &path, &query, path_and_query, authorized);
+    if let Some(delay) = hold {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// A read (or a queued fault) answered from the state as it is now; and how
+/// long to hold the answer back.
+fn serve_read(
+    state: &Mutex<FakeState>,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    path_and_query: String,
+    authorized: bool,
+) -> (Response, Option<Duration>) {
     let mut s = state.lock().unwrap();
     s.requests.push(path_and_query);
     s.remaining = s.remaining.saturating_sub(1);
@@ -340,10 +360,12 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, request: Request) ->
             }
         }
     } else {
-        serve(&mut s, &path, &query)
+        serve(&mut s, path, query)
     };
     rate_limit_headers(response.headers_mut(), s.remaining);
-    response
+    let hold = if path == "/v2/droplets" && !query.contains_key("type") { s.hold_listing.take() } else { None };
+    s.held_listings += usize::from(hold.is_some());
+    (response, hold)
 }
 
 fn rate_limit_headers(headers: &mut HeaderMap, remaining: u64) {
