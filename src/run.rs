@@ -12,6 +12,7 @@ use crate::inventory::digitalocean::DigitalOcean;
 use crate::inventory::digitalocean::client::{DoClient, DoError};
 use crate::inventory::reverter::Reverter;
 use crate::inventory::{DigitalOceanConfig, InventoryMetrics, Syncer};
+use crate::runtime::fence::Fence;
 use crate::runtime::health::{Health, Role};
 use crate::runtime::leader::{self, LeaderError, LeaseConfig};
 use crate::runtime::metrics::ApiWrites;
@@ -96,9 +97,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // Freed memory back to the system twice a minute: the settled footprint, not the last peak.
     runtime::memory::trim_every(std::time::Duration::from_secs(30));
     let stop = Stop::on_signals();
-    let work = lead(client.clone(), &config, components, stop.clone());
+    let fence = config.lease.as_ref().map_or_else(Fence::open, |lease| lease.fence(client.clone()));
+    let work = lead(client.clone(), &config, components, (stop.clone(), fence.clone()));
     match &config.lease {
-        Some(lease) => leader::while_leading(client, lease, &health, stop, work).await,
+        Some(lease) => leader::while_leading(client, (lease, &fence), &health, stop, work).await,
         None => {
             health.set_role(Role::Leading);
             let outcome = work.await;
@@ -108,15 +110,31 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
 }
 
-/// What the leader runs: the controller, and the syncer when configured.
-async fn lead(client: Client, config: &RunConfig, components: Components, stop: Stop) -> Result<(), RunError> {
+/// How long the leader waits, once stopped, for the tasks that act on the
+/// world (sagas, pushes, a sync) to reach a safe point before it lets go of
+/// the lease: within Kubernetes' default grace period of 30 s.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// What the leader runs: the controller, and the syncer, the reverter and
+/// the Git write-back when configured. Those act on the world, so they run
+/// in a `JoinSet` this future owns: on SIGTERM they stop at a safe point and
+/// are awaited before it returns (and the lease is released); when the lease
+/// is lost the future is dropped, and so are they.
+async fn lead(
+    client: Client,
+    config: &RunConfig,
+    components: Components,
+    (stop, fence): (Stop, Fence),
+) -> Result<(), RunError> {
     tracing::info!(identity = %config.controller.identity, "starting the controller");
     let mut controller = DriftController::new(client.clone(), config.controller.clone(), components.controller);
+    let mut actors = tokio::task::JoinSet::new();
     if let Some(settings) = &config.writeback {
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (handle, worker) = writeback::writeback(client.clone(), settings.clone(), components.writeback, done_tx);
+        let (handle, worker) =
+            writeback::writeback(client.clone(), settings.clone(), components.writeback, done_tx, fence.clone());
         tracing::info!(author = %settings.git.author_email, "writing overlay accepts back to Git");
-        tokio::spawn(worker.run(stop.clone().stopped()));
+        actors.spawn(worker.run(stop.clone()));
         controller = controller.with_writeback(handle, done_rx);
     }
     if let Some(digitalocean) = &config.digitalocean {
@@ -127,20 +145,33 @@ async fn lead(client: Client, config: &RunConfig, components: Components, stop: 
         tracing::info!(url = %digitalocean.client.api_url, "syncing the DigitalOcean inventory");
         let reverter = digitalocean.revert.clone().map(|settings| {
             tracing::info!(max_concurrent = settings.max_concurrent, "carrying out approved reverts");
-            Arc::new(Reverter::new(client, syncer.clone(), controller.drift_cache(), settings))
+            let drifts = controller.drift_cache();
+            Arc::new(Reverter::new(client, syncer.clone(), drifts, settings, (fence.clone(), stop.clone())))
         });
         let stop = stop.clone();
-        tokio::spawn(async move {
+        actors.spawn(async move {
             // Plan against a complete cache, not an empty one.
-            if synced.wait_for(|s| *s).await.is_ok() {
-                if let Some(reverter) = reverter {
-                    tokio::spawn(reverter.run(stop.clone().stopped()));
-                }
-                syncer.run(stop.stopped()).await;
+            let ready = tokio::select! {
+                ready = synced.wait_for(|s| *s) => ready.is_ok(),
+                _ = stop.clone().stopped() => false,
+            };
+            if ready {
+                let reverting = async {
+                    if let Some(reverter) = reverter {
+                        reverter.run().await;
+                    }
+                };
+                tokio::join!(reverting, syncer.run(stop.clone().stopped()));
             }
         });
     }
     controller.run(components.health, stop).await;
+    let settled = tokio::time::timeout(SHUTDOWN_GRACE, async { while actors.join_next().await.is_some() {} }).await;
+    if settled.is_err() {
+        tracing::warn!(
+            "tasks still running {SHUTDOWN_GRACE:?} after the stop; leaving them where they are (each resumes from its record)"
+        );
+    }
     Ok(())
 }
 

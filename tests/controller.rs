@@ -510,3 +510,42 @@ async fn readyz_says_ready_only_once_the_leader_caches_are_synced() {
     );
     assert_eq!(controller.metric("arcadia_drift_leader"), 1.0);
 }
+
+/// The fence a leader checks right before it acts: open only while this
+/// replica holds the Lease, as read from the API server, and for the renew
+/// deadline after that read at most, by a clock that runs on while the
+/// process is stopped.
+#[tokio::test]
+async fn the_fence_holds_only_for_the_holder_and_only_for_the_renew_deadline() {
+    use arcadia_drift::runtime::fence::Fence;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let client = common::client().await;
+    let ns = common::namespace(&client, "fence").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let lease = |holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "arcadia-drift"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                "renewTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}})
+    };
+    let apply = |body: Value| {
+        let leases = leases.clone();
+        async move { leases.patch("arcadia-drift", &PatchParams::apply("test").force(), &Patch::Apply(body)).await.unwrap() }
+    };
+    let fence = Fence::on_lease(leases.clone(), "arcadia-drift", "replica-a", Duration::from_secs(2));
+    assert!(!fence.holds(), "closed until confirmed");
+    assert!(fence.confirm().await.unwrap_err().contains("cannot read Lease"), "no Lease yet");
+    apply(lease("replica-b")).await;
+    let refused = fence.confirm().await.unwrap_err();
+    assert!(refused.contains("held by \"replica-b\""), "{refused}");
+    assert!(!fence.holds());
+    apply(lease("replica-a")).await;
+    fence.confirm().await.unwrap();
+    assert!(fence.holds());
+    // Nothing confirms it for longer than the renew deadline (a stopped process, a partition): it closes.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(!fence.holds(), "closed past the renew deadline");
+    // Taken over meanwhile: a confirmation closes it at once.
+    fence.confirm().await.unwrap();
+    apply(lease("replica-b")).await;
+    assert!(fence.confirm().await.is_err() && !fence.holds());
+}

@@ -890,3 +890,74 @@ async fn a_listing_older_than_the_refresh_after_a_revert_never_replaces_it() {
     let phases: Vec<DriftPhase> = drifts.iter().filter_map(|d| d.status.as_ref().map(|s| s.phase)).collect();
     assert_eq!(phases, [DriftPhase::Reverted], "no drift reopened");
 }
+
+/// Two replicas, the leader with a resize saga waiting on the shutdown.
+struct Pair {
+    env: Env,
+    id: u64,
+    leader: ControllerProcess,
+    standby: ControllerProcess,
+}
+
+async fn pair_with_a_step_in_flight(prefix: &str) -> Pair {
+    let env = Env::new(prefix).await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-1", "s-2vcpu-4gb", "nyc3", &[&env.claim_tag()]));
+    env.fake.with(|s| s.action_delay = Duration::from_secs(8));
+    env.provision("web-1", id, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let leader = env.controller(&["--enable-revert", "--lease-duration", "3s"]);
+    common::eventually(Duration::from_secs(20), "the first replica leads", || async {
+        (leader.metric("arcadia_drift_leader") == 1.0).then_some(())
+    })
+    .await;
+    let standby = env.controller(&["--enable-revert", "--lease-duration", "3s"]);
+    let open = env.drift("size_slug", "an Open drift", |s| s.revert_plan.len() == 3).await;
+    let mut yes = approve(&open, "erin");
+    yes[ANNOTATION_REVERT_ALLOW_DOWNTIME] = json!("true");
+    env.annotate(&open, yes).await;
+    env.drift("size_slug", "the shutdown in flight", |s| {
+        s.revert.as_ref().is_some_and(|r| r.steps.first().is_some_and(|s| s.state == StepState::InProgress))
+    })
+    .await;
+    assert_eq!(standby.metric("arcadia_drift_leader"), 0.0, "the second replica stands by");
+    Pair { env, id, leader, standby }
+}
+
+/// The leader is paused past its lease while a step is in flight; the
+/// standby takes over and goes on with the saga; the old leader, resumed,
+/// finds its fence closed and stops acting (it steps down and exits) without
+/// sending anything: every call of the saga reaches DigitalOcean once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_sends_nothing_after_it_wakes() {
+    let Pair { env, id, mut leader, standby } = pair_with_a_step_in_flight("revert-paused-leader").await;
+    leader.signal("STOP");
+    common::eventually(Duration::from_secs(30), "the standby leads", || async {
+        (standby.metric("arcadia_drift_leader") == 1.0).then_some(())
+    })
+    .await;
+    leader.signal("CONT");
+    let exit = tokio::task::block_in_place(|| leader.wait_exit(Duration::from_secs(20)));
+    assert!(exit.is_some(), "the old leader stops; log:\n{}", leader.log_text());
+    let log = leader.log_text();
+    assert!(log.contains("stepping down") || log.contains("lost the leader lease"), "{log}");
+    env.drift("size_slug", "Reverted by the new leader", phase(DriftPhase::Reverted)).await;
+    assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"], "each call once");
+    assert_eq!(env.writes().len(), 3, "{:?}", env.writes());
+}
+
+/// SIGTERM while a step is in flight: the saga stops at a safe point before
+/// the lease is let go, and the standby resumes it without a second call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_step_in_flight_hands_the_saga_over_without_a_second_call() {
+    let Pair { env, id, mut leader, standby } = pair_with_a_step_in_flight("revert-sigterm").await;
+    let code = tokio::task::block_in_place(|| leader.terminate());
+    assert_eq!(code, Some(0), "a clean exit; log:\n{}", leader.log_text());
+    assert!(leader.log_text().contains("stops at a safe point"), "{}", leader.log_text());
+    common::eventually(Duration::from_secs(30), "the standby leads", || async {
+        (standby.metric("arcadia_drift_leader") == 1.0).then_some(())
+    })
+    .await;
+    env.drift("size_slug", "Reverted by the new leader", phase(DriftPhase::Reverted)).await;
+    assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"], "each call once");
+    assert_eq!(env.writes().len(), 3, "{:?}", env.writes());
+}

@@ -9,6 +9,8 @@ use super::digitalocean::DoType;
 use super::syncer::Syncer;
 use crate::api::{Drift, DriftPhase, RevertRecord, SagaState, StepState};
 use crate::revert::saga::{self, Move};
+use crate::runtime::Stop;
+use crate::runtime::fence::Fence;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::collections::HashSet;
@@ -55,6 +57,10 @@ pub enum RevertError {
         "status.revert of Drift {drift} changed under this reverter (another replica drives the saga); this one stops"
     )]
     Superseded { drift: String },
+    #[error("this replica no longer holds the leader lease; the saga of Drift {drift} stops here, untouched")]
+    NotLeading { drift: String },
+    #[error("shutting down; the saga of Drift {drift} stops at a safe point and resumes from its record")]
+    Stopping { drift: String },
 }
 
 /// How soon the saga's next move runs.
@@ -75,6 +81,10 @@ pub struct Reverter {
     drifts: Store<Drift>,
     settings: ReverterSettings,
     running: Mutex<HashSet<ObjectRef<Drift>>>,
+    /// Whether this replica may send a call now (see [`Fence`]).
+    fence: Fence,
+    /// Raised on shutdown: sagas stop at their next safe point.
+    stop: Stop,
 }
 
 /// One saga being driven: the Drift, the resource, and the record.
@@ -97,19 +107,27 @@ struct Saga {
 }
 
 impl Reverter {
-    pub fn new(client: kube::Client, syncer: Arc<Syncer>, drifts: Store<Drift>, settings: ReverterSettings) -> Self {
-        Self { client, syncer, drifts, settings, running: Mutex::default() }
+    pub fn new(
+        client: kube::Client,
+        syncer: Arc<Syncer>,
+        drifts: Store<Drift>,
+        settings: ReverterSettings,
+        (fence, stop): (Fence, Stop),
+    ) -> Self {
+        Self { client, syncer, drifts, settings, running: Mutex::default(), fence, stop }
     }
 
     /// Starts a saga for every Reverting drift that has none running, at most
-    /// `max_concurrent` at a time, until `stop` completes.
-    pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
-        tokio::pin!(stop);
+    /// `max_concurrent` at a time, until the stop flag is raised; then waits
+    /// for the running sagas to reach a safe point (a step recorded, before
+    /// the next is sent). Dropped, it aborts them.
+    pub async fn run(self: Arc<Self>) {
         let permits = Arc::new(Semaphore::new(self.settings.max_concurrent.max(1)));
+        let mut sagas = tokio::task::JoinSet::new();
         loop {
             for drift in self.due() {
                 let (this, permits) = (self.clone(), permits.clone());
-                tokio::spawn(async move {
+                sagas.spawn(async move {
                     let _permit = permits.acquire_owned().await;
                     if let Err(error) = this.drive(&drift).await {
                         tracing::warn!(%error, "revert saga interrupted; it resumes from its record");
@@ -117,11 +135,12 @@ impl Reverter {
                     this.running.lock().expect("running lock poisoned").remove(&drift);
                 });
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
-                _ = &mut stop => return,
+            while sagas.try_join_next().is_some() {}
+            if self.stop.sleep(self.settings.poll_interval).await {
+                break;
             }
         }
+        while sagas.join_next().await.is_some() {}
     }
 
     /// Reverting drifts whose saga has not ended and is not running here.
@@ -151,6 +170,9 @@ impl Reverter {
         }
         let mut failures = 0;
         loop {
+            if self.stop.is_raised() {
+                return Err(RevertError::Stopping { drift: saga.drift.name.clone() });
+            }
             let next = saga::next(&saga.record);
             if let Some(i) =
                 next.step().filter(|i| saga::overdue(&saga.record, *i, &crate::api::now(), self.settings.step_timeout))
@@ -166,7 +188,7 @@ impl Reverter {
                 Move::Done => return Ok(()),
             };
             failures = if matches!(pace, Pace::Backoff) { failures + 1 } else { 0 };
-            tokio::time::sleep(self.pause(&pace, failures)).await;
+            self.stop.sleep(self.pause(&pace, failures)).await;
         }
     }
 

@@ -2,6 +2,7 @@
 //! once it holds the lease *and* its caches hold a complete list; a standby
 //! is ready too (it is healthy and can take over), and says so.
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -22,11 +23,18 @@ pub struct Health {
     role: AtomicU8,
     synced: AtomicBool,
     leader: Gauge,
+    /// Times this replica stepped down because it could not confirm its lease in time.
+    pub step_downs: Counter,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Self { role: AtomicU8::new(Role::Starting as u8), synced: AtomicBool::new(false), leader: Gauge::default() }
+        Self {
+            role: AtomicU8::new(Role::Starting as u8),
+            synced: AtomicBool::new(false),
+            leader: Gauge::default(),
+            step_downs: Counter::default(),
+        }
     }
 }
 
@@ -42,6 +50,11 @@ impl Health {
     pub fn register(registry: &mut Registry) -> Self {
         let health = Self::default();
         registry.register("leader", "1 while this replica holds the leader lease", health.leader.clone());
+        registry.register(
+            "leader_step_downs",
+            "Times this replica stopped acting because it had not confirmed its lease within the renew deadline",
+            health.step_downs.clone(),
+        );
         health
     }
 

@@ -1,6 +1,7 @@
 //! Leader election on a Lease, so that of several replicas only one writes.
 
 use super::Stop;
+use super::fence::Fence;
 use super::health::{Health, Role};
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -24,15 +25,36 @@ pub enum LeaderError {
     Lease { namespace: String, name: String, source: kube_lease_manager::LeaseManagerError },
     #[error("lost the leader lease {namespace}/{name}; exiting so that only one replica writes")]
     Lost { namespace: String, name: String },
+    #[error(
+        "stepped down: the leader lease {namespace}/{name} was not confirmed within the renew deadline ({why}); exiting so that only one replica writes"
+    )]
+    SteppedDown { namespace: String, name: String, why: String },
+}
+
+impl LeaseConfig {
+    /// How long a leader acts without confirming its lease: two thirds of
+    /// the lease, as client-go's RenewDeadline (10s of 15s).
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration.mul_f64(2.0 / 3.0)
+    }
+
+    /// The fence of this lease (see [`Fence`]).
+    pub fn fence(&self, client: Client) -> Fence {
+        let leases = kube::Api::namespaced(client, &self.namespace);
+        Fence::on_lease(leases, &self.name, &self.identity, self.renew_deadline())
+    }
 }
 
 /// Waits for the lease, then runs `work` while holding it. Returns when
 /// `work` ends or, before the lease is won, when `stop` is raised; fails with
-/// [`LeaderError::Lost`] when the lease is lost while working. Leaving
-/// releases the lease, so a standby takes over at once.
+/// [`LeaderError::Lost`] when the lease is lost while working, and with
+/// [`LeaderError::SteppedDown`] when `fence` (this lease's) has not been
+/// confirmed within the renew deadline. Leaving releases the lease, so a
+/// standby takes over at once; `work` is dropped first, so whatever it
+/// spawned into a `JoinSet` is stopped before then.
 pub async fn while_leading<E>(
     client: Client,
-    config: &LeaseConfig,
+    (config, fence): (&LeaseConfig, &Fence),
     health: &Health,
     stop: Stop,
     work: impl Future<Output = Result<(), E>>,
@@ -79,13 +101,38 @@ where
     tracing::info!(identity = %config.identity, "acquired the leader lease");
     health.set_role(Role::Leading);
     let mut watching = leading.clone();
+    let stepped_down = |why: String| {
+        tracing::error!(identity = %config.identity, %why, "stepping down: the lease was not confirmed within the renew deadline; this replica stops acting");
+        health.step_downs.inc();
+        LeaderError::SteppedDown { namespace: config.namespace.clone(), name: config.name.clone(), why }
+    };
     let outcome = tokio::select! {
         result = work => result,
         _ = watching.wait_for(|leader| !*leader) => Err(lost().into()),
+        why = keep_confirmed(fence, config) => Err(stepped_down(why).into()),
     };
     health.set_role(Role::ShuttingDown);
     // Every receiver must be gone for the lease manager to release the lease.
     drop(watching);
     release(leading, lease_task).await;
     outcome
+}
+
+/// Confirms the fence every sixth of the lease; returns why, once it no
+/// longer holds (a lease held by another, not renewed, or unreadable for
+/// the renew deadline, or this process stopped past it).
+async fn keep_confirmed(fence: &Fence, config: &LeaseConfig) -> String {
+    let every = (config.duration / 6).max(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    loop {
+        let confirmed = fence.confirm().await;
+        // Just won: the first confirmation may take a renewal to show.
+        if !fence.holds() && started.elapsed() > config.renew_deadline() {
+            return match confirmed {
+                Err(why) => why,
+                Ok(()) => format!("the last confirmation is older than {:?}", config.renew_deadline()),
+            };
+        }
+        tokio::time::sleep(every).await;
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! - [`http`]: `/metrics`, `/healthz` and `/readyz` on one port;
 //! - [`health`]: what `/readyz` reports (leading, synced, standby);
-//! - [`leader`]: leader election on a Lease;
+//! - [`leader`]: leader election on a Lease, and stepping down when it is not renewed in time;
+//! - [`fence`]: whether this replica may act on the world at the moment of a call;
 //! - [`memory`]: malloc arenas and returning freed memory to the system;
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a stop flag;
 //! - [`secrets`]: token files, and no inspection of the process by its own uid;
@@ -17,6 +18,7 @@
 //! - [`watchlist`]: whether the API server streams initial lists.
 
 pub mod duration;
+pub mod fence;
 pub mod health;
 pub mod http;
 pub mod jitter;

@@ -22,6 +22,18 @@ impl Stop {
         (tx, Stop(rx))
     }
 
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Sleeps for `pause`, or less if the flag is raised meanwhile; true when it was.
+    pub async fn sleep(&self, pause: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => self.is_raised(),
+            _ = self.clone().stopped() => true,
+        }
+    }
+
     /// Completes once the flag is raised (at once if it already is).
     pub async fn stopped(self) {
         let mut rx = self.0;

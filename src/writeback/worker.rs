@@ -9,6 +9,8 @@ use super::metrics::WritebackMetrics;
 use super::remote_url;
 use super::source::{self, Origin};
 use crate::api::{ANNOTATION_GIT_CREDENTIALS, CloudProvisioned, GitCommit};
+use crate::runtime::Stop;
+use crate::runtime::fence::Fence;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -113,6 +115,8 @@ pub struct Worker {
     wake: Arc<Notify>,
     /// `(namespace, name)` of a CloudProvisioned whose write-back has an outcome.
     done: mpsc::UnboundedSender<(String, String)>,
+    /// Whether this replica may push now (see [`Fence`]).
+    fence: Fence,
 }
 
 pub fn writeback(
@@ -120,12 +124,13 @@ pub fn writeback(
     settings: WritebackSettings,
     metrics: WritebackMetrics,
     done: mpsc::UnboundedSender<(String, String)>,
+    fence: Fence,
 ) -> (Writeback, Worker) {
     let entries: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
     let (queue, wake): (Arc<Mutex<Queue>>, Arc<Notify>) = Default::default();
     let allowed_remotes = settings.allowed_remotes.clone().into();
     let handle = Writeback { entries: entries.clone(), queue: queue.clone(), wake: wake.clone(), allowed_remotes };
-    (handle, Worker { client, settings, metrics, entries, queue, wake, done })
+    (handle, Worker { client, settings, metrics, entries, queue, wake, done, fence })
 }
 
 impl Writeback {
@@ -167,18 +172,24 @@ impl Writeback {
 }
 
 impl Worker {
-    pub async fn run(self, stop: impl Future<Output = ()>) {
+    /// Pushes queued write-backs one at a time until `stop` is raised; a push
+    /// in flight then finishes (a safe point), and nothing more starts.
+    pub async fn run(self, stop: Stop) {
         git::remove_leftovers();
-        tokio::pin!(stop);
-        loop {
+        while !stop.is_raised() {
             let next = self.queue.lock().expect("write-back queue lock poisoned").pop();
             let Some(job) = next else {
                 tokio::select! {
                     _ = self.wake.notified() => continue,
-                    _ = &mut stop => return,
+                    _ = stop.clone().stopped() => return,
                 }
             };
             let outcome = self.write_back(&job).await;
+            if !self.fence.holds() {
+                // Stepping down: the next leader's controller asks for it again.
+                tracing::info!(field = %job.change.field, "not recording a write-back outcome: this replica no longer holds the lease");
+                continue;
+            }
             self.record(&job, outcome);
         }
     }
@@ -227,7 +238,11 @@ impl Worker {
             Err(error) => return error,
         };
         // An unreadable object is no reason to drop a write-back: git's own checks still hold.
-        let still_current = || async { self.still_current(change).await.unwrap_or(true) };
+        // A replica that no longer holds the lease pushes nothing (the next leader will).
+        let still_current = || async {
+            let _ = self.fence.confirm().await;
+            self.fence.holds() && self.still_current(change).await.unwrap_or(true)
+        };
         let pushed =
             git::write_back_while(&self.settings.git, &remote, credentials.as_ref(), change, still_current).await;
         let result = match &pushed {

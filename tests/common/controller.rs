@@ -131,6 +131,26 @@ impl ControllerProcess {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("cannot run kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// The exit code once the process has exited within `timeout`, else `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.as_mut()?.try_wait() {
+                self.child = None;
+                return Some(status.code());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGKILL: no chance to finish anything or release the lease.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

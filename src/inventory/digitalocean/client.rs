@@ -61,6 +61,8 @@ pub enum DoError {
     BadUrl { url: String, detail: String },
     #[error("refused before sending: {detail}")]
     NotPermitted { detail: String },
+    #[error("{request}: not sent: this replica no longer holds the leader lease")]
+    Fenced { request: String },
 }
 
 /// What a failed request means for whoever sent it.
@@ -84,7 +86,8 @@ impl DoError {
             | DoError::Forbidden { .. }
             | DoError::Status { .. }
             | DoError::BadUrl { .. }
-            | DoError::NotPermitted { .. } => ErrorClass::Permanent,
+            | DoError::NotPermitted { .. }
+            | DoError::Fenced { .. } => ErrorClass::Permanent,
             DoError::RateLimited { .. } => ErrorClass::Transient,
             DoError::Server { write, .. } | DoError::Malformed { write, .. } | DoError::Transport { write, .. } => {
                 if *write {
@@ -108,6 +111,7 @@ impl DoError {
             DoError::Transport { .. } => "transport",
             DoError::BadUrl { .. } => "bad_url",
             DoError::NotPermitted { .. } => "not_permitted",
+            DoError::Fenced { .. } => "fenced",
         }
     }
 }
@@ -333,24 +337,37 @@ impl DoClient {
 
     /// GET with the budget, retries and error mapping; the body of a 2xx.
     async fn get_ok(&self, path: &str) -> Result<Bytes, DoError> {
-        self.send(Method::GET, path, None).await
+        self.send(Method::GET, path, None, &|| true).await
     }
 
     /// Sends a write (`POST`, `PUT`, `DELETE`) with a JSON body; the body of
     /// the 2xx answer (empty for 204). A write is retried only on 429, which
     /// the API answers before doing anything. Only the shapes a revert plan
     /// is made of are sent ([`super::calls::permitted`]).
-    pub async fn write(&self, method: &str, path: &str, body: &Value) -> Result<Bytes, DoError> {
+    /// `fence` is asked after the wait for the budget, right before each try leaves.
+    pub async fn write(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        fence: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Bytes, DoError> {
         super::calls::permitted(method, path).map_err(|detail| DoError::NotPermitted { detail })?;
         let method: Method = method
             .parse()
             .map_err(|_| DoError::BadUrl { url: path.into(), detail: format!("{method} is not an HTTP method") })?;
         let body = (!body.is_null()).then(|| Bytes::from(body.to_string()));
-        self.send(method, path, body).await
+        self.send(method, path, body, fence).await
     }
 
     /// One request with the budget, retries and error mapping; the body of a 2xx.
-    async fn send(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes, DoError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        fence: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Bytes, DoError> {
         let max = self.config.max_attempts.max(1);
         let idempotent = method == Method::GET;
         let request = &format!("{method} {path}");
@@ -359,6 +376,9 @@ impl DoClient {
         loop {
             attempt += 1;
             self.wait_for_budget().await;
+            if !fence() {
+                return Err(DoError::Fenced { request: request.into() });
+            }
             let outcome = self.send_once(&method, &uri, body.clone()).await;
             let retry_in = match outcome {
                 Ok((status, _, body)) if status.is_success() => return Ok(body),

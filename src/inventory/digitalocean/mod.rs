@@ -127,8 +127,13 @@ impl DigitalOcean {
     }
 
     /// Sends one revert call; the id of the action it started, when it starts one.
-    pub async fn call(&self, call: &crate::api::ProviderCall) -> Result<Option<u64>, DoError> {
-        let body = self.client.write(&call.method, &call.path, &call.body).await?;
+    /// `fence` is asked right before the request leaves: false sends nothing.
+    pub async fn call(
+        &self,
+        call: &crate::api::ProviderCall,
+        fence: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<u64>, DoError> {
+        let body = self.client.write(&call.method, &call.path, &call.body, fence).await?;
         if !call.waits_for_action {
             return Ok(None);
         }

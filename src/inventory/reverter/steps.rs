@@ -255,7 +255,9 @@ impl Reverter {
                 Err(e) if e.class() == ErrorClass::Transient && started.elapsed() < self.settings.step_timeout => {
                     failures += 1;
                     tracing::info!(error = %e, "DigitalOcean refused a read for now; asking again before the revert starts");
-                    tokio::time::sleep(self.pause(&Pace::Backoff, failures)).await;
+                    if self.stop.sleep(self.pause(&Pace::Backoff, failures)).await {
+                        return Err(e);
+                    }
                 }
                 other => return other,
             }
@@ -294,7 +296,9 @@ impl Reverter {
                 saga.record.message = Some(waiting);
                 self.write(saga).await?;
             }
-            tokio::time::sleep(self.settings.poll_interval).await;
+            if self.stop.sleep(self.settings.poll_interval).await {
+                return Err(RevertError::Stopping { drift: saga.drift.name.clone() });
+            }
         }
     }
 
@@ -310,12 +314,24 @@ impl Reverter {
             self.write(saga).await?;
             return Ok(Pace::Now);
         }
+        // Only the replica that holds the lease now sends: a leader paused past
+        // its lease finds its fence closed here, and again just before the request leaves.
+        let drift = saga.drift.name.clone();
+        let not_leading = || RevertError::NotLeading { drift: drift.clone() };
+        if let Err(why) = self.fence.confirm().await {
+            tracing::debug!(%why, "cannot confirm the lease before a revert step");
+        }
+        if !self.fence.holds() {
+            return Err(not_leading());
+        }
         saga::sending(&mut saga.record, i, &api::now());
         self.write(saga).await?;
         let requests_before = self.syncer.source().client.requests_sent();
-        let answer = self.syncer.source().call(&saga.record.steps[i].call).await;
+        let fence = || self.fence.holds();
+        let answer = self.syncer.source().call(&saga.record.steps[i].call, &fence).await;
         self.count_requests(requests_before);
         let pace = match answer {
+            Err(DoError::Fenced { .. }) => return Err(not_leading()),
             Ok(action) => {
                 saga::sent(&mut saga.record, i, action);
                 Pace::Now
