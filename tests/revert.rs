@@ -961,3 +961,21 @@ async fn sigterm_with_a_step_in_flight_hands_the_saga_over_without_a_second_call
     assert_eq!(action_types(&env.fake, id), ["shutdown", "resize", "power_on"], "each call once");
     assert_eq!(env.writes().len(), 3, "{:?}", env.writes());
 }
+
+/// An action that never ends holds no saga for ever: past
+/// --revert-step-timeout the step fails, saying so, and the drift is RevertFailed.
+#[tokio::test]
+async fn an_action_stuck_in_progress_fails_its_step_at_the_deadline() {
+    let env = Env::new("revert-stuck").await;
+    let id = fresh_id();
+    env.fake.add("/v2/droplets", droplet(id, "web-x", "s-1vcpu-1gb", "nyc3", &[&env.claim_tag()]));
+    env.fake.with(|s| s.action_delay = Duration::from_secs(3600));
+    env.provision("web-1", id, json!({"name": "web-1"})).await;
+    let _controller = env.controller(&["--enable-revert", "--revert-step-timeout", "4s"]);
+    let open = env.drift("name", "an Open drift with a plan", |s| s.revert_plan_digest.is_some()).await;
+    env.annotate(&open, approve(&open, "alice")).await;
+    let failed = env.drift("name", "RevertFailed", phase(DriftPhase::RevertFailed)).await;
+    let message = failed.status.unwrap().message.unwrap();
+    assert!(message.contains("no outcome within --revert-step-timeout (4s)"), "{message}");
+    assert_eq!(action_types(&env.fake, id), ["rename"], "sent once, never again");
+}
