@@ -549,3 +549,52 @@ async fn the_fence_holds_only_for_the_holder_and_only_for_the_renew_deadline() {
     apply(lease("replica-b")).await;
     assert!(fence.confirm().await.is_err() && !fence.holds());
 }
+
+/// `kubectl wait --for=condition=Ready` works on a CloudProvisioned as on
+/// any kstatus-compatible object: True in sync, False with the reason while
+/// drifted, True again once the live value is back.
+#[tokio::test]
+async fn kubectl_wait_for_ready_follows_the_drift() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "ready").await;
+    let res = resource(&client, live("s-1vcpu-1gb", &[], now())).await;
+    provisioned(&client, &ns, "web-ok", &res, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    provisioned(&client, &ns, "web-drifted", &res, json!({"size_slug": "s-2vcpu-4gb"})).await;
+    let _controller = ControllerProcess::start(&ns, &[]);
+    let wait = |name: &str, condition: &str| {
+        common::kubectl(&[
+            "wait",
+            "-n",
+            &ns,
+            &format!("--for=condition={condition}"),
+            "--timeout=60s",
+            &format!("cloudprovisioned/{name}"),
+        ])
+    };
+    let ok = wait("web-ok", "Ready");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let drifted = wait("web-drifted", "Ready=False");
+    assert!(drifted.status.success(), "{}", String::from_utf8_lossy(&drifted.stderr));
+    let reason = common::kubectl_ok(&[
+        "get",
+        "-n",
+        &ns,
+        "cloudprovisioned/web-drifted",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+    ]);
+    assert_eq!(reason, "Drifted");
+    let generation = common::kubectl_ok(&[
+        "get",
+        "-n",
+        &ns,
+        "cloudprovisioned/web-drifted",
+        "-o",
+        "jsonpath={.metadata.generation} {.status.conditions[?(@.type==\"Ready\")].observedGeneration}",
+    ]);
+    let (g, observed) = generation.split_once(' ').unwrap();
+    assert_eq!(g, observed, "observedGeneration is the spec's generation");
+    set_live(&client, &res, live("s-2vcpu-4gb", &[], now())).await;
+    let back = wait("web-drifted", "Ready");
+    assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
+}

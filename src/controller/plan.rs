@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const CONDITION_IN_SYNC: &str = "InSync";
+/// kstatus' summary condition: resource found, inventory fresh, in sync.
+pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_RESOURCE_FOUND: &str = "ResourceFound";
 pub const CONDITION_INVENTORY_FRESH: &str = "InventoryFresh";
 pub const CONDITION_GIT_IN_SYNC: &str = "GitInSync";

@@ -2,8 +2,8 @@
 //! pending Git changes, written only when they change.
 
 use super::{
-    CONDITION_GIT_IN_SYNC, CONDITION_IN_SYNC, CONDITION_INVENTORY_FRESH, CONDITION_RESOURCE_FOUND, Event, Freshness,
-    Inputs, Tracked, compare::detect_event, open_fields,
+    CONDITION_GIT_IN_SYNC, CONDITION_IN_SYNC, CONDITION_INVENTORY_FRESH, CONDITION_READY, CONDITION_RESOURCE_FOUND,
+    Event, Freshness, Inputs, Tracked, compare::detect_event, open_fields,
 };
 use crate::accept::commit_line;
 use crate::api::{
@@ -41,6 +41,25 @@ impl Conditions<'_> {
                 .find(|c| c.type_ == type_ && c.status == status)
                 .map(|c| c.last_transition_time.clone())
                 .unwrap_or_else(|| self.now.clone()),
+        }
+    }
+
+    /// kstatus' `Ready`, so `kubectl wait --for=condition=Ready`, Flux's
+    /// health checks and Argo CD see a CloudProvisioned in sync without a
+    /// script: True when the resource is found, fresh and in sync; otherwise
+    /// False (Unknown when nothing could be compared) with the first
+    /// condition that is not, its reason and message.
+    fn ready(&self, conditions: &[Condition]) -> Condition {
+        let needed = [CONDITION_RESOURCE_FOUND, CONDITION_INVENTORY_FRESH, CONDITION_IN_SYNC];
+        let blocking = needed.iter().find_map(|t| match conditions.iter().find(|c| c.type_ == *t) {
+            Some(c) if c.status == "True" => None,
+            Some(c) => Some((c.status.as_str(), c.reason.clone(), format!("{}: {}", c.type_, c.message))),
+            None => Some(("Unknown", "NotChecked".to_owned(), format!("{t} is not known yet"))),
+        });
+        match blocking {
+            None => self.make(CONDITION_READY, "True", "InSync", "the live resource matches spec.desired".into()),
+            Some(("Unknown", reason, message)) => self.make(CONDITION_READY, "Unknown", &reason, message),
+            Some((_, reason, message)) => self.make(CONDITION_READY, "False", &reason, message),
         }
     }
 
@@ -181,6 +200,7 @@ pub(super) fn status_for(
     };
     conditions.push(c.git_in_sync(pending));
     conditions.extend(c.desired_conflict(basis.conflicts));
+    conditions.insert(0, c.ready(&conditions));
     let mut status = CloudProvisionedStatus {
         observed_generation: p.metadata.generation,
         last_checked_time: old.last_checked_time.clone(),
