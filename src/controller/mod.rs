@@ -3,6 +3,7 @@
 //!
 //! - [`plan`]: the pure decision of one reconcile;
 //! - [`reconcile`]: gathers inputs from the caches, applies the plan;
+//! - [`retry`]: what a failed reconcile means, and when it is tried again;
 //! - [`caches`]: the watches and reflector caches a reconcile reads;
 //! - [`index`]: watch-fed indexes (CloudResource => CloudProvisioneds, CloudProvisioned => Drifts);
 //! - [`metrics`]: the controller's Prometheus metrics;
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod policy_status;
 pub mod reconcile;
 pub mod resync;
+pub mod retry;
 pub mod summary;
 
 use crate::api::{CloudResource, DriftPolicy};
@@ -111,6 +113,7 @@ impl DriftController {
             client,
             caches: caches.clone(),
             written: Default::default(),
+            failures: Default::default(),
             writeback,
             metrics,
             plan_settings: plan::Settings {

@@ -6,6 +6,7 @@
 use super::caches::Caches;
 use super::metrics::ControllerMetrics;
 use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
+use super::retry::{self, ErrorClass};
 use crate::api::{
     self, CloudProvisioned, CloudProvisionedStatus, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED,
     LABEL_SEVERITY,
@@ -35,6 +36,8 @@ pub struct Context {
     /// Our own last writes per CloudProvisioned, which its next reconcile waits
     /// to see in the caches (see [`Written`]).
     pub written: Mutex<HashMap<String, Written>>,
+    /// Failures in a row per CloudProvisioned, for its backoff; removed on success and with the object.
+    pub failures: Mutex<HashMap<String, u32>>,
     /// Git write-back of overlay accepts, when enabled.
     pub writeback: Option<Writeback>,
 }
@@ -51,7 +54,19 @@ pub enum Error {
     WriteStatus { object: String, source: kube::Error },
 }
 
+impl Context {
+    /// Drops what is kept per object, once it is gone from the cache.
+    fn forget(&self, key: &str) {
+        self.written.lock().expect("written lock poisoned").remove(key);
+        self.failures.lock().expect("failures lock poisoned").remove(key);
+    }
+}
+
 impl Error {
+    pub fn class(&self) -> ErrorClass {
+        retry::class_of(self.source())
+    }
+
     /// A bounded label for the errors metric.
     pub fn step(&self) -> &'static str {
         match self {
@@ -83,10 +98,6 @@ impl Error {
     fn is_not_found(&self) -> bool {
         matches!(self.source(), kube::Error::Api(s) if s.code == 404)
     }
-
-    fn is_conflict(&self) -> bool {
-        matches!(self.source(), kube::Error::Api(s) if s.code == 409)
-    }
 }
 
 /// One reconcile of a CloudProvisioned. It never asks to be requeued when it
@@ -99,12 +110,15 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let namespace = p.namespace().unwrap_or_default();
     let name = p.name_any();
     let key = format!("{namespace}/{name}");
-    // Decide on caches that hold our own previous writes, or the plan would
-    // repeat them (and their Events).
-    see_own_writes(&ctx, &key).await;
     let Some(p) = ctx.caches.provisioned.get(&ObjectRef::from_obj(p.as_ref())) else {
+        ctx.forget(&key);
         return Ok(Action::await_change());
     };
+    // Decide on caches that hold our own previous writes, or the plan would
+    // repeat them (and their Events); until they do, come back (the slot is freed).
+    if !caught_up(&ctx, &key) {
+        return Ok(Action::requeue(CATCH_UP_POLL));
+    }
     // Being deleted: its Drifts go with it (ownerReferences); writing them again would fight that.
     if p.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -147,9 +161,11 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let tally = plan.tally;
     let write_back = write_back_jobs(&ctx, &p, &drift_refs, &plan);
     let mut written = Written::default();
-    let versions: HashMap<String, String> =
-        drift_refs.iter().filter_map(|d| Some((d.name_any(), d.resource_version()?))).collect();
-    let result = write(&ctx, &p, plan, &versions, &mut written).await;
+    let mut versions = Versions {
+        provisioned: p.resource_version(),
+        drifts: drift_refs.iter().filter_map(|d| Some((d.name_any(), d.resource_version()?))).collect(),
+    };
+    let result = write(&ctx, &p, plan, &mut versions, &mut written).await;
     if let Err(error) = &result
         && gone(&ctx, &p, error).await
     {
@@ -162,7 +178,14 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         write_back.into_iter().for_each(|job| writeback.request(job));
     }
     if !written.is_empty() {
-        ctx.written.lock().expect("written lock poisoned").insert(key, written);
+        ctx.written.lock().expect("written lock poisoned").insert(key.clone(), written);
+    }
+    match &result {
+        Ok(()) => {
+            ctx.failures.lock().expect("failures lock poisoned").remove(&key);
+        }
+        Err(error) if error.class() == ErrorClass::Permanent => report_permanent(&ctx, &p, error).await,
+        Err(_) => {}
     }
     ctx.metrics.observe_reconcile(started.elapsed(), &tally, result.as_ref().err().map(Error::step));
     if result.is_ok() && tally.new_drifts + tally.changed > 0 {
@@ -285,18 +308,68 @@ async fn field_owners(ctx: &Context, p: &CloudProvisioned) -> BTreeMap<String, S
     }
 }
 
-pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, _ctx: Arc<Context>) -> Action {
-    // A conflict means our cache was behind a concurrent write: retry as soon as the watch catches up.
-    let wait = if error.is_conflict() { Duration::from_secs(1) } else { Duration::from_secs(5) };
-    tracing::warn!(%error, "reconcile failed; retrying in {}s", wait.as_secs());
+/// Tries a failed object again after its backoff (see [`retry`]); a
+/// permanent failure is logged once, and said on the object.
+pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+    let failures = {
+        let mut all = ctx.failures.lock().expect("failures lock poisoned");
+        let n = all.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let class = error.class();
+    let wait = retry::backoff(class, failures);
+    if class == ErrorClass::Permanent && failures > 1 {
+        tracing::debug!(%error, failures, "reconcile failed again; retrying in {}s", wait.as_secs());
+    } else {
+        tracing::warn!(%error, ?class, "reconcile failed; retrying in {}s", wait.as_secs());
+    }
     Action::requeue(jittered(wait, &p.name_any()))
 }
 
+/// Says on the object that it cannot be reconciled until something changes
+/// (`Reconciled=False`, the error as its message); the next successful
+/// status write drops the condition. Best effort: the log has it as well.
+async fn report_permanent(ctx: &Context, p: &CloudProvisioned, error: &Error) {
+    let mut status = p.status.clone().unwrap_or_default();
+    let message = error.to_string();
+    if status.conditions.iter().any(|c| c.type_ == retry::CONDITION_RECONCILED && c.message == message) {
+        return;
+    }
+    status.conditions.retain(|c| c.type_ != retry::CONDITION_RECONCILED);
+    status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: retry::CONDITION_RECONCILED.into(),
+        status: "False".into(),
+        reason: "PermanentError".into(),
+        message,
+        observed_generation: p.metadata.generation,
+        last_transition_time: api::now(),
+    });
+    let body = json!({
+        "apiVersion": "arcadia.cloud/v1alpha1",
+        "kind": "CloudProvisioned",
+        "metadata": {"resourceVersion": p.resource_version()},
+        "status": status,
+    });
+    let api: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    if let Err(e) = api.patch_status(&p.name_any(), &apply_params(), &Patch::Apply(body)).await {
+        tracing::debug!(error = %e, "cannot record Reconciled=False on the object");
+    }
+}
+
 /// The resourceVersions our writes produced, for one CloudProvisioned.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Written {
     provisioned: Option<u64>,
     drifts: Vec<(String, u64)>,
+    at: Instant,
+}
+
+impl Default for Written {
+    fn default() -> Self {
+        Self { provisioned: None, drifts: Vec::new(), at: Instant::now() }
+    }
 }
 
 impl Written {
@@ -308,14 +381,26 @@ impl Written {
         self.provisioned = self.provisioned.max(resource_version(obj));
     }
 
-    fn version_of(&self, drift: &str) -> Option<u64> {
-        self.drifts.iter().find(|(n, _)| n == drift).map(|(_, rv)| *rv)
-    }
-
     fn drift(&mut self, obj: &Drift) {
         if let Some(rv) = resource_version(obj) {
             self.drifts.retain(|(n, _)| n != &obj.name_any());
             self.drifts.push((obj.name_any(), rv));
+        }
+    }
+}
+
+/// The resourceVersion of each object as this reconcile last saw or wrote
+/// it: every write is conditional on it, so a write planned on an older copy
+/// than the API server's fails (409) and the object is reconciled again.
+struct Versions {
+    provisioned: Option<String>,
+    drifts: HashMap<String, String>,
+}
+
+impl Versions {
+    fn saw_drift(&mut self, obj: &Drift) {
+        if let Some(rv) = obj.resource_version() {
+            self.drifts.insert(obj.name_any(), rv);
         }
     }
 }
@@ -326,26 +411,37 @@ fn resource_version<K: Resource>(obj: &K) -> Option<u64> {
     obj.meta().resource_version.as_deref()?.parse().ok()
 }
 
-/// Waits (up to 2s) until the caches show every write the previous reconcile
-/// of `key` made.
-async fn see_own_writes(ctx: &Context, key: &str) {
-    let Some(written) = ctx.written.lock().expect("written lock poisoned").remove(key) else { return };
+/// How soon a reconcile whose caches lag behind its own writes comes back.
+const CATCH_UP_POLL: Duration = Duration::from_millis(250);
+/// How long it waits for them at most before it plans anyway: a write the
+/// caches never show (the object replaced meanwhile) must not block it for ever.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(30);
+
+/// Whether the caches show every write the previous reconcile of `key` made.
+fn caught_up(ctx: &Context, key: &str) -> bool {
+    let mut all = ctx.written.lock().expect("written lock poisoned");
+    let Some(written) = all.get(key) else { return true };
     let (namespace, name) = key.split_once('/').unwrap_or(("", key));
-    let seen = |ctx: &Context| {
-        let provisioned = written.provisioned.is_none_or(|rv| {
-            let obj = ctx.caches.provisioned.get(&ObjectRef::new(name).within(namespace));
-            obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= rv)
+    let provisioned = written.provisioned.is_none_or(|rv| {
+        let obj = ctx.caches.provisioned.get(&ObjectRef::new(name).within(namespace));
+        obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= rv)
+    });
+    let seen = provisioned
+        && written.drifts.iter().all(|(drift, rv)| {
+            let obj = ctx.caches.drifts.get(&ObjectRef::new(drift).within(namespace));
+            obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= *rv)
         });
-        provisioned
-            && written.drifts.iter().all(|(drift, rv)| {
-                let obj = ctx.caches.drifts.get(&ObjectRef::new(drift).within(namespace));
-                obj.and_then(|o| resource_version(o.as_ref())).is_some_and(|have| have >= *rv)
-            })
-    };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !seen(ctx) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let waited_long = written.at.elapsed() > READ_YOUR_WRITES;
+    if waited_long && !seen {
+        tracing::warn!(
+            object = key,
+            "the caches have not shown this controller's last writes for 30s; planning anyway"
+        );
     }
+    if seen || waited_long {
+        all.remove(key);
+    }
+    seen || waited_long
 }
 
 /// The object a reconcile writes, and the APIs to write it with.
@@ -369,7 +465,7 @@ async fn write(
     ctx: &Context,
     p: &CloudProvisioned,
     plan: Plan,
-    versions: &HashMap<String, String>,
+    versions: &mut Versions,
     written: &mut Written,
 ) -> Result<(), Error> {
     let namespace = p.namespace().unwrap_or_default();
@@ -379,14 +475,19 @@ async fn write(
         drifts: Api::namespaced(ctx.client.clone(), &namespace),
         namespace,
     };
+    // Each Event goes out right after the write that makes it true: a later
+    // write that fails must not take it with it.
+    let mut events: Vec<&Event> = plan.events.iter().collect();
     if !plan.adopt.is_empty() {
-        write_adopt(ctx, &target, &plan.adopt, written).await?;
+        write_adopt(ctx, &target, &plan.adopt, versions, written).await?;
     }
     if plan.status_first {
-        write_status(ctx, &target, plan.status.as_ref(), written).await?;
+        write_status(ctx, &target, plan.status.as_ref(), versions, written).await?;
+        publish_where(ctx, &target, &mut events, |r| matches!(r, Regarding::Provisioned)).await;
     }
     for w in &plan.drift_writes {
-        write_drift(ctx, &target, w, written).await?;
+        write_drift(ctx, &target, w, versions, written).await?;
+        publish_where(ctx, &target, &mut events, |r| regards_drift(r, &w.name)).await;
     }
     for name in &plan.consume_annotations {
         remove_annotations(ctx, &target, name, &plan::CONSUMED, versions, written).await?;
@@ -395,12 +496,23 @@ async fn write(
         remove_annotations(ctx, &target, name, keys, versions, written).await?;
     }
     if !plan.status_first {
-        write_status(ctx, &target, plan.status.as_ref(), written).await?;
+        write_status(ctx, &target, plan.status.as_ref(), versions, written).await?;
     }
-    for event in &plan.events {
-        publish(ctx, p, &target.namespace, event).await;
-    }
+    publish_where(ctx, &target, &mut events, |_| true).await;
     Ok(())
+}
+
+fn regards_drift(regarding: &Regarding, drift: &str) -> bool {
+    matches!(regarding, Regarding::Drift(name) | Regarding::ProvisionedAbout(name) if name == drift)
+}
+
+/// Publishes, in plan order, the events not yet published that `which` selects.
+async fn publish_where(ctx: &Context, t: &Target<'_>, events: &mut Vec<&Event>, which: impl Fn(&Regarding) -> bool) {
+    let (now, later): (Vec<&Event>, Vec<&Event>) = events.iter().partition(|e| which(&e.regarding));
+    *events = later;
+    for event in now {
+        publish(ctx, t.p, &t.namespace, event).await;
+    }
 }
 
 fn apply_params() -> PatchParams {
@@ -411,6 +523,7 @@ async fn write_adopt(
     ctx: &Context,
     t: &Target<'_>,
     adopt: &Map<String, Value>,
+    versions: &mut Versions,
     written: &mut Written,
 ) -> Result<(), Error> {
     let body = adopt_body(t.p, adopt);
@@ -419,6 +532,7 @@ async fn write_adopt(
         .patch(&t.p.name_any(), &apply_params(), &Patch::Apply(&body))
         .await
         .map_err(|source| Error::Adopt { object: t.object(), source })?;
+    versions.provisioned = obj.resource_version();
     written.provisioned(&obj);
     ctx.metrics.writes.count("cloudprovisioned");
     Ok(())
@@ -428,10 +542,16 @@ async fn write_status(
     ctx: &Context,
     t: &Target<'_>,
     status: Option<&CloudProvisionedStatus>,
+    versions: &mut Versions,
     written: &mut Written,
 ) -> Result<(), Error> {
     let Some(status) = status else { return Ok(()) };
-    let mut body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "status": status});
+    let mut body = json!({
+        "apiVersion": "arcadia.cloud/v1alpha1",
+        "kind": "CloudProvisioned",
+        "metadata": {"resourceVersion": versions.provisioned},
+        "status": status,
+    });
     // A list another manager wrote is not ours to omit: take it over, empty, to remove it.
     if status.pending_git_changes.is_empty() && crate::accept::provenance::trusted_pending(t.p).is_err() {
         body["status"]["pendingGitChanges"] = json!([]);
@@ -441,28 +561,45 @@ async fn write_status(
         .patch_status(&t.p.name_any(), &apply_params(), &Patch::Apply(body))
         .await
         .map_err(|source| Error::WriteStatus { object: t.object(), source })?;
+    versions.provisioned = obj.resource_version();
     written.provisioned(&obj);
     ctx.metrics.writes.count("cloudprovisioned_status");
     Ok(())
 }
 
-async fn write_drift(ctx: &Context, t: &Target<'_>, w: &DriftWrite, written: &mut Written) -> Result<(), Error> {
+async fn write_drift(
+    ctx: &Context,
+    t: &Target<'_>,
+    w: &DriftWrite,
+    versions: &mut Versions,
+    written: &mut Written,
+) -> Result<(), Error> {
     let object = format!("{}/{}", t.namespace, w.name);
     if w.apply_object {
-        t.drifts
-            .patch(&w.name, &apply_params(), &Patch::Apply(drift_body(t.p, w)))
+        let mut body = drift_body(t.p, w);
+        if let Some(version) = versions.drifts.get(&w.name) {
+            body["metadata"]["resourceVersion"] = json!(version);
+        }
+        let obj = t
+            .drifts
+            .patch(&w.name, &apply_params(), &Patch::Apply(body))
             .await
             .map_err(|source| Error::WriteDrift { object: object.clone(), source })?;
+        versions.saw_drift(&obj);
         ctx.metrics.writes.count("drift");
     }
     // `status.revert` belongs to the reverter: never applied here, so never taken from it.
     let status = DriftStatus { revert: None, ..w.status.clone() };
-    let status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": status});
+    let mut status = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "Drift", "status": status});
+    if let Some(version) = versions.drifts.get(&w.name) {
+        status["metadata"] = json!({"resourceVersion": version});
+    }
     let obj = t
         .drifts
         .patch_status(&w.name, &apply_params(), &Patch::Apply(status))
         .await
         .map_err(|source| Error::WriteDrift { object, source })?;
+    versions.saw_drift(&obj);
     written.drift(&obj);
     ctx.metrics.writes.count("drift_status");
     Ok(())
@@ -476,13 +613,12 @@ async fn remove_annotations(
     t: &Target<'_>,
     name: &str,
     keys: &[&str],
-    versions: &HashMap<String, String>,
+    versions: &mut Versions,
     written: &mut Written,
 ) -> Result<(), Error> {
     let nulls: Map<String, Value> = keys.iter().map(|k| (k.to_string(), Value::Null)).collect();
     let mut patch = json!({"metadata": {"annotations": nulls}});
-    let seen = written.version_of(name).map(|v| v.to_string()).or_else(|| versions.get(name).cloned());
-    if let Some(version) = seen {
+    if let Some(version) = versions.drifts.get(name) {
         patch["metadata"]["resourceVersion"] = json!(version);
     }
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
@@ -491,6 +627,7 @@ async fn remove_annotations(
         .patch(name, &params, &Patch::Merge(patch))
         .await
         .map_err(|source| Error::ClearAccept { object: format!("{}/{name}", t.namespace), source })?;
+    versions.saw_drift(&obj);
     written.drift(&obj);
     ctx.metrics.writes.count("drift");
     Ok(())
