@@ -147,6 +147,7 @@ impl Syncer {
             }
         }
         report.requests = self.source.client.requests_sent() - requests_before;
+        self.forget_removed().await;
         self.note_rate_limit();
         self.metrics.digitalocean_requests.inc_by(report.requests);
         report.took = started.elapsed();
@@ -218,6 +219,13 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// What is kept per resource goes with its CloudResource.
+    async fn forget_removed(&self) {
+        let known = |name: &String| self.resources.get(&ObjectRef::new(name)).is_some();
+        self.suspects.lock().expect("suspects lock poisoned").retain(known);
+        self.newest.lock().await.retain(|name, _| known(name));
     }
 
     async fn write_observed(&self, o: LiveResource, read: &Reading) -> Result<(), SyncError> {
