@@ -264,6 +264,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let digitalocean = digitalocean_config(&args)?;
             let writeback = writeback_settings(&args)?;
             let args = *args;
+            let decisions_namespace = args.lease_namespace.clone();
             let lease = args.leader_election.then(|| {
                 crate::run::lease_config(args.lease_name, args.lease_namespace, args.lease_duration, identity.clone())
             });
@@ -297,6 +298,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                         .map(|f| f.trim().to_owned())
                         .filter(|f| !f.is_empty())
                         .collect(),
+                    decisions_namespace,
                 },
                 digitalocean,
                 writeback,

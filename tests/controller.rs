@@ -598,3 +598,111 @@ async fn kubectl_wait_for_ready_follows_the_drift() {
     let back = wait("web-drifted", "Ready");
     assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
 }
+
+/// The decisions of a namespace outlive a restore that recreates every
+/// CloudProvisioned and Drift without status (Velero's default for custom
+/// resources): an ignored and a snoozed drift come back as they were, and an
+/// overlay accept not yet in Git is still pending; nothing reopens.
+#[tokio::test]
+async fn decisions_survive_a_restore_without_status() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "restore").await;
+    let res = resource(&client, live("s-2vcpu-4gb", &["env:prod"], now())).await;
+    provisioned(&client, &ns, "web-ign", &res, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    provisioned(&client, &ns, "web-snz", &res, json!({"region": "ams3"})).await;
+    let acc = provisioned(&client, &ns, "web-acc", &res, json!({"tags": ["env:dev"]})).await;
+    let mut controller = ControllerProcess::start(&ns, &["--accept-mode", "overlay"]);
+    let drifts_api: Api<Drift> = Api::namespaced(client.clone(), &ns);
+    let drift_of = |owner: &str| {
+        let (drifts_api, owner) = (drifts_api.clone(), owner.to_owned());
+        async move {
+            eventually(WAIT, &format!("the Drift of {owner}"), || async {
+                let all = drifts_api.list(&ListParams::default()).await.ok()?.items;
+                all.into_iter().find(|d| d.spec.provisioned_ref.name == owner && d.status.is_some())
+            })
+            .await
+        }
+    };
+    let annotate = |name: String, annotations: Value| {
+        let drifts_api = drifts_api.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": annotations}});
+            drifts_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+        }
+    };
+    let until = (k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(2)).to_string();
+    annotate(
+        drift_of("web-ign").await.name_any(),
+        json!({"arcadia.cloud/ignore": "true", "arcadia.cloud/ignore-reason": "load test"}),
+    )
+    .await;
+    annotate(drift_of("web-snz").await.name_any(), json!({"arcadia.cloud/snooze-until": until})).await;
+    annotate_accept(&client, &ns, &drift_of("web-acc").await.name_any(), Some("alice")).await;
+    let phase_of = |owner: &'static str, want: DriftPhase| {
+        let drifts_api = drifts_api.clone();
+        async move {
+            eventually(WAIT, &format!("{owner} {want}"), || async {
+                let all = drifts_api.list(&ListParams::default()).await.ok()?.items;
+                all.into_iter().find(|d| {
+                    d.spec.provisioned_ref.name == owner && d.status.as_ref().is_some_and(|s| s.phase == want)
+                })
+            })
+            .await
+        }
+    };
+    phase_of("web-ign", DriftPhase::Ignored).await;
+    phase_of("web-snz", DriftPhase::Snoozed).await;
+    phase_of("web-acc", DriftPhase::Accepted).await;
+    let provisioned_api: Api<CloudProvisioned> = Api::namespaced(client.clone(), &ns);
+    eventually(WAIT, "the overlay accept pending", || async {
+        let p = provisioned_api.get(&acc.name_any()).await.ok()?;
+        (!p.status?.pending_git_changes.is_empty()).then_some(())
+    })
+    .await;
+    // Let the journal be written (it is the reconcile's last write), then restore.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    controller.kill();
+    let backup_p = provisioned_api.list(&ListParams::default()).await.unwrap().items;
+    let backup_d = drifts_api.list(&ListParams::default()).await.unwrap().items;
+    for p in &backup_p {
+        provisioned_api.delete(&p.name_any(), &Default::default()).await.unwrap();
+    }
+    for d in &backup_d {
+        let _ = drifts_api.delete(&d.name_any(), &Default::default()).await;
+    }
+    eventually(WAIT, "everything deleted", || async {
+        let left = provisioned_api.list(&ListParams::default()).await.ok()?.items.len()
+            + drifts_api.list(&ListParams::default()).await.ok()?.items.len();
+        (left == 0).then_some(())
+    })
+    .await;
+    let mut uids = std::collections::BTreeMap::new();
+    for p in backup_p {
+        let fresh = CloudProvisioned::new(&p.name_any(), p.spec.clone());
+        let created = provisioned_api.create(&PostParams::default(), &fresh).await.unwrap();
+        uids.insert(p.uid().unwrap(), created.uid().unwrap());
+    }
+    for d in backup_d {
+        let mut fresh = Drift::new(&d.name_any(), d.spec.clone());
+        fresh.metadata.labels = d.metadata.labels.clone();
+        let mut owners = d.metadata.owner_references.clone().unwrap_or_default();
+        owners.iter_mut().for_each(|o| o.uid = uids.get(&o.uid).cloned().unwrap_or_default());
+        fresh.metadata.owner_references = Some(owners);
+        drifts_api.create(&PostParams::default(), &fresh).await.unwrap();
+    }
+    let _controller = ControllerProcess::start(&ns, &["--accept-mode", "overlay"]);
+    let ign = phase_of("web-ign", DriftPhase::Ignored).await;
+    assert!(ign.status.unwrap().message.unwrap().contains("restored from the decision journal"));
+    phase_of("web-snz", DriftPhase::Snoozed).await;
+    let pending = eventually(WAIT, "the overlay accept pending again", || async {
+        let p = provisioned_api.get("web-acc").await.ok()?;
+        let pending = p.status?.pending_git_changes;
+        (!pending.is_empty()).then_some(pending)
+    })
+    .await;
+    assert_eq!(pending[0].value, json!(["env:prod"]));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let open = drifts_in(&client, &ns, DriftPhase::Open).await;
+    assert!(open.is_empty(), "nothing reopened: {open:?}");
+    assert!(!events(&client, &ns, "DecisionRestored").await.is_empty(), "the restore is said in an Event");
+}

@@ -3,6 +3,7 @@
 //!
 //! - [`plan`]: the pure decision of one reconcile;
 //! - [`reconcile`]: gathers inputs from the caches, applies the plan;
+//! - [`journal`]: reads and writes the decision journal (decisions that outlive status);
 //! - [`retry`]: what a failed reconcile means, and when it is tried again;
 //! - [`caches`]: the watches and reflector caches a reconcile reads;
 //! - [`index`]: watch-fed indexes (CloudResource => CloudProvisioneds, CloudProvisioned => Drifts);
@@ -13,6 +14,7 @@
 
 pub mod caches;
 pub mod index;
+pub mod journal;
 pub mod metrics;
 pub mod plan;
 pub mod policy_status;
@@ -56,6 +58,8 @@ pub struct Settings {
     pub streaming_lists: bool,
     /// `--metrics-fields`: the only field names that become metric label values.
     pub metric_fields: std::collections::BTreeSet<String>,
+    /// The controller's own namespace, where the decision journal lives.
+    pub decisions_namespace: String,
 }
 
 /// The drift controller, its caches set up but not yet filled.
@@ -108,11 +112,13 @@ impl DriftController {
         summary::log_when_synced(&caches);
         summary::spawn(&caches, metrics.clone(), settings.resync_interval, Arc::new(settings.metric_fields.clone()));
         let reporter = Reporter { controller: "arcadia-drift".into(), instance: Some(settings.identity.clone()) };
+        let journal = journal::Journal::new(client.clone(), &settings.decisions_namespace);
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             caches: caches.clone(),
             written: Default::default(),
+            journal,
             failures: Default::default(),
             writeback,
             metrics,

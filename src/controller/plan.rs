@@ -62,6 +62,8 @@ pub struct Inputs<'a> {
     pub policies: &'a [std::sync::Arc<DriftPolicy>],
     /// The other CloudProvisioneds that name the same CloudResource.
     pub peers: &'a [std::sync::Arc<CloudProvisioned>],
+    /// The decision journal's entries for the object's namespace (see [`journal`]).
+    pub journal: &'a BTreeMap<String, journal::Entry>,
 }
 
 /// The operator annotations a plan removes once it carried them out or refused them.
@@ -100,6 +102,8 @@ pub struct Plan {
     pub unrecorded: Vec<String>,
     /// Actor annotations set without their decision, to remove: (Drift, keys).
     pub stray_actors: Vec<(String, Vec<&'static str>)>,
+    /// Decision journal entries to write (`None` removes one), after the rest.
+    pub journal: BTreeMap<String, Option<journal::Entry>>,
 }
 
 impl Plan {
@@ -110,6 +114,7 @@ impl Plan {
             && self.status.is_none()
             && self.events.is_empty()
             && self.stray_actors.is_empty()
+            && self.journal.is_empty()
     }
 }
 
@@ -234,9 +239,22 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     };
     plan.status = status_for(inputs, &tracked, &basis, outcome, &mut plan.events);
     plan.status_first = pending.added;
+    plan.journal = kept_decisions(inputs, &tracked, &pending.entries);
     plan.tally.drifted_fields = open_fields(&tracked).len();
     finish(tracked, &rules, &mut plan);
     plan
+}
+
+/// The journal entries that change: the decisions that must outlive the status.
+fn kept_decisions(
+    inputs: &Inputs<'_>,
+    tracked: &BTreeMap<String, Tracked>,
+    pending: &[crate::api::PendingGitChange],
+) -> BTreeMap<String, Option<journal::Entry>> {
+    let drifts = tracked.iter().map(|(field, t)| (field.as_str(), &t.status));
+    let mut wanted = journal::wanted(inputs.provisioned, drifts, pending, inputs.journal, inputs.now);
+    wanted.retain(|k, v| inputs.journal.get(k) != v.as_ref());
+    wanted
 }
 
 /// Every Drift that changed, or whose severity label is not the policy's, is written.
@@ -357,6 +375,7 @@ fn desired_conflicts(inputs: &Inputs<'_>, desired: &crate::api::Fields, claim: c
 mod accepts;
 mod annotations;
 mod compare;
+pub mod journal;
 mod reverts;
 mod status;
 #[cfg(test)]

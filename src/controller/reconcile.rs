@@ -36,6 +36,8 @@ pub struct Context {
     /// Our own last writes per CloudProvisioned, which its next reconcile waits
     /// to see in the caches (see [`Written`]).
     pub written: Mutex<HashMap<String, Written>>,
+    /// The decisions that outlive the objects' status.
+    pub journal: super::journal::Journal,
     /// Failures in a row per CloudProvisioned, for its backoff; removed on success and with the object.
     pub failures: Mutex<HashMap<String, u32>>,
     /// Git write-back of overlay accepts, when enabled.
@@ -52,6 +54,8 @@ pub enum Error {
     ClearAccept { object: String, source: kube::Error },
     #[error("writing the status of CloudProvisioned {object}: {source}")]
     WriteStatus { object: String, source: kube::Error },
+    #[error(transparent)]
+    Journal { source: super::journal::JournalError },
 }
 
 impl Context {
@@ -74,15 +78,18 @@ impl Error {
             Error::WriteDrift { .. } => "write_drift",
             Error::ClearAccept { .. } => "clear_accept",
             Error::WriteStatus { .. } => "write_status",
+            Error::Journal { .. } => "journal",
         }
     }
 
     fn source(&self) -> &kube::Error {
-        let (Error::Adopt { source, .. }
-        | Error::WriteDrift { source, .. }
-        | Error::ClearAccept { source, .. }
-        | Error::WriteStatus { source, .. }) = self;
-        source
+        match self {
+            Error::Adopt { source, .. }
+            | Error::WriteDrift { source, .. }
+            | Error::ClearAccept { source, .. }
+            | Error::WriteStatus { source, .. } => source,
+            Error::Journal { source } => source.source_error(),
+        }
     }
 
     /// The object was deleted under the reconcile (404 on the parent), or its
@@ -139,6 +146,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     let git = git_outcomes(&ctx, &p, &drift_refs);
     let policies = ctx.caches.policies.read().expect("policy index lock poisoned").candidates(&namespace);
     let peers = peers(&ctx, &p);
+    let journal = ctx.journal.entries(&namespace).await.map_err(|source| Error::Journal { source })?;
     let mut inputs = Inputs {
         provisioned: &p,
         resource: resource.as_deref(),
@@ -148,6 +156,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         git: &git,
         policies: &policies,
         peers: &peers,
+        journal: &journal,
     };
     let mut plan = plan::plan(&inputs, &ctx.plan_settings);
     // Rare (a spec change met an open or accepted drift): the caches strip
@@ -499,6 +508,8 @@ async fn write(
         write_status(ctx, &target, plan.status.as_ref(), versions, written).await?;
     }
     publish_where(ctx, &target, &mut events, |_| true).await;
+    // Last: a decision is kept once it is recorded on the objects.
+    ctx.journal.apply(&target.namespace, plan.journal).await.map_err(|source| Error::Journal { source })?;
     Ok(())
 }
 

@@ -24,7 +24,22 @@ pub(super) struct Pending {
 pub(super) fn settle_pending(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String, Tracked>, plan: &mut Plan) -> Pending {
     let p = inputs.provisioned;
     // Only entries the controller recorded itself count (see accept::provenance).
-    let old = crate::accept::provenance::trusted_pending(p).unwrap_or_else(|why| {
+    // Restored without its status: the journal kept the overlay accepts not yet in Git.
+    let restored = if p.status.is_none() { super::journal::pending_for(p, inputs.journal) } else { Vec::new() };
+    if !restored.is_empty() {
+        plan.events.push(Event {
+            regarding: Regarding::Provisioned,
+            warning: false,
+            reason: "DecisionRestored",
+            action: "Accept",
+            message: format!(
+                "{} accepted value(s) not yet in Git taken back from the decision journal: the status was lost",
+                restored.len()
+            ),
+        });
+    }
+    let old = if restored.is_empty() { None } else { Some(restored.as_slice()) };
+    let old = old.map_or_else(|| crate::accept::provenance::trusted_pending(p), Ok).unwrap_or_else(|why| {
         tracing::warn!(object = %p.name_any(), "{why}");
         let regarding = Regarding::Provisioned;
         plan.events.push(Event {

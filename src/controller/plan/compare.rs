@@ -189,6 +189,9 @@ fn open(
         history.truncate(settings.history_limit);
     }
     let name = Drift::name_for(&inputs.provisioned.name_any(), &fd.field);
+    if !tracked.contains_key(&fd.field) && restore_kept(inputs, &fd, &name, tracked, plan) {
+        return;
+    }
     let mut detected = field_event(
         "DriftDetected",
         &name,
@@ -207,6 +210,30 @@ fn open(
     let severity = tracked.get(&fd.field).and_then(|t| t.severity.clone());
     tracked.insert(fd.field, Tracked { name, status, apply_object: true, dirty: true, severity });
     plan.tally.new_drifts += 1;
+}
+
+/// A field drifts and has no Drift: after a restore that dropped the status,
+/// an ignore or snooze the journal kept for it comes back with it, instead of
+/// a new Open episode.
+fn restore_kept(
+    inputs: &Inputs<'_>,
+    fd: &FieldDrift,
+    name: &str,
+    tracked: &mut BTreeMap<String, Tracked>,
+    plan: &mut Plan,
+) -> bool {
+    let Some(entry) = super::journal::about(inputs.provisioned, &fd.field, inputs.journal) else { return false };
+    let Some((phase, mut status)) = super::journal::restored(entry, &fd.actual, inputs.now) else { return false };
+    status.expected = fd.expected.clone();
+    status.detected_time = status.detected_time.or_else(|| Some(inputs.now.clone()));
+    plan.events.push(field_event(
+        "DecisionRestored",
+        name,
+        format!("{}: {phase} again, as decided before the object lost its status (decision journal)", fd.field),
+    ));
+    let t = Tracked { name: name.to_owned(), status, apply_object: true, dirty: true, severity: None };
+    tracked.insert(fd.field.clone(), t);
+    true
 }
 
 /// The manager that owns `spec.desired.<field>`, when the reconciler has

@@ -1,0 +1,166 @@
+//! Reads and writes the decision journal (see [`super::plan::journal`]):
+//! [`SHARDS`] ConfigMaps `arcadia-drift-decisions-N` in the controller's own
+//! namespace, a tenant namespace's entries all in one of them (by a hash of
+//! its name). Only the leader writes them, so what it has read or written is
+//! kept in memory and each shard is read once per leadership.
+
+use super::plan::journal::{Entry, MAX_ENTRIES};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+
+pub const SHARDS: u32 = 16;
+pub const NAME_PREFIX: &str = "arcadia-drift-decisions-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("reading the decision journal ConfigMap {namespace}/{name}: {source}")]
+    Read { namespace: String, name: String, source: kube::Error },
+    #[error("writing the decision journal ConfigMap {namespace}/{name}: {source}")]
+    Write { namespace: String, name: String, source: kube::Error },
+}
+
+impl JournalError {
+    pub fn source_error(&self) -> &kube::Error {
+        let (JournalError::Read { source, .. } | JournalError::Write { source, .. }) = self;
+        source
+    }
+}
+
+pub struct Journal {
+    api: Api<ConfigMap>,
+    namespace: String,
+    /// Shard number => its entries by key, once read.
+    shards: tokio::sync::Mutex<HashMap<u32, BTreeMap<String, Entry>>>,
+}
+
+fn shard_of(namespace: &str) -> u32 {
+    crate::api::fnv1a(namespace) % SHARDS
+}
+
+fn shard_name(shard: u32) -> String {
+    format!("{NAME_PREFIX}{shard}")
+}
+
+impl Journal {
+    pub fn new(client: kube::Client, namespace: &str) -> Self {
+        Journal { api: Api::namespaced(client, namespace), namespace: namespace.to_owned(), shards: Default::default() }
+    }
+
+    /// The entries kept for a tenant namespace.
+    pub async fn entries(&self, tenant: &str) -> Result<BTreeMap<String, Entry>, JournalError> {
+        let shard = shard_of(tenant);
+        let mut shards = self.shards.lock().await;
+        let all = match shards.get(&shard) {
+            Some(all) => all,
+            None => {
+                let read = self.read(shard).await?;
+                shards.entry(shard).or_insert(read)
+            }
+        };
+        let prefix = format!("{tenant}.");
+        Ok(all.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, e)| (k.clone(), e.clone())).collect())
+    }
+
+    async fn read(&self, shard: u32) -> Result<BTreeMap<String, Entry>, JournalError> {
+        let name = shard_name(shard);
+        let map = self.api.get_opt(&name).await.map_err(|source| JournalError::Read {
+            namespace: self.namespace.clone(),
+            name: name.clone(),
+            source,
+        })?;
+        let data = map.and_then(|m| m.data).unwrap_or_default();
+        Ok(data
+            .into_iter()
+            .filter_map(|(k, v)| match serde_json::from_str::<Entry>(&v) {
+                Ok(entry) => Some((k, entry)),
+                Err(error) => {
+                    tracing::warn!(key = %k, %error, "skipping an unreadable decision journal entry");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Writes the changed entries of a tenant namespace (`None` removes one);
+    /// past [`MAX_ENTRIES`] the oldest go.
+    pub async fn apply(&self, tenant: &str, changes: BTreeMap<String, Option<Entry>>) -> Result<(), JournalError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let shard = shard_of(tenant);
+        let mut shards = self.shards.lock().await;
+        let all = match shards.get_mut(&shard) {
+            Some(all) => all,
+            None => {
+                let read = self.read(shard).await?;
+                shards.entry(shard).or_insert(read)
+            }
+        };
+        let mut next = all.clone();
+        for (k, v) in &changes {
+            match v {
+                Some(entry) => next.insert(k.clone(), entry.clone()),
+                None => next.remove(k),
+            };
+        }
+        let evicted = evict(&mut next, tenant);
+        let mut data = Map::new();
+        for (k, v) in changes.iter() {
+            let text = v.as_ref().map(|e| serde_json::to_string(e).expect("an entry serializes"));
+            data.insert(k.clone(), text.map_or(Value::Null, Value::String));
+        }
+        for k in evicted {
+            data.insert(k, Value::Null);
+        }
+        self.write(shard, data).await?;
+        *all = next;
+        Ok(())
+    }
+
+    async fn write(&self, shard: u32, data: Map<String, Value>) -> Result<(), JournalError> {
+        let name = shard_name(shard);
+        let fail = |source| JournalError::Write { namespace: self.namespace.clone(), name: name.clone(), source };
+        let params = PatchParams { field_manager: Some(crate::api::FIELD_MANAGER.into()), ..Default::default() };
+        match self.api.patch(&name, &params, &Patch::Merge(json!({"data": data}))).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                let data: BTreeMap<String, String> =
+                    data.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))).collect();
+                let map = ConfigMap {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        labels: Some(BTreeMap::from([(
+                            "app.kubernetes.io/managed-by".to_owned(),
+                            "arcadia-drift".to_owned(),
+                        )])),
+                        ..Default::default()
+                    },
+                    data: Some(data),
+                    ..Default::default()
+                };
+                self.api.create(&PostParams::default(), &map).await.map(|_| ()).map_err(fail)
+            }
+            Err(source) => Err(fail(source)),
+        }
+    }
+}
+
+/// Removes the oldest entries of `tenant` past [`MAX_ENTRIES`]; their keys.
+fn evict(all: &mut BTreeMap<String, Entry>, tenant: &str) -> Vec<String> {
+    let prefix = format!("{tenant}.");
+    let mut mine: Vec<(String, k8s_openapi::jiff::Timestamp)> =
+        all.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, e)| (k.clone(), e.kept_time.0)).collect();
+    if mine.len() <= MAX_ENTRIES {
+        return Vec::new();
+    }
+    let excess = mine.len() - MAX_ENTRIES;
+    mine.sort_by_key(|(_, t)| *t);
+    let gone: Vec<String> = mine.into_iter().take(excess).map(|(k, _)| k).collect();
+    for k in &gone {
+        all.remove(k);
+    }
+    gone
+}
