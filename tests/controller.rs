@@ -706,3 +706,52 @@ async fn decisions_survive_a_restore_without_status() {
     assert!(open.is_empty(), "nothing reopened: {open:?}");
     assert!(!events(&client, &ns, "DecisionRestored").await.is_empty(), "the restore is said in an Event");
 }
+
+/// The CloudProvisioned watch lags 35 s behind the API server (longer than
+/// the 30 s a reconcile waits for its own writes to show): two overlay
+/// accepts in that window keep both entries, nothing reopens, and no spec
+/// change is made up: a write planned on the old copy fails its
+/// resourceVersion precondition and is planned again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_watch_neither_reopens_nor_loses_an_overlay_accept() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "lag").await;
+    let res = resource(&client, live("s-2vcpu-4gb", &[], now())).await;
+    provisioned(&client, &ns, "web-1", &res, json!({"size_slug": "s-1vcpu-1gb", "region": "ams3"})).await;
+    let proxy = common::lagging_proxy::LaggingProxy::start(client.clone(), "cloudprovisioneds").await;
+    let kubeconfig = proxy.kubeconfig();
+    let _controller = ControllerProcess::start_with_env(
+        &ns,
+        &["--accept-mode", "overlay", "--resync-interval", "1h"],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let both = eventually(WAIT, "two Open drifts", || async {
+        let open = drifts_in(&client, &ns, DriftPhase::Open).await;
+        (open.len() == 2).then_some(open)
+    })
+    .await;
+    *proxy.lag.lock().unwrap() = Duration::from_secs(35);
+    for d in &both {
+        annotate_accept(&client, &ns, &d.name_any(), Some("alice")).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let provisioned_api: Api<CloudProvisioned> = Api::namespaced(client.clone(), &ns);
+    let pending = eventually(Duration::from_secs(120), "both overlay accepts pending", || async {
+        let p = provisioned_api.get("web-1").await.ok()?;
+        let pending = p.status?.pending_git_changes;
+        (pending.len() == 2).then_some(pending)
+    })
+    .await;
+    let mut fields: Vec<&str> = pending.iter().map(|e| e.field.as_str()).collect();
+    fields.sort();
+    assert_eq!(fields, ["region", "size_slug"]);
+    *proxy.lag.lock().unwrap() = Duration::ZERO;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let accepted = drifts_in(&client, &ns, DriftPhase::Accepted).await;
+    assert_eq!(accepted.len(), 2, "both accepted: {accepted:?}");
+    assert_eq!(event_count(&events(&client, &ns, "DriftDetected").await), 2, "no episode reopened");
+    for d in accepted {
+        let message = d.status.unwrap().message.unwrap_or_default();
+        assert!(!message.contains("spec change"), "no spec change was made up: {message}");
+    }
+}

@@ -329,7 +329,8 @@ pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, ctx: Arc<Context>) 
     };
     let class = error.class();
     let wait = retry::backoff(class, failures);
-    if class == ErrorClass::Permanent && failures > 1 {
+    // A conflict is the precondition doing its job (the caches were behind); a repeated permanent error was said once.
+    if class == ErrorClass::Conflict || (class == ErrorClass::Permanent && failures > 1) {
         tracing::debug!(%error, failures, "reconcile failed again; retrying in {}s", wait.as_secs());
     } else {
         tracing::warn!(%error, ?class, "reconcile failed; retrying in {}s", wait.as_secs());
