@@ -177,6 +177,11 @@ pub struct RunArgs {
     /// (the account limit is 5,000/hour and 250/minute).
     #[arg(long, default_value_t = 2500)]
     pub digitalocean_requests_per_hour: u32,
+    /// A CloudResource missing from DigitalOcean this long that no
+    /// CloudProvisioned names is deleted (only when watching every namespace,
+    /// the only view that can tell it is named nowhere).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub missing_retention: Duration,
     /// How long one DigitalOcean request may take, answer included. A write
     /// with no answer by then may have happened: a revert looks for its action
     /// before sending it again.
@@ -376,6 +381,7 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
             state_namespace: args.lease_namespace.clone(),
             refresh_after,
             types,
+            missing_retention: args.missing_retention,
         },
         revert: args.enable_revert.then(|| crate::inventory::reverter::ReverterSettings {
             max_concurrent: usize::from(args.max_concurrent_reverts),

@@ -140,8 +140,13 @@ async fn lead(
     if let Some(digitalocean) = &config.digitalocean {
         let (resources, mut synced) = controller.inventory_cache();
         let source = DigitalOcean { client: DoClient::new(digitalocean.client.clone())? };
-        let syncer =
-            Arc::new(Syncer::new(client.clone(), source, resources, digitalocean.sync.clone(), components.inventory));
+        let mut syncer =
+            Syncer::new(client.clone(), source, resources, digitalocean.sync.clone(), components.inventory);
+        // Only a view of every namespace can tell that no CloudProvisioned names a resource.
+        if config.controller.namespace.is_none() {
+            syncer = syncer.collecting(controller.provisioned_cache());
+        }
+        let syncer = Arc::new(syncer);
         tracing::info!(url = %digitalocean.client.api_url, "syncing the DigitalOcean inventory");
         let reverter = digitalocean.revert.clone().map(|settings| {
             tracing::info!(max_concurrent = settings.max_concurrent, "carrying out approved reverts");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use arcadia_drift::api::{CloudResource, CloudResourceSpec, Fields, LABEL_SOURCE};
+use arcadia_drift::api::{CloudProvisioned, CloudResource, CloudResourceSpec, Fields, LABEL_SOURCE};
 use arcadia_drift::inventory::InventoryMetrics;
 use arcadia_drift::inventory::digitalocean::client::{ClientConfig, DoClient, DoError, Token};
 use arcadia_drift::inventory::digitalocean::{DigitalOcean, DoType};
@@ -181,9 +181,63 @@ async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
         state_namespace: "default".into(),
         refresh_after: Duration::from_secs(1800),
         types: vec![DoType::Droplet],
+        missing_retention: Duration::from_secs(2),
     };
     let syncer = Syncer::new(client.clone(), do_source(fake), reader, settings, InventoryMetrics::default());
     (syncer, client)
+}
+
+/// A cache of one namespace's CloudProvisioneds (the controller's holds every
+/// namespace's; the shared control plane also holds other tests' hostile ones).
+async fn provisioned_cache(client: &kube::Client, ns: &str) -> reflector::Store<CloudProvisioned> {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(Api::<CloudProvisioned>::namespaced(client.clone(), ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(stream.for_each(|_| async {}));
+    reader.wait_until_ready().await.unwrap();
+    reader
+}
+
+/// A missing CloudResource no CloudProvisioned names is deleted after
+/// --missing-retention (2 s here); one that is named stays, and so does one
+/// that is not missing.
+#[tokio::test]
+async fn missing_and_unreferenced_resources_are_collected_after_the_retention() {
+    let fake = FakeDo::start().await;
+    let ids: Vec<u64> = (0..3).map(|_| fresh_id()).collect();
+    for id in &ids {
+        fake.add("/v2/droplets", droplet(*id, "web", "s-1vcpu-1gb", "nyc3", &[]));
+    }
+    let source = format!("test-{}", common::unique_suffix());
+    let (syncer, client) = syncer(&fake, &source).await;
+    let ns = common::namespace(&client, "collect").await;
+    let syncer = syncer.collecting(provisioned_cache(&client, &ns).await);
+    syncer.sync_once().await;
+    let names: Vec<String> = ids.iter().map(|id| format!("digitalocean-droplet-{id}")).collect();
+    cached(&client, &names[2], |_| true).await;
+    let named = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudProvisioned", "metadata": {"name": "web"},
+        "spec": {"resourceRef": {"name": names[1]}, "desired": {"size_slug": "s-1vcpu-1gb"}}});
+    Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
+        .patch("web", &PatchParams::apply("test"), &Patch::Apply(named))
+        .await
+        .unwrap();
+    fake.remove_droplet(ids[0]);
+    fake.remove_droplet(ids[1]);
+    assert_eq!(syncer.sync_once().await.marked_missing, 2);
+    cached(&client, &names[1], |r| r.status.as_ref().is_some_and(|s| s.missing)).await;
+    syncer.sync_once().await;
+    assert!(cloud_resource(&client, &names[0]).await.is_some(), "not before the retention");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    syncer.sync_once().await;
+    common::eventually(Duration::from_secs(10), "the unreferenced one deleted", || async {
+        cloud_resource(&client, &names[0]).await.is_none().then_some(())
+    })
+    .await;
+    assert!(cloud_resource(&client, &names[1]).await.is_some(), "named by a CloudProvisioned: kept");
+    assert!(cloud_resource(&client, &names[2]).await.is_some(), "not missing: kept");
+    assert_eq!(syncer.metrics().collected.get(), 1);
 }
 
 async fn cloud_resource(client: &kube::Client, name: &str) -> Option<CloudResource> {

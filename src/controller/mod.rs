@@ -92,6 +92,11 @@ impl DriftController {
         (self.caches.resources.clone(), self.caches.synced.clone())
     }
 
+    /// The CloudProvisioned cache (every namespace's, unless `--namespace`).
+    pub fn provisioned_cache(&self) -> Store<crate::api::CloudProvisioned> {
+        self.caches.provisioned.clone()
+    }
+
     /// The Drift cache, where the reverter finds approved reverts.
     pub fn drift_cache(&self) -> Store<crate::api::Drift> {
         self.caches.drifts.clone()

@@ -39,6 +39,8 @@ pub struct InventoryMetrics {
     /// Revert sagas by how they ended (`succeeded`, `failed`).
     pub reverts: Family<ResultLabel, Counter>,
     pub marked_missing: Counter,
+    /// Missing, unreferenced CloudResources deleted after `--missing-retention`.
+    pub collected: Counter,
     pub digitalocean_requests: Counter,
     pub writes: ApiWrites,
 }
@@ -53,6 +55,11 @@ impl InventoryMetrics {
             m.syncs.clone(),
         );
         registry.register("inventory_marked_missing", "CloudResources marked missing", m.marked_missing.clone());
+        registry.register(
+            "cloudresources_collected",
+            "Missing CloudResources that no CloudProvisioned names, deleted after --missing-retention",
+            m.collected.clone(),
+        );
         registry.register(
             "digitalocean_requests",
             "Requests sent to the DigitalOcean API, retries included",
@@ -79,7 +86,7 @@ impl InventoryMetrics {
             "The requests per hour this process allows itself (--digitalocean-requests-per-hour)",
             m.budget_per_hour.clone(),
         );
-        for result in ["succeeded", "failed"] {
+        for result in ["succeeded", "failed", "compensation_failed"] {
             let _ = m.reverts.get_or_create(&ResultLabel { result });
         }
         registry.register("reverts", "Revert sagas that ended, by result (succeeded, failed, compensation_failed: the resource may be left powered off)", m.reverts.clone());

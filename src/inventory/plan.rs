@@ -5,7 +5,7 @@
 use crate::api::{CloudResource, CloudResourceSpec, CloudResourceStatus, LABEL_SOURCE};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use std::collections::BTreeSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,17 +54,19 @@ pub fn plan_sync(
     now: &Time,
     refresh_after: Duration,
 ) -> SyncPlan {
-    let mirrored: Vec<&Arc<CloudResource>> = existing
+    // Keyed by name: a sync is linear in the listing, not listing × mirrored.
+    let mirrored: HashMap<String, &Arc<CloudResource>> = existing
         .iter()
         .filter(|r| r.spec.provider == provider && r.spec.type_ == type_)
         .filter(|r| r.labels().get(LABEL_SOURCE).map(String::as_str) == Some(source))
+        .map(|r| (r.name_any(), r))
         .collect();
     let mut plan = SyncPlan::default();
-    let mut listed_names = BTreeSet::new();
+    let mut listed_names = HashSet::with_capacity(listed.len());
     for o in listed {
         let name = resource_name(provider, o.type_, &o.id);
         listed_names.insert(name.clone());
-        let current = mirrored.iter().find(|r| r.name_any() == name).and_then(|r| r.status.as_ref());
+        let current = mirrored.get(&name).and_then(|r| r.status.as_ref());
         let mut status = o.status;
         status.missing = false;
         status.synced_time = current.and_then(|c| c.synced_time.clone());
@@ -85,11 +87,34 @@ pub fn plan_sync(
     }
     plan.absent = mirrored
         .iter()
-        .filter(|r| !r.status.as_ref().is_some_and(|s| s.missing))
-        .map(|r| r.name_any())
+        .filter(|(_, r)| !r.status.as_ref().is_some_and(|s| s.missing))
+        .map(|(name, _)| name.clone())
         .filter(|n| !listed_names.contains(n))
         .collect();
+    plan.absent.sort();
     plan
+}
+
+/// The `missing` CloudResources of this source that no CloudProvisioned
+/// names and that have been missing (since their last `syncedTime`) longer
+/// than `retention`: `(name, uid)`, to delete on that uid only.
+pub fn collectable(
+    source: &str,
+    existing: &[Arc<CloudResource>],
+    referenced: &HashSet<String>,
+    now: &Time,
+    retention: Duration,
+) -> Vec<(String, String)> {
+    let old_enough = |t: &Time| now.0.as_second() - t.0.as_second() > retention.as_secs() as i64;
+    let mut out: Vec<(String, String)> = existing
+        .iter()
+        .filter(|r| r.labels().get(LABEL_SOURCE).map(String::as_str) == Some(source))
+        .filter(|r| r.status.as_ref().is_some_and(|s| s.missing && s.synced_time.as_ref().is_some_and(old_enough)))
+        .filter(|r| !referenced.contains(&r.name_any()))
+        .filter_map(|r| Some((r.name_any(), r.uid()?)))
+        .collect();
+    out.sort();
+    out
 }
 
 /// A reading asked for at `read` is older than the newest one written for
@@ -145,6 +170,31 @@ mod tests {
     }
 
     const REFRESH: Duration = Duration::from_secs(1800);
+
+    #[test]
+    fn a_missing_resource_nobody_names_is_collected_after_the_retention() {
+        let with_uid = |r: Arc<CloudResource>, uid: &str| {
+            let mut r = (*r).clone();
+            r.metadata.uid = Some(uid.into());
+            Arc::new(r)
+        };
+        let existing = [
+            with_uid(mirrored("1", "a", at(0), true), "u1"),
+            with_uid(mirrored("2", "a", at(0), true), "u2"),
+            with_uid(mirrored("3", "a", at(0), false), "u3"),
+            with_uid(mirrored("4", "a", at(90_000), true), "u4"),
+        ];
+        let referenced = HashSet::from(["digitalocean-droplet-2".to_string()]);
+        let day = Duration::from_secs(86_400);
+        let gone = collectable("do", &existing, &referenced, &at(90_000), day);
+        assert_eq!(
+            gone,
+            [("digitalocean-droplet-1".to_string(), "u1".to_string())],
+            "referenced, live and recent stay"
+        );
+        assert!(collectable("other-source", &existing, &referenced, &at(90_000), day).is_empty());
+        assert!(collectable("do", &existing, &referenced, &at(80_000), day).is_empty(), "not a day yet");
+    }
 
     #[test]
     fn names_are_valid_object_names() {

@@ -5,7 +5,7 @@ use super::digitalocean::{self, DigitalOcean, DoType, PROVIDER};
 use super::feed::{self, Position};
 use super::metrics::InventoryMetrics;
 use super::plan::{self, LiveResource, plan_sync, resource_name};
-use crate::api::{self, CloudResource, FIELD_MANAGER, LABEL_SOURCE};
+use crate::api::{self, CloudProvisioned, CloudResource, FIELD_MANAGER, LABEL_SOURCE};
 use crate::runtime::jittered;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -30,6 +30,9 @@ pub struct SyncSettings {
     /// Unchanged resources get a fresh `syncedTime` once it is this old.
     pub refresh_after: Duration,
     pub types: Vec<DoType>,
+    /// `--missing-retention`: a missing CloudResource no CloudProvisioned
+    /// names is deleted once missing this long.
+    pub missing_retention: Duration,
 }
 
 pub struct Syncer {
@@ -44,6 +47,10 @@ pub struct Syncer {
     /// that started before a refresh can answer after it: its older reading
     /// must not replace the newer one (and reopen a drift a revert closed).
     newest: tokio::sync::Mutex<HashMap<String, Timestamp>>,
+    /// Every CloudProvisioned in the cluster, to know which CloudResources are
+    /// named; `None` when the controller watches one namespace only, which
+    /// cannot tell, so nothing is collected.
+    referencing: Option<Store<CloudProvisioned>>,
 }
 
 /// When a reading of DigitalOcean was asked for: the status's syncedTime
@@ -90,7 +97,23 @@ impl Syncer {
     ) -> Self {
         metrics.sync_interval.set(settings.interval.as_secs() as i64);
         metrics.budget_per_hour.set((source.client.requests_per_second() * 3600.0).round() as i64);
-        Self { client, source, resources, settings, metrics, suspects: Mutex::default(), newest: Default::default() }
+        Self {
+            client,
+            source,
+            resources,
+            settings,
+            metrics,
+            suspects: Mutex::default(),
+            newest: Default::default(),
+            referencing: None,
+        }
+    }
+
+    /// Collects missing CloudResources no CloudProvisioned of `provisioned`
+    /// (a cache of every namespace's) names.
+    pub fn collecting(mut self, provisioned: Store<CloudProvisioned>) -> Self {
+        self.referencing = Some(provisioned);
+        self
     }
 
     /// Syncs every `interval` (jittered), and polls the actions feed every
@@ -146,6 +169,7 @@ impl Syncer {
                 }
             }
         }
+        self.collect().await;
         report.requests = self.source.client.requests_sent() - requests_before;
         self.forget_removed().await;
         self.note_rate_limit();
@@ -219,6 +243,39 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// Deletes the missing CloudResources past `--missing-retention` that no
+    /// CloudProvisioned names, each on its uid (a recreated one stays).
+    async fn collect(&self) {
+        let Some(provisioned) = &self.referencing else { return };
+        let referenced: HashSet<String> =
+            provisioned.state().iter().map(|p| p.spec.resource_ref.name.clone()).collect();
+        let now = api::now();
+        let gone = plan::collectable(
+            &self.settings.source,
+            &self.resources.state(),
+            &referenced,
+            &now,
+            self.settings.missing_retention,
+        );
+        let api: Api<CloudResource> = Api::all(self.client.clone());
+        for (name, uid) in gone {
+            let params = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+                ..Default::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => {
+                    self.metrics.collected.inc();
+                    tracing::info!(resource = %name, "deleted: missing from DigitalOcean for longer than --missing-retention, and no CloudProvisioned names it");
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(error) => {
+                    tracing::warn!(%error, resource = %name, "cannot delete a missing CloudResource; trying again next sync")
+                }
+            }
+        }
     }
 
     /// What is kept per resource goes with its CloudResource.
