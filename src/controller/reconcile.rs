@@ -132,15 +132,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     }
     let started = Instant::now();
     let resource = ctx.caches.resources.get(&ObjectRef::new(&p.spec.resource_ref.name));
-    let drifts: Vec<Arc<Drift>> = ctx
-        .caches
-        .drifts_by_owner
-        .read()
-        .expect("drift index lock poisoned")
-        .get(&key)
-        .iter()
-        .filter_map(|r| ctx.caches.drifts.get(r))
-        .collect();
+    let drifts = drifts_of(&ctx, &key);
     let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
     let now = api::now();
     let git = git_outcomes(&ctx, &p, &drift_refs);
@@ -181,27 +173,45 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         tracing::debug!(%error, "the object or its namespace is being deleted; nothing left to write");
         return Ok(Action::await_change());
     }
-    if result.is_ok()
-        && let Some(writeback) = &ctx.writeback
-    {
-        write_back.into_iter().for_each(|job| writeback.request(job));
-    }
-    if !written.is_empty() {
-        ctx.written.lock().expect("written lock poisoned").insert(key.clone(), written);
-    }
-    match &result {
-        Ok(()) => {
-            ctx.failures.lock().expect("failures lock poisoned").remove(&key);
-        }
-        Err(error) if error.class() == ErrorClass::Permanent => report_permanent(&ctx, &p, error).await,
-        Err(_) => {}
-    }
+    remember(&ctx, &p, &key, &result, (written, write_back)).await;
     ctx.metrics.observe_reconcile(started.elapsed(), &tally, result.as_ref().err().map(Error::step));
     if result.is_ok() && tally.new_drifts + tally.changed > 0 {
         observe_detection(&ctx, resource.as_deref());
     }
     result?;
     Ok(Action::await_change())
+}
+
+fn drifts_of(ctx: &Context, key: &str) -> Vec<Arc<Drift>> {
+    let index = ctx.caches.drifts_by_owner.read().expect("drift index lock poisoned");
+    index.get(key).iter().filter_map(|r| ctx.caches.drifts.get(r)).collect()
+}
+
+/// What a reconcile leaves for the next: its writes (which the next one
+/// waits to see), the write-backs it asks for, and the object's failures in
+/// a row (a permanent one said on the object).
+async fn remember(
+    ctx: &Context,
+    p: &CloudProvisioned,
+    key: &str,
+    result: &Result<(), Error>,
+    (written, write_back): (Written, Vec<Job>),
+) {
+    if result.is_ok()
+        && let Some(writeback) = &ctx.writeback
+    {
+        write_back.into_iter().for_each(|job| writeback.request(job));
+    }
+    if !written.is_empty() {
+        ctx.written.lock().expect("written lock poisoned").insert(key.to_owned(), written);
+    }
+    match result {
+        Ok(()) => {
+            ctx.failures.lock().expect("failures lock poisoned").remove(key);
+        }
+        Err(error) if error.class() == ErrorClass::Permanent => report_permanent(ctx, p, error).await,
+        Err(_) => {}
+    }
 }
 
 /// Whether `error` only says that `p` went away under the reconcile. A Drift
