@@ -187,6 +187,22 @@ async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
     (syncer, client)
 }
 
+/// A droplet's actions come newest first, whatever order and however many
+/// pages the API answers with (it documents no order).
+#[tokio::test]
+async fn a_droplets_actions_are_read_newest_first_across_pages() {
+    let fake = FakeDo::start().await;
+    let id = fresh_id();
+    fake.add("/v2/droplets", droplet(id, "web", "s-1vcpu-1gb", "nyc3", &[]));
+    let ids: Vec<u64> = (0..250).map(|_| fake.record_action(id, "droplet", "reboot", "completed")).collect();
+    let actions = do_source(&fake).resource_actions(DoType::Droplet, &id.to_string()).await.unwrap();
+    assert_eq!(actions.len(), 250, "every page read");
+    assert_eq!(actions[0].id, *ids.last().unwrap(), "the newest first");
+    assert!(actions.windows(2).all(|w| w[0].id > w[1].id));
+    let pages = fake.requests().iter().filter(|r| r.starts_with(&format!("/v2/droplets/{id}/actions"))).count();
+    assert_eq!(pages, 2, "200 a page");
+}
+
 /// A cache of one namespace's CloudProvisioneds (the controller's holds every
 /// namespace's; the shared control plane also holds other tests' hostile ones).
 async fn provisioned_cache(client: &kube::Client, ns: &str) -> reflector::Store<CloudProvisioned> {
@@ -429,13 +445,37 @@ async fn the_actions_feed_refreshes_what_changed_and_keeps_its_place() {
     assert!(requests.iter().all(|r| !r.starts_with("/v2/droplets?")), "no full listing: {requests:?}");
     assert!(requests.iter().any(|r| r == &format!("/v2/droplets/{a}")), "{requests:?}");
     cached(&client, &name_a, |r| r.status.as_ref().and_then(|s| s.size_slug.as_deref()) == Some("s-2vcpu-4gb")).await;
-    assert_eq!(position.in_progress, std::collections::BTreeSet::from([running]));
+    assert_eq!(position.in_progress.keys().copied().collect::<Vec<_>>(), [running]);
 
     fake.remove_droplet(b);
     fake.finish_action(running, "completed");
     syncer.poll_actions(&mut position).await;
     cached(&client, &name_b, |r| r.status.as_ref().is_some_and(|s| s.missing)).await;
     assert!(position.in_progress.is_empty());
+
+    // An action in progress that scrolled off the page and that the API then
+    // forgets (404) is not waited on for ever: its droplet is read again.
+    let forgotten = fake.record_action(a, "droplet", "reboot", "in-progress");
+    syncer.poll_actions(&mut position).await;
+    assert!(position.in_progress.contains_key(&forgotten));
+    for _ in 0..60 {
+        fake.record_action(999, "droplet", "create", "completed");
+    }
+    fake.forget_action(forgotten);
+    let before = fake.requests().len();
+    syncer.poll_actions(&mut position).await;
+    assert!(position.in_progress.is_empty(), "{position:?}");
+    assert!(fake.requests()[before..].iter().any(|r| r == &format!("/v2/droplets/{a}")), "its droplet read again");
+
+    // A refresh that fails is tried again at the next poll, though the position moved on.
+    fake.resize_droplet(a, "s-4vcpu-8gb");
+    fake.record_action(a, "droplet", "resize", "completed");
+    fake.with(|s| s.fail_get_once.insert(format!("/v2/droplets/{a}"), 403));
+    syncer.poll_actions(&mut position).await;
+    let moved = position.last_seen;
+    syncer.poll_actions(&mut position).await;
+    assert_eq!(position.last_seen, moved, "no new action");
+    cached(&client, &name_a, |r| r.status.as_ref().and_then(|s| s.size_slug.as_deref()) == Some("s-4vcpu-8gb")).await;
 
     // A failed poll changes nothing and marks nothing.
     fake.fault(Fault::Status(500, None));

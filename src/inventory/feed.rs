@@ -7,7 +7,7 @@
 
 use super::digitalocean::DoType;
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One action, as `GET /v2/actions` lists it.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -27,11 +27,11 @@ pub struct Action {
 }
 
 /// Where the feed stands: the newest action id read, and the actions seen in
-/// progress, read again until they end.
+/// progress (with the resource each acts on, when mirrored), read again until they end.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Position {
     pub last_seen: Option<u64>,
-    pub in_progress: BTreeSet<u64>,
+    pub in_progress: BTreeMap<u64, Option<(DoType, String)>>,
 }
 
 /// What one poll decided.
@@ -46,44 +46,50 @@ pub struct FeedPlan {
 
 /// Plans one poll. `page` is the newest page, in either order; `page_size`
 /// tells whether it was full; `waited` are the actions in progress at the last
-/// poll that have left the page, read one by one. On the first poll (no
-/// position yet) nothing is read again: the feed starts at the newest action,
-/// never re-reading history.
+/// poll that have left the page, read one by one, and `gone` those of them the
+/// API no longer knows (404): they are dropped, and their resource read
+/// again. On the first poll (no position yet) nothing is read again: the feed
+/// starts at the newest action, never re-reading history.
 pub fn plan_poll(
     position: &Position,
     page: &[Action],
-    waited: &[Action],
+    (waited, gone): (&[Action], &[u64]),
     page_size: usize,
     mirrored: &[DoType],
 ) -> FeedPlan {
     let newest = page.iter().map(|a| a.id).max();
     let mut plan = FeedPlan::default();
+    let resource_of = |a: &Action| Some((mirrored_type(&a.resource_type, mirrored)?, a.resource_id?.to_string()));
     let Some(last_seen) = position.last_seen else {
         plan.position.last_seen = newest;
-        plan.position.in_progress = page.iter().filter(|a| a.status == "in-progress").map(|a| a.id).collect();
+        plan.position.in_progress =
+            page.iter().filter(|a| a.status == "in-progress").map(|a| (a.id, resource_of(a))).collect();
         return plan;
     };
     let unseen: Vec<&Action> = page.iter().filter(|a| a.id > last_seen).collect();
-    // A full page of nothing but new actions may have pushed older new ones off it.
-    let gap = page.len() >= page_size && page.iter().all(|a| a.id > last_seen);
+    // A full page of nothing but new actions may have pushed older new ones
+    // off it, of any type: every mirrored type is listed whole.
+    if page.len() >= page_size && page.iter().all(|a| a.id > last_seen) {
+        plan.full_listing.extend(mirrored.iter().copied());
+    }
     let mut in_progress = position.in_progress.clone();
-    let known = page.iter().chain(waited).filter(|a| a.id <= last_seen && position.in_progress.contains(&a.id));
+    let known = page.iter().chain(waited).filter(|a| a.id <= last_seen && position.in_progress.contains_key(&a.id));
     for action in unseen.iter().copied().chain(known) {
-        let Some(t) = mirrored_type(&action.resource_type, mirrored) else { continue };
+        let Some(resource) = resource_of(action) else {
+            in_progress.remove(&action.id);
+            continue;
+        };
         if action.status == "in-progress" {
-            in_progress.insert(action.id);
+            in_progress.insert(action.id, Some(resource));
             continue;
         }
         in_progress.remove(&action.id);
-        if let Some(id) = action.resource_id {
-            plan.refresh.insert((t, id.to_string()));
-        }
-        if gap {
-            plan.full_listing.insert(t);
-        }
+        plan.refresh.insert(resource);
     }
-    if gap && plan.full_listing.is_empty() {
-        plan.full_listing.extend(mirrored.iter().copied());
+    for id in gone {
+        if let Some(Some(resource)) = in_progress.remove(id) {
+            plan.refresh.insert(resource);
+        }
     }
     plan.position = Position { last_seen: Some(newest.unwrap_or(last_seen).max(last_seen)), in_progress };
     plan
@@ -91,7 +97,7 @@ pub fn plan_poll(
 
 /// The actions in progress at the last poll that `page` no longer shows.
 pub fn left_the_page(position: &Position, page: &[Action]) -> Vec<u64> {
-    position.in_progress.iter().copied().filter(|id| !page.iter().any(|a| a.id == *id)).collect()
+    position.in_progress.keys().copied().filter(|id| !page.iter().any(|a| a.id == *id)).collect()
 }
 
 /// The mirrored type an action's `resource_type` names (`droplet`, `volume`, ...).
@@ -99,23 +105,38 @@ fn mirrored_type(resource_type: &str, mirrored: &[DoType]) -> Option<DoType> {
     DoType::parse(resource_type).filter(|t| mirrored.contains(t))
 }
 
-/// The position as one annotation value: `<last seen>[;<in-progress id>,...]`.
+/// The position as one annotation value:
+/// `<last seen>[;<in-progress id>[:<type>:<resource id>],...]`.
 pub fn encode(position: &Position) -> String {
     let last = position.last_seen.map(|id| id.to_string()).unwrap_or_default();
     if position.in_progress.is_empty() {
         return last;
     }
-    let waiting: Vec<String> = position.in_progress.iter().map(u64::to_string).collect();
+    let waiting: Vec<String> = position
+        .in_progress
+        .iter()
+        .map(|(id, resource)| match resource {
+            Some((t, rid)) => format!("{id}:{}:{rid}", t.word()),
+            None => id.to_string(),
+        })
+        .collect();
     format!("{last};{}", waiting.join(","))
 }
 
-/// Reads [`encode`]'s form; anything unreadable starts the feed afresh.
+/// Reads [`encode`]'s form (and the older one, ids only); anything unreadable
+/// starts the feed afresh.
 pub fn decode(text: &str) -> Position {
     let (last, waiting) = text.split_once(';').unwrap_or((text, ""));
-    Position {
-        last_seen: last.trim().parse().ok(),
-        in_progress: waiting.split(',').filter_map(|id| id.trim().parse().ok()).collect(),
-    }
+    let entry = |item: &str| {
+        let mut parts = item.trim().splitn(3, ':');
+        let id = parts.next()?.parse().ok()?;
+        let resource = match (parts.next().and_then(DoType::parse), parts.next()) {
+            (Some(t), Some(rid)) if !rid.is_empty() => Some((t, rid.to_owned())),
+            _ => None,
+        };
+        Some((id, resource))
+    };
+    Position { last_seen: last.trim().parse().ok(), in_progress: waiting.split(',').filter_map(entry).collect() }
 }
 
 #[cfg(test)]
@@ -137,7 +158,7 @@ mod tests {
     #[test]
     fn the_first_poll_starts_at_the_newest_action_without_reading_history() {
         let page = [action(12, "completed", 1, "droplet"), action(11, "completed", 2, "droplet")];
-        let plan = plan_poll(&Position::default(), &page, &[], 50, &TYPES);
+        let plan = plan_poll(&Position::default(), &page, (&[], &[]), 50, &TYPES);
         assert!(plan.refresh.is_empty());
         assert_eq!(plan.position.last_seen, Some(12));
     }
@@ -153,7 +174,7 @@ mod tests {
         let mut oldest_first = newest_first.clone();
         oldest_first.reverse();
         for page in [&newest_first[..], &oldest_first[..]] {
-            let plan = plan_poll(&position, page, &[], 50, &TYPES);
+            let plan = plan_poll(&position, page, (&[], &[]), 50, &TYPES);
             let refresh: Vec<_> = plan.refresh.iter().cloned().collect();
             assert_eq!(refresh, [(DoType::Droplet, "1".to_string()), (DoType::Volume, "3".to_string())]);
             assert_eq!(plan.position.last_seen, Some(13));
@@ -167,16 +188,17 @@ mod tests {
         let running = plan_poll(
             &start,
             &[action(11, "in-progress", 5, "droplet"), action(10, "completed", 1, "droplet")],
-            &[],
+            (&[], &[]),
             50,
             &TYPES,
         );
         assert!(running.refresh.is_empty());
-        assert_eq!(running.position.in_progress, BTreeSet::from([11]));
+        let droplet_5 = Some((DoType::Droplet, "5".to_string()));
+        assert_eq!(running.position.in_progress, BTreeMap::from([(11, droplet_5.clone())]));
         let done = plan_poll(
             &running.position,
             &[action(11, "completed", 5, "droplet"), action(10, "completed", 1, "droplet")],
-            &[],
+            (&[], &[]),
             50,
             &TYPES,
         );
@@ -185,28 +207,45 @@ mod tests {
         // An action that scrolled off the page while in progress is read by itself.
         let newer: Vec<Action> = (20..22).map(|id| action(id, "completed", 7, "volume")).collect();
         assert_eq!(left_the_page(&running.position, &newer), [11]);
-        let ended = plan_poll(&running.position, &newer, &[action(11, "errored", 5, "droplet")], 50, &TYPES);
+        let ended = plan_poll(&running.position, &newer, (&[action(11, "errored", 5, "droplet")], &[]), 50, &TYPES);
         assert!(ended.refresh.contains(&(DoType::Droplet, "5".to_string())));
         assert!(ended.position.in_progress.is_empty());
     }
 
     #[test]
-    fn a_full_page_of_new_actions_falls_back_to_full_listings_of_their_types() {
+    fn an_action_in_progress_that_the_api_forgets_is_dropped_and_its_resource_read_again() {
+        let position = Position {
+            last_seen: Some(11),
+            in_progress: BTreeMap::from([(11, Some((DoType::Volume, "v-1".to_string())))]),
+        };
+        let newer: Vec<Action> = (20..22).map(|id| action(id, "completed", 7, "droplet")).collect();
+        let plan = plan_poll(&position, &newer, (&[], &[11]), 50, &TYPES);
+        assert!(plan.position.in_progress.is_empty(), "not waited on for ever");
+        assert!(plan.refresh.contains(&(DoType::Volume, "v-1".to_string())));
+    }
+
+    #[test]
+    fn a_full_page_of_new_actions_falls_back_to_full_listings_of_every_type() {
         let position = Position { last_seen: Some(1), ..Default::default() };
-        let page: Vec<Action> = (100..102).map(|id| action(id, "completed", id, "volume")).collect();
-        let plan = plan_poll(&position, &page, &[], 2, &TYPES);
-        assert_eq!(plan.full_listing, BTreeSet::from([DoType::Volume]));
-        let not_full = plan_poll(&position, &page, &[], 50, &TYPES);
+        // A burst of droplet actions may hide a volume resize behind it.
+        let page: Vec<Action> = (100..102).map(|id| action(id, "completed", id, "droplet")).collect();
+        let plan = plan_poll(&position, &page, (&[], &[]), 2, &TYPES);
+        assert_eq!(plan.full_listing, BTreeSet::from(TYPES));
+        let not_full = plan_poll(&position, &page, (&[], &[]), 50, &TYPES);
         assert!(not_full.full_listing.is_empty());
     }
 
     #[test]
     fn unmirrored_types_and_unreadable_positions_are_harmless() {
         let position = Position { last_seen: Some(1), ..Default::default() };
-        let plan = plan_poll(&position, &[action(2, "completed", 7, "image")], &[], 50, &TYPES);
+        let plan = plan_poll(&position, &[action(2, "completed", 7, "image")], (&[], &[]), 50, &TYPES);
         assert!(plan.refresh.is_empty());
-        let p = Position { last_seen: Some(42), in_progress: BTreeSet::from([43, 44]) };
+        let p = Position {
+            last_seen: Some(42),
+            in_progress: BTreeMap::from([(43, None), (44, Some((DoType::Volume, "v-1".to_string())))]),
+        };
         assert_eq!(decode(&encode(&p)), p);
+        assert_eq!(decode("42;43,44").in_progress.keys().copied().collect::<Vec<_>>(), [43, 44], "the older form");
         assert_eq!(decode("garbage"), Position::default());
     }
 }

@@ -51,6 +51,9 @@ pub struct Syncer {
     /// named; `None` when the controller watches one namespace only, which
     /// cannot tell, so nothing is collected.
     referencing: Option<Store<CloudProvisioned>>,
+    /// Refreshes after an action that failed: tried again at the next poll,
+    /// though the feed's position moved past their action.
+    retry_refresh: Mutex<std::collections::BTreeSet<(DoType, String)>>,
 }
 
 /// When a reading of DigitalOcean was asked for: the status's syncedTime
@@ -106,6 +109,7 @@ impl Syncer {
             suspects: Mutex::default(),
             newest: Default::default(),
             referencing: None,
+            retry_refresh: Mutex::default(),
         }
     }
 
@@ -357,29 +361,26 @@ impl Syncer {
             }
         };
         self.metrics.count_sync("actions", "ok");
-        let mut waited = Vec::new();
+        let (mut waited, mut gone) = (Vec::new(), Vec::new());
         for id in feed::left_the_page(position, &page) {
             match self.source.action(id).await {
                 Ok(Some(action)) => waited.push(action),
-                // Gone from the API: nothing more to wait for.
-                Ok(None) => waited.push(feed::Action {
-                    id,
-                    status: "errored".into(),
-                    resource_id: None,
-                    resource_type: String::new(),
-                    kind: String::new(),
-                    started_at: None,
-                }),
+                // Gone from the API: nothing more to wait for; its resource is read again.
+                Ok(None) => gone.push(id),
                 Err(error) => {
                     tracing::info!(%error, action = id, "cannot read an action in progress; asking again next poll")
                 }
             }
         }
-        let plan = feed::plan_poll(position, &page, &waited, FEED_PAGE as usize, &self.settings.types);
+        let plan = feed::plan_poll(position, &page, (&waited, &gone), FEED_PAGE as usize, &self.settings.types);
         let mut report = SyncReport::default();
-        for (t, id) in &plan.refresh {
-            if let Err(error) = self.refresh_one(*t, id, &mut report).await {
-                tracing::warn!(%error, kind = t.word(), id = %id, "cannot refresh after an action; the next full sync will");
+        // Refreshes that failed last time are tried again with this poll's.
+        let mut refresh = std::mem::take(&mut *self.retry_refresh.lock().expect("retry lock poisoned"));
+        refresh.extend(plan.refresh.iter().cloned());
+        for (t, id) in refresh {
+            if let Err(error) = self.refresh_one(t, &id, &mut report).await {
+                tracing::warn!(%error, kind = t.word(), id = %id, "cannot refresh after an action; trying again next poll");
+                self.retry_refresh.lock().expect("retry lock poisoned").insert((t, id));
             }
         }
         for &t in &plan.full_listing {

@@ -60,6 +60,8 @@ pub struct FakeState {
     pub hold_listing: Option<Duration>,
     /// Listings held so far (each answered after its hold).
     pub held_listings: usize,
+    /// GETs of these exact paths answer this status, once each.
+    pub fail_get_once: BTreeMap<String, u16>,
 }
 
 impl FakeState {
@@ -69,7 +71,7 @@ impl FakeState {
 
     /// Starts an action in progress, as a write does; returns it.
     pub fn start_action(&mut self, resource_id: u64, resource_type: &str, kind: &str) -> Value {
-        let id = 36_804_636 + self.actions.len() as u64;
+        let id = self.next_action_id();
         let action = json!({
             "id": id, "status": "in-progress", "type": kind,
             "started_at": super::fake_do_writes::now_rfc3339(), "completed_at": null,
@@ -77,6 +79,11 @@ impl FakeState {
         });
         self.actions.push(action.clone());
         action
+    }
+
+    /// Action ids only grow, as the API's do (even after one is forgotten).
+    fn next_action_id(&self) -> u64 {
+        self.actions.iter().filter_map(|a| a["id"].as_u64()).max().map_or(36_804_636, |newest| newest + 1)
     }
 
     pub fn action(&self, id: u64) -> Option<&Value> {
@@ -155,7 +162,7 @@ impl FakeDo {
     /// or `errored`), with the fields of DigitalOcean's action object; returns its id.
     pub fn record_action(&self, resource_id: u64, resource_type: &str, kind: &str, status: &str) -> u64 {
         self.with(|s| {
-            let id = 36_804_636 + s.actions.len() as u64;
+            let id = s.next_action_id();
             s.actions.push(json!({
                 "id": id, "status": status, "type": kind,
                 "started_at": super::fake_do_writes::now_rfc3339(),
@@ -211,6 +218,11 @@ impl FakeDo {
         })
     }
 
+    /// The API forgets an action (later reads of it answer 404).
+    pub fn forget_action(&self, id: u64) {
+        self.with(|s| s.actions.retain(|a| a["id"] != id));
+    }
+
     /// The actions of one resource, oldest first.
     pub fn actions_of(&self, resource_id: u64) -> Vec<Value> {
         self.with(|s| s.actions.iter().filter(|a| a["resource_id"] == resource_id).cloned().collect())
@@ -218,7 +230,7 @@ impl FakeDo {
 }
 
 /// `GET /v2/actions/{id}` and `GET /v2/{droplets,volumes}/{id}/actions` (newest first).
-fn serve_actions(s: &FakeState, path: &str) -> Option<Response> {
+fn serve_actions(s: &FakeState, path: &str, query: &BTreeMap<String, String>) -> Option<Response> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["v2", "actions", _] if s.forbid_action_reads => {
@@ -230,17 +242,21 @@ fn serve_actions(s: &FakeState, path: &str) -> Option<Response> {
                 None => error(404, "not_found", "The resource you requested could not be found."),
             })
         }
+        // The API documents no order for a resource's actions: served oldest
+        // first, in pages, so a client that takes the first page as the newest is caught.
         ["v2", "droplets" | "volumes", id, "actions"] => {
-            let mine: Vec<Value> = s
-                .actions
-                .iter()
-                .rev()
-                .filter(|a| a["resource_id"].as_u64().is_some_and(|n| n.to_string() == *id))
-                .take(20)
-                .cloned()
-                .collect();
-            let total = mine.len();
-            Some(axum::Json(json!({"actions": mine, "links": {}, "meta": {"total": total}})).into_response())
+            let mine: Vec<&Value> =
+                s.actions.iter().filter(|a| a["resource_id"].as_u64().is_some_and(|n| n.to_string() == *id)).collect();
+            let per_page: usize = query.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20).clamp(1, 200);
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+            let items: Vec<&Value> = mine.iter().skip((page - 1) * per_page).take(per_page).copied().collect();
+            let links = if page * per_page < mine.len() {
+                let next = format!("https://api.digitalocean.com{path}?page={}&per_page={per_page}", page + 1);
+                json!({"pages": {"next": next}})
+            } else {
+                json!({})
+            };
+            Some(axum::Json(json!({"actions": items, "links": links, "meta": {"total": mine.len()}})).into_response())
         }
         _ => None,
     }
@@ -338,6 +354,8 @@ fn serve_read(
     s.remaining = s.remaining.saturating_sub(1);
     let mut response = if !authorized {
         error(401, "unauthorized", "Unable to authenticate you.")
+    } else if let Some(code) = s.fail_get_once.remove(path) {
+        error(code, "forbidden", "You are not authorized to perform this operation.")
     } else if let Some(fault) = s.faults.pop_front() {
         match fault {
             Fault::Status(429, retry_after) => {
@@ -384,7 +402,7 @@ fn serve(s: &mut FakeState, path: &str, query: &BTreeMap<String, String>) -> Res
         return axum::Json(json!({"actions": newest_first, "links": {}, "meta": {"total": s.actions.len()}}))
             .into_response();
     }
-    if let Some(response) = serve_actions(s, path) {
+    if let Some(response) = serve_actions(s, path, query) {
         return response;
     }
     if let Some((key, items)) = s.collections.get(path) {

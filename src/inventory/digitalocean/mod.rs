@@ -120,10 +120,16 @@ impl DigitalOcean {
         self.client.get(&format!("/v2/actions/{id}"), "action").await
     }
 
-    /// The newest actions of one droplet or volume (`GET /v2/droplets/{id}/actions`).
+    /// The actions of one droplet or volume (`GET /v2/droplets/{id}/actions`),
+    /// newest first. The API documents no order for this list, so every page
+    /// is read (200 actions a page) and the actions are sorted here: the
+    /// reverter's wait and recovery must see the newest.
     pub async fn resource_actions(&self, t: DoType, id: &str) -> Result<Vec<crate::inventory::feed::Action>, DoError> {
         let (path, _, _) = t.endpoint();
-        self.client.first_page(&format!("{path}/{id}/actions"), "actions", 20).await
+        let mut actions: Vec<crate::inventory::feed::Action> =
+            self.client.list(&format!("{path}/{id}/actions"), "actions", "").await?.items;
+        actions.sort_by_key(|a| std::cmp::Reverse(a.id));
+        Ok(actions)
     }
 
     /// Sends one revert call; the id of the action it started, when it starts one.
