@@ -3,6 +3,13 @@
 //! place, so an outage never holds two copies: `runtime::relist`), plus the indexes
 //! from a CloudResource to the CloudProvisioneds that name it and from a
 //! CloudProvisioned to its Drifts.
+//!
+//! After an API server restart every watch resumes or relists within seconds
+//! of the server being ready (docs/operations.md, "When the API server
+//! restarts"): each watch backs off on its own, at most a few seconds; its
+//! errors never reach the controller, whose shared backoff would pause all of
+//! them; and a watch that shows nothing within [`RESUME_DEADLINE`] of
+//! reconnecting starts again with a relist.
 
 use super::index::RefIndex;
 use super::metrics::ControllerMetrics;
@@ -10,7 +17,7 @@ use crate::api::{ARGOCD_TRACKING_ID, CloudProvisioned, CloudResource, Drift, Dri
 use crate::policy::PolicyIndex;
 use crate::runtime::relist::InPlace;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
@@ -108,13 +115,15 @@ fn watch_provisioned(
     let (store, mut writer) = InPlace::store();
     let index = Arc::new(RwLock::new(RefIndex::new(|p: &CloudProvisioned| Some(p.spec.resource_ref.name.clone()))));
     let feed = index.clone();
-    let stream = watcher(scoped::<CloudProvisioned>(client, namespace), lists.clone())
-        .backoff(watch_backoff())
+    let api = scoped::<CloudProvisioned>(client, namespace);
+    let lists = lists.clone();
+    let stream = resilient(move || watcher(api.clone(), lists.clone()), "cloudprovisioned")
         .inspect_err(count_errors("cloudprovisioned", metrics))
         .modify(compact_provisioned)
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .touched_objects()
+        .filter(|touched| std::future::ready(touched.is_ok()))
         .boxed();
     (store, stream, index)
 }
@@ -160,14 +169,16 @@ fn watch_drifts(
         Some(format!("{}/{}", d.namespace().unwrap_or_default(), d.spec.provisioned_ref.name))
     })));
     let feed = index.clone();
-    let stream = watcher(scoped::<Drift>(client, namespace), lists.clone())
-        .backoff(watch_backoff())
+    let api = scoped::<Drift>(client, namespace);
+    let lists = lists.clone();
+    let stream = resilient(move || watcher(api.clone(), lists.clone()), "drift")
         .inspect_err(count_errors("drift", metrics))
         .modify(compact_drift)
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .inspect_ok(mark_synced(synced_tx))
         .touched_objects()
+        .filter(|touched| std::future::ready(touched.is_ok()))
         .boxed();
     (store, stream, index, synced)
 }
@@ -195,13 +206,15 @@ fn watch_resources(
 ) -> (Store<CloudResource>, Touched<CloudResource>, watch::Receiver<bool>) {
     let (store, mut writer) = InPlace::store();
     let (synced_tx, synced) = watch::channel(false);
-    let stream = watcher(Api::<CloudResource>::all(client.clone()), lists.clone())
-        .backoff(watch_backoff())
+    let api = Api::<CloudResource>::all(client.clone());
+    let lists = lists.clone();
+    let stream = resilient(move || watcher(api.clone(), lists.clone()), "cloudresource")
         .inspect_err(count_errors("cloudresource", metrics))
         .modify(compact_resource)
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(mark_synced(synced_tx))
         .touched_objects()
+        .filter(|touched| std::future::ready(touched.is_ok()))
         .boxed();
     (store, stream, synced)
 }
@@ -216,8 +229,9 @@ fn watch_policies(
     let (synced_tx, synced) = watch::channel(false);
     let index = Arc::new(RwLock::new(PolicyIndex::default()));
     let feed = index.clone();
-    let stream = watcher(Api::<DriftPolicy>::all(client.clone()), lists.clone())
-        .backoff(watch_backoff())
+    let api = Api::<DriftPolicy>::all(client.clone());
+    let lists = lists.clone();
+    let stream = resilient(move || watcher(api.clone(), lists.clone()), "driftpolicy")
         .inspect_err(count_errors("driftpolicy", metrics))
         .modify(|p: &mut DriftPolicy| p.managed_fields_mut().clear())
         .inspect_ok(move |event| writer.apply(event))
@@ -229,6 +243,7 @@ fn watch_policies(
         .inspect_ok(mark_synced(synced_tx))
         .try_filter(spec_changes())
         .touched_objects()
+        .filter(|touched| std::future::ready(touched.is_ok()))
         .boxed();
     (index, stream, synced)
 }
@@ -264,21 +279,117 @@ where
     }
 }
 
-/// Retry a failed watch after 0.5s, doubling up to 5s (jittered). kube's
-/// default, client-go's, waits up to 30s, which after an API server outage
-/// left drifts undetected for half a minute more than needed; three watches
-/// retrying every 5s cost the API server nothing.
+/// Retry a failed watch after 0.5s, doubling up to 2s, each jittered by up
+/// to as much again (so at most 4s). kube's default, client-go's, waits up
+/// to 30s (60s jittered), which after an API server restart left drifts
+/// undetected for a minute more than needed; four watches retrying every few
+/// seconds cost the API server nothing.
 fn watch_backoff() -> impl kube::runtime::utils::Backoff {
-    let exponential = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(5))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times();
-    kube::runtime::utils::ResetTimerBackoff::new(
-        kube::runtime::watcher::ExponentialBackoff::from(exponential),
-        Duration::from_secs(60),
+    kube::runtime::watcher::ExponentialBackoff::from(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(2))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times(),
     )
+}
+
+/// How long a watch may show nothing after it (re)connects before it starts
+/// again with a relist. A request can sit unanswered while the API server
+/// starts: kube's client retries 503 and 429 answers inside the request,
+/// honouring `Retry-After` (5s while the server is not ready) and otherwise
+/// backing off for up to minutes, so a watch resumed during the start could
+/// hear nothing, not even its `Expired`, long after the server was ready.
+pub const RESUME_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The longest deadline: each deadline that passes in a row doubles the next
+/// one, so that a server too slow to answer within [`RESUME_DEADLINE`] is
+/// still answered rather than asked again forever.
+const RESUME_DEADLINE_MAX: Duration = Duration::from_secs(160);
+
+/// A watch (`start` makes one, a kube `watcher`) that recovers by itself,
+/// quickly, from an API server restart or any other failure:
+///
+/// - after an error it waits [`watch_backoff`] before asking again, except
+///   after an `Expired` (410: the server no longer has the watch's
+///   resourceVersion, as after every restart), which relists at once (once
+///   in a row): the server has answered, waiting would only delay the relist;
+/// - from its start and from each error until it yields an event that proves
+///   the server answered (anything but `Init`, which a paged relist yields
+///   before asking), each next event must come within [`RESUME_DEADLINE`]
+///   (doubling while it passes in a row), or the watch starts again, with a
+///   relist. A watch that answered and then stays quiet is never restarted:
+///   no change means no events.
+///
+/// This is the only backoff a watch gets: the caller logs, counts and drops
+/// its errors, never passing them to the controller, whose own backoff
+/// (kube's default, shared by every watch of the controller) would pause all
+/// four watches, for up to a minute, on any one's error.
+fn resilient<K, S>(
+    mut start: impl FnMut() -> S + Send + 'static,
+    kind: &'static str,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    struct Watch<F, K, B> {
+        start: F,
+        stream: BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+        backoff: B,
+        /// How long to wait before asking again (after an error).
+        pause: Option<Duration>,
+        /// The deadline for the next event, while the watch has not answered.
+        waiting: Option<Duration>,
+        /// An `Expired` was relisted at once, and nothing good came since.
+        relisted_at_once: bool,
+    }
+    let stream = start().boxed();
+    let watch = Watch {
+        start,
+        stream,
+        backoff: watch_backoff(),
+        pause: None,
+        waiting: Some(RESUME_DEADLINE),
+        relisted_at_once: false,
+    };
+    futures::stream::unfold(watch, move |mut w| async move {
+        if let Some(pause) = w.pause.take() {
+            tokio::time::sleep(pause).await;
+        }
+        let next = loop {
+            let Some(wait) = w.waiting else { break w.stream.next().await };
+            match tokio::time::timeout(wait, w.stream.next()).await {
+                Ok(next) => break next,
+                Err(_) => {
+                    tracing::info!(kind, waited = ?wait, "watch silent after (re)connecting; starting it again with a relist");
+                    w.stream = (w.start)().boxed();
+                    w.waiting = Some((wait * 2).min(RESUME_DEADLINE_MAX));
+                }
+            }
+        };
+        match &next {
+            Some(Ok(watcher::Event::Init)) => {}
+            Some(Ok(_)) => {
+                kube::runtime::utils::Backoff::reset(&mut w.backoff);
+                w.waiting = None;
+                w.relisted_at_once = false;
+            }
+            Some(Err(error)) => {
+                let expired = matches!(error, watcher::Error::WatchError(status) if status.code == 410);
+                w.pause = if expired && !w.relisted_at_once {
+                    w.relisted_at_once = true;
+                    None
+                } else {
+                    Some(w.backoff.next().unwrap_or(Duration::from_secs(2)))
+                };
+                w.waiting = Some(w.waiting.unwrap_or(RESUME_DEADLINE));
+            }
+            None => {}
+        }
+        next.map(|item| (item, w))
+    })
 }
 
 /// Raises `tx` when a watch has listed everything once.
@@ -322,5 +433,130 @@ mod policy_event_tests {
         assert!(changed(watcher::Event::Apply(policy("p", 2))), "a spec change");
         assert!(changed(watcher::Event::Delete(policy("p", 2))), "a deletion");
         assert!(changed(watcher::Event::Apply(policy("p", 1))), "re-created under the same name");
+    }
+}
+
+#[cfg(test)]
+mod resilient_tests {
+    use super::*;
+    use tokio::time::Instant;
+    use watcher::Event;
+
+    type Item = Result<Event<String>, watcher::Error>;
+
+    /// A watch that yields `items`, then nothing, forever.
+    fn scripted(items: Vec<Item>) -> BoxStream<'static, Item> {
+        futures::stream::iter(items).chain(futures::stream::pending()).boxed()
+    }
+
+    fn expired() -> Item {
+        Err(watcher::Error::WatchError(Box::new(kube::core::Status { code: 410, ..Default::default() })))
+    }
+
+    /// A watch made of `scripts`, one per start (the last one repeated); the
+    /// times it was started are in the returned list.
+    fn watch_of(scripts: Vec<Vec<Item>>) -> (BoxStream<'static, Item>, Arc<std::sync::Mutex<Vec<Instant>>>) {
+        let started: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+        let log = started.clone();
+        let mut scripts = scripts.into_iter().peekable();
+        let mut last = Vec::new();
+        let watch = resilient(
+            move || {
+                log.lock().unwrap().push(Instant::now());
+                if let Some(script) = scripts.next() {
+                    last = script.iter().map(copy).collect();
+                    return scripted(script);
+                }
+                scripted(last.iter().map(copy).collect())
+            },
+            "test",
+        );
+        (watch.boxed(), started)
+    }
+
+    fn copy(item: &Item) -> Item {
+        match item {
+            Ok(event) => Ok(event.clone()),
+            Err(watcher::Error::WatchError(status)) => Err(watcher::Error::WatchError(status.clone())),
+            Err(_) => Err(watcher::Error::NoResourceVersion),
+        }
+    }
+
+    async fn next_after(watch: &mut BoxStream<'static, Item>) -> (Item, Duration) {
+        let at = Instant::now();
+        let item = watch.next().await.expect("the watch goes on");
+        (item, at.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_silent_after_an_error_starts_again_with_a_relist_at_the_deadline() {
+        let (mut watch, started) = watch_of(vec![
+            vec![Ok(Event::Init), Ok(Event::InitDone), Err(watcher::Error::NoResourceVersion)],
+            vec![Ok(Event::Init), Ok(Event::InitApply("relisted".into())), Ok(Event::InitDone)],
+        ]);
+        assert!(matches!(watch.next().await, Some(Ok(Event::Init))));
+        assert!(matches!(watch.next().await, Some(Ok(Event::InitDone))));
+        assert!(matches!(watch.next().await, Some(Err(_))));
+        let (item, after) = next_after(&mut watch).await;
+        assert!(matches!(item, Ok(Event::Init)), "the relist begins");
+        let pause = after - RESUME_DEADLINE;
+        assert!(
+            pause >= Duration::from_millis(500) && pause < Duration::from_secs(1),
+            "backoff, then the deadline: {after:?}"
+        );
+        assert!(matches!(watch.next().await, Some(Ok(Event::InitApply(s))) if s == "relisted"));
+        assert_eq!(started.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_watch_that_answered_is_never_restarted() {
+        let (mut watch, started) = watch_of(vec![vec![Ok(Event::Init), Ok(Event::InitDone)]]);
+        assert!(matches!(watch.next().await, Some(Ok(Event::Init))));
+        assert!(matches!(watch.next().await, Some(Ok(Event::InitDone))));
+        let quiet = tokio::time::timeout(Duration::from_secs(24 * 3600), watch.next()).await;
+        assert!(quiet.is_err(), "no change, no event: {quiet:?}");
+        assert_eq!(started.lock().unwrap().len(), 1, "never started again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_in_a_row_double_so_a_slow_server_is_still_answered() {
+        let (mut watch, started) = watch_of(vec![vec![Ok(Event::Init)]]);
+        let _ = tokio::time::timeout(Duration::from_secs(1000), async { while watch.next().await.is_some() {} }).await;
+        let started = started.lock().unwrap();
+        let gaps: Vec<u64> = started.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        assert_eq!(gaps[..6], [10, 20, 40, 80, 160, 160], "Init proves nothing: {gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_watch_relists_at_once_and_other_errors_back_off() {
+        let (mut watch, started) = watch_of(vec![vec![
+            Ok(Event::Init),
+            Ok(Event::InitDone),
+            expired(),
+            Ok(Event::Init),
+            expired(),
+            Ok(Event::Init),
+            Ok(Event::InitDone),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::Apply("changed".into())),
+        ]]);
+        watch.next().await;
+        watch.next().await;
+        assert!(matches!(next_after(&mut watch).await, (Err(_), _)));
+        let (item, after) = next_after(&mut watch).await;
+        assert!(matches!(item, Ok(Event::Init)) && after.is_zero(), "relisted at once: {after:?}");
+        assert!(matches!(next_after(&mut watch).await, (Err(_), _)));
+        let (_, after) = next_after(&mut watch).await;
+        assert!(after >= Duration::from_millis(500), "a second Expired in a row backs off: {after:?}");
+        let (item, _) = next_after(&mut watch).await;
+        assert!(matches!(item, Ok(Event::InitDone)));
+        assert!(matches!(next_after(&mut watch).await, (Err(_), _)));
+        let (item, after) = next_after(&mut watch).await;
+        assert!(matches!(item, Ok(Event::Apply(_))), "{item:?}");
+        assert!(
+            after >= Duration::from_millis(500) && after < Duration::from_secs(1),
+            "from the first step again: {after:?}"
+        );
+        assert_eq!(started.lock().unwrap().len(), 1, "the watch relists itself; never started again");
     }
 }
