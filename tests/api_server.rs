@@ -1,5 +1,6 @@
 //! The CRDs against a real kube-apiserver: what the schema accepts and
-//! rejects, the status subresource, printer columns and selectable fields.
+//! rejects, the status subresource, printer columns and selectable fields;
+//! and the controller's watches across a restart of the API server.
 
 mod common;
 
@@ -7,8 +8,11 @@ use arcadia_drift::api::{
     CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase,
     DriftSpec, DriftStatus, FIELD_MANAGER, Fields, LABEL_PHASE, LABEL_PROVISIONED, ProvisionedRef, ResourceRef, now,
 };
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use common::controller::ControllerProcess;
+use common::own_plane::ControlPlane;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 fn desired(v: serde_json::Value) -> Fields {
     Fields::try_from(v).expect("an object")
@@ -169,6 +173,67 @@ async fn printer_columns_of_provisioned_and_resources() {
     let cres = common::kubectl_ok(&["get", "cres"]);
     let header: Vec<&str> = cres.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "PROVIDER", "TYPE", "ID", "REGION", "STATUS", "SIZE", "SYNCED", "AGE"]);
+}
+
+/// Issue 28: after kube-apiserver restarts, a live change made right after
+/// the server is ready is a Drift within 15s (the documented deadline: every
+/// watch resumes or relists within it). On a control plane of this test's
+/// own: a restart must never hit the shared one. Prints each figure; the
+/// bound is the contract, far above what it measures (docs/operations.md).
+#[tokio::test]
+async fn a_live_change_after_an_api_server_restart_is_a_drift_within_15s() {
+    const DEADLINE: Duration = Duration::from_secs(15);
+    let plane = ControlPlane::up("");
+    let client = plane.client().await;
+    common::install_crds(&client).await;
+    let ns = common::namespace(&client, "restart").await;
+    let resource = format!("digitalocean-droplet-restart-{}", common::unique_suffix());
+    common::mirror_droplet(&client, &resource, "s-2vcpu-4gb", Some("nyc3")).await;
+    common::provision(&client, &ns, "web-1", &resource, json!({"size_slug": "s-1vcpu-1gb"})).await;
+    let kubeconfig = plane.kubeconfig.to_str().unwrap().to_owned();
+    // Without leader election: a leader that cannot confirm its lease within
+    // the renew deadline steps down and exits (docs/operations.md), another
+    // path than the one measured here.
+    let controller =
+        ControllerProcess::start_with_env(&ns, &["--leader-election", "false"], &[("KUBECONFIG", &kubeconfig)]);
+    let drifts: Api<Drift> = Api::namespaced(client.clone(), &ns);
+    let shows = |size: String| {
+        let drifts = drifts.clone();
+        async move {
+            let list = drifts.list(&ListParams::default().labels(&format!("{LABEL_PROVISIONED}=web-1"))).await.ok()?;
+            list.items.into_iter().find(|d| d.status.as_ref().is_some_and(|s| s.actual == json!(size))).map(|_| ())
+        }
+    };
+    common::eventually(Duration::from_secs(30), "the first drift", || shows("s-2vcpu-4gb".into())).await;
+
+    for run in 1..=3 {
+        plane.restart_apiserver();
+        common::eventually(Duration::from_secs(60), "the API server's /readyz", || async {
+            let readyz = http::Request::get("/readyz").body(Vec::new()).unwrap();
+            client.request_text(readyz).await.ok().filter(|body| body == "ok")
+        })
+        .await;
+        let size = format!("s-{run}vcpu-restarted");
+        let changed = Instant::now();
+        common::mirror_droplet(&client, &resource, &size, Some("nyc3")).await;
+        let mut seen = None;
+        while changed.elapsed() < Duration::from_secs(60) {
+            if shows(size.clone()).await.is_some() {
+                seen = Some(changed.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some(took) = seen else {
+            panic!("run {run}: no Drift showed {size} within 60s of the restart; log:\n{}", controller.log_text());
+        };
+        println!("watch resume after API server restart: run {run}: {:.1} s", took.as_secs_f64());
+        assert!(
+            took < DEADLINE,
+            "run {run}: {took:?}, past the {DEADLINE:?} deadline; log:\n{}",
+            controller.log_text()
+        );
+    }
 }
 
 /// Asserts a 422 Invalid whose message contains `needle`; returns the message.

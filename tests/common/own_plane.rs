@@ -43,6 +43,30 @@ impl ControlPlane {
         kube::Client::try_from(config).expect("a client")
     }
 
+    /// Stops kube-apiserver and starts it again (`stop-apiserver`, then
+    /// `start-apiserver`, which returns once its /readyz answers); etcd and
+    /// the state stay.
+    #[allow(dead_code)]
+    pub fn restart_apiserver(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("kube-apiserver.pid")).expect("kube-apiserver.pid");
+        self.ok("control-plane", &["stop-apiserver"]);
+        // `stop-apiserver` returns right after its SIGKILL (for a server still
+        // up 10s after SIGTERM), and `start-apiserver` takes a process not yet
+        // reaped for a running server, then waits for it to become ready: wait
+        // until the old one is gone.
+        let process = PathBuf::from(format!("/proc/{}", pid.trim()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while process.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kube-apiserver {} still there 30s after stop-apiserver",
+                pid.trim()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.ok("control-plane", &["start-apiserver"]);
+    }
+
     pub fn run(&self, tool: &str, args: &[&str]) -> Output {
         Command::new(super::repo_root().join("scripts").join(tool))
             .args(args)
