@@ -185,7 +185,7 @@ pub struct RunArgs {
     /// How long one DigitalOcean request may take, answer included. A write
     /// with no answer by then may have happened: a revert looks for its action
     /// before sending it again.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub digitalocean_request_timeout: Duration,
     /// Carry out approved reverts (arcadia.cloud/revert=<plan digest> on a Drift)
     /// through the DigitalOcean API; needs a token with the write scopes in
@@ -386,6 +386,7 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
         revert: args.enable_revert.then(|| crate::inventory::reverter::ReverterSettings {
             max_concurrent: usize::from(args.max_concurrent_reverts),
             step_timeout: args.revert_step_timeout,
+            answer_window: args.digitalocean_request_timeout + Duration::from_secs(30),
             claim: args.revert_claim,
             ..Default::default()
         }),

@@ -112,7 +112,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 
 /// How long the leader waits, once stopped, for the tasks that act on the
 /// world (sagas, pushes, a sync) to reach a safe point before it lets go of
-/// the lease: within Kubernetes' default grace period of 30 s.
+/// the lease: within Kubernetes' default grace period of 30 s, and longer
+/// than a DigitalOcean request may take (`--digitalocean-request-timeout`, 20 s).
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// What the leader runs: the controller, and the syncer, the reverter and
@@ -173,9 +174,11 @@ async fn lead(
     controller.run(components.health, stop).await;
     let settled = tokio::time::timeout(SHUTDOWN_GRACE, async { while actors.join_next().await.is_some() {} }).await;
     if settled.is_err() {
-        tracing::warn!(
-            "tasks still running {SHUTDOWN_GRACE:?} after the stop; leaving them where they are (each resumes from its record)"
-        );
+        // A call may be in flight: releasing the lease would let the standby
+        // send it again. Exit holding it; it expires, and the standby resumes
+        // each saga from its record after that.
+        tracing::error!("tasks still running {SHUTDOWN_GRACE:?} after the stop; exiting without releasing the lease");
+        std::process::exit(1);
     }
     Ok(())
 }

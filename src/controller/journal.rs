@@ -9,10 +9,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub const SHARDS: u32 = 16;
 pub const NAME_PREFIX: &str = "arcadia-drift-decisions-";
+/// An entry larger than this is not kept (a huge live value), with a warning.
+const MAX_ENTRY_BYTES: usize = 4096;
+/// A shard is kept under this many bytes (a ConfigMap holds 1 MiB), oldest entries out first.
+const MAX_SHARD_BYTES: usize = 900 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -32,8 +36,9 @@ impl JournalError {
 pub struct Journal {
     api: Api<ConfigMap>,
     namespace: String,
-    /// Shard number => its entries by key, once read.
-    shards: tokio::sync::Mutex<HashMap<u32, BTreeMap<String, Entry>>>,
+    /// Each shard's entries by key, once read; a lock per shard, held across
+    /// its read or write so the copy in memory stays the ConfigMap's.
+    shards: Vec<tokio::sync::Mutex<Option<BTreeMap<String, Entry>>>>,
 }
 
 fn shard_of(namespace: &str) -> u32 {
@@ -46,19 +51,17 @@ fn shard_name(shard: u32) -> String {
 
 impl Journal {
     pub fn new(client: kube::Client, namespace: &str) -> Self {
-        Journal { api: Api::namespaced(client, namespace), namespace: namespace.to_owned(), shards: Default::default() }
+        let shards = (0..SHARDS).map(|_| tokio::sync::Mutex::new(None)).collect();
+        Journal { api: Api::namespaced(client, namespace), namespace: namespace.to_owned(), shards }
     }
 
     /// The entries kept for a tenant namespace.
     pub async fn entries(&self, tenant: &str) -> Result<BTreeMap<String, Entry>, JournalError> {
         let shard = shard_of(tenant);
-        let mut shards = self.shards.lock().await;
-        let all = match shards.get(&shard) {
+        let mut guard = self.shards[shard as usize].lock().await;
+        let all = match guard.as_mut() {
             Some(all) => all,
-            None => {
-                let read = self.read(shard).await?;
-                shards.entry(shard).or_insert(read)
-            }
+            None => guard.insert(self.read(shard).await?),
         };
         let prefix = format!("{tenant}.");
         Ok(all.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, e)| (k.clone(), e.clone())).collect())
@@ -91,28 +94,29 @@ impl Journal {
             return Ok(());
         }
         let shard = shard_of(tenant);
-        let mut shards = self.shards.lock().await;
-        let all = match shards.get_mut(&shard) {
+        let mut guard = self.shards[shard as usize].lock().await;
+        let all = match guard.as_mut() {
             Some(all) => all,
-            None => {
-                let read = self.read(shard).await?;
-                shards.entry(shard).or_insert(read)
-            }
+            None => guard.insert(self.read(shard).await?),
         };
         let mut next = all.clone();
-        for (k, v) in &changes {
-            match v {
-                Some(entry) => next.insert(k.clone(), entry.clone()),
-                None => next.remove(k),
-            };
-        }
-        let evicted = evict(&mut next, tenant);
         let mut data = Map::new();
-        for (k, v) in changes.iter() {
+        for (k, v) in changes {
             let text = v.as_ref().map(|e| serde_json::to_string(e).expect("an entry serializes"));
-            data.insert(k.clone(), text.map_or(Value::Null, Value::String));
+            if text.as_ref().is_some_and(|t| t.len() > MAX_ENTRY_BYTES) {
+                tracing::warn!(key = %k, "a decision too large to keep in the journal (over 4 KiB); it will not survive a restore");
+                continue;
+            }
+            match v {
+                Some(entry) => next.insert(k.clone(), entry),
+                None => next.remove(&k),
+            };
+            data.insert(k, text.map_or(Value::Null, Value::String));
         }
-        for k in evicted {
+        if data.is_empty() {
+            return Ok(());
+        }
+        for k in evict(&mut next, tenant) {
             data.insert(k, Value::Null);
         }
         self.write(shard, data).await?;
@@ -148,19 +152,35 @@ impl Journal {
     }
 }
 
-/// Removes the oldest entries of `tenant` past [`MAX_ENTRIES`]; their keys.
+/// Removes the oldest entries of `tenant` past [`MAX_ENTRIES`], then the
+/// oldest of the shard past [`MAX_SHARD_BYTES`]; their keys.
 fn evict(all: &mut BTreeMap<String, Entry>, tenant: &str) -> Vec<String> {
     let prefix = format!("{tenant}.");
-    let mut mine: Vec<(String, k8s_openapi::jiff::Timestamp)> =
-        all.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, e)| (k.clone(), e.kept_time.0)).collect();
-    if mine.len() <= MAX_ENTRIES {
-        return Vec::new();
-    }
-    let excess = mine.len() - MAX_ENTRIES;
-    mine.sort_by_key(|(_, t)| *t);
-    let gone: Vec<String> = mine.into_iter().take(excess).map(|(k, _)| k).collect();
-    for k in &gone {
+    let by_age = |all: &BTreeMap<String, Entry>, mine: bool| {
+        let mut keys: Vec<(k8s_openapi::jiff::Timestamp, String)> = all
+            .iter()
+            .filter(|(k, _)| !mine || k.starts_with(&prefix))
+            .map(|(k, e)| (e.kept_time.0, k.clone()))
+            .collect();
+        keys.sort();
+        keys
+    };
+    let mine = by_age(all, true);
+    let mut gone: Vec<String> =
+        mine.iter().take(mine.len().saturating_sub(MAX_ENTRIES)).map(|(_, k)| k.clone()).collect();
+    gone.iter().for_each(|k| {
         all.remove(k);
+    });
+    let size = |e: &Entry| serde_json::to_string(e).map_or(0, |t| t.len());
+    let mut bytes: usize = all.iter().map(|(k, e)| k.len() + size(e)).sum();
+    for (_, k) in by_age(all, false) {
+        if bytes <= MAX_SHARD_BYTES {
+            break;
+        }
+        if let Some(e) = all.remove(&k) {
+            bytes -= k.len() + size(&e);
+            gone.push(k);
+        }
     }
     gone
 }

@@ -352,6 +352,15 @@ pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, ctx: Arc<Context>) 
 /// (`Reconciled=False`, the error as its message); the next successful
 /// status write drops the condition. Best effort: the log has it as well.
 async fn report_permanent(ctx: &Context, p: &CloudProvisioned, error: &Error) {
+    let api: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
+    // The reconcile may have written the status before failing: add to that, not to the cached copy.
+    let p = match api.get_status(&p.name_any()).await {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the object to record Reconciled=False on it");
+            return;
+        }
+    };
     let mut status = p.status.clone().unwrap_or_default();
     let message = error.to_string();
     if status.conditions.iter().any(|c| c.type_ == retry::CONDITION_RECONCILED && c.message == message) {
@@ -372,9 +381,8 @@ async fn report_permanent(ctx: &Context, p: &CloudProvisioned, error: &Error) {
         "metadata": {"resourceVersion": p.resource_version()},
         "status": status,
     });
-    let api: Api<CloudProvisioned> = Api::namespaced(ctx.client.clone(), &p.namespace().unwrap_or_default());
     if let Err(e) = api.patch_status(&p.name_any(), &apply_params(), &Patch::Apply(body)).await {
-        tracing::debug!(error = %e, "cannot record Reconciled=False on the object");
+        tracing::warn!(error = %e, "cannot record Reconciled=False on the object");
     }
 }
 

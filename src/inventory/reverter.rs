@@ -29,6 +29,10 @@ pub struct ReverterSettings {
     /// `--revert-step-timeout`: how long one step may stay without an outcome
     /// (retries and action polls included) before it fails and the saga compensates.
     pub step_timeout: Duration,
+    /// After a write with no answer, how long its action may take to show on
+    /// the resource: until then an empty list does not prove it was not sent
+    /// (the request timeout, and a margin for the provider's own lag).
+    pub answer_window: Duration,
     /// `--revert-claim`, checked again before a saga starts.
     pub claim: crate::revert::Claim,
 }
@@ -40,6 +44,7 @@ impl Default for ReverterSettings {
             poll_interval: Duration::from_secs(2),
             busy_timeout: Duration::from_secs(600),
             step_timeout: Duration::from_secs(15 * 60),
+            answer_window: Duration::from_secs(60),
             claim: crate::revert::Claim::Tag,
         }
     }
@@ -57,6 +62,8 @@ pub enum RevertError {
         "status.revert of Drift {drift} changed under this reverter (another replica drives the saga); this one stops"
     )]
     Superseded { drift: String },
+    #[error("Drift {drift} changed under five writes of status.revert in a row; the saga resumes from its record")]
+    Busy { drift: String },
     #[error("this replica no longer holds the leader lease; the saga of Drift {drift} stops here, untouched")]
     NotLeading { drift: String },
     #[error("shutting down; the saga of Drift {drift} stops at a safe point and resumes from its record")]
@@ -104,6 +111,8 @@ struct Saga {
     resource_version: Option<String>,
     /// The record as last written (or read): a conflict that left it unchanged is no other actor's.
     written: Option<RevertRecord>,
+    /// When this reverter last sent a call (the record keeps the first send only).
+    last_sent: Option<std::time::Instant>,
 }
 
 impl Reverter {
@@ -160,7 +169,8 @@ impl Reverter {
 
     async fn drive(&self, drift: &ObjectRef<Drift>) -> Result<(), RevertError> {
         let Some(mut saga) = self.load(drift).await? else { return Ok(()) };
-        if saga.record.steps.iter().all(|s| s.state == StepState::Pending) {
+        // Never sent (a step retried after no answer is Pending again, yet may have happened).
+        if saga.record.steps.iter().all(|s| s.state == StepState::Pending && s.sent_time.is_none()) {
             self.write(&mut saga).await?;
             if let Some(why) = self.preflight(&mut saga).await? {
                 saga.record.message = Some(why);

@@ -238,8 +238,8 @@ impl Syncer {
                 }
             };
             if gone {
-                let gone_at = Reading::now();
-                self.write(&name, None, &plan::missing_status(&resource, &gone_at.time), &gone_at).await?;
+                // As old as the listing that missed it: a refresh since then that found it wins.
+                self.write(&name, None, &plan::missing_status(&resource, &listed.time), &listed).await?;
                 self.suspects.lock().expect("suspects lock poisoned").remove(&name);
                 self.metrics.marked_missing.inc();
                 report.marked_missing += 1;
@@ -253,6 +253,10 @@ impl Syncer {
     /// CloudProvisioned names, each on its uid (a recreated one stays).
     async fn collect(&self) {
         let Some(provisioned) = &self.referencing else { return };
+        // Before the CloudProvisioned cache holds a complete list, "named by none" proves nothing.
+        if !matches!(futures::FutureExt::now_or_never(provisioned.wait_until_ready()), Some(Ok(()))) {
+            return;
+        }
         let referenced: HashSet<String> =
             provisioned.state().iter().map(|p| p.spec.resource_ref.name.clone()).collect();
         let now = api::now();

@@ -21,7 +21,15 @@ struct LeaseFence {
     name: String,
     identity: String,
     renew_deadline: Duration,
-    holds_until: Mutex<Option<Instant>>,
+    state: Mutex<Confirmed>,
+}
+
+/// The last confirmation applied: until when it holds, and when it was asked
+/// (an older answer that arrives later does not undo a newer one).
+#[derive(Default)]
+struct Confirmed {
+    holds_until: Option<Instant>,
+    asked: Option<Instant>,
 }
 
 impl Fence {
@@ -37,14 +45,14 @@ impl Fence {
             name: name.to_owned(),
             identity: identity.to_owned(),
             renew_deadline,
-            holds_until: Mutex::new(None),
+            state: Mutex::default(),
         })))
     }
 
     /// True while the last confirmation still holds.
     pub fn holds(&self) -> bool {
         let Some(f) = &self.0 else { return true };
-        f.holds_until.lock().expect("fence lock poisoned").is_some_and(|until| Instant::now() < until)
+        f.state.lock().expect("fence lock poisoned").holds_until.is_some_and(|until| Instant::now() < until)
     }
 
     /// Reads the Lease now; it holds when this replica is the holder and the
@@ -55,14 +63,18 @@ impl Fence {
         let lease = f.leases.get(&f.name).await.map_err(|e| format!("cannot read Lease {}: {e}", f.name))?;
         let spec = lease.spec.unwrap_or_default();
         let until = held_for(&f.identity, &spec, asked.1, f.renew_deadline).map(|left| asked.0 + left);
-        let mut holds_until = f.holds_until.lock().expect("fence lock poisoned");
+        let mut state = f.state.lock().expect("fence lock poisoned");
+        if state.asked.is_some_and(|newer| newer > asked.0) {
+            return until.map(|_| ()).map_err(|why| format!("Lease {}: {why}", f.name));
+        }
+        state.asked = Some(asked.0);
         match until {
             Ok(until) => {
-                *holds_until = Some(holds_until.map_or(until, |known| known.max(until)));
+                state.holds_until = Some(state.holds_until.map_or(until, |known| known.max(until)));
                 Ok(())
             }
             Err(why) => {
-                *holds_until = None;
+                state.holds_until = None;
                 Err(format!("Lease {}: {why}", f.name))
             }
         }

@@ -23,6 +23,15 @@ use std::collections::BTreeMap;
 
 /// Entries kept per namespace at most (a ConfigMap holds 1 MiB).
 pub const MAX_ENTRIES: usize = 1000;
+/// The longest message an entry keeps (an ignore reason is a tenant's text).
+const MAX_MESSAGE: usize = 512;
+
+fn shortened(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
 
 /// One kept decision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,16 +92,25 @@ pub fn wanted<'a>(
         kept_time: now.clone(),
         decision,
     };
+    // Pending changes: the plan's list is the whole truth for this object.
     let mut out: BTreeMap<String, Option<Entry>> = kept
         .iter()
         .filter(|(_, e)| e.provisioned == name && &e.resource == resource)
+        .filter(|(_, e)| matches!(e.decision, Decision::PendingGit { .. }))
         .map(|(k, _)| (k.clone(), None))
         .collect();
+    // Drift decisions: only a field whose Drift is tracked says whether its
+    // decision still holds; an untracked one (restored without status, or
+    // not compared while the resource is missing) keeps its entry.
     for (field, s) in drifts {
+        let k = key(&namespace, &name, field, false);
+        if kept.contains_key(&k) {
+            out.insert(k.clone(), None);
+        }
         let decision = match s.phase {
             DriftPhase::Ignored if s.ignored.is_empty() => Decision::Ignored {
                 actual: s.actual.clone(),
-                message: s.message.clone(),
+                message: s.message.as_deref().map(|m| shortened(m, MAX_MESSAGE)),
                 resolved_by: s.resolved_by.clone(),
                 detected_time: s.detected_time.clone(),
             },
@@ -228,6 +246,8 @@ mod tests {
         let mut other = provisioned();
         other.metadata.name = Some("web-2".into());
         assert!(wanted(&other, [], &[], &kept, &at(60)).is_empty());
+        // A field whose Drift is not tracked (restored without status) keeps its decision.
+        assert!(wanted(&p, [], &[], &kept, &at(60)).is_empty());
     }
 
     #[test]

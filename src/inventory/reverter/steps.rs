@@ -129,6 +129,7 @@ impl Reverter {
             record,
             resource_version: d.resource_version(),
             written: d.status.as_ref().and_then(|s| s.revert.clone()),
+            last_sent: None,
         };
         if !run {
             tracing::warn!(drift = %name, message = ?saga.record.message, "revert refused before anything was sent");
@@ -213,7 +214,7 @@ impl Reverter {
                 Err(source) => return Err(RevertError::Record { drift, source }),
             }
         }
-        Err(RevertError::Superseded { drift })
+        Err(RevertError::Busy { drift })
     }
 
     /// Before the first call: the resource still has the live value the plan
@@ -221,6 +222,7 @@ impl Reverter {
     pub(super) async fn preflight(&self, saga: &mut Saga) -> Result<Option<String>, RevertError> {
         let source = self.syncer.source();
         let live = match self.read_patiently(|| source.get(saga.type_, &saga.id)).await {
+            Err(_) if self.stop.is_raised() => return Err(RevertError::Stopping { drift: saga.drift.name.clone() }),
             Ok(Some(live)) => live,
             Ok(None) => return Ok(Some("the resource is gone from DigitalOcean (404); nothing was touched".into())),
             Err(e) => return Ok(Some(format!("cannot read the resource before reverting ({e}); nothing was touched"))),
@@ -273,6 +275,9 @@ impl Reverter {
         loop {
             let busy = match self.read_patiently(|| self.syncer.source().resource_actions(saga.type_, &saga.id)).await {
                 Ok(actions) => actions.into_iter().find(|a| a.status == "in-progress"),
+                Err(_) if self.stop.is_raised() => {
+                    return Err(RevertError::Stopping { drift: saga.drift.name.clone() });
+                }
                 Err(e) => {
                     return Ok(Some(format!("cannot read the resource's actions ({e})")));
                 }
@@ -296,7 +301,8 @@ impl Reverter {
                 saga.record.message = Some(waiting);
                 self.write(saga).await?;
             }
-            if self.stop.sleep(self.settings.poll_interval).await {
+            // Each read may be several pages of the resource's history: ask less often than the saga polls.
+            if self.stop.sleep(self.settings.poll_interval.saturating_mul(5)).await {
                 return Err(RevertError::Stopping { drift: saga.drift.name.clone() });
             }
         }
@@ -328,6 +334,7 @@ impl Reverter {
         self.write(saga).await?;
         let requests_before = self.syncer.source().client.requests_sent();
         let fence = || self.fence.holds();
+        saga.last_sent = Some(Instant::now());
         let answer = self.syncer.source().call(&saga.record.steps[i].call, &fence).await;
         self.count_requests(requests_before);
         let pace = match answer {
@@ -384,6 +391,9 @@ impl Reverter {
         let found = actions.iter().find(|a| (a.kind == kind || a.kind == format!("{kind}_volume")) && started(a));
         match found {
             Some(action) => saga::sent(&mut saga.record, i, Some(action.id)),
+            // A slow answer may come with a slow listing: until the window is
+            // past, no action yet does not prove the call was not carried out.
+            None if self.within_answer_window(saga, i) => return Ok(Pace::Wait),
             None => saga.record.steps[i].state = StepState::Pending,
         }
         self.write(saga).await?;
@@ -422,13 +432,27 @@ impl Reverter {
         Ok(Pace::Now)
     }
 
+    /// Whether step `i`'s last send (this reverter's, else the first one
+    /// recorded) is recent enough that its action may not show yet.
+    fn within_answer_window(&self, saga: &Saga, i: usize) -> bool {
+        let window = self.settings.answer_window;
+        match saga.last_sent {
+            Some(at) => at.elapsed() < window,
+            None => saga.record.steps[i].sent_time.as_ref().is_some_and(|t| {
+                let elapsed = api::now().0.as_second() - t.0.as_second();
+                elapsed < i64::try_from(window.as_secs()).unwrap_or(i64::MAX)
+            }),
+        }
+    }
+
     /// Step `i` has had no outcome within `--revert-step-timeout`: it fails,
-    /// and what it may have done is compensated.
+    /// and what it may have done is compensated (a step ever sent may have
+    /// happened: a shutdown is undone, loudly if that fails too).
     pub(super) async fn give_up(&self, saga: &mut Saga, i: usize) -> Result<(), RevertError> {
         let step = &saga.record.steps[i];
         let last = step.message.as_ref().map(|m| format!(" (last: {m})")).unwrap_or_default();
         let why = format!("no outcome within --revert-step-timeout ({}s){last}", self.settings.step_timeout.as_secs());
-        if step.state == StepState::Pending {
+        if step.sent_time.is_none() {
             saga::fail(&mut saga.record, i, why);
         } else {
             saga::abandon(&mut saga.record, i, why);
