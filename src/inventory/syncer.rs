@@ -129,14 +129,23 @@ impl Syncer {
         let feed_every = self.settings.actions_interval.unwrap_or(Duration::from_secs(3600 * 24 * 365));
         let mut feed = tokio::time::interval(feed_every);
         feed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A sync or a poll in flight is dropped on stop: it only reads and
+        // applies idempotently, and the feed's position is saved after a poll
+        // completes, so the next leader goes on from the last complete one.
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_sync) => {
-                    self.log_sync(&self.sync_once().await);
+                    tokio::select! {
+                        report = self.sync_once() => self.log_sync(&report),
+                        _ = &mut stop => return,
+                    }
                     next_sync = tokio::time::Instant::now() + jittered(self.settings.interval, "inventory");
                 }
                 _ = feed.tick(), if self.settings.actions_interval.is_some() => {
-                    self.poll_actions(&mut position).await;
+                    tokio::select! {
+                        _ = self.poll_actions(&mut position) => {}
+                        _ = &mut stop => return,
+                    }
                 }
                 _ = &mut stop => return,
             }
