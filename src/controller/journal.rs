@@ -80,7 +80,7 @@ impl Journal {
             .filter_map(|(k, v)| match serde_json::from_str::<Entry>(&v) {
                 Ok(entry) => Some((k, entry)),
                 Err(error) => {
-                    tracing::warn!(key = %k, %error, "skipping an unreadable decision journal entry");
+                    tracing::warn!(key = %k, %error, "an unreadable decision journal entry is left out");
                     None
                 }
             })

@@ -321,7 +321,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let mut newest = self.newest.lock().await;
         if plan::superseded(&read.at, newest.get(name)) {
-            tracing::debug!(resource = name, read_at = %read.at, "a newer reading was written since this one was asked for; skipped");
+            tracing::debug!(resource = name, read_at = %read.at, "a newer reading was written since this one was asked for; this older one is not written");
             return Ok(());
         }
         self.apply(name, spec, status).await?;

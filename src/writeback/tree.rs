@@ -174,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn symbolic_links_large_and_deep_files_are_skipped_with_the_reason() {
+    fn symbolic_links_large_and_deep_files_are_passed_over_with_the_reason() {
         let deep = format!("apps/{}x.yaml", "d/".repeat(16));
         let blobs = vec![
             blob("100644", "apps/web.yaml", 100),

@@ -94,7 +94,7 @@ fn components_and_the_other_kustomization_names_are_followed() {
 }
 
 #[test]
-fn remote_escaping_missing_and_plain_folders_are_skipped_with_the_reason() {
+fn remote_escaping_missing_and_plain_folders_are_passed_over_with_the_reason() {
     let kustomization = "resources:\n- https://example.invalid/x.yaml\n- github.com/org/repo/deploy?ref=v1\n- ../../../etc\n- missing.yaml\n- plain\n- web.yaml\n";
     let plan = walk(&[("a/kustomization.yaml", kustomization), ("a/web.yaml", WEB), ("a/plain/x.yaml", WEB)], "a");
     assert_eq!(manifests(&plan), ["a/web.yaml"]);
