@@ -448,7 +448,11 @@ async fn of_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let (lead, stand) = if leader == "a" { (&a, &b) } else { (&b, &a) };
     assert!(lead.metric("arcadia_drift_api_writes_total") > 0.0);
     assert_eq!(stand.metric("arcadia_drift_api_writes_total"), 0.0, "the standby ({standby}) writes nothing");
-    assert_eq!(stand.get("/readyz").as_deref(), Some("ok: standby, waiting for the leader lease"));
+    // The standby says so once it waits on the lease (it may still be starting when the leader is known).
+    eventually(WAIT, "the standby's /readyz", || async {
+        (stand.get("/readyz").as_deref() == Some("ok: standby, waiting for the leader lease")).then_some(())
+    })
+    .await;
 
     // Kill the leader without a chance to release the lease; the standby takes over.
     let (mut survivor, killed_at) = if leader == "a" {
