@@ -394,12 +394,13 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
 }
 
 /// The token from `--digitalocean-token-file`, else from DIGITALOCEAN_TOKEN,
-/// which is then taken out of the environment so no child inherits it.
+/// which is then taken out of the environment (and overwritten in the
+/// process's first environment) so no child inherits it and `/proc` shows none.
 fn digitalocean_token(args: &RunArgs) -> Result<Option<String>, String> {
     const VAR: &str = "DIGITALOCEAN_TOKEN";
     let from_env = std::env::var(VAR).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
     // SAFETY: called from `main` before the async runtime or any other thread starts.
-    unsafe { std::env::remove_var(VAR) };
+    unsafe { crate::runtime::secrets::scrub_from_environment(VAR) };
     match (&args.digitalocean_token_file, from_env) {
         (Some(path), None) => crate::runtime::secrets::read_token_file(path, "--digitalocean-token-file").map(Some),
         (Some(_), Some(_)) => {

@@ -8,15 +8,14 @@ mod common;
 
 use arcadia_drift::writeback::git::{Credentials, GitError, GitSettings, Pushed, Remote, write_back};
 use common::git_server::GitServer;
+use common::hostile_http;
 use common::writeback_fixtures::change;
+
+use std::path::{Path, PathBuf};
 
 fn settings() -> GitSettings {
     common::writeback_fixtures::settings(None)
 }
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 const MANIFEST: &str = "apiVersion: arcadia.cloud/v1alpha1\nkind: CloudProvisioned\nmetadata:\n  name: web-1\n  namespace: team-a\nspec:\n  resourceRef: {name: digitalocean-droplet-1}\n  desired:\n    size_slug: s-1vcpu-1gb\n";
 
@@ -147,54 +146,10 @@ async fn option_injection_in_the_remote_url_is_refused_before_git_runs() {
     assert_eq!(*server.pushes.lock().unwrap(), 0);
 }
 
-/// A server that answers every request with a redirect to `to`.
-fn redirecting_server(to: String) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut line = String::new();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                line.clear();
-            }
-            let answer = format!(
-                "HTTP/1.1 302 Found\r\nLocation: {to}/info/refs?service=git-upload-pack\r\nContent-Length: 0\r\n\r\n"
-            );
-            let _ = stream.write_all(answer.as_bytes());
-        }
-    });
-    port
-}
-
-/// A listener that records each request's Authorization header (or "none").
-fn recording_server() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut auth = "none".to_owned();
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                if line.to_ascii_lowercase().starts_with("authorization:") {
-                    auth = line.trim().to_owned();
-                }
-                line.clear();
-            }
-            record.lock().unwrap().push(auth);
-            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-        }
-    });
-    (port, seen)
-}
-
 #[tokio::test]
 async fn the_credential_never_follows_a_redirect_to_another_host() {
-    let (attacker, seen) = recording_server();
-    let redirect = redirecting_server(format!("http://127.0.0.1:{attacker}/loot.git"));
+    let (attacker, seen) = hostile_http::recording_server();
+    let redirect = hostile_http::redirecting_server(format!("http://127.0.0.1:{attacker}/loot.git"));
     let remote = Remote {
         url: format!("http://127.0.0.1:{redirect}/infra.git"),
         branch: "main".into(),
@@ -209,27 +164,54 @@ async fn the_credential_never_follows_a_redirect_to_another_host() {
     assert_eq!(*seen.lock().unwrap(), Vec::<String>::new(), "the attacker's listener was reached");
 }
 
-#[tokio::test]
-async fn a_repository_larger_than_the_fetch_limit_is_refused_with_the_limit() {
-    let server = GitServer::start("flux", "s3cret-token");
-    server.create_repo("infra", "main", &[("web.yaml", MANIFEST)]);
-    // Incompressible data, so the pack really is this large.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let noise: Vec<u8> = (0..3 << 20)
+/// Incompressible data, so a pack holding it really is this large.
+fn noise(bytes: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
+    (0..bytes)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state >> 32) as u8
         })
-        .collect();
-    server.commit_with("infra", "main", "a large blob", |work| std::fs::write(work.join("blob.bin"), &noise).unwrap());
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repository_larger_than_the_fetch_limit_is_refused_with_the_limit() {
+    let server = GitServer::start("flux", "s3cret-token");
+    server.create_repo("infra", "main", &[("web.yaml", MANIFEST)]);
+    server.commit_with("infra", "main", "a large blob", |work| {
+        std::fs::write(work.join("blob.bin"), noise(3 << 20, 0)).unwrap()
+    });
     let remote = Remote { url: server.url("infra"), branch: "main".into(), path: ".".into(), default_namespace: None };
     let small = GitSettings { max_fetch_bytes: 1 << 20, ..settings() };
 
     let error = write_back(&small, &remote, Some(&credentials()), &change()).await.unwrap_err();
 
     assert!(error.to_string().contains("larger than the write-back's limit of 1 MiB"), "{error}");
+    assert!(matches!(error, GitError::NotWritable(_)) && !error.is_transient(), "refused for good: {error:?}");
+    assert_eq!(server.log("infra", "main").len(), 2, "nothing was pushed");
+}
+
+/// Git would store a fetch of under 100 objects as loose files, each under the
+/// per-file limit: 40 blobs of 256 KiB are bounded as the one pack they arrive in.
+#[tokio::test]
+async fn many_blobs_each_under_the_limit_are_bounded_together() {
+    let server = GitServer::start("flux", "s3cret-token");
+    server.create_repo("infra", "main", &[("web.yaml", MANIFEST)]);
+    server.commit_with("infra", "main", "many blobs", |work| {
+        for i in 0..40 {
+            std::fs::write(work.join(format!("blob-{i}.bin")), noise(256 << 10, i)).unwrap();
+        }
+    });
+    let remote = Remote { url: server.url("infra"), branch: "main".into(), path: ".".into(), default_namespace: None };
+    let small = GitSettings { max_fetch_bytes: 1 << 20, ..settings() };
+
+    let error = write_back(&small, &remote, Some(&credentials()), &change()).await.unwrap_err();
+
+    assert!(error.to_string().contains("larger than the write-back's limit of 1 MiB"), "{error}");
+    assert!(!error.is_transient(), "{error:?}");
     assert_eq!(server.log("infra", "main").len(), 2, "nothing was pushed");
 }
 
@@ -237,13 +219,17 @@ async fn a_repository_larger_than_the_fetch_limit_is_refused_with_the_limit() {
 fn scratch_folders_of_dead_processes_are_removed_and_live_ones_kept() {
     let tmp = std::env::temp_dir();
     let dead = tmp.join(format!("arcadia-writeback-4000000000-{}", common::unique_suffix()));
-    let live = tmp.join(format!("arcadia-writeback-{}-{}", std::process::id(), common::unique_suffix()));
-    for dir in [&dead, &live] {
+    let live = tmp.join(format!("{}{}", arcadia_drift::writeback::git::scratch_prefix(), common::unique_suffix()));
+    // In a container the controller is PID 1 at every start: a folder of an
+    // earlier start has this process's PID, but not its start time.
+    let earlier = tmp.join(format!("arcadia-writeback-{}-1-{}", std::process::id(), common::unique_suffix()));
+    for dir in [&dead, &live, &earlier] {
         std::fs::create_dir_all(dir.join("ssh")).unwrap();
         std::fs::write(dir.join("ssh/identity"), "-----BEGIN OPENSSH PRIVATE KEY-----").unwrap();
     }
     arcadia_drift::writeback::git::remove_leftovers();
     assert!(!dead.exists(), "a killed process's clone and key are removed");
+    assert!(!earlier.exists(), "a folder of an earlier process with the same PID is removed");
     assert!(live.exists(), "a running write-back's folder is kept");
     std::fs::remove_dir_all(live).unwrap();
 }

@@ -1,6 +1,7 @@
 //! Objects a tenant can write that must not take the controller down or
 //! reach beyond the tenant: a deeply nested `spec.desired`, made-up field
-//! names by the hundred. Against the real API server and the real binary.
+//! names by the hundred; and a token given in the environment, which must not
+//! stay readable there. Against the real API server and the real binary.
 
 mod common;
 
@@ -67,7 +68,7 @@ async fn made_up_fields_by_the_hundred_open_at_most_32_drifts_and_say_the_rest()
     common::mirror_droplet(&client, &format!("{ns}-web"), "s-1vcpu-1gb", Some("nyc3")).await;
     let desired: serde_json::Map<String, Value> = (0..256).map(|i| (format!("made-up-{i:03}"), json!("x"))).collect();
     common::provision(&client, &ns, "web", &format!("{ns}-web"), Value::Object(desired)).await;
-    let _controller = ControllerProcess::start(&ns, &[]);
+    let controller = ControllerProcess::start(&ns, &[]);
 
     let api: Api<arcadia_drift::api::CloudProvisioned> = Api::namespaced(client.clone(), &ns);
     let message = eventually(WAIT, "the InSync condition", || async {
@@ -86,6 +87,16 @@ async fn made_up_fields_by_the_hundred_open_at_most_32_drifts_and_say_the_rest()
     let detected = events.list(&ListParams::default()).await.unwrap().items;
     let detected = detected.iter().filter(|e| e.reason.as_deref() == Some("DriftDetected")).count();
     assert!(detected <= 32, "{detected} DriftDetected Events");
+    // The field label is one of --metrics-fields or "other": made-up names never become series.
+    let metrics = eventually(WAIT, "the open Drifts in the metrics", || async {
+        let metrics = controller.get("/metrics")?;
+        metrics.lines().any(|l| l.starts_with("arcadia_drift_open_drifts_by{") && l.contains(&ns)).then_some(metrics)
+    })
+    .await;
+    let series: Vec<&str> =
+        metrics.lines().filter(|l| l.starts_with("arcadia_drift_open_drifts_by{") && l.contains(&ns)).collect();
+    assert!(!metrics.contains("made-up-"), "a made-up field name is a label value");
+    assert!(series.len() <= 2 && series.iter().all(|l| l.contains("field=\"other\"")), "{series:?}");
 }
 
 #[tokio::test]
@@ -162,8 +173,30 @@ async fn another_tenants_resource_shows_none_of_that_tenants_names() {
     let seen_by_b = eventually(WAIT, "team-b's object checked", || conflict("team-b", "prying")).await;
     let message = seen_by_b.expect("team-a holds the claim, so it counts").message;
     assert!(message.contains("size_slug: a CloudProvisioned of the namespace that holds the claim"), "{message}");
-    let b_side = plane.ok("kubectl", &["get", "cloudprovisioneds,drifts", "-n", "team-b", "-o", "yaml"]);
+    let b_side = plane.ok("kubectl", &["get", "cloudprovisioneds,drifts,events", "-n", "team-b", "-o", "yaml"]);
     assert!(!b_side.contains("secret-project") && !b_side.contains("team-a/"), "{b_side}");
     let seen_by_a = eventually(WAIT, "team-a's object checked", || conflict("team-a", "secret-project")).await;
     assert!(seen_by_a.is_none(), "team-b holds no claim, so it does not count: {seen_by_a:?}");
+}
+
+#[tokio::test]
+async fn a_token_given_in_the_environment_is_used_and_gone_from_proc_environ() {
+    use common::fake_do::{FakeDo, TOKEN, droplet};
+    let fake = FakeDo::start().await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let id = 1_000_000_000 + (nanos % 1_000_000_000) as u64;
+    fake.add("/v2/droplets", droplet(id, "environ-web", "s-1vcpu-1gb", "nyc3", &[]));
+    let client = common::client().await;
+    let ns = common::namespace(&client, "environ").await;
+    let source = format!("environ-{}", common::unique_suffix());
+    let args = ["--digitalocean-api-url", &fake.url, "--inventory-source", &source];
+    let controller = ControllerProcess::start_with_env(&ns, &args, &[("DIGITALOCEAN_TOKEN", TOKEN)]);
+
+    let mirrored: Api<arcadia_drift::api::CloudResource> = Api::all(client.clone());
+    let name = format!("digitalocean-droplet-{id}");
+    eventually(WAIT, "the droplet mirrored with the token", || async { mirrored.get(&name).await.ok() }).await;
+    let environ = std::fs::read(format!("/proc/{}/environ", controller.pid())).unwrap();
+    let shown = String::from_utf8_lossy(&environ);
+    assert!(!shown.contains(TOKEN), "the token is readable in /proc/<pid>/environ");
+    assert!(shown.contains("DIGITALOCEAN_TOKEN=\0"), "its value is overwritten where it was");
 }

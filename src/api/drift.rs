@@ -136,7 +136,7 @@ pub struct DriftStatus {
     /// preview a person approves with `arcadia.cloud/revert=<revertPlanDigest>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revert_plan: Vec<super::ProviderCall>,
-    /// The digest of `revertPlan` (16 hex digits of SHA-256): an approval
+    /// The digest of `revertPlan` (32 hex digits of SHA-256): an approval
     /// names it, so it approves exactly this plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_plan_digest: Option<String>,

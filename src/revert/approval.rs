@@ -158,9 +158,9 @@ fn unnamed_or_changed(value: &str, digest: &str, shown: &[ProviderCall], current
     ))
 }
 
-/// 16 lowercase hex digits, as [`super::digest`] writes them.
+/// 32 lowercase hex digits, as [`super::digest`] writes them.
 pub fn is_digest(value: &str) -> bool {
-    value.len() == 16 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    value.len() == 32 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn describe(calls: &[ProviderCall]) -> String {

@@ -99,7 +99,7 @@ fn a_forged_plan_in_status_is_refused_and_the_difference_named() {
     assert!(why.contains("step 1: POST @127.0.0.1:9/x") && why.contains("step 2: DELETE"), "{why}");
     // The digest alone forged: said so too.
     let mut d = reverting(&plan, Some(&digest(&plan.calls)));
-    d.status.as_mut().unwrap().revert_plan_digest = Some("0000000000000000".into());
+    d.status.as_mut().unwrap().revert_plan_digest = Some("00000000000000000000000000000000".into());
     assert!(refused(admit(&evidence(&d, &plan, &t(5)))).contains("status.revertPlanDigest"));
 }
 
@@ -146,8 +146,11 @@ fn a_record_the_reverter_wrote_resumes_only_as_approved() {
     annotations.insert(ANNOTATION_REVERT.into(), digest(&plan.calls));
     assert!(matches!(admit(&evidence(&approved, &plan, &t(5))), Decision::Run(_)));
     let annotations = approved.metadata.annotations.as_mut().unwrap();
-    annotations.insert(ANNOTATION_REVERT.into(), "0123456789abcdef".into());
-    assert!(refused(admit(&evidence(&approved, &plan, &t(5)))).contains("the approval names plan 0123456789abcdef"));
+    annotations.insert(ANNOTATION_REVERT.into(), "0123456789abcdef0123456789abcdef".into());
+    assert!(
+        refused(admit(&evidence(&approved, &plan, &t(5))))
+            .contains("the approval names plan 0123456789abcdef0123456789abcdef")
+    );
     // A step changed: the steps no longer hash to the approved digest.
     let mut tampered = begun(&plan);
     tampered.status.as_mut().unwrap().revert.as_mut().unwrap().steps[1].call.body["size"] = json!("s-32vcpu-192gb");

@@ -24,7 +24,7 @@ pub struct Preview {
     pub downtime: bool,
 }
 
-/// The digest an approval names: the first 16 hex digits of SHA-256 over the
+/// The digest an approval names: the first 32 hex digits (128 bits) of SHA-256 over the
 /// plan's canonical JSON (object keys sorted, no spaces). The same calls
 /// always give the same digest; any change to a method, path, body or
 /// description gives another.
@@ -32,7 +32,9 @@ pub fn digest(calls: &[ProviderCall]) -> String {
     // serde_json's maps are sorted by key (no `preserve_order`), so this is canonical.
     let canonical = serde_json::to_value(calls).map(|v| v.to_string()).unwrap_or_default();
     let hash = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
-    hash.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    // 128 bits: a tenant who shapes a plan's bodies cannot find two plans that
+    // share a digest (64 bits fell to a birthday search of 2^32 plans).
+    hash.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `call` writes to `target` and to nothing else (creating a tag

@@ -22,6 +22,32 @@ pub fn inspection_forbidden() -> bool {
     unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 0 }
 }
 
+/// Takes `name` out of the environment, and overwrites its value where the
+/// process's first environment lives: `/proc/<pid>/environ` (and a core
+/// dump) shows that memory as it was at exec, whatever `remove_var` did.
+///
+/// # Safety
+/// No other thread may read or write the environment meanwhile (call it
+/// before the async runtime starts).
+pub unsafe fn scrub_from_environment(name: &str) {
+    unsafe extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    // SAFETY: `environ` is a null-terminated array of C strings; the caller
+    // guarantees no other thread uses it; each write stays inside the string it found.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+            if text.len() > name.len() && text.starts_with(name.as_bytes()) && text[name.len()] == b'=' {
+                std::ptr::write_bytes((*entry).add(name.len() + 1), 0, text.len() - name.len() - 1);
+            }
+            entry = entry.add(1);
+        }
+        std::env::remove_var(name);
+    }
+}
+
 /// A token from a mounted file (a Secret's key), trimmed; an error names the file.
 pub fn read_token_file(path: &Path, flag: &str) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;

@@ -145,6 +145,8 @@ impl GitError {
 const MAX_OUTPUT_BYTES: usize = 32 << 20;
 /// What is kept of a failing command's error output.
 const MAX_ERROR_BYTES: usize = 16 << 10;
+/// How an answer over [`MAX_OUTPUT_BYTES`] is reported.
+const TOO_MUCH_OUTPUT: &str = "git printed more than";
 
 /// Commits `change` to `remote` and pushes it, unless its commit or its value is there already.
 pub async fn write_back(
@@ -202,24 +204,43 @@ pub async fn write_back_while<F: Future<Output = bool>>(
 }
 
 /// Removes the scratch folders of write-backs whose process is gone (a kill
-/// leaves its clone and its SSH key behind); called once at start.
+/// leaves its clone and its SSH key behind); called once at start. A folder is
+/// named for its process and that process's start time: in a container the
+/// controller is PID 1 at every start, so the PID alone would claim a dead
+/// predecessor's folder as its own.
 pub fn remove_leftovers() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else { continue };
-        let pid = rest.split('-').next().unwrap_or_default();
-        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-            match std::fs::remove_dir_all(entry.path()) {
-                Ok(()) => {
-                    tracing::info!(path = %entry.path().display(), "removed a write-back folder left by a killed process")
-                }
-                Err(error) => {
-                    tracing::warn!(path = %entry.path().display(), %error, "cannot remove a leftover write-back folder")
-                }
+        let mut parts = rest.split('-');
+        let (pid, started) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        if pid.is_empty() || process_start(pid).is_some_and(|now| now == started) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::info!(path = %entry.path().display(), "removed a write-back folder left by a killed process")
+            }
+            Err(error) => {
+                tracing::warn!(path = %entry.path().display(), %error, "cannot remove a leftover write-back folder")
             }
         }
     }
+}
+
+/// The start of this process's scratch folders' names: the prefix, the PID and its start time.
+pub fn scratch_prefix() -> String {
+    let pid = std::process::id().to_string();
+    format!("{SCRATCH_PREFIX}{pid}-{}-", process_start(&pid).unwrap_or_default())
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+fn process_start(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; the fields after it may not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_owned)
 }
 
 const SCRATCH_PREFIX: &str = "arcadia-writeback-";
@@ -257,8 +278,7 @@ impl<'a> Scratch<'a> {
         url: RemoteUrl,
         credentials: Option<&'a Credentials>,
     ) -> Result<Self, GitError> {
-        let unique = format!("{}-{}", std::process::id(), crate::runtime::jitter::unique());
-        let dir = std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{unique}"));
+        let dir = std::env::temp_dir().join(format!("{}{:x}", scratch_prefix(), crate::runtime::jitter::unique()));
         private_dir(&dir)?;
         let scratch = Scratch { dir, settings, url, credentials };
         private_dir(&scratch.home())?;
@@ -307,9 +327,7 @@ impl<'a> Scratch<'a> {
 
     async fn fetch_branch(&self, branch: &str) -> Result<(), GitError> {
         let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-        let args =
-            ["fetch", "-q", "--no-tags", "--depth", HISTORY_DEPTH, "--end-of-options", self.url.as_str(), &refspec];
-        self.git(&args, "fetch").await.map(drop)
+        self.git(&fetch_args(&self.url, &refspec), "fetch").await.map(drop)
     }
 
     /// The commit whose message carries `trailer`, among the fetched history.
@@ -412,11 +430,12 @@ impl<'a> Scratch<'a> {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, GitError> {
         let work = tokio::task::spawn_blocking(work);
-        let fail = |message: String| GitError::Command { action: "read", url: self.url.to_string(), message };
+        // Manifests that take longer than the deadline to parse would again: refused for good.
+        let fail = |message: String| GitError::NotWritable(format!("reading the manifests of {}: {message}", self.url));
         tokio::time::timeout(self.settings.timeout, work)
             .await
-            .map_err(|_| fail(format!("reading the manifests took over {}s", self.settings.timeout.as_secs())))?
-            .map_err(|e| fail(format!("reading the manifests failed: {e}")))
+            .map_err(|_| fail(format!("it took over {}s", self.settings.timeout.as_secs())))?
+            .map_err(|e| fail(format!("it failed: {e}")))
     }
 
     /// The texts of `blobs`, through one `git cat-file --batch`.
@@ -471,7 +490,7 @@ impl<'a> Scratch<'a> {
     /// Pushes `commit`; `false` when the remote rejected it because the branch moved.
     async fn push(&self, commit: &str, target: &str) -> Result<bool, GitError> {
         let refspec = format!("{commit}:refs/heads/{target}");
-        match self.git(&["push", "--porcelain", "--end-of-options", self.url.as_str(), &refspec], "push").await {
+        match self.git(&push_args(&self.url, &refspec), "push").await {
             Ok(_) => Ok(true),
             Err(GitError::Command { message, .. }) if RACE_MARKERS.iter().any(|m| message.contains(m)) => Ok(false),
             Err(error) => Err(error),
@@ -506,24 +525,41 @@ impl<'a> Scratch<'a> {
         let (status, out, err) = tokio::time::timeout(self.settings.timeout, finished)
             .await
             .map_err(|_| fail(format!("timed out after {}s", self.settings.timeout.as_secs())))?
-            .map_err(fail)?;
+            .map_err(|message| match message.starts_with(TOO_MUCH_OUTPUT) {
+                // The same repository prints as much again next time: refused for good.
+                true => GitError::NotWritable(format!("git {action} {}: {message}", self.url)),
+                false => fail(message),
+            })?;
         if status.success() {
             return Ok(out);
         }
-        Err(fail(self.explain_failure(status, &err)))
+        use std::os::unix::process::ExitStatusExt;
+        // The limit kills git itself, or the index-pack it runs (fetch-pack then reports
+        // only "invalid index-pack output"): the file left at the limit says which.
+        // The same fetch would end the same way again.
+        if status.signal() == Some(libc::SIGXFSZ) || self.a_file_reached(self.settings.max_fetch_bytes) {
+            let limit = self.settings.max_fetch_bytes.div_ceil(1 << 20);
+            return Err(GitError::NotWritable(format!(
+                "git {action} {}: the fetched data is larger than the write-back's limit of {limit} MiB",
+                self.url
+            )));
+        }
+        Err(fail(self.explain_failure(&err)))
     }
 
-    /// What a failed command's status and error output mean, without any credential.
-    fn explain_failure(&self, status: std::process::ExitStatus, stderr: &str) -> String {
-        use std::os::unix::process::ExitStatusExt;
-        // The limit kills git itself, or the index-pack or unpack-objects it runs.
-        if status.signal() == Some(libc::SIGXFSZ) || stderr.contains(&format!("died of signal {}", libc::SIGXFSZ)) {
-            let limit = self.settings.max_fetch_bytes;
-            return format!(
-                "the fetched data is larger than the write-back's limit of {} MiB",
-                limit.div_ceil(1 << 20)
-            );
-        }
+    /// Whether a file under the repository's objects is `limit` bytes or more:
+    /// what `RLIMIT_FSIZE` leaves when it stops a write.
+    fn a_file_reached(&self, limit: u64) -> bool {
+        let objects = self.repo().join("objects");
+        let folders = std::fs::read_dir(&objects).into_iter().flatten().flatten().map(|e| e.path());
+        std::iter::once(objects.clone()).chain(folders).filter(|p| p.is_dir()).any(|folder| {
+            let files = std::fs::read_dir(folder).into_iter().flatten().flatten();
+            files.filter_map(|e| e.metadata().ok()).any(|m| m.is_file() && m.len() >= limit)
+        })
+    }
+
+    /// What a failed command's error output means, without any credential.
+    fn explain_failure(&self, stderr: &str) -> String {
         // With prompts off, a refused login reads as a failed prompt; say what it is.
         if stderr.contains("could not read Username") || stderr.contains("could not read Password") {
             let who = if self.credentials.is_some() { "the credentials were refused" } else { "none were given" };
@@ -577,6 +613,13 @@ impl<'a> Scratch<'a> {
             ("credential.helper", ""),
             ("protocol.allow", "never"),
             ("http.followRedirects", "false"),
+            // A fetch stays one pack file, which RLIMIT_FSIZE bounds: loose objects would be
+            // bounded one by one only, however many a hostile repository holds.
+            ("fetch.unpackLimit", "1"),
+            ("transfer.unpackLimit", "1"),
+            // Within the controller's memory limit while the pack is indexed.
+            ("pack.threads", "1"),
+            ("core.deltaBaseCacheLimit", "16m"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -611,6 +654,15 @@ impl<'a> Scratch<'a> {
     }
 }
 
+/// A remote URL or refspec after `--end-of-options` is never read as an option.
+fn fetch_args<'a>(url: &'a RemoteUrl, refspec: &'a str) -> [&'a str; 8] {
+    ["fetch", "-q", "--no-tags", "--depth", HISTORY_DEPTH, "--end-of-options", url.as_str(), refspec]
+}
+
+fn push_args<'a>(url: &'a RemoteUrl, refspec: &'a str) -> [&'a str; 5] {
+    ["push", "--porcelain", "--end-of-options", url.as_str(), refspec]
+}
+
 /// Every file a git child writes (the fetched pack above all) stays under `bytes`.
 fn limit_file_size(command: &mut tokio::process::Command, bytes: u64) {
     let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
@@ -632,7 +684,7 @@ async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> Res
             .map_err(|e| format!("cannot read git's output: {e}"))?;
     }
     if out.len() > limit {
-        return Err(format!("git printed more than {} MiB: refused as hostile", limit >> 20));
+        return Err(format!("{TOO_MUCH_OUTPUT} {} MiB: refused as hostile", limit >> 20));
     }
     Ok(out)
 }
@@ -686,6 +738,74 @@ fn local_error(action: &str, path: &Path, error: std::io::Error) -> GitError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings() -> GitSettings {
+        GitSettings {
+            author_name: "arcadia-drift".into(),
+            author_email: "arcadia-drift@example.invalid".into(),
+            push_branch: None,
+            allow_insecure_http: false,
+            max_attempts: 1,
+            timeout: Duration::from_secs(5),
+            max_fetch_bytes: GitSettings::MAX_FETCH_BYTES,
+        }
+    }
+
+    /// The hostile-repository tests pass without a working tree whatever the
+    /// environment; this pins the environment itself.
+    #[test]
+    fn every_git_child_is_sealed() {
+        let settings = settings();
+        let credentials = Credentials::Basic { username: "git".into(), password: "t0ken".into() };
+        let url = remote_url::parse("https://git.example/infra.git").unwrap();
+        let dir = std::env::temp_dir().join("arcadia-writeback-sealed-test");
+        let scratch =
+            Scratch { dir: dir.clone(), settings: &settings, url: url.clone(), credentials: Some(&credentials) };
+        let command = scratch.command(&["fetch"]);
+        let env: std::collections::HashMap<String, String> = command
+            .as_std()
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+            .collect();
+        let home = dir.join("home").display().to_string();
+        for (key, value) in [
+            ("HOME", home.as_str()),
+            ("XDG_CONFIG_HOME", home.as_str()),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_TERMINAL_PROMPT", "0"),
+        ] {
+            assert_eq!(env.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        assert!(!home.starts_with(&scratch.repo().display().to_string()), "HOME is outside the repository");
+        let config: std::collections::HashMap<String, String> = (0..env["GIT_CONFIG_COUNT"].parse().unwrap())
+            .map(|i: usize| {
+                (env[&format!("GIT_CONFIG_KEY_{i}")].clone(), env[&format!("GIT_CONFIG_VALUE_{i}")].clone())
+            })
+            .collect();
+        for (key, value) in [
+            ("core.hooksPath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+            ("protocol.allow", "never"),
+            ("protocol.https.allow", "always"),
+            ("http.followRedirects", "false"),
+            ("fetch.unpackLimit", "1"),
+            ("credential.helper", ""),
+        ] {
+            assert_eq!(config.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        let scoped = config.keys().filter(|k| k.ends_with(".extraHeader")).collect::<Vec<_>>();
+        assert_eq!(
+            scoped,
+            ["http.https://git.example/infra.git.extraHeader"],
+            "the credential is scoped to the remote"
+        );
+        assert!(!env.values().any(|v| v.contains("t0ken")), "the token is never in the clear");
+        for args in [&fetch_args(&url, "refs/heads/main")[..], &push_args(&url, "abc:refs/heads/main")[..]] {
+            let end = args.iter().position(|a| *a == "--end-of-options").expect("--end-of-options");
+            assert_eq!(args.len() - end, 3, "only the URL and the refspec follow it: {args:?}");
+        }
+    }
 
     #[test]
     fn credentials_never_print() {

@@ -136,10 +136,23 @@ pub fn parse(url: &str) -> Result<RemoteUrl, RemoteUrlError> {
             "it contains a character no Git URL needs (quotes, backslash, <>^{}|)"
         });
     }
+    // Clients resolve `..` before sending, so `https://git.example/platform/../other`
+    // would reach a repository outside the allowed prefix it textually starts with.
+    if has_dot_segment(url) {
+        return refuse("its path has a '.' or '..' segment (or an encoded '.' or '/')");
+    }
     match url.split_once("://") {
         Some((scheme, rest)) => parse_with_scheme(url, &scheme.to_ascii_lowercase(), rest),
         None => parse_scp(url),
     }
+}
+
+fn has_dot_segment(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let path = lower.split_once("://").map_or(lower.as_str(), |(_, rest)| rest);
+    lower.contains("%2e")
+        || lower.contains("%2f")
+        || path.split(['/', ':']).any(|segment| segment == "." || segment == "..")
 }
 
 fn parse_with_scheme(url: &str, scheme: &str, rest: &str) -> Result<RemoteUrl, RemoteUrlError> {
@@ -285,6 +298,18 @@ mod tests {
         ] {
             assert!(!allowed_by(url, &allowed), "{url}");
         }
+        for url in [
+            "https://git.example/platform/../other/x.git",
+            "https://git.example/platform/./x/../../other.git",
+            "https://git.example/platform/%2e%2e/other.git",
+            "https://git.example/platform%2F..%2Fother.git",
+            "git@github.com:org/../other/infra.git",
+            "git@github.com:../org/infra.git",
+        ] {
+            let error = parse(url).expect_err(url);
+            assert!(error.reason.contains("'..' segment"), "{url}: {error}");
+        }
+        assert!(parse("https://git.example/platform/infra..git").is_ok(), "dots inside a name are fine");
         assert!(!allowed_by("https://git.example/platform", &[]));
         assert!(!allowed_by("https://git.example/platform", &[" ".to_owned()]));
     }

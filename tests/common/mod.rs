@@ -6,6 +6,7 @@ pub mod controller;
 pub mod fake_do;
 pub mod fake_do_writes;
 pub mod git_server;
+pub mod hostile_http;
 pub mod lagging_proxy;
 pub mod own_plane;
 pub mod writeback_fixtures;
