@@ -305,14 +305,38 @@ fn the_controller_rbac_and_metrics_are_least_privilege() {
         scopes.sort();
         scopes
     };
-    assert_eq!(scopes("get", "secrets"), ["arcadia-system", "creds", "team-a", "team-b"]);
+    // Flux's namespace too: a GitRepository's secretRef is read there, by name.
+    assert_eq!(scopes("get", "secrets"), ["arcadia-system", "creds", "flux-system", "team-a", "team-b"]);
     assert_eq!(scopes("get", "kustomizations"), ["flux-system"]);
     assert_eq!(scopes("get", "gitrepositories"), ["flux-system"]);
     assert_eq!(scopes("get", "applications"), ["apps", "argocd"]);
     assert!(scopes("create", "cloudprovisioneds").is_empty(), "{granted:?}");
     assert_eq!(scopes("create", "drifts"), ["*"], "Drifts are created by server-side apply");
-    let team_a = objects.iter().find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == "team-a").unwrap();
+    let role_in = |objects: &[Value], ns: &str| {
+        objects.iter().find(|o| o["kind"] == "Role" && o["metadata"]["namespace"] == ns).cloned().unwrap()
+    };
+    let team_a = role_in(&objects, "team-a");
     assert_eq!(team_a["rules"][0]["resourceNames"], json!(["arcadia-drift-git", "push-token"]));
+    // In Flux's namespace only the names listed, not the controller-wide Secret's.
+    let flux = role_in(&objects, "flux-system");
+    assert_eq!(flux["rules"][0]["resources"], json!(["secrets"]));
+    assert_eq!(flux["rules"][0]["resourceNames"], json!(["arcadia-drift-git"]));
+    // No names, no Secret rule: an empty resourceNames would grant every Secret.
+    let unnamed = self::objects(&helm_ok(&[
+        "template",
+        "drift",
+        CHART,
+        "--namespace",
+        "arcadia-system",
+        "--set",
+        "gitWriteback.enabled=true,gitWriteback.credentialsSecret=creds/push-token",
+        "--set-json",
+        "gitWriteback.secretNames=[]",
+    ]));
+    assert!(!role_in(&unnamed, "flux-system").to_string().contains("secrets"));
+    for role in of_kind(&unnamed, "Role").into_iter().filter(|r| r.to_string().contains("\"secrets\"")) {
+        assert_eq!(role["rules"][0]["resourceNames"], json!(["push-token"]), "{role}");
+    }
     let bindings = of_kind(&objects, "RoleBinding");
     for ns in ["arcadia-system", "creds", "team-a", "team-b", "flux-system", "argocd", "apps"] {
         let bound = bindings.iter().any(|b| {
@@ -775,11 +799,12 @@ async fn git_writeback_reads_only_the_named_secrets() {
         let out = common::kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", &sa_user]);
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
-    for ns in [&system, &tenant] {
+    // Flux's namespace too: the GitRepository's secretRef, when its name is listed.
+    for ns in [&system, &tenant, &flux] {
         assert!(can("get", "secrets/arcadia-drift-git", ns), "the credentials Secret in {ns}");
-        assert!(!can("get", "secrets/other", ns) && !can("list", "secrets", ns));
+        assert!(!can("get", "secrets/other", ns) && !can("list", "secrets", ns), "an unnamed Secret in {ns}");
     }
-    for ns in [&flux, &argocd, &other, &"default".to_owned()] {
+    for ns in [&argocd, &other, &"default".to_owned()] {
         assert!(!can("get", "secrets/arcadia-drift-git", ns), "no credentials Secret is readable in {ns}");
     }
     for (resource, allowed) in [
