@@ -4,6 +4,7 @@
 //! the leader only, one write-back at a time.
 
 use super::commit::Change;
+use super::edit;
 use super::git::{self, Credentials, GitError, GitSettings, Pushed, Remote};
 use super::metrics::WritebackMetrics;
 use super::remote_url;
@@ -215,12 +216,18 @@ impl Worker {
             Ok(origin) => origin,
             Err(why) => return refused_for(&why),
         };
-        let Resolved { remote, flux_secret, kustomization } = match self.remote(origin, change).await {
+        let annotated = matches!(origin, Origin::Annotated(_));
+        let Resolved { mut remote, flux_secret, kustomization } = match self.remote(origin, change).await {
             Ok(Some(resolved)) => resolved,
             Ok(None) => return Outcome::NoOrigin("nothing says where the manifest lives in Git".into()),
             Err(error) => return error,
         };
         let own_secret = job.annotations.get(ANNOTATION_GIT_CREDENTIALS).map(|n| (change.namespace.clone(), n.clone()));
+        if annotated && own_secret.is_none() {
+            // The platform's credentials where a tenant's annotations point: a
+            // document naming no namespace there may be another tenant's object.
+            remote.default_namespace = Some(edit::NAMESPACE_REQUIRED.to_owned());
+        }
         // The tenant's own Secret for its own remote, Flux's for Flux's repository;
         // the controller-wide one only where the platform allows it.
         let secret = match own_secret.or(flux_secret) {

@@ -21,10 +21,16 @@ pub struct Target<'a> {
     /// The object's namespace: a document naming another namespace is not it.
     pub namespace: &'a str,
     /// The namespace a document naming none gets from the tool that applies
-    /// it; `None`: unknown (`kubectl apply -n`), such a document may be it.
+    /// it; `None`: unknown (`kubectl apply -n`), such a document may be it;
+    /// [`NAMESPACE_REQUIRED`]: such a document is never it.
     pub default_namespace: Option<&'a str>,
     pub field: &'a str,
 }
+
+/// The `default_namespace` under which only a document naming the object's
+/// namespace is the object's: where the object's own annotations point the
+/// controller's credentials, a document naming none may be another tenant's.
+pub const NAMESPACE_REQUIRED: &str = "";
 
 /// Why a file was not edited.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -33,6 +39,10 @@ pub enum EditError {
     Yaml(String),
     #[error("no document of CloudProvisioned {0}")]
     NotHere(String),
+    #[error(
+        "the document of CloudProvisioned {name} names no namespace: with the controller's credentials a document must name namespace {namespace}"
+    )]
+    NamespaceRequired { name: String, namespace: String },
     #[error("CloudProvisioned {name} is in this file {count} times")]
     Ambiguous { name: String, count: usize },
     #[error("spec.desired.{field} is not written in the document of CloudProvisioned {name} ({why})")]
@@ -48,7 +58,7 @@ pub fn edit(text: &str, target: &Target<'_>, value: &Value) -> Result<String, Ed
     let docs = parse_documents(text).map_err(EditError::Yaml)?;
     let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
     let doc = match matching.as_slice() {
-        [] => return Err(EditError::NotHere(target.name.to_owned())),
+        [] => return Err(not_here(&docs, target)),
         [one] => *one,
         many => return Err(EditError::Ambiguous { name: target.name.to_owned(), count: many.len() }),
     };
@@ -63,19 +73,35 @@ pub fn edit(text: &str, target: &Target<'_>, value: &Value) -> Result<String, Ed
 }
 
 fn is_target(doc: &Node, target: &Target<'_>) -> bool {
+    named(doc, target.name).is_some_and(|namespace| in_namespace(namespace.as_deref(), target))
+}
+
+/// The namespace a `CloudProvisioned` document of this name names, if it is one.
+fn named(doc: &Node, name: &str) -> Option<Option<String>> {
     let text_of = |node: Option<&Node>| node.and_then(Node::scalar).map(str::to_owned);
     let metadata = doc.get("metadata");
-    text_of(doc.get("kind")).as_deref() == Some("CloudProvisioned")
-        && text_of(metadata.and_then(|m| m.get("name"))).as_deref() == Some(target.name)
-        && in_namespace(text_of(metadata.and_then(|m| m.get("namespace"))).as_deref(), target)
+    let is_it = text_of(doc.get("kind")).as_deref() == Some("CloudProvisioned")
+        && text_of(metadata.and_then(|m| m.get("name"))).as_deref() == Some(name);
+    is_it.then(|| text_of(metadata.and_then(|m| m.get("namespace"))))
 }
 
 /// Whether a document naming `namespace` (or none) lands in the target's namespace.
 fn in_namespace(namespace: Option<&str>, target: &Target<'_>) -> bool {
-    match namespace {
-        Some(ns) => ns == target.namespace,
-        None => target.default_namespace.is_none_or(|ns| ns == target.namespace),
+    match (namespace, target.default_namespace) {
+        (Some(ns), _) => ns == target.namespace,
+        (None, Some(NAMESPACE_REQUIRED)) => false,
+        (None, default) => default.is_none_or(|ns| ns == target.namespace),
     }
+}
+
+/// Why no document is the target's: a document of its name that names no
+/// namespace, where one must, is said as such (the file is not passed over).
+fn not_here(docs: &[Node], target: &Target<'_>) -> EditError {
+    let required = target.default_namespace == Some(NAMESPACE_REQUIRED);
+    if required && docs.iter().any(|d| named(d, target.name) == Some(None)) {
+        return EditError::NamespaceRequired { name: target.name.to_owned(), namespace: target.namespace.to_owned() };
+    }
+    EditError::NotHere(target.name.to_owned())
 }
 
 /// The value node of `spec.desired.<field>`, if it is written here and can be changed in place.
@@ -180,7 +206,7 @@ pub fn current_value(text: &str, target: &Target<'_>) -> Result<Value, EditError
     let docs = parse_documents(text).map_err(EditError::Yaml)?;
     let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
     match matching.as_slice() {
-        [] => return Err(EditError::NotHere(target.name.to_owned())),
+        [] => return Err(not_here(&docs, target)),
         [one] => locate(one, target)?,
         many => return Err(EditError::Ambiguous { name: target.name.to_owned(), count: many.len() }),
     };

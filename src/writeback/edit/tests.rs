@@ -193,3 +193,30 @@ fn a_document_without_a_namespace_is_the_object_only_where_the_tool_puts_it() {
         "kind: CloudProvisioned\nmetadata: {name: web-1, namespace: team-b}\nspec:\n  desired: {size_slug: s-1}\n";
     assert_eq!(current_value(named, &TARGET), Err(EditError::NotHere("web-1".into())));
 }
+
+#[test]
+fn where_a_document_must_name_the_namespace_one_naming_none_is_never_the_object() {
+    let required = Target { default_namespace: Some(NAMESPACE_REQUIRED), ..TARGET };
+    let unnamed = "kind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {size_slug: s-1}\n";
+    let refused = EditError::NamespaceRequired { name: "web-1".into(), namespace: "team-a".into() };
+    assert_eq!(current_value(unnamed, &required), Err(refused.clone()));
+    assert_eq!(edit(unnamed, &required, &json!("s-2")), Err(refused.clone()));
+    assert_eq!(
+        refused.to_string(),
+        "the document of CloudProvisioned web-1 names no namespace: with the controller's credentials a document must name namespace team-a"
+    );
+    // Without the requirement the same document is taken for the object, whatever its namespace.
+    assert_eq!(current_value(unnamed, &TARGET), Ok(json!("s-1")));
+
+    let named = unnamed.replace("{name: web-1}", "{name: web-1, namespace: team-a}");
+    assert_eq!(current_value(&named, &required), Ok(json!("s-1")));
+    assert!(edit(&named, &required, &json!("s-2")).unwrap().contains("size_slug: s-2"));
+    let elsewhere = unnamed.replace("{name: web-1}", "{name: web-1, namespace: team-b}");
+    assert_eq!(current_value(&elsewhere, &required), Err(EditError::NotHere("web-1".into())));
+    let other_object = unnamed.replace("web-1", "web-2");
+    assert_eq!(current_value(&other_object, &required), Err(EditError::NotHere("web-1".into())));
+    // The document naming the namespace is the one edited, beside another tenant's naming none.
+    let both = format!("{unnamed}---\n{named}");
+    let edited = edit(&both, &required, &json!("s-2")).unwrap();
+    assert_eq!(edited, format!("{unnamed}---\n{}", named.replace("s-1", "s-2")));
+}
