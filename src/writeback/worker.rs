@@ -87,11 +87,14 @@ struct Queue {
 type Key = (String, String, String);
 
 impl Queue {
-    fn push(&mut self, job: Job) {
+    /// Queues `job` in the place of its field's older job, if any, which it returns.
+    fn push(&mut self, job: Job) -> Option<Job> {
         let key = (job.change.namespace.clone(), job.change.name.clone(), job.change.field.clone());
-        if self.jobs.insert(key.clone(), job).is_none() {
+        let replaced = self.jobs.insert(key.clone(), job);
+        if replaced.is_none() {
             self.order.push_back(key);
         }
+        replaced
     }
 
     fn pop(&mut self) -> Option<Job> {
@@ -166,10 +169,21 @@ impl Writeback {
             entry.retry_at = None;
             entry.attempts += 1;
             entry.outcome = entry.outcome.take().filter(|_| entry.attempts > 1);
-            self.queue.lock().expect("write-back queue lock poisoned").push(job);
+            let accept_id = job.change.accept_id.clone();
+            let replaced = self.queue.lock().expect("write-back queue lock poisoned").push(job);
+            // A replaced job never runs, so its entry would never get an outcome nor leave.
+            if let Some(old) = replaced.filter(|old| old.change.accept_id != accept_id) {
+                entries.remove(&old.change.accept_id);
+            }
             self.wake.notify_one();
         }
     }
+}
+
+/// Forgets a job dropped without an outcome, so that it is neither kept
+/// for ever nor taken for one in flight when it is asked for again.
+fn forget(entries: &Mutex<HashMap<String, Entry>>, accept_id: &str) {
+    entries.lock().expect("write-back lock poisoned").remove(accept_id);
 }
 
 impl Worker {
@@ -189,6 +203,7 @@ impl Worker {
             if !self.fence.holds() {
                 // Stepping down: the next leader's controller asks for it again.
                 tracing::info!(field = %job.change.field, "not recording a write-back outcome: this replica no longer holds the lease");
+                forget(&self.entries, &job.change.accept_id);
                 continue;
             }
             self.record(&job, outcome);
@@ -458,5 +473,45 @@ mod tests {
         let popped: Vec<(String, serde_json::Value)> =
             std::iter::from_fn(|| queue.pop()).map(|j| (j.change.field, j.change.value)).collect();
         assert_eq!(popped, [("size_slug".into(), json!("v2")), ("region".into(), json!("ams3"))]);
+    }
+
+    fn handle() -> Writeback {
+        let (entries, queue, wake) = Default::default();
+        Writeback { entries, queue, wake, allowed_remotes: Arc::new([]) }
+    }
+
+    fn accepted(field: &str, value: &str, accept_id: &str) -> Job {
+        let mut job = job(field, value);
+        job.change.accept_id = accept_id.into();
+        job
+    }
+
+    fn kept(w: &Writeback) -> Vec<String> {
+        let mut ids: Vec<String> = w.entries.lock().unwrap().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_job_replaced_in_the_queue_or_dropped_with_the_lease_leaves_no_entry() {
+        let w = handle();
+        w.request(accepted("size_slug", "v1", "a1"));
+        w.request(accepted("region", "ams3", "r1"));
+        assert_eq!(kept(&w), ["a1", "r1"]);
+        // V2 replaces V1 in the queue: V1 will never run, so it is not kept waiting for an outcome.
+        w.request(accepted("size_slug", "v2", "a2"));
+        assert_eq!(kept(&w), ["a2", "r1"]);
+        let popped: Vec<String> =
+            std::iter::from_fn(|| w.queue.lock().unwrap().pop()).map(|j| j.change.accept_id).collect();
+        assert_eq!(popped, ["a2", "r1"]);
+
+        // Asked again while in flight: not queued twice.
+        w.request(accepted("size_slug", "v2", "a2"));
+        assert!(w.queue.lock().unwrap().pop().is_none());
+        // The lease is lost before its outcome: forgotten, and queued again when asked.
+        forget(&w.entries, "a2");
+        assert_eq!(kept(&w), ["r1"]);
+        w.request(accepted("size_slug", "v2", "a2"));
+        assert_eq!(w.queue.lock().unwrap().pop().map(|j| j.change.accept_id).as_deref(), Some("a2"));
     }
 }
