@@ -303,11 +303,16 @@ pub(super) fn record_write_back(
     for entry in &pending.entries {
         let Some(t) = tracked.get_mut(&entry.field).filter(|t| t.name == entry.drift) else { continue };
         // What is on the Drift is final, except a refusal whose cause went
-        // away: reconsidered, then replaced by what the new attempt came to.
-        let refused_before = t.status.git.as_ref().is_some_and(|g| g.refused.is_some());
-        let retried =
-            matches!(inputs.git.get(&t.name), Some(Outcome::Reconsider | Outcome::Pushed(_) | Outcome::Failed { .. }));
-        if t.status.phase != DriftPhase::Accepted || (t.status.git.is_some() && !(refused_before && retried)) {
+        // away: reconsidered, then replaced by what the new attempt came to,
+        // a refusal for another reason included.
+        let refused_before = t.status.git.as_ref().and_then(|g| g.refused.as_deref());
+        let retried = match inputs.git.get(&t.name) {
+            Some(Outcome::Reconsider | Outcome::Pushed(_) | Outcome::Failed { .. }) => true,
+            Some(Outcome::Refused(again)) => again.refused.as_deref() != refused_before,
+            _ => false,
+        };
+        if t.status.phase != DriftPhase::Accepted || (t.status.git.is_some() && !(refused_before.is_some() && retried))
+        {
             continue;
         }
         match inputs.git.get(&t.name) {

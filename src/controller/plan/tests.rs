@@ -4,6 +4,7 @@ use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPT_MODE, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec,
     CloudResourceStatus, DriftSpec, Fields, ProvisionedRef, ResourceRef,
 };
+use crate::writeback::Outcome as GitOutcome;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -912,4 +913,69 @@ fn a_pending_change_the_controller_did_not_record_is_ignored_and_said() {
         (DriftPhase::Open, &json!("s-1vcpu-1gb")),
         "compared against the spec"
     );
+}
+
+/// One plan given what the write-back of each Drift came to.
+fn run_git(p: &CloudProvisioned, r: &CloudResource, drifts: &[Drift], now: Time, git: GitOutcome) -> Plan {
+    let refs: Vec<&Drift> = drifts.iter().collect();
+    let git = BTreeMap::from([(drifts[0].name_any(), git)]);
+    let inputs = Inputs {
+        provisioned: p,
+        resource: Some(r),
+        drifts: &refs,
+        now: &now,
+        field_owners: None,
+        git: &git,
+        policies: &[],
+        peers: &[],
+        journal: &BTreeMap::new(),
+    };
+    plan(&inputs, &Settings::default())
+}
+
+fn refused_for(why: &str) -> GitOutcome {
+    GitOutcome::Refused(crate::api::GitCommit {
+        url: "https://git.example/platform/infra.git".into(),
+        branch: "main".into(),
+        commit: String::new(),
+        refused: Some(format!("write-back refused: {why}")),
+        path: String::new(),
+        pushed_time: at(0),
+    })
+}
+
+/// An overlay accept of size_slug (s-1vcpu-1gb to s-2vcpu-4gb), written.
+fn overlay_accepted() -> (CloudProvisioned, CloudResource, Vec<Drift>) {
+    let p = with_mode(provisioned(json!({"size_slug": "s-1vcpu-1gb"})), "overlay");
+    let r = resource("s-2vcpu-4gb", at(0));
+    let (p, drifts) = opened_and_annotated(&p, &r);
+    let (p, drifts) = written(&p, &drifts, &run(&p, Some(&r), &drifts, at(10)));
+    (p, r, drifts)
+}
+
+#[test]
+fn a_reconsidered_refusal_refused_again_for_another_reason_replaces_the_old_one() {
+    let (p, r, drifts) = overlay_accepted();
+    let not_allowed = "https://git.example/platform/infra.git is not in --git-allowed-remotes";
+    let first = run_git(&p, &r, &drifts, at(20), refused_for(not_allowed));
+    assert_eq!(reasons(&first), ["AcceptCommitRefused"]);
+    let (p, drifts) = written(&p, &drifts, &first);
+
+    // --git-allowed-remotes changed: the refusal is reconsidered and written back again.
+    let reconsidered = run_git(&p, &r, &drifts, at(30), GitOutcome::Reconsider);
+    assert_eq!(reconsidered.write_back, [drifts[0].name_any()]);
+    // Refused again, for another reason: the new reason replaces the old on the Drift.
+    let substituted = "spec.desired.size_slug in apps/web.yaml is the Flux substitution ${WEB5_SIZE}, not a value; nothing was pushed; the Kustomization flux-system/infra sets it in postBuild.substitute (WEB5_SIZE: s-1vcpu-1gb): change the variable there, not the manifest";
+    let again = run_git(&p, &r, &drifts, at(40), refused_for(substituted));
+    assert_eq!(reasons(&again), ["AcceptCommitRefused"]);
+    let [w] = again.drift_writes.as_slice() else { panic!("{:?}", again.drift_writes) };
+    let why = format!("write-back refused: {substituted}");
+    assert_eq!(w.status.git.as_ref().and_then(|g| g.refused.as_deref()), Some(why.as_str()));
+    let message = w.status.message.as_deref().unwrap();
+    assert!(message.contains(&why) && !message.contains(not_allowed), "{message}");
+    let (p, drifts) = written(&p, &drifts, &again);
+
+    // The same refusal once more changes nothing and says nothing.
+    let same = run_git(&p, &r, &drifts, at(50), refused_for(substituted));
+    assert!(same.drift_writes.is_empty() && same.events.is_empty(), "{:?}", reasons(&same));
 }
