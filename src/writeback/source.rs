@@ -91,7 +91,12 @@ pub fn flux_variable(kustomization: &Value, variable: &str) -> String {
         kustomization["metadata"]["namespace"].as_str().unwrap_or_default(),
         kustomization["metadata"]["name"].as_str().unwrap_or_default()
     );
-    let post_build = &kustomization["spec"]["postBuild"];
+    let Some(post_build) = kustomization["spec"].get("postBuild") else {
+        // Flux substitutes only where a postBuild is given.
+        return format!(
+            "{name} has no postBuild, so Flux substitutes nothing: set the variable in its postBuild.substitute, not the manifest"
+        );
+    };
     if let Some(value) = post_build["substitute"][variable].as_str() {
         return format!(
             "{name} sets it in postBuild.substitute ({variable}: {value}): change the variable there, not the manifest"
@@ -107,13 +112,43 @@ pub fn flux_variable(kustomization: &Value, variable: &str) -> String {
         .unwrap_or_default();
     if from.is_empty() {
         return format!(
-            "no postBuild of {name} sets it: its default in the manifest applies; change the default or set the variable"
+            "no postBuild of {name} sets it, so its default in the manifest applies: set the variable in postBuild.substitute, not the manifest"
         );
     }
     format!(
         "{name} takes it from postBuild.substituteFrom ({}): change the variable there, not the manifest",
         from.join(", ")
     )
+}
+
+/// How a substitution refusal names its variable, read back by [`substituted`].
+const SUBSTITUTION: &str = " is the Flux substitution ${";
+const NOT_A_VALUE: &str = "}, not a value; nothing was pushed; ";
+
+/// The refusal of a field whose text in Git is the Flux substitution
+/// `${variable}`: the variable holds the value, so the advice says where it
+/// is set (by `kustomization`, when the origin is a Flux one).
+pub fn substitution_refusal(path: &str, field: &str, variable: &str, kustomization: Option<&Value>) -> String {
+    let advice = match kustomization {
+        Some(ks) => flux_variable(ks, variable),
+        None => "the Flux Kustomization that applies this file sets it (postBuild.substitute or substituteFrom): change the variable there, not the manifest".to_owned(),
+    };
+    format!("spec.desired.{field} in {path}{SUBSTITUTION}{variable}{NOT_A_VALUE}{advice}")
+}
+
+/// A refusal for a Flux substitution, as [`substitution_refusal`] wrote it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Substitution<'a> {
+    pub variable: &'a str,
+    /// Where the variable is set, and to change it there.
+    pub advice: &'a str,
+}
+
+/// The substitution a refusal (`status.git.refused`) is about, if it is one.
+pub fn substituted(refused: &str) -> Option<Substitution<'_>> {
+    let (_, rest) = refused.split_once(SUBSTITUTION)?;
+    let (variable, advice) = rest.split_once(NOT_A_VALUE)?;
+    Some(Substitution { variable, advice })
 }
 
 /// The Secret (in the GitRepository's namespace) Flux itself reads the repository with.
@@ -262,5 +297,46 @@ mod tests {
         assert_eq!(from_argo(&app).unwrap().path, "apps");
         let head = json!({"spec": {"source": {"repoURL": "u", "targetRevision": "HEAD"}}});
         assert!(from_argo(&head).unwrap_err().contains("targetRevision is HEAD"));
+    }
+
+    #[test]
+    fn a_substitution_refusal_says_where_the_variable_is_set() {
+        let ks = |spec: Value| json!({"metadata": {"namespace": "flux-system", "name": "infra"}, "spec": spec});
+        let set = ks(json!({"postBuild": {"substitute": {"WEB5_SIZE": "s-1vcpu-1gb"}}}));
+        assert_eq!(
+            flux_variable(&set, "WEB5_SIZE"),
+            "the Kustomization flux-system/infra sets it in postBuild.substitute (WEB5_SIZE: s-1vcpu-1gb): change the variable there, not the manifest"
+        );
+        let from = ks(json!({"postBuild": {"substitute": {"OTHER": "x"}, "substituteFrom": [
+            {"kind": "ConfigMap", "name": "cluster-vars"}, {"kind": "Secret", "name": "cluster-secrets"}]}}));
+        assert_eq!(
+            flux_variable(&from, "WEB5_SIZE"),
+            "the Kustomization flux-system/infra takes it from postBuild.substituteFrom (ConfigMap cluster-vars, Secret cluster-secrets): change the variable there, not the manifest"
+        );
+        let none = ks(json!({"path": "./apps"}));
+        assert_eq!(
+            flux_variable(&none, "WEB5_SIZE"),
+            "the Kustomization flux-system/infra has no postBuild, so Flux substitutes nothing: set the variable in its postBuild.substitute, not the manifest"
+        );
+        let unset = ks(json!({"postBuild": {"substitute": {"OTHER": "x"}}}));
+        assert!(flux_variable(&unset, "WEB5_SIZE").starts_with(
+            "no postBuild of the Kustomization flux-system/infra sets it, so its default in the manifest applies"
+        ));
+
+        // The refusal names the variable and the advice, and reads back.
+        let refused = substitution_refusal("apps/web.yaml", "size_slug", "WEB5_SIZE", Some(&from));
+        assert!(refused.starts_with("spec.desired.size_slug in apps/web.yaml is the Flux substitution ${WEB5_SIZE}, not a value; nothing was pushed; the Kustomization flux-system/infra takes it from"), "{refused}");
+        let on_the_drift = format!("write-back refused: {refused}");
+        let read = substituted(&on_the_drift).unwrap();
+        assert_eq!(read.variable, "WEB5_SIZE");
+        assert_eq!(read.advice, flux_variable(&from, "WEB5_SIZE"));
+        let annotated = substitution_refusal("web.yaml", "size_slug", "SIZE", None);
+        assert!(
+            substituted(&annotated)
+                .unwrap()
+                .advice
+                .starts_with("the Flux Kustomization that applies this file sets it")
+        );
+        assert_eq!(substituted("write-back refused: https://x.example/a.git is not in --git-allowed-remotes"), None);
     }
 }

@@ -267,25 +267,18 @@ impl Worker {
         };
         let pushed =
             git::write_back_while(&self.settings.git, &remote, credentials.as_ref(), change, still_current).await;
-        let result = match &pushed {
+        self.metrics.count_push(match &pushed {
             Ok(Pushed::Committed { .. }) => "committed",
             Ok(Pushed::AlreadyCommitted { .. }) => "already_committed",
             Ok(Pushed::AlreadyInGit { .. }) => "already_in_git",
             Err(GitError::Refused(_) | GitError::NotWritable(_) | GitError::Substituted { .. }) => "refused",
             Err(GitError::Superseded) => "superseded",
             Err(_) => "failed",
-        };
-        self.metrics.count_push(result);
+        });
         match pushed {
             Ok(pushed) => Outcome::Pushed(record(&remote, pushed)),
-            Err(error @ GitError::Substituted { .. }) => {
-                let advice = match (&error, &kustomization) {
-                    (GitError::Substituted { variable, .. }, Some(ks)) => {
-                        format!("; {}", source::flux_variable(ks, variable))
-                    }
-                    _ => String::new(),
-                };
-                refused(&remote, format!("{error}{advice}"))
+            Err(GitError::Substituted { path, field, variable }) => {
+                refused(&remote, source::substitution_refusal(&path, &field, &variable, kustomization.as_ref()))
             }
             Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => refused(&remote, error.to_string()),
             Err(GitError::Superseded) => Outcome::Superseded,

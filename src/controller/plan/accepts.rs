@@ -6,7 +6,7 @@ use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
 use crate::accept::{self, ModeChoice, Settled};
 use crate::api::{Absence, AcceptMode, DriftPhase, DriftStatus, Fields, GitCommit, PendingGitChange};
 use crate::detect::{LiveView, observed_equal, render_value};
-use crate::writeback::Outcome;
+use crate::writeback::{Outcome, source};
 use kube::ResourceExt;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -333,11 +333,15 @@ pub(super) fn record_write_back(
 /// A write-back that will never happen for this accept, recorded in
 /// `status.git` so that no restart tries it again.
 fn write_back_refused(entry: &PendingGitChange, refused: &GitCommit, t: &mut Tracked, plan: &mut Plan) {
+    let why = refused.refused.as_deref().unwrap_or("write-back refused");
+    // A Flux variable holds the value: committing the literal would undo the substitution.
+    let then = match source::substituted(why) {
+        Some(s) => format!("give the variable {} the value {} where it is set", s.variable, render_value(&entry.value)),
+        None => format!("commit `{}` by hand", accept::commit_line(&entry.field, &entry.value)),
+    };
     let message = format!(
-        "accepted by {} in overlay mode and held in status.pendingGitChanges; {}; commit `{}` by hand",
-        entry.accepted_by,
-        refused.refused.as_deref().unwrap_or("write-back refused"),
-        accept::commit_line(&entry.field, &entry.value)
+        "accepted by {} in overlay mode and held in status.pendingGitChanges; {why}; {then}",
+        entry.accepted_by
     );
     t.status.git = Some(refused.clone());
     t.status.message = Some(message.clone());

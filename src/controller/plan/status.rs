@@ -10,6 +10,8 @@ use crate::api::{
     Absence, CONDITION_DESIRED_CONFLICT, CloudProvisioned, CloudProvisionedStatus, IgnoredDifference, PendingGitChange,
     SpecProblem,
 };
+use crate::detect::render_value;
+use crate::writeback::source;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 
@@ -97,21 +99,36 @@ impl Conditions<'_> {
         }
     }
 
-    /// Whether every accepted value is in Git; if not, the exact lines to commit.
-    fn git_in_sync(&self, pending: &[PendingGitChange]) -> Condition {
+    /// Whether every accepted value is in Git; if not, the exact lines to
+    /// commit, or, where Git holds a Flux variable, the variable to change.
+    fn git_in_sync(&self, pending: &[PendingGitChange], tracked: &BTreeMap<String, Tracked>) -> Condition {
         if pending.is_empty() {
             let message = "no accepted value waits for a commit to Git".to_owned();
             return self.make(CONDITION_GIT_IN_SYNC, "True", "NothingPending", message);
         }
-        let lines: Vec<String> = pending
-            .iter()
-            .map(|e| format!("{} (accepted by {})", commit_line(&e.field, &e.value), e.accepted_by))
-            .collect();
-        let message = format!(
-            "accepted in overlay mode but not in Git; commit to CloudProvisioned {}: {}",
-            self.p.metadata.name.as_deref().unwrap_or_default(),
-            lines.join("; ")
-        );
+        let (mut lines, mut variables) = (Vec::new(), Vec::new());
+        for e in pending {
+            let refused = tracked.get(&e.field).filter(|t| t.name == e.drift).and_then(|t| t.status.git.as_ref());
+            match refused.and_then(|g| g.refused.as_deref()).and_then(source::substituted) {
+                Some(s) => variables.push(format!(
+                    "{} (accepted by {}) is the Flux variable {}: give it the value {}, not the manifest; {}",
+                    e.field,
+                    e.accepted_by,
+                    s.variable,
+                    render_value(&e.value),
+                    s.advice
+                )),
+                None => lines.push(format!("{} (accepted by {})", commit_line(&e.field, &e.value), e.accepted_by)),
+            }
+        }
+        let name = self.p.metadata.name.as_deref().unwrap_or_default();
+        let mut message = "accepted in overlay mode but not in Git".to_owned();
+        if !lines.is_empty() {
+            message.push_str(&format!("; commit to CloudProvisioned {name}: {}", lines.join("; ")));
+        }
+        if !variables.is_empty() {
+            message.push_str(&format!("; in CloudProvisioned {name}, {}", variables.join("; ")));
+        }
         self.make(CONDITION_GIT_IN_SYNC, "False", "AcceptedNotInGit", message)
     }
 
@@ -198,7 +215,7 @@ pub(super) fn status_for(
             ]
         }
     };
-    conditions.push(c.git_in_sync(pending));
+    conditions.push(c.git_in_sync(pending, tracked));
     conditions.extend(c.desired_conflict(basis.conflicts));
     conditions.insert(0, c.ready(&conditions));
     let mut status = CloudProvisionedStatus {

@@ -979,3 +979,42 @@ fn a_reconsidered_refusal_refused_again_for_another_reason_replaces_the_old_one(
     let same = run_git(&p, &r, &drifts, at(50), refused_for(substituted));
     assert!(same.drift_writes.is_empty() && same.events.is_empty(), "{:?}", reasons(&same));
 }
+
+#[test]
+fn a_refused_substitution_advises_changing_the_variable_not_committing_the_value() {
+    let (p, r, drifts) = overlay_accepted();
+    let substituted = "spec.desired.size_slug in apps/web.yaml is the Flux substitution ${WEB5_SIZE}, not a value; nothing was pushed; the Kustomization flux-system/infra takes it from postBuild.substituteFrom (ConfigMap cluster-vars): change the variable there, not the manifest";
+    let plan = run_git(&p, &r, &drifts, at(20), refused_for(substituted));
+    let message = plan.drift_writes[0].status.message.as_deref().unwrap();
+    assert!(
+        message.ends_with("change the variable there, not the manifest; give the variable WEB5_SIZE the value s-2vcpu-4gb where it is set"),
+        "{message}"
+    );
+    assert!(!message.contains("by hand") && !message.contains("commit `"), "{message}");
+    let event = plan.events.iter().find(|e| e.reason == "AcceptCommitRefused").unwrap();
+    assert_eq!(event.message, message);
+
+    let git = condition(plan.status.as_ref().unwrap(), CONDITION_GIT_IN_SYNC).clone();
+    assert_eq!((git.status.as_str(), git.reason.as_str()), ("False", "AcceptedNotInGit"));
+    assert_eq!(
+        git.message,
+        "accepted in overlay mode but not in Git; in CloudProvisioned web-1, size_slug (accepted by alice) is the Flux variable WEB5_SIZE: give it the value s-2vcpu-4gb, not the manifest; the Kustomization flux-system/infra takes it from postBuild.substituteFrom (ConfigMap cluster-vars): change the variable there, not the manifest"
+    );
+
+    // Any other refusal keeps the advice to commit the line by hand.
+    let plan = run_git(&p, &r, &drifts, at(20), refused_for("no file can be changed"));
+    let message = plan.drift_writes[0].status.message.as_deref().unwrap();
+    assert!(
+        message.ends_with("no file can be changed; commit `spec.desired.size_slug: s-2vcpu-4gb` by hand"),
+        "{message}"
+    );
+    // The condition as it was: nothing to write.
+    assert!(plan.status.is_none());
+    let git = condition(p.status.as_ref().unwrap(), CONDITION_GIT_IN_SYNC).clone();
+    assert!(
+        git.message
+            .ends_with("commit to CloudProvisioned web-1: spec.desired.size_slug: s-2vcpu-4gb (accepted by alice)"),
+        "{}",
+        git.message
+    );
+}
