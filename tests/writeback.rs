@@ -444,6 +444,25 @@ async fn a_flux_substitution_is_refused_naming_the_variable_and_where_it_is_set(
         "{why}"
     );
     assert!(!why.contains("is now"), "not mistaken for a change in Git: {why}");
+    // The advice is to change the variable, never to commit the literal over it.
+    let message = the_drift(&s).await.unwrap().status.unwrap().message.unwrap();
+    assert!(
+        message.contains(&why)
+            && message.ends_with("give the variable WEB5_SIZE the value s-2vcpu-4gb where it is set"),
+        "{message}"
+    );
+    assert!(!message.contains("by hand"), "{message}");
+    let in_sync = eventually(WAIT, "GitInSync naming the variable", || async {
+        let p = Api::<CloudProvisioned>::namespaced(s.client.clone(), &s.ns).get("web-1").await.ok()?;
+        let c = p.status?.conditions.into_iter().find(|c| c.type_ == "GitInSync")?;
+        c.message.contains("is the Flux variable").then_some(c.message)
+    })
+    .await;
+    assert!(
+        in_sync.contains("size_slug (accepted by alice) is the Flux variable WEB5_SIZE: give it the value s-2vcpu-4gb, not the manifest; the Kustomization"),
+        "{in_sync}"
+    );
+    assert!(!in_sync.contains("commit to CloudProvisioned"), "{in_sync}");
     assert!(our_commits(&s).is_empty());
 }
 
@@ -488,4 +507,158 @@ async fn a_newer_accept_while_an_older_push_is_held_ends_with_git_at_the_newer_v
     eventually(WAIT, "an AcceptMerged Event", || async { events(&s, "AcceptMerged").await.pop() }).await;
     assert!(events(&s, "AcceptSuperseded").await.is_empty(), "the operator's latest decision was kept");
     assert_eq!(the_drift(&s).await.unwrap().status.unwrap().phase, DriftPhase::Accepted);
+}
+
+/// The Drift of `provisioned`'s `field`, once there is one.
+async fn drift_of(s: &Setup, provisioned: &str, field: &str) -> Option<Drift> {
+    let all = Api::<Drift>::namespaced(s.client.clone(), &s.ns).list(&ListParams::default()).await.unwrap().items;
+    all.into_iter().find(|d| d.spec.provisioned_ref.name == provisioned && d.spec.field == field)
+}
+
+/// Accepts the Open Drift of `provisioned`'s `field`, as alice.
+async fn accept_field(s: &Setup, provisioned: &str, field: &str) -> Drift {
+    let open = eventually(WAIT, &format!("an Open drift of {provisioned} {field}"), || async {
+        drift_of(s, provisioned, field)
+            .await
+            .filter(|d| d.status.as_ref().is_some_and(|st| st.phase == DriftPhase::Open))
+    })
+    .await;
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_ACCEPT: "true", ANNOTATION_ACCEPTED_BY: "alice"}}});
+    Api::<Drift>::namespaced(s.client.clone(), &s.ns)
+        .patch(&open.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    open
+}
+
+/// The commit recorded on the Drift of `provisioned`'s `field`.
+async fn committed_of(s: &Setup, provisioned: &str, field: &str) -> arcadia_drift::api::GitCommit {
+    eventually(WAIT, &format!("the commit of {provisioned} {field} on its Drift"), || async {
+        drift_of(s, provisioned, field).await?.status?.git.filter(|g| !g.commit.is_empty())
+    })
+    .await
+}
+
+/// web-1's manifest without Flux's labels, annotated to be written back to
+/// `url` (`path`, branch main) in overlay mode, applied in `ns`.
+fn annotated_manifest(resource: &str, ns: &str, name: &str, url: &str, path: &str) -> String {
+    let in_git = manifest(resource, ns).replace("name: web-1", &format!("name: {name}")).replace(
+        "    kustomize.toolkit.fluxcd.io/name: infra\n    kustomize.toolkit.fluxcd.io/namespace: ",
+        "    team: ",
+    );
+    let annotations = format!(
+        "  annotations:\n    arcadia.cloud/accept-mode: overlay\n    arcadia.cloud/git-url: {url}\n    arcadia.cloud/git-path: {path}\n"
+    );
+    in_git.replace("spec:\n", &format!("{annotations}spec:\n"))
+}
+
+#[tokio::test]
+async fn a_restart_between_two_accepts_makes_no_duplicate_commit() {
+    let s = setup("wb-restart", "git-s3cret").await;
+    let mut first = controller(&s);
+    let a = accept_field(&s, "web-1", "size_slug").await;
+    let committed_a = committed_of(&s, "web-1", "size_slug").await;
+    let before = drift_of(&s, "web-1", "size_slug").await.unwrap().status.unwrap();
+    assert_eq!(our_commits(&s).len(), 1);
+    assert_eq!(first.terminate(), Some(0), "a graceful stop on SIGTERM");
+
+    let _second = controller(&s);
+    // Field B drifts after the restart: the live region moves.
+    let p = Api::<CloudProvisioned>::namespaced(s.client.clone(), &s.ns).get("web-1").await.unwrap();
+    let live = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource",
+        "status": {"region": "ams3", "sizeSlug": "s-2vcpu-4gb", "syncedTime": now()}});
+    Api::<CloudResource>::all(s.client.clone())
+        .patch_status(&p.spec.resource_ref.name, &PatchParams::apply("test-syncer").force(), &Patch::Apply(live))
+        .await
+        .unwrap();
+    let b = accept_field(&s, "web-1", "region").await;
+    let committed_b = committed_of(&s, "web-1", "region").await;
+
+    let ours = our_commits(&s);
+    assert_eq!(ours.len(), 2, "one commit per accept, none again for A: {ours:?}");
+    let trailer = |d: &Drift| format!("Arcadia-Drift-Accept: {}/", d.metadata.uid.as_deref().unwrap());
+    assert_eq!(ours[0].0, committed_b.commit);
+    assert!(ours[0].1.contains(&trailer(&b)), "B's commit carries B's trailer: {}", ours[0].1);
+    assert_eq!(ours[1].0, committed_a.commit);
+    assert!(ours[1].1.contains(&trailer(&a)), "A's commit carries A's trailer: {}", ours[1].1);
+    let text = s.server.file("infra", "main", "apps/web.yaml");
+    assert!(text.contains("size_slug: s-2vcpu-4gb  # launch size") && text.contains("region: ams3"), "{text}");
+    // A's outcome is still on its Drift, as the first controller recorded it.
+    let after = drift_of(&s, "web-1", "size_slug").await.unwrap().status.unwrap();
+    assert_eq!(after.git, before.git);
+    assert_eq!(after.message, before.message);
+    assert_eq!(events(&s, "AcceptCommitted").await.len(), 2);
+}
+
+#[tokio::test]
+async fn of_two_servers_only_the_allowed_one_is_reached() {
+    // X: web-1, applied by Flux from the allowed server.
+    let s = setup("wb-two", "git-s3cret").await;
+    // Y: web-2, whose own annotations name a second server, with no credentials of its own.
+    let other = GitServer::start("flux", "git-s3cret");
+    let resource = droplet(&s.client).await;
+    let y = annotated_manifest(&resource, &s.ns, "web-2", &other.url("elsewhere"), "apps");
+    other.create_repo("elsewhere", "main", &[("apps/web-2.yaml", &y)]);
+    kubectl_stdin(&["-n", &s.ns, "apply", "--server-side", "-f", "-"], &y);
+    let _controller = controller(&s);
+    accept_field(&s, "web-1", "size_slug").await;
+    accept_field(&s, "web-2", "size_slug").await;
+
+    let committed = committed_of(&s, "web-1", "size_slug").await;
+    let refused = eventually(WAIT, "web-2's refusal on its Drift", || async {
+        drift_of(&s, "web-2", "size_slug").await?.status?.git.filter(|g| g.refused.is_some())
+    })
+    .await;
+    let why = format!("write-back refused: {} is not in --git-allowed-remotes", other.url("elsewhere"));
+    assert_eq!(refused.refused.as_deref(), Some(why.as_str()));
+    let message = drift_of(&s, "web-2", "size_slug").await.unwrap().status.unwrap().message.unwrap();
+    assert!(message.contains("not in --git-allowed-remotes"), "{message}");
+
+    let ours = our_commits(&s);
+    assert_eq!(ours.len(), 1, "exactly one commit on the allowed server: {ours:?}");
+    assert_eq!(ours[0].0, committed.commit);
+    let requests = other.authorizations.lock().unwrap().clone();
+    assert!(requests.is_empty(), "the server not allowed was reached: {requests:?}");
+    assert_eq!(other.log("elsewhere", "main").len(), 1, "nothing was pushed there");
+    let sent = s.server.authorizations.lock().unwrap().clone();
+    assert!(sent.iter().any(|a| a.starts_with("Basic ")), "the allowed server got the credentials: {sent:?}");
+}
+
+#[tokio::test]
+async fn annotations_never_point_the_controllers_credentials_at_another_namespaces_unnamed_document() {
+    // The platform's repository (allowed) holds web-1 of the platform's namespace, naming no namespace.
+    let s = setup("wb-nsless", "git-s3cret").await;
+    let tenant = common::namespace(&s.client, "wb-nsless-tenant").await;
+    let resource = droplet(&s.client).await;
+    let theirs = annotated_manifest(&resource, &tenant, "web-1", &s.server.url("infra"), "apps");
+    kubectl_stdin(&["-n", &tenant, "apply", "--server-side", "-f", "-"], &theirs);
+    let credentials = format!("{}/arcadia-drift-git", s.ns);
+    let _controller = ControllerProcess::start(
+        &tenant,
+        &[
+            "--git-writeback",
+            "--git-credentials-secret",
+            &credentials,
+            "--git-allow-insecure-http",
+            "--git-allowed-remotes",
+            &format!("http://127.0.0.1:{}/", s.server.port),
+        ],
+    );
+    let t = Setup { client: s.client.clone(), ns: tenant.clone(), server: s.server.clone() };
+    accept_field(&t, "web-1", "size_slug").await;
+
+    let refused = eventually(WAIT, "the refusal on the tenant's Drift", || async {
+        drift_of(&t, "web-1", "size_slug").await?.status?.git.filter(|g| g.refused.is_some())
+    })
+    .await;
+    let why = refused.refused.unwrap();
+    let must = format!("a document must name namespace {tenant}");
+    assert!(
+        why.contains("apps/web.yaml: the document of CloudProvisioned web-1 names no namespace") && why.contains(&must),
+        "{why}"
+    );
+    let message = drift_of(&t, "web-1", "size_slug").await.unwrap().status.unwrap().message.unwrap();
+    assert!(message.contains(&must), "{message}");
+    assert!(our_commits(&s).is_empty(), "the platform's manifest was changed");
+    assert!(s.server.file("infra", "main", "apps/web.yaml").contains("size_slug: s-1vcpu-1gb  # launch size"));
 }
