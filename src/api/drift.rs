@@ -250,6 +250,34 @@ impl Drift {
 mod tests {
     use super::*;
 
+    /// Saga records written by a running release must read back after an
+    /// upgrade, and mean the same: the wire form of a step is pinned.
+    #[test]
+    fn a_saga_steps_wire_form_is_pinned() {
+        use crate::api::{ProviderCall, RevertStep, StepState};
+        let step = RevertStep {
+            call: ProviderCall {
+                method: "POST".into(),
+                path: "/v2/droplets/3164445/actions".into(),
+                body: serde_json::json!({"type": "power_on"}),
+                description: "power the droplet on".into(),
+                waits_for_action: true,
+            },
+            compensation: true,
+            state: StepState::InProgress,
+            action_id: Some(11),
+            sent_time: None,
+            message: None,
+        };
+        let wire = serde_json::json!({
+            "call": {"method": "POST", "path": "/v2/droplets/3164445/actions", "body": {"type": "power_on"},
+                     "description": "power the droplet on", "waitsForAction": true},
+            "compensation": true, "state": "InProgress", "actionId": 11,
+        });
+        assert_eq!(serde_json::to_value(&step).unwrap(), wire);
+        assert_eq!(serde_json::from_value::<RevertStep>(wire).unwrap(), step);
+    }
+
     #[test]
     fn names_are_deterministic_valid_and_distinct_per_field() {
         let a = Drift::name_for("web-1", "size_slug");

@@ -245,6 +245,8 @@ mod tests {
             in_progress: BTreeMap::from([(43, None), (44, Some((DoType::Volume, "v-1".to_string())))]),
         };
         assert_eq!(decode(&encode(&p)), p);
+        // The wire form is pinned: positions saved by a running release must read back.
+        assert_eq!(encode(&p), "42;43,44:volume:v-1");
         assert_eq!(decode("42;43,44").in_progress.keys().copied().collect::<Vec<_>>(), [43, 44], "the older form");
         assert_eq!(decode("garbage"), Position::default());
     }

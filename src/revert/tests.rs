@@ -249,6 +249,14 @@ fn an_approval_names_the_digest_of_the_plan_it_approves() {
     assert!(why.contains("it now is: shut the droplet down") && why.contains("s-32vcpu-192gb"), "{why}");
 }
 
+/// Approvals name a plan by this digest: moving the planning behind a
+/// provider interface must not change a single one.
+#[test]
+fn the_digest_of_a_droplet_resize_is_pinned() {
+    let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
+    assert_eq!(digest(&p.calls), "e45fba3b17cec97f4d19e9732dfd9809");
+}
+
 #[test]
 fn a_digest_is_stable_and_changes_with_any_part_of_a_call() {
     let p = preview(DROPLET, "size_slug", &json!("s-1vcpu-1gb"), &running(&[]), &exact()).unwrap();
