@@ -5,6 +5,8 @@
 //!
 //! - [`detect`]: the pure comparison of desired and live state; no I/O, no Kubernetes types.
 //! - [`api`]: the `arcadia.cloud/v1alpha1` custom resources, built on [`detect`]'s values.
+//! - [`providers`]: each cloud provider in a folder behind one contract, and the
+//!   registry that dispatches on `CloudResource.spec.provider`; pure today (revert planning).
 //! - [`runtime`]: process plumbing (HTTP endpoints, health, leader election,
 //!   shutdown, metrics registry, rate limits, jitter); it imports no other module.
 //! - [`manifests`]: reading CloudProvisioned / CloudResource manifests from YAML.
@@ -26,6 +28,7 @@ pub mod inventory;
 pub mod manifests;
 pub mod plugin;
 pub mod policy;
+pub mod providers;
 pub mod revert;
 pub mod run;
 pub mod runtime;

@@ -5,7 +5,7 @@ use crate::revert::{preview, saga};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use serde_json::json;
 
-const DROPLET: Target<'static> = Target { type_: "droplet", id: "3164444" };
+const DROPLET: Target<'static> = Target { provider: "digitalocean", type_: "droplet", id: "3164444" };
 
 fn t(second: i64) -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + second).unwrap())

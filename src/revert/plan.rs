@@ -1,28 +1,12 @@
-//! The preview: for one drifted field, the exact DigitalOcean calls that put
-//! the live value back to the desired one, or why no call can. Built from
-//! DigitalOcean's API document (droplet actions, tags, volume actions,
-//! firewalls); anything else is not revertible.
+//! The preview of a revert, whatever the provider: the plan's digest, how
+//! two plans differ, and the one derivation from a CloudProvisioned's desired
+//! value and the CloudResource it names; the calls themselves come from the
+//! resource's provider ([`crate::providers`]).
 
 use crate::api::{Absence, CloudResource, Fields, ProviderCall};
-use crate::detect::rules::glob_match;
-use crate::detect::{FieldRules, LiveView, MatchMode, loosely_equal};
-use serde_json::{Value, json};
-
-/// The resource a revert writes to.
-#[derive(Clone, Copy, Debug)]
-pub struct Target<'a> {
-    /// The provider's type word, e.g. `droplet`.
-    pub type_: &'a str,
-    pub id: &'a str,
-}
-
-/// The calls, in order, and whether they stop the resource for a while.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Preview {
-    pub calls: Vec<ProviderCall>,
-    /// Needs `arcadia.cloud/revert-allow-downtime=true` (a droplet resize powers it off).
-    pub downtime: bool,
-}
+use crate::detect::{FieldRules, LiveView};
+pub use crate::providers::contract::{Preview, Target};
+use serde_json::Value;
 
 /// The digest an approval names: the first 32 hex digits (128 bits) of SHA-256 over the
 /// plan's canonical JSON (object keys sorted, no spaces). The same calls
@@ -35,24 +19,6 @@ pub fn digest(calls: &[ProviderCall]) -> String {
     // 128 bits: a tenant who shapes a plan's bodies cannot find two plans that
     // share a digest (64 bits fell to a birthday search of 2^32 plans).
     hash.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether `call` writes to `target` and to nothing else (creating a tag
-/// writes to no resource).
-pub fn addresses(call: &ProviderCall, target: Target<'_>) -> bool {
-    let collection = match target.type_ {
-        "droplet" => "droplets",
-        "volume" => "volumes",
-        "firewall" => "firewalls",
-        _ => return false,
-    };
-    if [format!("/v2/{collection}/{}/actions", target.id), format!("/v2/{collection}/{}", target.id)]
-        .contains(&call.path)
-    {
-        return true;
-    }
-    let resources = json!({"resources": [{"resource_id": target.id, "resource_type": target.type_}]});
-    call.path == "/v2/tags" || (call.path.starts_with("/v2/tags/") && call.body == resources)
 }
 
 /// How `recorded` differs from `derived`, step by step, in words (empty when equal).
@@ -87,15 +53,13 @@ pub fn derive(
     let offers_none = |absence: Absence| format!("CloudResource {name} offers no live value ({})", absence.describe());
     let resource = resource.ok_or_else(|| offers_none(Absence::NotFound))?;
     let view = resource.live().map_err(offers_none)?;
-    if resource.spec.provider != "digitalocean" {
-        return Err(format!("only DigitalOcean resources can be reverted, not {}", resource.spec.provider));
-    }
-    let target = Target { type_: &resource.spec.type_, id: &resource.spec.id };
+    let target = Target { provider: &resource.spec.provider, type_: &resource.spec.type_, id: &resource.spec.id };
     let value = desired.get(field).ok_or_else(|| format!("{field} is no longer in spec.desired"))?;
     preview(target, field, &value, &view, rules)
 }
 
-/// The calls that revert `field` of `target` from `live` to `desired`, or why none can.
+/// The calls that revert `field` of `target` from `live` to `desired`, by
+/// the target's provider, or why none can.
 pub fn preview(
     target: Target<'_>,
     field: &str,
@@ -103,181 +67,11 @@ pub fn preview(
     live: &LiveView<'_>,
     rules: &FieldRules<'_>,
 ) -> Result<Preview, String> {
-    if field != "tags" && (!rules.ignore.is_empty() || rules.mode != MatchMode::Exact) {
-        return Err(format!(
-            "{field} is compared under ignore rules or a match mode, so a revert would also write what they leave out; revert it by hand"
-        ));
-    }
-    match (target.type_, field) {
-        ("droplet", "name") => Ok(one(rename(target, text(field, desired)?))),
-        ("droplet", "status") => power(target, text(field, desired)?),
-        ("droplet", "size_slug" | "sizeSlug") => resize(target, text(field, desired)?, live),
-        ("droplet" | "volume", "tags") => tags(target, desired, live, rules),
-        ("volume", "size_gigabytes") => grow_volume(target, desired, live),
-        ("firewall", "inbound_rules" | "outbound_rules") => firewall(target, field, desired, live),
-        (type_, _) => Err(format!(
-            "{field} of a {type_} cannot be reverted: arcadia-drift reverts a droplet's name, tags, status and size_slug, a volume's size_gigabytes and tags, and a firewall's inbound_rules and outbound_rules"
-        )),
-    }
+    crate::providers::planner(target.provider)?.preview(target, field, desired, live, rules)
 }
 
-fn one(call: ProviderCall) -> Preview {
-    Preview { calls: vec![call], downtime: false }
-}
-
-fn text<'v>(field: &str, desired: &'v Value) -> Result<&'v str, String> {
-    desired.as_str().ok_or_else(|| format!("{field}: the desired value {desired} is not a string"))
-}
-
-fn droplet_action(target: Target<'_>, body: Value, description: String) -> ProviderCall {
-    ProviderCall {
-        method: "POST".into(),
-        path: format!("/v2/droplets/{}/actions", target.id),
-        body,
-        description,
-        waits_for_action: true,
-    }
-}
-
-fn rename(target: Target<'_>, name: &str) -> ProviderCall {
-    droplet_action(target, json!({"type": "rename", "name": name}), format!("rename the droplet to {name}"))
-}
-
-fn power_on(target: Target<'_>) -> ProviderCall {
-    droplet_action(target, json!({"type": "power_on"}), "power the droplet on".into())
-}
-
-fn shutdown(target: Target<'_>) -> ProviderCall {
-    droplet_action(target, json!({"type": "shutdown"}), "shut the droplet down gracefully".into())
-}
-
-fn power(target: Target<'_>, desired: &str) -> Result<Preview, String> {
-    match desired {
-        "active" => Ok(one(power_on(target))),
-        "off" => Ok(one(shutdown(target))),
-        other => {
-            Err(format!("status: only \"active\" (power on) and \"off\" (shut down) can be reverted to, not {other:?}"))
-        }
-    }
-}
-
-/// A droplet resizes only when off: shutdown, resize (CPU and RAM only, so it
-/// can be undone), power on. A droplet that is off already just resizes.
-fn resize(target: Target<'_>, size: &str, live: &LiveView<'_>) -> Result<Preview, String> {
-    let resize = droplet_action(
-        target,
-        json!({"type": "resize", "size": size, "disk": false}),
-        format!("resize the droplet to {size} (CPU and RAM only; the disk is not grown, so this can be undone)"),
-    );
-    if live.status == Some("off") {
-        return Ok(one(resize));
-    }
-    Ok(Preview { calls: vec![shutdown(target), resize, power_on(target)], downtime: true })
-}
-
-/// Tags are added (creating a missing tag first) and, under exact matching,
-/// removed; a tag that an ignore rule leaves out of the comparison is never removed.
-fn tags(target: Target<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>) -> Result<Preview, String> {
-    let want = tag_list(desired)?;
-    let have: Vec<String> = live.tags.map(<[String]>::to_vec).unwrap_or_default();
-    let resources = json!({"resources": [{"resource_id": target.id, "resource_type": target.type_}]});
-    let mut calls = Vec::new();
-    for tag in want.iter().filter(|t| !have.contains(t)) {
-        calls.push(ProviderCall {
-            method: "POST".into(),
-            path: "/v2/tags".into(),
-            body: json!({"name": tag}),
-            description: format!("create the tag {tag} (a tag that exists already is left as it is)"),
-            waits_for_action: false,
-        });
-        calls.push(tag_call("POST", tag, &resources, format!("tag the {} with {tag}", target.type_)));
-    }
-    if rules.mode == MatchMode::Exact {
-        let kept_by_rule =
-            |t: &str| rules.ignore.iter().any(|r| r.paths.is_empty() && r.values.iter().any(|g| glob_match(g, t)));
-        for tag in have.iter().filter(|t| !want.contains(t) && !kept_by_rule(t)) {
-            calls.push(tag_call("DELETE", tag, &resources, format!("remove the tag {tag} from the {}", target.type_)));
-        }
-    }
-    Ok(Preview { calls, downtime: false })
-}
-
-fn tag_list(desired: &Value) -> Result<Vec<String>, String> {
-    let bad = || format!("tags: the desired value {desired} is not a list of DigitalOcean tag names");
-    let list = desired.as_array().ok_or_else(bad)?;
-    let mut tags = Vec::new();
-    for t in list {
-        let t = t.as_str().ok_or_else(bad)?;
-        // DigitalOcean's tag names: letters, digits, `_`, `-`, `:`, at most 255.
-        let valid =
-            !t.is_empty() && t.len() <= 255 && t.chars().all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c));
-        if !valid {
-            return Err(format!("tags: {t:?} is not a valid DigitalOcean tag name (letters, digits, _ - :)"));
-        }
-        tags.push(t.to_owned());
-    }
-    Ok(tags)
-}
-
-fn tag_call(method: &str, tag: &str, resources: &Value, description: String) -> ProviderCall {
-    ProviderCall {
-        method: method.into(),
-        path: format!("/v2/tags/{tag}/resources"),
-        body: resources.clone(),
-        description,
-        waits_for_action: false,
-    }
-}
-
-/// Volumes only grow (DigitalOcean cannot shrink one).
-fn grow_volume(target: Target<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
-    let want =
-        desired.as_u64().ok_or_else(|| format!("size_gigabytes: the desired value {desired} is not a whole number"))?;
-    let have = live.attrs.and_then(|a| a.get("size_gigabytes")).as_ref().and_then(Value::as_u64);
-    let region = live.region.ok_or("size_gigabytes: the volume's region is not known, and a resize must name it")?;
-    match have {
-        Some(have) if want < have => Err(format!(
-            "size_gigabytes: a volume can only grow, and reverting {have} GiB to {want} GiB would shrink it"
-        )),
-        _ if want > 16_384 => {
-            Err(format!("size_gigabytes: {want} GiB is above DigitalOcean's largest volume (16,384 GiB)"))
-        }
-        _ => Ok(one(ProviderCall {
-            method: "POST".into(),
-            path: format!("/v2/volumes/{}/actions", target.id),
-            body: json!({"type": "resize", "size_gigabytes": want, "region": region}),
-            description: format!("grow the volume to {want} GiB"),
-            waits_for_action: true,
-        })),
-    }
-}
-
-/// A firewall update replaces the whole firewall, so the call carries every
-/// other attribute as it is live.
-fn firewall(target: Target<'_>, field: &str, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
-    if !desired.is_array() {
-        return Err(format!("{field}: the desired value {desired} is not a list of rules"));
-    }
-    let name = live.name.ok_or("the firewall's name is not known, and an update must carry it")?;
-    let attr = |key: &str| live.attrs.and_then(|a| a.get(key)).unwrap_or_else(|| json!([]));
-    let mut body = json!({
-        "name": name,
-        "inbound_rules": attr("inbound_rules"),
-        "outbound_rules": attr("outbound_rules"),
-        "droplet_ids": attr("droplet_ids"),
-        "tags": live.tags.map(<[String]>::to_vec).unwrap_or_default(),
-    });
-    body[field] = desired.clone();
-    if loosely_equal(&attr(field), desired) {
-        return Err(format!("{field}: the live rules already equal the desired ones"));
-    }
-    Ok(one(ProviderCall {
-        method: "PUT".into(),
-        path: format!("/v2/firewalls/{}", target.id),
-        body,
-        description: format!(
-            "replace the firewall's {field} with the desired ones (every other attribute as it is live)"
-        ),
-        waits_for_action: false,
-    }))
+/// Whether `call` writes to `target` and to nothing else (by the target's
+/// provider; a provider none registered addresses nothing).
+pub fn addresses(call: &ProviderCall, target: Target<'_>) -> bool {
+    crate::providers::planner(target.provider).is_ok_and(|p| p.addresses(call, target))
 }

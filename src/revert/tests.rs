@@ -6,7 +6,7 @@ use crate::detect::{FieldRules, Fields, IgnoreRule, LiveView, MatchMode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
-const DROPLET: Target<'static> = Target { type_: "droplet", id: "3164444" };
+const DROPLET: Target<'static> = Target { provider: "digitalocean", type_: "droplet", id: "3164444" };
 
 fn running<'a>(tags: &'a [String]) -> LiveView<'a> {
     LiveView {
@@ -91,7 +91,7 @@ fn tags_are_created_attached_and_detached_but_ignored_ones_are_kept() {
 fn volumes_only_grow() {
     let attrs = Fields::try_from(json!({"size_gigabytes": 100})).unwrap();
     let live = LiveView { region: Some("nyc1"), attrs: Some(&attrs), ..Default::default() };
-    let volume = Target { type_: "volume", id: "7724db7c" };
+    let volume = Target { provider: "digitalocean", type_: "volume", id: "7724db7c" };
     let p = preview(volume, "size_gigabytes", &json!(200), &live, &exact()).unwrap();
     assert_eq!(p.calls[0].body, json!({"type": "resize", "size_gigabytes": 200, "region": "nyc1"}));
     assert_eq!(p.calls[0].path, "/v2/volumes/7724db7c/actions");
@@ -107,7 +107,14 @@ fn a_firewall_update_carries_the_whole_firewall() {
     let tags = vec!["frontend".to_string()];
     let live = LiveView { name: Some("fw"), tags: Some(&tags), attrs: Some(&attrs), ..Default::default() };
     let desired = json!([{"protocol": "tcp", "ports": "443", "sources": {"addresses": ["0.0.0.0/0"]}}]);
-    let p = preview(Target { type_: "firewall", id: "bb4b2611" }, "inbound_rules", &desired, &live, &exact()).unwrap();
+    let p = preview(
+        Target { provider: "digitalocean", type_: "firewall", id: "bb4b2611" },
+        "inbound_rules",
+        &desired,
+        &live,
+        &exact(),
+    )
+    .unwrap();
     assert_eq!((p.calls[0].method.as_str(), p.calls[0].path.as_str()), ("PUT", "/v2/firewalls/bb4b2611"));
     assert_eq!(
         p.calls[0].body,

@@ -8,8 +8,8 @@ use crate::api::{
     SagaState, StepState,
 };
 use crate::detect::{loosely_equal, render_value};
-use crate::inventory::digitalocean::DoType;
 use crate::inventory::digitalocean::client::{DoError, ErrorClass};
+use crate::inventory::digitalocean::{DoType, PROVIDER};
 use crate::inventory::metrics::ResultLabel;
 use crate::policy;
 use crate::revert::execution::{self, Decision, Evidence};
@@ -56,7 +56,7 @@ impl Basis {
 /// and moved tags already stop it, so they are not made again here.
 fn stale_bodies(saga: &Saga, live: &crate::detect::LiveView<'_>) -> Option<String> {
     let desired = saga.desired.as_ref().filter(|_| saga.field != "tags")?;
-    let target = Target { type_: saga.type_.word(), id: &saga.id };
+    let target = Target { provider: PROVIDER, type_: saga.type_.word(), id: &saga.id };
     let approved: Vec<api::ProviderCall> =
         saga.record.steps.iter().filter(|s| !s.compensation).map(|s| s.call.clone()).collect();
     let why = match crate::revert::preview(target, &saga.field, desired, live, &Default::default()) {
@@ -90,7 +90,7 @@ impl Reverter {
         let decision = execution::admit(&Evidence {
             drift: &d,
             derived: basis.preview.as_ref().map_err(String::as_str),
-            target: resource.map(|r| Target { type_: &r.spec.type_, id: &r.spec.id }),
+            target: resource.map(|r| Target { provider: &r.spec.provider, type_: &r.spec.type_, id: &r.spec.id }),
             claim: basis.claim.clone(),
             now: &now,
         });

@@ -1,0 +1,51 @@
+//! What a cloud provider implements, and what the rest of the crate may know
+//! of it. Pure: the types and traits here do no I/O.
+//!
+//! Today a provider plans reverts ([`Planner`]); its inventory source and its
+//! actuator (listing, feeds, sending calls, polling them) move behind the same
+//! contract next (issue 31, `docs/providers.md`).
+
+use crate::api::ProviderCall;
+use crate::detect::{FieldRules, LiveView};
+use serde_json::Value;
+
+/// The resource a revert writes to.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// The provider's name, as `CloudResource.spec.provider` spells it.
+    pub provider: &'a str,
+    /// The provider's type word, e.g. `droplet`.
+    pub type_: &'a str,
+    pub id: &'a str,
+}
+
+/// The calls, in order, and whether they stop the resource for a while.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Preview {
+    pub calls: Vec<ProviderCall>,
+    /// Needs `arcadia.cloud/revert-allow-downtime=true` (a droplet resize powers it off).
+    pub downtime: bool,
+}
+
+/// A provider's revert planning: pure, so the controller's preview, the
+/// approval check and the reverter all derive the same calls from the same
+/// inputs.
+pub trait Planner: Send + Sync {
+    /// The name `CloudResource.spec.provider` carries, e.g. `digitalocean`.
+    fn provider(&self) -> &'static str;
+    /// The name people read in messages, e.g. `DigitalOcean`.
+    fn display(&self) -> &'static str;
+    /// The calls that revert `field` of `target` from `live` to `desired`,
+    /// or why none can (in words that name the field and the type).
+    fn preview(
+        &self,
+        target: Target<'_>,
+        field: &str,
+        desired: &Value,
+        live: &LiveView<'_>,
+        rules: &FieldRules<'_>,
+    ) -> Result<Preview, String>;
+    /// Whether `call` writes to `target` and to nothing else: what keeps a
+    /// forged or resumed record from reaching another resource.
+    fn addresses(&self, call: &ProviderCall, target: Target<'_>) -> bool;
+}
