@@ -10,11 +10,12 @@
 //! - [`plan`]: the pure decision of one sync of one type;
 //! - [`syncer`]: lists, writes and confirms absences;
 //! - [`metrics`]: the syncer's Prometheus metrics;
-//! - [`digitalocean`]: the DigitalOcean API client and models;
+//! - [`digitalocean`], [`feed`]: DigitalOcean's client, models and actions
+//!   feed, now in `src/providers/digitalocean/` (re-exported here until the
+//!   syncer and the reverter drive them through the provider contract);
 //! - [`reverter`]: drives approved revert sagas against DigitalOcean.
 
-pub mod digitalocean;
-pub mod feed;
+pub use crate::providers::digitalocean::{self, feed};
 pub mod metrics;
 pub mod plan;
 pub mod reverter;

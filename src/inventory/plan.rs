@@ -9,15 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One live resource as a provider reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LiveResource {
-    /// The provider's own word for the type, e.g. `droplet`, `load_balancer`.
-    pub type_: &'static str,
-    pub id: String,
-    /// The live state; `missing` and `synced_time` are set by the sync.
-    pub status: CloudResourceStatus,
-}
+pub use crate::providers::contract::LiveResource;
 
 /// `<provider>-<type>-<id>`, made a valid object name: lowercase, and `_`
 /// (which the API's type names use, but object names may not) becomes `-`.

@@ -5,9 +5,19 @@
 //! actuator (listing, feeds, sending calls, polling them) move behind the same
 //! contract next (issue 31, `docs/providers.md`).
 
-use crate::api::ProviderCall;
+use crate::api::{CloudResourceStatus, ProviderCall};
 use crate::detect::{FieldRules, LiveView};
 use serde_json::Value;
+
+/// One live resource as a provider reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveResource {
+    /// The provider's own word for the type, e.g. `droplet`, `load_balancer`.
+    pub type_: &'static str,
+    pub id: String,
+    /// The live state; `missing` and `synced_time` are set by the sync.
+    pub status: CloudResourceStatus,
+}
 
 /// The resource a revert writes to.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@
 //! (resize, rename, power, snapshot, volume attach and resize, ...), so a
 //! change is seen in one poll instead of one full sync.
 
-use super::digitalocean::DoType;
+use super::DoType;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,8 +2,8 @@
 //! and their mapping into CloudResource status. Unknown fields are ignored, so
 //! a database's connection credentials and users are never even read into memory.
 
-use super::super::plan::LiveResource;
 use crate::api::{CloudResourceStatus, Fields};
+use crate::providers::contract::LiveResource;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
