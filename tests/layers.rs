@@ -194,14 +194,12 @@ const PROVIDER_WORDS: &[&str] = &[
 const STILL_NAMES_A_PROVIDER: &[(&str, usize)] = &[
     ("api/mod.rs", 1),
     ("cli.rs", 30),
-    ("controller/plan/reverts.rs", 4),
     ("inventory/metrics.rs", 10),
     ("inventory/mod.rs", 3),
     ("inventory/reverter.rs", 2),
     ("inventory/reverter/steps.rs", 17),
     ("inventory/syncer.rs", 14),
     ("revert/approval.rs", 1),
-    ("revert/saga.rs", 7),
     ("run.rs", 11),
 ];
 

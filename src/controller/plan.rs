@@ -212,7 +212,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         Freshness::Fresh => None,
     };
     reverts::approve(inputs, (settings, stale), &desired, &rules, &mut tracked, &mut plan);
-    reverts::end_without_reverter(settings, &mut tracked, &mut plan);
+    reverts::end_without_reverter(inputs, settings, &mut tracked, &mut plan);
 
     let ignored = match &live {
         Ok(view) => compare::compare(inputs, view, &desired, &rules, &freshness, settings, &mut tracked, &mut plan),

@@ -58,4 +58,10 @@ pub trait Planner: Send + Sync {
     /// Whether `call` writes to `target` and to nothing else: what keeps a
     /// forged or resumed record from reaching another resource.
     fn addresses(&self, call: &ProviderCall, target: Target<'_>) -> bool;
+    /// Whether `call` stops the resource (a droplet's shutdown): a saga that
+    /// may have sent it must not end without the plan's restart.
+    fn stops(&self, call: &ProviderCall) -> bool;
+    /// Whether `call` starts the resource again (a droplet's power_on): the
+    /// compensation a failed saga appends after a stop.
+    fn restarts(&self, call: &ProviderCall) -> bool;
 }

@@ -5,6 +5,7 @@
 //! never repeats a step whose action exists.
 
 use crate::api::{ProviderCall, RevertRecord, RevertStep, SagaState, StepState};
+use crate::providers::contract::Planner;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// What the reverter does next.
@@ -104,13 +105,12 @@ pub fn overdue(record: &RevertRecord, i: usize, now: &Time, timeout: std::time::
     open && elapsed > i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// A shutdown of this saga may have happened and no power_on after it has.
-pub fn may_be_left_off(record: &RevertRecord) -> bool {
-    let Some(shutdown) = record.steps.iter().position(|s| action_type(s) == Some("shutdown") && may_have_happened(s))
-    else {
+/// A stop of this saga (a droplet's shutdown) may have happened and no restart after it has.
+pub fn may_be_left_off(record: &RevertRecord, p: &dyn Planner) -> bool {
+    let Some(stop) = record.steps.iter().position(|s| p.stops(&s.call) && may_have_happened(s)) else {
         return false;
     };
-    !record.steps[shutdown..].iter().any(|s| action_type(s) == Some("power_on") && s.state == StepState::Completed)
+    !record.steps[stop..].iter().any(|s| p.restarts(&s.call) && s.state == StepState::Completed)
 }
 
 /// A compensation failed: the resource may be left as the saga shut it down.
@@ -126,29 +126,30 @@ pub fn sent(record: &mut RevertRecord, i: usize, action: Option<u64>) {
 }
 
 /// The action of step `i` ended; an errored one fails the step.
-pub fn action_ended(record: &mut RevertRecord, i: usize, completed: bool) {
+pub fn action_ended(record: &mut RevertRecord, p: &dyn Planner, i: usize, completed: bool) {
     if completed {
         record.steps[i].state = StepState::Completed;
     } else {
         let id = record.steps[i].action_id.unwrap_or_default();
-        fail(record, i, format!("DigitalOcean action {id} ended errored"));
+        fail(record, p, i, format!("{} action {id} ended errored", p.display()));
     }
 }
 
-/// Step `i` failed: later steps are skipped, and a droplet this saga shut
-/// down is powered on again (the compensation), unless powering on is what failed.
-pub fn fail(record: &mut RevertRecord, i: usize, message: String) {
-    fail_step(record, i, message, false);
+/// Step `i` failed: later steps are skipped, and a resource this saga
+/// stopped is started again (the compensation: the plan's own restart), unless
+/// the restart is what failed.
+pub fn fail(record: &mut RevertRecord, p: &dyn Planner, i: usize, message: String) {
+    fail_step(record, p, i, message, false);
 }
 
 /// Step `i` is given up without knowing whether it happened (its action
 /// could not be read, or the deadline passed): it fails, and when it was a
-/// shutdown the droplet may be off, so it is powered on again as well.
-pub fn abandon(record: &mut RevertRecord, i: usize, message: String) {
-    fail_step(record, i, message, true);
+/// stop the resource may be stopped, so it is started again as well.
+pub fn abandon(record: &mut RevertRecord, p: &dyn Planner, i: usize, message: String) {
+    fail_step(record, p, i, message, true);
 }
 
-fn fail_step(record: &mut RevertRecord, i: usize, message: String, maybe_done: bool) {
+fn fail_step(record: &mut RevertRecord, p: &dyn Planner, i: usize, message: String, maybe_done: bool) {
     let failed = &mut record.steps[i];
     failed.state = StepState::Failed;
     failed.message = Some(message.clone());
@@ -156,7 +157,8 @@ fn fail_step(record: &mut RevertRecord, i: usize, message: String, maybe_done: b
     let compensating = failed.compensation;
     record.message = Some(match &record.message {
         Some(earlier) => format!(
-            "{earlier}; then the compensation failed: {what}: {message}: the resource may be left powered off; check it and power it on once DigitalOcean answers"
+            "{earlier}; then the compensation failed: {what}: {message}: the resource may be left powered off; check it and power it on once {} answers",
+            p.display()
         ),
         None => format!("{what}: {message}"),
     });
@@ -166,11 +168,10 @@ fn fail_step(record: &mut RevertRecord, i: usize, message: String, maybe_done: b
     for later in record.steps.iter_mut().skip(i + 1).filter(|s| s.state == StepState::Pending) {
         later.state = StepState::Skipped;
     }
-    let shut_down =
-        record.steps[..i].iter().any(|s| s.state == StepState::Completed && action_type(s) == Some("shutdown"))
-            || (maybe_done && action_type(&record.steps[i]) == Some("shutdown"));
-    let power_on = record.steps[i + 1..].iter().find(|s| action_type(s) == Some("power_on")).map(|s| s.call.clone());
-    if let (true, Some(call)) = (shut_down, power_on) {
+    let stopped = record.steps[..i].iter().any(|s| s.state == StepState::Completed && p.stops(&s.call))
+        || (maybe_done && p.stops(&record.steps[i].call));
+    let restart = record.steps[i + 1..].iter().find(|s| p.restarts(&s.call)).map(|s| s.call.clone());
+    if let (true, Some(call)) = (stopped, restart) {
         record.steps.push(step(call, true));
     }
 }
@@ -181,10 +182,6 @@ fn may_have_happened(s: &RevertStep) -> bool {
         StepState::Failed => s.action_id.is_some(),
         _ => false,
     }
-}
-
-fn action_type(s: &RevertStep) -> Option<&str> {
-    s.call.body.get("type")?.as_str()
 }
 
 pub fn finish(record: &mut RevertRecord, state: SagaState, now: &Time) {

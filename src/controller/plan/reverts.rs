@@ -9,10 +9,21 @@ use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
 use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState};
 use crate::detect::{FieldDrift, loosely_equal, render_value};
 use crate::policy::Effective;
+use crate::providers::contract::Planner;
 use crate::revert::{self, Approval, Claim, Preview, approval::refusal};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
+
+/// The planner of the resource's provider, when a registered one mirrors it.
+fn planner_of(inputs: &Inputs<'_>) -> Option<&'static dyn Planner> {
+    inputs.resource.and_then(|r| crate::providers::planner(&r.spec.provider).ok())
+}
+
+/// How messages name the provider that reverts.
+fn provider_shown(inputs: &Inputs<'_>) -> &'static str {
+    planner_of(inputs).map_or("the provider", |p| p.display())
+}
 
 /// What reverting one field would take: its preview, or why it cannot be reverted.
 fn preview_of(inputs: &Inputs<'_>, field: &str, desired: &Fields, rules: &Effective<'_>) -> Result<Preview, String> {
@@ -172,7 +183,8 @@ pub(super) fn still_drifts_while_reverting(inputs: &Inputs<'_>, t: &mut Tracked,
                 && synced.zip(r.finished_time.as_ref()).is_some_and(|(s, f)| s.0 > f.0) =>
         {
             format!(
-                "DigitalOcean finished every step, yet the live value read since is still {}",
+                "{} finished every step, yet the live value read since is still {}",
+                provider_shown(inputs),
                 render_value(&fd.actual)
             )
         }
@@ -183,7 +195,12 @@ pub(super) fn still_drifts_while_reverting(inputs: &Inputs<'_>, t: &mut Tracked,
 
 /// With reverting turned off (no `--enable-revert`, or no token), no
 /// reverter will ever end a pending saga: it fails now, saying where it stopped.
-pub(super) fn end_without_reverter(settings: &Settings, tracked: &mut BTreeMap<String, Tracked>, plan: &mut Plan) {
+pub(super) fn end_without_reverter(
+    inputs: &Inputs<'_>,
+    settings: &Settings,
+    tracked: &mut BTreeMap<String, Tracked>,
+    plan: &mut Plan,
+) {
     if settings.revert.enabled {
         return;
     }
@@ -192,14 +209,15 @@ pub(super) fn end_without_reverter(settings: &Settings, tracked: &mut BTreeMap<S
         if record.is_some_and(|r| r.state != SagaState::Running) {
             continue;
         }
-        let left_off = record.is_some_and(revert::saga::may_be_left_off);
+        let left_off = record.zip(planner_of(inputs)).is_some_and(|(r, p)| revert::saga::may_be_left_off(r, p));
         let state = if left_off {
-            "; the saga had shut the droplet down: it may be left powered off, check it and power it on"
+            "; the saga had stopped the resource: it may be left powered off, check it and power it on"
         } else {
             ""
         };
         let why = format!(
-            "reverting is turned off (the controller runs without --enable-revert or without a DigitalOcean token), so nothing more is sent; status.revert shows where the saga stopped{state}"
+            "reverting is turned off (the controller runs without --enable-revert or without {}'s credentials), so nothing more is sent; status.revert shows where the saga stopped{state}",
+            provider_shown(inputs)
         );
         fail(t, why, plan);
         // The approval is spent: left on, it would be refused on the next reconcile, hiding why the saga ended.
@@ -228,8 +246,11 @@ pub(super) fn in_sync_while_reverting(inputs: &Inputs<'_>, field: &str, t: &mut 
     match revert::current_record(&t.status).map(|r| r.state) {
         Some(SagaState::Succeeded) => {
             let who = t.status.resolved_by.clone().unwrap_or_else(|| "unknown".into());
-            let message =
-                format!("reverted to {} through DigitalOcean (approved by {who})", render_value(&t.status.expected));
+            let message = format!(
+                "reverted to {} through {} (approved by {who})",
+                render_value(&t.status.expected),
+                provider_shown(inputs)
+            );
             plan.events.push(Event {
                 regarding: Regarding::Drift(t.name.clone()),
                 warning: false,

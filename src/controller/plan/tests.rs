@@ -4,6 +4,7 @@ use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPT_MODE, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec,
     CloudResourceStatus, DriftSpec, Fields, ProvisionedRef, ResourceRef,
 };
+use crate::providers::digitalocean::PLANNER as DO;
 use crate::writeback::Outcome as GitOutcome;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -763,7 +764,12 @@ fn a_failed_saga_ends_revert_failed_which_stands_while_the_live_value_does() {
     status.phase = DriftPhase::Reverting;
     let mut record =
         crate::revert::saga::start(&status.revert_plan, status.detected_time.as_ref().unwrap(), "bob", &at(2));
-    crate::revert::saga::fail(&mut record, 0, "422 unprocessable_entity: Droplet already has a pending event.".into());
+    crate::revert::saga::fail(
+        &mut record,
+        &DO,
+        0,
+        "422 unprocessable_entity: Droplet already has a pending event.".into(),
+    );
     crate::revert::saga::finish(&mut record, crate::api::SagaState::Failed, &at(3));
     status.revert = Some(record);
     d.status = Some(status);
@@ -822,9 +828,9 @@ fn a_saga_whose_compensation_failed_says_so_in_its_own_event() {
     let d = reverting_with(&p, &r, |record| {
         crate::revert::saga::sending(record, 0, &at(2));
         crate::revert::saga::sent(record, 0, Some(11));
-        crate::revert::saga::abandon(record, 0, "cannot read DigitalOcean action 11: 403".into());
+        crate::revert::saga::abandon(record, &DO, 0, "cannot read DigitalOcean action 11: 403".into());
         crate::revert::saga::sending(record, 3, &at(3));
-        crate::revert::saga::fail(record, 3, "403 forbidden".into());
+        crate::revert::saga::fail(record, &DO, 3, "403 forbidden".into());
         crate::revert::saga::finish(record, crate::api::SagaState::Failed, &at(3));
     });
     let plan = run_reverting(&p, &r, &[d], at(4), &[]);

@@ -9,7 +9,7 @@ use crate::api::{
 };
 use crate::detect::{loosely_equal, render_value};
 use crate::inventory::digitalocean::client::{DoError, ErrorClass};
-use crate::inventory::digitalocean::{DoType, PROVIDER};
+use crate::inventory::digitalocean::{DoType, PLANNER, PROVIDER};
 use crate::inventory::metrics::ResultLabel;
 use crate::policy;
 use crate::revert::execution::{self, Decision, Evidence};
@@ -316,7 +316,7 @@ impl Reverter {
         if saga.record.steps[i].compensation
             && let Some(why) = self.wait_until_idle(saga).await?
         {
-            saga::fail(&mut saga.record, i, why);
+            saga::fail(&mut saga.record, &PLANNER, i, why);
             self.write(saga).await?;
             return Ok(Pace::Now);
         }
@@ -345,7 +345,7 @@ impl Reverter {
             }
             Err(error) => match error.class() {
                 ErrorClass::Permanent => {
-                    saga::fail(&mut saga.record, i, error.to_string());
+                    saga::fail(&mut saga.record, &PLANNER, i, error.to_string());
                     Pace::Now
                 }
                 ErrorClass::Transient => {
@@ -407,8 +407,10 @@ impl Reverter {
         self.count_requests(requests_before);
         match read {
             Ok(Some(a)) if a.status == "in-progress" => return Ok(Pace::Wait),
-            Ok(Some(a)) => saga::action_ended(&mut saga.record, i, a.status == "completed"),
-            Ok(None) => saga::abandon(&mut saga.record, i, format!("DigitalOcean action {action} is gone (404)")),
+            Ok(Some(a)) => saga::action_ended(&mut saga.record, &PLANNER, i, a.status == "completed"),
+            Ok(None) => {
+                saga::abandon(&mut saga.record, &PLANNER, i, format!("DigitalOcean action {action} is gone (404)"))
+            }
             Err(error) => {
                 return self
                     .read_failed(saga, i, format!("cannot read DigitalOcean action {action}: {error}"), &error)
@@ -427,7 +429,7 @@ impl Reverter {
             saga.record.steps[i].message = Some(why);
             return Ok(Pace::Backoff);
         }
-        saga::abandon(&mut saga.record, i, why);
+        saga::abandon(&mut saga.record, &PLANNER, i, why);
         self.write(saga).await?;
         Ok(Pace::Now)
     }
@@ -453,9 +455,9 @@ impl Reverter {
         let last = step.message.as_ref().map(|m| format!(" (last: {m})")).unwrap_or_default();
         let why = format!("no outcome within --revert-step-timeout ({}s){last}", self.settings.step_timeout.as_secs());
         if step.sent_time.is_none() {
-            saga::fail(&mut saga.record, i, why);
+            saga::fail(&mut saga.record, &PLANNER, i, why);
         } else {
-            saga::abandon(&mut saga.record, i, why);
+            saga::abandon(&mut saga.record, &PLANNER, i, why);
         }
         self.write(saga).await
     }

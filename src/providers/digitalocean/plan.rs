@@ -35,6 +35,19 @@ impl Planner for DoPlanner {
     fn addresses(&self, call: &ProviderCall, target: Target<'_>) -> bool {
         addresses(call, target)
     }
+
+    fn stops(&self, call: &ProviderCall) -> bool {
+        action_type(call) == Some("shutdown")
+    }
+
+    fn restarts(&self, call: &ProviderCall) -> bool {
+        action_type(call) == Some("power_on")
+    }
+}
+
+/// A droplet action's `type`, for a call that posts one.
+fn action_type(call: &ProviderCall) -> Option<&str> {
+    call.body.get("type")?.as_str()
 }
 
 /// Whether `call` writes to `target` and to nothing else (creating a tag
