@@ -19,6 +19,22 @@ pub struct LiveResource {
     pub status: CloudResourceStatus,
 }
 
+/// What a failed request to a provider means for whoever sent it: every
+/// provider's errors come in these three classes, and the saga acts on the
+/// class alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Refused: sending it again changes nothing (401, 403, any other 4xx but
+    /// 429, or refused before it was sent).
+    Permanent,
+    /// Nothing happened, and asking again later may work (429; a 5xx, a
+    /// garbled answer or no answer to a read).
+    Transient,
+    /// A write whose effect may have happened: no answer, a timeout, a 5xx
+    /// or a garbled 2xx. Look before sending it again.
+    Unknown,
+}
+
 /// The resource a revert writes to.
 #[derive(Clone, Copy, Debug)]
 pub struct Target<'a> {

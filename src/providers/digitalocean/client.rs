@@ -65,19 +65,7 @@ pub enum DoError {
     Fenced { request: String },
 }
 
-/// What a failed request means for whoever sent it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Refused: sending it again changes nothing (401, 403, any other 4xx but
-    /// 429, or refused before it was sent).
-    Permanent,
-    /// Nothing happened, and asking again later may work (429; a 5xx, a
-    /// garbled answer or no answer to a read).
-    Transient,
-    /// A write whose effect may have happened: no answer, a timeout, a 5xx
-    /// or a garbled 2xx. Look before sending it again.
-    Unknown,
-}
+pub use crate::providers::contract::ErrorClass;
 
 impl DoError {
     pub fn class(&self) -> ErrorClass {
