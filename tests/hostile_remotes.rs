@@ -7,39 +7,18 @@
 
 mod common;
 
-use arcadia_drift::api::{
-    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift,
-    DriftPhase, GitCommit, now,
-};
+use arcadia_drift::api::{ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, Drift, DriftPhase, GitCommit};
 use common::controller::ControllerProcess;
 use common::eventually;
 use common::git_server::GitServer;
 use common::hostile_http;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(45);
 const TOKEN: &str = "team-s3cret-token";
-
-/// A droplet mirrored as resized by hand (desired s-1vcpu-1gb, live s-2vcpu-4gb).
-async fn droplet(client: &Client) -> String {
-    let id = common::unique_suffix();
-    let name = format!("digitalocean-droplet-{id}");
-    let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id };
-    api.create(&PostParams::default(), &CloudResource::new(&name, spec)).await.unwrap();
-    let status = CloudResourceStatus {
-        region: Some("nyc3".into()),
-        size_slug: Some("s-2vcpu-4gb".into()),
-        synced_time: Some(now()),
-        ..Default::default()
-    };
-    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
-    api.patch_status(&name, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body)).await.unwrap();
-    name
-}
 
 struct Tenant {
     client: Client,
@@ -51,7 +30,9 @@ struct Tenant {
 async fn tenant(prefix: &str, git_url: &str, git_path: &str) -> Tenant {
     let client = common::client().await;
     let ns = common::namespace(&client, prefix).await;
-    let resource = droplet(&client).await;
+    // Mirrored as resized by hand: desired s-1vcpu-1gb, live s-2vcpu-4gb.
+    let resource = format!("digitalocean-droplet-{}", common::unique_suffix());
+    common::mirror_droplet(&client, &resource, "s-2vcpu-4gb", Some("nyc3")).await;
     common::kubectl_ok(&[
         "-n",
         &ns,
