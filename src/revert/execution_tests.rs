@@ -164,6 +164,21 @@ fn a_record_the_reverter_wrote_resumes_only_as_approved() {
     assert!(refused(admit(&evidence(&elsewhere, &plan, &t(5)))).contains("does not write to droplet 3164444"));
 }
 
+/// A saga an earlier release started (its digest and approval 16 digits, the
+/// first half of today's) resumes after the upgrade, so that what it began
+/// (a shutdown) is finished or compensated; another 16 digits does not.
+#[test]
+fn a_saga_started_before_the_128_bit_digest_resumes_after_the_upgrade() {
+    let plan = resize("s-1vcpu-1gb");
+    let old = digest(&plan.calls)[..16].to_owned();
+    let mut d = begun(&plan);
+    d.status.as_mut().unwrap().revert.as_mut().unwrap().approved_digest = Some(old.clone());
+    d.metadata.annotations.as_mut().unwrap().insert(ANNOTATION_REVERT.into(), old);
+    assert!(matches!(admit(&evidence(&d, &plan, &t(5))), Decision::Run(_)));
+    d.status.as_mut().unwrap().revert.as_mut().unwrap().approved_digest = Some("0123456789abcdef".into());
+    assert!(refused(admit(&evidence(&d, &plan, &t(5)))).contains("not to the approved digest"));
+}
+
 #[test]
 fn a_record_written_by_another_field_manager_is_never_run() {
     let plan = resize("s-1vcpu-1gb");
