@@ -39,6 +39,11 @@ pub fn decide(
             other => found.push((path, text, other)),
         }
     }
+    // A namespace-less document of the name is another object, unless no
+    // document names this one: then it is why nothing was found.
+    if found.iter().any(|(_, _, r)| !matches!(r, Err(EditError::NamespaceRequired { .. }))) {
+        found.retain(|(_, _, r)| !matches!(r, Err(EditError::NamespaceRequired { .. })));
+    }
     let object = format!("CloudProvisioned {}/{}", change.namespace, change.name);
     let (path, text, current) = match found.as_slice() {
         [] => return Decision::NotWritable(not_found(&object, searched, listed, &unreadable)),
@@ -143,6 +148,23 @@ mod tests {
     fn the_one_file_holding_the_object_is_edited() {
         let fs = files(&[("other.yaml", "kind: ConfigMap\n"), ("web.yaml", &doc("s-1")), ("chart.yaml", TEMPLATE)]);
         assert_eq!(decide(&fs, &change(), "apps", None), Decision::Edit { path: "web.yaml".into(), text: doc("s-2") });
+    }
+
+    /// Where a document must name the namespace, another tenant's
+    /// namespace-less document of the same name is passed over when this
+    /// object's own document is found, and said when it is all there is.
+    #[test]
+    fn a_namespace_less_namesake_is_passed_over_beside_the_objects_own_document() {
+        let ns = change().namespace;
+        let own = doc("s-1").replace("metadata: {name: web-1}", &format!("metadata: {{name: web-1, namespace: {ns}}}"));
+        let required = Some(crate::writeback::edit::NAMESPACE_REQUIRED);
+        let fs = files(&[("a.yaml", &own), ("b.yaml", &doc("s-1"))]);
+        let Decision::Edit { path, .. } = decide(&fs, &change(), "apps", required) else { panic!("not edited") };
+        assert_eq!(path, "a.yaml");
+        let Decision::NotWritable(why) = decide(&files(&[("b.yaml", &doc("s-1"))]), &change(), "apps", required) else {
+            panic!("edited a namespace-less document")
+        };
+        assert!(why.contains("names no namespace"), "{why}");
     }
 
     #[test]

@@ -97,9 +97,10 @@ pub struct GitSettings {
 }
 
 impl GitSettings {
-    /// The default bound of a fetch: far above a repository of manifests,
-    /// far below the chart's 256Mi scratch volume.
-    pub const MAX_FETCH_BYTES: u64 = 128 << 20;
+    /// The default bound of a fetch: far above a repository of manifests;
+    /// a write-back to a review branch fetches twice, and both packs with
+    /// their indexes stay below the chart's 256Mi scratch volume.
+    pub const MAX_FETCH_BYTES: u64 = 64 << 20;
 }
 
 /// What a write-back did.
@@ -430,12 +431,12 @@ impl<'a> Scratch<'a> {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, GitError> {
         let work = tokio::task::spawn_blocking(work);
-        // Manifests that take longer than the deadline to parse would again: refused for good.
-        let fail = |message: String| GitError::NotWritable(format!("reading the manifests of {}: {message}", self.url));
+        // Transient: a pod throttled to a low CPU limit can take this long on a good repository.
+        let fail = |message: String| GitError::Command { action: "read", url: self.url.to_string(), message };
         tokio::time::timeout(self.settings.timeout, work)
             .await
-            .map_err(|_| fail(format!("it took over {}s", self.settings.timeout.as_secs())))?
-            .map_err(|e| fail(format!("it failed: {e}")))
+            .map_err(|_| fail(format!("reading the manifests took over {}s", self.settings.timeout.as_secs())))?
+            .map_err(|e| fail(format!("reading the manifests failed: {e}")))
     }
 
     /// The texts of `blobs`, through one `git cat-file --batch`.
@@ -617,9 +618,11 @@ impl<'a> Scratch<'a> {
             // bounded one by one only, however many a hostile repository holds.
             ("fetch.unpackLimit", "1"),
             ("transfer.unpackLimit", "1"),
-            // Within the controller's memory limit while the pack is indexed.
+            // Less memory while the pack is indexed: one thread, a small delta
+            // cache, and large blobs streamed rather than inflated whole.
             ("pack.threads", "1"),
             ("core.deltaBaseCacheLimit", "16m"),
+            ("core.bigFileThreshold", "16m"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

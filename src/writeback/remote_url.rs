@@ -152,7 +152,8 @@ fn has_dot_segment(url: &str) -> bool {
     let path = lower.split_once("://").map_or(lower.as_str(), |(_, rest)| rest);
     lower.contains("%2e")
         || lower.contains("%2f")
-        || path.split(['/', ':']).any(|segment| segment == "." || segment == "..")
+        // `..;x` is `..` to servers that drop path parameters (Tomcat, Jetty).
+        || path.split(['/', ':']).map(|s| s.split([';', '?', '#']).next().unwrap_or("")).any(|s| s == "." || s == "..")
 }
 
 fn parse_with_scheme(url: &str, scheme: &str, rest: &str) -> Result<RemoteUrl, RemoteUrlError> {
@@ -305,6 +306,10 @@ mod tests {
             "https://git.example/platform%2F..%2Fother.git",
             "git@github.com:org/../other/infra.git",
             "git@github.com:../org/infra.git",
+            "https://git.example/platform/..;/other/x.git",
+            "https://git.example/platform/..;x=1/other/x.git",
+            "https://git.example/platform/.?/x.git",
+            "https://git.example/platform/%2E%2E/other.git",
         ] {
             let error = parse(url).expect_err(url);
             assert!(error.reason.contains("'..' segment"), "{url}: {error}");
