@@ -11,6 +11,11 @@ use contract::Planner;
 /// Every registered provider's planner: one line per provider.
 static PLANNERS: &[&dyn Planner] = &[&digitalocean::PLANNER];
 
+/// Every registered planner.
+pub fn planners() -> impl Iterator<Item = &'static dyn Planner> {
+    PLANNERS.iter().copied()
+}
+
 /// The planner of `provider`, or why there is none.
 pub fn planner(provider: &str) -> Result<&'static dyn Planner, String> {
     PLANNERS.iter().copied().find(|p| p.provider() == provider).ok_or_else(|| {

@@ -209,7 +209,11 @@ pub(super) fn end_without_reverter(
         if record.is_some_and(|r| r.state != SagaState::Running) {
             continue;
         }
-        let left_off = record.zip(planner_of(inputs)).is_some_and(|(r, p)| revert::saga::may_be_left_off(r, p));
+        // Without the resource (gone, not mirrored yet) any provider that would say so.
+        let left_off = record.is_some_and(|r| match planner_of(inputs) {
+            Some(p) => revert::saga::may_be_left_off(r, p),
+            None => crate::providers::planners().any(|p| revert::saga::may_be_left_off(r, p)),
+        });
         let state = if left_off {
             "; the saga had stopped the resource: it may be left powered off, check it and power it on"
         } else {
