@@ -139,12 +139,17 @@ async fn the_chart_on_a_node_elects_one_leader_detects_fails_over_rolls_and_unin
     })
     .await;
 
-    let all = pods(&client).await;
-    let readyz: Vec<String> = all.iter().filter_map(|p| pod_get(p, "/readyz")).collect();
-    assert!(
-        readyz.iter().filter(|r| r.contains("leading")).count() == 1 && readyz.iter().any(|r| r.contains("standby")),
-        "/readyz: one leading, one standby: {readyz:?}"
-    );
+    // Awaited, not read once: a read of 2 s at most can miss on a loaded node.
+    let one_of_each = |r: &Vec<String>| {
+        r.iter().filter(|r| r.contains("leading")).count() == 1 && r.iter().any(|r| r.contains("standby"))
+    };
+    let readyz = common::eventually(Duration::from_secs(30), "/readyz: one leading, one standby", || async {
+        let all = pods(&client).await;
+        let readyz: Vec<String> = all.iter().filter_map(|p| pod_get(p, "/readyz")).collect();
+        one_of_each(&readyz).then_some(readyz)
+    })
+    .await;
+    assert!(one_of_each(&readyz), "/readyz: one leading, one standby: {readyz:?}");
     for (pid, status, root) in controller_processes() {
         let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or_default();
         assert!(uid.split_whitespace().skip(1).all(|u| u == "65532"), "pod process {pid} runs as 65532: {uid}");
