@@ -146,47 +146,16 @@ pub struct RunArgs {
     /// The namespace of Argo CD Applications named in tracking ids without one.
     #[arg(long, default_value = "argocd")]
     pub argocd_namespace: String,
-    /// A file holding the DigitalOcean API token (read scopes; a mounted
-    /// Secret's key); when set, `run` also syncs the DigitalOcean inventory into
-    /// CloudResource objects. The environment variable DIGITALOCEAN_TOKEN is
-    /// still read when no file is given.
-    #[arg(long, value_name = "PATH")]
-    pub digitalocean_token_file: Option<PathBuf>,
-    /// Base URL of the DigitalOcean API.
-    #[arg(long, default_value = crate::inventory::digitalocean::client::DEFAULT_API_URL)]
-    pub digitalocean_api_url: String,
     /// How often the inventory is listed, jittered by ±10%.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub inventory_sync_interval: Duration,
-    /// How often the DigitalOcean actions feed is read, so a resize or a rename
-    /// shows in seconds rather than at the next full sync; `0` turns it off.
-    #[arg(long, default_value = "10s", value_parser = parse_optional_duration)]
-    pub digitalocean_actions_interval: OptionalDuration,
-    /// Resource types to mirror (comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "droplet,volume,load_balancer,database,kubernetes_cluster,firewall"
-    )]
-    pub digitalocean_types: Vec<String>,
-    /// Name of this inventory source: the `arcadia.cloud/source` label of the
-    /// CloudResources it writes. Use one per DigitalOcean account.
-    #[arg(long, default_value = "digitalocean")]
-    pub inventory_source: String,
-    /// Sustained DigitalOcean requests per hour this process allows itself
-    /// (the account limit is 5,000/hour and 250/minute).
-    #[arg(long, default_value_t = 2500)]
-    pub digitalocean_requests_per_hour: u32,
+    #[command(flatten)]
+    pub providers: crate::providers::ProviderFlags,
     /// A CloudResource missing from DigitalOcean this long that no
     /// CloudProvisioned names is deleted (only when watching every namespace,
     /// the only view that can tell it is named nowhere).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub missing_retention: Duration,
-    /// How long one DigitalOcean request may take, answer included. A write
-    /// with no answer by then may have happened: a revert looks for its action
-    /// before sending it again.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    pub digitalocean_request_timeout: Duration,
     /// Carry out approved reverts (arcadia.cloud/revert=<plan digest> on a Drift)
     /// through the DigitalOcean API; needs a token with the write scopes in
     /// docs/revert.md. Off: approvals are refused and say so.
@@ -226,17 +195,6 @@ fn parse_accept_mode(word: &str) -> Result<AcceptMode, String> {
         .ok_or_else(|| format!("{word:?} is not an accept mode: use one of {}", AcceptMode::WORDS.join(", ")))
 }
 
-/// A duration where `0` means "off".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OptionalDuration(pub Option<Duration>);
-
-fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
-    if text.trim() == "0" || text.trim() == "0s" {
-        return Ok(OptionalDuration(None));
-    }
-    parse_duration(text).map(|d| OptionalDuration(Some(d)))
-}
-
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     Table,
@@ -266,7 +224,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             init_tracing();
             crate::runtime::secrets::forbid_inspection()?;
             let identity = args.identity.clone().unwrap_or_else(default_identity);
-            let digitalocean = digitalocean_config(&args)?;
+            let inventory = inventory_config(&args)?;
             let writeback = writeback_settings(&args)?;
             let args = *args;
             let decisions_namespace = args.lease_namespace.clone();
@@ -305,7 +263,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                         .collect(),
                     decisions_namespace,
                 },
-                digitalocean,
+                inventory,
                 writeback,
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
@@ -344,27 +302,14 @@ fn print_out(text: &str) -> Result<(), String> {
     }
 }
 
-fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::DigitalOceanConfig>, String> {
-    use crate::inventory::digitalocean::{DoType, client};
-    let Some(token) = digitalocean_token(args)? else {
-        if args.enable_revert {
-            return Err("--enable-revert needs a DigitalOcean token (--digitalocean-token-file or DIGITALOCEAN_TOKEN) with the write scopes in docs/revert.md".into());
-        }
+/// The configured providers and what their syncers and reverter share.
+/// Reads each provider's credentials: call it before any thread starts.
+fn inventory_config(args: &RunArgs) -> Result<Option<crate::inventory::InventoryConfig>, String> {
+    let common = crate::providers::contract::Common { revert: args.enable_revert };
+    let providers = args.providers.configure(common)?;
+    if providers.is_empty() {
         return Ok(None);
-    };
-    let types = args
-        .digitalocean_types
-        .iter()
-        .map(|w| {
-            DoType::parse(w.trim()).ok_or_else(|| {
-                let known: Vec<_> = DoType::ALL.iter().map(|t| t.word()).collect();
-                format!("--digitalocean-types: unknown type {w:?}; known: {}", known.join(", "))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut config = client::ClientConfig::new(&args.digitalocean_api_url, client::Token::new(token));
-    config.requests_per_second = f64::from(args.digitalocean_requests_per_hour.max(1)) / 3600.0;
-    config.timeout = args.digitalocean_request_timeout;
+    }
     let refresh_after = args.max_inventory_age / 2;
     if args.inventory_sync_interval >= refresh_after {
         return Err(format!(
@@ -372,42 +317,23 @@ fn digitalocean_config(args: &RunArgs) -> Result<Option<crate::inventory::Digita
             args.inventory_sync_interval, args.max_inventory_age
         ));
     }
-    Ok(Some(crate::inventory::DigitalOceanConfig {
-        client: config,
+    Ok(Some(crate::inventory::InventoryConfig {
+        providers,
         sync: crate::inventory::SyncSettings {
-            source: args.inventory_source.clone(),
+            source: String::new(),
             interval: args.inventory_sync_interval,
-            actions_interval: args.digitalocean_actions_interval.0,
+            feed_interval: None,
             state_namespace: args.lease_namespace.clone(),
             refresh_after,
-            types,
             missing_retention: args.missing_retention,
         },
         revert: args.enable_revert.then(|| crate::inventory::reverter::ReverterSettings {
             max_concurrent: usize::from(args.max_concurrent_reverts),
             step_timeout: args.revert_step_timeout,
-            answer_window: args.digitalocean_request_timeout + Duration::from_secs(30),
             claim: args.revert_claim,
             ..Default::default()
         }),
     }))
-}
-
-/// The token from `--digitalocean-token-file`, else from DIGITALOCEAN_TOKEN,
-/// which is then taken out of the environment (and overwritten in the
-/// process's first environment) so no child inherits it and `/proc` shows none.
-fn digitalocean_token(args: &RunArgs) -> Result<Option<String>, String> {
-    const VAR: &str = "DIGITALOCEAN_TOKEN";
-    let from_env = std::env::var(VAR).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-    // SAFETY: called from `main` before the async runtime or any other thread starts.
-    unsafe { crate::runtime::secrets::scrub_from_environment(VAR) };
-    match (&args.digitalocean_token_file, from_env) {
-        (Some(path), None) => crate::runtime::secrets::read_token_file(path, "--digitalocean-token-file").map(Some),
-        (Some(_), Some(_)) => {
-            Err(format!("both --digitalocean-token-file and {VAR} are set: give the token one way only"))
-        }
-        (None, token) => Ok(token),
-    }
 }
 
 fn writeback_settings(args: &RunArgs) -> Result<Option<crate::writeback::WritebackSettings>, String> {

@@ -8,10 +8,9 @@
 use crate::api::{self, ANNOTATION_SCHEMA_VERSION, FIELD_MANAGER, SCHEMA_VERSION};
 use crate::controller::metrics::ControllerMetrics;
 use crate::controller::{self, DriftController};
-use crate::inventory::digitalocean::DigitalOcean;
-use crate::inventory::digitalocean::client::{DoClient, DoError};
-use crate::inventory::reverter::Reverter;
-use crate::inventory::{DigitalOceanConfig, InventoryMetrics, Syncer};
+use crate::inventory::reverter::{Arm, Reverter};
+use crate::inventory::{InventoryConfig, InventoryMetrics, Syncer};
+use crate::providers::contract::ProviderError;
 use crate::runtime::fence::Fence;
 use crate::runtime::health::{Health, Role};
 use crate::runtime::leader::{self, LeaderError, LeaseConfig};
@@ -37,8 +36,8 @@ pub struct RunConfig {
     /// Leader election on this Lease; `None` runs as the only replica.
     pub lease: Option<LeaseConfig>,
     pub controller: controller::Settings,
-    /// The DigitalOcean inventory syncer, when a token is configured.
-    pub digitalocean: Option<DigitalOceanConfig>,
+    /// The inventory syncers (one per configured provider) and the reverter.
+    pub inventory: Option<InventoryConfig>,
     /// Git write-back of overlay accepts, when enabled.
     pub writeback: Option<WritebackSettings>,
 }
@@ -65,8 +64,8 @@ pub enum RunError {
     Serve(#[from] runtime::http::ServeError),
     #[error(transparent)]
     Leader(#[from] LeaderError),
-    #[error("cannot set up the DigitalOcean client: {0}")]
-    DigitalOcean(#[from] DoError),
+    #[error("cannot set up the {provider} client: {source}")]
+    Provider { provider: &'static str, source: ProviderError },
 }
 
 /// The components' metrics, each registered on the shared registry.
@@ -87,7 +86,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let components = Components {
         health: Arc::new(Health::register(&mut registry)),
         controller: ControllerMetrics::register(&mut registry, writes.clone()),
-        inventory: InventoryMetrics::register(&mut registry, writes),
+        inventory: InventoryMetrics::register(&mut registry, writes, &crate::providers::legacy_metrics()),
         writeback: WritebackMetrics::register(&mut registry),
     };
     let health = components.health.clone();
@@ -138,38 +137,27 @@ async fn lead(
         actors.spawn(worker.run(stop.clone()));
         controller = controller.with_writeback(handle, done_rx);
     }
-    if let Some(digitalocean) = &config.digitalocean {
-        let (resources, mut synced) = controller.inventory_cache();
-        let source = DigitalOcean { client: DoClient::new(digitalocean.client.clone())? };
-        let mut syncer =
-            Syncer::new(client.clone(), source, resources, digitalocean.sync.clone(), components.inventory);
-        // Only a view of every namespace can tell that no CloudProvisioned names a resource.
-        if config.controller.namespace.is_none() {
-            syncer = syncer.collecting(controller.provisioned_cache());
+    if let Some(inventory) = &config.inventory {
+        let (resources, synced) = controller.inventory_cache();
+        let mut arms = Vec::new();
+        for setup in &inventory.providers {
+            let built = setup.build().map_err(|source| RunError::Provider { provider: setup.provider(), source })?;
+            let settings = inventory.settings(setup.as_ref());
+            let mut syncer =
+                Syncer::new(client.clone(), built.inventory, resources.clone(), settings, components.inventory.clone());
+            // Only a view of every namespace can tell that no CloudProvisioned names a resource.
+            if config.controller.namespace.is_none() {
+                syncer = syncer.collecting(controller.provisioned_cache());
+            }
+            tracing::info!(provider = setup.provider(), endpoint = %setup.endpoint(), "syncing the inventory");
+            arms.push(Arm { actuator: built.actuator, syncer: Arc::new(syncer) });
         }
-        let syncer = Arc::new(syncer);
-        tracing::info!(url = %digitalocean.client.api_url, "syncing the DigitalOcean inventory");
-        let reverter = digitalocean.revert.clone().map(|settings| {
+        let reverter = inventory.revert.clone().map(|settings| {
             tracing::info!(max_concurrent = settings.max_concurrent, "carrying out approved reverts");
             let drifts = controller.drift_cache();
-            Arc::new(Reverter::new(client, syncer.clone(), drifts, settings, (fence.clone(), stop.clone())))
+            Arc::new(Reverter::new(client.clone(), arms.clone(), drifts, settings, (fence.clone(), stop.clone())))
         });
-        let stop = stop.clone();
-        actors.spawn(async move {
-            // Plan against a complete cache, not an empty one.
-            let ready = tokio::select! {
-                ready = synced.wait_for(|s| *s) => ready.is_ok(),
-                _ = stop.clone().stopped() => false,
-            };
-            if ready {
-                let reverting = async {
-                    if let Some(reverter) = reverter {
-                        reverter.run().await;
-                    }
-                };
-                tokio::join!(reverting, syncer.run(stop.clone().stopped()));
-            }
-        });
+        actors.spawn(sync_and_revert(arms, reverter, synced, stop.clone()));
     }
     controller.run(components.health, stop).await;
     let settled = tokio::time::timeout(SHUTDOWN_GRACE, async { while actors.join_next().await.is_some() {} }).await;
@@ -181,6 +169,31 @@ async fn lead(
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Once the CloudResource cache is complete, runs every provider's syncer
+/// and the reverter until `stop`.
+async fn sync_and_revert(
+    arms: Vec<Arm>,
+    reverter: Option<Arc<Reverter>>,
+    mut synced: tokio::sync::watch::Receiver<bool>,
+    stop: Stop,
+) {
+    // Plan against a complete cache, not an empty one.
+    let ready = tokio::select! {
+        ready = synced.wait_for(|s| *s) => ready.is_ok(),
+        _ = stop.clone().stopped() => false,
+    };
+    if !ready {
+        return;
+    }
+    let reverting = async {
+        if let Some(reverter) = reverter {
+            reverter.run().await;
+        }
+    };
+    let syncing = futures::future::join_all(arms.into_iter().map(|arm| arm.syncer.run(stop.clone().stopped())));
+    tokio::join!(reverting, syncing);
 }
 
 async fn connect(config: &RunConfig) -> Result<Client, RunError> {

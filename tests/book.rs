@@ -625,7 +625,11 @@ fn registered_metrics() -> BTreeSet<String> {
     let writes = ApiWrites::register(&mut registry);
     let _health = arcadia_drift::runtime::health::Health::register(&mut registry);
     let _controller = arcadia_drift::controller::metrics::ControllerMetrics::register(&mut registry, writes.clone());
-    let _inventory = arcadia_drift::inventory::InventoryMetrics::register(&mut registry, writes);
+    let _inventory = arcadia_drift::inventory::InventoryMetrics::register(
+        &mut registry,
+        writes,
+        &arcadia_drift::providers::legacy_metrics(),
+    );
     let _writeback = arcadia_drift::writeback::metrics::WritebackMetrics::register(&mut registry);
     let rendered = render(&registry);
     let rendered = rendered.lines().filter_map(|l| l.strip_prefix("# TYPE arcadia_drift_"));

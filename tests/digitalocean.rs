@@ -6,9 +6,9 @@ mod common;
 
 use arcadia_drift::api::{CloudProvisioned, CloudResource, CloudResourceSpec, Fields, LABEL_SOURCE};
 use arcadia_drift::inventory::InventoryMetrics;
-use arcadia_drift::inventory::digitalocean::client::{ClientConfig, DoClient, DoError, Token};
-use arcadia_drift::inventory::digitalocean::{DigitalOcean, DoType};
 use arcadia_drift::inventory::{SyncSettings, Syncer};
+use arcadia_drift::providers::digitalocean::client::{ClientConfig, DoClient, DoError, Token};
+use arcadia_drift::providers::digitalocean::{DigitalOcean, DoType};
 use common::fake_do::{FakeDo, Fault, TOKEN, droplet};
 use futures::StreamExt;
 use kube::ResourceExt;
@@ -28,7 +28,7 @@ fn config(fake: &FakeDo) -> ClientConfig {
 }
 
 fn do_source(fake: &FakeDo) -> DigitalOcean {
-    DigitalOcean { client: DoClient::new(config(fake)).unwrap() }
+    DigitalOcean::new(DoClient::new(config(fake)).unwrap(), vec![DoType::Droplet])
 }
 
 /// Droplet ids unique across tests and runs (CloudResources are cluster-scoped).
@@ -120,7 +120,8 @@ async fn malformed_json_and_a_bad_token_are_clear_errors() {
 
     let mut bad = config(&fake);
     bad = ClientConfig { token: Token::new("dop_v1_wrong_secret"), ..bad };
-    let err = DigitalOcean { client: DoClient::new(bad).unwrap() }.list(DoType::Droplet).await.unwrap_err();
+    let err =
+        DigitalOcean::new(DoClient::new(bad).unwrap(), vec![DoType::Droplet]).list(DoType::Droplet).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, DoError::Unauthorized { .. }));
     assert!(text.contains("token is invalid or expired") && text.contains("Unable to authenticate you."), "{text}");
@@ -177,13 +178,13 @@ async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
     let settings = SyncSettings {
         source: source.into(),
         interval: Duration::from_secs(3600),
-        actions_interval: None,
+        feed_interval: None,
         state_namespace: "default".into(),
         refresh_after: Duration::from_secs(1800),
-        types: vec![DoType::Droplet],
         missing_retention: Duration::from_secs(2),
     };
-    let syncer = Syncer::new(client.clone(), do_source(fake), reader, settings, InventoryMetrics::default());
+    let source = std::sync::Arc::new(do_source(fake));
+    let syncer = Syncer::new(client.clone(), source, reader, settings, InventoryMetrics::default());
     (syncer, client)
 }
 
@@ -414,12 +415,21 @@ async fn a_resized_droplet_becomes_a_drift_and_a_deleted_one_goes_missing() {
     assert!(!controller.log_text().contains(TOKEN), "the token never appears in the log");
 }
 
+/// One poll of the syncer's change feed from `position`: the cursor is
+/// opaque to the syncer, and read here as the position it encodes.
+async fn poll(syncer: &Syncer, position: &mut arcadia_drift::providers::digitalocean::feed::Position) {
+    use arcadia_drift::providers::digitalocean::feed::{decode, encode};
+    let mut cursor = encode(position);
+    syncer.poll_feed(syncer.source().feed().expect("DigitalOcean has a feed"), &mut cursor).await;
+    *position = decode(&cursor);
+}
+
 /// The actions feed: a completed action refreshes its droplet without a full
 /// listing, one in progress waits for its end, a 404 after an action is proof
 /// of deletion, and the position survives a restart without re-reading history.
 #[tokio::test]
 async fn the_actions_feed_refreshes_what_changed_and_keeps_its_place() {
-    use arcadia_drift::inventory::feed::Position;
+    use arcadia_drift::providers::digitalocean::feed::Position;
     let fake = FakeDo::start().await;
     let (a, b) = (fresh_id(), fresh_id());
     fake.add("/v2/droplets", droplet(a, "a", "s-1vcpu-1gb", "nyc3", &[]));
@@ -433,14 +443,14 @@ async fn the_actions_feed_refreshes_what_changed_and_keeps_its_place() {
     cached(&client, &name_b, |_| true).await;
 
     let mut position = Position::default();
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     assert!(position.last_seen.is_some(), "the first poll starts at the newest action");
 
     fake.resize_droplet(a, "s-2vcpu-4gb");
     fake.record_action(a, "droplet", "resize", "completed");
     let running = fake.record_action(b, "droplet", "power_off", "in-progress");
     let before = fake.requests().len();
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     let requests: Vec<String> = fake.requests()[before..].to_vec();
     assert!(requests.iter().all(|r| !r.starts_with("/v2/droplets?")), "no full listing: {requests:?}");
     assert!(requests.iter().any(|r| r == &format!("/v2/droplets/{a}")), "{requests:?}");
@@ -449,21 +459,21 @@ async fn the_actions_feed_refreshes_what_changed_and_keeps_its_place() {
 
     fake.remove_droplet(b);
     fake.finish_action(running, "completed");
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     cached(&client, &name_b, |r| r.status.as_ref().is_some_and(|s| s.missing)).await;
     assert!(position.in_progress.is_empty());
 
     // An action in progress that scrolled off the page and that the API then
     // forgets (404) is not waited on for ever: its droplet is read again.
     let forgotten = fake.record_action(a, "droplet", "reboot", "in-progress");
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     assert!(position.in_progress.contains_key(&forgotten));
     for _ in 0..60 {
         fake.record_action(999, "droplet", "create", "completed");
     }
     fake.forget_action(forgotten);
     let before = fake.requests().len();
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     assert!(position.in_progress.is_empty(), "{position:?}");
     assert!(fake.requests()[before..].iter().any(|r| r == &format!("/v2/droplets/{a}")), "its droplet read again");
 
@@ -471,16 +481,16 @@ async fn the_actions_feed_refreshes_what_changed_and_keeps_its_place() {
     fake.resize_droplet(a, "s-4vcpu-8gb");
     fake.record_action(a, "droplet", "resize", "completed");
     fake.with(|s| s.fail_get_once.insert(format!("/v2/droplets/{a}"), 403));
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     let moved = position.last_seen;
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     assert_eq!(position.last_seen, moved, "no new action");
     cached(&client, &name_a, |r| r.status.as_ref().and_then(|s| s.size_slug.as_deref()) == Some("s-4vcpu-8gb")).await;
 
     // A failed poll changes nothing and marks nothing.
     fake.fault(Fault::Status(500, None));
     let kept = position.clone();
-    syncer.poll_actions(&mut position).await;
+    poll(&syncer, &mut position).await;
     assert_eq!(position, kept);
 }
 

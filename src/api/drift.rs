@@ -265,6 +265,7 @@ mod tests {
             },
             compensation: true,
             state: StepState::InProgress,
+            handle: None,
             action_id: Some(11),
             sent_time: None,
             message: None,

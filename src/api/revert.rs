@@ -66,8 +66,14 @@ pub struct RevertStep {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compensation: bool,
     pub state: StepState,
-    /// The id of the action the provider started for this call (signed, so
-    /// the schema carries no `minimum` that Helm would render differently).
+    /// The provider's handle on the work this call started (an action, an
+    /// operation), in its own words: read until the work ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// The handle when it is a number, as records before schema version 7
+    /// kept it (DigitalOcean action ids; signed, so the schema carries no
+    /// `minimum` that Helm would render differently). Still written for one
+    /// release; read when `handle` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,4 +102,12 @@ pub struct RevertRecord {
     /// Why it failed, or what it is waiting for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl RevertStep {
+    /// The handle of the work this step started: `handle`, or a record's
+    /// `actionId` from before schema version 7.
+    pub fn handle(&self) -> Option<String> {
+        self.handle.clone().or_else(|| self.action_id.map(|id| id.to_string()))
+    }
 }

@@ -1,6 +1,7 @@
 //! The inventory syncer's Prometheus metrics, registered on the process's
 //! shared registry.
 
+use crate::providers::contract::{Budget, Inventory};
 use crate::runtime::metrics::ApiWrites;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,8 +11,14 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabel {
+    pub provider: &'static str,
     pub kind: &'static str,
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    pub provider: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -21,7 +28,18 @@ pub struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
+    pub provider: &'static str,
     pub kind: &'static str,
+}
+
+/// A provider's request metrics under their names before `provider_*`,
+/// kept for one release so dashboards and alerts can move.
+#[derive(Clone, Debug, Default)]
+pub struct LegacyProviderMetrics {
+    pub requests: Counter,
+    pub ratelimit_limit: Gauge,
+    pub ratelimit_remaining: Gauge,
+    pub budget_per_hour: Gauge,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -31,24 +49,29 @@ pub struct InventoryMetrics {
     pub last_sync: Family<KindLabel, Gauge>,
     /// `--inventory-sync-interval`, so alerts can say "no sync for N intervals".
     pub sync_interval: Gauge,
-    /// DigitalOcean's `ratelimit-limit` and `ratelimit-remaining` of the last answer.
-    pub ratelimit_limit: Gauge,
-    pub ratelimit_remaining: Gauge,
-    /// The client's own budget (`--digitalocean-requests-per-hour`).
-    pub budget_per_hour: Gauge,
+    /// Each provider's own rate limit and what is left of it, from its last answer.
+    pub ratelimit_limit: Family<ProviderLabel, Gauge>,
+    pub ratelimit_remaining: Family<ProviderLabel, Gauge>,
+    /// Each provider client's own budget (e.g. `--digitalocean-requests-per-hour`).
+    pub budget_per_hour: Family<ProviderLabel, Gauge>,
     /// Revert sagas by how they ended (`succeeded`, `failed`).
     pub reverts: Family<ResultLabel, Counter>,
     pub marked_missing: Counter,
     /// Missing, unreferenced CloudResources deleted after `--missing-retention`.
     pub collected: Counter,
-    pub digitalocean_requests: Counter,
+    /// Requests sent to each provider's API, retries included.
+    pub provider_requests: Family<ProviderLabel, Counter>,
+    /// The same figures under each provider's names of before, by provider.
+    pub legacy: std::collections::BTreeMap<&'static str, LegacyProviderMetrics>,
     pub writes: ApiWrites,
 }
 
 impl InventoryMetrics {
-    /// Registers the syncer's metrics; `writes` is the process's shared write counter.
-    pub fn register(registry: &mut Registry, writes: ApiWrites) -> Self {
-        let m = Self { writes, ..Self::default() };
+    /// Registers the syncer's metrics; `writes` is the process's shared write
+    /// counter, and `legacy` the providers (name, metric prefix) whose
+    /// metrics of before are kept for one release.
+    pub fn register(registry: &mut Registry, writes: ApiWrites, legacy: &[(&'static str, &'static str)]) -> Self {
+        let mut m = Self { writes, ..Self::default() };
         registry.register(
             "inventory_syncs",
             "Inventory listings by resource type and result (ok, or why it failed)",
@@ -61,9 +84,9 @@ impl InventoryMetrics {
             m.collected.clone(),
         );
         registry.register(
-            "digitalocean_requests",
-            "Requests sent to the DigitalOcean API, retries included",
-            m.digitalocean_requests.clone(),
+            "provider_requests",
+            "Requests sent to each provider's API, retries included",
+            m.provider_requests.clone(),
         );
         registry.register(
             "inventory_last_sync_timestamp_seconds",
@@ -72,20 +95,23 @@ impl InventoryMetrics {
         );
         registry.register("inventory_sync_interval_seconds", "The inventory's sync interval", m.sync_interval.clone());
         registry.register(
-            "digitalocean_ratelimit_limit",
-            "The account's request limit per hour, as DigitalOcean's last answer said",
+            "provider_ratelimit_limit",
+            "Each provider account's request limit, as the provider's last answer said",
             m.ratelimit_limit.clone(),
         );
         registry.register(
-            "digitalocean_ratelimit_remaining",
-            "Requests left in the account's hour, as DigitalOcean's last answer said",
+            "provider_ratelimit_remaining",
+            "Requests left of each provider account's limit, as the provider's last answer said",
             m.ratelimit_remaining.clone(),
         );
         registry.register(
-            "digitalocean_budget_requests_per_hour",
-            "The requests per hour this process allows itself (--digitalocean-requests-per-hour)",
+            "provider_budget_requests_per_hour",
+            "The requests per hour this process allows itself, by provider",
             m.budget_per_hour.clone(),
         );
+        for &(provider, prefix) in legacy {
+            m.legacy.insert(provider, LegacyProviderMetrics::register(registry, prefix));
+        }
         for result in ["succeeded", "failed", "compensation_failed"] {
             let _ = m.reverts.get_or_create(&ResultLabel { result });
         }
@@ -93,7 +119,56 @@ impl InventoryMetrics {
         m
     }
 
-    pub fn count_sync(&self, kind: &'static str, result: &'static str) {
-        self.syncs.get_or_create(&SyncLabel { kind, result }).inc();
+    pub fn count_sync(&self, provider: &'static str, kind: &'static str, result: &'static str) {
+        self.syncs.get_or_create(&SyncLabel { provider, kind, result }).inc();
+    }
+
+    /// A complete listing of `kind` at `now` (Unix seconds).
+    pub fn synced(&self, provider: &'static str, kind: &'static str, now: i64) {
+        self.count_sync(provider, kind, "ok");
+        self.last_sync.get_or_create(&KindLabel { provider, kind }).set(now);
+    }
+
+    /// `sent` more requests to `source`'s provider.
+    pub fn requests(&self, source: &dyn Inventory, sent: u64) {
+        let provider = source.provider();
+        self.provider_requests.get_or_create(&ProviderLabel { provider }).inc_by(sent);
+        if let Some(legacy) = self.legacy.get(provider) {
+            legacy.requests.inc_by(sent);
+        }
+    }
+
+    /// The provider's rate-limit answer, when it gave one.
+    pub fn rate_limit(&self, source: &dyn Inventory, budget: &Budget) {
+        let (Some(limit), Some(remaining)) = (budget.limit, budget.remaining) else { return };
+        let provider = source.provider();
+        self.ratelimit_limit.get_or_create(&ProviderLabel { provider }).set(limit as i64);
+        self.ratelimit_remaining.get_or_create(&ProviderLabel { provider }).set(remaining as i64);
+        if let Some(legacy) = self.legacy.get(provider) {
+            legacy.ratelimit_limit.set(limit as i64);
+            legacy.ratelimit_remaining.set(remaining as i64);
+        }
+    }
+
+    /// The budget `source`'s client allows itself.
+    pub fn budget(&self, source: &dyn Inventory) {
+        let per_hour = (source.budget().requests_per_second * 3600.0).round() as i64;
+        let provider = source.provider();
+        self.budget_per_hour.get_or_create(&ProviderLabel { provider }).set(per_hour);
+        if let Some(legacy) = self.legacy.get(provider) {
+            legacy.budget_per_hour.set(per_hour);
+        }
+    }
+}
+
+impl LegacyProviderMetrics {
+    fn register(registry: &mut Registry, prefix: &str) -> Self {
+        let m = Self::default();
+        let deprecated = "deprecated: use the provider_* metric of the same meaning";
+        registry.register(format!("{prefix}_requests"), deprecated, m.requests.clone());
+        registry.register(format!("{prefix}_ratelimit_limit"), deprecated, m.ratelimit_limit.clone());
+        registry.register(format!("{prefix}_ratelimit_remaining"), deprecated, m.ratelimit_remaining.clone());
+        registry.register(format!("{prefix}_budget_requests_per_hour"), deprecated, m.budget_per_hour.clone());
+        m
     }
 }

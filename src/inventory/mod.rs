@@ -1,5 +1,5 @@
-//! Inventory syncers: mirror what a cloud really has into CloudResource
-//! objects. DigitalOcean first.
+//! Inventory syncers: mirror what each configured provider really has into
+//! CloudResource objects, one syncer per provider.
 //!
 //! A sync lists each resource type completely, writes what changed with
 //! server-side apply, and marks `status.missing` only on proof: a resource
@@ -10,12 +10,10 @@
 //! - [`plan`]: the pure decision of one sync of one type;
 //! - [`syncer`]: lists, writes and confirms absences;
 //! - [`metrics`]: the syncer's Prometheus metrics;
-//! - [`digitalocean`], [`feed`]: DigitalOcean's client, models and actions
-//!   feed, now in `src/providers/digitalocean/` (re-exported here until the
-//!   syncer and the reverter drive them through the provider contract);
-//! - [`reverter`]: drives approved revert sagas against DigitalOcean.
+//! - [`reverter`]: drives approved revert sagas through each provider's actuator.
+//!
+//! The providers themselves live in `src/providers/`.
 
-pub use crate::providers::digitalocean::{self, feed};
 pub mod metrics;
 pub mod plan;
 pub mod reverter;
@@ -24,11 +22,20 @@ pub mod syncer;
 pub use metrics::InventoryMetrics;
 pub use syncer::{SyncReport, SyncSettings, Syncer};
 
-/// The DigitalOcean syncer's configuration, from the command line.
+/// The inventory's configuration, from the command line.
 #[derive(Clone, Debug)]
-pub struct DigitalOceanConfig {
-    pub client: digitalocean::client::ClientConfig,
+pub struct InventoryConfig {
+    /// The configured providers, each synced by a syncer of its own.
+    pub providers: Vec<std::sync::Arc<dyn crate::providers::contract::Setup>>,
+    /// The settings every syncer shares; `source` and `feed_interval` are each provider's.
     pub sync: SyncSettings,
     /// Approved reverts are carried out (`--enable-revert`).
     pub revert: Option<reverter::ReverterSettings>,
+}
+
+impl InventoryConfig {
+    /// The sync settings of one provider.
+    pub fn settings(&self, setup: &dyn crate::providers::contract::Setup) -> SyncSettings {
+        SyncSettings { source: setup.source().to_owned(), feed_interval: setup.feed_interval(), ..self.sync.clone() }
+    }
 }

@@ -1,13 +1,14 @@
 //! The reverter: drives each approved revert saga (a Drift in phase
-//! Reverting) against DigitalOcean. What to do next is the pure
-//! [`crate::revert::saga`]'s decision; this module sends the calls, waits on
-//! the provider's actions, and writes the record (`status.revert`, under its
+//! Reverting) through the [`Actuator`] of the resource's provider. What to
+//! do next is the pure [`crate::revert::saga`]'s decision; this module sends
+//! the calls, follows what they started, and writes the record (`status.revert`, under its
 //! own field manager) before every wait, so a reverter killed anywhere
 //! resumes from the record. Sagas share the syncer's request budget.
 
-use super::digitalocean::DoType;
+use super::metrics::InventoryMetrics;
 use super::syncer::Syncer;
-use crate::api::{Drift, DriftPhase, RevertRecord, SagaState, StepState};
+use crate::api::{CloudResource, Drift, DriftPhase, RevertRecord, SagaState, StepState};
+use crate::providers::contract::Actuator;
 use crate::revert::saga::{self, Move};
 use crate::runtime::Stop;
 use crate::runtime::fence::Fence;
@@ -29,10 +30,6 @@ pub struct ReverterSettings {
     /// `--revert-step-timeout`: how long one step may stay without an outcome
     /// (retries and action polls included) before it fails and the saga compensates.
     pub step_timeout: Duration,
-    /// After a write with no answer, how long its action may take to show on
-    /// the resource: until then an empty list does not prove it was not sent
-    /// (the request timeout, and a margin for the provider's own lag).
-    pub answer_window: Duration,
     /// `--revert-claim`, checked again before a saga starts.
     pub claim: crate::revert::Claim,
 }
@@ -44,7 +41,6 @@ impl Default for ReverterSettings {
             poll_interval: Duration::from_secs(2),
             busy_timeout: Duration::from_secs(600),
             step_timeout: Duration::from_secs(15 * 60),
-            answer_window: Duration::from_secs(60),
             claim: crate::revert::Claim::Tag,
         }
     }
@@ -82,9 +78,21 @@ enum Pace {
 /// The longest pause between two tries of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// One provider's part in reverts: its actuator, and the syncer that reads
+/// again what a saga changed.
+#[derive(Clone)]
+pub struct Arm {
+    pub actuator: Arc<dyn Actuator>,
+    pub syncer: Arc<Syncer>,
+}
+
 pub struct Reverter {
     client: kube::Client,
-    syncer: Arc<Syncer>,
+    /// One per configured provider.
+    arms: Vec<Arm>,
+    /// The CloudResource cache every syncer shares.
+    resources: Store<CloudResource>,
+    metrics: InventoryMetrics,
     drifts: Store<Drift>,
     settings: ReverterSettings,
     running: Mutex<HashSet<ObjectRef<Drift>>>,
@@ -103,7 +111,10 @@ struct Saga {
     actual: serde_json::Value,
     /// The value the plan writes (spec.desired's, with pending Git changes).
     desired: Option<serde_json::Value>,
-    type_: DoType,
+    /// The provider's part; `None` only in a saga refused before it runs.
+    arm: Option<Arm>,
+    provider: String,
+    type_: String,
     id: String,
     record: RevertRecord,
     /// The Drift's resourceVersion after the last write: every write of the
@@ -115,15 +126,40 @@ struct Saga {
     last_sent: Option<std::time::Instant>,
 }
 
+impl Saga {
+    /// The provider's part of a saga that runs (a refused one never gets here).
+    fn arm(&self) -> &Arm {
+        self.arm.as_ref().expect("a saga that runs has its provider's part")
+    }
+
+    fn target(&self) -> crate::providers::contract::Target<'_> {
+        crate::providers::contract::Target { provider: &self.provider, type_: &self.type_, id: &self.id }
+    }
+
+    fn planner(&self) -> &'static dyn crate::providers::contract::Planner {
+        self.arm().actuator.planner()
+    }
+}
+
 impl Reverter {
+    /// A reverter over the providers of `arms`, which share one CloudResource cache.
     pub fn new(
         client: kube::Client,
-        syncer: Arc<Syncer>,
+        arms: Vec<Arm>,
         drifts: Store<Drift>,
         settings: ReverterSettings,
         (fence, stop): (Fence, Stop),
     ) -> Self {
-        Self { client, syncer, drifts, settings, running: Mutex::default(), fence, stop }
+        let (resources, metrics) = match arms.first() {
+            Some(arm) => (arm.syncer.resources().clone(), arm.syncer.metrics().clone()),
+            None => (kube::runtime::reflector::store().0, InventoryMetrics::default()),
+        };
+        Self { client, arms, resources, metrics, drifts, settings, running: Mutex::default(), fence, stop }
+    }
+
+    /// The part of `provider`, when it is configured here.
+    fn arm(&self, provider: &str) -> Option<&Arm> {
+        self.arms.iter().find(|a| a.actuator.planner().provider() == provider)
     }
 
     /// Starts a saga for every Reverting drift that has none running, at most

@@ -1,11 +1,10 @@
 //! The I/O half of an inventory sync: list a provider, let [`super::plan`]
 //! decide, write CloudResources, and confirm absences.
 
-use super::digitalocean::{self, DigitalOcean, DoType, PROVIDER};
-use super::feed::{self, Position};
 use super::metrics::InventoryMetrics;
 use super::plan::{self, LiveResource, plan_sync, resource_name};
 use crate::api::{self, CloudProvisioned, CloudResource, FIELD_MANAGER, LABEL_SOURCE};
+use crate::providers::contract::{ChangeFeed, Inventory, ProviderError};
 use crate::runtime::jittered;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -15,7 +14,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -23,13 +22,12 @@ pub struct SyncSettings {
     /// This syncer's name, as the `arcadia.cloud/source` label of what it writes.
     pub source: String,
     pub interval: Duration,
-    /// How often the actions feed is polled; `None` turns it off.
-    pub actions_interval: Option<Duration>,
-    /// The namespace of the ConfigMap that keeps the feed's position across restarts.
+    /// How often the provider's change feed is polled; `None` turns it off.
+    pub feed_interval: Option<Duration>,
+    /// The namespace of the ConfigMap that keeps the feed's cursor across restarts.
     pub state_namespace: String,
     /// Unchanged resources get a fresh `syncedTime` once it is this old.
     pub refresh_after: Duration,
-    pub types: Vec<DoType>,
     /// `--missing-retention`: a missing CloudResource no CloudProvisioned
     /// names is deleted once missing this long.
     pub missing_retention: Duration,
@@ -37,7 +35,7 @@ pub struct SyncSettings {
 
 pub struct Syncer {
     client: kube::Client,
-    source: DigitalOcean,
+    source: Arc<dyn Inventory>,
     resources: Store<CloudResource>,
     settings: SyncSettings,
     metrics: InventoryMetrics,
@@ -53,10 +51,10 @@ pub struct Syncer {
     referencing: Option<Store<CloudProvisioned>>,
     /// Refreshes after an action that failed: tried again at the next poll,
     /// though the feed's position moved past their action.
-    retry_refresh: Mutex<std::collections::BTreeSet<(DoType, String)>>,
+    retry_refresh: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
-/// When a reading of DigitalOcean was asked for: the status's syncedTime
+/// When a reading of the provider was asked for: the status's syncedTime
 /// (whole seconds, as Kubernetes keeps it) and the precise instant that
 /// orders two writes of one resource.
 #[derive(Clone, Debug)]
@@ -93,13 +91,13 @@ pub struct WriteError {
 impl Syncer {
     pub fn new(
         client: kube::Client,
-        source: DigitalOcean,
+        source: Arc<dyn Inventory>,
         resources: Store<CloudResource>,
         settings: SyncSettings,
         metrics: InventoryMetrics,
     ) -> Self {
         metrics.sync_interval.set(settings.interval.as_secs() as i64);
-        metrics.budget_per_hour.set((source.client.requests_per_second() * 3600.0).round() as i64);
+        metrics.budget(source.as_ref());
         Self {
             client,
             source,
@@ -120,17 +118,21 @@ impl Syncer {
         self
     }
 
-    /// Syncs every `interval` (jittered), and polls the actions feed every
-    /// `actions_interval`, until `stop` completes.
-    pub async fn run(self: std::sync::Arc<Self>, stop: impl Future<Output = ()>) {
+    /// Syncs every `interval` (jittered), and polls the change feed every
+    /// `feed_interval`, until `stop` completes.
+    pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
-        let mut position = self.load_position().await;
+        let feed = self.source.feed().filter(|_| self.settings.feed_interval.is_some());
+        let mut cursor = match feed {
+            Some(feed) => self.load_cursor(feed).await,
+            None => String::new(),
+        };
         let mut next_sync = tokio::time::Instant::now();
-        let feed_every = self.settings.actions_interval.unwrap_or(Duration::from_secs(3600 * 24 * 365));
-        let mut feed = tokio::time::interval(feed_every);
-        feed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let feed_every = self.settings.feed_interval.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        let mut ticks = tokio::time::interval(feed_every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A sync or a poll in flight is dropped on stop: it only reads and
-        // applies idempotently, and the feed's position is saved after a poll
+        // applies idempotently, and the feed's cursor is saved after a poll
         // completes, so the next leader goes on from the last complete one.
         loop {
             tokio::select! {
@@ -141,9 +143,10 @@ impl Syncer {
                     }
                     next_sync = tokio::time::Instant::now() + jittered(self.settings.interval, "inventory");
                 }
-                _ = feed.tick(), if self.settings.actions_interval.is_some() => {
+                _ = ticks.tick(), if feed.is_some() => {
+                    let Some(feed) = feed else { continue };
                     tokio::select! {
-                        _ = self.poll_actions(&mut position) => {}
+                        _ = self.poll_feed(feed, &mut cursor) => {}
                         _ = &mut stop => return,
                     }
                 }
@@ -166,32 +169,28 @@ impl Syncer {
 
     pub async fn sync_once(&self) -> SyncReport {
         let started = Instant::now();
-        let requests_before = self.source.client.requests_sent();
+        let requests_before = self.source.budget().requests_sent;
         let mut report = SyncReport::default();
-        for &t in &self.settings.types {
+        let provider = self.source.provider();
+        for &t in self.source.types() {
             match self.sync_type(t, &mut report).await {
-                Ok(()) => {
-                    self.metrics.count_sync(t.word(), "ok");
-                    let now = api::now().0.as_second();
-                    self.metrics.last_sync.get_or_create(&super::metrics::KindLabel { kind: t.word() }).set(now);
-                }
+                Ok(()) => self.metrics.synced(provider, t, api::now().0.as_second()),
                 Err(error) => {
-                    self.metrics.count_sync(t.word(), error.kind());
-                    report.failed_types.push(t.word());
-                    tracing::warn!(%error, kind = t.word(), "inventory sync failed; nothing marked missing, retrying next sync");
+                    self.metrics.count_sync(provider, t, error.kind());
+                    report.failed_types.push(t);
+                    tracing::warn!(%error, provider, kind = t, "inventory sync failed; nothing marked missing, retrying next sync");
                 }
             }
         }
         self.collect().await;
-        report.requests = self.source.client.requests_sent() - requests_before;
+        report.requests = self.source.budget().requests_sent - requests_before;
         self.forget_removed().await;
-        self.note_rate_limit();
-        self.metrics.digitalocean_requests.inc_by(report.requests);
+        self.note_requests(requests_before);
         report.took = started.elapsed();
         report
     }
 
-    async fn sync_type(&self, t: DoType, report: &mut SyncReport) -> Result<(), SyncError> {
+    async fn sync_type(&self, t: &str, report: &mut SyncReport) -> Result<(), SyncError> {
         // A listing is as old as its first request: anything read after it started is newer.
         let listed = Reading::now();
         let listing = self.source.list(t).await?;
@@ -199,8 +198,8 @@ impl Syncer {
         let existing = self.resources.state();
         let plan = plan_sync(
             &self.settings.source,
-            PROVIDER,
-            t.word(),
+            self.source.provider(),
+            t,
             listing.items,
             &existing,
             &listed.time,
@@ -216,10 +215,7 @@ impl Syncer {
             report.written += 1;
         }
         if listing.short {
-            tracing::info!(
-                kind = t.word(),
-                "listing returned fewer items than meta.total; no absence is trusted this time"
-            );
+            tracing::info!(kind = t, "listing returned fewer items than meta.total; no absence is trusted this time");
             return Ok(());
         }
         for name in plan.absent {
@@ -285,7 +281,7 @@ impl Syncer {
             match api.delete(&name, &params).await {
                 Ok(_) => {
                     self.metrics.collected.inc();
-                    tracing::info!(resource = %name, "deleted: missing from DigitalOcean for longer than --missing-retention, and no CloudProvisioned names it");
+                    tracing::info!(resource = %name, provider = self.source.provider(), "deleted: missing from its provider for longer than --missing-retention, and no CloudProvisioned names it");
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(error) => {
@@ -303,8 +299,9 @@ impl Syncer {
     }
 
     async fn write_observed(&self, o: LiveResource, read: &Reading) -> Result<(), SyncError> {
-        let name = resource_name(PROVIDER, o.type_, &o.id);
-        let spec = crate::api::CloudResourceSpec { provider: PROVIDER.into(), type_: o.type_.into(), id: o.id };
+        let provider = self.source.provider();
+        let name = resource_name(provider, o.type_, &o.id);
+        let spec = crate::api::CloudResourceSpec { provider: provider.into(), type_: o.type_.into(), id: o.id };
         let status = api::CloudResourceStatus { missing: false, synced_time: Some(read.time.clone()), ..o.status };
         self.write(&name, Some(&spec), &status, read).await
     }
@@ -355,73 +352,54 @@ impl Syncer {
     }
 }
 
-/// The DigitalOcean actions feed: how many actions one poll reads.
-const FEED_PAGE: u32 = 50;
-/// The ConfigMap annotation that keeps the feed's position.
-const ANNOTATION_FEED_POSITION: &str = "arcadia.cloud/actions-position";
-
 impl Syncer {
-    /// Reads the newest actions and refreshes the resources they changed. A
-    /// failed poll changes nothing and is retried at the next tick.
-    pub async fn poll_actions(&self, position: &mut Position) {
-        let requests_before = self.source.client.requests_sent();
-        let page = match self.source.actions(FEED_PAGE).await {
-            Ok(page) => page,
+    /// Reads the changes since `cursor` and refreshes the resources they
+    /// name. A failed poll changes nothing and is retried at the next tick.
+    pub async fn poll_feed(&self, feed: &dyn ChangeFeed, cursor: &mut String) {
+        let requests_before = self.source.budget().requests_sent;
+        let provider = self.source.provider();
+        let poll = match feed.poll(cursor).await {
+            Ok(poll) => poll,
             Err(error) => {
-                self.metrics.count_sync("actions", error.kind());
-                tracing::warn!(%error, "actions feed poll failed; nothing marked missing, retrying next poll");
+                self.metrics.count_sync(provider, feed.name(), error.kind);
+                tracing::warn!(%error, provider, "change feed poll failed; nothing marked missing, retrying next poll");
                 return;
             }
         };
-        self.metrics.count_sync("actions", "ok");
-        let (mut waited, mut gone) = (Vec::new(), Vec::new());
-        for id in feed::left_the_page(position, &page) {
-            match self.source.action(id).await {
-                Ok(Some(action)) => waited.push(action),
-                // Gone from the API: nothing more to wait for; its resource is read again.
-                Ok(None) => gone.push(id),
-                Err(error) => {
-                    tracing::info!(%error, action = id, "cannot read an action in progress; asking again next poll")
-                }
-            }
-        }
-        let plan = feed::plan_poll(position, &page, (&waited, &gone), FEED_PAGE as usize, &self.settings.types);
+        self.metrics.count_sync(provider, feed.name(), "ok");
         let mut report = SyncReport::default();
         // Refreshes that failed last time are tried again with this poll's.
         let mut refresh = std::mem::take(&mut *self.retry_refresh.lock().expect("retry lock poisoned"));
-        refresh.extend(plan.refresh.iter().cloned());
+        refresh.extend(poll.refresh.iter().cloned());
         for (t, id) in refresh {
-            if let Err(error) = self.refresh_one(t, &id, &mut report).await {
-                tracing::warn!(%error, kind = t.word(), id = %id, "cannot refresh after an action; trying again next poll");
+            if let Err(error) = self.refresh_one(&t, &id, &mut report).await {
+                tracing::warn!(%error, kind = %t, id = %id, "cannot refresh after a change; trying again next poll");
                 self.retry_refresh.lock().expect("retry lock poisoned").insert((t, id));
             }
         }
-        for &t in &plan.full_listing {
-            tracing::info!(kind = t.word(), "actions feed gap: listing the type whole");
+        for t in &poll.full_listing {
+            tracing::info!(kind = %t, "change feed gap: listing the type whole");
             if let Err(error) = self.sync_type(t, &mut report).await {
-                tracing::warn!(%error, kind = t.word(), "listing after a feed gap failed; retrying next sync");
+                tracing::warn!(%error, kind = %t, "listing after a feed gap failed; retrying next sync");
             }
         }
-        self.metrics.digitalocean_requests.inc_by(self.source.client.requests_sent() - requests_before);
-        self.note_rate_limit();
-        if plan.position != *position {
-            *position = plan.position;
-            self.save_position(position).await;
+        self.note_requests(requests_before);
+        if poll.cursor != *cursor {
+            *cursor = poll.cursor;
+            self.save_cursor(feed, cursor).await;
         }
     }
 
-    /// DigitalOcean's rate-limit headers of the last answer, as gauges.
-    fn note_rate_limit(&self) {
-        let limit = self.source.client.rate_limit();
-        if let (Some(l), Some(r)) = (limit.limit, limit.remaining) {
-            self.metrics.ratelimit_limit.set(l as i64);
-            self.metrics.ratelimit_remaining.set(r as i64);
-        }
+    /// Counts the requests sent since `before`, and the provider's rate-limit answer.
+    fn note_requests(&self, before: u64) {
+        let budget = self.source.budget();
+        self.metrics.requests(self.source.as_ref(), budget.requests_sent.saturating_sub(before));
+        self.metrics.rate_limit(self.source.as_ref(), &budget);
     }
 
-    /// The DigitalOcean API this syncer reads, with its request budget.
-    pub fn source(&self) -> &DigitalOcean {
-        &self.source
+    /// The provider inventory this syncer reads, with its request budget.
+    pub fn source(&self) -> &dyn Inventory {
+        self.source.as_ref()
     }
 
     /// The CloudResource cache the syncer plans against.
@@ -434,15 +412,15 @@ impl Syncer {
     }
 
     /// Reads one resource again now and writes its CloudResource (after a revert).
-    pub async fn refresh(&self, t: DoType, id: &str) -> Result<(), String> {
-        let requests_before = self.source.client.requests_sent();
+    pub async fn refresh(&self, t: &str, id: &str) -> Result<(), String> {
+        let requests_before = self.source.budget().requests_sent;
         let outcome = self.refresh_one(t, id, &mut SyncReport::default()).await.map_err(|e| e.to_string());
-        self.metrics.digitalocean_requests.inc_by(self.source.client.requests_sent() - requests_before);
+        self.note_requests(requests_before);
         outcome
     }
 
     /// Reads one resource again; a 404 is proof it is gone.
-    async fn refresh_one(&self, t: DoType, id: &str, report: &mut SyncReport) -> Result<(), SyncError> {
+    async fn refresh_one(&self, t: &str, id: &str, report: &mut SyncReport) -> Result<(), SyncError> {
         let read = Reading::now();
         match self.source.get(t, id).await? {
             Some(found) => {
@@ -450,7 +428,7 @@ impl Syncer {
                 report.written += 1;
             }
             None => {
-                let name = resource_name(PROVIDER, t.word(), id);
+                let name = resource_name(self.source.provider(), t, id);
                 if let Some(resource) = self.resources.get(&ObjectRef::new(&name)) {
                     self.write(&name, None, &plan::missing_status(&resource, &read.time), &read).await?;
                     self.metrics.marked_missing.inc();
@@ -461,34 +439,34 @@ impl Syncer {
         Ok(())
     }
 
-    fn position_map(&self) -> String {
+    fn state_map(&self) -> String {
         format!("arcadia-drift-actions-{}", self.settings.source)
     }
 
-    async fn load_position(&self) -> Position {
+    /// The feed's cursor as the last leader saved it; empty (start at the
+    /// newest change) when there is none or it cannot be read.
+    async fn load_cursor(&self, feed: &dyn ChangeFeed) -> String {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.state_namespace);
-        match api.get_opt(&self.position_map()).await {
-            Ok(Some(map)) => {
-                map.annotations().get(ANNOTATION_FEED_POSITION).map(|v| feed::decode(v)).unwrap_or_default()
-            }
-            Ok(None) => Position::default(),
+        match api.get_opt(&self.state_map()).await {
+            Ok(Some(map)) => map.annotations().get(feed.cursor_key()).cloned().unwrap_or_default(),
+            Ok(None) => String::new(),
             Err(error) => {
-                tracing::warn!(%error, "cannot read the actions feed position; starting at the newest action");
-                Position::default()
+                tracing::warn!(%error, "cannot read the change feed's cursor; starting at the newest change");
+                String::new()
             }
         }
     }
 
-    async fn save_position(&self, position: &Position) {
+    async fn save_cursor(&self, feed: &dyn ChangeFeed, cursor: &str) {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.state_namespace);
         let body = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": self.position_map(), "annotations": {ANNOTATION_FEED_POSITION: feed::encode(position)}},
+            "metadata": {"name": self.state_map(), "annotations": {feed.cursor_key(): cursor}},
         });
-        match api.patch(&self.position_map(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await {
+        match api.patch(&self.state_map(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await {
             Ok(_) => self.metrics.writes.count("configmap"),
             Err(error) => {
-                tracing::warn!(%error, "cannot keep the actions feed position; a restart starts at the newest action")
+                tracing::warn!(%error, "cannot keep the change feed's cursor; a restart starts at the newest change")
             }
         }
     }
@@ -497,7 +475,7 @@ impl Syncer {
 #[derive(Debug, thiserror::Error)]
 enum SyncError {
     #[error(transparent)]
-    Provider(#[from] digitalocean::client::DoError),
+    Provider(#[from] ProviderError),
     #[error(transparent)]
     Write(WriteError),
 }
@@ -505,7 +483,7 @@ enum SyncError {
 impl SyncError {
     fn kind(&self) -> &'static str {
         match self {
-            SyncError::Provider(e) => e.kind(),
+            SyncError::Provider(e) => e.kind,
             SyncError::Write(_) => "write",
         }
     }

@@ -1,12 +1,15 @@
 //! What a cloud provider implements, and what the rest of the crate may know
 //! of it. Pure: the types and traits here do no I/O.
 //!
-//! Today a provider plans reverts ([`Planner`]); its inventory source and its
-//! actuator (listing, feeds, sending calls, polling them) move behind the same
-//! contract next (issue 31, `docs/providers.md`).
+//! A provider is three parts, each a trait here: its [`Inventory`] (what
+//! the syncer mirrors, with an optional [`ChangeFeed`]), its [`Planner`]
+//! (pure: the calls that revert a field) and its [`Actuator`] (sends those
+//! calls and follows what they started). `docs/providers.md` holds the
+//! contracts a new provider must keep.
 
 use crate::api::{CloudResourceStatus, ProviderCall};
 use crate::detect::{FieldRules, LiveView};
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 /// One live resource as a provider reports it.
@@ -80,4 +83,165 @@ pub trait Planner: Send + Sync {
     /// Whether `call` starts the resource again (a droplet's power_on): the
     /// compensation a failed saga appends after a stop.
     fn restarts(&self, call: &ProviderCall) -> bool;
+}
+
+/// A failed request to a provider: what it means ([`ErrorClass`]), a
+/// bounded label for metrics, and the provider's own words for people.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    /// A bounded metric label, e.g. `unauthorized`, `rate_limited`.
+    pub kind: &'static str,
+    /// Not sent: the fence closed (this replica no longer leads) right before it left.
+    pub fenced: bool,
+    pub message: String,
+}
+
+/// One type's complete listing.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub items: Vec<LiveResource>,
+    /// The listing may have missed an item (the provider said there are more
+    /// than it returned): no absence is trusted from it.
+    pub short: bool,
+}
+
+/// What a provider's request budget and its own rate-limit answers say.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Budget {
+    /// Requests sent since start, every try counted.
+    pub requests_sent: u64,
+    /// The sustained rate this process allows itself.
+    pub requests_per_second: f64,
+    /// The provider's own limit and what is left of it, from its last answer.
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+}
+
+/// What a provider has: listed whole, read one by one, and (optionally)
+/// followed through a feed of changes. Reads only; every future is
+/// cancellable at any await (the syncer drops it on shutdown).
+pub trait Inventory: Send + Sync {
+    /// The name `CloudResource.spec.provider` carries.
+    fn provider(&self) -> &'static str;
+    /// The type words this inventory is configured to mirror.
+    fn types(&self) -> &[&'static str];
+    /// Every resource of `type_`, paged and within the budget. An error
+    /// means nothing is known of the type this time, never "none".
+    fn list<'a>(&'a self, type_: &'a str) -> BoxFuture<'a, Result<Listing, ProviderError>>;
+    /// One resource; `Ok(None)` only when the provider says it does not
+    /// exist (a 404), which the syncer takes as proof it is gone.
+    fn get<'a>(&'a self, type_: &'a str, id: &'a str) -> BoxFuture<'a, Result<Option<LiveResource>, ProviderError>>;
+    /// The feed of changes, when the provider has one.
+    fn feed(&self) -> Option<&dyn ChangeFeed>;
+    fn budget(&self) -> Budget;
+}
+
+/// What one poll of a change feed found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeedPoll {
+    /// Resources to read again: `(type, id)`.
+    pub refresh: Vec<(String, String)>,
+    /// Types whose changes may have been missed: list them whole.
+    pub full_listing: Vec<String>,
+    /// Where the next poll starts; the syncer keeps it across restarts.
+    pub cursor: String,
+}
+
+/// A provider's feed of changes, read from an opaque cursor the syncer
+/// persists. An empty cursor (the first poll) starts at the newest change and
+/// refreshes nothing; a cursor the feed cannot read counts as empty.
+pub trait ChangeFeed: Send + Sync {
+    /// The feed's metric label, e.g. `actions`.
+    fn name(&self) -> &'static str;
+    /// The cursor's name in the syncer's state ConfigMap (an annotation key).
+    fn cursor_key(&self) -> &'static str;
+    /// Reads the changes since `cursor` to the mirrored types. An error
+    /// moves nothing: the same cursor is polled again.
+    fn poll<'a>(&'a self, cursor: &'a str) -> BoxFuture<'a, Result<FeedPoll, ProviderError>>;
+}
+
+/// What a sent call started at the provider (an action, an operation), in
+/// the provider's own opaque words: kept in the saga's record, so it must
+/// still mean the same thing to a reverter started after a crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handle(pub String);
+
+impl From<u64> for Handle {
+    fn from(id: u64) -> Self {
+        Handle(id.to_string())
+    }
+}
+
+/// Where the work behind a [`Handle`] stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Running,
+    Ended { succeeded: bool },
+}
+
+/// The only writer to a provider: sends the calls a [`Planner`] made and
+/// follows them. The saga knows no provider: it drives these over handles.
+pub trait Actuator: Send + Sync {
+    /// The planner whose calls this actuator sends.
+    fn planner(&self) -> &'static dyn Planner;
+    /// Sends `call`; the handle of what it started, or `None` when it is done
+    /// on the answer. `fence` is asked right before the request leaves: false
+    /// sends nothing and answers an error with `fenced` set. A lost answer is
+    /// [`ErrorClass::Unknown`]: the saga then looks with [`Actuator::started_since`].
+    fn send<'a>(
+        &'a self,
+        call: &'a ProviderCall,
+        fence: &'a (dyn Fn() -> bool + Sync),
+    ) -> BoxFuture<'a, Result<Option<Handle>, ProviderError>>;
+    /// Where `handle` stands; `Ok(None)` when the provider no longer knows it.
+    fn progress<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Option<Progress>, ProviderError>>;
+    /// Work of the resource's own in progress that a call would collide
+    /// with, described for people; `None` when it is idle.
+    fn busy<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Option<String>, ProviderError>>;
+    /// The work `call` would have started on `target` at or after `since`
+    /// (Unix seconds), if the provider shows one: how a call whose answer was
+    /// lost, or whose sender crashed, is adopted instead of sent twice.
+    fn started_since<'a>(
+        &'a self,
+        target: Target<'a>,
+        call: &'a ProviderCall,
+        since: i64,
+    ) -> BoxFuture<'a, Result<Option<Handle>, ProviderError>>;
+    /// How long after a send with no answer the work it started may take to
+    /// show (the request timeout, and a margin for the provider's own lag):
+    /// until then, finding none does not prove it was not sent.
+    fn answer_window(&self) -> std::time::Duration;
+    /// `handle` in people's words, e.g. `DigitalOcean action 42`.
+    fn describe(&self, handle: &Handle) -> String;
+    /// Requests sent since start, every try counted.
+    fn requests_sent(&self) -> u64;
+}
+
+/// A provider as its command-line flags configured it; built into clients
+/// once the process runs.
+pub trait Setup: Send + Sync + std::fmt::Debug {
+    /// The name `CloudResource.spec.provider` carries.
+    fn provider(&self) -> &'static str;
+    /// The `arcadia.cloud/source` label of what its syncer writes.
+    fn source(&self) -> &str;
+    /// How often its change feed is polled; `None`: not at all.
+    fn feed_interval(&self) -> Option<std::time::Duration>;
+    /// Where it reads and writes, for the log.
+    fn endpoint(&self) -> String;
+    fn build(&self) -> Result<Built, ProviderError>;
+}
+
+/// A provider's clients, ready to run.
+pub struct Built {
+    pub inventory: std::sync::Arc<dyn Inventory>,
+    pub actuator: std::sync::Arc<dyn Actuator>,
+}
+
+/// What a provider's flags may depend on among the common ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Common {
+    /// `--enable-revert`: the provider's actuator will be used.
+    pub revert: bool,
 }

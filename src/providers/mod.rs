@@ -1,15 +1,63 @@
 //! Cloud providers, each a folder that implements the [`contract`], and the
 //! registry the rest of the crate dispatches through on
-//! `CloudResource.spec.provider`. Adding a provider is a folder and one line in
-//! [`PLANNERS`]; `tests/layers.rs` keeps every provider's name inside its folder.
+//! `CloudResource.spec.provider`. Adding a provider is a folder and one line
+//! in the [`register!`] call below; `tests/layers.rs` keeps every provider's
+//! name inside its folder.
+//!
+//! A provider's folder exports `PLANNER` (its [`Planner`]), `Flags` (its
+//! command-line flags, flattened into `arcadia-drift run`, with
+//! `configure`) and `LEGACY_METRIC_PREFIX` (the names its request metrics
+//! had before `provider_*`, if any).
 
 pub mod contract;
 pub mod digitalocean;
 
-use contract::Planner;
+use contract::{Common, Planner, Setup};
+use std::sync::Arc;
 
-/// Every registered provider's planner: one line per provider.
-static PLANNERS: &[&dyn Planner] = &[&digitalocean::PLANNER];
+/// Declares the registered providers: their flags, planners and legacy metrics.
+macro_rules! register {
+    ($($name:ident),+ $(,)?) => {
+        /// Every provider's command-line flags.
+        #[derive(clap::Args, Clone, Debug)]
+        pub struct ProviderFlags {
+            $(
+                #[command(flatten)]
+                pub $name: $name::Flags,
+            )+
+        }
+
+        /// Every registered provider's planner.
+        static PLANNERS: &[&dyn Planner] = &[$(&$name::PLANNER),+];
+
+        /// (provider, metric prefix) of the request metrics kept for one release.
+        pub fn legacy_metrics() -> Vec<(&'static str, &'static str)> {
+            let mut all = Vec::new();
+            $(
+                if let Some(prefix) = $name::LEGACY_METRIC_PREFIX {
+                    all.push(($name::PLANNER.provider(), prefix));
+                }
+            )+
+            all
+        }
+
+        impl ProviderFlags {
+            /// The providers these flags configure (a provider with no
+            /// credentials is not configured), or what is wrong with them.
+            pub fn configure(&self, common: Common) -> Result<Vec<Arc<dyn Setup>>, String> {
+                let mut all: Vec<Arc<dyn Setup>> = Vec::new();
+                $(
+                    if let Some(setup) = self.$name.configure(common)? {
+                        all.push(setup);
+                    }
+                )+
+                Ok(all)
+            }
+        }
+    };
+}
+
+register!(digitalocean);
 
 /// Every registered planner.
 pub fn planners() -> impl Iterator<Item = &'static dyn Planner> {

@@ -5,19 +5,19 @@
 //! never repeats a step whose action exists.
 
 use crate::api::{ProviderCall, RevertRecord, RevertStep, SagaState, StepState};
-use crate::providers::contract::Planner;
+use crate::providers::contract::{Handle, Planner};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// What the reverter does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Move {
     /// Record step `i` as Sending, then send it.
     Send(usize),
     /// Step `i` was being sent when a reverter stopped: look for its action
     /// on the resource before sending it again.
     Recover(usize),
-    /// Wait for the action of step `i`.
-    Poll(usize, u64),
+    /// Wait for the work step `i` started, by its handle.
+    Poll(usize, Handle),
     /// Every step ran: the saga ends in this state.
     Finish(SagaState),
     /// The saga has ended.
@@ -39,13 +39,21 @@ pub fn start(plan: &[ProviderCall], episode: &Time, approved_by: &str, now: &Tim
 }
 
 fn step(call: ProviderCall, compensation: bool) -> RevertStep {
-    RevertStep { call, compensation, state: StepState::Pending, action_id: None, sent_time: None, message: None }
+    RevertStep {
+        call,
+        compensation,
+        state: StepState::Pending,
+        handle: None,
+        action_id: None,
+        sent_time: None,
+        message: None,
+    }
 }
 
 impl Move {
     /// The step this move acts on.
-    pub fn step(self) -> Option<usize> {
-        match self {
+    pub fn step(&self) -> Option<usize> {
+        match *self {
             Move::Send(i) | Move::Recover(i) | Move::Poll(i, _) => Some(i),
             Move::Finish(_) | Move::Done => None,
         }
@@ -62,8 +70,8 @@ pub fn next(record: &RevertRecord) -> Move {
         .enumerate()
         .find(|(_, s)| matches!(s.state, StepState::Pending | StepState::Sending | StepState::InProgress));
     match open {
-        Some((i, s)) => match (s.state, s.action_id) {
-            (StepState::InProgress, Some(id)) => Move::Poll(i, id.unsigned_abs()),
+        Some((i, s)) => match (s.state, s.handle()) {
+            (StepState::InProgress, Some(handle)) => Move::Poll(i, Handle(handle)),
             // Calls without an action (tags, a firewall update) set a state: sending one twice is harmless.
             (StepState::Sending, _) if s.call.waits_for_action => Move::Recover(i),
             _ => Move::Send(i),
@@ -118,11 +126,12 @@ pub fn compensation_failed(record: &RevertRecord) -> bool {
     record.steps.iter().any(|s| s.compensation && s.state == StepState::Failed)
 }
 
-/// The provider accepted step `i`; `action` is the action it started, if any.
-pub fn sent(record: &mut RevertRecord, i: usize, action: Option<u64>) {
+/// The provider accepted step `i`; `handle` is the work it started, if any.
+pub fn sent(record: &mut RevertRecord, i: usize, handle: Option<Handle>) {
     let s = &mut record.steps[i];
-    s.action_id = action.and_then(|a| i64::try_from(a).ok());
-    s.state = if action.is_some() { StepState::InProgress } else { StepState::Completed };
+    s.state = if handle.is_some() { StepState::InProgress } else { StepState::Completed };
+    s.action_id = handle.as_ref().and_then(|h| h.0.parse().ok());
+    s.handle = handle.map(|h| h.0);
 }
 
 /// The action of step `i` ended; an errored one fails the step.
@@ -130,7 +139,7 @@ pub fn action_ended(record: &mut RevertRecord, p: &dyn Planner, i: usize, comple
     if completed {
         record.steps[i].state = StepState::Completed;
     } else {
-        let id = record.steps[i].action_id.unwrap_or_default();
+        let id = record.steps[i].handle().unwrap_or_default();
         fail(record, p, i, format!("{} action {id} ended errored", p.display()));
     }
 }
@@ -179,7 +188,7 @@ fn fail_step(record: &mut RevertRecord, p: &dyn Planner, i: usize, message: Stri
 fn may_have_happened(s: &RevertStep) -> bool {
     match s.state {
         StepState::Sending | StepState::InProgress | StepState::Completed => true,
-        StepState::Failed => s.action_id.is_some(),
+        StepState::Failed => s.handle().is_some(),
         _ => false,
     }
 }

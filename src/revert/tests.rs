@@ -3,6 +3,7 @@ use super::saga::{self, Move};
 use super::*;
 use crate::api::{DriftPhase, SagaState, StepState};
 use crate::detect::{FieldRules, Fields, IgnoreRule, LiveView, MatchMode};
+use crate::providers::contract::Handle;
 use crate::providers::digitalocean::PLANNER as DO;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
@@ -152,13 +153,13 @@ fn the_saga_runs_each_step_once_and_resumes_from_its_record() {
     saga::sending(&mut r, 0, &t(2));
     // A reverter that stopped here looks for the action before sending again.
     assert_eq!(saga::next(&r), Move::Recover(0));
-    saga::sent(&mut r, 0, Some(11));
-    assert_eq!(saga::next(&r), Move::Poll(0, 11));
+    saga::sent(&mut r, 0, Some(Handle::from(11)));
+    assert_eq!(saga::next(&r), Move::Poll(0, Handle::from(11)));
     saga::action_ended(&mut r, &DO, 0, true);
     assert_eq!(saga::next(&r), Move::Send(1));
     for (i, id) in [(1, 12), (2, 13)] {
         saga::sending(&mut r, i, &t(3));
-        saga::sent(&mut r, i, Some(id));
+        saga::sent(&mut r, i, Some(Handle::from(id)));
         saga::action_ended(&mut r, &DO, i, true);
     }
     assert_eq!(saga::next(&r), Move::Finish(SagaState::Succeeded));
@@ -170,16 +171,16 @@ fn the_saga_runs_each_step_once_and_resumes_from_its_record() {
 fn a_failed_resize_powers_the_droplet_on_again_and_ends_failed() {
     let mut r = resize_record();
     saga::sending(&mut r, 0, &t(2));
-    saga::sent(&mut r, 0, Some(11));
+    saga::sent(&mut r, 0, Some(Handle::from(11)));
     saga::action_ended(&mut r, &DO, 0, true);
     saga::sending(&mut r, 1, &t(3));
-    saga::sent(&mut r, 1, Some(12));
+    saga::sent(&mut r, 1, Some(Handle::from(12)));
     saga::action_ended(&mut r, &DO, 1, false);
     assert_eq!(r.steps[2].state, StepState::Skipped);
     assert!(r.steps[3].compensation && r.steps[3].call.body == json!({"type": "power_on"}));
     assert_eq!(saga::next(&r), Move::Send(3));
     saga::sending(&mut r, 3, &t(4));
-    saga::sent(&mut r, 3, Some(14));
+    saga::sent(&mut r, 3, Some(Handle::from(14)));
     saga::action_ended(&mut r, &DO, 3, true);
     assert_eq!(saga::next(&r), Move::Finish(SagaState::Failed));
     assert!(r.message.as_deref().unwrap().contains("action 12 ended errored"), "{:?}", r.message);
@@ -341,7 +342,7 @@ fn a_step_is_overdue_only_while_open_and_past_its_deadline() {
     saga::sending(&mut r, 0, &t(2));
     assert!(!saga::overdue(&r, 0, &t(62), timeout));
     assert!(saga::overdue(&r, 0, &t(63), timeout));
-    saga::sent(&mut r, 0, Some(11));
+    saga::sent(&mut r, 0, Some(Handle::from(11)));
     saga::action_ended(&mut r, &DO, 0, true);
     assert!(!saga::overdue(&r, 0, &t(1000), timeout), "ended");
 }
@@ -350,14 +351,14 @@ fn a_step_is_overdue_only_while_open_and_past_its_deadline() {
 fn a_shutdown_given_up_without_an_outcome_is_compensated() {
     let mut r = resize_record();
     saga::sending(&mut r, 0, &t(2));
-    saga::sent(&mut r, 0, Some(11));
+    saga::sent(&mut r, 0, Some(Handle::from(11)));
     saga::abandon(&mut r, &DO, 0, "cannot read DigitalOcean action 11: 403".into());
     assert!(saga::may_be_left_off(&r, &DO));
     assert_eq!(r.steps.len(), 4);
     assert!(r.steps[3].compensation && r.steps[3].call.body == json!({"type": "power_on"}));
     assert_eq!(saga::next(&r), Move::Send(3));
     saga::sending(&mut r, 3, &t(4));
-    saga::sent(&mut r, 3, Some(14));
+    saga::sent(&mut r, 3, Some(Handle::from(14)));
     saga::abandon(&mut r, &DO, 3, "cannot read DigitalOcean action 14: 403".into());
     assert_eq!(saga::next(&r), Move::Finish(SagaState::Failed));
     assert!(saga::compensation_failed(&r));
@@ -377,7 +378,7 @@ fn a_shutdown_refused_outright_leaves_nothing_to_power_on() {
     let mut r = resize_record();
     for (i, id) in [(0, 11), (1, 12), (2, 13)] {
         saga::sending(&mut r, i, &t(3));
-        saga::sent(&mut r, i, Some(id));
+        saga::sent(&mut r, i, Some(Handle::from(id)));
         saga::action_ended(&mut r, &DO, i, true);
     }
     assert!(!saga::may_be_left_off(&r, &DO));

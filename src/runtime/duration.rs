@@ -2,6 +2,18 @@
 
 use std::time::Duration;
 
+/// A duration where `0` means "off".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionalDuration(pub Option<Duration>);
+
+/// Parses a duration as [`parse_duration`] does, or `0` (off).
+pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
+    if text.trim() == "0" || text.trim() == "0s" {
+        return Ok(OptionalDuration(None));
+    }
+    parse_duration(text).map(|d| OptionalDuration(Some(d)))
+}
+
 /// Parses `90s`, `5m`, `1h`, `250ms` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

@@ -4,6 +4,7 @@ use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPT_MODE, ANNOTATION_ACCEPTED_BY, CloudProvisionedSpec, CloudResourceSpec,
     CloudResourceStatus, DriftSpec, Fields, ProvisionedRef, ResourceRef,
 };
+use crate::providers::contract::Handle;
 use crate::providers::digitalocean::PLANNER as DO;
 use crate::writeback::Outcome as GitOutcome;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -811,7 +812,7 @@ fn with_reverting_turned_off_a_pending_saga_ends_revert_failed_saying_why() {
     let r = resource("s-2vcpu-4gb", at(0));
     let d = reverting_with(&p, &r, |record| {
         crate::revert::saga::sending(record, 0, &at(2));
-        crate::revert::saga::sent(record, 0, Some(11));
+        crate::revert::saga::sent(record, 0, Some(Handle::from(11)));
     });
     let plan = run_with_settings(&p, &r, &[d], at(4), (&[], &[]), &Settings::default());
     assert_eq!(reasons(&plan), ["RevertFailed"]);
@@ -827,7 +828,7 @@ fn a_saga_whose_compensation_failed_says_so_in_its_own_event() {
     let r = resource("s-2vcpu-4gb", at(0));
     let d = reverting_with(&p, &r, |record| {
         crate::revert::saga::sending(record, 0, &at(2));
-        crate::revert::saga::sent(record, 0, Some(11));
+        crate::revert::saga::sent(record, 0, Some(Handle::from(11)));
         crate::revert::saga::abandon(record, &DO, 0, "cannot read DigitalOcean action 11: 403".into());
         crate::revert::saga::sending(record, 3, &at(3));
         crate::revert::saga::fail(record, &DO, 3, "403 forbidden".into());

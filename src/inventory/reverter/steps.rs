@@ -8,10 +8,9 @@ use crate::api::{
     SagaState, StepState,
 };
 use crate::detect::{loosely_equal, render_value};
-use crate::inventory::digitalocean::client::{DoError, ErrorClass};
-use crate::inventory::digitalocean::{DoType, PLANNER, PROVIDER};
 use crate::inventory::metrics::ResultLabel;
 use crate::policy;
+use crate::providers::contract::{ErrorClass, Handle, Progress, ProviderError};
 use crate::revert::execution::{self, Decision, Evidence};
 use crate::revert::{Preview, Target, saga};
 use kube::ResourceExt;
@@ -28,7 +27,7 @@ struct Basis {
     claim: Result<(), String>,
     resource: Option<Arc<CloudResource>>,
     resource_name: String,
-    /// The live value the plan was derived from: the saga stops if DigitalOcean shows another.
+    /// The live value the plan was derived from: the saga stops if the provider shows another.
     actual: Value,
     /// The value the plan writes (the desired one).
     desired: Option<Value>,
@@ -56,7 +55,7 @@ impl Basis {
 /// and moved tags already stop it, so they are not made again here.
 fn stale_bodies(saga: &Saga, live: &crate::detect::LiveView<'_>) -> Option<String> {
     let desired = saga.desired.as_ref().filter(|_| saga.field != "tags")?;
-    let target = Target { provider: PROVIDER, type_: saga.type_.word(), id: &saga.id };
+    let target = saga.target();
     let approved: Vec<api::ProviderCall> =
         saga.record.steps.iter().filter(|s| !s.compensation).map(|s| s.call.clone()).collect();
     let why = match crate::revert::preview(target, &saga.field, desired, live, &Default::default()) {
@@ -94,7 +93,7 @@ impl Reverter {
             claim: basis.claim.clone(),
             now: &now,
         });
-        let target = resource.and_then(|r| Some((DoType::parse(&r.spec.type_)?, r.spec.id.clone())));
+        let arm = resource.and_then(|r| self.arm(&r.spec.provider)).cloned();
         let refused = |why: String| RevertRecord {
             episode: episode.clone(),
             approved_by: d.reverted_by(),
@@ -105,27 +104,31 @@ impl Reverter {
             finished_time: None,
             message: Some(why),
         };
-        let (record, run) = match (decision, &target) {
+        let (record, run) = match (decision, &arm) {
             (Decision::Idle, _) => return Ok(None),
             (Decision::Run(record), Some(_)) => (record, true),
             (Decision::Run(_), None) => (
                 refused(format!(
-                    "CloudResource {} is not a DigitalOcean resource the inventory knows; nothing was sent",
+                    "CloudResource {} names a provider this controller is not configured for; nothing was sent",
                     basis.resource_name
                 )),
                 false,
             ),
             (Decision::Refuse(why), _) => (refused(why), false),
         };
-        let (type_, id) = target.unwrap_or((DoType::Droplet, String::new()));
+        let spec = resource.map(|r| r.spec.clone());
+        let spec =
+            spec.unwrap_or(api::CloudResourceSpec { provider: String::new(), type_: String::new(), id: String::new() });
         let mut saga = Saga {
             drift: drift.clone(),
             api,
             field: d.spec.field.clone(),
             actual: basis.actual,
             desired: basis.desired,
-            type_,
-            id,
+            arm,
+            provider: spec.provider,
+            type_: spec.type_,
+            id: spec.id,
             record,
             resource_version: d.resource_version(),
             written: d.status.as_ref().and_then(|s| s.revert.clone()),
@@ -167,7 +170,7 @@ impl Reverter {
             tracing::warn!("{why}");
         }
         let resource_name = p.spec.resource_ref.name.clone();
-        let resource = self.syncer.resources().get(&ObjectRef::new(&resource_name));
+        let resource = self.resources.get(&ObjectRef::new(&resource_name));
         let rules = policy::effective(&p, resource.as_deref(), &policies);
         let preview = crate::revert::derive(resource.as_deref(), &resource_name, field, &desired, &rules.field(field));
         let status = resource.as_ref().and_then(|r| r.status.as_ref());
@@ -194,7 +197,7 @@ impl Reverter {
             }
             match saga.api.patch_status(&saga.drift.name, &params, &Patch::Apply(body)).await {
                 Ok(written) => {
-                    self.syncer.metrics().writes.count("drift_status");
+                    self.metrics.writes.count("drift_status");
                     saga.resource_version = written.resource_version();
                     saga.written = Some(saga.record.clone());
                     return Ok(());
@@ -220,16 +223,16 @@ impl Reverter {
     /// Before the first call: the resource still has the live value the plan
     /// was made from, and no action of its own is in progress. `Some(why)` stops the saga untouched.
     pub(super) async fn preflight(&self, saga: &mut Saga) -> Result<Option<String>, RevertError> {
-        let source = self.syncer.source();
-        let live = match self.read_patiently(|| source.get(saga.type_, &saga.id)).await {
+        let (source, display) = (saga.arm().syncer.source(), saga.planner().display());
+        let live = match self.read_patiently(|| source.get(&saga.type_, &saga.id)).await {
             Err(_) if self.stop.is_raised() => return Err(RevertError::Stopping { drift: saga.drift.name.clone() }),
             Ok(Some(live)) => live,
-            Ok(None) => return Ok(Some("the resource is gone from DigitalOcean (404); nothing was touched".into())),
+            Ok(None) => return Ok(Some(format!("the resource is gone from {display} (404); nothing was touched"))),
             Err(e) => return Ok(Some(format!("cannot read the resource before reverting ({e}); nothing was touched"))),
         };
         let now = live.status.live_view().resolve(&saga.field).to_value();
         if !loosely_equal(&now, &saga.actual) {
-            let _ = self.syncer.refresh(saga.type_, &saga.id).await;
+            let _ = saga.arm().syncer.refresh(&saga.type_, &saga.id).await;
             return Ok(Some(format!(
                 "the live value moved from {} to {} since the plan was made; nothing was touched: approve again once status.revertPlan shows the new plan",
                 render_value(&saga.actual),
@@ -237,26 +240,26 @@ impl Reverter {
             )));
         }
         if let Some(why) = stale_bodies(saga, &live.status.live_view()) {
-            let _ = self.syncer.refresh(saga.type_, &saga.id).await;
+            let _ = saga.arm().syncer.refresh(&saga.type_, &saga.id).await;
             return Ok(Some(why));
         }
         let busy = self.wait_until_idle(saga).await?;
         Ok(busy.map(|why| format!("{why}; nothing was touched")))
     }
 
-    /// A read before the first call, asked again while DigitalOcean refuses
+    /// A read before the first call, asked again while the provider refuses
     /// it for now (429, 5xx), until the step deadline; a permanent error is final.
-    async fn read_patiently<T, Fut>(&self, read: impl Fn() -> Fut) -> Result<T, DoError>
+    async fn read_patiently<T, Fut>(&self, read: impl Fn() -> Fut) -> Result<T, ProviderError>
     where
-        Fut: Future<Output = Result<T, DoError>>,
+        Fut: Future<Output = Result<T, ProviderError>>,
     {
         let started = Instant::now();
         let mut failures = 0;
         loop {
             match read().await {
-                Err(e) if e.class() == ErrorClass::Transient && started.elapsed() < self.settings.step_timeout => {
+                Err(e) if e.class == ErrorClass::Transient && started.elapsed() < self.settings.step_timeout => {
                     failures += 1;
-                    tracing::info!(error = %e, "DigitalOcean refused a read for now; asking again before the revert starts");
+                    tracing::info!(error = %e, "the provider refused a read for now; asking again before the revert starts");
                     if self.stop.sleep(self.pause(&Pace::Backoff, failures)).await {
                         return Err(e);
                     }
@@ -266,15 +269,13 @@ impl Reverter {
         }
     }
 
-    /// Waits while the resource has an action of its own in progress.
+    /// Waits while the resource has work of its own in progress.
     async fn wait_until_idle(&self, saga: &mut Saga) -> Result<Option<String>, RevertError> {
-        if !matches!(saga.type_, DoType::Droplet | DoType::Volume) {
-            return Ok(None);
-        }
         let (started, before) = (Instant::now(), saga.record.message.clone());
+        let actuator = saga.arm().actuator.clone();
         loop {
-            let busy = match self.read_patiently(|| self.syncer.source().resource_actions(saga.type_, &saga.id)).await {
-                Ok(actions) => actions.into_iter().find(|a| a.status == "in-progress"),
+            let busy = match self.read_patiently(|| actuator.busy(saga.target())).await {
+                Ok(busy) => busy,
                 Err(_) if self.stop.is_raised() => {
                     return Err(RevertError::Stopping { drift: saga.drift.name.clone() });
                 }
@@ -282,21 +283,18 @@ impl Reverter {
                     return Ok(Some(format!("cannot read the resource's actions ({e})")));
                 }
             };
-            let Some(action) = busy else {
+            let Some(work) = busy else {
                 // The wait is over; the message is for failures from here on.
                 saga.record.message = before;
                 return Ok(None);
             };
             if started.elapsed() > self.settings.busy_timeout {
                 return Ok(Some(format!(
-                    "DigitalOcean action {} ({}) is still in progress on the resource after {}s",
-                    action.id,
-                    action.kind,
+                    "{work} is still in progress on the resource after {}s",
                     self.settings.busy_timeout.as_secs()
                 )));
             }
-            let waiting =
-                format!("waiting for DigitalOcean action {} ({}) in progress on the resource", action.id, action.kind);
+            let waiting = format!("waiting for {work} in progress on the resource");
             if saga.record.message.as_ref() != Some(&waiting) {
                 saga.record.message = Some(waiting);
                 self.write(saga).await?;
@@ -312,11 +310,12 @@ impl Reverter {
     /// says by its class: done, refused (the step fails), refused for now
     /// (sent again later) or unknown (its action is looked for first).
     pub(super) async fn send(&self, saga: &mut Saga, i: usize) -> Result<Pace, RevertError> {
+        let planner = saga.planner();
         // A compensation sent while the failed step's action still locks the droplet would be refused (422).
         if saga.record.steps[i].compensation
             && let Some(why) = self.wait_until_idle(saga).await?
         {
-            saga::fail(&mut saga.record, &PLANNER, i, why);
+            saga::fail(&mut saga.record, planner, i, why);
             self.write(saga).await?;
             return Ok(Pace::Now);
         }
@@ -332,20 +331,21 @@ impl Reverter {
         }
         saga::sending(&mut saga.record, i, &api::now());
         self.write(saga).await?;
-        let requests_before = self.syncer.source().client.requests_sent();
+        let actuator = saga.arm().actuator.clone();
+        let requests_before = actuator.requests_sent();
         let fence = || self.fence.holds();
         saga.last_sent = Some(Instant::now());
-        let answer = self.syncer.source().call(&saga.record.steps[i].call, &fence).await;
-        self.count_requests(requests_before);
+        let answer = actuator.send(&saga.record.steps[i].call, &fence).await;
+        self.count_requests(saga, requests_before);
         let pace = match answer {
-            Err(DoError::Fenced { .. }) => return Err(not_leading()),
-            Ok(action) => {
-                saga::sent(&mut saga.record, i, action);
+            Err(error) if error.fenced => return Err(not_leading()),
+            Ok(handle) => {
+                saga::sent(&mut saga.record, i, handle);
                 Pace::Now
             }
-            Err(error) => match error.class() {
+            Err(error) => match error.class {
                 ErrorClass::Permanent => {
-                    saga::fail(&mut saga.record, &PLANNER, i, error.to_string());
+                    saga::fail(&mut saga.record, planner, i, error.to_string());
                     Pace::Now
                 }
                 ErrorClass::Transient => {
@@ -363,36 +363,23 @@ impl Reverter {
         Ok(pace)
     }
 
-    /// Step `i` may have been sent (a restart, or an answer lost): adopt its
-    /// action if the resource shows one of the same type started since, else send it again.
+    /// Step `i` may have been sent (a restart, or an answer lost): adopt what
+    /// it started if the provider shows it since the send, else send it again.
     pub(super) async fn recover(&self, saga: &mut Saga, i: usize) -> Result<Pace, RevertError> {
         let step = &saga.record.steps[i];
-        let kind = step.call.body.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
         let since = step.sent_time.as_ref().map(|t| t.0.as_second() - 60).unwrap_or(i64::MIN);
-        let actions = match self.syncer.source().resource_actions(saga.type_, &saga.id).await {
-            Ok(actions) => actions,
+        let actuator = saga.arm().actuator.clone();
+        let found = match actuator.started_since(saga.target(), &step.call, since).await {
+            Ok(found) => found,
             Err(error) => {
-                return self
-                    .read_failed(
-                        saga,
-                        i,
-                        format!("cannot read the resource's actions to learn whether the step happened: {error}"),
-                        &error,
-                    )
-                    .await;
+                let why = format!("cannot read the resource's actions to learn whether the step happened: {error}");
+                return self.read_failed(saga, i, why, &error).await;
             }
         };
-        let started = |a: &crate::inventory::feed::Action| {
-            a.started_at
-                .as_deref()
-                .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
-                .is_some_and(|t| t.as_second() >= since)
-        };
-        let found = actions.iter().find(|a| (a.kind == kind || a.kind == format!("{kind}_volume")) && started(a));
         match found {
-            Some(action) => saga::sent(&mut saga.record, i, Some(action.id)),
+            Some(handle) => saga::sent(&mut saga.record, i, Some(handle)),
             // A slow answer may come with a slow listing: until the window is
-            // past, no action yet does not prove the call was not carried out.
+            // past, finding nothing yet does not prove the call was not carried out.
             None if self.within_answer_window(saga, i) => return Ok(Pace::Wait),
             None => saga.record.steps[i].state = StepState::Pending,
         }
@@ -400,21 +387,23 @@ impl Reverter {
         Ok(Pace::Now)
     }
 
-    /// Reads the action of step `i` once, and records how it ended.
-    pub(super) async fn poll(&self, saga: &mut Saga, i: usize, action: u64) -> Result<Pace, RevertError> {
-        let requests_before = self.syncer.source().client.requests_sent();
-        let read = self.syncer.source().action(action).await;
-        self.count_requests(requests_before);
+    /// Reads where step `i`'s work stands once, and records how it ended.
+    pub(super) async fn poll(&self, saga: &mut Saga, i: usize, handle: Handle) -> Result<Pace, RevertError> {
+        let actuator = saga.arm().actuator.clone();
+        let requests_before = actuator.requests_sent();
+        let read = actuator.progress(&handle).await;
+        self.count_requests(saga, requests_before);
+        let planner = saga.planner();
         match read {
-            Ok(Some(a)) if a.status == "in-progress" => return Ok(Pace::Wait),
-            Ok(Some(a)) => saga::action_ended(&mut saga.record, &PLANNER, i, a.status == "completed"),
+            Ok(Some(Progress::Running)) => return Ok(Pace::Wait),
+            Ok(Some(Progress::Ended { succeeded })) => saga::action_ended(&mut saga.record, planner, i, succeeded),
             Ok(None) => {
-                saga::abandon(&mut saga.record, &PLANNER, i, format!("DigitalOcean action {action} is gone (404)"))
+                let why = format!("{} is gone (404)", actuator.describe(&handle));
+                saga::abandon(&mut saga.record, planner, i, why)
             }
             Err(error) => {
-                return self
-                    .read_failed(saga, i, format!("cannot read DigitalOcean action {action}: {error}"), &error)
-                    .await;
+                let why = format!("cannot read {}: {error}", actuator.describe(&handle));
+                return self.read_failed(saga, i, why, &error).await;
             }
         }
         self.write(saga).await?;
@@ -423,13 +412,20 @@ impl Reverter {
 
     /// A read the saga needs failed: for now (kept as the step's last error,
     /// and asked again), or for good (the step is given up, and compensated).
-    async fn read_failed(&self, saga: &mut Saga, i: usize, why: String, error: &DoError) -> Result<Pace, RevertError> {
-        if error.class() == ErrorClass::Transient {
+    async fn read_failed(
+        &self,
+        saga: &mut Saga,
+        i: usize,
+        why: String,
+        error: &ProviderError,
+    ) -> Result<Pace, RevertError> {
+        let planner = saga.planner();
+        if error.class == ErrorClass::Transient {
             tracing::info!(drift = %saga.drift.name, "{why}; asking again");
             saga.record.steps[i].message = Some(why);
             return Ok(Pace::Backoff);
         }
-        saga::abandon(&mut saga.record, &PLANNER, i, why);
+        saga::abandon(&mut saga.record, planner, i, why);
         self.write(saga).await?;
         Ok(Pace::Now)
     }
@@ -437,7 +433,7 @@ impl Reverter {
     /// Whether step `i`'s last send (this reverter's, else the first one
     /// recorded) is recent enough that its action may not show yet.
     fn within_answer_window(&self, saga: &Saga, i: usize) -> bool {
-        let window = self.settings.answer_window;
+        let window = saga.arm().actuator.answer_window();
         match saga.last_sent {
             Some(at) => at.elapsed() < window,
             None => saga.record.steps[i].sent_time.as_ref().is_some_and(|t| {
@@ -451,13 +447,14 @@ impl Reverter {
     /// and what it may have done is compensated (a step ever sent may have
     /// happened: a shutdown is undone, loudly if that fails too).
     pub(super) async fn give_up(&self, saga: &mut Saga, i: usize) -> Result<(), RevertError> {
+        let planner = saga.planner();
         let step = &saga.record.steps[i];
         let last = step.message.as_ref().map(|m| format!(" (last: {m})")).unwrap_or_default();
         let why = format!("no outcome within --revert-step-timeout ({}s){last}", self.settings.step_timeout.as_secs());
         if step.sent_time.is_none() {
-            saga::fail(&mut saga.record, &PLANNER, i, why);
+            saga::fail(&mut saga.record, planner, i, why);
         } else {
-            saga::abandon(&mut saga.record, &PLANNER, i, why);
+            saga::abandon(&mut saga.record, planner, i, why);
         }
         self.write(saga).await
     }
@@ -472,22 +469,23 @@ impl Reverter {
             _ if saga::compensation_failed(&saga.record) => "compensation_failed",
             _ => "failed",
         };
-        self.syncer.metrics().reverts.get_or_create(&ResultLabel { result }).inc();
+        self.metrics.reverts.get_or_create(&ResultLabel { result }).inc();
         if result == "compensation_failed" {
             tracing::error!(drift = %saga.drift.name, message = ?saga.record.message, "a revert's compensation failed: the resource may be left powered off");
         } else {
             tracing::info!(drift = %saga.drift.name, result, message = ?saga.record.message, "revert saga ended");
         }
         if state == SagaState::Succeeded
-            && let Err(error) = self.syncer.refresh(saga.type_, &saga.id).await
+            && let Some(arm) = &saga.arm
+            && let Err(error) = arm.syncer.refresh(&saga.type_, &saga.id).await
         {
             tracing::warn!(%error, "cannot read the resource after a revert; the next sync will");
         }
         Ok(())
     }
 
-    fn count_requests(&self, before: u64) {
-        let sent = self.syncer.source().client.requests_sent() - before;
-        self.syncer.metrics().digitalocean_requests.inc_by(sent);
+    fn count_requests(&self, saga: &Saga, before: u64) {
+        let sent = saga.arm().actuator.requests_sent().saturating_sub(before);
+        self.metrics.requests(saga.arm().syncer.source(), sent);
     }
 }

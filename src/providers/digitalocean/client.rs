@@ -213,6 +213,11 @@ impl DoClient {
     }
 
     /// Requests sent so far, retries included.
+    /// How long one request may take, answer included.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.config.timeout
+    }
+
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }

@@ -1,12 +1,14 @@
 //! DigitalOcean, the first provider: its API client ([`client`], with the
 //! call shapes it may send in [`calls`]), the resource models ([`model`]),
-//! the actions feed ([`feed`]) and the revert planning ([`plan`]). The
-//! inventory's syncer and reverter drive them; they move behind the
-//! provider contract next (issue 31).
+//! the actions feed ([`feed`]), the revert planning ([`plan`]), and the
+//! provider contract's traits over them ([`inventory`], [`actuator`]).
 
+pub mod actuator;
 pub mod calls;
 pub mod client;
 pub mod feed;
+pub mod flags;
+pub mod inventory;
 pub mod model;
 pub mod plan;
 
@@ -16,6 +18,11 @@ use serde::de::DeserializeOwned;
 
 /// The name `CloudResource.spec.provider` carries for DigitalOcean.
 pub const NAME: &str = "digitalocean";
+
+pub use flags::Flags;
+
+/// The names DigitalOcean's request metrics had before `provider_*`.
+pub const LEGACY_METRIC_PREFIX: Option<&str> = Some("digitalocean");
 
 /// DigitalOcean's planner, as the registry holds it.
 pub static PLANNER: plan::DoPlanner = plan::DoPlanner;
@@ -81,11 +88,19 @@ pub struct TypeListing {
     pub short: bool,
 }
 
+/// One DigitalOcean account: its client and the types mirrored from it.
 pub struct DigitalOcean {
     pub client: DoClient,
+    types: Vec<DoType>,
+    type_words: Vec<&'static str>,
 }
 
 impl DigitalOcean {
+    pub fn new(client: DoClient, types: Vec<DoType>) -> Self {
+        let type_words = types.iter().map(|t| t.word()).collect();
+        Self { client, types, type_words }
+    }
+
     pub async fn list(&self, t: DoType) -> Result<TypeListing, DoError> {
         match t {
             // GPU droplets are only listed with type=gpus.
