@@ -70,8 +70,9 @@ impl Fixture {
             name: Some("web-1"),
             region: Some("nyc3"),
             status: Some("active"),
-            size_slug: Some("s-2vcpu-4gb"),
+            size: Some("s-2vcpu-4gb"),
             tags: Some(&self.tags),
+            tag_map: None,
             attrs: Some(&self.attrs),
         }
     }

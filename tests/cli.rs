@@ -260,6 +260,13 @@ fn the_token_comes_from_a_file_and_no_hidden_flag_takes_it() {
     assert!(err.contains("unexpected argument '--digitalocean-token'"), "{err}");
     assert!(!err.contains("dop_v1_secret"), "{err}");
 
+    let (code, err) = run(&["--enable-revert"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--enable-revert needs a provider to write to: a DigitalOcean token (--digitalocean-token-file or DIGITALOCEAN_TOKEN)"),
+        "{err}"
+    );
+
     let (code, err) = run(&["--digitalocean-token-file", "/nonexistent/token"], &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--digitalocean-token-file /nonexistent/token: cannot read it"), "{err}");

@@ -29,8 +29,11 @@ fn live(size: &str, tags: &[&str], synced: Time) -> CloudResourceStatus {
         name: Some("web".into()),
         region: Some("nyc3".into()),
         status: Some("active".into()),
+        // As a syncer before schema version 7 wrote it: `sizeSlug` alone still compares.
+        size: None,
         size_slug: Some(size.into()),
         tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        tag_map: None,
         attrs: Some(Fields::try_from(json!({"vcpus": 2, "image": "ubuntu-24-04-x64"})).unwrap()),
         missing: false,
         synced_time: Some(synced),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Name", type_ = "string", json_path = ".status.name", priority = 1),
     printcolumn(name = "Region", type_ = "string", json_path = ".status.region"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
-    printcolumn(name = "Size", type_ = "string", json_path = ".status.sizeSlug"),
+    printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
     printcolumn(name = "Missing", type_ = "boolean", json_path = ".status.missing", priority = 1),
     printcolumn(name = "Synced", type_ = "date", json_path = ".status.syncedTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -50,10 +50,21 @@ pub struct CloudResourceStatus {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The resource's size in the provider's words (a droplet's size slug,
+    /// an instance type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// DigitalOcean's name for `size`, as syncers before schema version 7
+    /// wrote it: still written for one release, and read when `size` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_slug: Option<String>,
+    /// Tags that are plain strings, compared as a set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// Tags that are key/value pairs, compared as a map (a desired `tags`
+    /// given as a map compares against this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_map: Option<std::collections::BTreeMap<String, String>>,
     /// Any other live field, free-form JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::free_object")]
@@ -73,8 +84,9 @@ impl CloudResourceStatus {
             name: self.name.as_deref(),
             region: self.region.as_deref(),
             status: self.status.as_deref(),
-            size_slug: self.size_slug.as_deref(),
+            size: self.size.as_deref().or(self.size_slug.as_deref()),
             tags: self.tags.as_deref(),
+            tag_map: self.tag_map.as_ref(),
             attrs: self.attrs.as_ref(),
         }
     }

@@ -59,9 +59,6 @@ pub const ANNOTATION_REVERT: &str = "arcadia.cloud/revert";
 pub const ANNOTATION_REVERTED_BY: &str = "arcadia.cloud/reverted-by";
 /// Annotation allowing a revert that stops the resource for a while (a droplet resize).
 pub const ANNOTATION_REVERT_ALLOW_DOWNTIME: &str = "arcadia.cloud/revert-allow-downtime";
-/// The DigitalOcean tag by which a resource's owner lets a namespace revert it
-/// (`--revert-claim=tag`): `arcadia-ns:<namespace>`.
-pub const CLAIM_TAG_PREFIX: &str = "arcadia-ns:";
 /// Condition on a CloudProvisioned: another one names the same CloudResource
 /// with a different desired value for a field, so neither may revert it.
 pub const CONDITION_DESIRED_CONFLICT: &str = "DesiredConflict";
@@ -130,7 +127,7 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// updated along with it. Version 1 was never marked.
 pub const SCHEMA_VERSION: u32 = 7;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "3037810a";
+pub const SCHEMA_FINGERPRINT: &str = "fe11c300";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].

@@ -9,8 +9,11 @@ pub struct LiveView<'a> {
     pub name: Option<&'a str>,
     pub region: Option<&'a str>,
     pub status: Option<&'a str>,
-    pub size_slug: Option<&'a str>,
+    pub size: Option<&'a str>,
+    /// Plain tags, a set.
     pub tags: Option<&'a [String]>,
+    /// Key/value tags, a map.
+    pub tag_map: Option<&'a std::collections::BTreeMap<String, String>>,
     pub attrs: Option<&'a Fields>,
 }
 
@@ -29,18 +32,24 @@ impl<'a> LiveView<'a> {
     /// Resolves a desired key: first a top-level field by its snake_case or
     /// camelCase name, then the key as written in `attrs`. A top-level field
     /// that is unset falls through to `attrs`, so a provider may report any
-    /// field in either place.
+    /// field in either place. `size_slug` and `sizeSlug`, DigitalOcean's words
+    /// that specs written before providers use, name `size`; `tags` are the
+    /// plain ones when the provider has them, else the key/value ones.
     pub fn resolve(&self, key: &str) -> Observed<'a> {
         let top = match key {
             "name" => self.name.map(Observed::Text),
             "region" => self.region.map(Observed::Text),
             "status" => self.status.map(Observed::Text),
-            "size_slug" | "sizeSlug" => self.size_slug.map(Observed::Text),
-            "tags" => self.tags.map(Observed::Texts),
+            "size" | "size_slug" | "sizeSlug" => self.size.map(Observed::Text),
+            "tags" => self.tags.map(Observed::Texts).or_else(|| self.tag_map.map(pairs)),
             _ => None,
         };
         top.or_else(|| self.attrs.and_then(|a| a.get(key)).map(Observed::Json)).unwrap_or(Observed::Missing)
     }
+}
+
+fn pairs(map: &std::collections::BTreeMap<String, String>) -> Observed<'_> {
+    Observed::Json(map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
 }
 
 impl Observed<'_> {
@@ -62,9 +71,10 @@ mod tests {
 
     #[test]
     fn top_level_fields_resolve_by_snake_and_camel_name() {
-        let live = LiveView { size_slug: Some("s-1"), ..LiveView::default() };
+        let live = LiveView { size: Some("s-1"), ..LiveView::default() };
         assert_eq!(live.resolve("size_slug"), Observed::Text("s-1"));
         assert_eq!(live.resolve("sizeSlug"), Observed::Text("s-1"));
+        assert_eq!(live.resolve("size"), Observed::Text("s-1"));
     }
 
     #[test]
@@ -96,5 +106,19 @@ mod tests {
         let live = LiveView { tags: Some(&tags), ..LiveView::default() };
         assert_eq!(live.resolve("tags").to_value(), json!(["a"]));
         assert_eq!(LiveView::default().resolve("tags").to_value(), Value::Null);
+    }
+
+    #[test]
+    fn key_value_tags_resolve_as_a_map_and_compare_as_one() {
+        let map: std::collections::BTreeMap<String, String> =
+            [("team".to_string(), "web".to_string()), ("env".to_string(), "prod".to_string())].into();
+        let live = LiveView { tag_map: Some(&map), ..LiveView::default() };
+        assert_eq!(live.resolve("tags").to_value(), json!({"env": "prod", "team": "web"}));
+        let same =
+            crate::detect::equality::observed_equal(&json!({"team": "web", "env": "prod"}), &live.resolve("tags"));
+        assert!(same, "key order does not matter");
+        let other =
+            crate::detect::equality::observed_equal(&json!({"team": "db", "env": "prod"}), &live.resolve("tags"));
+        assert!(!other, "a changed value is a drift");
     }
 }

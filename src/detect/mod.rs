@@ -69,8 +69,9 @@ mod tests {
             name: Some("web-1"),
             region: Some("nyc3"),
             status: Some("active"),
-            size_slug: Some("s-2vcpu-4gb"),
+            size: Some("s-2vcpu-4gb"),
             tags: Some(&tags),
+            tag_map: None,
             attrs: Some(&attrs),
         };
         let desired =

@@ -63,6 +63,10 @@ pub struct InventoryMetrics {
     pub provider_requests: Family<ProviderLabel, Counter>,
     /// The same figures under each provider's names of before, by provider.
     pub legacy: std::collections::BTreeMap<&'static str, LegacyProviderMetrics>,
+    /// Each provider's request count as last reported: the syncer and the
+    /// reverter share a client, so each reports the client's total and only
+    /// what is new since is counted (no request twice, none left out).
+    reported: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
     pub writes: ApiWrites,
 }
 
@@ -129,9 +133,16 @@ impl InventoryMetrics {
         self.last_sync.get_or_create(&KindLabel { provider, kind }).set(now);
     }
 
-    /// `sent` more requests to `source`'s provider.
-    pub fn requests(&self, source: &dyn Inventory, sent: u64) {
+    /// `source`'s client has sent `total` requests since it started.
+    pub fn requests(&self, source: &dyn Inventory, total: u64) {
         let provider = source.provider();
+        let sent = {
+            let mut reported = self.reported.lock().expect("reported lock poisoned");
+            let last = reported.entry(provider).or_default();
+            let new = total.saturating_sub(*last);
+            *last = (*last).max(total);
+            new
+        };
         self.provider_requests.get_or_create(&ProviderLabel { provider }).inc_by(sent);
         if let Some(legacy) = self.legacy.get(provider) {
             legacy.requests.inc_by(sent);

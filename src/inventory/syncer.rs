@@ -185,7 +185,7 @@ impl Syncer {
         self.collect().await;
         report.requests = self.source.budget().requests_sent - requests_before;
         self.forget_removed().await;
-        self.note_requests(requests_before);
+        self.note_requests();
         report.took = started.elapsed();
         report
     }
@@ -356,7 +356,6 @@ impl Syncer {
     /// Reads the changes since `cursor` and refreshes the resources they
     /// name. A failed poll changes nothing and is retried at the next tick.
     pub async fn poll_feed(&self, feed: &dyn ChangeFeed, cursor: &mut String) {
-        let requests_before = self.source.budget().requests_sent;
         let provider = self.source.provider();
         let poll = match feed.poll(cursor).await {
             Ok(poll) => poll,
@@ -383,17 +382,17 @@ impl Syncer {
                 tracing::warn!(%error, kind = %t, "listing after a feed gap failed; retrying next sync");
             }
         }
-        self.note_requests(requests_before);
+        self.note_requests();
         if poll.cursor != *cursor {
             *cursor = poll.cursor;
             self.save_cursor(feed, cursor).await;
         }
     }
 
-    /// Counts the requests sent since `before`, and the provider's rate-limit answer.
-    fn note_requests(&self, before: u64) {
+    /// Counts the requests sent so far, and the provider's rate-limit answer.
+    fn note_requests(&self) {
         let budget = self.source.budget();
-        self.metrics.requests(self.source.as_ref(), budget.requests_sent.saturating_sub(before));
+        self.metrics.requests(self.source.as_ref(), budget.requests_sent);
         self.metrics.rate_limit(self.source.as_ref(), &budget);
     }
 
@@ -413,9 +412,8 @@ impl Syncer {
 
     /// Reads one resource again now and writes its CloudResource (after a revert).
     pub async fn refresh(&self, t: &str, id: &str) -> Result<(), String> {
-        let requests_before = self.source.budget().requests_sent;
         let outcome = self.refresh_one(t, id, &mut SyncReport::default()).await.map_err(|e| e.to_string());
-        self.note_requests(requests_before);
+        self.note_requests();
         outcome
     }
 

@@ -83,7 +83,20 @@ pub trait Planner: Send + Sync {
     /// Whether `call` starts the resource again (a droplet's power_on): the
     /// compensation a failed saga appends after a stop.
     fn restarts(&self, call: &ProviderCall) -> bool;
+    /// The mark, in this provider's own tagging, by which a resource's owner
+    /// lets `namespace` revert it (`--revert-claim=tag`), as messages name
+    /// it. Key/value tagging by default: the tag `arcadia-ns=<namespace>`.
+    fn claim(&self, namespace: &str) -> String {
+        format!("the tag {CLAIM_KEY}={namespace}")
+    }
+    /// Whether `live` carries [`Planner::claim`] for `namespace`.
+    fn claimed(&self, namespace: &str, live: &LiveView<'_>) -> bool {
+        live.tag_map.and_then(|tags| tags.get(CLAIM_KEY)).is_some_and(|owner| owner == namespace)
+    }
 }
+
+/// The key of the claim in key/value tagging: `arcadia-ns=<namespace>`.
+pub const CLAIM_KEY: &str = "arcadia-ns";
 
 /// A failed request to a provider: what it means ([`ErrorClass`]), a
 /// bounded label for metrics, and the provider's own words for people.
@@ -244,4 +257,54 @@ pub struct Built {
 pub struct Common {
     /// `--enable-revert`: the provider's actuator will be used.
     pub revert: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A provider with key/value tags and nothing else: the claim's defaults.
+    struct KeyValueTags;
+
+    impl Planner for KeyValueTags {
+        fn provider(&self) -> &'static str {
+            "key-value"
+        }
+        fn display(&self) -> &'static str {
+            "Key-Value"
+        }
+        fn preview(
+            &self,
+            _: Target<'_>,
+            _: &str,
+            _: &Value,
+            _: &LiveView<'_>,
+            _: &FieldRules<'_>,
+        ) -> Result<Preview, String> {
+            Err("none".into())
+        }
+        fn addresses(&self, _: &ProviderCall, _: Target<'_>) -> bool {
+            false
+        }
+        fn stops(&self, _: &ProviderCall) -> bool {
+            false
+        }
+        fn restarts(&self, _: &ProviderCall) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn key_value_tagging_claims_with_one_key() {
+        let tags: BTreeMap<String, String> = [("arcadia-ns".to_string(), "team-a".to_string())].into();
+        let live = LiveView { tag_map: Some(&tags), ..LiveView::default() };
+        assert!(KeyValueTags.claimed("team-a", &live));
+        assert!(!KeyValueTags.claimed("team-b", &live), "the value names the one namespace");
+        assert!(!KeyValueTags.claimed("team-a", &LiveView::default()), "no tags, no claim");
+        let plain = vec!["arcadia-ns=team-a".to_string()];
+        let plain = LiveView { tags: Some(&plain), ..LiveView::default() };
+        assert!(!KeyValueTags.claimed("team-a", &plain), "a plain tag is not a key/value claim");
+        assert_eq!(KeyValueTags.claim("team-a"), "the tag arcadia-ns=team-a");
+    }
 }

@@ -6,8 +6,9 @@
 //!
 //! A provider's folder exports `PLANNER` (its [`Planner`]), `Flags` (its
 //! command-line flags, flattened into `arcadia-drift run`, with
-//! `configure`) and `LEGACY_METRIC_PREFIX` (the names its request metrics
-//! had before `provider_*`, if any).
+//! `configure`), `CREDENTIALS` (how it is given them, for messages) and
+//! `LEGACY_METRIC_PREFIX` (the names its request metrics had before
+//! `provider_*`, if any).
 
 pub mod contract;
 pub mod digitalocean;
@@ -51,6 +52,10 @@ macro_rules! register {
                         all.push(setup);
                     }
                 )+
+                if common.revert && all.is_empty() {
+                    let ways = [$($name::CREDENTIALS),+];
+                    return Err(format!("--enable-revert needs a provider to write to: {}", ways.join("; or ")));
+                }
                 Ok(all)
             }
         }

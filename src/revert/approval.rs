@@ -4,14 +4,16 @@
 //! different value, and only for the exact plan the person saw.
 
 use super::{Preview, digest};
-use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, CLAIM_TAG_PREFIX, DriftPhase, ProviderCall};
-use crate::detect::loosely_equal;
+use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, CloudResource, DriftPhase, ProviderCall};
+use crate::detect::{LiveView, loosely_equal};
+use crate::providers::contract::Planner;
 use serde_json::Value;
 
 /// Which namespaces may revert a resource (`--revert-claim`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Claim {
-    /// The resource carries the DigitalOcean tag `arcadia-ns:<namespace>`.
+    /// The resource carries its provider's claim tag for the namespace
+    /// (DigitalOcean: `arcadia-ns:<namespace>`; key/value tags: `arcadia-ns=<namespace>`).
     #[default]
     Tag,
     /// Any namespace (single-tenant clusters).
@@ -48,27 +50,49 @@ pub struct Approval<'a> {
     pub shown: &'a [ProviderCall],
     /// The plan the live state gives now, or why there is none.
     pub current: Result<&'a Preview, &'a str>,
-    pub resource_tags: &'a [String],
+    /// The resource it writes to, when its provider is known.
+    pub resource: Option<Owned<'a>>,
     /// Other CloudProvisioneds (`namespace/name`) naming the same resource with a different desired value for the field.
     pub conflicts: &'a [String],
     /// Why the inventory cannot be trusted now (`InventoryFresh=False`), when it cannot.
     pub stale_inventory: Option<&'a str>,
 }
 
-/// The tag that lets `namespace` revert a resource.
-pub fn claim_tag(namespace: &str) -> String {
-    format!("{CLAIM_TAG_PREFIX}{namespace}")
+/// A resource as the claim rule reads it: its provider's planner, which
+/// knows the provider's tagging, and its live state.
+#[derive(Clone, Copy)]
+pub struct Owned<'a> {
+    pub planner: &'a dyn Planner,
+    pub live: LiveView<'a>,
 }
 
-/// Whether `namespace` may write to a resource with these tags (`--revert-claim`).
-pub fn claim_holds(claim: Claim, namespace: &str, resource_tags: &[String]) -> Result<(), String> {
-    if claim == Claim::Tag && !resource_tags.contains(&claim_tag(namespace)) {
-        return Err(format!(
-            "rule --revert-claim=tag: the resource does not carry the DigitalOcean tag {}, by which its owner lets namespace {namespace} revert it",
-            claim_tag(namespace)
-        ));
+impl<'a> Owned<'a> {
+    /// `resource` with its live state, when a registered provider owns it.
+    pub fn of(resource: Option<&'a CloudResource>) -> Option<Self> {
+        let r = resource?;
+        let planner = crate::providers::planner(&r.spec.provider).ok()?;
+        // Never synced: no tags yet, so no claim either.
+        Some(Owned { planner, live: r.status.as_ref().map(|s| s.live_view()).unwrap_or_default() })
     }
-    Ok(())
+
+    fn claimed_by(&self, namespace: &str) -> bool {
+        self.planner.claimed(namespace, &self.live)
+    }
+}
+
+/// Whether `namespace` may write to `resource` (`--revert-claim`).
+pub fn claim_holds(claim: Claim, namespace: &str, resource: Option<Owned<'_>>) -> Result<(), String> {
+    match resource {
+        _ if claim == Claim::Any => Ok(()),
+        Some(r) if r.claimed_by(namespace) => Ok(()),
+        Some(r) => Err(format!(
+            "rule --revert-claim=tag: the resource does not carry {}, by which its owner lets namespace {namespace} revert it",
+            r.planner.claim(namespace)
+        )),
+        None => Err(format!(
+            "rule --revert-claim=tag: the resource's provider is not one this controller knows, so no claim lets namespace {namespace} revert it"
+        )),
+    }
 }
 
 /// The peers (`(namespace/name, desired value)`) that want another value for the field.
@@ -84,11 +108,17 @@ pub fn conflicts(own: &Value, peers: impl IntoIterator<Item = (String, Value)>) 
 /// namespace that does not hold the resource's claim does not count, and no
 /// other namespace's object is ever named: detection is open to every
 /// namespace, so it must not become a way to list another tenant's objects.
-pub fn peer_shown(own_ns: &str, peer_ns: &str, peer: &str, claim: Claim, resource_tags: &[String]) -> Option<String> {
+pub fn peer_shown(
+    own_ns: &str,
+    peer_ns: &str,
+    peer: &str,
+    claim: Claim,
+    resource: Option<Owned<'_>>,
+) -> Option<String> {
     match claim {
         _ if peer_ns == own_ns => Some(format!("{peer_ns}/{peer}")),
         Claim::Any => Some(format!("{peer_ns}/{peer}")),
-        Claim::Tag if resource_tags.contains(&claim_tag(peer_ns)) => {
+        Claim::Tag if resource.is_some_and(|r| r.claimed_by(peer_ns)) => {
             Some("a CloudProvisioned of the namespace that holds the claim".into())
         }
         Claim::Tag => None,
@@ -124,7 +154,7 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
             a.field
         ));
     }
-    if let Err(why) = claim_holds(settings.claim, a.namespace, a.resource_tags) {
+    if let Err(why) = claim_holds(settings.claim, a.namespace, a.resource) {
         return refused(why);
     }
     if current.downtime && !a.allow_downtime {

@@ -12,7 +12,7 @@ fn t(second: i64) -> Time {
 }
 
 fn resize(size: &str) -> Preview {
-    let live = LiveView { status: Some("active"), size_slug: Some("s-2vcpu-4gb"), ..Default::default() };
+    let live = LiveView { status: Some("active"), size: Some("s-2vcpu-4gb"), ..Default::default() };
     preview(DROPLET, "size_slug", &json!(size), &live, &FieldRules::default()).unwrap()
 }
 

@@ -8,7 +8,7 @@ pub mod execution;
 pub mod plan;
 pub mod saga;
 
-pub use approval::{Approval, Claim, RevertSettings, claim_holds, claim_tag, conflicts, peer_shown};
+pub use approval::{Approval, Claim, Owned, RevertSettings, claim_holds, conflicts, peer_shown};
 pub use plan::{Preview, Target, addresses, derive, differences, digest, preview};
 
 use crate::api::{DriftStatus, RevertRecord};

@@ -5,6 +5,7 @@ use crate::api::{DriftPhase, SagaState, StepState};
 use crate::detect::{FieldRules, Fields, IgnoreRule, LiveView, MatchMode};
 use crate::providers::contract::Handle;
 use crate::providers::digitalocean::PLANNER as DO;
+use crate::providers::digitalocean::plan::claim_tag;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
@@ -14,7 +15,7 @@ fn running<'a>(tags: &'a [String]) -> LiveView<'a> {
     LiveView {
         name: Some("web-1"),
         status: Some("active"),
-        size_slug: Some("s-2vcpu-4gb"),
+        size: Some("s-2vcpu-4gb"),
         region: Some("nyc3"),
         tags: Some(tags),
         ..Default::default()
@@ -204,7 +205,7 @@ fn approval<'a>(value: &'a str, preview: &'a Preview, tags: &'a [String]) -> App
         allow_downtime: true,
         shown: &preview.calls,
         current: Ok(preview),
-        resource_tags: tags,
+        resource: Some(Owned { planner: &DO, live: LiveView { tags: Some(tags), ..LiveView::default() } }),
         conflicts: &[],
         stale_inventory: None,
     }

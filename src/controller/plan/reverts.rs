@@ -35,9 +35,9 @@ fn preview_of(inputs: &Inputs<'_>, field: &str, desired: &Fields, rules: &Effect
 pub(super) fn conflicts_for(inputs: &Inputs<'_>, field: &str, desired: &Fields, claim: Claim) -> Vec<String> {
     let Some(own) = desired.get(field) else { return Vec::new() };
     let own_ns = inputs.provisioned.namespace().unwrap_or_default();
-    let tags = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.tags.as_deref()).unwrap_or_default();
+    let owned = revert::Owned::of(inputs.resource);
     let peers = inputs.peers.iter().filter_map(|p| {
-        let shown = revert::peer_shown(&own_ns, &p.namespace().unwrap_or_default(), &p.name_any(), claim, tags)?;
+        let shown = revert::peer_shown(&own_ns, &p.namespace().unwrap_or_default(), &p.name_any(), claim, owned)?;
         Some((shown, p.spec.desired.get(field)?))
     });
     revert::conflicts(&own, peers)
@@ -75,7 +75,6 @@ pub(super) fn approve(
         }
         let current = preview_of(inputs, field, desired, rules);
         let conflicts = conflicts_for(inputs, field, desired, settings.revert.claim);
-        let tags = inputs.resource.and_then(|r| r.status.as_ref()).and_then(|s| s.tags.clone()).unwrap_or_default();
         let approval = Approval {
             value: &d.annotations()[ANNOTATION_REVERT],
             namespace: &namespace,
@@ -87,7 +86,7 @@ pub(super) fn approve(
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             shown: &t.status.revert_plan,
             current: current.as_ref().map_err(String::as_str),
-            resource_tags: &tags,
+            resource: revert::Owned::of(inputs.resource),
             conflicts: &conflicts,
             stale_inventory,
         };

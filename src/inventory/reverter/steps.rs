@@ -173,9 +173,8 @@ impl Reverter {
         let resource = self.resources.get(&ObjectRef::new(&resource_name));
         let rules = policy::effective(&p, resource.as_deref(), &policies);
         let preview = crate::revert::derive(resource.as_deref(), &resource_name, field, &desired, &rules.field(field));
-        let status = resource.as_ref().and_then(|r| r.status.as_ref());
-        let tags = status.and_then(|s| s.tags.clone()).unwrap_or_default();
-        let claim = crate::revert::claim_holds(self.settings.claim, &namespace, &tags);
+        let owned = crate::revert::Owned::of(resource.as_deref());
+        let claim = crate::revert::claim_holds(self.settings.claim, &namespace, owned);
         let actual = resource.as_ref().and_then(|r| r.live().ok()).map(|v| v.resolve(field).to_value());
         let desired = desired.get(field);
         Ok(Basis { preview, claim, resource, resource_name, actual: actual.unwrap_or_default(), desired })
@@ -332,11 +331,10 @@ impl Reverter {
         saga::sending(&mut saga.record, i, &api::now());
         self.write(saga).await?;
         let actuator = saga.arm().actuator.clone();
-        let requests_before = actuator.requests_sent();
         let fence = || self.fence.holds();
         saga.last_sent = Some(Instant::now());
         let answer = actuator.send(&saga.record.steps[i].call, &fence).await;
-        self.count_requests(saga, requests_before);
+        self.count_requests(saga);
         let pace = match answer {
             Err(error) if error.fenced => return Err(not_leading()),
             Ok(handle) => {
@@ -390,9 +388,8 @@ impl Reverter {
     /// Reads where step `i`'s work stands once, and records how it ended.
     pub(super) async fn poll(&self, saga: &mut Saga, i: usize, handle: Handle) -> Result<Pace, RevertError> {
         let actuator = saga.arm().actuator.clone();
-        let requests_before = actuator.requests_sent();
         let read = actuator.progress(&handle).await;
-        self.count_requests(saga, requests_before);
+        self.count_requests(saga);
         let planner = saga.planner();
         match read {
             Ok(Some(Progress::Running)) => return Ok(Pace::Wait),
@@ -484,8 +481,9 @@ impl Reverter {
         Ok(())
     }
 
-    fn count_requests(&self, saga: &Saga, before: u64) {
-        let sent = saga.arm().actuator.requests_sent().saturating_sub(before);
-        self.metrics.requests(saga.arm().syncer.source(), sent);
+    /// Counts the requests the saga's provider has sent so far (every
+    /// read of a saga included: the count is the client's own).
+    fn count_requests(&self, saga: &Saga) {
+        self.metrics.requests(saga.arm().syncer.source(), saga.arm().actuator.requests_sent());
     }
 }

@@ -212,12 +212,12 @@ impl DoClient {
         self.config.requests_per_second
     }
 
-    /// Requests sent so far, retries included.
     /// How long one request may take, answer included.
     pub fn timeout(&self) -> std::time::Duration {
         self.config.timeout
     }
 
+    /// Requests sent so far, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }

@@ -21,6 +21,10 @@ pub const NAME: &str = "digitalocean";
 
 pub use flags::Flags;
 
+/// How DigitalOcean is configured, for messages that need a provider.
+pub const CREDENTIALS: &str =
+    "a DigitalOcean token (--digitalocean-token-file or DIGITALOCEAN_TOKEN) with the write scopes in docs/revert.md";
+
 /// The names DigitalOcean's request metrics had before `provider_*`.
 pub const LEGACY_METRIC_PREFIX: Option<&str> = Some("digitalocean");
 

@@ -236,6 +236,8 @@ impl From<Droplet> for LiveResource {
                 name: Some(d.name),
                 region: Some(d.region.slug),
                 status: Some(d.status),
+                // `size` for every reader; `sizeSlug` for readers of schema 6, one more release.
+                size: Some(d.size_slug.clone()),
                 size_slug: Some(d.size_slug),
                 tags: Some(d.tags.unwrap_or_default()),
                 attrs: attrs(vec![
@@ -294,6 +296,7 @@ impl From<LoadBalancer> for LiveResource {
                 name: Some(lb.name),
                 region: lb.region.map(|r| r.slug),
                 status: lb.status,
+                size: lb.size.clone(),
                 size_slug: lb.size,
                 tags: Some(tags),
                 attrs: attrs(vec![
@@ -323,6 +326,7 @@ impl From<Database> for LiveResource {
                 name: Some(db.name),
                 region: Some(db.region),
                 status: db.status,
+                size: Some(db.size.clone()),
                 size_slug: Some(db.size),
                 tags: Some(db.tags.unwrap_or_default()),
                 attrs: attrs(vec![
@@ -420,6 +424,7 @@ mod tests {
         let s = o.status;
         assert_eq!(s.region.as_deref(), Some("nyc3"));
         assert_eq!(s.size_slug.as_deref(), Some("s-1vcpu-1gb"));
+        assert_eq!(s.size.as_deref(), Some("s-1vcpu-1gb"), "the neutral field, beside the legacy one");
         assert_eq!(s.tags, Some(vec!["web".to_string(), "env:prod".to_string()]));
         let a = s.attrs.unwrap();
         assert_eq!(a.get("image").unwrap(), "ubuntu-20-04-x64");

@@ -43,6 +43,22 @@ impl Planner for DoPlanner {
     fn restarts(&self, call: &ProviderCall) -> bool {
         action_type(call) == Some("power_on")
     }
+
+    fn claim(&self, namespace: &str) -> String {
+        format!("the DigitalOcean tag {}", claim_tag(namespace))
+    }
+
+    fn claimed(&self, namespace: &str, live: &LiveView<'_>) -> bool {
+        live.tags.is_some_and(|tags| tags.contains(&claim_tag(namespace)))
+    }
+}
+
+/// DigitalOcean's tags are plain strings, so the claim is one: `arcadia-ns:<namespace>`.
+pub const CLAIM_TAG_PREFIX: &str = "arcadia-ns:";
+
+/// The tag that lets `namespace` revert a resource.
+pub fn claim_tag(namespace: &str) -> String {
+    format!("{CLAIM_TAG_PREFIX}{namespace}")
 }
 
 /// A droplet action's `type`, for a call that posts one.
@@ -84,7 +100,7 @@ pub fn preview(
     match (target.type_, field) {
         ("droplet", "name") => Ok(one(rename(target, text(field, desired)?))),
         ("droplet", "status") => power(target, text(field, desired)?),
-        ("droplet", "size_slug" | "sizeSlug") => resize(target, text(field, desired)?, live),
+        ("droplet", "size" | "size_slug" | "sizeSlug") => resize(target, text(field, desired)?, live),
         ("droplet" | "volume", "tags") => tags(target, desired, live, rules),
         ("volume", "size_gigabytes") => grow_volume(target, desired, live),
         ("firewall", "inbound_rules" | "outbound_rules") => firewall(target, field, desired, live),
