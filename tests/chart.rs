@@ -1,6 +1,7 @@
 //! The Helm chart: lint, render with default and non-default values, schema
-//! rejection of a typo, a server-side dry run of everything it renders, its
-//! least-privilege RBAC (the real controller runs as the chart's
+//! rejection of a typo, the provider values and the deprecated top-level
+//! `digitalocean.*` they replace, a server-side dry run of everything it
+//! renders, its least-privilege RBAC (the real controller runs as the chart's
 //! ServiceAccount) and the admission policy that guards accept.
 
 mod common;
@@ -402,6 +403,154 @@ fn a_typo_in_values_fails_at_install_time() {
     assert!(err.contains("additional properties 'replica' not allowed"), "{err}");
     let out = helm(&["template", "drift", CHART, "--set", "digitalocean.types={droplets}"]);
     assert!(!out.status.success(), "an unknown resource type is rejected");
+}
+
+/// Each value of the deprecated top-level `digitalocean.*`, its key under
+/// `providers.*` or `inventory.*`, and a value other than the default.
+const MOVED: [(&str, &str, &str); 10] = [
+    ("digitalocean.enabled", "providers.digitalocean.enabled", "true"),
+    ("digitalocean.tokenSecret.name", "providers.digitalocean.tokenSecret.name", "do-token"),
+    ("digitalocean.tokenSecret.key", "providers.digitalocean.tokenSecret.key", "api-token"),
+    ("digitalocean.apiUrl", "providers.digitalocean.apiUrl", "https://do.example"),
+    ("digitalocean.syncInterval", "inventory.syncInterval", "10m"),
+    ("digitalocean.actionsInterval", "providers.digitalocean.actionsInterval", "0"),
+    ("digitalocean.source", "providers.digitalocean.source", "do-production"),
+    ("digitalocean.types", "providers.digitalocean.types", "{droplet,volume}"),
+    ("digitalocean.requestsPerHour", "providers.digitalocean.requestsPerHour", "1000"),
+    ("digitalocean.missingRetention", "inventory.missingRetention", "48h"),
+];
+
+fn container_args(objects: &[Value]) -> Value {
+    of_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone()
+}
+
+/// Each deprecated value renders exactly what its new key does: alone (the
+/// chart's helper repeats each new key's default to tell a value set from
+/// one not set; a copy that differs from values.yaml's fails here as "both
+/// set"), and all together with revert and a watched namespace.
+#[test]
+fn the_deprecated_digitalocean_values_render_as_their_new_keys() {
+    let enabled_old = "digitalocean.enabled=true";
+    let enabled_new = "providers.digitalocean.enabled=true";
+    let enabled = render(&[enabled_new]);
+    for (old, new, value) in MOVED {
+        let (old_set, new_set) = (format!("{old}={value}"), format!("{new}={value}"));
+        let by_old = render(&[enabled_old, &old_set]);
+        let by_new = render(&[enabled_new, &new_set]);
+        assert_eq!(container_args(&by_old), container_args(&by_new), "{old} and {new}: the same args");
+        assert_eq!(by_old, by_new, "{old} and {new}: the same objects");
+        if old != "digitalocean.enabled" {
+            assert_ne!(by_new, enabled, "{new}={value} changes what is rendered");
+        }
+    }
+    let mut old: Vec<String> = MOVED.iter().map(|(old, _, value)| format!("{old}={value}")).collect();
+    let mut new: Vec<String> = MOVED.iter().map(|(_, new, value)| format!("{new}={value}")).collect();
+    for both in [&mut old, &mut new] {
+        both.extend(["revert.enabled=true".to_owned(), "watchNamespace=team-a".to_owned()]);
+    }
+    let by_old = render(&old.iter().map(String::as_str).collect::<Vec<_>>());
+    let by_new = render(&new.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = container_args(&by_new);
+    assert_eq!(container_args(&by_old), args);
+    assert_eq!(by_old, by_new);
+    for arg in [
+        "--digitalocean-api-url=https://do.example",
+        "--inventory-sync-interval=10m",
+        "--digitalocean-actions-interval=0",
+        "--inventory-source=do-production",
+        "--digitalocean-types=droplet,volume",
+        "--digitalocean-requests-per-hour=1000",
+        "--missing-retention=48h",
+        "--enable-revert",
+    ] {
+        assert!(args.as_array().unwrap().contains(&json!(arg)), "{arg} in {args}");
+    }
+    let pod = &of_kind(&by_new, "Deployment")[0]["spec"]["template"]["spec"];
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "digitalocean-token").unwrap();
+    assert_eq!(volume["secret"]["secretName"], "do-token");
+    assert_eq!(volume["secret"]["items"], json!([{"key": "api-token", "path": "token"}]));
+    let feed =
+        of_kind(&by_new, "Role").into_iter().find(|r| r["metadata"]["name"] == "drift-arcadia-drift-inventory-state");
+    assert_eq!(
+        feed.expect("the feed's Role")["rules"][1]["resourceNames"],
+        json!(["arcadia-drift-actions-do-production"])
+    );
+}
+
+/// The same value set both ways fails, naming the key to keep.
+#[test]
+fn a_value_set_both_deprecated_and_new_fails() {
+    for (old, new, value) in MOVED {
+        let (old_set, new_set) = (format!("{old}={value}"), format!("{new}={value}"));
+        let out = helm(&["template", "drift", CHART, "--set", &old_set, "--set", &new_set]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let says = format!("both {old} and {new} are set: keep {new} and remove {old}");
+        assert!(!out.status.success() && err.contains(&says), "{old} and {new} both set: {err}");
+    }
+}
+
+/// The NOTES of an install: a client-side dry run, which reads the cluster.
+/// With --take-ownership, since it otherwise refuses objects of the chart's
+/// names (the CRDs, the user roles) that other tests made.
+fn install_notes(sets: &[&str]) -> String {
+    let mut args =
+        vec!["install", "drift", CHART, "--namespace", "arcadia-system", "--dry-run=client", "--take-ownership"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = Command::new(common::repo_root().join("scripts/helm"))
+        .args(&args)
+        .env("KUBECONFIG", common::kubeconfig())
+        .current_dir(common::repo_root())
+        .output()
+        .expect("cannot run scripts/helm");
+    let stdout = assert_ok(&out, &format!("helm {args:?}"));
+    stdout.split_once("\nNOTES:\n").expect("helm prints NOTES").1.to_owned()
+}
+
+#[test]
+fn the_notes_name_the_new_keys_of_deprecated_values() {
+    let notes = install_notes(&["digitalocean.enabled=true", "digitalocean.syncInterval=10m"]);
+    assert!(notes.contains("DEPRECATED"), "{notes}");
+    assert!(notes.contains("digitalocean.enabled -> providers.digitalocean.enabled"), "{notes}");
+    assert!(notes.contains("digitalocean.syncInterval -> inventory.syncInterval"), "{notes}");
+    assert!(!notes.contains("digitalocean.apiUrl"), "only the values set are named: {notes}");
+    assert!(notes.contains("providers enabled: digitalocean."), "{notes}");
+    for sets in [&["providers.digitalocean.enabled=true", "inventory.syncInterval=10m"][..], &[]] {
+        let notes = install_notes(sets);
+        assert!(!notes.contains("DEPRECATED") && !notes.contains(" -> "), "{sets:?}: {notes}");
+    }
+}
+
+/// The new keys are as strict as the old: a wrong type or an unknown key is
+/// refused before anything renders, and revert names the provider it needs.
+#[test]
+fn provider_values_are_checked_at_install_time() {
+    for (flag, set, says) in [
+        ("--set", "providers.digitalocean.types=droplet", "at '/providers/digitalocean/types': got string, want array"),
+        (
+            "--set",
+            "providers.digitalocean.token=x",
+            "at '/providers/digitalocean': additional properties 'token' not allowed",
+        ),
+        ("--set", "providers.aws.enabled=true", "at '/providers': additional properties 'aws' not allowed"),
+        ("--set", "inventory.syncInterval=soon", "at '/inventory/syncInterval'"),
+        (
+            "--set",
+            "digitalocean.tokenSecret.nmae=x",
+            "at '/digitalocean/tokenSecret': additional properties 'nmae' not allowed",
+        ),
+        (
+            "--set-json",
+            "providers.digitalocean.types=[]",
+            "at '/providers/digitalocean/types': minItems: got 0, want 1",
+        ),
+        ("--set", "revert.enabled=true", "revert.enabled needs a provider: set providers.digitalocean.enabled"),
+    ] {
+        let out = helm(&["template", "drift", CHART, flag, set]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{set} is refused saying {says}: {err}");
+    }
 }
 
 #[tokio::test]

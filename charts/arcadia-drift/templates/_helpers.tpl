@@ -77,3 +77,67 @@ $(POD_IP):{{ $port }}
 0.0.0.0:{{ $port }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The effective provider values, as YAML for fromYaml; templates read these
+rather than .Values.providers, .Values.inventory or .Values.digitalocean:
+  providers:  each provider's values (providers.*)
+  inventory:  what every provider's sync shares (inventory.*)
+  enabled:    the names of the enabled providers
+  deprecated: [{old, new}], each deprecated value set (NOTES.txt lists them)
+The top-level digitalocean.* of earlier releases still works for this
+release: each value set there moves to its new key. A value set both ways
+fails, since taking either would silently drop one the user wrote.
+A template cannot tell a value the user set from the chart's default, so a
+new key counts as set when it differs from its default, repeated in the
+table below (tests/chart.rs fails when one differs from values.yaml's). A
+key missing altogether (`helm upgrade --reuse-values` from a release before
+providers.*) gets its default.
+*/}}
+{{- define "arcadia-drift.providers" -}}
+{{- /* [old key under digitalocean., new key, the new key's default] */ -}}
+{{- $moved := `
+- [enabled, providers.digitalocean.enabled, false]
+- [tokenSecret.name, providers.digitalocean.tokenSecret.name, digitalocean-token]
+- [tokenSecret.key, providers.digitalocean.tokenSecret.key, token]
+- [apiUrl, providers.digitalocean.apiUrl, "https://api.digitalocean.com"]
+- [syncInterval, inventory.syncInterval, 5m]
+- [actionsInterval, providers.digitalocean.actionsInterval, 10s]
+- [source, providers.digitalocean.source, digitalocean]
+- [types, providers.digitalocean.types, [droplet, volume, load_balancer, database, kubernetes_cluster, firewall]]
+- [requestsPerHour, providers.digitalocean.requestsPerHour, 2500]
+- [missingRetention, inventory.missingRetention, 24h]
+` | fromYamlArray -}}
+{{- /* Copies: set below must not change .Values, which every template shares. */ -}}
+{{- $effective := deepCopy (dict "providers" (get .Values "providers" | default dict) "inventory" (get .Values "inventory" | default dict)) -}}
+{{- $old := get .Values "digitalocean" | default dict -}}
+{{- $deprecated := list -}}
+{{- range $moved -}}
+  {{- $oldKey := splitList "." (index . 0) -}}
+  {{- $newKey := splitList "." (index . 1) -}}
+  {{- $default := index . 2 -}}
+  {{- $from := $old -}}
+  {{- range initial $oldKey }}{{ $from = index $from . | default dict }}{{ end -}}
+  {{- $to := $effective -}}
+  {{- range initial $newKey -}}
+    {{- if not (kindIs "map" (index $to .)) }}{{ $_ := set $to . dict }}{{ end -}}
+    {{- $to = index $to . -}}
+  {{- end -}}
+  {{- $leaf := last $newKey -}}
+  {{- if not (hasKey $to $leaf) }}{{ $_ := set $to $leaf $default }}{{ end -}}
+  {{- if hasKey $from (last $oldKey) -}}
+    {{- $oldName := printf "digitalocean.%s" (index . 0) -}}
+    {{- $newName := index . 1 -}}
+    {{- if ne (toJson (index $to $leaf)) (toJson $default) -}}
+      {{- fail (printf "both %s and %s are set: keep %s and remove %s (the top-level digitalocean values are deprecated)" $oldName $newName $newName $oldName) -}}
+    {{- end -}}
+    {{- $_ := set $to $leaf (index $from (last $oldKey)) -}}
+    {{- $deprecated = append $deprecated (dict "old" $oldName "new" $newName) -}}
+  {{- end -}}
+{{- end -}}
+{{- $enabled := list -}}
+{{- range $name, $provider := $effective.providers -}}
+  {{- if $provider.enabled }}{{ $enabled = append $enabled $name }}{{ end -}}
+{{- end -}}
+{{- toYaml (merge $effective (dict "enabled" $enabled "deprecated" $deprecated)) -}}
+{{- end -}}
