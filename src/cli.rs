@@ -151,14 +151,15 @@ pub struct RunArgs {
     pub inventory_sync_interval: Duration,
     #[command(flatten)]
     pub providers: crate::providers::ProviderFlags,
-    /// A CloudResource missing from DigitalOcean this long that no
+    /// A CloudResource missing from its provider this long that no
     /// CloudProvisioned names is deleted (only when watching every namespace,
     /// the only view that can tell it is named nowhere).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub missing_retention: Duration,
     /// Carry out approved reverts (arcadia.cloud/revert=<plan digest> on a Drift)
-    /// through the DigitalOcean API; needs a token with the write scopes in
-    /// docs/revert.md. Off: approvals are refused and say so.
+    /// through the resource's provider; needs the provider's write credentials
+    /// (DigitalOcean: a token with the write scopes in docs/revert.md). Off:
+    /// approvals are refused and say so.
     #[arg(long, default_value_t = false)]
     pub enable_revert: bool,
     /// Revert sagas run at once.
@@ -166,11 +167,12 @@ pub struct RunArgs {
     pub max_concurrent_reverts: u16,
     /// How long one revert step may go without an outcome (retries of 429s
     /// and 5xx, and waiting on its action, included) before it fails and the
-    /// saga powers a droplet it shut down on again.
+    /// saga starts a resource it stopped again (a droplet it shut down).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub revert_step_timeout: Duration,
-    /// Which namespaces may revert a resource: tag (the resource carries the
-    /// DigitalOcean tag arcadia-ns:<namespace>) or any (single-tenant clusters).
+    /// Which namespaces may revert a resource: tag (the resource carries its
+    /// provider's claim tag, on DigitalOcean arcadia-ns:<namespace>) or any
+    /// (single-tenant clusters).
     #[arg(long, default_value = "tag", value_parser = parse_revert_claim)]
     pub revert_claim: crate::revert::Claim,
 }

@@ -64,7 +64,7 @@ pub enum RunError {
     Serve(#[from] runtime::http::ServeError),
     #[error(transparent)]
     Leader(#[from] LeaderError),
-    #[error("cannot set up the {provider} client: {source}")]
+    #[error("cannot set up the client of provider {provider}: {source}")]
     Provider { provider: &'static str, source: ProviderError },
 }
 

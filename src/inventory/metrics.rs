@@ -183,3 +183,47 @@ impl LegacyProviderMetrics {
         m
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::contract::{ChangeFeed, Listing, LiveResource, ProviderError};
+    use futures::future::BoxFuture;
+
+    struct Quiet;
+
+    impl Inventory for Quiet {
+        fn provider(&self) -> &'static str {
+            "quiet"
+        }
+        fn types(&self) -> &[&'static str] {
+            &[]
+        }
+        fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Listing, ProviderError>> {
+            unreachable!("never listed here")
+        }
+        fn get<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Option<LiveResource>, ProviderError>> {
+            unreachable!("never read here")
+        }
+        fn feed(&self) -> Option<&dyn ChangeFeed> {
+            None
+        }
+        fn budget(&self) -> Budget {
+            Budget::default()
+        }
+    }
+
+    /// The syncer and the reverter report one client's total, in any order:
+    /// each request counts once, and a report behind another adds nothing.
+    #[test]
+    fn requests_count_once_from_totals_reported_by_several() {
+        let m = InventoryMetrics::default();
+        let count = || m.provider_requests.get_or_create(&ProviderLabel { provider: "quiet" }).get();
+        m.requests(&Quiet, 5);
+        m.clone().requests(&Quiet, 8);
+        m.requests(&Quiet, 7);
+        assert_eq!(count(), 8, "a late report of 7 after 8 adds nothing");
+        m.requests(&Quiet, 12);
+        assert_eq!(count(), 12);
+    }
+}

@@ -215,7 +215,11 @@ impl Syncer {
             report.written += 1;
         }
         if listing.short {
-            tracing::info!(kind = t, "listing returned fewer items than meta.total; no absence is trusted this time");
+            tracing::info!(
+                provider = self.source.provider(),
+                kind = t,
+                "the listing may have missed an item (the provider counts more than it returned); no absence is trusted this time"
+            );
             return Ok(());
         }
         for name in plan.absent {
@@ -248,7 +252,7 @@ impl Syncer {
                 self.suspects.lock().expect("suspects lock poisoned").remove(&name);
                 self.metrics.marked_missing.inc();
                 report.marked_missing += 1;
-                tracing::info!(resource = %name, "the provider no longer has it; marked missing");
+                tracing::info!(resource = %name, provider = self.source.provider(), "the provider no longer has it; marked missing");
             }
         }
         Ok(())
@@ -372,14 +376,14 @@ impl Syncer {
         refresh.extend(poll.refresh.iter().cloned());
         for (t, id) in refresh {
             if let Err(error) = self.refresh_one(&t, &id, &mut report).await {
-                tracing::warn!(%error, kind = %t, id = %id, "cannot refresh after a change; trying again next poll");
+                tracing::warn!(%error, provider, kind = %t, id = %id, "cannot refresh after a change; trying again next poll");
                 self.retry_refresh.lock().expect("retry lock poisoned").insert((t, id));
             }
         }
         for t in &poll.full_listing {
-            tracing::info!(kind = %t, "change feed gap: listing the type whole");
+            tracing::info!(provider, kind = %t, "change feed gap: listing the type whole");
             if let Err(error) = self.sync_type(t, &mut report).await {
-                tracing::warn!(%error, kind = %t, "listing after a feed gap failed; retrying next sync");
+                tracing::warn!(%error, provider, kind = %t, "listing after a feed gap failed; retrying next sync");
             }
         }
         self.note_requests();
@@ -430,7 +434,7 @@ impl Syncer {
                 if let Some(resource) = self.resources.get(&ObjectRef::new(&name)) {
                     self.write(&name, None, &plan::missing_status(&resource, &read.time), &read).await?;
                     self.metrics.marked_missing.inc();
-                    tracing::info!(resource = %name, "gone after an action (404); marked missing");
+                    tracing::info!(resource = %name, provider = self.source.provider(), "gone after a change (404); marked missing");
                 }
             }
         }

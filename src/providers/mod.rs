@@ -1,7 +1,7 @@
 //! Cloud providers, each a folder that implements the [`contract`], and the
 //! registry the rest of the crate dispatches through on
-//! `CloudResource.spec.provider`. Adding a provider is a folder and one line
-//! in the [`register!`] call below; `tests/layers.rs` keeps every provider's
+//! `CloudResource.spec.provider`. Adding a provider is a folder and its
+//! name in the [`register!`] call below (which declares its module too); `tests/layers.rs` keeps every provider's
 //! name inside its folder.
 //!
 //! A provider's folder exports `PLANNER` (its [`Planner`]), `Flags` (its
@@ -11,7 +11,6 @@
 //! `provider_*`, if any).
 
 pub mod contract;
-pub mod digitalocean;
 
 use contract::{Common, Planner, Setup};
 use std::sync::Arc;
@@ -19,6 +18,8 @@ use std::sync::Arc;
 /// Declares the registered providers: their flags, planners and legacy metrics.
 macro_rules! register {
     ($($name:ident),+ $(,)?) => {
+        $(pub mod $name;)+
+
         /// Every provider's command-line flags.
         #[derive(clap::Args, Clone, Debug)]
         pub struct ProviderFlags {
@@ -56,6 +57,7 @@ macro_rules! register {
                     let ways = [$($name::CREDENTIALS),+];
                     return Err(format!("--enable-revert needs a provider to write to: {}", ways.join("; or ")));
                 }
+                one_source_each(&all)?;
                 Ok(all)
             }
         }
@@ -63,6 +65,22 @@ macro_rules! register {
 }
 
 register!(digitalocean);
+
+/// A source names one provider's CloudResources and feed cursor: two
+/// providers sharing one would collect and overwrite each other's.
+fn one_source_each(setups: &[Arc<dyn Setup>]) -> Result<(), String> {
+    for (i, a) in setups.iter().enumerate() {
+        if let Some(b) = setups[..i].iter().find(|b| b.source() == a.source()) {
+            return Err(format!(
+                "{} and {} both use the inventory source {:?}: give each provider a source of its own",
+                b.provider(),
+                a.provider(),
+                a.source()
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Every registered planner.
 pub fn planners() -> impl Iterator<Item = &'static dyn Planner> {
@@ -80,6 +98,36 @@ pub fn planner(provider: &str) -> Result<&'static dyn Planner, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Named(&'static str, &'static str);
+
+    impl Setup for Named {
+        fn provider(&self) -> &'static str {
+            self.0
+        }
+        fn source(&self) -> &str {
+            self.1
+        }
+        fn feed_interval(&self) -> Option<std::time::Duration> {
+            None
+        }
+        fn endpoint(&self) -> String {
+            String::new()
+        }
+        fn build(&self) -> Result<contract::Built, contract::ProviderError> {
+            unreachable!("never built here")
+        }
+    }
+
+    #[test]
+    fn two_providers_may_not_share_a_source() {
+        let ok: Vec<Arc<dyn Setup>> = vec![Arc::new(Named("a", "a")), Arc::new(Named("b", "b"))];
+        assert_eq!(one_source_each(&ok), Ok(()));
+        let shared: Vec<Arc<dyn Setup>> = vec![Arc::new(Named("a", "main")), Arc::new(Named("b", "main"))];
+        let why = one_source_each(&shared).unwrap_err();
+        assert_eq!(why, "a and b both use the inventory source \"main\": give each provider a source of its own");
+    }
 
     #[test]
     fn each_provider_is_found_by_its_name_and_no_other() {

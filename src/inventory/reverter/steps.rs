@@ -109,8 +109,9 @@ impl Reverter {
             (Decision::Run(record), Some(_)) => (record, true),
             (Decision::Run(_), None) => (
                 refused(format!(
-                    "CloudResource {} names a provider this controller is not configured for; nothing was sent",
-                    basis.resource_name
+                    "CloudResource {} is a {:?} resource, a provider this controller is not configured for; nothing was sent",
+                    basis.resource_name,
+                    resource.map(|r| r.spec.provider.as_str()).unwrap_or_default()
                 )),
                 false,
             ),
