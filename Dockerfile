@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The arcadia-drift image: a static-enough binary on distroless, running as non-root.
+# The arcadia-drift image: the binary on Debian slim (with git for write-back), running as non-root.
 #   docker build -t ghcr.io/arcadia-drift/arcadia-drift:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

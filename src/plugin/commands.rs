@@ -16,10 +16,11 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::await_condition;
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The cluster, as the user, and the namespace the command is about.
 struct Session {
@@ -262,15 +263,15 @@ async fn annotate(
 async fn wait(s: &Session, action: Action, d: &Drift, timeout: Duration) -> Result<Outcome, PluginError> {
     let namespace = d.namespace().unwrap_or_default();
     let api: Api<Drift> = Api::namespaced(s.client.clone(), &namespace);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let now = api.get(&d.name_any()).await.map_err(|e| api_error("get", "drifts.arcadia.cloud", s.scope(), e))?;
-        let result = outcome(action, &now);
-        if result != Outcome::Pending || Instant::now() >= deadline {
-            return Ok(result);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let settled = move |now: Option<&Drift>| now.is_some_and(|now| outcome(action, now) != Outcome::Pending);
+    let watched = tokio::time::timeout(timeout, await_condition(api.clone(), &d.name_any(), settled)).await;
+    if let Ok(Ok(Some(now))) = watched {
+        return Ok(outcome(action, &now));
     }
+    // Out of time, the drift gone or the watch refused: one read says which,
+    // with the error the API gives for it.
+    let now = api.get(&d.name_any()).await.map_err(|e| api_error("get", "drifts.arcadia.cloud", s.scope(), e))?;
+    Ok(outcome(action, &now))
 }
 
 fn dry_run(action: Action, d: &Drift) -> String {

@@ -3,6 +3,7 @@
 use crate::api::{CloudProvisioned, CloudResource, DriftPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
+use kube::core::{Selector, SelectorExt};
 use std::collections::BTreeMap;
 
 /// How specific the policy is (how many criteria it sets) when it selects
@@ -33,20 +34,10 @@ pub fn selects(policy: &DriftPolicy, p: &CloudProvisioned, resource: Option<&Clo
     Some(specificity)
 }
 
+/// kube's own matcher. [`validate`] refused an unusable selector first, so
+/// one kube cannot read selects nothing rather than everything.
 fn labels_match(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let exact = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
-    exact
-        && selector.match_expressions.iter().flatten().all(|e| {
-            let values = e.values.as_deref().unwrap_or_default();
-            let have = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => have.is_some_and(|v| values.contains(v)),
-                "NotIn" => have.is_none_or(|v| !values.contains(v)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        })
+    Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
 }
 
 /// What makes a policy unusable that the API server's schema could not say.

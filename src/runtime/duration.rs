@@ -1,4 +1,6 @@
-//! Durations as people write them on command lines.
+//! Durations as people write them on command lines. Kept rather than
+//! `humantime`: flags here take a bare number of seconds and `0` for off,
+//! which `humantime` refuses, and a flag's accepted forms must not change.
 
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
 //! Client-side request budgets: a token bucket (as client-go's QPS and burst),
-//! used directly by the DigitalOcean client and as a tower layer under kube's client.
+//! used directly by a provider's client and as a tower layer under kube's client.
+//! Kept rather than `governor`: a caller reserves the next free slot (tokens go
+//! negative) and sleeps once, so waiting callers go in the order they came;
+//! governor's `until_ready` checks again after each wait, with no such order.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -354,6 +354,9 @@ impl DoClient {
     }
 
     /// One request with the budget, retries and error mapping; the body of a 2xx.
+    /// A loop rather than `backon`: a write is tried again only on an answer
+    /// that proves it was not carried out, a 429 waits its own retry-after,
+    /// and each error says how many tries it took; here the three read together.
     async fn send(
         &self,
         method: Method,
