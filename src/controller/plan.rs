@@ -14,7 +14,7 @@ use crate::policy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::{Map, Value};
-use status::{Outcome, StatusBasis, status_for};
+use status::{StatusBasis, WritebackOutcome, status_for};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ pub struct Inputs<'a> {
     /// reconciler fetched them because a previous plan asked ([`Plan::needs_field_owners`]).
     pub field_owners: Option<&'a BTreeMap<String, String>>,
     /// Git write-back outcomes of overlay accepts, by Drift name.
-    pub git: &'a BTreeMap<String, crate::writeback::Outcome>,
+    pub git: &'a BTreeMap<String, crate::writeback::WritebackOutcome>,
     /// DriftPolicies that may select the object (its namespace's and the cluster-wide ones).
     pub policies: &'a [std::sync::Arc<DriftPolicy>],
     /// The other CloudProvisioneds that name the same CloudResource.
@@ -91,7 +91,7 @@ pub struct Plan {
     pub status: Option<CloudProvisionedStatus>,
     /// The status holds a new overlay value and must be written before the Drifts.
     pub status_first: bool,
-    pub events: Vec<Event>,
+    pub events: Vec<PlannedEvent>,
     pub tally: Tally,
     /// A message named a field's manager without knowing it: plan again with
     /// [`Inputs::field_owners`].
@@ -132,7 +132,7 @@ pub struct DriftWrite {
 
 /// A Kubernetes Event to publish.
 #[derive(Debug, PartialEq)]
-pub struct Event {
+pub struct PlannedEvent {
     pub regarding: Regarding,
     pub warning: bool,
     pub reason: &'static str,
@@ -193,7 +193,7 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
             conflicts: &[],
             unrecorded: &[],
         };
-        plan.status = status_for(inputs, &tracked, &basis, Outcome::Invalid(problem), &mut plan.events);
+        plan.status = status_for(inputs, &tracked, &basis, WritebackOutcome::Invalid(problem), &mut plan.events);
         return plan;
     }
 
@@ -222,8 +222,8 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     reverts::refresh_previews(inputs, settings, &desired, &rules, &mut tracked);
     let conflicts = desired_conflicts(inputs, &desired, settings.revert.claim);
     let outcome = match &live {
-        Err(absence) => Outcome::Missing(p.spec.resource_ref.name.clone(), *absence),
-        Ok(_) => Outcome::Checked(freshness),
+        Err(absence) => WritebackOutcome::Missing(p.spec.resource_ref.name.clone(), *absence),
+        Ok(_) => WritebackOutcome::Checked(freshness),
     };
     accepts::record_write_back(inputs, &pending, &mut tracked, &mut plan);
     let ignored: Vec<IgnoredDifference> = ignored
@@ -347,7 +347,13 @@ fn refuse(t: &mut Tracked, message: String, (reason, action): (&'static str, &'s
         t.status.message = Some(message.clone());
         t.dirty = true;
     }
-    plan.events.push(Event { regarding: Regarding::Drift(t.name.clone()), warning: true, reason, action, message });
+    plan.events.push(PlannedEvent {
+        regarding: Regarding::Drift(t.name.clone()),
+        warning: true,
+        reason,
+        action,
+        message,
+    });
 }
 
 /// The fields that drift now: Open, or being (or failed to be) reverted.

@@ -5,7 +5,7 @@
 
 use super::caches::Caches;
 use super::metrics::ControllerMetrics;
-use super::plan::{self, DriftWrite, Event, Inputs, Plan, Regarding};
+use super::plan::{self, DriftWrite, Inputs, Plan, PlannedEvent, Regarding};
 use super::retry::{self, ErrorClass};
 use crate::api::{
     self, CloudProvisioned, CloudProvisionedStatus, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED,
@@ -13,7 +13,7 @@ use crate::api::{
 };
 use crate::runtime::jittered;
 use crate::writeback::commit::Change;
-use crate::writeback::{Job, Outcome, Writeback};
+use crate::writeback::{Job, Writeback, WritebackOutcome};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -268,7 +268,7 @@ fn accept_id(d: &Drift) -> Option<String> {
 }
 
 /// What the write-back of each pending overlay accept of `p` came to so far, by Drift name.
-fn git_outcomes(ctx: &Context, p: &CloudProvisioned, drifts: &[&Drift]) -> BTreeMap<String, Outcome> {
+fn git_outcomes(ctx: &Context, p: &CloudProvisioned, drifts: &[&Drift]) -> BTreeMap<String, WritebackOutcome> {
     let (Some(writeback), Some(status)) = (&ctx.writeback, &p.status) else { return BTreeMap::new() };
     status
         .pending_git_changes
@@ -277,7 +277,7 @@ fn git_outcomes(ctx: &Context, p: &CloudProvisioned, drifts: &[&Drift]) -> BTree
         .filter_map(|d| {
             let outcome = writeback.outcome(&accept_id(d)?).or_else(|| {
                 let refused = d.status.as_ref()?.git.as_ref()?;
-                writeback.allows_now(refused).then_some(Outcome::Reconsider)
+                writeback.allows_now(refused).then_some(WritebackOutcome::Reconsider)
             });
             Some((d.name_any(), outcome?))
         })
@@ -473,14 +473,14 @@ fn caught_up(ctx: &Context, key: &str) -> bool {
 }
 
 /// The object a reconcile writes, and the APIs to write it with.
-struct Target<'a> {
+struct WriteTarget<'a> {
     p: &'a CloudProvisioned,
     namespace: String,
     provisioned: Api<CloudProvisioned>,
     drifts: Api<Drift>,
 }
 
-impl Target<'_> {
+impl WriteTarget<'_> {
     fn object(&self) -> String {
         format!("{}/{}", self.namespace, self.p.name_any())
     }
@@ -497,7 +497,7 @@ async fn write(
     written: &mut Written,
 ) -> Result<(), Error> {
     let namespace = p.namespace().unwrap_or_default();
-    let target = Target {
+    let target = WriteTarget {
         p,
         provisioned: Api::namespaced(ctx.client.clone(), &namespace),
         drifts: Api::namespaced(ctx.client.clone(), &namespace),
@@ -505,7 +505,7 @@ async fn write(
     };
     // Each Event goes out right after the write that makes it true: a later
     // write that fails must not take it with it.
-    let mut events: Vec<&Event> = plan.events.iter().collect();
+    let mut events: Vec<&PlannedEvent> = plan.events.iter().collect();
     if !plan.adopt.is_empty() {
         write_adopt(ctx, &target, &plan.adopt, versions, written).await?;
     }
@@ -537,8 +537,13 @@ fn regards_drift(regarding: &Regarding, drift: &str) -> bool {
 }
 
 /// Publishes, in plan order, the events not yet published that `which` selects.
-async fn publish_where(ctx: &Context, t: &Target<'_>, events: &mut Vec<&Event>, which: impl Fn(&Regarding) -> bool) {
-    let (now, later): (Vec<&Event>, Vec<&Event>) = events.iter().partition(|e| which(&e.regarding));
+async fn publish_where(
+    ctx: &Context,
+    t: &WriteTarget<'_>,
+    events: &mut Vec<&PlannedEvent>,
+    which: impl Fn(&Regarding) -> bool,
+) {
+    let (now, later): (Vec<&PlannedEvent>, Vec<&PlannedEvent>) = events.iter().partition(|e| which(&e.regarding));
     *events = later;
     for event in now {
         publish(ctx, t.p, &t.namespace, event).await;
@@ -551,7 +556,7 @@ fn apply_params() -> PatchParams {
 
 async fn write_adopt(
     ctx: &Context,
-    t: &Target<'_>,
+    t: &WriteTarget<'_>,
     adopt: &Map<String, Value>,
     versions: &mut Versions,
     written: &mut Written,
@@ -570,7 +575,7 @@ async fn write_adopt(
 
 async fn write_status(
     ctx: &Context,
-    t: &Target<'_>,
+    t: &WriteTarget<'_>,
     status: Option<&CloudProvisionedStatus>,
     versions: &mut Versions,
     written: &mut Written,
@@ -599,7 +604,7 @@ async fn write_status(
 
 async fn write_drift(
     ctx: &Context,
-    t: &Target<'_>,
+    t: &WriteTarget<'_>,
     w: &DriftWrite,
     versions: &mut Versions,
     written: &mut Written,
@@ -640,7 +645,7 @@ async fn write_drift(
 /// patch conflict, and the next reconcile acts on it.
 async fn remove_annotations(
     ctx: &Context,
-    t: &Target<'_>,
+    t: &WriteTarget<'_>,
     name: &str,
     keys: &[&str],
     versions: &mut Versions,
@@ -711,7 +716,7 @@ fn drift_body(p: &CloudProvisioned, w: &DriftWrite) -> Value {
     })
 }
 
-async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, event: &Event) {
+async fn publish(ctx: &Context, p: &CloudProvisioned, namespace: &str, event: &PlannedEvent) {
     let drift = |name: &str| ObjectReference {
         api_version: Some(Drift::api_version(&()).into()),
         kind: Some(Drift::kind(&()).into()),

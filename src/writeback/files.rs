@@ -1,7 +1,7 @@
 //! Which file of a checkout to change, decided from the files' texts. Pure.
 
 use super::commit::Change;
-use super::edit::{self, EditError, Target};
+use super::edit::{self, EditError, EditTarget};
 use crate::detect::{loosely_equal, render_value};
 use serde_json::Value;
 
@@ -29,7 +29,8 @@ pub fn decide(
     searched: &str,
     default_namespace: Option<&str>,
 ) -> Decision {
-    let target = Target { name: &change.name, namespace: &change.namespace, default_namespace, field: &change.field };
+    let target =
+        EditTarget { name: &change.name, namespace: &change.namespace, default_namespace, field: &change.field };
     let mut found: Vec<(&str, &str, Result<Value, EditError>)> = Vec::new();
     let mut unreadable = Vec::new();
     for (path, text) in files {

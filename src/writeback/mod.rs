@@ -24,4 +24,4 @@ pub mod source;
 pub mod tree;
 pub mod worker;
 
-pub use worker::{Job, Outcome, Worker, Writeback, WritebackSettings, writeback};
+pub use worker::{Job, Worker, Writeback, WritebackOutcome, WritebackSettings, writeback};

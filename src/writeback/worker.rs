@@ -42,7 +42,7 @@ pub struct Job {
 
 /// What a write-back came to.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum WritebackOutcome {
     /// In Git: committed now, found committed, or Git held the value already.
     Pushed(GitCommit),
     /// Never to be written back: recorded on the Drift (`status.git.refused`).
@@ -61,7 +61,7 @@ pub enum Outcome {
 }
 
 struct Entry {
-    outcome: Option<Outcome>,
+    outcome: Option<WritebackOutcome>,
     attempts: u32,
     retry_at: Option<Instant>,
 }
@@ -139,7 +139,7 @@ pub fn writeback(
 
 impl Writeback {
     /// The outcome of the write-back of an accept, once there is one.
-    pub fn outcome(&self, accept_id: &str) -> Option<Outcome> {
+    pub fn outcome(&self, accept_id: &str) -> Option<WritebackOutcome> {
         self.entries.lock().expect("write-back lock poisoned").get(accept_id).and_then(|e| e.outcome.clone())
     }
 
@@ -156,13 +156,13 @@ impl Writeback {
         let mut entries = self.entries.lock().expect("write-back lock poisoned");
         if entries.len() >= MAX_ENTRIES {
             // Final outcomes are recorded on their Drifts, which are not asked about again.
-            entries.retain(|_, e| matches!(e.outcome, None | Some(Outcome::Failed { .. })));
+            entries.retain(|_, e| matches!(e.outcome, None | Some(WritebackOutcome::Failed { .. })));
         }
         let entry =
             entries.entry(job.change.accept_id.clone()).or_insert(Entry { outcome: None, attempts: 0, retry_at: None });
         let due = match (&entry.outcome, entry.retry_at) {
             (None, _) => entry.attempts == 0,
-            (Some(Outcome::Failed { transient: true, .. }), Some(at)) => Instant::now() >= at,
+            (Some(WritebackOutcome::Failed { transient: true, .. }), Some(at)) => Instant::now() >= at,
             _ => false,
         };
         if due {
@@ -225,7 +225,7 @@ impl Worker {
         }))
     }
 
-    async fn write_back(&self, job: &Job) -> Outcome {
+    async fn write_back(&self, job: &Job) -> WritebackOutcome {
         let change = &job.change;
         let origin = match source::origin(&change.namespace, &job.annotations, &job.labels) {
             Ok(origin) => origin,
@@ -234,7 +234,7 @@ impl Worker {
         let annotated = matches!(origin, Origin::Annotated(_));
         let Resolved { mut remote, flux_secret, kustomization } = match self.remote(origin, change).await {
             Ok(Some(resolved)) => resolved,
-            Ok(None) => return Outcome::NoOrigin("nothing says where the manifest lives in Git".into()),
+            Ok(None) => return WritebackOutcome::NoOrigin("nothing says where the manifest lives in Git".into()),
             Err(error) => return error,
         };
         let own_secret = job.annotations.get(ANNOTATION_GIT_CREDENTIALS).map(|n| (change.namespace.clone(), n.clone()));
@@ -276,21 +276,21 @@ impl Worker {
             Err(_) => "failed",
         });
         match pushed {
-            Ok(pushed) => Outcome::Pushed(record(&remote, pushed)),
+            Ok(pushed) => WritebackOutcome::Pushed(record(&remote, pushed)),
             Err(GitError::Substituted { path, field, variable }) => {
                 refused(&remote, source::substitution_refusal(&path, &field, &variable, kustomization.as_ref()))
             }
             Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => refused(&remote, error.to_string()),
-            Err(GitError::Superseded) => Outcome::Superseded,
-            Err(error) => Outcome::Failed { transient: error.is_transient(), message: error.to_string() },
+            Err(GitError::Superseded) => WritebackOutcome::Superseded,
+            Err(error) => WritebackOutcome::Failed { transient: error.is_transient(), message: error.to_string() },
         }
     }
 
     /// The remote for an origin, once the GitOps tool vouches for the object,
     /// and the Secret Flux reads it with; Flux and Argo CD objects are read
     /// only when their CRDs exist.
-    async fn remote(&self, origin: Origin, change: &Change) -> Result<Option<Resolved>, Outcome> {
-        let failed = |message: String| Outcome::Failed { message, transient: true };
+    async fn remote(&self, origin: Origin, change: &Change) -> Result<Option<Resolved>, WritebackOutcome> {
+        let failed = |message: String| WritebackOutcome::Failed { message, transient: true };
         match origin {
             Origin::Unknown => Ok(None),
             Origin::Annotated(remote) => Ok(Some(Resolved { remote, flux_secret: None, kustomization: None })),
@@ -338,10 +338,10 @@ impl Worker {
     }
 
     /// The push credentials from `secret` (namespace, name), if any.
-    async fn credentials(&self, secret: Option<(String, String)>) -> Result<Option<Credentials>, Outcome> {
+    async fn credentials(&self, secret: Option<(String, String)>) -> Result<Option<Credentials>, WritebackOutcome> {
         let Some((ns, name)) = secret else { return Ok(None) };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-        let secret = api.get(&name).await.map_err(|error| Outcome::Failed {
+        let secret = api.get(&name).await.map_err(|error| WritebackOutcome::Failed {
             message: format!("cannot read the Git credentials Secret {ns}/{name}: {error}"),
             transient: true,
         })?;
@@ -349,14 +349,14 @@ impl Worker {
         let field = |key: &str| data.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned());
         match (field("username"), field("password"), field("identity"), field("known_hosts")) {
             (_, _, Some(identity), Some(known_hosts)) => Ok(Some(Credentials::Ssh { identity, known_hosts })),
-            (_, _, Some(_), None) => Err(Outcome::Failed {
+            (_, _, Some(_), None) => Err(WritebackOutcome::Failed {
                 message: format!(
                     "the Git credentials Secret {ns}/{name} has an identity but no known_hosts: host keys are never trusted blindly"
                 ),
                 transient: false,
             }),
             (Some(username), Some(password), None, _) => Ok(Some(Credentials::Basic { username, password })),
-            _ => Err(Outcome::Failed {
+            _ => Err(WritebackOutcome::Failed {
                 message: format!(
                     "the Git credentials Secret {ns}/{name} has neither username and password (HTTPS) nor identity and known_hosts (SSH)"
                 ),
@@ -365,22 +365,22 @@ impl Worker {
         }
     }
 
-    fn record(&self, job: &Job, outcome: Outcome) {
+    fn record(&self, job: &Job, outcome: WritebackOutcome) {
         let change = &job.change;
         match &outcome {
-            Outcome::Pushed(commit) => {
+            WritebackOutcome::Pushed(commit) => {
                 tracing::info!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, commit = %commit.commit, branch = %commit.branch, "accepted value written to Git")
             }
-            Outcome::Failed { message, .. } => {
+            WritebackOutcome::Failed { message, .. } => {
                 tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, error = %message, "Git write-back failed; the overlay holds")
             }
-            Outcome::Superseded | Outcome::Reconsider => {
+            WritebackOutcome::Superseded | WritebackOutcome::Reconsider => {
                 tracing::info!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, "write-back dropped: the accept is no longer the pending change")
             }
-            Outcome::Refused(refused) => {
+            WritebackOutcome::Refused(refused) => {
                 tracing::warn!(object = %format!("{}/{}", change.namespace, change.name), field = %change.field, why = refused.refused.as_deref().unwrap_or_default(), "Git write-back refused; the overlay holds")
             }
-            Outcome::NoOrigin(why) => {
+            WritebackOutcome::NoOrigin(why) => {
                 tracing::debug!(object = %format!("{}/{}", change.namespace, change.name), why, "no Git write-back")
             }
         }
@@ -388,7 +388,8 @@ impl Worker {
             let mut entries = self.entries.lock().expect("write-back lock poisoned");
             let entry =
                 entries.entry(change.accept_id.clone()).or_insert(Entry { outcome: None, attempts: 1, retry_at: None });
-            let retry_in = matches!(outcome, Outcome::Failed { transient: true, .. }).then(|| backoff(entry.attempts));
+            let retry_in =
+                matches!(outcome, WritebackOutcome::Failed { transient: true, .. }).then(|| backoff(entry.attempts));
             entry.retry_at = retry_in.map(|d| Instant::now() + d);
             entry.outcome = Some(outcome);
             retry_in
@@ -420,8 +421,8 @@ fn record(remote: &Remote, pushed: Pushed) -> GitCommit {
 }
 
 /// A write-back refused for good, kept on the Drift (`status.git.refused`).
-fn refused(remote: &Remote, why: String) -> Outcome {
-    Outcome::Refused(GitCommit {
+fn refused(remote: &Remote, why: String) -> WritebackOutcome {
+    WritebackOutcome::Refused(GitCommit {
         url: remote.url.clone(),
         branch: remote.branch.clone(),
         commit: String::new(),
@@ -432,7 +433,7 @@ fn refused(remote: &Remote, why: String) -> Outcome {
 }
 
 /// A refusal decided before any remote is known.
-fn refused_for(why: &str) -> Outcome {
+fn refused_for(why: &str) -> WritebackOutcome {
     refused(
         &Remote { url: String::new(), branch: String::new(), path: String::new(), default_namespace: None },
         why.into(),

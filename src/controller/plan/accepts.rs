@@ -2,11 +2,11 @@
 //! against the spec, then carry out each accept annotation in the object's
 //! accept mode (see [`crate::accept`]).
 
-use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
+use super::{Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
 use crate::accept::{self, ModeChoice, Settled};
 use crate::api::{Absence, AcceptMode, DriftPhase, DriftStatus, Fields, GitCommit, PendingGitChange};
 use crate::detect::{LiveView, observed_equal, render_value};
-use crate::writeback::{Outcome, source};
+use crate::writeback::{WritebackOutcome, source};
 use kube::ResourceExt;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String,
     // Restored without its status: the journal kept the overlay accepts not yet in Git.
     let restored = if p.status.is_none() { super::journal::pending_for(p, inputs.journal) } else { Vec::new() };
     if !restored.is_empty() {
-        plan.events.push(Event {
+        plan.events.push(PlannedEvent {
             regarding: Regarding::Provisioned,
             warning: false,
             reason: "DecisionRestored",
@@ -42,7 +42,7 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String,
     let old = old.map_or_else(|| crate::accept::provenance::trusted_pending(p), Ok).unwrap_or_else(|why| {
         tracing::warn!(object = %p.name_any(), "{why}");
         let regarding = Regarding::Provisioned;
-        plan.events.push(Event {
+        plan.events.push(PlannedEvent {
             regarding,
             warning: true,
             reason: "PendingChangesIgnored",
@@ -82,7 +82,7 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String,
                 ),
             ),
         };
-        plan.events.push(Event {
+        plan.events.push(PlannedEvent {
             regarding: Regarding::ProvisionedAbout(entry.drift.clone()),
             warning: false,
             reason,
@@ -148,7 +148,7 @@ pub(super) fn accept(
         };
         if t.status.phase == DriftPhase::Accepted {
             // Also how a restart finishes an accept whose annotation was not yet removed.
-            plan.events.push(Event {
+            plan.events.push(PlannedEvent {
                 regarding: Regarding::Drift(name.clone()),
                 warning: false,
                 reason: "AcceptIgnored",
@@ -283,7 +283,7 @@ fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message
     t.status.resolved_by = Some(a.who.clone());
     t.status.accept_mode = Some(a.choice.mode.as_str().to_owned());
     plan.tally.accepted += 1;
-    plan.events.push(Event {
+    plan.events.push(PlannedEvent {
         regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
         reason: "DriftAccepted",
@@ -307,8 +307,8 @@ pub(super) fn record_write_back(
         // a refusal for another reason included.
         let refused_before = t.status.git.as_ref().and_then(|g| g.refused.as_deref());
         let retried = match inputs.git.get(&t.name) {
-            Some(Outcome::Reconsider | Outcome::Pushed(_) | Outcome::Failed { .. }) => true,
-            Some(Outcome::Refused(again)) => again.refused.as_deref() != refused_before,
+            Some(WritebackOutcome::Reconsider | WritebackOutcome::Pushed(_) | WritebackOutcome::Failed { .. }) => true,
+            Some(WritebackOutcome::Refused(again)) => again.refused.as_deref() != refused_before,
             _ => false,
         };
         if t.status.phase != DriftPhase::Accepted || (t.status.git.is_some() && !(refused_before.is_some() && retried))
@@ -316,11 +316,11 @@ pub(super) fn record_write_back(
             continue;
         }
         match inputs.git.get(&t.name) {
-            None | Some(Outcome::Reconsider) => plan.write_back.push(t.name.clone()),
-            Some(Outcome::NoOrigin(_) | Outcome::Superseded) => {}
-            Some(Outcome::Pushed(commit)) => committed(entry, commit, t, plan),
-            Some(Outcome::Refused(refused)) => write_back_refused(entry, refused, t, plan),
-            Some(Outcome::Failed { message, transient }) => {
+            None | Some(WritebackOutcome::Reconsider) => plan.write_back.push(t.name.clone()),
+            Some(WritebackOutcome::NoOrigin(_) | WritebackOutcome::Superseded) => {}
+            Some(WritebackOutcome::Pushed(commit)) => committed(entry, commit, t, plan),
+            Some(WritebackOutcome::Refused(refused)) => write_back_refused(entry, refused, t, plan),
+            Some(WritebackOutcome::Failed { message, transient }) => {
                 write_back_failed(entry, message, *transient, t, plan);
                 if *transient {
                     plan.write_back.push(t.name.clone());
@@ -346,7 +346,7 @@ fn write_back_refused(entry: &PendingGitChange, refused: &GitCommit, t: &mut Tra
     t.status.git = Some(refused.clone());
     t.status.message = Some(message.clone());
     t.dirty = true;
-    plan.events.push(Event {
+    plan.events.push(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: true,
         reason: "AcceptCommitRefused",
@@ -366,7 +366,7 @@ fn committed(entry: &PendingGitChange, commit: &GitCommit, t: &mut Tracked, plan
     t.status.git = Some(commit.clone());
     t.status.message = Some(message.clone());
     t.dirty = true;
-    plan.events.push(Event {
+    plan.events.push(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: false,
         reason: "AcceptCommitted",
@@ -387,7 +387,7 @@ fn write_back_failed(entry: &PendingGitChange, error: &str, transient: bool, t: 
     }
     t.status.message = Some(message.clone());
     t.dirty = true;
-    plan.events.push(Event {
+    plan.events.push(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: true,
         reason: "AcceptCommitFailed",

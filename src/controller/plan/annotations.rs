@@ -5,7 +5,7 @@
 //! Ignored). Each is consumed once carried out or refused; a refusal changes
 //! nothing and says why.
 
-use super::{Event, Inputs, Plan, Regarding, Tracked};
+use super::{Inputs, Plan, PlannedEvent, Regarding, Tracked};
 use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON, ANNOTATION_REVERT,
     ANNOTATION_REVERTED_BY, ANNOTATION_SNOOZE_UNTIL, Drift, DriftPhase,
@@ -59,7 +59,7 @@ fn remove_stray_actors(inputs: &Inputs<'_>, plan: &mut Plan) {
         if strays.is_empty() {
             continue;
         }
-        plan.events.push(Event {
+        plan.events.push(PlannedEvent {
             regarding: Regarding::Drift(name.clone()),
             warning: true,
             reason: "ActorRemoved",
@@ -73,7 +73,7 @@ fn remove_stray_actors(inputs: &Inputs<'_>, plan: &mut Plan) {
     }
 }
 
-fn snooze_drift(inputs: &Inputs<'_>, until: &str, t: &mut Tracked) -> Result<Event, String> {
+fn snooze_drift(inputs: &Inputs<'_>, until: &str, t: &mut Tracked) -> Result<PlannedEvent, String> {
     let refused = |why: String| format!("snooze refused: {why}; nothing changed");
     let at: k8s_openapi::jiff::Timestamp = until.trim().parse().map_err(|_| {
         refused(format!("{ANNOTATION_SNOOZE_UNTIL} {until:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z"))
@@ -89,7 +89,7 @@ fn snooze_drift(inputs: &Inputs<'_>, until: &str, t: &mut Tracked) -> Result<Eve
     t.status.message = Some(format!("snoozed until {at}; Open again then if it still drifts"));
     t.apply_object = true;
     t.dirty = true;
-    Ok(Event {
+    Ok(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: false,
         reason: "DriftSnoozed",
@@ -98,7 +98,7 @@ fn snooze_drift(inputs: &Inputs<'_>, until: &str, t: &mut Tracked) -> Result<Eve
     })
 }
 
-fn ignore_drift(d: &Drift, value: &str, t: &mut Tracked) -> Result<Event, String> {
+fn ignore_drift(d: &Drift, value: &str, t: &mut Tracked) -> Result<PlannedEvent, String> {
     let refused = |why: String| format!("ignore refused: {why}; nothing changed");
     if !value.eq_ignore_ascii_case("true") {
         return Err(refused(format!("{ANNOTATION_IGNORE} must be \"true\", not {value:?}")));
@@ -116,7 +116,7 @@ fn ignore_drift(d: &Drift, value: &str, t: &mut Tracked) -> Result<Event, String
     t.status.message = Some(message.clone());
     t.apply_object = true;
     t.dirty = true;
-    Ok(Event {
+    Ok(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: false,
         reason: "DriftIgnored",

@@ -2,7 +2,7 @@
 //! under the object's rules, and what that does to each field's Drift: open,
 //! follow, close as Stale, Accepted (a spec change) or Ignored (a rule).
 
-use super::{Event, Freshness, Inputs, Plan, Regarding, Settings, Tracked};
+use super::{Freshness, Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
 use crate::api::{
     ANNOTATION_ACCEPT_MODE, AcceptMode, Drift, DriftEpisode, DriftPhase, DriftStatus, Fields, IgnoredDifference,
     Severity,
@@ -83,7 +83,7 @@ fn lived_with(t: &Tracked, fd: &FieldDrift) -> bool {
 fn still_drifts_while_snoozed(inputs: &Inputs<'_>, t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
     let ended = t.status.snoozed_until.as_ref().is_none_or(|until| inputs.now.0 >= until.0);
     if ended {
-        plan.events.push(Event {
+        plan.events.push(PlannedEvent {
             regarding: Regarding::Drift(t.name.clone()),
             warning: true,
             reason: "SnoozeEnded",
@@ -118,7 +118,7 @@ fn close_ignored(
         }
         let named: Vec<String> = ids.iter().map(|id| describe_rule(id, rules)).collect();
         let message = format!("Ignored by {}", named.join("; "));
-        plan.events.push(Event {
+        plan.events.push(PlannedEvent {
             regarding: Regarding::Drift(t.name.clone()),
             warning: false,
             reason: "DriftIgnored",
@@ -140,13 +140,19 @@ fn describe_rule(id: &str, rules: &Effective<'_>) -> String {
     }
 }
 
-pub(super) fn detect_event(reason: &'static str, message: String) -> Event {
-    Event { regarding: Regarding::Provisioned, warning: true, reason, action: "Detect", message }
+pub(super) fn detect_event(reason: &'static str, message: String) -> PlannedEvent {
+    PlannedEvent { regarding: Regarding::Provisioned, warning: true, reason, action: "Detect", message }
 }
 
 /// A detection Event about one field, related to its Drift.
-fn field_event(reason: &'static str, drift: &str, message: String) -> Event {
-    Event { regarding: Regarding::ProvisionedAbout(drift.to_owned()), warning: true, reason, action: "Detect", message }
+fn field_event(reason: &'static str, drift: &str, message: String) -> PlannedEvent {
+    PlannedEvent {
+        regarding: Regarding::ProvisionedAbout(drift.to_owned()),
+        warning: true,
+        reason,
+        action: "Detect",
+        message,
+    }
 }
 
 /// An Open drift still drifts: follow the live (or desired) value when it moved.
@@ -261,7 +267,7 @@ fn report_taken_back(inputs: &Inputs<'_>, field: &str, t: &Tracked, plan: &mut P
         return;
     }
     let manager = owner_of(inputs, field, plan).unwrap_or_else(|| "another field manager".into());
-    plan.events.push(Event {
+    plan.events.push(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: true,
         reason: "AcceptReverted",
@@ -307,7 +313,7 @@ fn close_fixed(
 }
 
 fn close_stale(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, why: &str, plan: &mut Plan) {
-    plan.events.push(Event {
+    plan.events.push(PlannedEvent {
         regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
         reason: "DriftResolved",
@@ -323,7 +329,7 @@ fn accepted_in_git(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut
     let who = owner_of(inputs, field, plan).unwrap_or_else(|| "unknown".into());
     let generation = inputs.provisioned.metadata.generation.unwrap_or_default();
     let message = format!("accepted by a spec change at generation {generation}");
-    plan.events.push(Event {
+    plan.events.push(PlannedEvent {
         regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
         reason: "DriftAccepted",

@@ -5,7 +5,7 @@
 //! The saga itself runs in the inventory's reverter, which derives the plan
 //! again and checks the approval itself: nothing here is its authority.
 
-use super::{Event, Inputs, Plan, Regarding, Settings, Tracked};
+use super::{Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
 use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState};
 use crate::detect::{FieldDrift, loosely_equal, render_value};
 use crate::policy::Effective;
@@ -124,7 +124,7 @@ fn enter(
     plan: &mut Plan,
 ) {
     let regarding = Regarding::Drift(t.name.clone());
-    plan.events.push(Event { regarding, warning, reason, action: "Revert", message: message.clone() });
+    plan.events.push(PlannedEvent { regarding, warning, reason, action: "Revert", message: message.clone() });
     t.status.phase = phase;
     t.status.message = Some(message);
     t.apply_object = true;
@@ -254,7 +254,7 @@ pub(super) fn in_sync_while_reverting(inputs: &Inputs<'_>, field: &str, t: &mut 
                 render_value(&t.status.expected),
                 provider_shown(inputs)
             );
-            plan.events.push(Event {
+            plan.events.push(PlannedEvent {
                 regarding: Regarding::Drift(t.name.clone()),
                 warning: false,
                 reason: "Reverted",

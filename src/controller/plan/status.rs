@@ -3,7 +3,7 @@
 
 use super::{
     CONDITION_GIT_IN_SYNC, CONDITION_IN_SYNC, CONDITION_INVENTORY_FRESH, CONDITION_READY, CONDITION_RESOURCE_FOUND,
-    Event, Freshness, Inputs, Tracked, compare::detect_event, open_fields,
+    Freshness, Inputs, PlannedEvent, Tracked, compare::detect_event, open_fields,
 };
 use crate::accept::commit_line;
 use crate::api::{
@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 
 /// What a reconcile could establish, which the status reports.
-pub(super) enum Outcome {
+pub(super) enum WritebackOutcome {
     Invalid(SpecProblem),
     Missing(String, Absence),
     Checked(Freshness),
@@ -186,8 +186,8 @@ pub(super) fn status_for(
     inputs: &Inputs<'_>,
     tracked: &BTreeMap<String, Tracked>,
     basis: &StatusBasis<'_>,
-    outcome: Outcome,
-    events: &mut Vec<Event>,
+    outcome: WritebackOutcome,
+    events: &mut Vec<PlannedEvent>,
 ) -> Option<CloudProvisionedStatus> {
     let pending = basis.pending;
     let p = inputs.provisioned;
@@ -195,18 +195,18 @@ pub(super) fn status_for(
     let open = open_fields(tracked);
     let c = Conditions { p, old: &old.conditions, now: inputs.now };
     let mut conditions = match outcome {
-        Outcome::Invalid(problem) => vec![
+        WritebackOutcome::Invalid(problem) => vec![
             c.make(CONDITION_IN_SYNC, "Unknown", "InvalidSpec", problem.to_string()),
             c.make(CONDITION_RESOURCE_FOUND, "Unknown", "InvalidSpec", problem.to_string()),
         ],
-        Outcome::Missing(name, absence) => {
+        WritebackOutcome::Missing(name, absence) => {
             let was_missing = old.conditions.iter().any(|c| c.type_ == CONDITION_RESOURCE_FOUND && c.status == "False");
             if !was_missing {
                 events.push(detect_event("ResourceMissing", missing_message(&name, absence)));
             }
             c.missing(&name, absence)
         }
-        Outcome::Checked(freshness) => {
+        WritebackOutcome::Checked(freshness) => {
             let found = format!("CloudResource {} found", p.spec.resource_ref.name);
             vec![
                 c.in_sync(&open, basis.unrecorded),

@@ -6,7 +6,7 @@ use crate::api::{
 };
 use crate::providers::contract::Handle;
 use crate::providers::digitalocean::PLANNER as DO;
-use crate::writeback::Outcome as GitOutcome;
+use crate::writeback::WritebackOutcome as GitOutcome;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};

@@ -69,7 +69,7 @@ impl Actuator for DigitalOcean {
             let Some(t) = with_actions(target.type_) else { return Ok(None) };
             // An action's type is the call's `type`; a volume's carries a suffix.
             let kind = call.body.get("type").and_then(|t| t.as_str()).unwrap_or_default();
-            let started = |a: &super::feed::Action| {
+            let started = |a: &super::feed::DoAction| {
                 a.started_at
                     .as_deref()
                     .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())

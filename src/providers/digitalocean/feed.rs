@@ -9,9 +9,9 @@ use super::DoType;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// One action, as `GET /v2/actions` lists it.
+/// One DigitalOcean action, as `GET /v2/actions` lists it.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct Action {
+pub struct DoAction {
     pub id: u64,
     /// `in-progress`, `completed` or `errored`.
     pub status: String,
@@ -52,21 +52,21 @@ pub struct FeedPlan {
 /// starts at the newest action, never re-reading history.
 pub fn plan_poll(
     position: &Position,
-    page: &[Action],
-    (waited, gone): (&[Action], &[u64]),
+    page: &[DoAction],
+    (waited, gone): (&[DoAction], &[u64]),
     page_size: usize,
     mirrored: &[DoType],
 ) -> FeedPlan {
     let newest = page.iter().map(|a| a.id).max();
     let mut plan = FeedPlan::default();
-    let resource_of = |a: &Action| Some((mirrored_type(&a.resource_type, mirrored)?, a.resource_id?.to_string()));
+    let resource_of = |a: &DoAction| Some((mirrored_type(&a.resource_type, mirrored)?, a.resource_id?.to_string()));
     let Some(last_seen) = position.last_seen else {
         plan.position.last_seen = newest;
         plan.position.in_progress =
             page.iter().filter(|a| a.status == "in-progress").map(|a| (a.id, resource_of(a))).collect();
         return plan;
     };
-    let unseen: Vec<&Action> = page.iter().filter(|a| a.id > last_seen).collect();
+    let unseen: Vec<&DoAction> = page.iter().filter(|a| a.id > last_seen).collect();
     // A full page of nothing but new actions may have pushed older new ones
     // off it, of any type: every mirrored type is listed whole.
     if page.len() >= page_size && page.iter().all(|a| a.id > last_seen) {
@@ -96,7 +96,7 @@ pub fn plan_poll(
 }
 
 /// The actions in progress at the last poll that `page` no longer shows.
-pub fn left_the_page(position: &Position, page: &[Action]) -> Vec<u64> {
+pub fn left_the_page(position: &Position, page: &[DoAction]) -> Vec<u64> {
     position.in_progress.keys().copied().filter(|id| !page.iter().any(|a| a.id == *id)).collect()
 }
 
@@ -143,8 +143,8 @@ pub fn decode(text: &str) -> Position {
 mod tests {
     use super::*;
 
-    fn action(id: u64, status: &str, resource_id: u64, resource_type: &str) -> Action {
-        Action {
+    fn action(id: u64, status: &str, resource_id: u64, resource_type: &str) -> DoAction {
+        DoAction {
             id,
             status: status.into(),
             resource_id: Some(resource_id),
@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(done.refresh, BTreeSet::from([(DoType::Droplet, "5".to_string())]));
         assert!(done.position.in_progress.is_empty());
         // An action that scrolled off the page while in progress is read by itself.
-        let newer: Vec<Action> = (20..22).map(|id| action(id, "completed", 7, "volume")).collect();
+        let newer: Vec<DoAction> = (20..22).map(|id| action(id, "completed", 7, "volume")).collect();
         assert_eq!(left_the_page(&running.position, &newer), [11]);
         let ended = plan_poll(&running.position, &newer, (&[action(11, "errored", 5, "droplet")], &[]), 50, &TYPES);
         assert!(ended.refresh.contains(&(DoType::Droplet, "5".to_string())));
@@ -218,7 +218,7 @@ mod tests {
             last_seen: Some(11),
             in_progress: BTreeMap::from([(11, Some((DoType::Volume, "v-1".to_string())))]),
         };
-        let newer: Vec<Action> = (20..22).map(|id| action(id, "completed", 7, "droplet")).collect();
+        let newer: Vec<DoAction> = (20..22).map(|id| action(id, "completed", 7, "droplet")).collect();
         let plan = plan_poll(&position, &newer, (&[], &[11]), 50, &TYPES);
         assert!(plan.position.in_progress.is_empty(), "not waited on for ever");
         assert!(plan.refresh.contains(&(DoType::Volume, "v-1".to_string())));
@@ -228,7 +228,7 @@ mod tests {
     fn a_full_page_of_new_actions_falls_back_to_full_listings_of_every_type() {
         let position = Position { last_seen: Some(1), ..Default::default() };
         // A burst of droplet actions may hide a volume resize behind it.
-        let page: Vec<Action> = (100..102).map(|id| action(id, "completed", id, "droplet")).collect();
+        let page: Vec<DoAction> = (100..102).map(|id| action(id, "completed", id, "droplet")).collect();
         let plan = plan_poll(&position, &page, (&[], &[]), 2, &TYPES);
         assert_eq!(plan.full_listing, BTreeSet::from(TYPES));
         let not_full = plan_poll(&position, &page, (&[], &[]), 50, &TYPES);

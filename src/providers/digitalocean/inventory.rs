@@ -103,7 +103,7 @@ impl DigitalOcean {
     /// The actions in progress at the last poll that have left the page,
     /// each read by id: those read, and those the API no longer knows (404).
     /// One that cannot be read now stays in progress, asked again next poll.
-    async fn actions_left_the_page(&self, position: &Position, page: &[feed::Action]) -> (Vec<feed::Action>, Vec<u64>) {
+    async fn actions_left_the_page(&self, position: &Position, page: &[feed::DoAction]) -> (Vec<feed::DoAction>, Vec<u64>) {
         let (mut waited, mut gone) = (Vec::new(), Vec::new());
         for id in feed::left_the_page(position, page) {
             match self.action(id).await {

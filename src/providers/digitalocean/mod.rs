@@ -142,12 +142,12 @@ impl DigitalOcean {
     }
 
     /// The newest page of the account's actions (`GET /v2/actions`).
-    pub async fn actions(&self, per_page: u32) -> Result<Vec<feed::Action>, DoError> {
+    pub async fn actions(&self, per_page: u32) -> Result<Vec<feed::DoAction>, DoError> {
         self.client.first_page("/v2/actions", "actions", per_page).await
     }
 
     /// One action by id (`GET /v2/actions/{id}`); `None` on 404.
-    pub async fn action(&self, id: u64) -> Result<Option<feed::Action>, DoError> {
+    pub async fn action(&self, id: u64) -> Result<Option<feed::DoAction>, DoError> {
         self.client.get(&format!("/v2/actions/{id}"), "action").await
     }
 
@@ -155,9 +155,9 @@ impl DigitalOcean {
     /// newest first. The API documents no order for this list, so every page
     /// is read (200 actions a page) and the actions are sorted here: the
     /// reverter's wait and recovery must see the newest.
-    pub async fn resource_actions(&self, t: DoType, id: &str) -> Result<Vec<feed::Action>, DoError> {
+    pub async fn resource_actions(&self, t: DoType, id: &str) -> Result<Vec<feed::DoAction>, DoError> {
         let (path, _, _) = t.endpoint();
-        let mut actions: Vec<feed::Action> =
+        let mut actions: Vec<feed::DoAction> =
             self.client.list(&format!("{path}/{id}/actions"), "actions", "").await?.items;
         actions.sort_by_key(|a| std::cmp::Reverse(a.id));
         Ok(actions)

@@ -16,7 +16,7 @@ use tree::{Node, NodeKind, parse_documents};
 
 /// Which object and field to change.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Target<'a> {
+pub struct EditTarget<'a> {
     pub name: &'a str,
     /// The object's namespace: a document naming another namespace is not it.
     pub namespace: &'a str,
@@ -54,7 +54,7 @@ pub enum EditError {
 }
 
 /// The file with `spec.desired.<field>` of `target` set to `value`.
-pub fn edit(text: &str, target: &Target<'_>, value: &Value) -> Result<String, EditError> {
+pub fn edit(text: &str, target: &EditTarget<'_>, value: &Value) -> Result<String, EditError> {
     let docs = parse_documents(text).map_err(EditError::Yaml)?;
     let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
     let doc = match matching.as_slice() {
@@ -72,7 +72,7 @@ pub fn edit(text: &str, target: &Target<'_>, value: &Value) -> Result<String, Ed
     Ok(edited)
 }
 
-fn is_target(doc: &Node, target: &Target<'_>) -> bool {
+fn is_target(doc: &Node, target: &EditTarget<'_>) -> bool {
     named(doc, target.name).is_some_and(|namespace| in_namespace(namespace.as_deref(), target))
 }
 
@@ -86,7 +86,7 @@ fn named(doc: &Node, name: &str) -> Option<Option<String>> {
 }
 
 /// Whether a document naming `namespace` (or none) lands in the target's namespace.
-fn in_namespace(namespace: Option<&str>, target: &Target<'_>) -> bool {
+fn in_namespace(namespace: Option<&str>, target: &EditTarget<'_>) -> bool {
     match (namespace, target.default_namespace) {
         (Some(ns), _) => ns == target.namespace,
         (None, Some(NAMESPACE_REQUIRED)) => false,
@@ -96,7 +96,7 @@ fn in_namespace(namespace: Option<&str>, target: &Target<'_>) -> bool {
 
 /// Why no document is the target's: a document of its name that names no
 /// namespace, where one must, is said as such (the file is not passed over).
-fn not_here(docs: &[Node], target: &Target<'_>) -> EditError {
+fn not_here(docs: &[Node], target: &EditTarget<'_>) -> EditError {
     let required = target.default_namespace == Some(NAMESPACE_REQUIRED);
     if required && docs.iter().any(|d| named(d, target.name) == Some(None)) {
         return EditError::NamespaceRequired { name: target.name.to_owned(), namespace: target.namespace.to_owned() };
@@ -105,7 +105,7 @@ fn not_here(docs: &[Node], target: &Target<'_>) -> EditError {
 }
 
 /// The value node of `spec.desired.<field>`, if it is written here and can be changed in place.
-fn locate<'d>(doc: &'d Node, target: &Target<'_>) -> Result<&'d Node, EditError> {
+fn locate<'d>(doc: &'d Node, target: &EditTarget<'_>) -> Result<&'d Node, EditError> {
     let not_literal = |why| EditError::NotLiteral { name: target.name.into(), field: target.field.into(), why };
     let unsupported = |why| EditError::Unsupported { name: target.name.into(), field: target.field.into(), why };
     let desired = doc.get("spec").and_then(|s| s.get("desired")).ok_or_else(|| not_literal("no spec.desired map"))?;
@@ -123,7 +123,7 @@ fn locate<'d>(doc: &'d Node, target: &Target<'_>) -> Result<&'d Node, EditError>
 }
 
 /// The new text for the node's bytes, in the style the node was written in.
-fn render(text: &str, node: &Node, value: &Value, target: &Target<'_>) -> Result<String, EditError> {
+fn render(text: &str, node: &Node, value: &Value, target: &EditTarget<'_>) -> Result<String, EditError> {
     let unsupported = |why| EditError::Unsupported { name: target.name.into(), field: target.field.into(), why };
     match (&node.kind, value) {
         (NodeKind::Scalar { quote, .. }, Value::String(s)) => Ok(quoted_like(s, *quote)),
@@ -163,7 +163,7 @@ fn block_sequence(text: &str, node: &Node, items: &[Value]) -> Result<String, Ed
 }
 
 /// Parses both texts and checks that they differ in exactly the one value.
-fn verify(before: &str, after: &str, target: &Target<'_>, value: &Value) -> Result<(), EditError> {
+fn verify(before: &str, after: &str, target: &EditTarget<'_>, value: &Value) -> Result<(), EditError> {
     let unsafe_edit = || EditError::Unsafe(target.field.to_owned());
     let old = read_json(before).map_err(EditError::Yaml)?;
     let new = read_json(after).map_err(|_| unsafe_edit())?;
@@ -202,7 +202,7 @@ pub fn read_json(text: &str) -> Result<Vec<Value>, String> {
 mod tests;
 
 /// The value `spec.desired.<field>` of `target` has in this file now.
-pub fn current_value(text: &str, target: &Target<'_>) -> Result<Value, EditError> {
+pub fn current_value(text: &str, target: &EditTarget<'_>) -> Result<Value, EditError> {
     let docs = parse_documents(text).map_err(EditError::Yaml)?;
     let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
     match matching.as_slice() {

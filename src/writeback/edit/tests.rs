@@ -2,8 +2,8 @@ use super::*;
 use proptest::prelude::*;
 use serde_json::json;
 
-const TARGET: Target<'static> =
-    Target { name: "web-1", namespace: "team-a", default_namespace: None, field: "size_slug" };
+const TARGET: EditTarget<'static> =
+    EditTarget { name: "web-1", namespace: "team-a", default_namespace: None, field: "size_slug" };
 
 /// The edit, as a diff: the lines that changed (old, new).
 fn changed_lines(before: &str, after: &str) -> Vec<(String, String)> {
@@ -86,7 +86,7 @@ fn other_documents_and_crlf_line_endings_are_untouched() {
     let crlf = "kind: CloudProvisioned\r\nmetadata:\r\n  name: web-1\r\nspec:\r\n  desired:\r\n    size_slug: s-1\r\n    tags:\r\n      - a\r\n";
     let after = edit(crlf, &TARGET, &json!("s-2")).unwrap();
     assert_eq!(after, crlf.replace("size_slug: s-1", "size_slug: s-2"));
-    let tags = Target { field: "tags", ..TARGET };
+    let tags = EditTarget { field: "tags", ..TARGET };
     let after = edit(crlf, &tags, &json!(["a", "b"])).unwrap();
     assert_eq!(after, crlf.replace("      - a\r\n", "      - a\r\n      - b\r\n"));
 }
@@ -180,13 +180,13 @@ proptest! {
 fn the_current_value_is_read_from_the_target_document() {
     let text = "kind: ConfigMap\nmetadata: {name: web-1}\n---\n---\nkind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {size_slug: s-1, vcpus: 2}\n";
     assert_eq!(current_value(text, &TARGET), Ok(json!("s-1")));
-    assert_eq!(current_value(text, &Target { field: "vcpus", ..TARGET }), Ok(json!(2)));
+    assert_eq!(current_value(text, &EditTarget { field: "vcpus", ..TARGET }), Ok(json!(2)));
 }
 
 #[test]
 fn a_document_without_a_namespace_is_the_object_only_where_the_tool_puts_it() {
     let text = "kind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {size_slug: s-1}\n";
-    let flux_into = |ns| Target { default_namespace: Some(ns), ..TARGET };
+    let flux_into = |ns| EditTarget { default_namespace: Some(ns), ..TARGET };
     assert_eq!(current_value(text, &flux_into("team-a")), Ok(json!("s-1")));
     assert_eq!(current_value(text, &flux_into("team-b")), Err(EditError::NotHere("web-1".into())));
     let named =
@@ -196,7 +196,7 @@ fn a_document_without_a_namespace_is_the_object_only_where_the_tool_puts_it() {
 
 #[test]
 fn where_a_document_must_name_the_namespace_one_naming_none_is_never_the_object() {
-    let required = Target { default_namespace: Some(NAMESPACE_REQUIRED), ..TARGET };
+    let required = EditTarget { default_namespace: Some(NAMESPACE_REQUIRED), ..TARGET };
     let unnamed = "kind: CloudProvisioned\nmetadata: {name: web-1}\nspec:\n  desired: {size_slug: s-1}\n";
     let refused = EditError::NamespaceRequired { name: "web-1".into(), namespace: "team-a".into() };
     assert_eq!(current_value(unnamed, &required), Err(refused.clone()));
