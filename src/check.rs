@@ -4,7 +4,7 @@
 //! the report to an exit code (0 in sync, 1 drift or a missing resource, 2 error).
 
 use crate::api::{Absence, CloudProvisioned, CloudResource, DriftPolicy, SpecProblem};
-use crate::detect::{Compared, FieldDrift, compare_field, render_value};
+use crate::detect::{FieldDrift, render_value};
 use crate::manifests::{self, Manifest, ManifestError};
 use kube::ResourceExt;
 use serde::Serialize;
@@ -116,20 +116,25 @@ pub fn check(
         let candidates = index.candidates(&namespace);
         let rules = crate::policy::effective(p, resource, &candidates);
         let before = report.drifts.len();
-        for (field, expected) in p.spec.desired.iter() {
-            let at = |field: &str| (namespace.clone(), p.name_any(), field.to_owned());
-            match compare_field(field, &expected, &view, &rules.field(field)) {
-                Compared::InSync => {}
-                Compared::Drifted(FieldDrift { field, expected, actual }) => {
-                    let (namespace, provisioned, field) = at(&field);
-                    let resource = resource_name.clone();
-                    report.drifts.push(DriftFinding { namespace, provisioned, resource, field, expected, actual });
-                }
-                Compared::Ignored(rules) => {
-                    let (namespace, provisioned, field) = at(field);
-                    report.ignored.push(IgnoredFinding { namespace, provisioned, field, rules });
-                }
-            }
+        let found = crate::policy::differences(&p.spec.desired, &view, &rules);
+        for FieldDrift { field, expected, actual } in found.drifted {
+            let (provisioned, resource) = (p.name_any(), resource_name.clone());
+            report.drifts.push(DriftFinding {
+                namespace: namespace.clone(),
+                provisioned,
+                resource,
+                field,
+                expected,
+                actual,
+            });
+        }
+        for (field, rules) in found.ignored {
+            report.ignored.push(IgnoredFinding {
+                namespace: namespace.clone(),
+                provisioned: p.name_any(),
+                field,
+                rules,
+            });
         }
         if report.drifts.len() == before {
             report.in_sync += 1;

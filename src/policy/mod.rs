@@ -11,7 +11,7 @@ pub use index::PolicyIndex;
 pub use selector::{selects, validate};
 
 use crate::api::{CloudProvisioned, CloudResource, DriftPolicy, IgnoreRule, MatchMode, Severity};
-use crate::detect::{self, FieldRules};
+use crate::detect::{self, Compared, FieldDrift, FieldRules, Fields, LiveView, compare_field};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
@@ -90,6 +90,34 @@ pub fn effective<'a>(
     }
     rules.policies.sort();
     rules
+}
+
+/// What comparing one object's desired fields with its live state found:
+/// the drifted fields, and those in sync only by an ignore rule (with the
+/// rules' ids). The one comparison loop, for the controller and `check`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Differences {
+    pub drifted: Vec<FieldDrift>,
+    pub ignored: BTreeMap<String, Vec<String>>,
+}
+
+/// Compares every field of `desired` under `rules`. An object no rule
+/// touches compares exactly as the detection core does.
+pub fn differences(desired: &Fields, view: &LiveView<'_>, rules: &Effective<'_>) -> Differences {
+    if rules.is_empty() {
+        return Differences { drifted: detect::detect(desired, view), ignored: BTreeMap::new() };
+    }
+    let mut found = Differences::default();
+    for (field, expected) in desired.iter() {
+        match compare_field(field, &expected, view, &rules.field(field)) {
+            Compared::InSync => {}
+            Compared::Drifted(fd) => found.drifted.push(fd),
+            Compared::Ignored(ids) => {
+                found.ignored.insert(field.to_owned(), ids);
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -137,3 +137,22 @@ fn the_index_offers_the_namespace_and_cluster_wide_policies_only() {
     assert_eq!(names, ["all", "p7"]);
     assert_eq!(index.len(), 101);
 }
+
+#[test]
+fn differences_split_drifted_from_ignored_fields() {
+    use serde_json::json;
+    let p = cprov("team-a", &[]);
+    let quiet = policy("quiet-tags", PolicySelector::default(), &[], &[("tags", "tooling tags its droplets")]);
+    let policies = [quiet];
+    let rules = effective(&p, Some(&resource("droplet")), &policies);
+    let desired = Fields::try_from(json!({"region": "nyc3", "tags": ["web"], "vcpus": 2})).unwrap();
+    let tags = vec!["web".to_string(), "k8s".to_string()];
+    let live = LiveView { region: Some("ams3"), tags: Some(&tags), ..LiveView::default() };
+    let found = differences(&desired, &live, &rules);
+    let drifted: Vec<&str> = found.drifted.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(drifted, ["region", "vcpus"], "in key order, the ignored field left out");
+    assert_eq!(found.ignored.keys().collect::<Vec<_>>(), ["tags"]);
+    let none = differences(&desired, &live, &Effective::default());
+    assert_eq!(none.drifted.len(), 3, "no rule: every difference drifts");
+    assert!(none.ignored.is_empty());
+}

@@ -7,7 +7,7 @@ use crate::api::{
     ANNOTATION_ACCEPT_MODE, AcceptMode, Drift, DriftEpisode, DriftPhase, DriftStatus, Fields, IgnoredDifference,
     Severity,
 };
-use crate::detect::{self, Compared, FieldDrift, LiveView, compare_field, loosely_equal, render_value};
+use crate::detect::{FieldDrift, LiveView, loosely_equal, render_value};
 use crate::policy::Effective;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,7 +31,7 @@ pub(super) fn compare(
     tracked: &mut BTreeMap<String, Tracked>,
     plan: &mut Plan,
 ) -> IgnoredFields {
-    let (found, ignored) = differences(desired, view, rules);
+    let crate::policy::Differences { drifted: found, ignored } = crate::policy::differences(desired, view, rules);
     let drifted: BTreeSet<String> = found.iter().map(|d| d.field.clone()).collect();
     for fd in found {
         let warning = rules.severity(&fd.field) != Severity::Info;
@@ -51,26 +51,6 @@ pub(super) fn compare(
         close_fixed(inputs, desired, &drifted, &ignored, tracked, plan);
     }
     ignored
-}
-
-/// The drifted fields, and those in sync only by an ignore rule. An object
-/// with no rule compares exactly as the detection core does.
-fn differences(desired: &Fields, view: &LiveView<'_>, rules: &Effective<'_>) -> (Vec<FieldDrift>, IgnoredFields) {
-    if rules.is_empty() {
-        return (detect::detect(desired, view), IgnoredFields::new());
-    }
-    let mut found = Vec::new();
-    let mut ignored = IgnoredFields::new();
-    for (field, expected) in desired.iter() {
-        match compare_field(field, &expected, view, &rules.field(field)) {
-            Compared::InSync => {}
-            Compared::Drifted(fd) => found.push(fd),
-            Compared::Ignored(ids) => {
-                ignored.insert(field.to_owned(), ids);
-            }
-        }
-    }
-    (found, ignored)
 }
 
 /// A person chose to live with this live value (`arcadia.cloud/ignore`): a
