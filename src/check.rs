@@ -23,7 +23,7 @@ pub enum CheckError {
     #[error("{path}: CloudProvisioned {namespace}/{name}: {problem}")]
     InvalidSpec { path: String, namespace: String, name: String, problem: Box<SpecProblem> },
     #[error("{path}: DriftPolicy {name}: {problem}")]
-    InvalidPolicy { path: String, name: String, problem: String },
+    InvalidPolicy { path: String, name: String, problem: crate::policy::PolicyError },
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }

@@ -131,7 +131,7 @@ pub enum SpecProblem {
     #[error("spec.ignore[{index}] ({field}) has no reason: say why the difference is legitimate")]
     IgnoreWithoutReason { index: usize, field: String },
     #[error("spec.ignore[{index}] ({field}): {problem}")]
-    BadIgnoreRule { index: usize, field: String, problem: String },
+    BadIgnoreRule { index: usize, field: String, problem: crate::detect::rules::RuleError },
 }
 
 impl CloudProvisionedSpec {

@@ -8,7 +8,7 @@ mod index;
 mod selector;
 
 pub use index::PolicyIndex;
-pub use selector::{selects, validate};
+pub use selector::{PolicyError, selects, validate};
 
 use crate::api::{CloudProvisioned, CloudResource, DriftPolicy, IgnoreRule, MatchMode, Severity};
 use crate::detect::{self, Compared, FieldDrift, FieldRules, Fields, LiveView, compare_field};

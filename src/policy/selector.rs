@@ -41,31 +41,46 @@ fn labels_match(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> 
 }
 
 /// What makes a policy unusable that the API server's schema could not say.
-pub fn validate(policy: &DriftPolicy) -> Result<(), String> {
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("selector.labelSelector: operator {operator} on {key:?} needs values")]
+    NeedsValues { operator: String, key: String },
+    #[error("selector.labelSelector: operator {operator} on {key:?} takes no values")]
+    TakesNoValues { operator: String, key: String },
+    #[error("selector.labelSelector: unknown operator {operator:?} on {key:?}")]
+    UnknownOperator { operator: String, key: String },
+    #[error("ignore[{index}] ({field}) has no reason")]
+    NoReason { index: usize, field: String },
+    #[error("ignore[{index}] ({field}): {problem}")]
+    BadRule { index: usize, field: String, problem: crate::detect::rules::RuleError },
+}
+
+/// Whether a policy is usable, or what makes it not.
+pub fn validate(policy: &DriftPolicy) -> Result<(), PolicyError> {
     if let Some(selector) = &policy.spec.selector.label_selector {
         for e in selector.match_expressions.iter().flatten() {
             let values = e.values.as_deref().unwrap_or_default();
+            let (operator, key) = (e.operator.clone(), e.key.clone());
             match e.operator.as_str() {
-                "In" | "NotIn" if values.is_empty() => {
-                    return Err(format!("selector.labelSelector: operator {} on {:?} needs values", e.operator, e.key));
-                }
+                "In" | "NotIn" if values.is_empty() => return Err(PolicyError::NeedsValues { operator, key }),
                 "Exists" | "DoesNotExist" if !values.is_empty() => {
-                    return Err(format!(
-                        "selector.labelSelector: operator {} on {:?} takes no values",
-                        e.operator, e.key
-                    ));
+                    return Err(PolicyError::TakesNoValues { operator, key });
                 }
                 "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-                other => return Err(format!("selector.labelSelector: unknown operator {other:?} on {:?}", e.key)),
+                _ => return Err(PolicyError::UnknownOperator { operator, key }),
             }
         }
     }
-    for (i, rule) in policy.spec.ignore.iter().enumerate() {
+    for (index, rule) in policy.spec.ignore.iter().enumerate() {
+        let field = rule.field.clone();
         if rule.reason.trim().is_empty() {
-            return Err(format!("ignore[{i}] ({}) has no reason", rule.field));
+            return Err(PolicyError::NoReason { index, field });
         }
-        crate::detect::rules::check_rule(&rule.paths, &rule.values)
-            .map_err(|e| format!("ignore[{i}] ({}): {e}", rule.field))?;
+        crate::detect::rules::check_rule(&rule.paths, &rule.values).map_err(|problem| PolicyError::BadRule {
+            index,
+            field,
+            problem,
+        })?;
     }
     Ok(())
 }

@@ -121,7 +121,8 @@ fn an_invalid_policy_says_why_and_selects_nothing() {
         ..Default::default()
     };
     let p = policy("bad", bad, &[], &[]);
-    assert_eq!(validate(&p), Err("selector.labelSelector: operator In on \"tier\" needs values".into()));
+    let why = validate(&p).map_err(|e| e.to_string());
+    assert_eq!(why, Err("selector.labelSelector: operator In on \"tier\" needs values".into()));
     assert_eq!(selects(&p, &cprov("team-a", &[("tier", "web")]), None), None);
 }
 

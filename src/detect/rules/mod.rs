@@ -194,14 +194,23 @@ pub fn glob_match(glob: &str, text: &str) -> bool {
 }
 
 /// Why a JSON pointer or a glob of an ignore rule is unusable, if it is.
-pub fn check_rule(paths: &[String], values: &[String]) -> Result<(), String> {
+pub fn check_rule(paths: &[String], values: &[String]) -> Result<(), RuleError> {
     if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
-        return Err(format!("path {bad:?} is not a JSON pointer (it must start with '/')"));
+        return Err(RuleError::NotAPointer(bad.clone()));
     }
     if let Some(bad) = values.iter().find(|v| v.is_empty()) {
-        return Err(format!("value glob {bad:?} is empty"));
+        return Err(RuleError::EmptyGlob(bad.clone()));
     }
     Ok(())
+}
+
+/// What makes an ignore rule unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("path {0:?} is not a JSON pointer (it must start with '/')")]
+    NotAPointer(String),
+    #[error("value glob {0:?} is empty")]
+    EmptyGlob(String),
 }
 
 #[cfg(test)]
