@@ -345,7 +345,7 @@ pub fn error_policy(p: Arc<CloudProvisioned>, error: &Error, ctx: Arc<Context>) 
     } else {
         tracing::warn!(%error, ?class, "reconcile failed; retrying in {}s", wait.as_secs());
     }
-    Action::requeue(jittered(wait, &p.name_any()))
+    Action::requeue(jittered(wait))
 }
 
 /// Says on the object that it cannot be reconciled until something changes

@@ -141,7 +141,7 @@ impl Syncer {
                         report = self.sync_once() => self.log_sync(&report),
                         _ = &mut stop => return,
                     }
-                    next_sync = tokio::time::Instant::now() + jittered(self.settings.interval, "inventory");
+                    next_sync = tokio::time::Instant::now() + jittered(self.settings.interval);
                 }
                 _ = ticks.tick(), if feed.is_some() => {
                     let Some(feed) = feed else { continue };

@@ -33,7 +33,7 @@ impl Actuator for DigitalOcean {
         call: &'a ProviderCall,
         fence: &'a (dyn Fn() -> bool + Sync),
     ) -> BoxFuture<'a, Result<Option<Handle>, ProviderError>> {
-        async move { Ok(self.call(call, fence).await?.map(|id| Handle(id.to_string()))) }.boxed()
+        async move { Ok(self.call(call, fence).await?.map(Handle::from)) }.boxed()
     }
 
     fn progress<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Option<Progress>, ProviderError>> {
@@ -77,7 +77,7 @@ impl Actuator for DigitalOcean {
             };
             let actions = self.resource_actions(t, target.id).await?;
             let found = actions.iter().find(|a| (a.kind == kind || a.kind == format!("{kind}_volume")) && started(a));
-            Ok(found.map(|a| Handle(a.id.to_string())))
+            Ok(found.map(|a| Handle::from(a.id)))
         }
         .boxed()
     }
