@@ -7,6 +7,7 @@ ARCADIA_PREREQUISITES=(
   "curl: health checks of the control plane|command -v curl|curl"
   "flock and setsid: the control plane's locking and sessions|command -v flock && command -v setsid|util-linux"
   "python3: the fake DigitalOcean's helpers|command -v python3|python3"
+  "python3 venv and pip: moto (the AWS tests' EC2) in a virtual environment|python3 -c 'import venv, ensurepip'|python3-venv"
   "base64|command -v base64|coreutils"
   "git: Git write-back and its real git http-backend server|command -v git|git"
   "ssh and ssh-keygen: SSH write-back|command -v ssh && command -v ssh-keygen|openssh-client"

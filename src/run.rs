@@ -141,7 +141,8 @@ async fn lead(
         let (resources, synced) = controller.inventory_cache();
         let mut arms = Vec::new();
         for setup in &inventory.providers {
-            let built = setup.build().map_err(|source| RunError::Provider { provider: setup.provider(), source })?;
+            let built =
+                setup.build().await.map_err(|source| RunError::Provider { provider: setup.provider(), source })?;
             let settings = inventory.settings(setup.as_ref());
             let mut syncer =
                 Syncer::new(client.clone(), built.inventory, resources.clone(), settings, components.inventory.clone());

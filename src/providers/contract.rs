@@ -243,7 +243,8 @@ pub trait Setup: Send + Sync + std::fmt::Debug {
     fn feed_interval(&self) -> Option<std::time::Duration>;
     /// Where it reads and writes, for the log.
     fn endpoint(&self) -> String;
-    fn build(&self) -> Result<Built, ProviderError>;
+    /// The clients (an SDK may resolve its configuration asynchronously).
+    fn build(&self) -> BoxFuture<'_, Result<Built, ProviderError>>;
 }
 
 /// A provider's clients, ready to run.

@@ -64,7 +64,7 @@ macro_rules! register {
     };
 }
 
-register!(digitalocean);
+register!(digitalocean, aws);
 
 /// A source names one provider's CloudResources and feed cursor: two
 /// providers sharing one would collect and overwrite each other's.
@@ -115,7 +115,7 @@ mod tests {
         fn endpoint(&self) -> String {
             String::new()
         }
-        fn build(&self) -> Result<contract::Built, contract::ProviderError> {
+        fn build(&self) -> futures::future::BoxFuture<'_, Result<contract::Built, contract::ProviderError>> {
             unreachable!("never built here")
         }
     }
@@ -134,8 +134,8 @@ mod tests {
         for p in PLANNERS {
             assert_eq!(planner(p.provider()).unwrap().provider(), p.provider());
         }
-        let why = planner("aws").err().unwrap();
-        assert_eq!(why, "only DigitalOcean resources can be reverted, not aws");
+        let why = planner("gcp").err().unwrap();
+        assert_eq!(why, "only DigitalOcean and AWS resources can be reverted, not gcp");
         let mut names: Vec<&str> = PLANNERS.iter().map(|p| p.provider()).collect();
         names.dedup();
         assert_eq!(names.len(), PLANNERS.len(), "one registration per provider");

@@ -8,6 +8,7 @@ pub mod fake_do_writes;
 pub mod git_server;
 pub mod hostile_http;
 pub mod lagging_proxy;
+pub mod moto;
 pub mod own_plane;
 pub mod writeback_fixtures;
 

@@ -5,6 +5,8 @@ use super::client::{self, ClientConfig, DoClient};
 use super::{DigitalOcean, DoType, NAME};
 use crate::providers::contract::{Built, Common, ProviderError, Setup};
 use crate::runtime::duration::{OptionalDuration, parse_duration, parse_optional_duration};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,8 +122,11 @@ impl Setup for DoSetup {
         self.client.api_url.clone()
     }
 
-    fn build(&self) -> Result<Built, ProviderError> {
-        let account = Arc::new(DigitalOcean::new(DoClient::new(self.client.clone())?, self.types.clone()));
-        Ok(Built { inventory: account.clone(), actuator: account })
+    fn build(&self) -> BoxFuture<'_, Result<Built, ProviderError>> {
+        let built = DoClient::new(self.client.clone()).map(|client| {
+            let account = Arc::new(DigitalOcean::new(client, self.types.clone()));
+            Built { inventory: account.clone() as Arc<dyn crate::providers::contract::Inventory>, actuator: account }
+        });
+        futures::future::ready(built.map_err(ProviderError::from)).boxed()
     }
 }

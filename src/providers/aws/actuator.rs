@@ -1,0 +1,263 @@
+//! AWS as an [`Actuator`]. Most EC2 writes are done on the answer; stopping
+//! or starting an instance and modifying a volume go on afterwards, and
+//! their handle says what to watch for: `<region>/<instance>/stopped`,
+//! `<region>/<instance>/running` or `<region>/<volume>/size/<GiB>`. The
+//! instance's state and the volume's modifications show what is in progress
+//! and what a call whose answer was lost started.
+
+use super::calls::Ec2Call;
+use super::client::{RegionClient, classify, refused};
+use super::{Aws, PLANNER};
+use crate::api::ProviderCall;
+use crate::providers::contract::{Actuator, ErrorClass, Handle, Planner, Progress, ProviderError, Target};
+use aws_sdk_ec2::types::{AttributeValue, Tag, VolumeModificationState};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+/// What a handle waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Awaited {
+    /// The instance reaches this state (`stopped` or `running`).
+    Instance { region: String, id: String, state: String },
+    /// The volume's modification to this size ends.
+    Volume { region: String, id: String, size: i32 },
+}
+
+impl Awaited {
+    fn handle(&self) -> Handle {
+        match self {
+            Awaited::Instance { region, id, state } => Handle(format!("{region}/{id}/{state}")),
+            Awaited::Volume { region, id, size } => Handle(format!("{region}/{id}/size/{size}")),
+        }
+    }
+
+    fn parse(handle: &Handle) -> Result<Awaited, ProviderError> {
+        let parts: Vec<&str> = handle.0.split('/').collect();
+        match parts.as_slice() {
+            [region, id, state @ ("stopped" | "running")] => {
+                Ok(Awaited::Instance { region: (*region).into(), id: (*id).into(), state: (*state).into() })
+            }
+            [region, id, "size", size] if size.parse::<i32>().is_ok() => {
+                Ok(Awaited::Volume { region: (*region).into(), id: (*id).into(), size: size.parse().unwrap_or_default() })
+            }
+            _ => Err(refused(&format!("{:?} is not an AWS handle arcadia-drift made", handle.0))),
+        }
+    }
+
+    /// What `call` starts, if it goes on after the answer.
+    fn of(call: &Ec2Call) -> Option<Awaited> {
+        let instance = |region: &str, id: &str, state: &str| Awaited::Instance { region: region.into(), id: id.into(), state: state.into() };
+        match call {
+            Ec2Call::StopInstances { region, instance_id } => Some(instance(region, instance_id, "stopped")),
+            Ec2Call::StartInstances { region, instance_id } => Some(instance(region, instance_id, "running")),
+            Ec2Call::ModifyVolume { region, volume_id, size } => Some(Awaited::Volume { region: region.clone(), id: volume_id.clone(), size: *size }),
+            _ => None,
+        }
+    }
+}
+
+/// Where an instance on its way to `want` stands, by its state now.
+fn instance_progress(want: &str, state: &str) -> Progress {
+    match (want, state) {
+        (w, s) if w == s => Progress::Ended { succeeded: true },
+        (_, "terminated" | "shutting-down") => Progress::Ended { succeeded: false },
+        _ => Progress::Running,
+    }
+}
+
+fn volume_progress(state: &VolumeModificationState) -> Progress {
+    match state {
+        VolumeModificationState::Modifying => Progress::Running,
+        // The new size can be used while the volume is optimized.
+        VolumeModificationState::Optimizing | VolumeModificationState::Completed => Progress::Ended { succeeded: true },
+        _ => Progress::Ended { succeeded: false },
+    }
+}
+
+impl Aws {
+    /// An instance's state name; `None` when EC2 no longer knows it.
+    async fn instance_state(&self, r: &RegionClient, id: &str) -> Result<Option<String>, ProviderError> {
+        self.ec2.permit().await;
+        match r.reads.describe_instances().instance_ids(id).send().await {
+            Ok(out) => Ok(out
+                .reservations()
+                .iter()
+                .flat_map(|res| res.instances())
+                .find_map(|i| Some(i.state()?.name()?.as_str().to_owned()))),
+            Err(e) if super::client::not_found(&e) => Ok(None),
+            Err(e) => Err(classify(e, &format!("DescribeInstances {id} in {}", r.name), false)),
+        }
+    }
+
+    /// A volume's modifications: (target size, state, start time in Unix seconds).
+    async fn modifications(&self, r: &RegionClient, id: &str) -> Result<Vec<(i32, VolumeModificationState, i64)>, ProviderError> {
+        self.ec2.permit().await;
+        match r.reads.describe_volumes_modifications().volume_ids(id).send().await {
+            Ok(out) => Ok(out
+                .volumes_modifications()
+                .iter()
+                .filter_map(|m| Some((m.target_size()?, m.modification_state()?.clone(), m.start_time().map_or(0, |t| t.secs()))))
+                .collect()),
+            Err(e) if super::client::not_found(&e) => Ok(Vec::new()),
+            Err(e) => Err(classify(e, &format!("DescribeVolumesModifications {id} in {}", r.name), false)),
+        }
+    }
+
+    async fn progress_of(&self, awaited: &Awaited) -> Result<Option<Progress>, ProviderError> {
+        match awaited {
+            Awaited::Instance { region, id, state } => {
+                let now = self.instance_state(self.ec2.region(region)?, id).await?;
+                Ok(now.map(|now| instance_progress(state, &now)))
+            }
+            Awaited::Volume { region, id, size } => {
+                let all = self.modifications(self.ec2.region(region)?, id).await?;
+                Ok(all.iter().filter(|(s, _, _)| s == size).max_by_key(|(_, _, t)| *t).map(|(_, state, _)| volume_progress(state)))
+            }
+        }
+    }
+
+    /// Sends one write on the region's write client (never retried there).
+    async fn send_call(&self, call: &Ec2Call, fence: &(dyn Fn() -> bool + Sync)) -> Result<(), ProviderError> {
+        let r = self.ec2.region(call.region())?;
+        self.ec2.permit().await;
+        if !fence() {
+            return Err(ProviderError {
+                class: ErrorClass::Permanent,
+                kind: "fenced",
+                fenced: true,
+                message: format!("EC2 {} was not sent: this replica no longer leads", call.action()),
+            });
+        }
+        let request = format!("{} {} in {}", call.action(), call.resource().0, r.name);
+        let w = &r.writes;
+        match call {
+            Ec2Call::CreateTags { resource_id, tags, .. } => {
+                let tags = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build());
+                w.create_tags().resources(resource_id).set_tags(Some(tags.collect())).send().await.map(drop).map_err(|e| classify(e, &request, true))
+            }
+            Ec2Call::DeleteTags { resource_id, keys, .. } => {
+                let tags = keys.iter().map(|k| Tag::builder().key(k).build());
+                w.delete_tags().resources(resource_id).set_tags(Some(tags.collect())).send().await.map(drop).map_err(|e| classify(e, &request, true))
+            }
+            Ec2Call::StopInstances { instance_id, .. } => {
+                w.stop_instances().instance_ids(instance_id).send().await.map(drop).map_err(|e| classify(e, &request, true))
+            }
+            Ec2Call::StartInstances { instance_id, .. } => {
+                w.start_instances().instance_ids(instance_id).send().await.map(drop).map_err(|e| classify(e, &request, true))
+            }
+            Ec2Call::ModifyInstanceAttribute { instance_id, instance_type, .. } => w
+                .modify_instance_attribute()
+                .instance_id(instance_id)
+                .instance_type(AttributeValue::builder().value(instance_type).build())
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(e, &request, true)),
+            Ec2Call::ModifyVolume { volume_id, size, .. } => {
+                w.modify_volume().volume_id(volume_id).size(*size).send().await.map(drop).map_err(|e| classify(e, &request, true))
+            }
+            _ => self.send_rule(call, &request).await,
+        }
+    }
+
+    /// Authorizes or revokes one rule. A rule authorized already, or revoked
+    /// already, is the effect wanted: a step sent again after a lost answer
+    /// meets exactly that.
+    async fn send_rule(&self, call: &Ec2Call, request: &str) -> Result<(), ProviderError> {
+        let w = &self.ec2.region(call.region())?.writes;
+        let done = |e: &ProviderError, code: &str| e.message.contains(&format!(": {code}:"));
+        let result = match call {
+            Ec2Call::AuthorizeSecurityGroupIngress { group_id, rule, .. } => {
+                w.authorize_security_group_ingress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+            }
+            Ec2Call::AuthorizeSecurityGroupEgress { group_id, rule, .. } => {
+                w.authorize_security_group_egress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+            }
+            Ec2Call::RevokeSecurityGroupIngress { group_id, rule, .. } => {
+                w.revoke_security_group_ingress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+            }
+            Ec2Call::RevokeSecurityGroupEgress { group_id, rule, .. } => {
+                w.revoke_security_group_egress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+            }
+            _ => unreachable!("send_call sends every other call"),
+        };
+        match result {
+            Err(e) if done(&e, "InvalidPermission.Duplicate") || done(&e, "InvalidPermission.NotFound") => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Actuator for Aws {
+    fn planner(&self) -> &'static dyn Planner {
+        &PLANNER
+    }
+
+    fn send<'a>(
+        &'a self,
+        call: &'a ProviderCall,
+        fence: &'a (dyn Fn() -> bool + Sync),
+    ) -> BoxFuture<'a, Result<Option<Handle>, ProviderError>> {
+        async move {
+            let call = Ec2Call::parse(call).map_err(|why| refused(&why))?;
+            self.send_call(&call, fence).await?;
+            Ok(Awaited::of(&call).map(|a| a.handle()))
+        }
+        .boxed()
+    }
+
+    fn progress<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Option<Progress>, ProviderError>> {
+        async move { self.progress_of(&Awaited::parse(handle)?).await }.boxed()
+    }
+
+    fn busy<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
+        async move {
+            let Some(r) = self.home_of(target.id) else { return Ok(None) };
+            match target.type_ {
+                "instance" => Ok(self.instance_state(r, target.id).await?.filter(|s| matches!(s.as_str(), "pending" | "stopping" | "shutting-down")).map(|s| format!("the instance {} is {s}", target.id))),
+                "volume" => {
+                    let all = self.modifications(r, target.id).await?;
+                    Ok(all.iter().find(|(_, s, _)| *s == VolumeModificationState::Modifying).map(|(size, _, _)| format!("the volume {} is being modified to {size} GiB", target.id)))
+                }
+                _ => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn started_since<'a>(&'a self, _target: Target<'a>, call: &'a ProviderCall, since: i64) -> BoxFuture<'a, Result<Option<Handle>, ProviderError>> {
+        async move {
+            let call = Ec2Call::parse(call).map_err(|why| refused(&why))?;
+            let Some(awaited) = Awaited::of(&call) else { return Ok(None) };
+            let started = match &awaited {
+                Awaited::Instance { region, id, state } => {
+                    let now = self.instance_state(self.ec2.region(region)?, id).await?.unwrap_or_default();
+                    let on_its_way = if state == "stopped" { ["stopping", "stopped"] } else { ["pending", "running"] };
+                    on_its_way.contains(&now.as_str())
+                }
+                Awaited::Volume { region, id, size } => {
+                    let all = self.modifications(self.ec2.region(region)?, id).await?;
+                    all.iter().any(|(s, _, t)| s == size && *t >= since)
+                }
+            };
+            Ok(started.then(|| awaited.handle()))
+        }
+        .boxed()
+    }
+
+    fn answer_window(&self) -> std::time::Duration {
+        self.ec2.config.timeout + std::time::Duration::from_secs(10)
+    }
+
+    fn describe(&self, handle: &Handle) -> String {
+        match Awaited::parse(handle) {
+            Ok(Awaited::Instance { id, state, .. }) => format!("the EC2 instance {id} becoming {state}"),
+            Ok(Awaited::Volume { id, size, .. }) => format!("the EBS volume {id} growing to {size} GiB"),
+            Err(_) => format!("AWS work {:?}", handle.0),
+        }
+    }
+
+    fn requests_sent(&self) -> u64 {
+        self.ec2.requests_sent()
+    }
+}

@@ -1,0 +1,153 @@
+//! The EC2 writes a revert may send, typed. A saga's record keeps each as a
+//! [`ProviderCall`] in the shape of EC2's Query API (`POST /?Action=CreateTags`)
+//! with the parameters as JSON; a record is sent only if it reads back as one
+//! of these, field for field, so nothing else can be forged into a call. Pure.
+
+use super::model::Rule;
+use crate::api::ProviderCall;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One EC2 write.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "Action", rename_all_fields = "PascalCase", deny_unknown_fields)]
+pub enum Ec2Call {
+    CreateTags { region: String, resource_id: String, tags: BTreeMap<String, String> },
+    DeleteTags { region: String, resource_id: String, keys: Vec<String> },
+    StopInstances { region: String, instance_id: String },
+    StartInstances { region: String, instance_id: String },
+    /// Changes the instance type (the instance must be stopped).
+    ModifyInstanceAttribute { region: String, instance_id: String, instance_type: String },
+    AuthorizeSecurityGroupIngress { region: String, group_id: String, rule: Rule },
+    AuthorizeSecurityGroupEgress { region: String, group_id: String, rule: Rule },
+    RevokeSecurityGroupIngress { region: String, group_id: String, rule: Rule },
+    RevokeSecurityGroupEgress { region: String, group_id: String, rule: Rule },
+    /// Grows a volume to `size` GiB.
+    ModifyVolume { region: String, volume_id: String, size: i32 },
+}
+
+const PREFIX: &str = "/?Action=";
+
+impl Ec2Call {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Ec2Call::CreateTags { .. } => "CreateTags",
+            Ec2Call::DeleteTags { .. } => "DeleteTags",
+            Ec2Call::StopInstances { .. } => "StopInstances",
+            Ec2Call::StartInstances { .. } => "StartInstances",
+            Ec2Call::ModifyInstanceAttribute { .. } => "ModifyInstanceAttribute",
+            Ec2Call::AuthorizeSecurityGroupIngress { .. } => "AuthorizeSecurityGroupIngress",
+            Ec2Call::AuthorizeSecurityGroupEgress { .. } => "AuthorizeSecurityGroupEgress",
+            Ec2Call::RevokeSecurityGroupIngress { .. } => "RevokeSecurityGroupIngress",
+            Ec2Call::RevokeSecurityGroupEgress { .. } => "RevokeSecurityGroupEgress",
+            Ec2Call::ModifyVolume { .. } => "ModifyVolume",
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        match self {
+            Ec2Call::CreateTags { region, .. }
+            | Ec2Call::DeleteTags { region, .. }
+            | Ec2Call::StopInstances { region, .. }
+            | Ec2Call::StartInstances { region, .. }
+            | Ec2Call::ModifyInstanceAttribute { region, .. }
+            | Ec2Call::AuthorizeSecurityGroupIngress { region, .. }
+            | Ec2Call::AuthorizeSecurityGroupEgress { region, .. }
+            | Ec2Call::RevokeSecurityGroupIngress { region, .. }
+            | Ec2Call::RevokeSecurityGroupEgress { region, .. }
+            | Ec2Call::ModifyVolume { region, .. } => region,
+        }
+    }
+
+    /// The one resource the call writes to, and the types it may be.
+    pub fn resource(&self) -> (&str, &'static [&'static str]) {
+        const ANY: &[&str] = &["instance", "volume", "security_group"];
+        match self {
+            Ec2Call::CreateTags { resource_id, .. } | Ec2Call::DeleteTags { resource_id, .. } => (resource_id, ANY),
+            Ec2Call::StopInstances { instance_id, .. }
+            | Ec2Call::StartInstances { instance_id, .. }
+            | Ec2Call::ModifyInstanceAttribute { instance_id, .. } => (instance_id, &["instance"]),
+            Ec2Call::AuthorizeSecurityGroupIngress { group_id, .. }
+            | Ec2Call::AuthorizeSecurityGroupEgress { group_id, .. }
+            | Ec2Call::RevokeSecurityGroupIngress { group_id, .. }
+            | Ec2Call::RevokeSecurityGroupEgress { group_id, .. } => (group_id, &["security_group"]),
+            Ec2Call::ModifyVolume { volume_id, .. } => (volume_id, &["volume"]),
+        }
+    }
+
+    /// Starts work that outlasts the answer (an instance stopping or
+    /// starting, a volume being modified), followed by its handle.
+    pub fn lasts(&self) -> bool {
+        matches!(self, Ec2Call::StopInstances { .. } | Ec2Call::StartInstances { .. } | Ec2Call::ModifyVolume { .. })
+    }
+
+    /// The call as a saga step records it.
+    pub fn to_call(&self, description: String) -> ProviderCall {
+        let mut body = serde_json::to_value(self).expect("an EC2 call serializes");
+        if let Value::Object(map) = &mut body {
+            map.remove("Action");
+        }
+        ProviderCall {
+            method: "POST".into(),
+            path: format!("{PREFIX}{}", self.action()),
+            body,
+            description,
+            waits_for_action: self.lasts(),
+        }
+    }
+
+    /// The EC2 call a recorded step is, or why it is none.
+    pub fn parse(call: &ProviderCall) -> Result<Ec2Call, String> {
+        let not_one = |why: String| format!("{} {} is not an EC2 call arcadia-drift sends: {why}", call.method, call.path);
+        let action = call.path.strip_prefix(PREFIX).filter(|_| call.method == "POST");
+        let action = action.ok_or_else(|| not_one(format!("not POST {PREFIX}<action>")))?;
+        let Value::Object(mut body) = call.body.clone() else { return Err(not_one("its body is not an object".into())) };
+        body.insert("Action".into(), Value::String(action.to_owned()));
+        let parsed: Ec2Call = serde_json::from_value(Value::Object(body)).map_err(|e| not_one(e.to_string()))?;
+        if parsed.lasts() != call.waits_for_action {
+            return Err(not_one("waitsForAction does not match the action".into()));
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_call_reads_back_as_itself_and_nothing_else() {
+        let call = Ec2Call::ModifyVolume { region: "us-east-1".into(), volume_id: "vol-1".into(), size: 20 };
+        let recorded = call.to_call("grow".into());
+        assert_eq!(recorded.path, "/?Action=ModifyVolume");
+        assert_eq!(recorded.body, json!({"Region": "us-east-1", "VolumeId": "vol-1", "Size": 20}));
+        assert!(recorded.waits_for_action);
+        assert_eq!(Ec2Call::parse(&recorded), Ok(call));
+
+        let mut extra = recorded.clone();
+        extra.body["DryRun"] = json!(false);
+        assert!(Ec2Call::parse(&extra).unwrap_err().contains("unknown field `DryRun`"));
+        let mut other = recorded.clone();
+        other.path = "/?Action=TerminateInstances".into();
+        assert!(Ec2Call::parse(&other).unwrap_err().contains("unknown variant `TerminateInstances`"));
+        let mut quick = recorded;
+        quick.waits_for_action = false;
+        assert!(Ec2Call::parse(&quick).unwrap_err().contains("waitsForAction"));
+    }
+
+    #[test]
+    fn a_rule_in_a_call_is_a_rule() {
+        let rule = json!({"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "10.0.0.0/8"});
+        let body = json!({"Region": "us-east-1", "GroupId": "sg-1", "Rule": rule});
+        let call = ProviderCall {
+            method: "POST".into(),
+            path: "/?Action=AuthorizeSecurityGroupIngress".into(),
+            body,
+            description: String::new(),
+            waits_for_action: false,
+        };
+        assert!(matches!(Ec2Call::parse(&call), Ok(Ec2Call::AuthorizeSecurityGroupIngress { .. })));
+    }
+}

@@ -1,0 +1,108 @@
+//! AWS's command-line flags, flattened into `arcadia-drift run`, and the
+//! [`Setup`] they configure. Credentials are not flags: the SDK's standard
+//! chain finds them (IRSA or EKS Pod Identity in a cluster).
+
+use super::client::{AwsConfig, Ec2};
+use super::{Aws, AwsType, NAME};
+use crate::providers::contract::{Built, Common, ProviderError, Setup};
+use crate::runtime::duration::parse_duration;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Clone, Debug)]
+#[group(id = "aws")]
+pub struct Flags {
+    /// The AWS regions to mirror (comma-separated, one account per
+    /// controller); when set, `run` syncs EC2 instances, EBS volumes and
+    /// security groups into CloudResource objects. Credentials come from the
+    /// standard chain: IRSA or EKS Pod Identity, AWS_* variables, a profile,
+    /// instance metadata.
+    #[arg(long, value_delimiter = ',', value_name = "REGION")]
+    pub aws_regions: Vec<String>,
+    /// Resource types to mirror from AWS (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "instance,volume,security_group")]
+    pub aws_types: Vec<String>,
+    /// Another EC2 endpoint than AWS's own, e.g. a VPC endpoint.
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// Name of the AWS inventory source: the `arcadia.cloud/source` label of
+    /// the CloudResources it writes. Use one per AWS account.
+    #[arg(long, default_value = "aws")]
+    pub aws_inventory_source: String,
+    /// Sustained EC2 requests per hour this process allows itself (EC2
+    /// refills its own bucket for Describe calls at 20 a second per region).
+    #[arg(long, default_value_t = 36_000)]
+    pub aws_requests_per_hour: u32,
+    /// How long one EC2 request may take, retries included. A write with no
+    /// answer by then may have happened: a revert looks before sending it again.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub aws_request_timeout: Duration,
+}
+
+/// AWS as the flags configured it.
+#[derive(Clone, Debug)]
+pub struct AwsSetup {
+    pub config: AwsConfig,
+    pub types: Vec<AwsType>,
+    pub source: String,
+}
+
+impl Flags {
+    /// The setup these flags describe; `None` without regions.
+    pub fn configure(&self, _common: Common) -> Result<Option<Arc<dyn Setup>>, String> {
+        let regions: Vec<String> = self.aws_regions.iter().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect();
+        if regions.is_empty() {
+            return Ok(None);
+        }
+        if let Some(bad) = regions.iter().find(|r| !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')) {
+            return Err(format!("--aws-regions: {bad:?} is not a region name such as us-east-1"));
+        }
+        let types = self
+            .aws_types
+            .iter()
+            .map(|w| {
+                AwsType::parse(w.trim()).ok_or_else(|| {
+                    let known: Vec<_> = AwsType::ALL.iter().map(|t| t.word()).collect();
+                    format!("--aws-types: unknown type {w:?}; known: {}", known.join(", "))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut config = AwsConfig::new(regions);
+        config.endpoint_url = self.aws_endpoint_url.clone();
+        config.requests_per_second = f64::from(self.aws_requests_per_hour.max(1)) / 3600.0;
+        config.timeout = self.aws_request_timeout;
+        Ok(Some(Arc::new(AwsSetup { config, types, source: self.aws_inventory_source.clone() })))
+    }
+}
+
+impl Setup for AwsSetup {
+    fn provider(&self) -> &'static str {
+        NAME
+    }
+
+    fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn feed_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    fn endpoint(&self) -> String {
+        let regions = self.config.regions.join(", ");
+        match &self.config.endpoint_url {
+            Some(url) => format!("EC2 at {url} ({regions})"),
+            None => format!("EC2 in {regions}"),
+        }
+    }
+
+    fn build(&self) -> BoxFuture<'_, Result<Built, ProviderError>> {
+        async move {
+            let account = Arc::new(Aws::new(Ec2::connect(self.config.clone()).await?, self.types.clone()));
+            Ok(Built { inventory: account.clone(), actuator: account })
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,238 @@
+//! moto, the AWS mock nobody here wrote, as the tests' EC2: installed from
+//! PyPI into a virtual environment the tests create (once, under the tools
+//! cache, keyed by version), and started on a loopback port per test. In
+//! front of it, an optional proxy counts each request by its EC2 action and
+//! answers the next ones of an action with a throttling error, as EC2 does.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The moto release the tests run (scripts/versions.sh says the same; a test checks).
+pub const MOTO_VERSION: &str = "5.2.5";
+
+/// Fixed credentials: moto accepts any.
+pub const CREDENTIALS: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
+
+fn cache_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("ARCADIA_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME is not set")).join(".cache"));
+    base.join("arcadia-drift")
+}
+
+/// `moto_server`, installed on first use. Panics with pip's words when it cannot be.
+pub fn moto_server() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let venv = cache_dir().join(format!("moto-{MOTO_VERSION}"));
+        let server = venv.join("bin/moto_server");
+        std::fs::create_dir_all(cache_dir()).expect("cannot create the tools cache");
+        // Under a lock, so two test binaries never install into one directory at once.
+        let script = format!(
+            "test -x '{server}' || {{ rm -rf '{venv}' && python3 -m venv '{venv}' && '{venv}/bin/pip' install --quiet --disable-pip-version-check 'moto[server]=={MOTO_VERSION}'; }}",
+            server = server.display(),
+            venv = venv.display()
+        );
+        let lock = cache_dir().join(format!("moto-{MOTO_VERSION}.lock"));
+        let out = Command::new("flock").arg(&lock).args(["bash", "-c", &script]).output().expect("cannot run flock");
+        assert!(
+            out.status.success() && server.is_file(),
+            "cannot install moto {MOTO_VERSION} into {} (python3 with venv and pip, and PyPI, are needed):\n{}\n{}",
+            venv.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server
+    })
+}
+
+/// A moto server of the test's own, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let server = moto_server();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::env::temp_dir().join(format!("arcadia-moto-{port}.log"));
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("cannot start moto_server");
+        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 60s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        moto
+    }
+
+    /// An EC2 client on this moto: the console, as a person would use it.
+    pub async fn console(&self, region: &str) -> aws_sdk_ec2::Client {
+        console(&self.url, region).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn console(url: &str, region: &str) -> aws_sdk_ec2::Client {
+    let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
+    let config = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+        .credentials_provider(credentials)
+        .endpoint_url(url)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_ec2::Client::from_conf(config)
+}
+
+/// Sets the credentials the controller's standard chain reads, once per test binary.
+pub fn use_test_credentials() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        for (k, v) in CREDENTIALS {
+            // SAFETY: set once, before the first SDK client reads the environment.
+            unsafe { std::env::set_var(k, v) };
+        }
+    });
+}
+
+#[derive(Default)]
+struct Counts {
+    /// Requests seen per EC2 action.
+    seen: BTreeMap<String, u64>,
+    /// Requests of an action still to be answered with `RequestLimitExceeded`.
+    throttle: BTreeMap<String, u64>,
+}
+
+/// A proxy in front of moto that counts requests by action and throttles on demand.
+#[derive(Clone)]
+pub struct CountingProxy {
+    pub url: String,
+    counts: Arc<Mutex<Counts>>,
+}
+
+#[derive(Clone)]
+struct Upstream {
+    url: String,
+    counts: Arc<Mutex<Counts>>,
+    http: reqwest_like::Client,
+}
+
+mod reqwest_like {
+    //! The smallest HTTP/1 client that forwards a request to moto.
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client as Legacy;
+    use hyper_util::rt::TokioExecutor;
+
+    #[derive(Clone)]
+    pub struct Client(Legacy<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>);
+
+    impl Client {
+        pub fn new() -> Self {
+            Client(Legacy::builder(TokioExecutor::new()).build_http())
+        }
+
+        pub async fn send(
+            &self,
+            request: http::Request<Full<bytes::Bytes>>,
+        ) -> Result<(http::response::Parts, bytes::Bytes), String> {
+            let answer = self.0.request(request).await.map_err(|e| e.to_string())?;
+            let (parts, body) = answer.into_parts();
+            let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok((parts, bytes))
+        }
+    }
+}
+
+impl CountingProxy {
+    pub async fn start(moto: &Moto) -> CountingProxy {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let upstream = Upstream { url: moto.url.clone(), counts: counts.clone(), http: reqwest_like::Client::new() };
+        let app = Router::new().fallback(forward).with_state(upstream);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        CountingProxy { url: format!("http://127.0.0.1:{port}"), counts }
+    }
+
+    /// Requests seen of `action` (throttled ones included).
+    pub fn seen(&self, action: &str) -> u64 {
+        self.counts.lock().unwrap().seen.get(action).copied().unwrap_or(0)
+    }
+
+    /// Every action seen, with its count.
+    pub fn all_seen(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().unwrap().seen.clone()
+    }
+
+    /// Answers the next `n` requests of `action` with EC2's throttling error.
+    pub fn throttle(&self, action: &str, n: u64) {
+        self.counts.lock().unwrap().throttle.insert(action.to_owned(), n);
+    }
+}
+
+/// The EC2 action of a Query API request (`Action=...` in its form body).
+fn action_of(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split('&').find_map(|p| p.strip_prefix("Action=")).unwrap_or("").to_owned()
+}
+
+async fn forward(State(up): State<Upstream>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let action = action_of(&bytes);
+    let throttled = {
+        let mut counts = up.counts.lock().unwrap();
+        *counts.seen.entry(action.clone()).or_default() += 1;
+        match counts.throttle.get_mut(&action) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    };
+    if throttled {
+        // EC2's documented error shape for the Query API.
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>";
+        return (http::StatusCode::SERVICE_UNAVAILABLE, [(http::header::CONTENT_TYPE, "text/xml")], xml)
+            .into_response();
+    }
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let mut upstream = http::Request::builder().method(parts.method).uri(format!("{}{path}", up.url));
+    for (name, value) in &parts.headers {
+        upstream = upstream.header(name, value);
+    }
+    let upstream = upstream.body(http_body_util::Full::new(bytes)).unwrap();
+    match up.http.send(upstream).await {
+        Ok((parts, body)) => Response::from_parts(parts, axum::body::Body::from(body)),
+        Err(e) => (http::StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
