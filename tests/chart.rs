@@ -533,7 +533,8 @@ fn provider_values_are_checked_at_install_time() {
             "providers.digitalocean.token=x",
             "at '/providers/digitalocean': additional properties 'token' not allowed",
         ),
-        ("--set", "providers.aws.enabled=true", "at '/providers': additional properties 'aws' not allowed"),
+        ("--set", "providers.gcp.enabled=true", "at '/providers': additional properties 'gcp' not allowed"),
+        ("--set", "providers.aws.types={bucket}", "at '/providers/aws/types/0'"),
         ("--set", "inventory.syncInterval=soon", "at '/inventory/syncInterval'"),
         (
             "--set",
@@ -965,4 +966,51 @@ async fn git_writeback_reads_only_the_named_secrets() {
         assert!(!can("get", resource, &other) && !can("list", resource, allowed), "{resource} beyond get in {allowed}");
     }
     assert!(!can("patch", "applications.argoproj.io", &argocd));
+}
+
+#[test]
+fn aws_renders_its_flags_irsa_and_a_credentials_file_never_an_environment_secret() {
+    let objects = render(&[
+        "providers.aws.enabled=true",
+        "providers.aws.regions={us-east-1,eu-west-1}",
+        "providers.aws.roleArn=arn:aws:iam::123456789012:role/arcadia-drift",
+        "providers.aws.credentialsSecret.name=aws-credentials",
+        "revert.enabled=true",
+    ]);
+    let args = container_args(&objects);
+    let args: Vec<&str> = args.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for flag in [
+        "--aws-regions=us-east-1,eu-west-1",
+        "--aws-types=instance,volume,security_group",
+        "--aws-inventory-source=aws",
+        "--enable-revert",
+    ] {
+        assert!(args.contains(&flag), "{flag} in {args:?}");
+    }
+    let account = of_kind(&objects, "ServiceAccount")[0];
+    assert_eq!(
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/arcadia-drift"
+    );
+    let deployment = of_kind(&objects, "Deployment")[0];
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "AWS_SHARED_CREDENTIALS_FILE"
+                && e["value"] == "/var/run/arcadia-drift/aws/credentials")
+    );
+    assert!(
+        !env.iter().any(|e| e["name"] == "AWS_ACCESS_KEY_ID" || e["name"] == "AWS_SECRET_ACCESS_KEY"),
+        "keys stay in the file"
+    );
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "aws-credentials"));
+
+    let off = render(&[]);
+    let args = container_args(&off).to_string();
+    assert!(!args.contains("--aws-"), "AWS is off by default: {args}");
+    assert!(of_kind(&off, "ServiceAccount")[0]["metadata"]["annotations"].get("eks.amazonaws.com/role-arn").is_none());
+    let bad = helm(&["template", "drift", CHART, "--set", "providers.aws.roleArn=role/x"]);
+    assert!(!bad.status.success(), "a role ARN that is not one is refused at install time");
 }
