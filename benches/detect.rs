@@ -180,7 +180,7 @@ fn policy_matching_figures() {
     let objects: Vec<CloudProvisioned> = (0..10_000).map(|i| provisioned(i, 100)).collect();
     let resource = CloudResource::new(
         "r",
-        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() },
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into(), region: None },
     );
     let started = Instant::now();
     let index = PolicyIndex::new(all.iter().cloned());
@@ -227,7 +227,12 @@ fn resync_planning_figures() {
     let mirrored: Vec<Arc<CloudResource>> = (0..10_000)
         .map(|i| {
             let id = (3_000_000 + i).to_string();
-            let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: id.clone() };
+            let spec = CloudResourceSpec {
+                provider: "digitalocean".into(),
+                type_: "droplet".into(),
+                id: id.clone(),
+                region: None,
+            };
             let mut r = CloudResource::new(&resource_name("digitalocean", "droplet", &id), spec);
             r.metadata.labels = Some([(LABEL_SOURCE.to_string(), "do".to_string())].into());
             r.status = Some(status(i));
@@ -236,7 +241,12 @@ fn resync_planning_figures() {
         .collect();
     let listed = || -> Vec<LiveResource> {
         (0..10_000)
-            .map(|i| LiveResource { type_: "droplet", id: (3_000_000 + i).to_string(), status: status(i) })
+            .map(|i| LiveResource {
+                type_: "droplet",
+                region: None,
+                id: (3_000_000 + i).to_string(),
+                status: status(i),
+            })
             .collect()
     };
     let refresh = std::time::Duration::from_secs(3600);

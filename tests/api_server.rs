@@ -25,7 +25,7 @@ async fn cloud_resource_status_is_written_through_the_status_subresource() {
     let name = format!("digitalocean-droplet-{}", common::unique_suffix());
     let mut res = CloudResource::new(
         &name,
-        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "42".into() },
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "42".into(), region: None },
     );
     res.status = Some(CloudResourceStatus { size_slug: Some("ignored-on-create".into()), ..Default::default() });
     let created = api.create(&PostParams::default(), &res).await.expect("create CloudResource");

@@ -10,7 +10,7 @@ mod common;
 
 use arcadia_drift::api::{
     ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, ANNOTATION_REVERTED_BY, CloudProvisioned, Drift, DriftPhase,
-    DriftStatus, SagaState,
+    DriftStatus, SagaState, StepState,
 };
 use arcadia_drift::providers::aws::client::{AwsConfig, Ec2};
 use arcadia_drift::providers::aws::{Aws, AwsType};
@@ -198,7 +198,11 @@ impl Env {
     }
 
     fn controller(&self, types: &str) -> ControllerProcess {
-        let args = [
+        self.controller_with(types, &[])
+    }
+
+    fn controller_with(&self, types: &str, extra: &[&str]) -> ControllerProcess {
+        let mut args = vec![
             "--aws-regions",
             "us-east-1",
             "--aws-endpoint-url",
@@ -211,6 +215,7 @@ impl Env {
             "2s",
             "--enable-revert",
         ];
+        args.extend_from_slice(extra);
         ControllerProcess::start_with_env(&self.ns, &args, &common::moto::CREDENTIALS)
     }
 
@@ -272,7 +277,7 @@ async fn changed_tags_become_a_drift_and_are_reverted_key_by_key() {
     let id = launch(&env.ec2, "t3.micro", &[("Name", "web"), ("env", "prod"), (ck, cv)]).await;
     let desired = json!({"tags": {"Name": "web", "env": "prod", ck: cv}});
     env.provision("web", &format!("aws-instance-{id}"), desired).await;
-    let _controller = env.controller("instance");
+    let controller = env.controller("instance");
 
     // The console: env changed, a tag added.
     env.ec2.create_tags().resources(&id).set_tags(Some(tags(&[("env", "dev"), ("debug", "1")]))).send().await.unwrap();
@@ -281,6 +286,9 @@ async fn changed_tags_become_a_drift_and_are_reverted_key_by_key() {
         .await;
     let status = open.status.clone().unwrap();
     assert_eq!(actions(&status), ["CreateTags", "DeleteTags"]);
+    let mirrored: Api<arcadia_drift::api::CloudResource> = Api::all(env.client.clone());
+    let mirrored = mirrored.get(&format!("aws-instance-{id}")).await.unwrap();
+    assert_eq!((mirrored.spec.provider.as_str(), mirrored.spec.region.as_deref()), ("aws", Some("us-east-1")));
     assert_eq!(status.revert_plan[0].body["Tags"], json!({"env": "prod"}));
     assert_eq!(status.revert_plan[1].body["Keys"], json!(["debug"]));
 
@@ -293,6 +301,10 @@ async fn changed_tags_become_a_drift_and_are_reverted_key_by_key() {
     let mut want = vec![("Name".to_string(), "web".to_string()), ("env".into(), "prod".into()), (ck.into(), cv.into())];
     want.sort();
     assert_eq!(now, want);
+    // The syncer goes on reading, so the count is compared with what EC2 had received by then.
+    let counted = controller.metric("arcadia_drift_provider_requests_total{provider=\"aws\"}") as u64;
+    let received: u64 = env.proxy.all_seen().values().sum();
+    assert!(counted > 0 && counted <= received, "requests counted under provider=aws: {counted} of {received}");
 }
 
 #[tokio::test]
@@ -444,4 +456,101 @@ fn the_moto_the_tests_install_is_the_one_versions_sh_names() {
     let line = versions.lines().find(|l| l.starts_with("MOTO_VERSION=")).expect("MOTO_VERSION in scripts/versions.sh");
     let named = line.trim_start_matches("MOTO_VERSION=").split_whitespace().next().unwrap();
     assert_eq!(named, common::moto::MOTO_VERSION);
+}
+
+/// A claimed instance running as t3.large, desired as t3.micro.
+async fn resized_instance(env: &Env) -> String {
+    let (ck, cv) = env.claim();
+    let id = launch(&env.ec2, "t3.large", &[(ck, cv)]).await;
+    env.provision("app", &format!("aws-instance-{id}"), json!({"instance_type": "t3.micro"})).await;
+    id
+}
+
+async fn open_resize(env: &Env) -> Drift {
+    env.drift("instance_type", "an Open drift with a three-call plan", |s| {
+        s.phase == DriftPhase::Open && s.revert_plan.len() == 3
+    })
+    .await
+}
+
+fn counts(env: &Env) -> [u64; 3] {
+    ["StopInstances", "ModifyInstanceAttribute", "StartInstances"].map(|a| env.proxy.seen(a))
+}
+
+/// The grow is carried out but its answer never arrives in time: the saga
+/// finds the volume's modification instead of modifying it twice.
+#[tokio::test]
+async fn a_grow_whose_answer_is_lost_is_adopted_not_sent_again() {
+    let env = Env::new("aws-lost-answer").await;
+    let (ck, cv) = env.claim();
+    let spec =
+        TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tags(&[(ck, cv)]))).build();
+    let volume =
+        env.ec2.create_volume().size(20).availability_zone("us-east-1a").tag_specifications(spec).send().await.unwrap();
+    let volume = volume.volume_id().unwrap().to_owned();
+    env.provision("data", &format!("aws-volume-{volume}"), json!({"size": 40})).await;
+    env.proxy.hold_next_answer("ModifyVolume", Duration::from_secs(8));
+    let _controller = env.controller_with("volume", &["--aws-request-timeout", "2s"]);
+    let open = env.drift("size", "an Open drift", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 1).await;
+    let status = env.revert(&open, false).await;
+    assert_eq!(env.proxy.seen("ModifyVolume"), 1, "one ModifyVolume in all");
+    let step = &status.revert.unwrap().steps[0];
+    assert_eq!(step.handle.as_deref(), Some(format!("us-east-1/{volume}/size/40").as_str()), "adopted by its handle");
+    let live = env.ec2.describe_volumes().volume_ids(&volume).send().await.unwrap();
+    assert_eq!(live.volumes()[0].size(), Some(40));
+}
+
+/// The modify is refused for good after the stop: the saga ends RevertFailed
+/// and starts the instance again, each call sent once.
+#[tokio::test]
+async fn a_refused_modify_ends_revert_failed_with_the_instance_started_again() {
+    let env = Env::new("aws-refused").await;
+    let id = resized_instance(&env).await;
+    env.proxy.refuse_next("ModifyInstanceAttribute", "UnauthorizedOperation");
+    let _controller = env.controller("instance");
+    let open = open_resize(&env).await;
+    env.approve(&open, true).await;
+    let failed = env.drift("instance_type", "RevertFailed", |s| s.phase == DriftPhase::RevertFailed).await;
+    let status = failed.status.unwrap();
+    assert!(status.message.as_deref().unwrap_or_default().contains("UnauthorizedOperation"), "{:?}", status.message);
+    let states: Vec<(StepState, bool)> =
+        status.revert.unwrap().steps.iter().map(|s| (s.state, s.compensation)).collect();
+    assert_eq!(
+        states,
+        [
+            (StepState::Completed, false),
+            (StepState::Failed, false),
+            (StepState::Skipped, false),
+            (StepState::Completed, true)
+        ]
+    );
+    assert_eq!(counts(&env), [1, 1, 1], "stop, the refused modify, the compensating start");
+    let live = instance_of(&env.ec2, &id).await;
+    assert_eq!(live.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"), "started again");
+    assert_eq!(live.instance_type().map(|t| t.as_str()), Some("t3.large"), "nothing else changed");
+}
+
+/// Killed after EC2 carried out the stop and before its answer came back:
+/// the next controller finds the instance stopping or stopped and goes on,
+/// with no second stop.
+#[tokio::test]
+async fn a_controller_killed_after_the_stop_resumes_without_a_second_stop() {
+    let env = Env::new("aws-killed").await;
+    let id = resized_instance(&env).await;
+    env.proxy.hold_next_answer("StopInstances", Duration::from_secs(60));
+    let mut first = env.controller("instance");
+    let open = open_resize(&env).await;
+    env.approve(&open, true).await;
+    common::eventually(Duration::from_secs(60), "the stop carried out by EC2", || async {
+        (env.proxy.seen("StopInstances") == 1).then_some(())
+    })
+    .await;
+    first.kill();
+    let _second = env.controller("instance");
+    let done = env.drift("instance_type", "Reverted after the restart", |s| s.phase == DriftPhase::Reverted).await;
+    assert_eq!(done.status.unwrap().revert.map(|r| r.state), Some(SagaState::Succeeded));
+    assert_eq!(counts(&env), [1, 1, 1], "each call exactly once across both controllers");
+    let live = instance_of(&env.ec2, &id).await;
+    assert_eq!(live.instance_type().map(|t| t.as_str()), Some("t3.micro"));
+    assert_eq!(live.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
 }

@@ -683,7 +683,8 @@ async fn least_privilege_rbac_and_the_accept_policy() {
 
     // The controller, as that ServiceAccount, does its whole job in its namespace.
     let resource = format!("digitalocean-droplet-{}", common::unique_suffix());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() };
+    let spec =
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into(), region: None };
     Api::<CloudResource>::all(client.clone())
         .create(&PostParams::default(), &CloudResource::new(&resource, spec))
         .await

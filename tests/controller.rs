@@ -45,7 +45,7 @@ async fn resource(client: &Client, status: CloudResourceStatus) -> String {
     let id = common::unique_suffix();
     let name = format!("digitalocean-droplet-{id}");
     let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id };
+    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id, region: None };
     api.create(&PostParams::default(), &CloudResource::new(&name, spec)).await.expect("create CloudResource");
     set_live(client, &name, status).await;
     name

@@ -286,7 +286,12 @@ async fn sync_mirrors_droplets_and_marks_missing_only_on_proof() {
     let r = cloud_resource(&client, &name).await.expect("mirrored");
     assert_eq!(
         r.spec,
-        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: ids[0].to_string() }
+        CloudResourceSpec {
+            provider: "digitalocean".into(),
+            type_: "droplet".into(),
+            id: ids[0].to_string(),
+            region: None
+        }
     );
     assert_eq!(r.labels().get(LABEL_SOURCE), Some(&source));
     let status = r.status.unwrap();

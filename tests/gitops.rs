@@ -26,7 +26,7 @@ async fn droplet(client: &Client, size: &str) -> String {
     let id = common::unique_suffix();
     let name = format!("digitalocean-droplet-{id}");
     let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id };
+    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id, region: None };
     api.create(&PostParams::default(), &CloudResource::new(&name, spec)).await.unwrap();
     let status = CloudResourceStatus {
         region: Some("nyc3".into()),

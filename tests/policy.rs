@@ -23,7 +23,8 @@ async fn cluster(client: &Client, count: i64, tags: &[&str]) -> String {
     let id = common::unique_suffix();
     let name = format!("digitalocean-kubernetes-cluster-{id}");
     let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "kubernetes_cluster".into(), id };
+    let spec =
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "kubernetes_cluster".into(), id, region: None };
     api.create(&PostParams::default(), &CloudResource::new(&name, spec)).await.unwrap();
     set_cluster(client, &name, count, tags).await;
     name

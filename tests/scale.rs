@@ -107,8 +107,12 @@ async fn setup(client: &Client, run_id: &str, ns: &str, floor_ns: &str, n: usize
     futures::stream::iter(0..n)
         .map(|i| async move {
             let name = format!("scale-{run_id}-{i}");
-            let spec =
-                CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: i.to_string() };
+            let spec = CloudResourceSpec {
+                provider: "digitalocean".into(),
+                type_: "droplet".into(),
+                id: i.to_string(),
+                region: None,
+            };
             Api::<CloudResource>::all(client.clone())
                 .create(&PostParams::default(), &CloudResource::new(&name, spec))
                 .await

@@ -38,6 +38,11 @@ pub struct CloudResourceSpec {
     /// The provider's id, always a string.
     #[x_kube(validation = Rule::new("size(self) > 0").message("spec.id must not be empty"))]
     pub id: String,
+    /// The region the resource lives in, where the provider's ids are
+    /// regional (AWS); absent where they are global (DigitalOcean, whose
+    /// region is in `status.region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// The observed live state, written by a syncer through the status subresource.

@@ -73,7 +73,7 @@ pub fn plan_sync(
         status.synced_time = Some(now.clone());
         plan.writes.push(Write {
             name,
-            spec: CloudResourceSpec { provider: provider.into(), type_: o.type_.into(), id: o.id },
+            spec: CloudResourceSpec { provider: provider.into(), type_: o.type_.into(), region: o.region, id: o.id },
             status,
         });
     }
@@ -141,6 +141,7 @@ mod tests {
     fn observed(id: &str, size: &str) -> LiveResource {
         LiveResource {
             type_: "droplet",
+            region: None,
             id: id.into(),
             status: CloudResourceStatus { size_slug: Some(size.into()), ..Default::default() },
         }
@@ -149,7 +150,7 @@ mod tests {
     fn mirrored(id: &str, size: &str, synced: Time, missing: bool) -> Arc<CloudResource> {
         let mut r = CloudResource::new(
             &resource_name("digitalocean", "droplet", id),
-            CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: id.into() },
+            CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: id.into(), region: None },
         );
         r.status = Some(CloudResourceStatus {
             size_slug: Some(size.into()),
@@ -256,7 +257,12 @@ mod tests_support {
     pub fn mirrored_other_source() -> Arc<CloudResource> {
         Arc::new(CloudResource::new(
             "digitalocean-droplet-1",
-            CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() },
+            CloudResourceSpec {
+                provider: "digitalocean".into(),
+                type_: "droplet".into(),
+                id: "1".into(),
+                region: None,
+            },
         ))
     }
 }

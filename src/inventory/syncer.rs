@@ -305,7 +305,12 @@ impl Syncer {
     async fn write_observed(&self, o: LiveResource, read: &Reading) -> Result<(), SyncError> {
         let provider = self.source.provider();
         let name = resource_name(provider, o.type_, &o.id);
-        let spec = crate::api::CloudResourceSpec { provider: provider.into(), type_: o.type_.into(), id: o.id };
+        let spec = crate::api::CloudResourceSpec {
+            provider: provider.into(),
+            type_: o.type_.into(),
+            region: o.region,
+            id: o.id,
+        };
         let status = api::CloudResourceStatus { missing: false, synced_time: Some(read.time.clone()), ..o.status };
         self.write(&name, Some(&spec), &status, read).await
     }

@@ -14,7 +14,10 @@ fn cprov(ns: &str, labels: &[(&str, &str)]) -> CloudProvisioned {
 }
 
 fn resource(type_: &str) -> CloudResource {
-    CloudResource::new("r", CloudResourceSpec { provider: "digitalocean".into(), type_: type_.into(), id: "1".into() })
+    CloudResource::new(
+        "r",
+        CloudResourceSpec { provider: "digitalocean".into(), type_: type_.into(), id: "1".into(), region: None },
+    )
 }
 
 fn policy(

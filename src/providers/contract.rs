@@ -17,6 +17,9 @@ use serde_json::Value;
 pub struct LiveResource {
     /// The provider's own word for the type, e.g. `droplet`, `load_balancer`.
     pub type_: &'static str,
+    /// The region in the resource's identity (`CloudResource.spec.region`),
+    /// where ids are regional (AWS); `None` where they are global (DigitalOcean).
+    pub region: Option<String>,
     pub id: String,
     /// The live state; `missing` and `synced_time` are set by the sync.
     pub status: CloudResourceStatus,

@@ -192,7 +192,8 @@ pub fn install_gitops_crds() {
 pub async fn mirror_droplet(client: &Client, name: &str, size: &str, region: Option<&str>) {
     use arcadia_drift::api::{CloudResource, CloudResourceSpec, CloudResourceStatus, now};
     let api: Api<CloudResource> = Api::all(client.clone());
-    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: name.into() };
+    let spec =
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: name.into(), region: None };
     let _ = api.create(&PostParams::default(), &CloudResource::new(name, spec)).await;
     let status = CloudResourceStatus {
         size_slug: Some(size.into()),

@@ -1,6 +1,6 @@
 //! moto, the AWS mock nobody here wrote, as the tests' EC2: installed from
-//! PyPI into a virtual environment the tests create (once, under the tools
-//! cache, keyed by version), and started on a loopback port per test. In
+//! PyPI into a virtual environment the tests create with `scripts/build-tools
+//! moto` (once, under the tools cache, keyed by version), and started on a loopback port per test. In
 //! front of it, an optional proxy counts each request by its EC2 action and
 //! answers the next ones of an action with a throttling error, as EC2 does.
 
@@ -30,25 +30,19 @@ fn cache_dir() -> PathBuf {
     base.join("arcadia-drift")
 }
 
-/// `moto_server`, installed on first use. Panics with pip's words when it cannot be.
+/// `moto_server`, installed on first use by `scripts/build-tools moto`.
+/// Panics with pip's words when it cannot be.
 pub fn moto_server() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let venv = cache_dir().join(format!("moto-{MOTO_VERSION}"));
-        let server = venv.join("bin/moto_server");
-        std::fs::create_dir_all(cache_dir()).expect("cannot create the tools cache");
-        // Under a lock, so two test binaries never install into one directory at once.
-        let script = format!(
-            "test -x '{server}' || {{ rm -rf '{venv}' && python3 -m venv '{venv}' && '{venv}/bin/pip' install --quiet --disable-pip-version-check 'moto[server]=={MOTO_VERSION}'; }}",
-            server = server.display(),
-            venv = venv.display()
-        );
-        let lock = cache_dir().join(format!("moto-{MOTO_VERSION}.lock"));
-        let out = Command::new("flock").arg(&lock).args(["bash", "-c", &script]).output().expect("cannot run flock");
+        let server = cache_dir().join(format!("moto-{MOTO_VERSION}/bin/moto_server"));
+        let out = Command::new(super::repo_root().join("scripts/build-tools"))
+            .arg("moto")
+            .output()
+            .expect("cannot run scripts/build-tools");
         assert!(
             out.status.success() && server.is_file(),
-            "cannot install moto {MOTO_VERSION} into {} (python3 with venv and pip, and PyPI, are needed):\n{}\n{}",
-            venv.display(),
+            "cannot install moto {MOTO_VERSION} (python3 with venv and pip, and PyPI, are needed):\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -129,6 +123,45 @@ struct Counts {
     seen: BTreeMap<String, u64>,
     /// Requests of an action still to be answered with `RequestLimitExceeded`.
     throttle: BTreeMap<String, u64>,
+    /// Requests of an action still to be refused with this error code (HTTP 403 or 400), never forwarded.
+    refuse: BTreeMap<String, (u64, String)>,
+    /// Requests of an action still to be carried out by moto with the answer held back this long.
+    hold: BTreeMap<String, (u64, Duration)>,
+}
+
+/// What the proxy does with one request.
+enum Fate {
+    Forward,
+    Throttle,
+    Refuse(String),
+    ForwardAndHold(Duration),
+}
+
+impl Counts {
+    fn fate(&mut self, action: &str) -> Fate {
+        *self.seen.entry(action.to_owned()).or_default() += 1;
+        if let Some(n) = self.throttle.get_mut(action).filter(|n| **n > 0) {
+            *n -= 1;
+            return Fate::Throttle;
+        }
+        if let Some((n, code)) = self.refuse.get_mut(action).filter(|(n, _)| *n > 0) {
+            *n -= 1;
+            return Fate::Refuse(code.clone());
+        }
+        if let Some((n, hold)) = self.hold.get_mut(action).filter(|(n, _)| *n > 0) {
+            *n -= 1;
+            return Fate::ForwardAndHold(*hold);
+        }
+        Fate::Forward
+    }
+}
+
+/// EC2's documented error shape for the Query API.
+fn ec2_error(status: http::StatusCode, code: &str, message: &str) -> Response {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+    );
+    (status, [(http::header::CONTENT_TYPE, "text/xml")], xml).into_response()
 }
 
 /// A proxy in front of moto that counts requests by action and throttles on demand.
@@ -196,6 +229,17 @@ impl CountingProxy {
     pub fn throttle(&self, action: &str, n: u64) {
         self.counts.lock().unwrap().throttle.insert(action.to_owned(), n);
     }
+
+    /// Refuses the next request of `action` with `code` (`UnauthorizedOperation`: 403; else 400), never forwarding it.
+    pub fn refuse_next(&self, action: &str, code: &str) {
+        self.counts.lock().unwrap().refuse.insert(action.to_owned(), (1, code.to_owned()));
+    }
+
+    /// Lets moto carry out the next request of `action`, then holds its answer back for `hold`:
+    /// the answer lost after the effect happened.
+    pub fn hold_next_answer(&self, action: &str, hold: Duration) {
+        self.counts.lock().unwrap().hold.insert(action.to_owned(), (1, hold));
+    }
 }
 
 /// The EC2 action of a Query API request (`Action=...` in its form body).
@@ -208,30 +252,30 @@ async fn forward(State(up): State<Upstream>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
     let action = action_of(&bytes);
-    let throttled = {
-        let mut counts = up.counts.lock().unwrap();
-        *counts.seen.entry(action.clone()).or_default() += 1;
-        match counts.throttle.get_mut(&action) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
+    let fate = up.counts.lock().unwrap().fate(&action);
+    let hold = match fate {
+        Fate::Throttle => {
+            return ec2_error(http::StatusCode::SERVICE_UNAVAILABLE, "RequestLimitExceeded", "Request limit exceeded.");
         }
+        Fate::Refuse(code) => {
+            let forbidden = code == "UnauthorizedOperation";
+            let status = if forbidden { http::StatusCode::FORBIDDEN } else { http::StatusCode::BAD_REQUEST };
+            return ec2_error(status, &code, "refused by the test");
+        }
+        Fate::ForwardAndHold(hold) => Some(hold),
+        Fate::Forward => None,
     };
-    if throttled {
-        // EC2's documented error shape for the Query API.
-        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>";
-        return (http::StatusCode::SERVICE_UNAVAILABLE, [(http::header::CONTENT_TYPE, "text/xml")], xml)
-            .into_response();
-    }
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     let mut upstream = http::Request::builder().method(parts.method).uri(format!("{}{path}", up.url));
     for (name, value) in &parts.headers {
         upstream = upstream.header(name, value);
     }
     let upstream = upstream.body(http_body_util::Full::new(bytes)).unwrap();
-    match up.http.send(upstream).await {
+    let answer = up.http.send(upstream).await;
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
+    match answer {
         Ok((parts, body)) => Response::from_parts(parts, axum::body::Body::from(body)),
         Err(e) => (http::StatusCode::BAD_GATEWAY, e).into_response(),
     }

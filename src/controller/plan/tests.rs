@@ -35,7 +35,7 @@ fn provisioned(desired: Value) -> CloudProvisioned {
 fn resource(size: &str, synced: Time) -> CloudResource {
     let mut r = CloudResource::new(
         RESOURCE,
-        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into() },
+        CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id: "1".into(), region: None },
     );
     r.status = Some(CloudResourceStatus {
         region: Some("nyc3".into()),

@@ -118,8 +118,12 @@ impl Reverter {
             (Decision::Refuse(why), _) => (refused(why), false),
         };
         let spec = resource.map(|r| r.spec.clone());
-        let spec =
-            spec.unwrap_or(api::CloudResourceSpec { provider: String::new(), type_: String::new(), id: String::new() });
+        let spec = spec.unwrap_or(api::CloudResourceSpec {
+            provider: String::new(),
+            type_: String::new(),
+            id: String::new(),
+            region: None,
+        });
         let mut saga = Saga {
             drift: drift.clone(),
             api,

@@ -10,7 +10,9 @@ use super::client::{RegionClient, classify, refused};
 use super::{Aws, PLANNER};
 use crate::api::ProviderCall;
 use crate::providers::contract::{Actuator, ErrorClass, Handle, Planner, Progress, ProviderError, Target};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{AttributeValue, Tag, VolumeModificationState};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
@@ -130,61 +132,62 @@ impl Aws {
         }
         let request = format!("{} {} in {}", call.action(), call.resource().0, r.name);
         let w = &r.writes;
+        // A rule authorized or revoked already is the effect wanted: a step
+        // sent again after a lost answer meets exactly that.
+        const THERE: &[&str] = &["InvalidPermission.Duplicate"];
+        const GONE: &[&str] = &["InvalidPermission.NotFound"];
         match call {
             Ec2Call::CreateTags { resource_id, tags, .. } => {
-                let tags = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build());
-                w.create_tags().resources(resource_id).set_tags(Some(tags.collect())).send().await.map(drop).map_err(|e| classify(e, &request, true))
+                let tags = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+                written(w.create_tags().resources(resource_id).set_tags(Some(tags)).send().await, &request, &[])
             }
             Ec2Call::DeleteTags { resource_id, keys, .. } => {
-                let tags = keys.iter().map(|k| Tag::builder().key(k).build());
-                w.delete_tags().resources(resource_id).set_tags(Some(tags.collect())).send().await.map(drop).map_err(|e| classify(e, &request, true))
+                let tags = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+                written(w.delete_tags().resources(resource_id).set_tags(Some(tags)).send().await, &request, &[])
             }
             Ec2Call::StopInstances { instance_id, .. } => {
-                w.stop_instances().instance_ids(instance_id).send().await.map(drop).map_err(|e| classify(e, &request, true))
+                written(w.stop_instances().instance_ids(instance_id).send().await, &request, &[])
             }
             Ec2Call::StartInstances { instance_id, .. } => {
-                w.start_instances().instance_ids(instance_id).send().await.map(drop).map_err(|e| classify(e, &request, true))
+                written(w.start_instances().instance_ids(instance_id).send().await, &request, &[])
             }
-            Ec2Call::ModifyInstanceAttribute { instance_id, instance_type, .. } => w
-                .modify_instance_attribute()
-                .instance_id(instance_id)
-                .instance_type(AttributeValue::builder().value(instance_type).build())
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| classify(e, &request, true)),
+            Ec2Call::ModifyInstanceAttribute { instance_id, instance_type, .. } => {
+                let value = AttributeValue::builder().value(instance_type).build();
+                let modify = w.modify_instance_attribute().instance_id(instance_id).instance_type(value);
+                written(modify.send().await, &request, &[])
+            }
             Ec2Call::ModifyVolume { volume_id, size, .. } => {
-                w.modify_volume().volume_id(volume_id).size(*size).send().await.map(drop).map_err(|e| classify(e, &request, true))
+                written(w.modify_volume().volume_id(volume_id).size(*size).send().await, &request, &[])
             }
-            _ => self.send_rule(call, &request).await,
-        }
-    }
-
-    /// Authorizes or revokes one rule. A rule authorized already, or revoked
-    /// already, is the effect wanted: a step sent again after a lost answer
-    /// meets exactly that.
-    async fn send_rule(&self, call: &Ec2Call, request: &str) -> Result<(), ProviderError> {
-        let w = &self.ec2.region(call.region())?.writes;
-        let done = |e: &ProviderError, code: &str| e.message.contains(&format!(": {code}:"));
-        let result = match call {
             Ec2Call::AuthorizeSecurityGroupIngress { group_id, rule, .. } => {
-                w.authorize_security_group_ingress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+                let send = w.authorize_security_group_ingress().group_id(group_id).ip_permissions(rule.to_permission());
+                written(send.send().await, &request, THERE)
             }
             Ec2Call::AuthorizeSecurityGroupEgress { group_id, rule, .. } => {
-                w.authorize_security_group_egress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+                let send = w.authorize_security_group_egress().group_id(group_id).ip_permissions(rule.to_permission());
+                written(send.send().await, &request, THERE)
             }
             Ec2Call::RevokeSecurityGroupIngress { group_id, rule, .. } => {
-                w.revoke_security_group_ingress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+                let send = w.revoke_security_group_ingress().group_id(group_id).ip_permissions(rule.to_permission());
+                written(send.send().await, &request, GONE)
             }
             Ec2Call::RevokeSecurityGroupEgress { group_id, rule, .. } => {
-                w.revoke_security_group_egress().group_id(group_id).ip_permissions(rule.to_permission()).send().await.map(drop).map_err(|e| classify(e, request, true))
+                let send = w.revoke_security_group_egress().group_id(group_id).ip_permissions(rule.to_permission());
+                written(send.send().await, &request, GONE)
             }
-            _ => unreachable!("send_call sends every other call"),
-        };
-        match result {
-            Err(e) if done(&e, "InvalidPermission.Duplicate") || done(&e, "InvalidPermission.NotFound") => Ok(()),
-            other => other,
         }
+    }
+}
+
+/// A write's outcome: done, done already (EC2 answered one of `already`), or what its failure means.
+fn written<T, E>(result: Result<T, SdkError<E, HttpResponse>>, request: &str, already: &[&str]) -> Result<(), ProviderError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().and_then(|s| s.code()).is_some_and(|c| already.contains(&c)) => Ok(()),
+        Err(e) => Err(classify(e, request, true)),
     }
 }
 
@@ -259,5 +262,33 @@ impl Actuator for Aws {
 
     fn requests_sent(&self) -> u64 {
         self.ec2.requests_sent()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_says_what_it_waits_for_and_reads_back() {
+        let stop = Awaited::Instance { region: "us-east-1".into(), id: "i-1".into(), state: "stopped".into() };
+        assert_eq!(stop.handle(), Handle("us-east-1/i-1/stopped".into()));
+        assert_eq!(Awaited::parse(&stop.handle()), Ok(stop));
+        let grow = Awaited::Volume { region: "eu-west-1".into(), id: "vol-1".into(), size: 40 };
+        assert_eq!(Awaited::parse(&Handle("eu-west-1/vol-1/size/40".into())), Ok(grow));
+        for forged in ["us-east-1/i-1/terminated", "i-1", "us-east-1/vol-1/size/big", "3164444"] {
+            let why = Awaited::parse(&Handle(forged.into())).unwrap_err();
+            assert_eq!(why.class, ErrorClass::Permanent, "{forged}");
+        }
+    }
+
+    #[test]
+    fn an_instance_on_its_way_runs_until_it_arrives_or_is_gone() {
+        assert_eq!(instance_progress("stopped", "stopping"), Progress::Running);
+        assert_eq!(instance_progress("stopped", "stopped"), Progress::Ended { succeeded: true });
+        assert_eq!(instance_progress("running", "pending"), Progress::Running);
+        assert_eq!(instance_progress("running", "terminated"), Progress::Ended { succeeded: false });
+        assert_eq!(volume_progress(&VolumeModificationState::Optimizing), Progress::Ended { succeeded: true });
+        assert_eq!(volume_progress(&VolumeModificationState::Failed), Progress::Ended { succeeded: false });
     }
 }

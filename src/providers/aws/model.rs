@@ -153,7 +153,7 @@ pub fn instance(region: &str, i: &Instance) -> Option<LiveResource> {
         attrs: Some(attrs),
         ..CloudResourceStatus::default()
     };
-    Some(LiveResource { type_: AwsType::Instance.word(), id, status })
+    Some(LiveResource { type_: AwsType::Instance.word(), region: Some(region.to_owned()), id, status })
 }
 
 /// An EBS volume, unless it has no id. Its `size` (GiB) stays in the
@@ -190,7 +190,7 @@ pub fn volume(region: &str, v: &Volume) -> Option<LiveResource> {
         attrs: Some(attrs),
         ..CloudResourceStatus::default()
     };
-    Some(LiveResource { type_: AwsType::Volume.word(), id, status })
+    Some(LiveResource { type_: AwsType::Volume.word(), region: Some(region.to_owned()), id, status })
 }
 
 /// A security group, unless it has no id.
@@ -209,7 +209,7 @@ pub fn security_group(region: &str, g: &SecurityGroup) -> Option<LiveResource> {
         attrs: Some(attrs),
         ..CloudResourceStatus::default()
     };
-    Some(LiveResource { type_: AwsType::SecurityGroup.word(), id, status })
+    Some(LiveResource { type_: AwsType::SecurityGroup.word(), region: Some(region.to_owned()), id, status })
 }
 
 #[cfg(test)]

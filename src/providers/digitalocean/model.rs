@@ -230,6 +230,7 @@ impl From<Droplet> for LiveResource {
         let ip = |list: &[Network], kind: &str| list.iter().find(|n| n.type_ == kind).map(|n| json!(n.ip_address));
         let image = d.image.as_ref();
         LiveResource {
+            region: None,
             type_: "droplet",
             id: d.id.to_string(),
             status: CloudResourceStatus {
@@ -266,6 +267,7 @@ impl From<Droplet> for LiveResource {
 impl From<Volume> for LiveResource {
     fn from(v: Volume) -> Self {
         LiveResource {
+            region: None,
             type_: "volume",
             id: v.id,
             status: CloudResourceStatus {
@@ -290,6 +292,7 @@ impl From<LoadBalancer> for LiveResource {
     fn from(lb: LoadBalancer) -> Self {
         let tags = lb.tag.clone().filter(|t| !t.is_empty()).into_iter().collect();
         LiveResource {
+            region: None,
             type_: "load_balancer",
             id: lb.id,
             status: CloudResourceStatus {
@@ -320,6 +323,7 @@ impl From<LoadBalancer> for LiveResource {
 impl From<Database> for LiveResource {
     fn from(db: Database) -> Self {
         LiveResource {
+            region: None,
             type_: "database",
             id: db.id,
             status: CloudResourceStatus {
@@ -355,6 +359,7 @@ impl From<KubernetesCluster> for LiveResource {
             })
             .collect();
         LiveResource {
+            region: None,
             type_: "kubernetes_cluster",
             id: k.id,
             status: CloudResourceStatus {
@@ -380,6 +385,7 @@ impl From<KubernetesCluster> for LiveResource {
 impl From<Firewall> for LiveResource {
     fn from(f: Firewall) -> Self {
         LiveResource {
+            region: None,
             type_: "firewall",
             id: f.id,
             status: CloudResourceStatus {
