@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 async fn inventory(url: &str, regions: &[&str]) -> Aws {
-    common::moto::use_test_credentials();
     let mut config = AwsConfig::new(regions.iter().map(|r| r.to_string()).collect());
     config.endpoint_url = Some(url.to_owned());
     config.page_size = 5;
@@ -31,6 +30,7 @@ async fn inventory(url: &str, regions: &[&str]) -> Aws {
     config.requests_per_second = 1000.0;
     config.burst = 1000.0;
     config.timeout = Duration::from_secs(10);
+    config.credentials = Some(common::moto::credentials());
     Aws::new(Ec2::connect(config).await.unwrap(), AwsType::ALL.to_vec())
 }
 
@@ -489,7 +489,8 @@ async fn a_grow_whose_answer_is_lost_is_adopted_not_sent_again() {
         env.ec2.create_volume().size(20).availability_zone("us-east-1a").tag_specifications(spec).send().await.unwrap();
     let volume = volume.volume_id().unwrap().to_owned();
     env.provision("data", &format!("aws-volume-{volume}"), json!({"size": 40})).await;
-    env.proxy.hold_next_answer("ModifyVolume", Duration::from_secs(8));
+    // Longer than any request timeout: the answer is lost whatever the client waits.
+    env.proxy.hold_next_answer("ModifyVolume", Duration::from_secs(30));
     let _controller = env.controller_with("volume", &["--aws-request-timeout", "2s"]);
     let open = env.drift("size", "an Open drift", |s| s.phase == DriftPhase::Open && s.revert_plan.len() == 1).await;
     let status = env.revert(&open, false).await;
@@ -542,7 +543,8 @@ async fn a_controller_killed_after_the_stop_resumes_without_a_second_stop() {
     let open = open_resize(&env).await;
     env.approve(&open, true).await;
     common::eventually(Duration::from_secs(60), "the stop carried out by EC2", || async {
-        (env.proxy.seen("StopInstances") == 1).then_some(())
+        let state = instance_of(&env.ec2, &id).await.state()?.name()?.as_str().to_owned();
+        (env.proxy.seen("StopInstances") == 1 && ["stopping", "stopped"].contains(&state.as_str())).then_some(())
     })
     .await;
     first.kill();

@@ -1015,3 +1015,29 @@ fn aws_renders_its_flags_irsa_and_a_credentials_file_never_an_environment_secret
     let bad = helm(&["template", "drift", CHART, "--set", "providers.aws.roleArn=role/x"]);
     assert!(!bad.status.success(), "a role ARN that is not one is refused at install time");
 }
+
+/// `helm upgrade --reuse-values` from a release before providers.aws keeps
+/// that release's values, which have no AWS block: enabling AWS then still
+/// renders every flag, from the chart's defaults.
+#[test]
+fn aws_enabled_on_values_from_before_it_renders_its_defaults() {
+    let dir = std::env::temp_dir().join(format!("arcadia-chart-aws-{}", common::unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (none, on) = (dir.join("before.yaml"), dir.join("on.yaml"));
+    std::fs::write(&none, "providers:\n  aws: null\nnetworkPolicy:\n  aws: null\n").unwrap();
+    std::fs::write(&on, "providers:\n  aws: {enabled: true}\n").unwrap();
+    let rendered = helm_ok(&["template", "drift", CHART, "-f", none.to_str().unwrap(), "-f", on.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let objects = objects(&rendered);
+    let args = container_args(&objects).to_string();
+    for flag in [
+        "--aws-regions=us-east-1",
+        "--aws-types=instance,volume,security_group",
+        "--aws-inventory-source=aws",
+        "--aws-requests-per-hour=36000",
+    ] {
+        assert!(args.contains(flag), "{flag} in {args}");
+    }
+    let policy = of_kind(&objects, "NetworkPolicy")[0].to_string();
+    assert!(policy.contains("443"), "an egress rule for EC2: {policy}");
+}

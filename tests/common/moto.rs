@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// The moto release the tests run (scripts/versions.sh says the same; a test checks).
 pub const MOTO_VERSION: &str = "5.2.5";
 
-/// Fixed credentials: moto accepts any.
+/// The environment of a controller process on moto: fixed credentials (moto accepts any).
 pub const CREDENTIALS: [(&str, &str); 3] =
     [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
 
@@ -95,26 +95,19 @@ impl Drop for Moto {
 }
 
 pub async fn console(url: &str, region: &str) -> aws_sdk_ec2::Client {
-    let credentials = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
     let config = aws_sdk_ec2::Config::builder()
         .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
         .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
-        .credentials_provider(credentials)
+        .credentials_provider(credentials())
         .endpoint_url(url)
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_ec2::Client::from_conf(config)
 }
 
-/// Sets the credentials the controller's standard chain reads, once per test binary.
-pub fn use_test_credentials() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        for (k, v) in CREDENTIALS {
-            // SAFETY: set once, before the first SDK client reads the environment.
-            unsafe { std::env::set_var(k, v) };
-        }
-    });
+/// The credentials moto accepts, for a client built in the test process.
+pub fn credentials() -> aws_sdk_ec2::config::Credentials {
+    aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests")
 }
 
 #[derive(Default)]

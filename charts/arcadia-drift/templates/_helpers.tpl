@@ -135,6 +135,11 @@ providers.*) gets its default.
     {{- $deprecated = append $deprecated (dict "old" $oldName "new" $newName) -}}
   {{- end -}}
 {{- end -}}
+{{- /* AWS came after providers.*: a release upgraded with --reuse-values
+has none of its values, so each gets its default here (values.yaml's,
+repeated; tests/chart.rs checks they agree). */ -}}
+{{- $awsDefaults := dict "enabled" false "regions" (list "us-east-1") "roleArn" "" "credentialsSecret" (dict "name" "" "key" "credentials") "endpointUrl" "" "source" "aws" "types" (list "instance" "volume" "security_group") "requestsPerHour" 36000 "requestTimeout" "" -}}
+{{- $_ := set $effective.providers "aws" (merge (get $effective.providers "aws" | default dict) $awsDefaults) -}}
 {{- $enabled := list -}}
 {{- range $name, $provider := $effective.providers -}}
   {{- if $provider.enabled }}{{ $enabled = append $enabled $name }}{{ end -}}

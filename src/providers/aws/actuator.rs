@@ -6,8 +6,9 @@
 //! and what a call whose answer was lost started.
 
 use super::calls::Ec2Call;
+use super::model::Rule;
 use super::client::{RegionClient, classify, refused};
-use super::{Aws, PLANNER};
+use super::{Aws, AwsType, PLANNER};
 use crate::api::ProviderCall;
 use crate::providers::contract::{Actuator, ErrorClass, Handle, Planner, Progress, ProviderError, Target};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -15,6 +16,9 @@ use aws_sdk_ec2::types::{AttributeValue, Tag, VolumeModificationState};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+
+/// One modification of a volume: (target size in GiB, state, start time in Unix seconds).
+type Modification = (i32, VolumeModificationState, i64);
 
 /// What a handle waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +62,16 @@ impl Awaited {
     }
 }
 
+/// The type an EC2 id names, by its prefix.
+fn type_of(id: &str) -> Option<AwsType> {
+    match id.split_once('-')?.0 {
+        "i" => Some(AwsType::Instance),
+        "vol" => Some(AwsType::Volume),
+        "sg" => Some(AwsType::SecurityGroup),
+        _ => None,
+    }
+}
+
 /// Where an instance on its way to `want` stands, by its state now.
 fn instance_progress(want: &str, state: &str) -> Progress {
     match (want, state) {
@@ -91,16 +105,21 @@ impl Aws {
         }
     }
 
-    /// A volume's modifications: (target size, state, start time in Unix seconds).
-    async fn modifications(&self, r: &RegionClient, id: &str) -> Result<Vec<(i32, VolumeModificationState, i64)>, ProviderError> {
+    /// A volume's modifications: (target size, state, start time in Unix
+    /// seconds); `None` when EC2 no longer knows the volume.
+    async fn modifications(&self, r: &RegionClient, id: &str) -> Result<Option<Vec<Modification>>, ProviderError> {
         self.ec2.permit().await;
         match r.reads.describe_volumes_modifications().volume_ids(id).send().await {
-            Ok(out) => Ok(out
-                .volumes_modifications()
-                .iter()
-                .filter_map(|m| Some((m.target_size()?, m.modification_state()?.clone(), m.start_time().map_or(0, |t| t.secs()))))
-                .collect()),
-            Err(e) if super::client::not_found(&e) => Ok(Vec::new()),
+            Ok(out) => Ok(Some(
+                out.volumes_modifications()
+                    .iter()
+                    .filter_map(|m| {
+                        let started = m.start_time().map_or(0, |t| t.secs());
+                        Some((m.target_size()?, m.modification_state()?.clone(), started))
+                    })
+                    .collect(),
+            )),
+            Err(e) if super::client::not_found(&e) => Ok(None),
             Err(e) => Err(classify(e, &format!("DescribeVolumesModifications {id} in {}", r.name), false)),
         }
     }
@@ -112,15 +131,34 @@ impl Aws {
                 Ok(now.map(|now| instance_progress(state, &now)))
             }
             Awaited::Volume { region, id, size } => {
-                let all = self.modifications(self.ec2.region(region)?, id).await?;
-                Ok(all.iter().filter(|(s, _, _)| s == size).max_by_key(|(_, _, t)| *t).map(|(_, state, _)| volume_progress(state)))
+                let Some(all) = self.modifications(self.ec2.region(region)?, id).await? else { return Ok(None) };
+                let newest = all.iter().filter(|(s, _, _)| s == size).max_by_key(|(_, _, t)| *t);
+                // EC2 may list a modification a little after it accepted it: not shown yet is still running.
+                Ok(Some(newest.map_or(Progress::Running, |(_, state, _)| volume_progress(state))))
             }
+        }
+    }
+
+    /// The region a call writes in, refused unless it is where the resource
+    /// lives: a recorded call never reaches another region's namesake.
+    async fn home_checked(&self, call: &Ec2Call) -> Result<&RegionClient, ProviderError> {
+        let named = self.ec2.region(call.region())?;
+        let (id, _) = call.resource();
+        let Some(t) = type_of(id) else { return Err(refused(&format!("{id:?} is no EC2 id arcadia-drift writes to"))) };
+        match self.home_of(t, id).await? {
+            Some(home) if home.name != named.name => Err(refused(&format!(
+                "EC2 {} names {id} in {}, and it lives in {}: nothing was sent",
+                call.action(),
+                named.name,
+                home.name
+            ))),
+            _ => Ok(named),
         }
     }
 
     /// Sends one write on the region's write client (never retried there).
     async fn send_call(&self, call: &Ec2Call, fence: &(dyn Fn() -> bool + Sync)) -> Result<(), ProviderError> {
-        let r = self.ec2.region(call.region())?;
+        let r = self.home_checked(call).await?;
         self.ec2.permit().await;
         if !fence() {
             return Err(ProviderError {
@@ -169,13 +207,34 @@ impl Aws {
             }
             Ec2Call::RevokeSecurityGroupIngress { group_id, rule, .. } => {
                 let send = w.revoke_security_group_ingress().group_id(group_id).ip_permissions(rule.to_permission());
-                written(send.send().await, &request, GONE)
+                let out = send.send().await;
+                let unmatched = out.as_ref().is_ok_and(|o| !o.unknown_ip_permissions().is_empty());
+                written(out, &request, GONE)?;
+                if unmatched { self.revoked(r, group_id, rule, "ingress").await } else { Ok(()) }
             }
             Ec2Call::RevokeSecurityGroupEgress { group_id, rule, .. } => {
                 let send = w.revoke_security_group_egress().group_id(group_id).ip_permissions(rule.to_permission());
-                written(send.send().await, &request, GONE)
+                let out = send.send().await;
+                let unmatched = out.as_ref().is_ok_and(|o| !o.unknown_ip_permissions().is_empty());
+                written(out, &request, GONE)?;
+                if unmatched { self.revoked(r, group_id, rule, "egress").await } else { Ok(()) }
             }
         }
+    }
+
+    /// EC2 answered a revoke with rules it did not match: done when the rule
+    /// is gone (revoked before, as when a step is sent again), refused when
+    /// it is still there (a rule naming another account's group, say).
+    async fn revoked(&self, r: &RegionClient, group: &str, rule: &Rule, field: &str) -> Result<(), ProviderError> {
+        let live = self.get_in(r, AwsType::SecurityGroup, group).await?;
+        let rules = live.and_then(|g| g.status.attrs?.get(field)).unwrap_or_default();
+        let rule = serde_json::to_value(rule).unwrap_or_default();
+        if rules.as_array().is_some_and(|all| all.contains(&rule)) {
+            return Err(refused(&format!(
+                "EC2 matched no {field} rule {rule} of {group} to revoke, and it is still there; revoke it by hand"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -215,14 +274,21 @@ impl Actuator for Aws {
 
     fn busy<'a>(&'a self, target: Target<'a>) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         async move {
-            let Some(r) = self.home_of(target.id) else { return Ok(None) };
-            match target.type_ {
-                "instance" => Ok(self.instance_state(r, target.id).await?.filter(|s| matches!(s.as_str(), "pending" | "stopping" | "shutting-down")).map(|s| format!("the instance {} is {s}", target.id))),
-                "volume" => {
-                    let all = self.modifications(r, target.id).await?;
-                    Ok(all.iter().find(|(_, s, _)| *s == VolumeModificationState::Modifying).map(|(size, _, _)| format!("the volume {} is being modified to {size} GiB", target.id)))
+            let Some(t) = AwsType::parse(target.type_) else { return Ok(None) };
+            let Some(r) = self.home_of(t, target.id).await? else { return Ok(None) };
+            let id = target.id;
+            match t {
+                AwsType::Instance => {
+                    let state = self.instance_state(r, id).await?;
+                    let moving = state.filter(|s| matches!(s.as_str(), "pending" | "stopping" | "shutting-down"));
+                    Ok(moving.map(|s| format!("the instance {id} is {s}")))
                 }
-                _ => Ok(None),
+                AwsType::Volume => {
+                    let all = self.modifications(r, id).await?.unwrap_or_default();
+                    let modifying = all.into_iter().find(|(_, s, _)| *s == VolumeModificationState::Modifying);
+                    Ok(modifying.map(|(size, _, _)| format!("the volume {id} is being modified to {size} GiB")))
+                }
+                AwsType::SecurityGroup => Ok(None),
             }
         }
         .boxed()
@@ -239,7 +305,7 @@ impl Actuator for Aws {
                     on_its_way.contains(&now.as_str())
                 }
                 Awaited::Volume { region, id, size } => {
-                    let all = self.modifications(self.ec2.region(region)?, id).await?;
+                    let all = self.modifications(self.ec2.region(region)?, id).await?.unwrap_or_default();
                     all.iter().any(|(s, _, t)| s == size && *t >= since)
                 }
             };

@@ -5,6 +5,7 @@
 
 use super::model::Rule;
 use crate::api::ProviderCall;
+use crate::providers::contract::CLAIM_KEY;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -108,7 +109,35 @@ impl Ec2Call {
         if parsed.lasts() != call.waits_for_action {
             return Err(not_one("waitsForAction does not match the action".into()));
         }
+        parsed.check().map_err(not_one)?;
         Ok(parsed)
+    }
+
+    /// What the planner guarantees of every call it makes, checked again on
+    /// a recorded one: a region's name, no claim or `aws:` tag written, a
+    /// whole rule, a size EBS has.
+    fn check(&self) -> Result<(), String> {
+        let region = self.region();
+        if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(format!("{region:?} is not a region"));
+        }
+        let untouchable = |k: &str| k == CLAIM_KEY || k.starts_with("aws:");
+        match self {
+            Ec2Call::CreateTags { tags, .. } if tags.is_empty() || tags.keys().any(|k| untouchable(k)) => {
+                Err(format!("it sets the claim {CLAIM_KEY}, an aws: tag or nothing"))
+            }
+            Ec2Call::DeleteTags { keys, .. } if keys.is_empty() || keys.iter().any(|k| untouchable(k)) => {
+                Err(format!("it removes the claim {CLAIM_KEY}, an aws: tag or nothing"))
+            }
+            Ec2Call::AuthorizeSecurityGroupIngress { rule, .. }
+            | Ec2Call::AuthorizeSecurityGroupEgress { rule, .. }
+            | Ec2Call::RevokeSecurityGroupIngress { rule, .. }
+            | Ec2Call::RevokeSecurityGroupEgress { rule, .. } => rule.check(),
+            Ec2Call::ModifyVolume { size, .. } if !(1..=super::plan::LARGEST_VOLUME).contains(&i64::from(*size)) => {
+                Err(format!("{size} GiB is no EBS volume size"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -132,9 +161,27 @@ mod tests {
         let mut other = recorded.clone();
         other.path = "/?Action=TerminateInstances".into();
         assert!(Ec2Call::parse(&other).unwrap_err().contains("unknown variant `TerminateInstances`"));
-        let mut quick = recorded;
+        let mut quick = recorded.clone();
         quick.waits_for_action = false;
         assert!(Ec2Call::parse(&quick).unwrap_err().contains("waitsForAction"));
+        let mut huge = recorded;
+        huge.body["Size"] = json!(1_000_000);
+        assert!(Ec2Call::parse(&huge).unwrap_err().contains("no EBS volume size"));
+    }
+
+    #[test]
+    fn a_recorded_call_never_touches_the_claim_or_another_region() {
+        let untag = |keys: Value, region: &str| ProviderCall {
+            method: "POST".into(),
+            path: "/?Action=DeleteTags".into(),
+            body: json!({"Region": region, "ResourceId": "i-1", "Keys": keys}),
+            description: String::new(),
+            waits_for_action: false,
+        };
+        assert!(Ec2Call::parse(&untag(json!(["env"]), "us-east-1")).is_ok());
+        assert!(Ec2Call::parse(&untag(json!(["arcadia-ns"]), "us-east-1")).unwrap_err().contains("the claim"));
+        assert!(Ec2Call::parse(&untag(json!(["aws:cloudformation:stack-id"]), "us-east-1")).is_err());
+        assert!(Ec2Call::parse(&untag(json!(["env"]), "../evil")).unwrap_err().contains("is not a region"));
     }
 
     #[test]

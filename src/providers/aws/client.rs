@@ -37,6 +37,8 @@ pub struct AwsConfig {
     pub backoff: Duration,
     /// Items asked for per page of a listing (EC2 allows 5 to 1,000; volumes to 500).
     pub page_size: i32,
+    /// Fixed credentials instead of the standard chain (tools and tests; no flag sets them).
+    pub credentials: Option<aws_sdk_ec2::config::Credentials>,
 }
 
 impl AwsConfig {
@@ -50,6 +52,7 @@ impl AwsConfig {
             read_attempts: 5,
             backoff: Duration::from_secs(1),
             page_size: 500,
+            credentials: None,
         }
     }
 }
@@ -88,6 +91,9 @@ impl Ec2 {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
         if let Some(url) = &config.endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some(credentials) = &config.credentials {
+            loader = loader.credentials_provider(credentials.clone());
         }
         let shared = loader.region(Region::new(config.regions[0].clone())).load().await;
         let sent = Arc::new(AtomicU64::new(0));

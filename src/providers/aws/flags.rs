@@ -24,7 +24,7 @@ pub struct Flags {
     /// Resource types to mirror from AWS (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "instance,volume,security_group")]
     pub aws_types: Vec<String>,
-    /// Another EC2 endpoint than AWS's own, e.g. a VPC endpoint.
+    /// Another EC2 endpoint than AWS's own, e.g. a VPC endpoint (of the one region in --aws-regions).
     #[arg(long, value_name = "URL")]
     pub aws_endpoint_url: Option<String>,
     /// Name of the AWS inventory source: the `arcadia.cloud/source` label of
@@ -69,6 +69,12 @@ impl Flags {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if self.aws_endpoint_url.is_some() && regions.len() > 1 {
+            return Err(format!(
+                "--aws-endpoint-url names one endpoint, which serves one region, and --aws-regions names {}: run a controller per region with its endpoint",
+                regions.len()
+            ));
+        }
         let mut config = AwsConfig::new(regions);
         config.endpoint_url = self.aws_endpoint_url.clone();
         config.requests_per_second = f64::from(self.aws_requests_per_hour.max(1)) / 3600.0;
@@ -104,5 +110,36 @@ impl Setup for AwsSetup {
             Ok(Built { inventory: account.clone(), actuator: account })
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        aws: Flags,
+    }
+
+    fn configure(args: &[&str]) -> Result<Option<Arc<dyn Setup>>, String> {
+        let command = Command::try_parse_from(std::iter::once("run").chain(args.iter().copied())).unwrap();
+        command.aws.configure(Common { revert: false })
+    }
+
+    #[test]
+    fn without_regions_aws_is_off_and_bad_values_say_what_is_wrong() {
+        assert!(configure(&[]).unwrap().is_none());
+        let two = configure(&["--aws-regions", "us-east-1,eu-west-1"]).unwrap().unwrap();
+        assert_eq!(two.endpoint(), "EC2 in us-east-1, eu-west-1");
+        assert_eq!(two.source(), "aws");
+        let bad = configure(&["--aws-regions", "us-east-1,US East"]).err().unwrap();
+        assert_eq!(bad, "--aws-regions: \"US East\" is not a region name such as us-east-1");
+        let bad = configure(&["--aws-regions", "us-east-1", "--aws-types", "instance,bucket"]).err().unwrap();
+        assert_eq!(bad, "--aws-types: unknown type \"bucket\"; known: instance, volume, security_group");
+        let bad = configure(&["--aws-regions", "us-east-1,eu-west-1", "--aws-endpoint-url", "http://vpce"]).err().unwrap();
+        assert!(bad.starts_with("--aws-endpoint-url names one endpoint"), "{bad}");
     }
 }

@@ -53,11 +53,11 @@ impl Aws {
         loop {
             self.ec2.permit().await;
             let page = r.reads.describe_instances().filters(live.clone().build()).max_results(self.ec2.config.page_size);
-            let out = page.set_next_token(token).send().await;
+            let out = page.set_next_token(token.clone()).send().await;
             let out = out.map_err(|e| classify(e, &format!("DescribeInstances in {}", r.name), false))?;
             let instances = out.reservations().iter().flat_map(|res| res.instances());
             items.extend(instances.filter_map(|i| model::instance(&r.name, i)));
-            token = out.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            token = next_page(token, out.next_token(), &r.name)?;
             if token.is_none() {
                 return Ok(items);
             }
@@ -69,10 +69,10 @@ impl Aws {
         loop {
             self.ec2.permit().await;
             let page = r.reads.describe_volumes().max_results(self.ec2.config.page_size.min(500));
-            let out = page.set_next_token(token).send().await;
+            let out = page.set_next_token(token.clone()).send().await;
             let out = out.map_err(|e| classify(e, &format!("DescribeVolumes in {}", r.name), false))?;
             items.extend(out.volumes().iter().filter_map(|v| model::volume(&r.name, v)));
-            token = out.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            token = next_page(token, out.next_token(), &r.name)?;
             if token.is_none() {
                 return Ok(items);
             }
@@ -84,24 +84,28 @@ impl Aws {
         loop {
             self.ec2.permit().await;
             let page = r.reads.describe_security_groups().max_results(self.ec2.config.page_size);
-            let out = page.set_next_token(token).send().await;
+            let out = page.set_next_token(token.clone()).send().await;
             let out = out.map_err(|e| classify(e, &format!("DescribeSecurityGroups in {}", r.name), false))?;
             items.extend(out.security_groups().iter().filter_map(|g| model::security_group(&r.name, g)));
-            token = out.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            token = next_page(token, out.next_token(), &r.name)?;
             if token.is_none() {
                 return Ok(items);
             }
         }
     }
 
-    /// The region `id` was listed in (the only region, when there is one).
-    pub fn home_of(&self, id: &str) -> Option<&RegionClient> {
+    /// The region `id` lives in: as listed, else found by reading it in
+    /// each region (as after a restart, before the first listing). `None`
+    /// when no region has it.
+    pub async fn home_of(&self, t: AwsType, id: &str) -> Result<Option<&RegionClient>, ProviderError> {
         let known = self.regions_of.lock().expect("region index lock poisoned").get(id).cloned();
-        match known {
-            Some(name) => self.ec2.regions.iter().find(|r| r.name == name),
-            None if self.ec2.regions.len() == 1 => self.ec2.regions.first(),
-            None => None,
+        if let Some(name) = known {
+            return Ok(self.ec2.regions.iter().find(|r| r.name == name));
         }
+        Ok(self.get_one(t, id).await?.and_then(|found| {
+            let name = found.region?;
+            self.ec2.regions.iter().find(|r| r.name == name)
+        }))
     }
 
     /// One resource by id: from the region it was listed in, else from the
@@ -114,6 +118,7 @@ impl Aws {
         };
         for r in regions {
             if let Some(found) = self.get_in(r, t, id).await? {
+                self.regions_of.lock().expect("region index lock poisoned").insert(id.to_owned(), r.name.clone());
                 return Ok(Some(found));
             }
         }
@@ -147,6 +152,21 @@ impl Aws {
             },
         }
     }
+}
+
+/// The token of the next page, `None` after the last; an error when EC2
+/// hands back the token just used (which would page forever).
+fn next_page(used: Option<String>, next: Option<&str>, region: &str) -> Result<Option<String>, ProviderError> {
+    let next = next.filter(|t| !t.is_empty()).map(str::to_owned);
+    if next.is_some() && next == used {
+        return Err(ProviderError {
+            class: ErrorClass::Transient,
+            kind: "malformed",
+            fenced: false,
+            message: format!("EC2 in {region} gave the same NextToken twice; the listing is not trusted"),
+        });
+    }
+    Ok(next)
 }
 
 /// A type word this provider does not have: a refusal, never "none".

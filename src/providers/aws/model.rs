@@ -40,16 +40,20 @@ impl Rule {
     /// A rule as `spec.desired` gives it, or why it is not one.
     pub fn parse(value: &Value) -> Result<Rule, String> {
         let rule: Rule = serde_json::from_value(value.clone()).map_err(|e| format!("{value} is not a rule: {e}"))?;
-        let sources = [&rule.cidr, &rule.cidr_ipv6, &rule.security_group, &rule.prefix_list];
-        if sources.iter().filter(|s| s.is_some()).count() != 1 {
-            return Err(format!(
-                "{value} is not a rule: give exactly one of cidr, cidr_ipv6, security_group or prefix_list"
-            ));
-        }
-        if rule.protocol != "-1" && (rule.from_port.is_none() || rule.to_port.is_none()) {
-            return Err(format!("{value} is not a rule: protocol {} needs from_port and to_port", rule.protocol));
-        }
+        rule.check().map_err(|why| format!("{value} is not a rule: {why}"))?;
         Ok(rule)
+    }
+
+    /// Exactly one source, and ports unless the rule is for every protocol.
+    pub fn check(&self) -> Result<(), String> {
+        let sources = [&self.cidr, &self.cidr_ipv6, &self.security_group, &self.prefix_list];
+        if sources.iter().filter(|s| s.is_some()).count() != 1 {
+            return Err("give exactly one of cidr, cidr_ipv6, security_group or prefix_list".into());
+        }
+        if self.protocol != "-1" && (self.from_port.is_none() || self.to_port.is_none()) {
+            return Err(format!("protocol {} needs from_port and to_port", self.protocol));
+        }
+        Ok(())
     }
 
     /// The rule in EC2's own shape, for an authorize or revoke call.
@@ -110,8 +114,12 @@ fn rule_list(permissions: &[IpPermission]) -> Value {
     serde_json::to_value(rules).unwrap_or_default()
 }
 
+/// The tags a user may set: AWS's own `aws:` tags (a launch template's, an
+/// Auto Scaling group's, CloudFormation's) are left out, since no one can
+/// set or remove them and comparing them would be drift forever.
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
+        .filter(|t| !t.key().is_some_and(|k| k.starts_with("aws:")))
         .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
         .collect()
 }
@@ -273,6 +281,7 @@ mod tests {
             .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
             .tags(Tag::builder().key("Name").value("web-1").build())
             .tags(Tag::builder().key("arcadia-ns").value("team-a").build())
+            .tags(Tag::builder().key("aws:autoscaling:groupName").value("web").build())
             .subnet_id("subnet-1")
             .build();
         let live = instance("eu-west-1", &i).unwrap();
@@ -281,6 +290,7 @@ mod tests {
         assert_eq!(live.status.size.as_deref(), Some("t3.micro"));
         assert_eq!(live.status.region.as_deref(), Some("eu-west-1"));
         assert_eq!(live.status.tag_map.as_ref().unwrap()["arcadia-ns"], "team-a");
+        assert_eq!(live.status.tag_map.as_ref().unwrap().len(), 2, "AWS's own aws: tags are left out");
         let attrs = live.status.attrs.unwrap();
         assert_eq!(attrs.get("instance_type"), Some(json!("t3.micro")));
         assert_eq!(attrs.get("subnet_id"), Some(json!("subnet-1")));

@@ -7,14 +7,13 @@
 use super::calls::Ec2Call;
 use super::model::Rule;
 use crate::api::ProviderCall;
-use crate::detect::rules::glob_match;
 use crate::detect::{FieldRules, LiveView, MatchMode, loosely_equal};
 use crate::providers::contract::{CLAIM_KEY, Planner, Preview, Target};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The largest EBS volume (io2 Block Express), in GiB.
-const LARGEST_VOLUME: i64 = 65_536;
+pub const LARGEST_VOLUME: i64 = 65_536;
 
 /// AWS's [`Planner`]; its claim is the default key/value one, the tag `arcadia-ns=<namespace>`.
 pub struct AwsPlanner;
@@ -88,9 +87,17 @@ fn tags(at: At<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>
     let want = tag_map(desired)?;
     let empty = BTreeMap::new();
     let have = live.tag_map.unwrap_or(&empty);
-    let set: BTreeMap<String, String> =
-        want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if want.get(CLAIM_KEY).is_some_and(|owner| have.get(CLAIM_KEY) != Some(owner)) {
+        return Err(format!(
+            "tags: the desired {CLAIM_KEY} differs from the live one, and a revert never moves the claim (it says which namespace may revert); change it by hand"
+        ));
+    }
     let kept = |k: &str| k == CLAIM_KEY || k.starts_with("aws:") || kept_by_rule(rules, k);
+    let set: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v) && !kept(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let removed: Vec<String> = if rules.mode == MatchMode::Exact {
         have.keys().filter(|k| !want.contains_key(*k) && !kept(k)).cloned().collect()
     } else {
@@ -114,9 +121,10 @@ fn tags(at: At<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>
     Ok(Preview { calls, downtime: false })
 }
 
-/// An ignore rule with a path `/<key glob>` leaves that key out.
+/// An ignore rule with the path `/<key>` (or `/*`) leaves that key out, as the comparison reads it.
 fn kept_by_rule(rules: &FieldRules<'_>, key: &str) -> bool {
-    rules.ignore.iter().flat_map(|r| r.paths).any(|p| p.strip_prefix('/').is_some_and(|g| glob_match(&g.replace("~1", "/").replace("~0", "~"), key)))
+    let token = |p: &str| p.strip_prefix('/').filter(|t| !t.contains('/')).map(|t| t.replace("~1", "/").replace("~0", "~"));
+    rules.ignore.iter().flat_map(|r| r.paths).filter_map(|p| token(p)).any(|t| t == "*" || t == key)
 }
 
 fn tag_map(desired: &Value) -> Result<BTreeMap<String, String>, String> {

@@ -33,6 +33,8 @@ fn tags_change_by_exactly_the_keys_that_differ_and_never_lose_the_claim() {
 
     let only_the_claim = plan("instance", "i-1", "tags", json!({"env": "dev", "Name": "web", "old": "x"}), &live);
     assert!(only_the_claim.unwrap_err().contains("the claim arcadia-ns"));
+    let moved = plan("instance", "i-1", "tags", json!({"env": "prod", "arcadia-ns": "team-b"}), &live);
+    assert!(moved.unwrap_err().contains("never moves the claim"), "a revert may not hand the resource to another namespace");
     let paths = ["/old".to_string()];
     let rules = FieldRules { ignore: vec![IgnoreRule { id: "spec.ignore[0]", field: "tags", paths: &paths, values: &[] }], mode: MatchMode::Exact };
     let p = AwsPlanner.preview(target("instance", "i-1"), "tags", &json!({"env": "prod", "Name": "web"}), &live, &rules).unwrap();
