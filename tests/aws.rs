@@ -30,7 +30,7 @@ async fn inventory(url: &str, regions: &[&str]) -> Aws {
     config.requests_per_second = 1000.0;
     config.burst = 1000.0;
     config.timeout = Duration::from_secs(10);
-    config.credentials = Some(common::moto::credentials());
+    config.credentials = Some(aws_sdk_ec2::config::SharedCredentialsProvider::new(common::moto::credentials()));
     Aws::new(Ec2::connect(config).await.unwrap(), AwsType::ALL.to_vec())
 }
 
@@ -555,4 +555,21 @@ async fn a_controller_killed_after_the_stop_resumes_without_a_second_stop() {
     let live = instance_of(&env.ec2, &id).await;
     assert_eq!(live.instance_type().map(|t| t.as_str()), Some("t3.micro"));
     assert_eq!(live.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
+}
+
+#[tokio::test]
+async fn without_credentials_a_request_fails_saying_so_and_nothing_is_sent() {
+    let moto = Moto::start().await;
+    let proxy = CountingProxy::start(&moto).await;
+    let mut config = AwsConfig::new(vec!["us-east-1".into()]);
+    config.endpoint_url = Some(proxy.url.clone());
+    config.timeout = Duration::from_secs(10);
+    config.credentials = Some(aws_sdk_ec2::config::SharedCredentialsProvider::new(common::moto::NoCredentials));
+    let aws = Aws::new(Ec2::connect(config).await.unwrap(), AwsType::ALL.to_vec());
+    let error = aws.list("instance").await.expect_err("no credentials anywhere");
+    assert_eq!((error.class, error.kind), (ErrorClass::Transient, "credentials"), "{}", error.message);
+    assert!(error.message.starts_with("EC2 DescribeInstances in us-east-1: no AWS credentials ("), "{}", error.message);
+    assert!(!error.message.contains("Headers {"), "words, not a debug dump: {}", error.message);
+    assert!(error.message.contains("no identity on this machine"), "the chain's own words: {}", error.message);
+    assert!(proxy.all_seen().is_empty(), "nothing reached EC2");
 }

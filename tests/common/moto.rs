@@ -110,6 +110,22 @@ pub fn credentials() -> aws_sdk_ec2::config::Credentials {
     aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests")
 }
 
+/// A credentials provider that finds none, as the standard chain does on a
+/// machine with no AWS identity.
+#[derive(Debug)]
+pub struct NoCredentials;
+
+impl aws_sdk_ec2::config::ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded("no identity on this machine"),
+        ))
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     /// Requests seen per EC2 action.

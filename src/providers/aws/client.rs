@@ -37,8 +37,8 @@ pub struct AwsConfig {
     pub backoff: Duration,
     /// Items asked for per page of a listing (EC2 allows 5 to 1,000; volumes to 500).
     pub page_size: i32,
-    /// Fixed credentials instead of the standard chain (tools and tests; no flag sets them).
-    pub credentials: Option<aws_sdk_ec2::config::Credentials>,
+    /// Credentials from elsewhere than the standard chain (tools and tests; no flag sets them).
+    pub credentials: Option<aws_sdk_ec2::config::SharedCredentialsProvider>,
 }
 
 impl AwsConfig {
@@ -190,6 +190,13 @@ pub fn classify<E>(error: SdkError<E, HttpResponse>, request: &str, write: bool)
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let Some(why) = credentials_failure(&error) {
+        // Resolved before anything is sent: nothing happened, and the chain may answer later.
+        let message = format!(
+            "EC2 {request}: no AWS credentials ({why}); give them through IRSA, EKS Pod Identity, AWS_* variables, a profile or instance metadata"
+        );
+        return ProviderError { class: ErrorClass::Transient, kind: "credentials", fenced: false, message };
+    }
     let maybe_done = if write { ErrorClass::Unknown } else { ErrorClass::Transient };
     let (class, kind) = match &error {
         SdkError::ConstructionFailure(_) => (ErrorClass::Permanent, "refused"),
@@ -203,9 +210,35 @@ where
     };
     let words = match error.as_service_error() {
         Some(e) => format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message")),
-        None => aws_sdk_ec2::error::DisplayErrorContext(&error).to_string(),
+        None => causes(&error),
     };
     ProviderError { class, kind, fenced: false, message: format!("EC2 {request}: {words}") }
+}
+
+/// The credentials chain's failure inside `error`, in words, if that is what it is.
+fn credentials_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>().is_some() {
+            return Some(causes(e));
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// An error and its sources, each in its own words: `a: b: c`.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut words = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !words.last().is_some_and(|last| last.ends_with(&text)) {
+            words.push(text);
+        }
+        next = e.source();
+    }
+    words.join(": ")
 }
 
 fn service_class(code: Option<&str>, status: u16, maybe_done: ErrorClass) -> (ErrorClass, &'static str) {
