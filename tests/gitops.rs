@@ -7,8 +7,8 @@
 mod common;
 
 use arcadia_drift::api::{
-    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, CloudProvisioned, CloudResource, CloudResourceSpec, CloudResourceStatus,
-    Drift, DriftPhase, FIELD_MANAGER, now,
+    ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, AcceptedInto, CloudProvisioned, CloudResource, CloudResourceSpec,
+    CloudResourceStatus, Drift, DriftPhase, FIELD_MANAGER, now,
 };
 use common::controller::ControllerProcess;
 use common::eventually;
@@ -120,7 +120,7 @@ async fn an_overlay_accept_survives_syncs(prefix: &str, metadata: &str, flags: &
 
     let accepted = wait_phase(&client, &ns, DriftPhase::Accepted).await;
     let status = accepted.status.unwrap();
-    assert_eq!((status.accept_mode.as_deref(), status.resolved_by.as_deref()), (Some("overlay"), Some("alice")));
+    assert_eq!((status.accept_mode, status.resolved_by.as_deref()), (Some(AcceptedInto::Overlay), Some("alice")));
     let message = status.message.unwrap();
     assert!(message.contains("in overlay mode (auto, from --accept-mode"), "{message}");
     let p = cprov(&client, &ns).await;
@@ -251,7 +251,7 @@ async fn a_spec_mode_accept_undone_by_a_forced_sync_is_reported_and_not_fought()
     let open = wait_phase(&client, &ns, DriftPhase::Open).await;
     annotate_accept(&client, &ns, &open.name_any()).await;
     let accepted = wait_phase(&client, &ns, DriftPhase::Accepted).await.status.unwrap();
-    assert_eq!(accepted.accept_mode.as_deref(), Some("spec"));
+    assert_eq!(accepted.accept_mode, Some(AcceptedInto::Spec));
     assert_eq!(cprov(&client, &ns).await.spec.desired.get("size_slug").unwrap_or_default(), json!("s-2vcpu-4gb"));
 
     apply(&ns, &in_git, &flags);

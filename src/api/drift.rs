@@ -118,8 +118,8 @@ pub struct DriftStatus {
     pub resolved_by: Option<String>,
     /// How an accept was recorded: `spec` (written into the CloudProvisioned's
     /// spec) or `overlay` (held in its `status.pendingGitChanges`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accept_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "known_or_none")]
+    pub accept_mode: Option<AcceptedInto>,
     /// Human-readable state: what to commit to Git after an accept, or why an accept was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -246,6 +246,29 @@ impl Drift {
     }
 }
 
+/// Where an accept was recorded (`status.acceptMode`): the accept mode once
+/// `auto` is decided.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceptedInto {
+    /// Written into the CloudProvisioned's `spec.desired`.
+    Spec,
+    /// Held in the CloudProvisioned's `status.pendingGitChanges` until Git catches up.
+    Overlay,
+}
+
+/// A value this build does not know reads as none: a Drift whose status was
+/// written with another word (by hand, or before the schema said which)
+/// still reads, so one object never stops the watch of all of them.
+fn known_or_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Option::<Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +315,18 @@ mod tests {
         assert!(only_symbols.starts_with("web-1-") && !only_symbols.contains("--"), "{only_symbols}");
         let long = Drift::name_for(&"p".repeat(300), &"f_".repeat(300));
         assert!(long.len() <= 253, "{}", long.len());
+    }
+
+    #[test]
+    fn an_accept_mode_this_build_does_not_know_reads_as_none_and_the_status_still_reads() {
+        let status = |mode: &str| -> DriftStatus {
+            serde_json::from_value(serde_json::json!({"phase": "Accepted", "acceptMode": mode})).unwrap()
+        };
+        assert_eq!(status("overlay").accept_mode, Some(AcceptedInto::Overlay));
+        assert_eq!(status("spec").accept_mode, Some(AcceptedInto::Spec));
+        let odd = status("sideways");
+        assert_eq!((odd.phase, odd.accept_mode), (DriftPhase::Accepted, None));
+        let written = serde_json::to_value(DriftStatus { accept_mode: Some(AcceptedInto::Overlay), ..odd }).unwrap();
+        assert_eq!(written["acceptMode"], "overlay");
     }
 }

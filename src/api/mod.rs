@@ -20,7 +20,7 @@ pub use cloud_provisioned::{
     CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, PendingGitChange, ResourceRef, SpecProblem,
 };
 pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
-pub use drift::{Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, GitCommit, ProvisionedRef};
+pub use drift::{AcceptedInto, Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, GitCommit, ProvisionedRef};
 pub use policy::{
     DriftPolicy, DriftPolicySpec, DriftPolicyStatus, IgnoreRule, IgnoredDifference, MatchMode, PolicySelector, Severity,
 };
@@ -82,6 +82,31 @@ pub const FLUX_LABELS: [&str; 2] = ["kustomize.toolkit.fluxcd.io/name", "helm.to
 pub const DEFAULT_GITOPS_MANAGERS: [&str; 4] =
     ["argocd-controller", "argocd-application-controller", "kustomize-controller", "helm-controller"];
 
+/// A condition's `status`, which Kubernetes keeps as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+
+    /// The status `condition` carries; `None` for text Kubernetes does not define.
+    pub fn of(condition: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition) -> Option<Self> {
+        [ConditionStatus::True, ConditionStatus::False, ConditionStatus::Unknown]
+            .into_iter()
+            .find(|s| s.as_str() == condition.status)
+    }
+}
+
 /// How an accept is recorded (annotation [`ANNOTATION_ACCEPT_MODE`], flag `--accept-mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcceptMode {
@@ -127,7 +152,7 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// updated along with it. Version 1 was never marked.
 pub const SCHEMA_VERSION: u32 = 8;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "d700135e";
+pub const SCHEMA_FINGERPRINT: &str = "69563593";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].

@@ -2,7 +2,7 @@
 //! (a label selector operator without values, a path that is no JSON pointer)
 //! is said here, and such a policy is left out while the others keep working.
 
-use crate::api::{DriftPolicy, FIELD_MANAGER};
+use crate::api::{ConditionStatus, DriftPolicy, FIELD_MANAGER};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -11,18 +11,20 @@ use serde_json::json;
 /// The condition a policy should carry now.
 pub fn valid_condition(policy: &DriftPolicy, now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Condition {
     let (status, reason, message) = match crate::policy::validate(policy) {
-        Ok(()) => ("True", "Valid", "the policy applies to the objects its selector picks".to_owned()),
-        Err(problem) => ("False", "Invalid", format!("{problem}; the policy is left out until it is fixed")),
+        Ok(()) => (ConditionStatus::True, "Valid", "the policy applies to the objects its selector picks".to_owned()),
+        Err(problem) => {
+            (ConditionStatus::False, "Invalid", format!("{problem}; the policy is left out until it is fixed"))
+        }
     };
     let old = policy.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"));
     Condition {
         type_: "Valid".into(),
-        status: status.into(),
+        status: status.as_str().into(),
         reason: reason.into(),
         message,
         observed_generation: policy.metadata.generation,
         last_transition_time: old
-            .filter(|c| c.status == status)
+            .filter(|c| ConditionStatus::of(c) == Some(status))
             .map(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| now.clone()),
     }
@@ -40,7 +42,7 @@ pub async fn report(client: Client, policy: DriftPolicy) {
     if same {
         return;
     }
-    if condition.status == "False" {
+    if ConditionStatus::of(&condition) == Some(ConditionStatus::False) {
         tracing::warn!(policy = %policy.name_any(), problem = %condition.message, "invalid DriftPolicy");
     }
     let body =

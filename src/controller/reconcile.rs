@@ -369,7 +369,7 @@ async fn report_permanent(ctx: &Context, p: &CloudProvisioned, error: &Error) {
     status.conditions.retain(|c| c.type_ != retry::CONDITION_RECONCILED);
     status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
         type_: retry::CONDITION_RECONCILED.into(),
-        status: "False".into(),
+        status: crate::api::ConditionStatus::False.as_str().into(),
         reason: "PermanentError".into(),
         message,
         observed_generation: p.metadata.generation,

@@ -79,7 +79,9 @@ pub fn estate(
         }
     }
     let missing = |p: &&Arc<CloudProvisioned>| {
-        p.status.iter().flat_map(|s| &s.conditions).any(|c| c.type_ == "ResourceFound" && c.status == "False")
+        p.status.iter().flat_map(|s| &s.conditions).any(|c| {
+            c.type_ == "ResourceFound" && crate::api::ConditionStatus::of(c) == Some(crate::api::ConditionStatus::False)
+        })
     };
     e.missing = provisioned.iter().filter(missing).count() as i64;
     e

@@ -1,7 +1,7 @@
 //! The list and summary renderings: pure functions of the objects, so every
 //! column and count is tested without a cluster.
 
-use crate::api::{CloudProvisioned, Drift, DriftPhase, LABEL_SEVERITY};
+use crate::api::{CloudProvisioned, ConditionStatus, Drift, DriftPhase, LABEL_SEVERITY};
 use crate::detect::render_value;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -151,11 +151,11 @@ pub fn summary(provisioned: &[CloudProvisioned], drifts: &[Drift]) -> Summary {
     let mut s = Summary { provisioned: provisioned.len(), ..Default::default() };
     for p in provisioned {
         let status = p.status.clone().unwrap_or_default();
-        let condition = |t: &str| status.conditions.iter().find(|c| c.type_ == t).map(|c| c.status.clone());
-        match (condition("InSync").as_deref(), condition("ResourceFound").as_deref()) {
-            (_, Some("False")) => s.missing_resources += 1,
-            (Some("True"), _) => s.in_sync += 1,
-            (Some("False"), _) => s.drifted += 1,
+        let condition = |t: &str| status.conditions.iter().find(|c| c.type_ == t).and_then(ConditionStatus::of);
+        match (condition("InSync"), condition("ResourceFound")) {
+            (_, Some(ConditionStatus::False)) => s.missing_resources += 1,
+            (Some(ConditionStatus::True), _) => s.in_sync += 1,
+            (Some(ConditionStatus::False), _) => s.drifted += 1,
             _ => {}
         }
         s.drifted_fields += status.drifted_fields.len();

@@ -4,7 +4,7 @@
 
 use super::{Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
 use crate::accept::{self, ModeChoice, Settled};
-use crate::api::{Absence, AcceptMode, DriftPhase, DriftStatus, Fields, GitCommit, PendingGitChange};
+use crate::api::{Absence, AcceptMode, AcceptedInto, DriftPhase, DriftStatus, Fields, GitCommit, PendingGitChange};
 use crate::detect::{LiveView, observed_equal, render_value};
 use crate::writeback::{WritebackOutcome, source};
 use kube::ResourceExt;
@@ -281,7 +281,10 @@ fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message
     let shown = render_value(&t.status.actual);
     t.resolve(DriftPhase::Accepted, inputs.now, message);
     t.status.resolved_by = Some(a.who.clone());
-    t.status.accept_mode = Some(a.choice.mode.as_str().to_owned());
+    t.status.accept_mode = Some(match a.choice.mode {
+        AcceptMode::Overlay => AcceptedInto::Overlay,
+        AcceptMode::Spec | AcceptMode::Auto => AcceptedInto::Spec,
+    });
     plan.tally.accepted += 1;
     plan.events.push(PlannedEvent {
         regarding: Regarding::ProvisionedAbout(t.name.clone()),

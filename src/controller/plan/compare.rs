@@ -4,7 +4,7 @@
 
 use super::{Freshness, Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
 use crate::api::{
-    ANNOTATION_ACCEPT_MODE, AcceptMode, Drift, DriftEpisode, DriftPhase, DriftStatus, Fields, IgnoredDifference,
+    ANNOTATION_ACCEPT_MODE, AcceptedInto, Drift, DriftEpisode, DriftPhase, DriftStatus, Fields, IgnoredDifference,
     Severity,
 };
 use crate::detect::{FieldDrift, LiveView, loosely_equal, render_value};
@@ -241,7 +241,7 @@ fn report_taken_back(inputs: &Inputs<'_>, field: &str, t: &Tracked, plan: &mut P
     let s = &t.status;
     let spec = inputs.provisioned.spec.desired.get(field);
     let taken_back = s.phase == DriftPhase::Accepted
-        && s.accept_mode.as_deref() == Some(AcceptMode::Spec.as_str())
+        && s.accept_mode == Some(AcceptedInto::Spec)
         && spec.as_ref().is_some_and(|v| !loosely_equal(v, &s.actual));
     if !taken_back {
         return;

@@ -7,8 +7,8 @@ use super::{
 };
 use crate::accept::commit_line;
 use crate::api::{
-    Absence, CONDITION_DESIRED_CONFLICT, CloudProvisioned, CloudProvisionedStatus, IgnoredDifference, PendingGitChange,
-    SpecProblem,
+    Absence, CONDITION_DESIRED_CONFLICT, CloudProvisioned, CloudProvisionedStatus, ConditionStatus, IgnoredDifference,
+    PendingGitChange, SpecProblem,
 };
 use crate::detect::render_value;
 use crate::writeback::source;
@@ -30,17 +30,17 @@ struct Conditions<'a> {
 }
 
 impl Conditions<'_> {
-    fn make(&self, type_: &str, status: &str, reason: &str, message: String) -> Condition {
+    fn make(&self, type_: &str, status: ConditionStatus, reason: &str, message: String) -> Condition {
         Condition {
             type_: type_.into(),
-            status: status.into(),
+            status: status.as_str().into(),
             reason: reason.into(),
             message,
             observed_generation: self.p.metadata.generation,
             last_transition_time: self
                 .old
                 .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
+                .find(|c| c.type_ == type_ && ConditionStatus::of(c) == Some(status))
                 .map(|c| c.last_transition_time.clone())
                 .unwrap_or_else(|| self.now.clone()),
         }
@@ -54,21 +54,31 @@ impl Conditions<'_> {
     fn ready(&self, conditions: &[Condition]) -> Condition {
         let needed = [CONDITION_RESOURCE_FOUND, CONDITION_INVENTORY_FRESH, CONDITION_IN_SYNC];
         let blocking = needed.iter().find_map(|t| match conditions.iter().find(|c| c.type_ == *t) {
-            Some(c) if c.status == "True" => None,
-            Some(c) => Some((c.status.as_str(), c.reason.clone(), format!("{}: {}", c.type_, c.message))),
-            None => Some(("Unknown", "NotChecked".to_owned(), format!("{t} is not known yet"))),
+            Some(c) if ConditionStatus::of(c) == Some(ConditionStatus::True) => None,
+            Some(c) => {
+                let status = ConditionStatus::of(c).unwrap_or(ConditionStatus::Unknown);
+                Some((status, c.reason.clone(), format!("{}: {}", c.type_, c.message)))
+            }
+            None => Some((ConditionStatus::Unknown, "NotChecked".to_owned(), format!("{t} is not known yet"))),
         });
         match blocking {
-            None => self.make(CONDITION_READY, "True", "InSync", "the live resource matches spec.desired".into()),
-            Some(("Unknown", reason, message)) => self.make(CONDITION_READY, "Unknown", &reason, message),
-            Some((_, reason, message)) => self.make(CONDITION_READY, "False", &reason, message),
+            None => self.make(
+                CONDITION_READY,
+                ConditionStatus::True,
+                "InSync",
+                "the live resource matches spec.desired".into(),
+            ),
+            Some((ConditionStatus::Unknown, reason, message)) => {
+                self.make(CONDITION_READY, ConditionStatus::Unknown, &reason, message)
+            }
+            Some((_, reason, message)) => self.make(CONDITION_READY, ConditionStatus::False, &reason, message),
         }
     }
 
     fn in_sync(&self, open: &[String], unrecorded: &[String]) -> Condition {
         if open.is_empty() && unrecorded.is_empty() {
             let message = format!("all {} desired fields match", self.p.spec.desired.len());
-            return self.make(CONDITION_IN_SYNC, "True", "InSync", message);
+            return self.make(CONDITION_IN_SYNC, ConditionStatus::True, "InSync", message);
         }
         let mut message = format!("{} drifted: {}", open.len(), open.join(", "));
         if !unrecorded.is_empty() {
@@ -79,20 +89,20 @@ impl Conditions<'_> {
                 unrecorded.join(", ")
             ));
         }
-        self.make(CONDITION_IN_SYNC, "False", "Drifted", message)
+        self.make(CONDITION_IN_SYNC, ConditionStatus::False, "Drifted", message)
     }
 
     fn fresh(&self, freshness: Freshness) -> Condition {
         match freshness {
             Freshness::Fresh => self.make(
                 CONDITION_INVENTORY_FRESH,
-                "True",
+                ConditionStatus::True,
                 "Fresh",
                 "the live state is recent enough to close drifts".into(),
             ),
             Freshness::Stale(why) => self.make(
                 CONDITION_INVENTORY_FRESH,
-                "False",
+                ConditionStatus::False,
                 "InventoryStale",
                 format!("{why}; open drifts are not closed as Stale until it is fresh again"),
             ),
@@ -104,7 +114,7 @@ impl Conditions<'_> {
     fn git_in_sync(&self, pending: &[PendingGitChange], tracked: &BTreeMap<String, Tracked>) -> Condition {
         if pending.is_empty() {
             let message = "no accepted value waits for a commit to Git".to_owned();
-            return self.make(CONDITION_GIT_IN_SYNC, "True", "NothingPending", message);
+            return self.make(CONDITION_GIT_IN_SYNC, ConditionStatus::True, "NothingPending", message);
         }
         let (mut lines, mut variables) = (Vec::new(), Vec::new());
         for e in pending {
@@ -129,7 +139,7 @@ impl Conditions<'_> {
         if !variables.is_empty() {
             message.push_str(&format!("; in CloudProvisioned {name}, {}", variables.join("; ")));
         }
-        self.make(CONDITION_GIT_IN_SYNC, "False", "AcceptedNotInGit", message)
+        self.make(CONDITION_GIT_IN_SYNC, ConditionStatus::False, "AcceptedNotInGit", message)
     }
 
     /// Shown while another CloudProvisioned of the same resource wants a
@@ -140,13 +150,13 @@ impl Conditions<'_> {
                 "other CloudProvisioneds name the same resource with different desired values, so neither may revert those fields: {}",
                 conflicts.join("; ")
             );
-            return Some(self.make(CONDITION_DESIRED_CONFLICT, "True", "DesiredConflict", message));
+            return Some(self.make(CONDITION_DESIRED_CONFLICT, ConditionStatus::True, "DesiredConflict", message));
         }
         let had = self.old.iter().any(|c| c.type_ == CONDITION_DESIRED_CONFLICT);
         had.then(|| {
             self.make(
                 CONDITION_DESIRED_CONFLICT,
-                "False",
+                ConditionStatus::False,
                 "NoConflict",
                 "no other CloudProvisioned wants a different value".into(),
             )
@@ -161,8 +171,13 @@ impl Conditions<'_> {
         };
         let message = missing_message(name, absence);
         vec![
-            self.make(CONDITION_IN_SYNC, "Unknown", "ResourceMissing", format!("cannot compare: {message}")),
-            self.make(CONDITION_RESOURCE_FOUND, "False", reason, message),
+            self.make(
+                CONDITION_IN_SYNC,
+                ConditionStatus::Unknown,
+                "ResourceMissing",
+                format!("cannot compare: {message}"),
+            ),
+            self.make(CONDITION_RESOURCE_FOUND, ConditionStatus::False, reason, message),
         ]
     }
 }
@@ -196,11 +211,14 @@ pub(super) fn status_for(
     let c = Conditions { p, old: &old.conditions, now: inputs.now };
     let mut conditions = match outcome {
         WritebackOutcome::Invalid(problem) => vec![
-            c.make(CONDITION_IN_SYNC, "Unknown", "InvalidSpec", problem.to_string()),
-            c.make(CONDITION_RESOURCE_FOUND, "Unknown", "InvalidSpec", problem.to_string()),
+            c.make(CONDITION_IN_SYNC, ConditionStatus::Unknown, "InvalidSpec", problem.to_string()),
+            c.make(CONDITION_RESOURCE_FOUND, ConditionStatus::Unknown, "InvalidSpec", problem.to_string()),
         ],
         WritebackOutcome::Missing(name, absence) => {
-            let was_missing = old.conditions.iter().any(|c| c.type_ == CONDITION_RESOURCE_FOUND && c.status == "False");
+            let was_missing = old
+                .conditions
+                .iter()
+                .any(|c| c.type_ == CONDITION_RESOURCE_FOUND && ConditionStatus::of(c) == Some(ConditionStatus::False));
             if !was_missing {
                 events.push(detect_event("ResourceMissing", missing_message(&name, absence)));
             }
@@ -210,7 +228,7 @@ pub(super) fn status_for(
             let found = format!("CloudResource {} found", p.spec.resource_ref.name);
             vec![
                 c.in_sync(&open, basis.unrecorded),
-                c.make(CONDITION_RESOURCE_FOUND, "True", "Found", found),
+                c.make(CONDITION_RESOURCE_FOUND, ConditionStatus::True, "Found", found),
                 c.fresh(freshness),
             ]
         }

@@ -388,7 +388,7 @@ fn an_overlay_accept_leaves_the_spec_and_holds_the_value_until_git_has_it() {
     assert!(accept.adopt.is_empty(), "the spec is never written in overlay mode");
     assert!(accept.status_first, "the overlay is stored before the Drift says Accepted");
     let w = &accept.drift_writes[0];
-    assert_eq!((w.status.phase, w.status.accept_mode.as_deref()), (DriftPhase::Accepted, Some("overlay")));
+    assert_eq!((w.status.phase, w.status.accept_mode), (DriftPhase::Accepted, Some(crate::api::AcceptedInto::Overlay)));
     let message = w.status.message.as_deref().unwrap();
     assert!(message.contains("overlay mode (set by the arcadia.cloud/accept-mode annotation)"), "{message}");
     assert!(message.contains("commit `spec.desired.size_slug: s-2vcpu-4gb` to Git"), "{message}");
@@ -501,7 +501,7 @@ fn a_spec_mode_accept_taken_back_by_a_sync_is_reported_once_and_not_fought() {
     let r = resource("s-2vcpu-4gb", at(0));
     let (p, drifts) = opened_and_annotated(&p, &r);
     let accept = run(&p, Some(&r), &drifts, at(10));
-    assert_eq!(accept.drift_writes[0].status.accept_mode.as_deref(), Some("spec"));
+    assert_eq!(accept.drift_writes[0].status.accept_mode, Some(crate::api::AcceptedInto::Spec));
     let (accepted, drifts) = written(&p, &drifts, &accept);
 
     // A force-apply from Git puts the old value back.
