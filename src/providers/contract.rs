@@ -98,6 +98,19 @@ pub trait Planner: Send + Sync {
     }
 }
 
+/// A field compared under ignore rules or a match mode is reverted only when
+/// it is a tag list or map, whose planners leave out what the rules cover:
+/// anything else would also write what the rules leave out.
+pub fn only_exact_rules(field: &str, rules: &FieldRules<'_>) -> Result<(), String> {
+    use crate::detect::MatchMode;
+    if field != "tags" && (!rules.ignore.is_empty() || rules.mode != MatchMode::Exact) {
+        return Err(format!(
+            "{field} is compared under ignore rules or a match mode, so a revert would also write what they leave out; revert it by hand"
+        ));
+    }
+    Ok(())
+}
+
 /// The key of the claim in key/value tagging: `arcadia-ns=<namespace>`.
 pub const CLAIM_KEY: &str = "arcadia-ns";
 
@@ -112,6 +125,13 @@ pub struct ProviderError {
     /// Not sent: the fence closed (this replica no longer leads) right before it left.
     pub fenced: bool,
     pub message: String,
+}
+
+impl ProviderError {
+    /// A refusal before anything was sent.
+    pub fn refused(kind: &'static str, message: String) -> Self {
+        ProviderError { class: ErrorClass::Permanent, kind, fenced: false, message }
+    }
 }
 
 /// One type's complete listing.

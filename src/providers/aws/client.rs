@@ -145,7 +145,7 @@ impl Ec2 {
 
 /// A refusal before anything was sent.
 pub fn refused(message: &str) -> ProviderError {
-    ProviderError { class: ErrorClass::Permanent, kind: "refused", fenced: false, message: message.to_owned() }
+    ProviderError::refused("refused", message.to_owned())
 }
 
 /// The SDK's HTTP client, counting every attempt it sends.

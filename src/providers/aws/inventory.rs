@@ -171,12 +171,8 @@ fn next_page(used: Option<String>, next: Option<&str>, region: &str) -> Result<O
 
 /// A type word this provider does not have: a refusal, never "none".
 fn unknown_type(word: &str) -> ProviderError {
-    ProviderError {
-        class: ErrorClass::Permanent,
-        kind: "unknown_type",
-        fenced: false,
-        message: format!("AWS has no resource type {word:?} here; known: instance, volume, security_group"),
-    }
+    let message = format!("AWS has no resource type {word:?} here; known: instance, volume, security_group");
+    ProviderError::refused("unknown_type", message)
 }
 
 impl Inventory for Aws {

@@ -35,11 +35,7 @@ impl Planner for AwsPlanner {
         live: &LiveView<'_>,
         rules: &FieldRules<'_>,
     ) -> Result<Preview, String> {
-        if field != "tags" && (!rules.ignore.is_empty() || rules.mode != MatchMode::Exact) {
-            return Err(format!(
-                "{field} is compared under ignore rules or a match mode, so a revert would also write what they leave out; revert it by hand"
-            ));
-        }
+        crate::providers::contract::only_exact_rules(field, rules)?;
         let region = live.region.ok_or("the resource's region is not known, and every EC2 call must name it")?;
         let at = At { region, id: target.id };
         match (target.type_, field) {

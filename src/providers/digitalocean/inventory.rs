@@ -25,12 +25,7 @@ impl From<DoError> for ProviderError {
 
 /// A type word this provider does not have: a refusal, never "none".
 fn unknown_type(word: &str) -> ProviderError {
-    ProviderError {
-        class: crate::providers::contract::ErrorClass::Permanent,
-        kind: "unknown_type",
-        fenced: false,
-        message: format!("DigitalOcean has no resource type {word:?}"),
-    }
+    ProviderError::refused("unknown_type", format!("DigitalOcean has no resource type {word:?}"))
 }
 
 impl Inventory for DigitalOcean {

@@ -92,11 +92,7 @@ pub fn preview(
     live: &LiveView<'_>,
     rules: &FieldRules<'_>,
 ) -> Result<Preview, String> {
-    if field != "tags" && (!rules.ignore.is_empty() || rules.mode != MatchMode::Exact) {
-        return Err(format!(
-            "{field} is compared under ignore rules or a match mode, so a revert would also write what they leave out; revert it by hand"
-        ));
-    }
+    crate::providers::contract::only_exact_rules(field, rules)?;
     match (target.type_, field) {
         ("droplet", "name") => Ok(one(rename(target, text(field, desired)?))),
         ("droplet", "status") => power(target, text(field, desired)?),
