@@ -76,7 +76,7 @@ pub trait Planner: Send + Sync {
         desired: &Value,
         live: &LiveView<'_>,
         rules: &FieldRules<'_>,
-    ) -> Result<Preview, String>;
+    ) -> Result<Preview, NotRevertible>;
     /// Whether `call` writes to `target` and to nothing else: what keeps a
     /// forged or resumed record from reaching another resource.
     fn addresses(&self, call: &ProviderCall, target: Target<'_>) -> bool;
@@ -98,15 +98,42 @@ pub trait Planner: Send + Sync {
     }
 }
 
+/// Why no call can revert a field, in words that name the field and the
+/// type: the Drift shows it as `status.revertNote`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotRevertible {
+    /// No provider is registered under the resource's `spec.provider`.
+    #[error("only {known} resources can be reverted, not {provider}")]
+    UnknownProvider { provider: String, known: String },
+    /// Compared under ignore rules or a match mode: a revert would also write what they leave out.
+    #[error(
+        "{field} is compared under ignore rules or a match mode, so a revert would also write what they leave out; revert it by hand"
+    )]
+    UnderRules { field: String },
+    /// The provider has no call for this field of this type.
+    #[error("{0}")]
+    NoCall(String),
+    /// The desired value is not one the provider takes.
+    #[error("{0}")]
+    BadDesired(String),
+    /// The calls would do harm (a shrink, a moved claim) or nothing.
+    #[error("{0}")]
+    Refused(String),
+    /// The calls need what the inventory does not know (a region, a name, the resource itself).
+    #[error("{0}")]
+    LiveUnknown(String),
+    /// The field was taken out of `spec.desired`.
+    #[error("{field} is no longer in spec.desired")]
+    NoLongerDesired { field: String },
+}
+
 /// A field compared under ignore rules or a match mode is reverted only when
 /// it is a tag list or map, whose planners leave out what the rules cover:
 /// anything else would also write what the rules leave out.
-pub fn only_exact_rules(field: &str, rules: &FieldRules<'_>) -> Result<(), String> {
+pub fn only_exact_rules(field: &str, rules: &FieldRules<'_>) -> Result<(), NotRevertible> {
     use crate::detect::MatchMode;
     if field != "tags" && (!rules.ignore.is_empty() || rules.mode != MatchMode::Exact) {
-        return Err(format!(
-            "{field} is compared under ignore rules or a match mode, so a revert would also write what they leave out; revert it by hand"
-        ));
+        return Err(NotRevertible::UnderRules { field: field.to_owned() });
     }
     Ok(())
 }
@@ -305,8 +332,8 @@ mod tests {
             _: &Value,
             _: &LiveView<'_>,
             _: &FieldRules<'_>,
-        ) -> Result<Preview, String> {
-            Err("none".into())
+        ) -> Result<Preview, NotRevertible> {
+            Err(NotRevertible::NoCall("none".into()))
         }
         fn addresses(&self, _: &ProviderCall, _: Target<'_>) -> bool {
             false

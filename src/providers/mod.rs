@@ -88,10 +88,10 @@ pub fn planners() -> impl Iterator<Item = &'static dyn Planner> {
 }
 
 /// The planner of `provider`, or why there is none.
-pub fn planner(provider: &str) -> Result<&'static dyn Planner, String> {
+pub fn planner(provider: &str) -> Result<&'static dyn Planner, contract::NotRevertible> {
     PLANNERS.iter().copied().find(|p| p.provider() == provider).ok_or_else(|| {
         let known: Vec<&str> = PLANNERS.iter().map(|p| p.display()).collect();
-        format!("only {} resources can be reverted, not {provider}", known.join(" and "))
+        contract::NotRevertible::UnknownProvider { provider: provider.to_owned(), known: known.join(" and ") }
     })
 }
 
@@ -135,7 +135,7 @@ mod tests {
             assert_eq!(planner(p.provider()).unwrap().provider(), p.provider());
         }
         let why = planner("gcp").err().unwrap();
-        assert_eq!(why, "only DigitalOcean and AWS resources can be reverted, not gcp");
+        assert_eq!(why.to_string(), "only DigitalOcean and AWS resources can be reverted, not gcp");
         let mut names: Vec<&str> = PLANNERS.iter().map(|p| p.provider()).collect();
         names.dedup();
         assert_eq!(names.len(), PLANNERS.len(), "one registration per provider");

@@ -9,7 +9,7 @@ pub mod plan;
 pub mod saga;
 
 pub use approval::{Approval, Claim, Owned, RevertSettings, claim_holds, conflicts, peer_shown};
-pub use plan::{Preview, Target, addresses, derive, differences, digest, preview};
+pub use plan::{NotRevertible, Preview, Target, addresses, derive, differences, digest, preview};
 
 use crate::api::{DriftStatus, RevertRecord};
 

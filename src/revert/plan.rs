@@ -5,7 +5,7 @@
 
 use crate::api::{Absence, CloudResource, Fields, ProviderCall};
 use crate::detect::{FieldRules, LiveView};
-pub use crate::providers::contract::{Preview, Target};
+pub use crate::providers::contract::{NotRevertible, Preview, Target};
 use serde_json::Value;
 
 /// The digest an approval names: the first 32 hex digits (128 bits) of SHA-256 over the
@@ -49,12 +49,14 @@ pub fn derive(
     field: &str,
     desired: &Fields,
     rules: &FieldRules<'_>,
-) -> Result<Preview, String> {
-    let offers_none = |absence: Absence| format!("CloudResource {name} offers no live value ({})", absence.describe());
+) -> Result<Preview, NotRevertible> {
+    let offers_none = |absence: Absence| {
+        NotRevertible::LiveUnknown(format!("CloudResource {name} offers no live value ({})", absence.describe()))
+    };
     let resource = resource.ok_or_else(|| offers_none(Absence::NotFound))?;
     let view = resource.live().map_err(offers_none)?;
     let target = Target { provider: &resource.spec.provider, type_: &resource.spec.type_, id: &resource.spec.id };
-    let value = desired.get(field).ok_or_else(|| format!("{field} is no longer in spec.desired"))?;
+    let value = desired.get(field).ok_or_else(|| NotRevertible::NoLongerDesired { field: field.to_owned() })?;
     preview(target, field, &value, &view, rules)
 }
 
@@ -66,7 +68,7 @@ pub fn preview(
     desired: &Value,
     live: &LiveView<'_>,
     rules: &FieldRules<'_>,
-) -> Result<Preview, String> {
+) -> Result<Preview, NotRevertible> {
     crate::providers::planner(target.provider)?.preview(target, field, desired, live, rules)
 }
 

@@ -61,7 +61,7 @@ fn rename_and_power_are_one_action_each() {
     let p = preview(DROPLET, "status", &json!("active"), &LiveView { status: Some("off"), ..running(&[]) }, &exact())
         .unwrap();
     assert_eq!(p.calls[0].body, json!({"type": "power_on"}));
-    let e = preview(DROPLET, "status", &json!("archive"), &running(&[]), &exact()).unwrap_err();
+    let e = preview(DROPLET, "status", &json!("archive"), &running(&[]), &exact()).unwrap_err().to_string();
     assert!(e.contains("\"archive\""), "{e}");
 }
 
@@ -86,7 +86,7 @@ fn tags_are_created_attached_and_detached_but_ignored_ones_are_kept() {
     let contains = FieldRules { ignore: vec![], mode: MatchMode::Contains };
     let p = preview(DROPLET, "tags", &json!(["env:prod", "team:web"]), &running(&live), &contains).unwrap();
     assert!(p.calls.iter().all(|c| c.method == "POST"), "contains mode never removes a tag");
-    let e = preview(DROPLET, "tags", &json!(["no spaces"]), &running(&live), &exact()).unwrap_err();
+    let e = preview(DROPLET, "tags", &json!(["no spaces"]), &running(&live), &exact()).unwrap_err().to_string();
     assert!(e.contains("not a valid DigitalOcean tag name"), "{e}");
 }
 
@@ -98,7 +98,7 @@ fn volumes_only_grow() {
     let p = preview(volume, "size_gigabytes", &json!(200), &live, &exact()).unwrap();
     assert_eq!(p.calls[0].body, json!({"type": "resize", "size_gigabytes": 200, "region": "nyc1"}));
     assert_eq!(p.calls[0].path, "/v2/volumes/7724db7c/actions");
-    let e = preview(volume, "size_gigabytes", &json!(50), &live, &exact()).unwrap_err();
+    let e = preview(volume, "size_gigabytes", &json!(50), &live, &exact()).unwrap_err().to_string();
     assert!(e.contains("can only grow"), "{e}");
 }
 
@@ -127,14 +127,14 @@ fn a_firewall_update_carries_the_whole_firewall() {
 
 #[test]
 fn other_fields_and_ruled_fields_are_not_revertible_and_say_why() {
-    let e = preview(DROPLET, "region", &json!("ams3"), &running(&[]), &exact()).unwrap_err();
+    let e = preview(DROPLET, "region", &json!("ams3"), &running(&[]), &exact()).unwrap_err().to_string();
     assert!(e.contains("region of a droplet cannot be reverted"), "{e}");
     let paths = vec!["/0".to_string()];
     let rules = FieldRules {
         ignore: vec![IgnoreRule { id: "r", field: "name", paths: &paths, values: &[] }],
         mode: MatchMode::Exact,
     };
-    let e = preview(DROPLET, "name", &json!("x"), &running(&[]), &rules).unwrap_err();
+    let e = preview(DROPLET, "name", &json!("x"), &running(&[]), &rules).unwrap_err().to_string();
     assert!(e.contains("ignore rules"), "{e}");
 }
 

@@ -26,7 +26,12 @@ fn provider_shown(inputs: &Inputs<'_>) -> &'static str {
 }
 
 /// What reverting one field would take: its preview, or why it cannot be reverted.
-fn preview_of(inputs: &Inputs<'_>, field: &str, desired: &Fields, rules: &Effective<'_>) -> Result<Preview, String> {
+fn preview_of(
+    inputs: &Inputs<'_>,
+    field: &str,
+    desired: &Fields,
+    rules: &Effective<'_>,
+) -> Result<Preview, revert::NotRevertible> {
     let name = &inputs.provisioned.spec.resource_ref.name;
     revert::derive(inputs.resource, name, field, desired, &rules.field(field))
 }
@@ -73,7 +78,7 @@ pub(super) fn approve(
             }
             continue;
         }
-        let current = preview_of(inputs, field, desired, rules);
+        let current = preview_of(inputs, field, desired, rules).map_err(|why| why.to_string());
         let conflicts = conflicts_for(inputs, field, desired, settings.revert.claim);
         let approval = Approval {
             value: &d.annotations()[ANNOTATION_REVERT],
@@ -158,7 +163,7 @@ pub(super) fn refresh_previews(
                 )
             }
             Ok(p) => (p.calls, None),
-            Err(why) => (Vec::new(), Some(why)),
+            Err(why) => (Vec::new(), Some(why.to_string())),
         };
         let digest = (!calls.is_empty()).then(|| revert::digest(&calls));
         if t.status.revert_plan != calls || t.status.revert_note != note || t.status.revert_plan_digest != digest {

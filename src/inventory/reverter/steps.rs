@@ -61,7 +61,7 @@ fn stale_bodies(saga: &Saga, live: &crate::detect::LiveView<'_>) -> Option<Strin
     let why = match crate::revert::preview(target, &saga.field, desired, live, &Default::default()) {
         Ok(fresh) if fresh.calls == approved => return None,
         Ok(fresh) => crate::revert::differences(&approved, &fresh.calls).join("; "),
-        Err(why) => why,
+        Err(why) => why.to_string(),
     };
     Some(format!(
         "the resource changed since the plan was made, and the approved calls would write stale values: {why}; nothing was touched: approve again once status.revertPlan shows the new plan"
@@ -177,7 +177,8 @@ impl Reverter {
         let resource_name = p.spec.resource_ref.name.clone();
         let resource = self.resources.get(&ObjectRef::new(&resource_name));
         let rules = policy::effective(&p, resource.as_deref(), &policies);
-        let preview = crate::revert::derive(resource.as_deref(), &resource_name, field, &desired, &rules.field(field));
+        let preview = crate::revert::derive(resource.as_deref(), &resource_name, field, &desired, &rules.field(field))
+            .map_err(|why| why.to_string());
         let owned = crate::revert::Owned::of(resource.as_deref());
         let claim = crate::revert::claim_holds(self.settings.claim, &namespace, owned);
         let actual = resource.as_ref().and_then(|r| r.live().ok()).map(|v| v.resolve(field).to_value());

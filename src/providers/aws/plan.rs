@@ -8,7 +8,7 @@ use super::calls::Ec2Call;
 use super::model::Rule;
 use crate::api::ProviderCall;
 use crate::detect::{FieldRules, LiveView, MatchMode, loosely_equal};
-use crate::providers::contract::{CLAIM_KEY, Planner, Preview, Target};
+use crate::providers::contract::{CLAIM_KEY, NotRevertible, Planner, Preview, Target};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -34,18 +34,20 @@ impl Planner for AwsPlanner {
         desired: &Value,
         live: &LiveView<'_>,
         rules: &FieldRules<'_>,
-    ) -> Result<Preview, String> {
+    ) -> Result<Preview, NotRevertible> {
         crate::providers::contract::only_exact_rules(field, rules)?;
-        let region = live.region.ok_or("the resource's region is not known, and every EC2 call must name it")?;
+        let region = live.region.ok_or_else(|| {
+            NotRevertible::LiveUnknown("the resource's region is not known, and every EC2 call must name it".into())
+        })?;
         let at = At { region, id: target.id };
         match (target.type_, field) {
             (_, "tags") => tags(at, desired, live, rules),
             ("instance", "instance_type" | "size") => instance_type(at, desired, live),
             ("security_group", "ingress" | "egress") => security_group_rules(at, field, desired, live),
             ("volume", "size") => grow_volume(at, desired, live),
-            (type_, _) => Err(format!(
+            (type_, _) => Err(NotRevertible::NoCall(format!(
                 "{field} of an AWS {type_} cannot be reverted: arcadia-drift reverts tags, an instance's instance_type, a security group's ingress and egress, and a volume's size"
-            )),
+            ))),
         }
     }
 
@@ -79,14 +81,14 @@ fn one(call: ProviderCall) -> Preview {
 /// Keys whose value differs are set in one `CreateTags`; under exact matching
 /// the live keys not desired are removed in one `DeleteTags`, except the
 /// claim, AWS's own `aws:` keys and keys an ignore rule leaves out.
-fn tags(at: At<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>) -> Result<Preview, String> {
+fn tags(at: At<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>) -> Result<Preview, NotRevertible> {
     let want = tag_map(desired)?;
     let empty = BTreeMap::new();
     let have = live.tag_map.unwrap_or(&empty);
     if want.get(CLAIM_KEY).is_some_and(|owner| have.get(CLAIM_KEY) != Some(owner)) {
-        return Err(format!(
+        return Err(NotRevertible::Refused(format!(
             "tags: the desired {CLAIM_KEY} differs from the live one, and a revert never moves the claim (it says which namespace may revert); change it by hand"
-        ));
+        )));
     }
     let kept = |k: &str| k == CLAIM_KEY || k.starts_with("aws:") || kept_by_rule(rules, k);
     let set: BTreeMap<String, String> = want
@@ -110,9 +112,9 @@ fn tags(at: At<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>
         calls.push(Ec2Call::DeleteTags { region: at.region.into(), resource_id: at.id.into(), keys: removed }.to_call(description));
     }
     if calls.is_empty() {
-        return Err(format!(
+        return Err(NotRevertible::Refused(format!(
             "tags: the only differences are in tags a revert never removes (the claim {CLAIM_KEY}, aws: tags, or tags an ignore rule leaves out)"
-        ));
+        )));
     }
     Ok(Preview { calls, downtime: false })
 }
@@ -123,7 +125,11 @@ fn kept_by_rule(rules: &FieldRules<'_>, key: &str) -> bool {
     rules.ignore.iter().flat_map(|r| r.paths).filter_map(|p| token(p)).any(|t| t == "*" || t == key)
 }
 
-fn tag_map(desired: &Value) -> Result<BTreeMap<String, String>, String> {
+fn tag_map(desired: &Value) -> Result<BTreeMap<String, String>, NotRevertible> {
+    tag_map_in_words(desired).map_err(NotRevertible::BadDesired)
+}
+
+fn tag_map_in_words(desired: &Value) -> Result<BTreeMap<String, String>, String> {
     let map = desired.as_object().ok_or_else(|| format!("tags: the desired value {desired} is not a map of tag keys to values"))?;
     let mut tags = BTreeMap::new();
     for (key, value) in map {
@@ -145,9 +151,11 @@ fn tag_map(desired: &Value) -> Result<BTreeMap<String, String>, String> {
 
 /// An instance type changes only while the instance is stopped: stop,
 /// modify, start. One that is stopped already is only modified.
-fn instance_type(at: At<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
+fn instance_type(at: At<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, NotRevertible> {
     let want = desired.as_str().filter(|t| t.contains('.') && !t.contains(char::is_whitespace));
-    let want = want.ok_or_else(|| format!("instance_type: the desired value {desired} is not an instance type such as \"t3.micro\""))?;
+    let want = want.ok_or_else(|| {
+        NotRevertible::BadDesired(format!("instance_type: the desired value {desired} is not an instance type such as \"t3.micro\""))
+    })?;
     let (region, instance_id) = (at.region.to_owned(), at.id.to_owned());
     let modify = Ec2Call::ModifyInstanceAttribute { region: region.clone(), instance_id: instance_id.clone(), instance_type: want.into() }
         .to_call(format!("change the instance type of {} to {want}", at.id));
@@ -162,11 +170,13 @@ fn instance_type(at: At<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Pre
 
 /// Exactly the rules that differ: the desired ones missing live are
 /// authorized, the live ones not desired revoked, one call per rule.
-fn security_group_rules(at: At<'_>, field: &str, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
-    let want = desired.as_array().ok_or_else(|| format!("{field}: the desired value {desired} is not a list of rules"))?;
-    let want: Vec<Rule> = want.iter().map(Rule::parse).collect::<Result<_, _>>().map_err(|e| format!("{field}: {e}"))?;
+fn security_group_rules(at: At<'_>, field: &str, desired: &Value, live: &LiveView<'_>) -> Result<Preview, NotRevertible> {
+    let bad = |why: String| NotRevertible::BadDesired(format!("{field}: {why}"));
+    let want = desired.as_array().ok_or_else(|| bad(format!("the desired value {desired} is not a list of rules")))?;
+    let want: Vec<Rule> = want.iter().map(Rule::parse).collect::<Result<_, _>>().map_err(bad)?;
     let have = live.attrs.and_then(|a| a.get(field)).unwrap_or(Value::Array(Vec::new()));
-    let have: Vec<Rule> = serde_json::from_value(have).map_err(|e| format!("{field}: the live rules cannot be read: {e}"))?;
+    let have: Vec<Rule> = serde_json::from_value(have)
+        .map_err(|e| NotRevertible::LiveUnknown(format!("{field}: the live rules cannot be read: {e}")))?;
     let absent = |rule: &Rule, among: &[Rule]| {
         let value = serde_json::to_value(rule).unwrap_or_default();
         !among.iter().any(|r| loosely_equal(&serde_json::to_value(r).unwrap_or_default(), &value))
@@ -192,7 +202,7 @@ fn security_group_rules(at: At<'_>, field: &str, desired: &Value, live: &LiveVie
         calls.push(call.to_call(format!("revoke {field} {words} in {}", at.id)));
     }
     if calls.is_empty() {
-        return Err(format!("{field}: the live rules already equal the desired ones"));
+        return Err(NotRevertible::Refused(format!("{field}: the live rules already equal the desired ones")));
     }
     Ok(Preview { calls, downtime: false })
 }
@@ -212,15 +222,18 @@ fn describe(rule: &Rule) -> String {
 }
 
 /// A volume only grows.
-fn grow_volume(at: At<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
+fn grow_volume(at: At<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, NotRevertible> {
     let want = desired.as_i64().or_else(|| desired.as_str().and_then(|s| s.parse().ok()));
-    let want = want.filter(|w| *w > 0).ok_or_else(|| format!("size: the desired value {desired} is not a whole number of GiB"))?;
+    let bad = |why: String| NotRevertible::BadDesired(why);
+    let want = want.filter(|w| *w > 0).ok_or_else(|| bad(format!("size: the desired value {desired} is not a whole number of GiB")))?;
     let have = live.attrs.and_then(|a| a.get("size")).and_then(|v| v.as_i64());
     match have {
-        Some(have) if want < have => Err(format!("size: an EBS volume can only grow, and reverting {have} GiB to {want} GiB would shrink it")),
-        _ if want > LARGEST_VOLUME => Err(format!("size: {want} GiB is above the largest EBS volume ({LARGEST_VOLUME} GiB)")),
+        Some(have) if want < have => Err(NotRevertible::Refused(format!(
+            "size: an EBS volume can only grow, and reverting {have} GiB to {want} GiB would shrink it"
+        ))),
+        _ if want > LARGEST_VOLUME => Err(bad(format!("size: {want} GiB is above the largest EBS volume ({LARGEST_VOLUME} GiB)"))),
         _ => {
-            let size = i32::try_from(want).map_err(|_| format!("size: {want} GiB is out of range"))?;
+            let size = i32::try_from(want).map_err(|_| bad(format!("size: {want} GiB is out of range")))?;
             let call = Ec2Call::ModifyVolume { region: at.region.into(), volume_id: at.id.into(), size };
             Ok(one(call.to_call(format!("grow the volume {} to {want} GiB", at.id))))
         }

@@ -7,8 +7,9 @@ fn target<'a>(type_: &'a str, id: &'a str) -> Target<'a> {
     Target { provider: "aws", type_, id }
 }
 
+/// The preview, with why none in words (as `status.revertNote` shows it).
 fn plan(type_: &str, id: &str, field: &str, desired: Value, live: &LiveView<'_>) -> Result<Preview, String> {
-    AwsPlanner.preview(target(type_, id), field, &desired, live, &FieldRules::default())
+    AwsPlanner.preview(target(type_, id), field, &desired, live, &FieldRules::default()).map_err(|e| e.to_string())
 }
 
 fn calls(p: &Preview) -> Vec<(String, Value)> {
@@ -106,6 +107,8 @@ fn a_volume_only_grows() {
     let p = plan("volume", "vol-1", "size", json!(40), &live).unwrap();
     assert_eq!(calls(&p), [("ModifyVolume".into(), json!({"Region": "us-east-1", "VolumeId": "vol-1", "Size": 40}))]);
     assert!(p.calls[0].waits_for_action);
+    let refused = AwsPlanner.preview(target("volume", "vol-1"), "size", &json!(10), &live, &FieldRules::default());
+    assert!(matches!(refused, Err(NotRevertible::Refused(_))), "a shrink is refused, not a bad value: {refused:?}");
     let shrink = plan("volume", "vol-1", "size", json!(10), &live).unwrap_err();
     assert_eq!(shrink, "size: an EBS volume can only grow, and reverting 20 GiB to 10 GiB would shrink it");
     assert!(plan("volume", "vol-1", "size", json!(100_000), &live).unwrap_err().contains("largest EBS volume"));
@@ -132,5 +135,5 @@ fn other_fields_are_not_revertible_and_rules_block_a_revert() {
     assert!(err.starts_with("subnet_id of an AWS instance cannot be reverted"));
     let rules = FieldRules { ignore: vec![], mode: MatchMode::Contains };
     let err = AwsPlanner.preview(target("security_group", "sg-1"), "ingress", &json!([]), &live, &rules).unwrap_err();
-    assert!(err.contains("match mode"));
+    assert_eq!(err, NotRevertible::UnderRules { field: "ingress".into() });
 }

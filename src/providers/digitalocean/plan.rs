@@ -6,7 +6,7 @@
 use crate::api::ProviderCall;
 use crate::detect::rules::glob_match;
 use crate::detect::{FieldRules, LiveView, MatchMode, loosely_equal};
-use crate::providers::contract::{Planner, Preview, Target};
+use crate::providers::contract::{NotRevertible, Planner, Preview, Target};
 use serde_json::{Value, json};
 
 /// DigitalOcean's [`Planner`].
@@ -28,7 +28,7 @@ impl Planner for DoPlanner {
         desired: &Value,
         live: &LiveView<'_>,
         rules: &FieldRules<'_>,
-    ) -> Result<Preview, String> {
+    ) -> Result<Preview, NotRevertible> {
         preview(target, field, desired, live, rules)
     }
 
@@ -91,7 +91,7 @@ pub fn preview(
     desired: &Value,
     live: &LiveView<'_>,
     rules: &FieldRules<'_>,
-) -> Result<Preview, String> {
+) -> Result<Preview, NotRevertible> {
     crate::providers::contract::only_exact_rules(field, rules)?;
     match (target.type_, field) {
         ("droplet", "name") => Ok(one(rename(target, text(field, desired)?))),
@@ -100,9 +100,9 @@ pub fn preview(
         ("droplet" | "volume", "tags") => tags(target, desired, live, rules),
         ("volume", "size_gigabytes") => grow_volume(target, desired, live),
         ("firewall", "inbound_rules" | "outbound_rules") => firewall(target, field, desired, live),
-        (type_, _) => Err(format!(
+        (type_, _) => Err(NotRevertible::NoCall(format!(
             "{field} of a {type_} cannot be reverted: arcadia-drift reverts a droplet's name, tags, status and size_slug, a volume's size_gigabytes and tags, and a firewall's inbound_rules and outbound_rules"
-        )),
+        ))),
     }
 }
 
@@ -110,8 +110,8 @@ fn one(call: ProviderCall) -> Preview {
     Preview { calls: vec![call], downtime: false }
 }
 
-fn text<'v>(field: &str, desired: &'v Value) -> Result<&'v str, String> {
-    desired.as_str().ok_or_else(|| format!("{field}: the desired value {desired} is not a string"))
+fn text<'v>(field: &str, desired: &'v Value) -> Result<&'v str, NotRevertible> {
+    desired.as_str().ok_or_else(|| NotRevertible::BadDesired(format!("{field}: the desired value {desired} is not a string")))
 }
 
 fn droplet_action(target: Target<'_>, body: Value, description: String) -> ProviderCall {
@@ -136,19 +136,19 @@ fn shutdown(target: Target<'_>) -> ProviderCall {
     droplet_action(target, json!({"type": "shutdown"}), "shut the droplet down gracefully".into())
 }
 
-fn power(target: Target<'_>, desired: &str) -> Result<Preview, String> {
+fn power(target: Target<'_>, desired: &str) -> Result<Preview, NotRevertible> {
     match desired {
         "active" => Ok(one(power_on(target))),
         "off" => Ok(one(shutdown(target))),
         other => {
-            Err(format!("status: only \"active\" (power on) and \"off\" (shut down) can be reverted to, not {other:?}"))
+            Err(NotRevertible::BadDesired(format!("status: only \"active\" (power on) and \"off\" (shut down) can be reverted to, not {other:?}")))
         }
     }
 }
 
 /// A droplet resizes only when off: shutdown, resize (CPU and RAM only, so it
 /// can be undone), power on. A droplet that is off already just resizes.
-fn resize(target: Target<'_>, size: &str, live: &LiveView<'_>) -> Result<Preview, String> {
+fn resize(target: Target<'_>, size: &str, live: &LiveView<'_>) -> Result<Preview, NotRevertible> {
     let resize = droplet_action(
         target,
         json!({"type": "resize", "size": size, "disk": false}),
@@ -162,7 +162,7 @@ fn resize(target: Target<'_>, size: &str, live: &LiveView<'_>) -> Result<Preview
 
 /// Tags are added (creating a missing tag first) and, under exact matching,
 /// removed; a tag that an ignore rule leaves out of the comparison is never removed.
-fn tags(target: Target<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>) -> Result<Preview, String> {
+fn tags(target: Target<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>) -> Result<Preview, NotRevertible> {
     let want = tag_list(desired)?;
     let have: Vec<String> = live.tags.map(<[String]>::to_vec).unwrap_or_default();
     let resources = json!({"resources": [{"resource_id": target.id, "resource_type": target.type_}]});
@@ -187,8 +187,8 @@ fn tags(target: Target<'_>, desired: &Value, live: &LiveView<'_>, rules: &FieldR
     Ok(Preview { calls, downtime: false })
 }
 
-fn tag_list(desired: &Value) -> Result<Vec<String>, String> {
-    let bad = || format!("tags: the desired value {desired} is not a list of DigitalOcean tag names");
+fn tag_list(desired: &Value) -> Result<Vec<String>, NotRevertible> {
+    let bad = || NotRevertible::BadDesired(format!("tags: the desired value {desired} is not a list of DigitalOcean tag names"));
     let list = desired.as_array().ok_or_else(bad)?;
     let mut tags = Vec::new();
     for t in list {
@@ -197,7 +197,7 @@ fn tag_list(desired: &Value) -> Result<Vec<String>, String> {
         let valid =
             !t.is_empty() && t.len() <= 255 && t.chars().all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c));
         if !valid {
-            return Err(format!("tags: {t:?} is not a valid DigitalOcean tag name (letters, digits, _ - :)"));
+            return Err(NotRevertible::BadDesired(format!("tags: {t:?} is not a valid DigitalOcean tag name (letters, digits, _ - :)")));
         }
         tags.push(t.to_owned());
     }
@@ -215,17 +215,17 @@ fn tag_call(method: &str, tag: &str, resources: &Value, description: String) -> 
 }
 
 /// Volumes only grow (DigitalOcean cannot shrink one).
-fn grow_volume(target: Target<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
+fn grow_volume(target: Target<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Preview, NotRevertible> {
     let want =
-        desired.as_u64().ok_or_else(|| format!("size_gigabytes: the desired value {desired} is not a whole number"))?;
+        desired.as_u64().ok_or_else(|| NotRevertible::BadDesired(format!("size_gigabytes: the desired value {desired} is not a whole number")))?;
     let have = live.attrs.and_then(|a| a.get("size_gigabytes")).as_ref().and_then(Value::as_u64);
-    let region = live.region.ok_or("size_gigabytes: the volume's region is not known, and a resize must name it")?;
+    let region = live.region.ok_or_else(|| NotRevertible::LiveUnknown("size_gigabytes: the volume's region is not known, and a resize must name it".into()))?;
     match have {
-        Some(have) if want < have => Err(format!(
+        Some(have) if want < have => Err(NotRevertible::Refused(format!(
             "size_gigabytes: a volume can only grow, and reverting {have} GiB to {want} GiB would shrink it"
-        )),
+        ))),
         _ if want > 16_384 => {
-            Err(format!("size_gigabytes: {want} GiB is above DigitalOcean's largest volume (16,384 GiB)"))
+            Err(NotRevertible::BadDesired(format!("size_gigabytes: {want} GiB is above DigitalOcean's largest volume (16,384 GiB)")))
         }
         _ => Ok(one(ProviderCall {
             method: "POST".into(),
@@ -239,11 +239,11 @@ fn grow_volume(target: Target<'_>, desired: &Value, live: &LiveView<'_>) -> Resu
 
 /// A firewall update replaces the whole firewall, so the call carries every
 /// other attribute as it is live.
-fn firewall(target: Target<'_>, field: &str, desired: &Value, live: &LiveView<'_>) -> Result<Preview, String> {
+fn firewall(target: Target<'_>, field: &str, desired: &Value, live: &LiveView<'_>) -> Result<Preview, NotRevertible> {
     if !desired.is_array() {
-        return Err(format!("{field}: the desired value {desired} is not a list of rules"));
+        return Err(NotRevertible::BadDesired(format!("{field}: the desired value {desired} is not a list of rules")));
     }
-    let name = live.name.ok_or("the firewall's name is not known, and an update must carry it")?;
+    let name = live.name.ok_or_else(|| NotRevertible::LiveUnknown("the firewall's name is not known, and an update must carry it".into()))?;
     let attr = |key: &str| live.attrs.and_then(|a| a.get(key)).unwrap_or_else(|| json!([]));
     let mut body = json!({
         "name": name,
@@ -254,7 +254,7 @@ fn firewall(target: Target<'_>, field: &str, desired: &Value, live: &LiveView<'_
     });
     body[field] = desired.clone();
     if loosely_equal(&attr(field), desired) {
-        return Err(format!("{field}: the live rules already equal the desired ones"));
+        return Err(NotRevertible::Refused(format!("{field}: the live rules already equal the desired ones")));
     }
     Ok(one(ProviderCall {
         method: "PUT".into(),
