@@ -11,6 +11,31 @@ use crate::api::{
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// Why the object's origin cannot be written back to, in words for
+/// `status.git.refused`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("{ARGOCD_TRACKING_ID} {id:?} names no Application")]
+    NoApplication { id: String },
+    #[error("the Kustomization's source is a {kind:?}, not a GitRepository")]
+    NotAGitRepository { kind: String },
+    #[error("the Kustomization's sourceRef has no name")]
+    UnnamedSource,
+    #[error("the GitRepository has no spec.url")]
+    NoUrl,
+    #[error("the GitRepository follows a tag or a commit, not a branch: nothing to push to")]
+    NotABranch,
+    #[error("the Application has no spec.source.repoURL (multi-source Applications are not supported)")]
+    NoRepoUrl,
+    #[error(
+        "the Application's targetRevision is HEAD: name the branch with the arcadia.cloud/git-branch annotation and arcadia.cloud/git-url"
+    )]
+    HeadRevision,
+    /// The Kustomization or Application does not list the object: its labels or tracking id are no proof.
+    #[error("{0}")]
+    NotVouched(String),
+}
+
 /// What the object says about where it comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Origin {
@@ -29,7 +54,7 @@ pub fn origin(
     namespace: &str,
     annotations: &BTreeMap<String, String>,
     labels: &BTreeMap<String, String>,
-) -> Result<Origin, String> {
+) -> Result<Origin, SourceError> {
     if let Some(url) = annotations.get(ANNOTATION_GIT_URL).filter(|u| !u.trim().is_empty()) {
         let branch = annotations.get(ANNOTATION_GIT_BRANCH).map(|b| b.trim()).filter(|b| !b.is_empty());
         let path = annotations.get(ANNOTATION_GIT_PATH).map(|p| p.trim()).filter(|p| !p.is_empty());
@@ -47,33 +72,33 @@ pub fn origin(
     if let Some(id) = annotations.get(ARGOCD_TRACKING_ID) {
         // <app>:<group>/<kind>:<namespace>/<name>; <app> is <namespace>_<name> for apps outside argocd's namespace.
         let app = id.split(':').next().filter(|a| !a.is_empty());
-        let app = app.ok_or_else(|| format!("{ARGOCD_TRACKING_ID} {id:?} names no Application"))?;
+        let app = app.ok_or_else(|| SourceError::NoApplication { id: id.clone() })?;
         return Ok(Origin::Argo { app: app.to_owned() });
     }
     Ok(Origin::Unknown)
 }
 
 /// The GitRepository a Flux Kustomization reads: `(namespace, name)`.
-pub fn flux_source(kustomization: &Value, namespace: &str) -> Result<(String, String), String> {
+pub fn flux_source(kustomization: &Value, namespace: &str) -> Result<(String, String), SourceError> {
     let source = &kustomization["spec"]["sourceRef"];
     let kind = source["kind"].as_str().unwrap_or_default();
     if kind != "GitRepository" {
-        return Err(format!("the Kustomization's source is a {kind:?}, not a GitRepository"));
+        return Err(SourceError::NotAGitRepository { kind: kind.to_owned() });
     }
-    let name = source["name"].as_str().ok_or("the Kustomization's sourceRef has no name")?;
+    let name = source["name"].as_str().ok_or(SourceError::UnnamedSource)?;
     let ns = source["namespace"].as_str().unwrap_or(namespace);
     Ok((ns.to_owned(), name.to_owned()))
 }
 
 /// The remote of a Flux Kustomization and its GitRepository.
-pub fn from_flux(kustomization: &Value, repository: &Value) -> Result<Remote, String> {
-    let url = repository["spec"]["url"].as_str().ok_or("the GitRepository has no spec.url")?;
+pub fn from_flux(kustomization: &Value, repository: &Value) -> Result<Remote, SourceError> {
+    let url = repository["spec"]["url"].as_str().ok_or(SourceError::NoUrl)?;
     let reference = &repository["spec"]["ref"];
     let branch = match (reference["branch"].as_str(), reference["name"].as_str()) {
         (Some(branch), _) => branch.to_owned(),
         (None, Some(name)) if name.starts_with("refs/heads/") => name.trim_start_matches("refs/heads/").to_owned(),
         (None, None) if reference.get("tag").is_none() && reference.get("commit").is_none() => "master".to_owned(),
-        _ => return Err("the GitRepository follows a tag or a commit, not a branch: nothing to push to".to_owned()),
+        _ => return Err(SourceError::NotABranch),
     };
     let path = kustomization["spec"]["path"].as_str().unwrap_or("./");
     // Flux puts a document that names no namespace in targetNamespace, else the Kustomization's own.
@@ -160,21 +185,21 @@ pub fn flux_secret(repository: &Value) -> Option<(String, String)> {
 
 /// Labels anyone may set are no proof: a Kustomization vouches for an object
 /// only when its `status.inventory` lists it.
-pub fn flux_vouches(kustomization: &Value, namespace: &str, name: &str) -> Result<(), String> {
+pub fn flux_vouches(kustomization: &Value, namespace: &str, name: &str) -> Result<(), SourceError> {
     let id = format!("{namespace}_{name}_{}_CloudProvisioned", crate::api::GROUP);
     let entries = kustomization["status"]["inventory"]["entries"].as_array();
     if entries.is_some_and(|all| all.iter().any(|e| e["id"].as_str() == Some(id.as_str()))) {
         return Ok(());
     }
-    Err(format!(
+    Err(SourceError::NotVouched(format!(
         "the Flux Kustomization {}/{} does not list this object in status.inventory (no entry {id}): its labels are no proof that Flux applies it",
         kustomization["metadata"]["namespace"].as_str().unwrap_or_default(),
         kustomization["metadata"]["name"].as_str().unwrap_or_default(),
-    ))
+    )))
 }
 
 /// As [`flux_vouches`], from an Argo CD Application's `status.resources`.
-pub fn argo_vouches(app: &Value, namespace: &str, name: &str) -> Result<(), String> {
+pub fn argo_vouches(app: &Value, namespace: &str, name: &str) -> Result<(), SourceError> {
     let listed = app["status"]["resources"].as_array().is_some_and(|all| {
         all.iter().any(|r| {
             r["group"].as_str() == Some(crate::api::GROUP)
@@ -186,22 +211,20 @@ pub fn argo_vouches(app: &Value, namespace: &str, name: &str) -> Result<(), Stri
     if listed {
         return Ok(());
     }
-    Err(format!(
+    Err(SourceError::NotVouched(format!(
         "the Argo CD Application {}/{} does not list CloudProvisioned {namespace}/{name} in status.resources: its tracking id is no proof that Argo CD applies it",
         app["metadata"]["namespace"].as_str().unwrap_or_default(),
         app["metadata"]["name"].as_str().unwrap_or_default(),
-    ))
+    )))
 }
 
 /// The remote of an Argo CD Application (its single source).
-pub fn from_argo(app: &Value) -> Result<Remote, String> {
+pub fn from_argo(app: &Value) -> Result<Remote, SourceError> {
     let source = &app["spec"]["source"];
-    let url = source["repoURL"]
-        .as_str()
-        .ok_or("the Application has no spec.source.repoURL (multi-source Applications are not supported)")?;
+    let url = source["repoURL"].as_str().ok_or(SourceError::NoRepoUrl)?;
     let revision = source["targetRevision"].as_str().unwrap_or("HEAD");
     if revision.is_empty() || revision == "HEAD" {
-        return Err("the Application's targetRevision is HEAD: name the branch with the arcadia.cloud/git-branch annotation and arcadia.cloud/git-url".into());
+        return Err(SourceError::HeadRevision);
     }
     let path = source["path"].as_str().unwrap_or(".");
     let default_namespace = app["spec"]["destination"]["namespace"].as_str().map(str::to_owned);
@@ -257,7 +280,7 @@ mod tests {
             "status": {"inventory": {"entries": [{"id": "team-a_web-1_arcadia.cloud_CloudProvisioned", "v": "v1alpha1"}]}},
         });
         assert_eq!(flux_vouches(&ks, "team-a", "web-1"), Ok(()));
-        let error = flux_vouches(&ks, "team-b", "web-1").unwrap_err();
+        let error = flux_vouches(&ks, "team-b", "web-1").unwrap_err().to_string();
         assert!(error.contains("Kustomization flux-system/infra does not list this object in status.inventory (no entry team-b_web-1_arcadia.cloud_CloudProvisioned)"), "{error}");
         let repo = json!({"metadata": {"namespace": "flux-system"}, "spec": {"url": "u", "ref": {"branch": "main"}, "secretRef": {"name": "flux-git"}}});
         assert_eq!(from_flux(&ks, &repo).unwrap().default_namespace.as_deref(), Some("team-a"));
@@ -270,7 +293,10 @@ mod tests {
         });
         assert_eq!(argo_vouches(&app, "team-a", "web-1"), Ok(()));
         assert!(
-            argo_vouches(&app, "team-a", "web-2").unwrap_err().contains("does not list CloudProvisioned team-a/web-2")
+            argo_vouches(&app, "team-a", "web-2")
+                .unwrap_err()
+                .to_string()
+                .contains("does not list CloudProvisioned team-a/web-2")
         );
         assert_eq!(from_argo(&app).unwrap().default_namespace.as_deref(), Some("team-a"));
     }
@@ -290,13 +316,13 @@ mod tests {
             }
         );
         let tagged = json!({"spec": {"url": "u", "ref": {"tag": "v1"}}});
-        assert!(from_flux(&ks, &tagged).unwrap_err().contains("tag or a commit"));
+        assert_eq!(from_flux(&ks, &tagged), Err(SourceError::NotABranch));
         let oci = json!({"spec": {"sourceRef": {"kind": "OCIRepository", "name": "x"}}});
         assert!(flux_source(&oci, "ns").is_err());
         let app = json!({"spec": {"source": {"repoURL": "https://git.example/infra.git", "targetRevision": "main", "path": "apps"}}});
         assert_eq!(from_argo(&app).unwrap().path, "apps");
         let head = json!({"spec": {"source": {"repoURL": "u", "targetRevision": "HEAD"}}});
-        assert!(from_argo(&head).unwrap_err().contains("targetRevision is HEAD"));
+        assert_eq!(from_argo(&head), Err(SourceError::HeadRevision));
     }
 
     #[test]

@@ -229,7 +229,7 @@ impl Worker {
         let change = &job.change;
         let origin = match source::origin(&change.namespace, &job.annotations, &job.labels) {
             Ok(origin) => origin,
-            Err(why) => return refused_for(&why),
+            Err(why) => return refused_for(&why.to_string()),
         };
         let annotated = matches!(origin, Origin::Annotated(_));
         let Resolved { mut remote, flux_secret, kustomization } = match self.remote(origin, change).await {
@@ -300,13 +300,14 @@ impl Worker {
                     .await
                     .map_err(failed)?;
                 let Some(ks) = ks else { return Ok(None) };
-                let (repo_ns, repo) = source::flux_source(&ks, &ks_ns).map_err(|e| refused_for(&e))?;
+                let (repo_ns, repo) = source::flux_source(&ks, &ks_ns).map_err(|e| refused_for(&e.to_string()))?;
                 let gvk = ("source.toolkit.fluxcd.io", "v1", "GitRepository");
                 let Some(repository) = self.object(gvk, &repo_ns, &repo).await.map_err(failed)? else {
                     return Ok(None);
                 };
-                let remote = source::from_flux(&ks, &repository).map_err(|e| refused_for(&e))?;
-                source::flux_vouches(&ks, &change.namespace, &change.name).map_err(|e| refused(&remote, e))?;
+                let remote = source::from_flux(&ks, &repository).map_err(|e| refused_for(&e.to_string()))?;
+                source::flux_vouches(&ks, &change.namespace, &change.name)
+                    .map_err(|e| refused(&remote, e.to_string()))?;
                 let flux_secret = source::flux_secret(&repository);
                 Ok(Some(Resolved { remote, flux_secret, kustomization: Some(ks) }))
             }
@@ -314,8 +315,9 @@ impl Worker {
                 let (app_ns, app) = source::argo_app(&app, &self.settings.argocd_namespace);
                 let gvk = ("argoproj.io", "v1alpha1", "Application");
                 let Some(app) = self.object(gvk, &app_ns, &app).await.map_err(failed)? else { return Ok(None) };
-                let remote = source::from_argo(&app).map_err(|e| refused_for(&e))?;
-                source::argo_vouches(&app, &change.namespace, &change.name).map_err(|e| refused(&remote, e))?;
+                let remote = source::from_argo(&app).map_err(|e| refused_for(&e.to_string()))?;
+                source::argo_vouches(&app, &change.namespace, &change.name)
+                    .map_err(|e| refused(&remote, e.to_string()))?;
                 Ok(Some(Resolved { remote, flux_secret: None, kustomization: None }))
             }
         }
