@@ -171,14 +171,14 @@ pub async fn write_back_while<F: Future<Output = bool>>(
 ) -> Result<Pushed, GitError> {
     let url = remote_url::parse(&remote.url).map_err(|e| GitError::Refused(e.to_string()))?;
     let auth = credentials.map_or(Auth::None, Credentials::auth);
-    url.check_auth(auth, settings.allow_insecure_http).map_err(GitError::Refused)?;
-    remote_url::check_branch(&remote.branch).map_err(GitError::Refused)?;
+    url.check_auth(auth, settings.allow_insecure_http).map_err(|e| GitError::Refused(e.to_string()))?;
+    remote_url::check_branch(&remote.branch).map_err(|e| GitError::Refused(e.to_string()))?;
     let root = tree::normalize(&remote.path).map_err(|e| GitError::NotWritable(e.to_string()))?;
     let target = match &settings.push_branch {
         Some(template) => change.review_branch(template),
         None => remote.branch.clone(),
     };
-    remote_url::check_branch(&target).map_err(GitError::Refused)?;
+    remote_url::check_branch(&target).map_err(|e| GitError::Refused(e.to_string()))?;
     let repo = Scratch::new(settings, url, credentials).await?;
     for _ in 0..settings.max_attempts.max(1) {
         if !still_current().await {

@@ -52,32 +52,41 @@ pub enum Auth {
     Ssh,
 }
 
+/// Why a remote, its credentials or a branch are refused before git runs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafeRemote {
+    #[error("refusing to send Git credentials over plain http to {url}; use https, or --git-allow-insecure-http")]
+    CredentialsInTheClear { url: String },
+    #[error("the credentials are an SSH key (identity), but {url} is an HTTP(S) remote")]
+    SshKeyForHttp { url: String },
+    #[error(
+        "{url} is an SSH remote: its credentials Secret needs `identity` and `known_hosts` (Flux GitRepository format)"
+    )]
+    SshWithoutKey { url: String },
+    #[error("the Git branch {branch:?} is not a valid branch name")]
+    BadBranch { branch: String },
+}
+
 impl RemoteUrl {
     /// Refuses credentials this remote cannot take safely: basic credentials
     /// over plain `http://` unless insecure HTTP is allowed, an SSH key for an
     /// HTTP(S) remote, and an SSH remote without a key.
-    pub fn check_auth(&self, auth: Auth, allow_insecure_http: bool) -> Result<(), String> {
-        let url = &self.text;
+    pub fn check_auth(&self, auth: Auth, allow_insecure_http: bool) -> Result<(), UnsafeRemote> {
+        let url = self.text.clone();
         match (self.transport, auth) {
             (Transport::Https, Auth::None | Auth::Basic) | (Transport::Http, Auth::None) => Ok(()),
             (Transport::Http, Auth::Basic) if allow_insecure_http => Ok(()),
-            (Transport::Http, Auth::Basic) => Err(format!(
-                "refusing to send Git credentials over plain http to {url}; use https, or --git-allow-insecure-http"
-            )),
-            (Transport::Http | Transport::Https, Auth::Ssh) => {
-                Err(format!("the credentials are an SSH key (identity), but {url} is an HTTP(S) remote"))
-            }
+            (Transport::Http, Auth::Basic) => Err(UnsafeRemote::CredentialsInTheClear { url }),
+            (Transport::Http | Transport::Https, Auth::Ssh) => Err(UnsafeRemote::SshKeyForHttp { url }),
             (Transport::Ssh, Auth::Ssh) => Ok(()),
-            (Transport::Ssh, _) => Err(format!(
-                "{url} is an SSH remote: its credentials Secret needs `identity` and `known_hosts` (Flux GitRepository format)"
-            )),
+            (Transport::Ssh, _) => Err(UnsafeRemote::SshWithoutKey { url }),
         }
     }
 }
 
 /// Refuses a branch name git would not take as a plain branch (or would read
 /// as an option or a second refspec).
-pub fn check_branch(branch: &str) -> Result<(), String> {
+pub fn check_branch(branch: &str) -> Result<(), UnsafeRemote> {
     let bad = branch.is_empty()
         || branch.starts_with(['-', '/', '.'])
         || branch.ends_with(['/', '.'])
@@ -88,7 +97,7 @@ pub fn check_branch(branch: &str) -> Result<(), String> {
         || branch.split('/').any(|part| part.starts_with('.'))
         || branch.chars().any(|c| !c.is_ascii_graphic() || ":?*[\\^~".contains(c));
     if bad {
-        return Err(format!("the Git branch {branch:?} is not a valid branch name"));
+        return Err(UnsafeRemote::BadBranch { branch: branch.to_owned() });
     }
     Ok(())
 }
@@ -275,12 +284,14 @@ mod tests {
         let ssh = parse("git@github.com:o/r.git").unwrap();
         assert!(https.check_auth(Auth::Basic, false).is_ok());
         assert!(http.check_auth(Auth::None, false).is_ok());
-        assert!(http.check_auth(Auth::Basic, false).unwrap_err().contains("--git-allow-insecure-http"));
+        assert!(http.check_auth(Auth::Basic, false).unwrap_err().to_string().contains("--git-allow-insecure-http"));
         assert!(http.check_auth(Auth::Basic, true).is_ok());
         assert!(ssh.check_auth(Auth::Ssh, false).is_ok());
         assert!(parse("ssh://git@127.0.0.1:2222/r.git").unwrap().check_auth(Auth::Ssh, false).is_ok());
-        assert!(ssh.check_auth(Auth::Basic, true).unwrap_err().contains("needs `identity` and `known_hosts`"));
-        assert!(https.check_auth(Auth::Ssh, false).unwrap_err().contains("HTTP(S) remote"));
+        assert!(
+            ssh.check_auth(Auth::Basic, true).unwrap_err().to_string().contains("needs `identity` and `known_hosts`")
+        );
+        assert!(https.check_auth(Auth::Ssh, false).unwrap_err().to_string().contains("HTTP(S) remote"));
     }
 
     #[test]
@@ -325,7 +336,7 @@ mod tests {
             assert!(check_branch(ok).is_ok(), "{ok}");
         }
         for bad in ["", "-f", "main:refs/heads/x", "a..b", "x.lock", "a b", "a/", "/a", "x@{1}", "a/.b", "r*"] {
-            assert!(check_branch(bad).unwrap_err().contains("not a valid branch name"), "{bad}");
+            assert!(check_branch(bad).unwrap_err().to_string().contains("not a valid branch name"), "{bad}");
         }
     }
 
