@@ -55,6 +55,7 @@ pub struct Moto {
     child: Child,
     pub url: String,
     pub port: u16,
+    log: PathBuf,
 }
 
 impl Moto {
@@ -68,7 +69,7 @@ impl Moto {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("cannot start moto_server");
-        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), port };
+        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), port, log: log.clone() };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -91,6 +92,7 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
