@@ -118,7 +118,7 @@ impl Ec2Call {
     /// whole rule, a size EBS has.
     fn check(&self) -> Result<(), String> {
         let region = self.region();
-        if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        if !super::is_region_name(region) {
             return Err(format!("{region:?} is not a region"));
         }
         let untouchable = |k: &str| k == CLAIM_KEY || k.starts_with("aws:");

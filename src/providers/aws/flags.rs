@@ -56,7 +56,7 @@ impl Flags {
         if regions.is_empty() {
             return Ok(None);
         }
-        if let Some(bad) = regions.iter().find(|r| !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')) {
+        if let Some(bad) = regions.iter().find(|r| !super::is_region_name(r)) {
             return Err(format!("--aws-regions: {bad:?} is not a region name such as us-east-1"));
         }
         let types = self

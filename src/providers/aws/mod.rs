@@ -27,6 +27,12 @@ pub const LEGACY_METRIC_PREFIX: Option<&str> = None;
 /// AWS's planner, as the registry holds it.
 pub static PLANNER: plan::AwsPlanner = plan::AwsPlanner;
 
+/// Whether `name` reads as an AWS region's name (`us-east-1`): a flag and a
+/// recorded call are both checked with it.
+pub fn is_region_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// A resource type the syncer mirrors, in Terraform's words without `aws_`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AwsType {

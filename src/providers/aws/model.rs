@@ -126,8 +126,12 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 
 /// Inserts only the values AWS gave: an absent value stays absent.
 fn attrs(pairs: impl IntoIterator<Item = (&'static str, Option<Value>)>) -> Fields {
-    let map: Map<String, Value> = pairs.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect();
-    Fields::from(map)
+    Fields::from(present(pairs))
+}
+
+/// The pairs whose value AWS gave, as a JSON object.
+fn present(pairs: impl IntoIterator<Item = (&'static str, Option<Value>)>) -> Map<String, Value> {
+    pairs.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect()
 }
 
 fn text(s: Option<&str>) -> Option<Value> {
@@ -178,7 +182,7 @@ pub fn volume(region: &str, v: &Volume) -> Option<LiveResource> {
                 ("device", text(a.device())),
                 ("state", text(a.state().map(|s| s.as_str()))),
             ];
-            Value::Object(pairs.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect())
+            Value::Object(present(pairs))
         })
         .collect();
     let attrs = attrs([
