@@ -8,9 +8,10 @@
 //! 20 fields took about 2 KB in some 40 allocations (a nested object alone is
 //! a 632-byte B-tree node), and at 10,000 objects of each kind that was half
 //! of the controller's memory. Held as text they take about a quarter, in two
-//! allocations. A value is parsed when it is read: a few microseconds per
-//! field, for a comparison that runs once per reconcile.
+//! allocations. A value is parsed when it is read with [`Fields::get`]; the
+//! comparison reads it in place instead ([`Fields::json`]).
 
+use super::JsonText;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -37,6 +38,16 @@ impl Fields {
     /// The value of `key`, parsed from its text.
     pub fn get(&self, key: &str) -> Option<Value> {
         self.position(key).ok().map(|i| self.value_at(i))
+    }
+
+    /// The value of `key` as its JSON text, read in place.
+    pub fn json(&self, key: &str) -> Option<JsonText<'_>> {
+        self.position(key).ok().map(|i| JsonText(self.value_text(i)))
+    }
+
+    /// Entries in key order, each value as its JSON text.
+    pub fn json_entries(&self) -> impl ExactSizeIterator<Item = (&str, JsonText<'_>)> + '_ {
+        (0..self.len()).map(|i| (self.key_at(i), JsonText(self.value_text(i))))
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -103,7 +114,7 @@ impl Fields {
     }
 
     fn value_at(&self, i: usize) -> Value {
-        serde_json::from_str(self.value_text(i)).expect("Fields holds the JSON text it wrote")
+        JsonText(self.value_text(i)).to_value()
     }
 
     fn value_text(&self, i: usize) -> &str {

@@ -1,5 +1,6 @@
-use super::Fields;
+use super::{Fields, JsonText};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// A borrowed view of one live resource: the typed top-level fields every
 /// provider fills, plus free-form `attrs`. Borrowing keeps a comparison free
@@ -13,7 +14,7 @@ pub struct LiveView<'a> {
     /// Plain tags, a set.
     pub tags: Option<&'a [String]>,
     /// Key/value tags, a map.
-    pub tag_map: Option<&'a std::collections::BTreeMap<String, String>>,
+    pub tag_map: Option<&'a BTreeMap<String, String>>,
     pub attrs: Option<&'a Fields>,
 }
 
@@ -24,8 +25,10 @@ pub enum Observed<'a> {
     Missing,
     Text(&'a str),
     Texts(&'a [String]),
-    /// Parsed from `attrs` (held as text, so owned).
-    Json(Value),
+    /// Key/value tags.
+    Pairs(&'a BTreeMap<String, String>),
+    /// From `attrs`, read in place.
+    Json(JsonText<'a>),
 }
 
 impl<'a> LiveView<'a> {
@@ -41,15 +44,11 @@ impl<'a> LiveView<'a> {
             "region" => self.region.map(Observed::Text),
             "status" => self.status.map(Observed::Text),
             "size" | "size_slug" | "sizeSlug" => self.size.map(Observed::Text),
-            "tags" => self.tags.map(Observed::Texts).or_else(|| self.tag_map.map(pairs)),
+            "tags" => self.tags.map(Observed::Texts).or_else(|| self.tag_map.map(Observed::Pairs)),
             _ => None,
         };
-        top.or_else(|| self.attrs.and_then(|a| a.get(key)).map(Observed::Json)).unwrap_or(Observed::Missing)
+        top.or_else(|| self.attrs.and_then(|a| a.json(key)).map(Observed::Json)).unwrap_or(Observed::Missing)
     }
-}
-
-fn pairs(map: &std::collections::BTreeMap<String, String>) -> Observed<'_> {
-    Observed::Json(map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
 }
 
 impl Observed<'_> {
@@ -59,7 +58,8 @@ impl Observed<'_> {
             Observed::Missing => Value::Null,
             Observed::Text(s) => Value::String(s.to_owned()),
             Observed::Texts(list) => Value::Array(list.iter().cloned().map(Value::String).collect()),
-            Observed::Json(v) => v,
+            Observed::Pairs(map) => map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
+            Observed::Json(text) => text.to_value(),
         }
     }
 }
@@ -88,14 +88,14 @@ mod tests {
     fn unset_top_level_falls_through_to_attrs() {
         let attrs = Fields::try_from(json!({"region": "ams3"})).unwrap();
         let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
-        assert_eq!(live.resolve("region"), Observed::Json(json!("ams3")));
+        assert_eq!(live.resolve("region"), Observed::Json(JsonText(r#""ams3""#)));
     }
 
     #[test]
     fn other_keys_resolve_in_attrs_exactly() {
         let attrs = Fields::try_from(json!({"vcpus": 2, "vpc_uuid": "u"})).unwrap();
         let live = LiveView { attrs: Some(&attrs), ..LiveView::default() };
-        assert_eq!(live.resolve("vcpus"), Observed::Json(json!(2)));
+        assert_eq!(live.resolve("vcpus").to_value(), json!(2));
         assert_eq!(live.resolve("vpcUuid"), Observed::Missing);
         assert_eq!(live.resolve("memory"), Observed::Missing);
     }
@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn key_value_tags_resolve_as_a_map_and_compare_as_one() {
-        let map: std::collections::BTreeMap<String, String> =
+        let map: BTreeMap<String, String> =
             [("team".to_string(), "web".to_string()), ("env".to_string(), "prod".to_string())].into();
         let live = LiveView { tag_map: Some(&map), ..LiveView::default() };
         assert_eq!(live.resolve("tags").to_value(), json!({"env": "prod", "team": "web"}));

@@ -10,14 +10,16 @@
 
 mod equality;
 mod fields;
+mod json_text;
 mod live;
 #[cfg(test)]
 mod properties;
 mod render;
 pub mod rules;
 
-pub use equality::{loosely_equal, observed_equal};
+pub use equality::{json_equal, loosely_equal, observed_equal};
 pub use fields::{Fields, MAX_VALUE_DEPTH, TOO_DEEP, bounded_value};
+pub use json_text::JsonText;
 pub use live::{LiveView, Observed};
 pub use render::{needs_quotes, render_value, yaml_scalar};
 pub use rules::{Compared, FieldRules, IgnoreRule, MatchMode, compare_field};
@@ -33,19 +35,20 @@ pub struct FieldDrift {
     pub actual: Value,
 }
 
-/// Every mismatched field of `desired` against `live`, in key order.
+/// Every mismatched field of `desired` against `live`, in key order. Fields
+/// in sync cost no allocation; each drifted one is copied out.
 pub fn detect(desired: &Fields, live: &LiveView<'_>) -> Vec<FieldDrift> {
-    desired
-        .iter()
-        .filter_map(|(field, expected)| {
-            let observed = live.resolve(field);
-            (!observed_equal(&expected, &observed)).then(|| FieldDrift {
-                field: field.to_owned(),
-                expected,
-                actual: observed.to_value(),
-            })
-        })
-        .collect()
+    desired.json_entries().filter_map(|(field, expected)| field_drift(field, expected, live)).collect()
+}
+
+/// How one desired field differs from `live` under loose equality, if it does.
+pub fn field_drift(field: &str, expected: JsonText<'_>, live: &LiveView<'_>) -> Option<FieldDrift> {
+    let observed = live.resolve(field);
+    (!json_equal(expected, &observed)).then(|| FieldDrift {
+        field: field.to_owned(),
+        expected: expected.to_value(),
+        actual: observed.to_value(),
+    })
 }
 
 #[cfg(test)]

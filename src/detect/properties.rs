@@ -3,7 +3,7 @@
 //! permutation of itself.
 
 use super::Fields;
-use super::{LiveView, detect, loosely_equal};
+use super::{LiveView, Observed, detect, json_equal, loosely_equal};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -58,6 +58,19 @@ proptest! {
             shuffled.push(items[dup.index(items.len())].clone());
         }
         prop_assert!(loosely_equal(&Value::Array(items), &Value::Array(shuffled)));
+    }
+
+    /// The comparison in place over the cached text agrees with the one over
+    /// parsed values, for any pair of values and any live string.
+    #[test]
+    fn values_read_in_place_compare_as_parsed_ones(a in json(), b in json(), s in any::<String>()) {
+        let fields: Fields = [("a", a.clone()), ("b", b.clone())].into_iter().collect();
+        let (ja, jb) = (fields.json("a").unwrap(), fields.json("b").unwrap());
+        prop_assert!(json_equal(ja, &Observed::Json(ja)));
+        prop_assert_eq!(json_equal(ja, &Observed::Json(jb)), loosely_equal(&a, &b));
+        prop_assert_eq!(json_equal(ja, &Observed::Text(&s)), loosely_equal(&a, &Value::String(s.clone())));
+        let mixed = [s.clone(), "x".to_string()];
+        prop_assert_eq!(json_equal(ja, &Observed::Texts(&mixed)), loosely_equal(&a, &Value::from(mixed.to_vec())));
     }
 
     #[test]

@@ -108,8 +108,13 @@ pub fn differences(desired: &Fields, view: &LiveView<'_>, rules: &Effective<'_>)
         return Differences { drifted: detect::detect(desired, view), ignored: BTreeMap::new() };
     }
     let mut found = Differences::default();
-    for (field, expected) in desired.iter() {
-        match compare_field(field, &expected, view, &rules.field(field)) {
+    for (field, expected) in desired.json_entries() {
+        let field_rules = rules.field(field);
+        if field_rules.is_plain() {
+            found.drifted.extend(detect::field_drift(field, expected, view));
+            continue;
+        }
+        match compare_field(field, &expected.to_value(), view, &field_rules) {
             Compared::InSync => {}
             Compared::Drifted(fd) => found.drifted.push(fd),
             Compared::Ignored(ids) => {

@@ -43,6 +43,13 @@ pub struct FieldRules<'a> {
     pub mode: MatchMode,
 }
 
+impl FieldRules<'_> {
+    /// No rule at all: the field compares by loose equality alone.
+    pub fn is_plain(&self) -> bool {
+        self.ignore.is_empty() && self.mode == MatchMode::Exact
+    }
+}
+
 /// What comparing one field under its rules found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Compared {
@@ -55,7 +62,7 @@ pub enum Compared {
 /// Compares one desired field with the live resource under `rules`.
 pub fn compare_field(field: &str, expected: &Value, live: &LiveView<'_>, rules: &FieldRules<'_>) -> Compared {
     let observed = live.resolve(field);
-    if rules.ignore.is_empty() && rules.mode == MatchMode::Exact {
+    if rules.is_plain() {
         return if observed_equal(expected, &observed) {
             Compared::InSync
         } else {
