@@ -88,6 +88,16 @@ pub struct RunArgs {
     /// Requests allowed at once above the sustained rate.
     #[arg(long, default_value_t = 100)]
     pub api_burst: u32,
+    /// Handle only the CloudProvisioneds (and their Drifts) labelled
+    /// arcadia.cloud/shard=NAME, with a leader of this shard's own (Lease
+    /// LEASE_NAME-NAME). Empty: the unlabelled ones (see --exclude-shards).
+    #[arg(long, value_name = "NAME", conflicts_with = "exclude_shards")]
+    pub shard: Option<String>,
+    /// On the replicas without --shard: the shards other replicas run
+    /// (comma-separated), whose objects these leave to them. Objects labelled
+    /// with any other shard name are handled here.
+    #[arg(long, value_name = "NAME[,NAME...]", value_delimiter = ',')]
+    pub exclude_shards: Vec<String>,
     /// Take part in leader election, so that of several replicas only one writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
@@ -219,6 +229,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The shard this replica handles, and its Lease: one per shard.
+fn shard_and_lease(
+    args: &RunArgs,
+    identity: &str,
+) -> Result<(crate::controller::shard::Shard, Option<crate::runtime::leader::LeaseConfig>), String> {
+    let shard = crate::controller::shard::Shard::from_flags(args.shard.as_deref(), &args.exclude_shards)
+        .map_err(|e| e.to_string())?;
+    let lease_name = match shard.name() {
+        Some(name) => format!("{}-{name}", args.lease_name),
+        None => args.lease_name.clone(),
+    };
+    let namespace = args.lease_namespace.clone();
+    let lease = args
+        .leader_election
+        .then(|| crate::run::lease_config(lease_name, namespace, args.lease_duration, identity.to_owned()));
+    Ok((shard, lease))
+}
+
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
         Command::Run(args) => {
@@ -230,9 +258,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let writeback = writeback_settings(&args)?;
             let args = *args;
             let decisions_namespace = args.lease_namespace.clone();
-            let lease = args.leader_election.then(|| {
-                crate::run::lease_config(args.lease_name, args.lease_namespace, args.lease_duration, identity.clone())
-            });
+            let (shard, lease) = shard_and_lease(&args, &identity)?;
             let config = crate::run::RunConfig {
                 api_qps: args.api_qps,
                 api_burst: args.api_burst,
@@ -264,6 +290,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                         .filter(|f| !f.is_empty())
                         .collect(),
                     decisions_namespace,
+                    shard,
                 },
                 inventory,
                 writeback,

@@ -18,6 +18,7 @@ use crate::runtime::metrics::ApiWrites;
 use crate::runtime::ratelimit::RateLimitLayer;
 use crate::runtime::{self, Stop};
 use crate::writeback::{self, WritebackSettings, metrics::WritebackMetrics};
+use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::Api;
@@ -146,16 +147,26 @@ async fn lead(
             let settings = inventory.settings(setup.as_ref());
             let mut syncer =
                 Syncer::new(client.clone(), built.inventory, resources.clone(), settings, components.inventory.clone());
-            // Only a view of every namespace can tell that no CloudProvisioned names a resource.
-            if config.controller.namespace.is_none() {
+            // Only a view of every namespace and every shard can tell that no
+            // CloudProvisioned names a resource.
+            if config.controller.namespace.is_none() && !controller.is_sharded() {
                 syncer = syncer.collecting(controller.provisioned_cache());
+            } else if controller.is_sharded() {
+                tracing::info!(
+                    provider = setup.provider(),
+                    "sharded: CloudResources missing from the provider are kept"
+                );
             }
             tracing::info!(provider = setup.provider(), endpoint = %setup.endpoint(), "syncing the inventory");
             arms.push(Arm { actuator: built.actuator, syncer: Arc::new(syncer) });
         }
         let reverter = inventory.revert.clone().map(|settings| {
             tracing::info!(max_concurrent = settings.max_concurrent, "carrying out approved reverts");
-            let drifts = controller.drift_cache();
+            let (drifts, watch) = controller.reverting_drifts();
+            if let Some(watch) = watch {
+                let stop = stop.clone();
+                actors.spawn(async move { watch.take_until(stop.stopped()).for_each(|_| async {}).await });
+            }
             Arc::new(Reverter::new(client.clone(), arms.clone(), drifts, settings, (fence.clone(), stop.clone())))
         });
         actors.spawn(sync_and_revert(arms, reverter, synced, stop.clone()));

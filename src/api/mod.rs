@@ -36,6 +36,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const LABEL_PROVISIONED: &str = "arcadia.cloud/provisioned";
 /// Label on every Drift: its current phase, so `-l arcadia.cloud/phase=Open` is the inbox.
 pub const LABEL_PHASE: &str = "arcadia.cloud/phase";
+/// Label on a CloudProvisioned: the shard (`--shard`) that handles it; its
+/// Drifts carry it too. Unlabelled objects belong to the unnamed shard.
+pub const LABEL_SHARD: &str = "arcadia.cloud/shard";
 /// Label on every Drift: how much it matters (`critical`, `warning`, `info`).
 pub const LABEL_SEVERITY: &str = "arcadia.cloud/severity";
 /// Annotation on a Drift: snooze it until this RFC 3339 time (phase Snoozed).

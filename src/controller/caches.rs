@@ -13,6 +13,7 @@
 
 use super::index::RefIndex;
 use super::metrics::ControllerMetrics;
+use super::shard::Shard;
 use crate::api::{ARGOCD_TRACKING_ID, CloudProvisioned, CloudResource, Drift, DriftPolicy, FIELD_MANAGER};
 use crate::policy::PolicyIndex;
 use crate::runtime::relist::InPlace;
@@ -58,16 +59,21 @@ pub struct Watches {
 }
 
 /// Sets up the caches and the watches that will fill them. CloudProvisioneds
-/// and Drifts are watched in `namespace` only, when given.
+/// and Drifts are watched in `namespace` only, when given, and only those of
+/// `shard`; CloudResources and DriftPolicies whole.
 pub fn watch_all(
     client: &Client,
-    namespace: Option<&str>,
+    (namespace, shard): (Option<&str>, &Shard),
     streaming: bool,
     metrics: &ControllerMetrics,
 ) -> (Caches, Watches) {
     let lists = watch_config(streaming);
-    let (provisioned, provisioned_watch, by_resource) = watch_provisioned(client, namespace, &lists, metrics);
-    let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, &lists, metrics);
+    let sharded = match shard.selector() {
+        Some(selector) => lists.clone().labels(&selector),
+        None => lists.clone(),
+    };
+    let (provisioned, provisioned_watch, by_resource) = watch_provisioned(client, namespace, &sharded, metrics);
+    let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, &sharded, metrics);
     let (resources, resources_watch, resources_synced) = watch_resources(client, &lists, metrics);
     let (policies, policies_watch, policies_synced) = watch_policies(client, &lists, metrics);
     let caches = Caches {
@@ -181,6 +187,29 @@ fn watch_drifts(
         .filter(|touched| std::future::ready(touched.is_ok()))
         .boxed();
     (store, stream, index, synced)
+}
+
+/// The Drifts being reverted, of every shard: what the reverter reads when
+/// this replica's own Drift cache holds one shard's only. The phase label
+/// selects them, so the cache stays as small as the reverts under way.
+pub fn watch_reverting(
+    client: &Client,
+    namespace: Option<&str>,
+    streaming: bool,
+    metrics: &ControllerMetrics,
+) -> (Store<Drift>, Touched<Drift>) {
+    let (store, mut writer) = InPlace::store();
+    let api = scoped::<Drift>(client, namespace);
+    let selector = format!("{}={}", crate::api::LABEL_PHASE, crate::api::DriftPhase::Reverting.as_str());
+    let lists = watch_config(streaming).labels(&selector);
+    let stream = resilient(move || watcher(api.clone(), lists.clone()), "drift-reverting")
+        .inspect_err(count_errors("drift-reverting", metrics))
+        .modify(compact_drift)
+        .inspect_ok(move |event| writer.apply(event))
+        .touched_objects()
+        .filter(|touched| std::future::ready(touched.is_ok()))
+        .boxed();
+    (store, stream)
 }
 
 /// A Drift as cached: no managedFields, which no reconcile reads.

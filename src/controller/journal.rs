@@ -1,8 +1,9 @@
 //! Reads and writes the decision journal (see [`super::plan::journal`]):
-//! [`SHARDS`] ConfigMaps `arcadia-drift-decisions-N` in the controller's own
-//! namespace, a tenant namespace's entries all in one of them (by a hash of
+//! [`PARTS`] ConfigMaps `arcadia-drift-decisions-N` in the controller's own
+//! namespace (`arcadia-drift-decisions-SHARD-N` for a named shard, whose
+//! leader writes its own), a tenant namespace's entries all in one of them (by a hash of
 //! its name). Only the leader writes them, so what it has read or written is
-//! kept in memory and each shard is read once per leadership.
+//! kept in memory and each part is read once per leadership.
 
 use super::plan::journal::{Entry, MAX_ENTRIES};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -11,12 +12,12 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-pub const SHARDS: u32 = 16;
+pub const PARTS: u32 = 16;
 pub const NAME_PREFIX: &str = "arcadia-drift-decisions-";
 /// An entry larger than this is not kept (a huge live value), with a warning.
 const MAX_ENTRY_BYTES: usize = 4096;
-/// A shard is kept under this many bytes (a ConfigMap holds 1 MiB), oldest entries out first.
-const MAX_SHARD_BYTES: usize = 900 * 1024;
+/// A part is kept under this many bytes (a ConfigMap holds 1 MiB), oldest entries out first.
+const MAX_PART_BYTES: usize = 900 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -36,39 +37,47 @@ impl JournalError {
 pub struct Journal {
     api: Api<ConfigMap>,
     namespace: String,
-    /// Each shard's entries by key, once read; a lock per shard, held across
+    /// Each part's entries by key, once read; a lock per part, held across
     /// its read or write so the copy in memory stays the ConfigMap's.
-    shards: Vec<tokio::sync::Mutex<Option<BTreeMap<String, Entry>>>>,
+    parts: Vec<tokio::sync::Mutex<Option<BTreeMap<String, Entry>>>>,
+    /// The shard whose journal this is (`None`: the unnamed one).
+    shard: Option<String>,
 }
 
-fn shard_of(namespace: &str) -> u32 {
-    crate::api::fnv1a(namespace) % SHARDS
+fn part_of(namespace: &str) -> u32 {
+    crate::api::fnv1a(namespace) % PARTS
 }
 
-fn shard_name(shard: u32) -> String {
-    format!("{NAME_PREFIX}{shard}")
+/// The ConfigMap of one part: per shard, since each shard's leader keeps
+/// its own copy in memory and would not see another's writes.
+pub fn part_name(shard: Option<&str>, part: u32) -> String {
+    match shard {
+        Some(shard) => format!("{NAME_PREFIX}{shard}-{part}"),
+        None => format!("{NAME_PREFIX}{part}"),
+    }
 }
 
 impl Journal {
-    pub fn new(client: kube::Client, namespace: &str) -> Self {
-        let shards = (0..SHARDS).map(|_| tokio::sync::Mutex::new(None)).collect();
-        Journal { api: Api::namespaced(client, namespace), namespace: namespace.to_owned(), shards }
+    pub fn new(client: kube::Client, namespace: &str, shard: Option<&str>) -> Self {
+        let parts = (0..PARTS).map(|_| tokio::sync::Mutex::new(None)).collect();
+        let shard = shard.map(str::to_owned);
+        Journal { api: Api::namespaced(client, namespace), namespace: namespace.to_owned(), shard, parts }
     }
 
     /// The entries kept for a tenant namespace.
     pub async fn entries(&self, tenant: &str) -> Result<BTreeMap<String, Entry>, JournalError> {
-        let shard = shard_of(tenant);
-        let mut guard = self.shards[shard as usize].lock().await;
+        let part = part_of(tenant);
+        let mut guard = self.parts[part as usize].lock().await;
         let all = match guard.as_mut() {
             Some(all) => all,
-            None => guard.insert(self.read(shard).await?),
+            None => guard.insert(self.read(part).await?),
         };
         let prefix = format!("{tenant}.");
         Ok(all.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, e)| (k.clone(), e.clone())).collect())
     }
 
-    async fn read(&self, shard: u32) -> Result<BTreeMap<String, Entry>, JournalError> {
-        let name = shard_name(shard);
+    async fn read(&self, part: u32) -> Result<BTreeMap<String, Entry>, JournalError> {
+        let name = part_name(self.shard.as_deref(), part);
         let map = self.api.get_opt(&name).await.map_err(|source| JournalError::Read {
             namespace: self.namespace.clone(),
             name: name.clone(),
@@ -93,11 +102,11 @@ impl Journal {
         if changes.is_empty() {
             return Ok(());
         }
-        let shard = shard_of(tenant);
-        let mut guard = self.shards[shard as usize].lock().await;
+        let part = part_of(tenant);
+        let mut guard = self.parts[part as usize].lock().await;
         let all = match guard.as_mut() {
             Some(all) => all,
-            None => guard.insert(self.read(shard).await?),
+            None => guard.insert(self.read(part).await?),
         };
         let mut next = all.clone();
         let mut data = Map::new();
@@ -119,13 +128,13 @@ impl Journal {
         for k in evict(&mut next, tenant) {
             data.insert(k, Value::Null);
         }
-        self.write(shard, data).await?;
+        self.write(part, data).await?;
         *all = next;
         Ok(())
     }
 
-    async fn write(&self, shard: u32, data: Map<String, Value>) -> Result<(), JournalError> {
-        let name = shard_name(shard);
+    async fn write(&self, part: u32, data: Map<String, Value>) -> Result<(), JournalError> {
+        let name = part_name(self.shard.as_deref(), part);
         let fail = |source| JournalError::Write { namespace: self.namespace.clone(), name: name.clone(), source };
         let params = PatchParams { field_manager: Some(crate::api::FIELD_MANAGER.into()), ..Default::default() };
         match self.api.patch(&name, &params, &Patch::Merge(json!({"data": data}))).await {
@@ -153,7 +162,7 @@ impl Journal {
 }
 
 /// Removes the oldest entries of `tenant` past [`MAX_ENTRIES`], then the
-/// oldest of the shard past [`MAX_SHARD_BYTES`]; their keys.
+/// oldest of the part past [`MAX_PART_BYTES`]; their keys.
 fn evict(all: &mut BTreeMap<String, Entry>, tenant: &str) -> Vec<String> {
     let prefix = format!("{tenant}.");
     let by_age = |all: &BTreeMap<String, Entry>, mine: bool| {
@@ -174,7 +183,7 @@ fn evict(all: &mut BTreeMap<String, Entry>, tenant: &str) -> Vec<String> {
     let size = |e: &Entry| serde_json::to_string(e).map_or(0, |t| t.len());
     let mut bytes: usize = all.iter().map(|(k, e)| k.len() + size(e)).sum();
     for (_, k) in by_age(all, false) {
-        if bytes <= MAX_SHARD_BYTES {
+        if bytes <= MAX_PART_BYTES {
             break;
         }
         if let Some(e) = all.remove(&k) {

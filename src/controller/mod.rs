@@ -21,6 +21,7 @@ pub mod policy_status;
 pub mod reconcile;
 pub mod resync;
 pub mod retry;
+pub mod shard;
 pub mod summary;
 
 use crate::api::{CloudResource, DriftPolicy};
@@ -60,6 +61,8 @@ pub struct Settings {
     pub metric_fields: std::collections::BTreeSet<String>,
     /// The controller's own namespace, where the decision journal lives.
     pub decisions_namespace: String,
+    /// The CloudProvisioneds (and their Drifts) this replica handles.
+    pub shard: shard::Shard,
 }
 
 /// The drift controller, its caches set up but not yet filled.
@@ -75,7 +78,8 @@ pub struct DriftController {
 impl DriftController {
     pub fn new(client: Client, settings: Settings, metrics: ControllerMetrics) -> Self {
         let namespace = settings.namespace.as_deref();
-        let (caches, watches) = caches::watch_all(&client, namespace, settings.streaming_lists, &metrics);
+        let (caches, watches) =
+            caches::watch_all(&client, (namespace, &settings.shard), settings.streaming_lists, &metrics);
         Self { client, settings, metrics, caches, watches, writeback: None }
     }
 
@@ -97,9 +101,22 @@ impl DriftController {
         self.caches.provisioned.clone()
     }
 
-    /// The Drift cache, where the reverter finds approved reverts.
-    pub fn drift_cache(&self) -> Store<crate::api::Drift> {
-        self.caches.drifts.clone()
+    /// Where the reverter finds approved reverts: the Drift cache, or, when
+    /// it holds one shard's only, a watch of the Drifts being reverted in
+    /// every shard, which the caller must poll (until its stop).
+    pub fn reverting_drifts(&self) -> (Store<crate::api::Drift>, Option<caches::Touched<crate::api::Drift>>) {
+        if !self.settings.shard.is_partial() {
+            return (self.caches.drifts.clone(), None);
+        }
+        let namespace = self.settings.namespace.as_deref();
+        let (store, watch) =
+            caches::watch_reverting(&self.client, namespace, self.settings.streaming_lists, &self.metrics);
+        (store, Some(watch))
+    }
+
+    /// True when other replicas handle some CloudProvisioneds (`--shard`, `--exclude-shards`).
+    pub fn is_sharded(&self) -> bool {
+        self.settings.shard.is_partial()
     }
 
     /// Reconciles until `stop` is raised; reports readiness once the caches are synced.
@@ -117,7 +134,7 @@ impl DriftController {
         summary::log_when_synced(&caches);
         summary::spawn(&caches, metrics.clone(), settings.resync_interval, Arc::new(settings.metric_fields.clone()));
         let reporter = Reporter { controller: "arcadia-drift".into(), instance: Some(settings.identity.clone()) };
-        let journal = journal::Journal::new(client.clone(), &settings.decisions_namespace);
+        let journal = journal::Journal::new(client.clone(), &settings.decisions_namespace, settings.shard.name());
         let context = Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -127,6 +144,7 @@ impl DriftController {
             failures: Default::default(),
             writeback,
             metrics,
+            sharded: settings.shard.is_partial(),
             plan_settings: plan::Settings {
                 max_inventory_age: settings.max_inventory_age,
                 accept: settings.accept.clone(),

@@ -9,7 +9,7 @@ use super::plan::{self, DriftWrite, Inputs, Plan, PlannedEvent, Regarding};
 use super::retry::{self, ErrorClass};
 use crate::api::{
     self, CloudProvisioned, CloudProvisionedStatus, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED,
-    LABEL_SEVERITY,
+    LABEL_SEVERITY, LABEL_SHARD,
 };
 use crate::runtime::jittered;
 use crate::writeback::commit::Change;
@@ -42,6 +42,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Git write-back of overlay accepts, when enabled.
     pub writeback: Option<Writeback>,
+    /// Other replicas handle some CloudProvisioneds (`--shard`, `--exclude-shards`).
+    pub sharded: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub enum Error {
     WriteStatus { object: String, source: kube::Error },
     #[error(transparent)]
     Journal { source: super::journal::JournalError },
+    #[error("moving the Drifts of CloudProvisioned {object} into its shard: {source}")]
+    MoveDrifts { object: String, source: kube::Error },
 }
 
 impl Context {
@@ -79,6 +83,7 @@ impl Error {
             Error::ClearAccept { .. } => "clear_accept",
             Error::WriteStatus { .. } => "write_status",
             Error::Journal { .. } => "journal",
+            Error::MoveDrifts { .. } => "move_drifts",
         }
     }
 
@@ -87,7 +92,8 @@ impl Error {
             Error::Adopt { source, .. }
             | Error::WriteDrift { source, .. }
             | Error::ClearAccept { source, .. }
-            | Error::WriteStatus { source, .. } => source,
+            | Error::WriteStatus { source, .. }
+            | Error::MoveDrifts { source, .. } => source,
             Error::Journal { source } => source.source_error(),
         }
     }
@@ -159,6 +165,9 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         inputs.field_owners = Some(&owners);
         plan = plan::plan(&inputs, &ctx.plan_settings);
     }
+    if ctx.sharded && creates_drifts(&plan, &drift_refs) && move_drifts_here(&ctx, &p).await? > 0 {
+        return Ok(Action::requeue(CATCH_UP_POLL));
+    }
     let tally = plan.tally;
     let write_back = write_back_jobs(&ctx, &p, &drift_refs, &plan);
     let mut written = Written::default();
@@ -180,6 +189,41 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     }
     result?;
     Ok(Action::await_change())
+}
+
+/// The plan writes a Drift this shard's cache does not hold. When other
+/// shards exist, that Drift may be there already, labelled for the shard
+/// the object was moved from: writing it as new would lose its history.
+fn creates_drifts(plan: &plan::Plan, cached: &[&Drift]) -> bool {
+    plan.drift_writes.iter().any(|w| !cached.iter().any(|d| d.name_any() == w.name))
+}
+
+/// Relabels the object's Drifts that carry another shard's label with its
+/// own, read from the API server (not a cache: this shard's holds none of
+/// them), so that its history (phase, decisions, revert record) comes along
+/// rather than being written anew. Answers how many it moved.
+async fn move_drifts_here(ctx: &Context, p: &CloudProvisioned) -> Result<usize, Error> {
+    let namespace = p.namespace().unwrap_or_default();
+    let object = format!("{namespace}/{}", p.name_any());
+    let fail = |source| Error::MoveDrifts { object: object.clone(), source };
+    let api: Api<Drift> = Api::namespaced(ctx.client.clone(), &namespace);
+    let selector = format!("{LABEL_PROVISIONED}={}", api::label_value(&p.name_any()));
+    let listed = api.list(&kube::api::ListParams::default().labels(&selector)).await.map_err(fail)?;
+    let ours = p.labels().get(LABEL_SHARD);
+    let mut moved = 0;
+    for drift in listed.items.iter().filter(|d| d.spec.provisioned_ref.name == p.name_any()) {
+        if drift.labels().get(LABEL_SHARD) == ours {
+            continue;
+        }
+        let body = json!({"metadata": {"labels": {LABEL_SHARD: ours}}});
+        api.patch(&drift.name_any(), &PatchParams::default(), &Patch::Merge(body)).await.map_err(fail)?;
+        ctx.metrics.writes.count("drift");
+        moved += 1;
+    }
+    if moved > 0 {
+        tracing::info!(object, moved, "moved Drifts into this shard with their CloudProvisioned");
+    }
+    Ok(moved)
 }
 
 fn drifts_of(ctx: &Context, key: &str) -> Vec<Arc<Drift>> {
@@ -696,16 +740,21 @@ fn owned_desired_fields(p: &CloudProvisioned) -> Vec<String> {
 }
 
 fn drift_body(p: &CloudProvisioned, w: &DriftWrite) -> Value {
+    let mut labels = json!({
+        LABEL_PROVISIONED: api::label_value(&p.name_any()),
+        LABEL_PHASE: w.status.phase.as_str(),
+        LABEL_SEVERITY: w.severity,
+    });
+    // A Drift goes with its CloudProvisioned's shard, whose watch selects it by this label.
+    if let Some(shard) = p.labels().get(LABEL_SHARD) {
+        labels[LABEL_SHARD] = json!(shard);
+    }
     json!({
         "apiVersion": "arcadia.cloud/v1alpha1",
         "kind": "Drift",
         "metadata": {
             "name": w.name,
-            "labels": {
-                LABEL_PROVISIONED: api::label_value(&p.name_any()),
-                LABEL_PHASE: w.status.phase.as_str(),
-                LABEL_SEVERITY: w.severity,
-            },
+            "labels": labels,
             "ownerReferences": [p.controller_owner_ref(&()).expect("a CloudProvisioned from the API has a name and uid")],
         },
         "spec": {

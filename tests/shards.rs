@@ -1,0 +1,158 @@
+//! Shards against the real local control plane: `--shard NAME` and
+//! `--exclude-shards` split the CloudProvisioneds (and their Drifts) between
+//! replicas, each shard with a leader of its own; a CloudProvisioned moved to
+//! another shard takes its Drifts along with their history; bad shard flags
+//! are refused before anything runs.
+
+mod common;
+
+use arcadia_drift::api::{
+    CloudProvisioned, CloudProvisionedSpec, CloudResource, CloudResourceSpec, CloudResourceStatus, Drift, DriftPhase,
+    Fields, LABEL_SHARD, ResourceRef, now,
+};
+use common::controller::ControllerProcess;
+use common::eventually;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+async fn drifted_resource(client: &Client) -> String {
+    let id = common::unique_suffix();
+    let name = format!("digitalocean-droplet-{id}");
+    let api: Api<CloudResource> = Api::all(client.clone());
+    let spec = CloudResourceSpec { provider: "digitalocean".into(), type_: "droplet".into(), id, region: None };
+    api.create(&PostParams::default(), &CloudResource::new(&name, spec)).await.expect("create CloudResource");
+    let status =
+        CloudResourceStatus { size_slug: Some("s-2vcpu-4gb".into()), synced_time: Some(now()), ..Default::default() };
+    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
+    api.patch_status(&name, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body))
+        .await
+        .expect("write CloudResource status");
+    name
+}
+
+async fn provisioned(client: &Client, ns: &str, name: &str, shard: Option<&str>) {
+    let resource = drifted_resource(client).await;
+    let spec = CloudProvisionedSpec {
+        resource_ref: ResourceRef { name: resource },
+        desired: Fields::try_from(json!({"size_slug": "s-1vcpu-1gb"})).unwrap(),
+        ..Default::default()
+    };
+    let mut p = CloudProvisioned::new(name, spec);
+    if let Some(shard) = shard {
+        p.labels_mut().insert(LABEL_SHARD.into(), shard.into());
+    }
+    Api::<CloudProvisioned>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create CloudProvisioned");
+}
+
+async fn drift_of(client: &Client, ns: &str, provisioned: &str) -> Option<Drift> {
+    let drifts = Api::<Drift>::namespaced(client.clone(), ns).list(&ListParams::default()).await.expect("list drifts");
+    drifts.items.into_iter().find(|d| d.spec.provisioned_ref.name == provisioned && d.status.is_some())
+}
+
+/// Which controllers (by `--identity`) reported a drift of `provisioned` detected.
+async fn detected_by(client: &Client, ns: &str, provisioned: &str) -> Vec<String> {
+    let events = Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await.expect("events");
+    let mut by: Vec<String> = events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("DriftDetected"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(provisioned))
+        .filter_map(|e| e.reporting_instance)
+        .collect();
+    by.dedup();
+    by
+}
+
+async fn holder(client: &Client, ns: &str, lease: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), ns).get_opt(lease).await.expect("get lease")?;
+    lease.spec?.holder_identity
+}
+
+#[tokio::test]
+async fn two_shards_split_the_work_each_with_its_own_leader_and_a_moved_object_keeps_its_drift() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "shards").await;
+    provisioned(&client, &ns, "plain", None).await;
+    provisioned(&client, &ns, "eu", Some("eu")).await;
+    provisioned(&client, &ns, "typo", Some("nobody-runs-this")).await;
+    let rest = ControllerProcess::start(&ns, &["--identity", "rest", "--exclude-shards", "eu"]);
+    let eu = ControllerProcess::start(&ns, &["--identity", "eu-1", "--shard", "eu"]);
+
+    let cases = [("plain", None, "rest"), ("eu", Some("eu"), "eu-1"), ("typo", Some("nobody-runs-this"), "rest")];
+    for (object, label, by) in cases {
+        let drift = eventually(WAIT, &format!("the drift of {object}"), || drift_of(&client, &ns, object)).await;
+        let carried = drift.labels().get(LABEL_SHARD).map(String::as_str);
+        assert_eq!(carried, label, "a Drift carries its object's shard");
+        let reporters = eventually(WAIT, "its DriftDetected Event", || async {
+            Some(detected_by(&client, &ns, object).await).filter(|r| !r.is_empty())
+        })
+        .await;
+        assert_eq!(reporters, [by], "{object} is handled by its shard's replica only");
+    }
+    assert_eq!(holder(&client, &ns, "arcadia-drift").await.as_deref(), Some("rest"));
+    assert_eq!(holder(&client, &ns, "arcadia-drift-eu").await.as_deref(), Some("eu-1"), "a lease per shard");
+    assert_eq!(rest.metric("arcadia_drift_leader"), 1.0);
+    assert_eq!(eu.metric("arcadia_drift_leader"), 1.0);
+
+    // An operator's decision on the drift, then the object moves to the other shard.
+    let before = drift_of(&client, &ns, "plain").await.unwrap();
+    let drifts: Api<Drift> = Api::namespaced(client.clone(), &ns);
+    let ignore = json!({"metadata": {"annotations": {"arcadia.cloud/ignore": "true", "arcadia.cloud/ignore-reason": "load test"}}});
+    drifts.patch(&before.name_any(), &PatchParams::default(), &Patch::Merge(ignore)).await.unwrap();
+    eventually(WAIT, "the drift ignored", || async {
+        let d = drift_of(&client, &ns, "plain").await?;
+        (d.status?.phase == DriftPhase::Ignored).then_some(())
+    })
+    .await;
+    let detected = drift_of(&client, &ns, "plain").await.unwrap().status.unwrap().detected_time;
+    let move_to_eu = json!({"metadata": {"labels": {LABEL_SHARD: "eu"}}});
+    Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
+        .patch("plain", &PatchParams::default(), &Patch::Merge(move_to_eu))
+        .await
+        .unwrap();
+    let moved = eventually(WAIT, "the drift relabelled into shard eu", || async {
+        let d = drift_of(&client, &ns, "plain").await?;
+        (d.labels().get(LABEL_SHARD).map(String::as_str) == Some("eu")).then_some(d)
+    })
+    .await;
+    assert_eq!(moved.name_any(), before.name_any(), "the same Drift, not a new one");
+    // Give the new shard a few resyncs (3 s each): the decision and its history stay.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = drift_of(&client, &ns, "plain").await.unwrap();
+    let status = after.status.unwrap();
+    assert_eq!(status.phase, DriftPhase::Ignored, "the operator's decision moved with the object");
+    assert_eq!(status.detected_time, detected, "its history too");
+    let all = drifts.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(all.iter().filter(|d| d.spec.provisioned_ref.name == "plain").count(), 1, "no second Drift");
+}
+
+#[test]
+fn bad_shard_flags_are_refused_before_anything_runs() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_arcadia-drift"))
+            .args(["run", "--metrics-addr", "127.0.0.1:0"])
+            .args(args)
+            .env("KUBECONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&["--shard", "eu west"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("shard name \"eu west\" is not a label value"), "{err}");
+    let (code, err) = run(&["--exclude-shards", "ok,-bad"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"-bad\" is not a label value"), "{err}");
+    let (code, err) = run(&["--shard", "eu", "--exclude-shards", "us"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+}
