@@ -1041,3 +1041,53 @@ fn aws_enabled_on_values_from_before_it_renders_its_defaults() {
     let policy = of_kind(&objects, "NetworkPolicy")[0].to_string();
     assert!(policy.contains("443"), "an egress rule for EC2: {policy}");
 }
+
+/// `shards: [eu, us]`: a Deployment per shard besides the first, each with
+/// `--shard` and its own selector, budget and Lease; the first takes the
+/// rest (`--exclude-shards`) and alone runs the providers and their Secrets.
+#[test]
+fn shards_render_a_deployment_each_and_only_the_first_runs_the_providers() {
+    let objects = render(&["shards={eu,us}", "providers.digitalocean.enabled=true", "revert.enabled=true"]);
+    let deployments = of_kind(&objects, "Deployment");
+    let names: Vec<&str> = deployments.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["drift-arcadia-drift", "drift-arcadia-drift-eu", "drift-arcadia-drift-us"]);
+    let args = |d: &Value| -> Vec<String> {
+        let args = d["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+        args.iter().map(|a| a.as_str().unwrap().to_owned()).collect()
+    };
+    let first = args(deployments[0]);
+    assert!(first.contains(&"--exclude-shards=eu,us".to_owned()), "{first:?}");
+    assert!(first.iter().any(|a| a.starts_with("--digitalocean-token-file")), "{first:?}");
+    for (d, shard) in deployments[1..].iter().zip(["eu", "us"]) {
+        let args = args(d);
+        assert!(args.contains(&format!("--shard={shard}")), "{args:?}");
+        assert!(args.contains(&"--enable-revert".to_owned()), "a shard's controller takes approvals: {args:?}");
+        assert!(!args.iter().any(|a| a.starts_with("--digitalocean") || a.starts_with("--inventory")), "{args:?}");
+        assert!(d["spec"]["template"]["spec"]["volumes"].is_null(), "no provider Secret mounted in shard {shard}");
+        let selector = &d["spec"]["selector"]["matchLabels"];
+        assert_eq!(selector["arcadia.cloud/shard"], shard);
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["arcadia.cloud/shard"], shard);
+    }
+    // A budget each, none covering another's pods (a pod under two cannot be evicted).
+    let budgets = of_kind(&objects, "PodDisruptionBudget");
+    assert_eq!(budgets.len(), 3);
+    assert_eq!(budgets[0]["spec"]["selector"]["matchExpressions"][0]["operator"], "DoesNotExist");
+    // Each shard's leader may hold its own Lease and write its own journal.
+    let rendered = serde_json::to_string(&objects).unwrap();
+    for name in ["drift-arcadia-drift-eu", "drift-arcadia-drift-us", "arcadia-drift-decisions-eu-15"] {
+        assert!(rendered.contains(&format!("\"{name}\"")), "RBAC lacks {name}");
+    }
+    // Without shards: one Deployment, no shard flag, the names of before.
+    let plain = render(&[]);
+    assert_eq!(of_kind(&plain, "Deployment").len(), 1);
+    assert!(!serde_json::to_string(&plain).unwrap().contains("shard"), "no shard anywhere without shards");
+}
+
+#[test]
+fn a_shard_name_that_is_no_label_value_fails_at_install_time() {
+    for bad in ["EU", "eu_1", "-eu", "eu.1"] {
+        let out = helm(&["template", "drift", CHART, "--set", &format!("shards={{{bad}}}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("/shards/0"), "{bad}: {err}");
+    }
+}
