@@ -10,7 +10,9 @@
 //! the harness watches its namespace as it will watch the controller's);
 //! steady-state writes and CPU over a full resync; detection latency over 100
 //! changes; peak RSS. `ARCADIA_SCALE_CONVERGENCE_ONLY=1` stops each run after
-//! convergence, for profiling it.
+//! convergence, for profiling it. `ARCADIA_SCALE_SHARDS=K` splits the
+//! CloudProvisioneds between K replicas (`--shard s1` … and the rest): the
+//! figures are their sums, memory each replica's.
 
 mod common;
 #[path = "scale/footprint.rs"]
@@ -49,6 +51,62 @@ fn runs() -> Vec<Run> {
             })
             .collect(),
         Err(_) => vec![Run { n: 200, resync: Duration::from_secs(8), outage: None }],
+    }
+}
+
+/// How many replicas share the objects (`ARCADIA_SCALE_SHARDS`, default 1).
+fn shard_count() -> usize {
+    std::env::var("ARCADIA_SCALE_SHARDS").map_or(1, |k| k.parse().expect("ARCADIA_SCALE_SHARDS is a number"))
+}
+
+/// The shard of object `i`: every K-th is the rest's (unlabelled).
+fn shard_of(i: usize, k: usize) -> Option<String> {
+    (k > 1 && !i.is_multiple_of(k)).then(|| format!("s{}", i % k))
+}
+
+/// The controllers of one run, one per shard; figures are summed over them.
+struct Fleet(Vec<ControllerProcess>);
+
+impl Fleet {
+    fn start(ns: &str, args: &[&str], k: usize) -> Fleet {
+        let named: Vec<String> = (1..k).map(|s| format!("s{s}")).collect();
+        let exclude = format!("--exclude-shards={}", named.join(","));
+        let mut rest = args.to_vec();
+        if k > 1 {
+            rest.push(&exclude);
+        }
+        let mut fleet = vec![ControllerProcess::start(ns, &rest)];
+        for name in &named {
+            fleet.push(ControllerProcess::start(ns, &[args, &["--shard", name]].concat()));
+        }
+        Fleet(fleet)
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        self.0.iter().map(|c| c.metric(name)).sum()
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.0.iter().map(ControllerProcess::cpu_seconds).sum()
+    }
+
+    /// The largest replica's (RSS, peak RSS) in kB.
+    fn memory(&self) -> (u64, u64) {
+        let each: Vec<(u64, u64)> = self.0.iter().map(ControllerProcess::memory).collect();
+        (each.iter().map(|m| m.0).max().unwrap_or(0), each.iter().map(|m| m.1).max().unwrap_or(0))
+    }
+
+    /// Each replica's RSS in MB, when there are several.
+    fn each_rss(&self) -> String {
+        if self.0.len() < 2 {
+            return String::new();
+        }
+        let each: Vec<String> = self.0.iter().map(|c| format!("{:.1}", c.memory().0 as f64 / 1024.0)).collect();
+        format!(" (largest of {} shards: {} MB)", self.0.len(), each.join(" / "))
+    }
+
+    fn reset_peak(&self) {
+        self.0.iter().for_each(ControllerProcess::reset_peak);
     }
 }
 
@@ -125,8 +183,12 @@ async fn setup(client: &Client, run_id: &str, ns: &str, floor_ns: &str, n: usize
                     desired: desired(i),
                     ..Default::default()
                 };
+                let mut p = CloudProvisioned::new(&format!("web-{i}"), spec);
+                if let Some(shard) = shard_of(i, shard_count()).filter(|_| target == ns) {
+                    p.labels_mut().insert(arcadia_drift::api::LABEL_SHARD.into(), shard);
+                }
                 let created = Api::<CloudProvisioned>::namespaced(client.clone(), target)
-                    .create(&PostParams::default(), &CloudProvisioned::new(&format!("web-{i}"), spec))
+                    .create(&PostParams::default(), &p)
                     .await
                     .unwrap_or_else(|e| panic!("creating CloudProvisioned web-{i}: {e}"));
                 uid = created.uid().expect("a created object has a uid");
@@ -333,7 +395,7 @@ async fn scale() {
         let resync = format!("{}s", run.resync.as_secs());
         let server_cpu_before = server_cpu();
         let started = Instant::now();
-        let controller = ControllerProcess::start(
+        let controller = Fleet::start(
             &ns,
             &[
                 "--resync-interval",
@@ -346,6 +408,7 @@ async fn scale() {
                 "--api-burst",
                 "4000",
             ],
+            shard_count(),
         );
         let converged = common::eventually(Duration::from_secs(600), "cold convergence", || async {
             let s = seen.lock().unwrap();
@@ -365,7 +428,7 @@ async fn scale() {
                 floor_time.as_secs_f64(),
                 converged.as_secs_f64() / floor_time.as_secs_f64(),
                 controller.metric("arcadia_drift_reconciles_total"),
-                controller.log.display()
+                controller.0[0].log.display()
             );
             continue;
         }
@@ -476,7 +539,7 @@ async fn scale() {
             "N={n}: convergence {:.2}s ({convergence_writes} writes) | floor {:.2}s ({floor_writes} writes) | ratio {:.2} | \
              API server + etcd CPU s: floor {floor_server_cpu:.2}, convergence {convergence_server_cpu:.2}, controller {cpu_converged:.2} | \
              steady over a {}s resync: {steady_writes} controller writes, {} API-server writes to arcadia.cloud, {:.2} CPU s, {} reconciles | \
-             latency p50 {:?} p99 {:?} | RSS settled {:.1} MB, peak while converging {:.1} MB | {cache} | {outage_note}",
+             latency p50 {:?} p99 {:?} | RSS settled {:.1} MB{}, peak while converging {:.1} MB | {cache} | {outage_note}",
             converged.as_secs_f64(),
             floor_time.as_secs_f64(),
             converged.as_secs_f64() / floor_time.as_secs_f64(),
@@ -487,6 +550,7 @@ async fn scale() {
             p50,
             p99,
             settled_kb as f64 / 1024.0,
+            controller.each_rss(),
             peak_converging_kb as f64 / 1024.0,
         );
         eprintln!("{line}");
