@@ -252,7 +252,7 @@ fn run(cli: Cli) -> Result<u8, String> {
         Command::Run(args) => {
             crate::runtime::memory::limit_malloc_arenas();
             init_tracing();
-            crate::runtime::secrets::forbid_inspection()?;
+            crate::runtime::secrets::forbid_inspection().map_err(|e| e.to_string())?;
             let identity = args.identity.clone().unwrap_or_else(default_identity);
             let inventory = inventory_config(&args)?;
             let writeback = writeback_settings(&args)?;

@@ -540,9 +540,9 @@ async fn the_fence_holds_only_for_the_holder_and_only_for_the_renew_deadline() {
     };
     let fence = Fence::on_lease(leases.clone(), "arcadia-drift", "replica-a", Duration::from_secs(2));
     assert!(!fence.holds(), "closed until confirmed");
-    assert!(fence.confirm().await.unwrap_err().contains("cannot read Lease"), "no Lease yet");
+    assert!(fence.confirm().await.unwrap_err().to_string().contains("cannot read Lease"), "no Lease yet");
     apply(lease("replica-b")).await;
-    let refused = fence.confirm().await.unwrap_err();
+    let refused = fence.confirm().await.unwrap_err().to_string();
     assert!(refused.contains("held by \"replica-b\""), "{refused}");
     assert!(!fence.holds());
     apply(lease("replica-a")).await;

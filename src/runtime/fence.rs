@@ -57,15 +57,17 @@ impl Fence {
 
     /// Reads the Lease now; it holds when this replica is the holder and the
     /// lease has not expired. A failed read leaves the last confirmation as it was.
-    pub async fn confirm(&self) -> Result<(), String> {
+    pub async fn confirm(&self) -> Result<(), FenceError> {
         let Some(f) = &self.0 else { return Ok(()) };
         let asked = (Instant::now(), Timestamp::now());
-        let lease = f.leases.get(&f.name).await.map_err(|e| format!("cannot read Lease {}: {e}", f.name))?;
+        let lease =
+            f.leases.get(&f.name).await.map_err(|source| FenceError::Unreadable { lease: f.name.clone(), source })?;
         let spec = lease.spec.unwrap_or_default();
         let until = held_for(&f.identity, &spec, asked.1, f.renew_deadline).map(|left| asked.0 + left);
+        let not_held = |why| FenceError::NotHeld { lease: f.name.clone(), why };
         let mut state = f.state.lock().expect("fence lock poisoned");
         if state.asked.is_some_and(|newer| newer > asked.0) {
-            return until.map(|_| ()).map_err(|why| format!("Lease {}: {why}", f.name));
+            return until.map(|_| ()).map_err(not_held);
         }
         state.asked = Some(asked.0);
         match until {
@@ -75,10 +77,30 @@ impl Fence {
             }
             Err(why) => {
                 state.holds_until = None;
-                Err(format!("Lease {}: {why}", f.name))
+                Err(not_held(why))
             }
         }
     }
+}
+
+/// Why the fence could not be confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    #[error("cannot read Lease {lease}: {source}")]
+    Unreadable { lease: String, source: kube::Error },
+    #[error("Lease {lease}: {why}")]
+    NotHeld { lease: String, why: NotHeld },
+}
+
+/// Why a Lease, as read, does not let this replica act.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotHeld {
+    #[error("held by {holder:?}, not by this replica ({identity})")]
+    HeldByAnother { holder: String, identity: String },
+    #[error("never renewed")]
+    NeverRenewed,
+    #[error("expired at {0}")]
+    Expired(Timestamp),
 }
 
 /// How long past `read_at` the lease read as `spec` lets `identity` act:
@@ -88,17 +110,17 @@ pub fn held_for(
     spec: &k8s_openapi::api::coordination::v1::LeaseSpec,
     read_at: Timestamp,
     renew_deadline: Duration,
-) -> Result<Duration, String> {
+) -> Result<Duration, NotHeld> {
     let holder = spec.holder_identity.as_deref().unwrap_or_default();
     if holder != identity {
-        return Err(format!("held by {holder:?}, not by this replica ({identity})"));
+        return Err(NotHeld::HeldByAnother { holder: holder.to_owned(), identity: identity.to_owned() });
     }
-    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).ok_or("never renewed")?.0;
+    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).ok_or(NotHeld::NeverRenewed)?.0;
     let duration = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
     let expires = renewed + duration;
     let left = expires.duration_since(read_at);
     if left.is_negative() {
-        return Err(format!("expired at {expires}"));
+        return Err(NotHeld::Expired(expires));
     }
     let left = Duration::try_from(left).unwrap_or_default();
     Ok(left.min(renew_deadline))
@@ -128,10 +150,11 @@ mod tests {
         let deadline = Duration::from_secs(10);
         assert_eq!(held_for("a", &lease("a", 0), at(1), deadline), Ok(deadline));
         assert_eq!(held_for("a", &lease("a", 0), at(12), deadline), Ok(Duration::from_secs(3)), "expires at 15");
-        assert!(held_for("a", &lease("a", 0), at(16), deadline).unwrap_err().contains("expired"));
-        assert!(held_for("a", &lease("b", 0), at(1), deadline).unwrap_err().contains("held by \"b\""));
+        assert_eq!(held_for("a", &lease("a", 0), at(16), deadline), Err(NotHeld::Expired(at(15))));
+        let other = held_for("a", &lease("b", 0), at(1), deadline).unwrap_err();
+        assert_eq!(other.to_string(), "held by \"b\", not by this replica (a)");
         let never = LeaseSpec { holder_identity: Some("a".into()), ..Default::default() };
-        assert!(held_for("a", &never, at(1), deadline).is_err());
+        assert_eq!(held_for("a", &never, at(1), deadline), Err(NotHeld::NeverRenewed));
     }
 
     #[test]

@@ -129,7 +129,7 @@ async fn keep_confirmed(fence: &Fence, config: &LeaseConfig) -> String {
         // Just won: the first confirmation may take a renewal to show.
         if !fence.holds() && started.elapsed() > config.renew_deadline() {
             return match confirmed {
-                Err(why) => why,
+                Err(why) => why.to_string(),
                 Ok(()) => format!("the last confirmation is older than {:?}", config.renew_deadline()),
             };
         }

@@ -3,15 +3,28 @@
 //! got to run as the controller's uid could otherwise read them from
 //! `/proc/<pid>/environ` or `/proc/<pid>/mem`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What went wrong keeping or reading a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot make the process non-dumpable: {0}")]
+    NotDumpable(std::io::Error),
+    #[error("{flag} {}: cannot read it: {source}", path.display())]
+    Unreadable { flag: String, path: PathBuf, source: std::io::Error },
+    #[error("{flag} {}: the file is empty", path.display())]
+    Empty { flag: String, path: PathBuf },
+    #[error("{flag} {}: the file holds more than one word; it must hold the token alone", path.display())]
+    NotOneWord { flag: String, path: PathBuf },
+}
 
 /// Makes the process non-dumpable: its `/proc/<pid>` files become root's and
 /// no process of the same uid may ptrace it or read its environment.
-pub fn forbid_inspection() -> Result<(), String> {
+pub fn forbid_inspection() -> Result<(), SecretError> {
     // SAFETY: prctl(PR_SET_DUMPABLE) only changes a flag of this process.
     let result = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if result != 0 {
-        return Err(format!("cannot make the process non-dumpable: {}", std::io::Error::last_os_error()));
+        return Err(SecretError::NotDumpable(std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -49,17 +62,18 @@ pub unsafe fn scrub_from_environment(name: &str) {
 }
 
 /// A token from a mounted file (a Secret's key), trimmed; an error names the file.
-pub fn read_token_file(path: &Path, flag: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
+pub fn read_token_file(path: &Path, flag: &str) -> Result<String, SecretError> {
+    let (flag, path) = (flag.to_owned(), path.to_owned());
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => return Err(SecretError::Unreadable { flag, path, source }),
+    };
     let token = text.trim();
     if token.is_empty() {
-        return Err(format!("{flag} {}: the file is empty", path.display()));
+        return Err(SecretError::Empty { flag, path });
     }
     if token.contains(char::is_whitespace) {
-        return Err(format!(
-            "{flag} {}: the file holds more than one word; it must hold the token alone",
-            path.display()
-        ));
+        return Err(SecretError::NotOneWord { flag, path });
     }
     Ok(token.to_owned())
 }
@@ -83,11 +97,11 @@ mod tests {
         assert_eq!(read_token_file(&good, "--t").unwrap(), "dop_v1_abc");
         let empty = dir.join("empty");
         std::fs::write(&empty, " \n").unwrap();
-        assert!(read_token_file(&empty, "--t").unwrap_err().ends_with("the file is empty"));
+        assert!(read_token_file(&empty, "--t").unwrap_err().to_string().ends_with("the file is empty"));
         let two = dir.join("two");
         std::fs::write(&two, "a b").unwrap();
-        assert!(read_token_file(&two, "--t").unwrap_err().contains("more than one word"));
-        let missing = read_token_file(&dir.join("missing"), "--t").unwrap_err();
+        assert!(read_token_file(&two, "--t").unwrap_err().to_string().contains("more than one word"));
+        let missing = read_token_file(&dir.join("missing"), "--t").unwrap_err().to_string();
         assert!(missing.starts_with("--t ") && missing.contains("cannot read it"), "{missing}");
         std::fs::remove_dir_all(dir).unwrap();
     }

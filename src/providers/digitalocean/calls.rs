@@ -8,22 +8,49 @@ use http::Uri;
 /// The base URL with `path_and_query` set as its path (after the base's own
 /// path, if it has one). Anything that is not an absolute path is refused,
 /// and so is a result whose host is not the base's.
-pub fn url(base: &Uri, path_and_query: &str) -> Result<Uri, String> {
-    let refuse = |why: &str| Err(format!("{path_and_query:?} {why}"));
+pub fn url(base: &Uri, path_and_query: &str) -> Result<Uri, BadPath> {
+    let path = path_and_query.to_owned();
     if !path_and_query.starts_with('/') || path_and_query.starts_with("//") {
-        return refuse("is not an absolute path on the API's host");
+        return Err(BadPath::NotAbsolute(path));
     }
     if path_and_query.contains(['\\', '#', '@']) || path_and_query.split(['/', '?']).any(|s| s == "..") {
-        return refuse("holds a character or segment that is never in a DigitalOcean API path");
+        return Err(BadPath::ForbiddenPart(path));
     }
     let prefix = base.path().trim_end_matches('/');
     let mut parts = base.clone().into_parts();
-    parts.path_and_query = Some(format!("{prefix}{path_and_query}").parse().map_err(|e| format!("{e}"))?);
-    let uri = Uri::from_parts(parts).map_err(|e| format!("{path_and_query:?}: {e}"))?;
+    let unparsable = |detail: String| BadPath::Unparsable { path: path.clone(), detail };
+    parts.path_and_query =
+        Some(format!("{prefix}{path_and_query}").parse().map_err(|e: http::uri::InvalidUri| unparsable(e.to_string()))?);
+    let uri = Uri::from_parts(parts).map_err(|e| unparsable(e.to_string()))?;
     if uri.authority() != base.authority() || uri.scheme() != base.scheme() {
-        return refuse("would leave the API's host");
+        return Err(BadPath::LeavesHost(path));
     }
     Ok(uri)
+}
+
+/// Why a path is not sent to the API's host.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    #[error("{0:?} is not an absolute path on the API's host")]
+    NotAbsolute(String),
+    #[error("{0:?} holds a character or segment that is never in a DigitalOcean API path")]
+    ForbiddenPart(String),
+    #[error("{path:?}: {detail}")]
+    Unparsable { path: String, detail: String },
+    #[error("{0:?} would leave the API's host")]
+    LeavesHost(String),
+}
+
+/// A write that has none of the [`WRITE_SHAPES`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{method} {path} is not a call a revert makes (only {})", known_shapes())]
+pub struct NotARevertCall {
+    pub method: String,
+    pub path: String,
+}
+
+fn known_shapes() -> String {
+    WRITE_SHAPES.iter().map(|(m, p)| format!("{m} {p}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The writes a revert plan is made of (see `crate::revert::plan`): a method
@@ -39,7 +66,7 @@ pub const WRITE_SHAPES: [(&str, &str); 6] = [
 
 /// `Ok` when `method path` has one of [`WRITE_SHAPES`], with an id or a tag
 /// name of the provider's own form in each placeholder.
-pub fn permitted(method: &str, path: &str) -> Result<(), String> {
+pub fn permitted(method: &str, path: &str) -> Result<(), NotARevertCall> {
     let fits = |pattern: &str| {
         let (want, have): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
         want.len() == have.len() && want.iter().zip(&have).all(|(w, h)| segment_fits(w, h))
@@ -47,8 +74,7 @@ pub fn permitted(method: &str, path: &str) -> Result<(), String> {
     if WRITE_SHAPES.iter().any(|(m, pattern)| *m == method && fits(pattern)) {
         return Ok(());
     }
-    let known: Vec<String> = WRITE_SHAPES.iter().map(|(m, p)| format!("{m} {p}")).collect();
-    Err(format!("{method} {path} is not a call a revert makes (only {})", known.join(", ")))
+    Err(NotARevertCall { method: method.to_owned(), path: path.to_owned() })
 }
 
 fn segment_fits(pattern: &str, segment: &str) -> bool {
@@ -121,7 +147,7 @@ mod tests {
             ("POST", "/v2/tags/a%2Fb/resources"),
             ("post", "/v2/tags"),
         ] {
-            let refused = permitted(method, path).unwrap_err();
+            let refused = permitted(method, path).unwrap_err().to_string();
             assert!(refused.contains("is not a call a revert makes"), "{refused}");
         }
     }

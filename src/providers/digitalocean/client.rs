@@ -59,8 +59,10 @@ pub enum DoError {
     Transport { request: String, attempts: u32, detail: String, write: bool },
     #[error("bad DigitalOcean API URL {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
-    #[error("refused before sending: {detail}")]
-    NotPermitted { detail: String },
+    #[error("bad DigitalOcean API URL {url:?}: {source}")]
+    BadPath { url: String, source: super::calls::BadPath },
+    #[error("refused before sending: {0}")]
+    NotPermitted(#[from] super::calls::NotARevertCall),
     #[error("{request}: not sent: this replica no longer holds the leader lease")]
     Fenced { request: String },
 }
@@ -74,7 +76,8 @@ impl DoError {
             | DoError::Forbidden { .. }
             | DoError::Status { .. }
             | DoError::BadUrl { .. }
-            | DoError::NotPermitted { .. }
+            | DoError::BadPath { .. }
+            | DoError::NotPermitted(_)
             | DoError::Fenced { .. } => ErrorClass::Permanent,
             DoError::RateLimited { .. } => ErrorClass::Transient,
             DoError::Server { write, .. } | DoError::Malformed { write, .. } | DoError::Transport { write, .. } => {
@@ -98,7 +101,8 @@ impl DoError {
             DoError::Malformed { .. } => "malformed",
             DoError::Transport { .. } => "transport",
             DoError::BadUrl { .. } => "bad_url",
-            DoError::NotPermitted { .. } => "not_permitted",
+            DoError::BadPath { .. } => "bad_url",
+            DoError::NotPermitted(_) => "not_permitted",
             DoError::Fenced { .. } => "fenced",
         }
     }
@@ -345,7 +349,7 @@ impl DoClient {
         body: &Value,
         fence: &(dyn Fn() -> bool + Sync),
     ) -> Result<Bytes, DoError> {
-        super::calls::permitted(method, path).map_err(|detail| DoError::NotPermitted { detail })?;
+        super::calls::permitted(method, path)?;
         let method: Method = method
             .parse()
             .map_err(|_| DoError::BadUrl { url: path.into(), detail: format!("{method} is not an HTTP method") })?;
@@ -367,7 +371,7 @@ impl DoClient {
         let max = self.config.max_attempts.max(1);
         let idempotent = method == Method::GET;
         let request = &format!("{method} {path}");
-        let uri = super::calls::url(&self.base, path).map_err(|detail| DoError::BadUrl { url: path.into(), detail })?;
+        let uri = super::calls::url(&self.base, path).map_err(|source| DoError::BadPath { url: path.into(), source })?;
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -96,7 +96,9 @@ impl Flags {
         // SAFETY: called from `main` before the async runtime or any other thread starts.
         unsafe { crate::runtime::secrets::scrub_from_environment(TOKEN_VAR) };
         match (&self.digitalocean_token_file, from_env) {
-            (Some(path), None) => crate::runtime::secrets::read_token_file(path, "--digitalocean-token-file").map(Some),
+            (Some(path), None) => crate::runtime::secrets::read_token_file(path, "--digitalocean-token-file")
+                .map(Some)
+                .map_err(|e| e.to_string()),
             (Some(_), Some(_)) => {
                 Err(format!("both --digitalocean-token-file and {TOKEN_VAR} are set: give the token one way only"))
             }
