@@ -90,7 +90,7 @@ pub struct RunArgs {
     pub api_burst: u32,
     /// Handle only the CloudProvisioneds (and their Drifts) labelled
     /// arcadia.cloud/shard=NAME, with a leader of this shard's own (Lease
-    /// LEASE_NAME-NAME). Empty: the unlabelled ones (see --exclude-shards).
+    /// LEASE_NAME-NAME). Empty: as without it (the rest: see --exclude-shards).
     #[arg(long, value_name = "NAME", conflicts_with = "exclude_shards")]
     pub shard: Option<String>,
     /// On the replicas without --shard: the shards other replicas run

@@ -1077,6 +1077,9 @@ fn shards_render_a_deployment_each_and_only_the_first_runs_the_providers() {
     for name in ["drift-arcadia-drift-eu", "drift-arcadia-drift-us", "arcadia-drift-decisions-eu-15"] {
         assert!(rendered.contains(&format!("\"{name}\"")), "RBAC lacks {name}");
     }
+    // A shard named like a number stays a string label value.
+    let numeric = self::objects(&helm_ok(&["template", "drift", CHART, "--set-string", "shards={1}"]));
+    assert_eq!(of_kind(&numeric, "Deployment")[1]["spec"]["selector"]["matchLabels"]["arcadia.cloud/shard"], "1");
     // Without shards: one Deployment, no shard flag, the names of before.
     let plain = render(&[]);
     assert_eq!(of_kind(&plain, "Deployment").len(), 1);

@@ -165,7 +165,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         inputs.field_owners = Some(&owners);
         plan = plan::plan(&inputs, &ctx.plan_settings);
     }
-    if ctx.sharded && creates_drifts(&plan, &drift_refs) && move_drifts_here(&ctx, &p).await? > 0 {
+    if ctx.sharded && may_lack_drifts(&p, &plan, &drift_refs) && drifts_elsewhere(&ctx, &p, &drift_refs).await? > 0 {
         return Ok(Action::requeue(CATCH_UP_POLL));
     }
     let tally = plan.tally;
@@ -191,18 +191,25 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
     Ok(Action::await_change())
 }
 
-/// The plan writes a Drift this shard's cache does not hold. When other
-/// shards exist, that Drift may be there already, labelled for the shard
-/// the object was moved from: writing it as new would lose its history.
-fn creates_drifts(plan: &plan::Plan, cached: &[&Drift]) -> bool {
-    plan.drift_writes.iter().any(|w| !cached.iter().any(|d| d.name_any() == w.name))
+/// The plan writes a Drift this shard's cache does not hold, or the status
+/// names drifted fields whose Drifts it does not hold. When other shards
+/// exist, those Drifts may be there already, labelled for the shard the
+/// object was moved from: writing them as new would lose their history, and
+/// leaving them would leave them to a shard that no longer reconciles them.
+fn may_lack_drifts(p: &CloudProvisioned, plan: &plan::Plan, cached: &[&Drift]) -> bool {
+    let held = |name: &str| cached.iter().any(|d| d.name_any() == name);
+    let drifted = p.status.as_ref().map(|s| s.drifted_fields.as_slice()).unwrap_or_default();
+    plan.drift_writes.iter().any(|w| !held(&w.name))
+        || drifted.iter().any(|field| !cached.iter().any(|d| d.spec.field == *field))
 }
 
 /// Relabels the object's Drifts that carry another shard's label with its
 /// own, read from the API server (not a cache: this shard's holds none of
 /// them), so that its history (phase, decisions, revert record) comes along
-/// rather than being written anew. Answers how many it moved.
-async fn move_drifts_here(ctx: &Context, p: &CloudProvisioned) -> Result<usize, Error> {
+/// rather than being written anew. Answers how many are not in this shard's
+/// cache yet: those it moved, and those moved before that the watch has not
+/// brought (deciding without them would write them anew).
+async fn drifts_elsewhere(ctx: &Context, p: &CloudProvisioned, cached: &[&Drift]) -> Result<usize, Error> {
     let namespace = p.namespace().unwrap_or_default();
     let object = format!("{namespace}/{}", p.name_any());
     let fail = |source| Error::MoveDrifts { object: object.clone(), source };
@@ -210,9 +217,10 @@ async fn move_drifts_here(ctx: &Context, p: &CloudProvisioned) -> Result<usize, 
     let selector = format!("{LABEL_PROVISIONED}={}", api::label_value(&p.name_any()));
     let listed = api.list(&kube::api::ListParams::default().labels(&selector)).await.map_err(fail)?;
     let ours = p.labels().get(LABEL_SHARD);
-    let mut moved = 0;
+    let (mut moved, mut arriving) = (0, 0);
     for drift in listed.items.iter().filter(|d| d.spec.provisioned_ref.name == p.name_any()) {
         if drift.labels().get(LABEL_SHARD) == ours {
+            arriving += usize::from(!cached.iter().any(|d| d.name_any() == drift.name_any()));
             continue;
         }
         let body = json!({"metadata": {"labels": {LABEL_SHARD: ours}}});
@@ -223,7 +231,7 @@ async fn move_drifts_here(ctx: &Context, p: &CloudProvisioned) -> Result<usize, 
     if moved > 0 {
         tracing::info!(object, moved, "moved Drifts into this shard with their CloudProvisioned");
     }
-    Ok(moved)
+    Ok(moved + arriving)
 }
 
 fn drifts_of(ctx: &Context, key: &str) -> Vec<Arc<Drift>> {

@@ -104,9 +104,11 @@ fn unescaped(raw: &str) -> impl Iterator<Item = char> + '_ {
                 let high = hex4(&mut chars)?;
                 if (0xD800..0xDC00).contains(&high) {
                     // A surrogate pair: the low half follows as `\uXXXX`.
-                    let (_, _) = (chars.next(), chars.next());
-                    let low = hex4(&mut chars)?;
-                    char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))?
+                    if (chars.next(), chars.next()) != (Some('\\'), Some('u')) {
+                        return None;
+                    }
+                    let low = hex4(&mut chars)?.checked_sub(0xDC00).filter(|l| *l < 0x400)?;
+                    char::from_u32(0x10000 + ((high - 0xD800) << 10) + low)?
                 } else {
                     char::from_u32(high)?
                 }
@@ -264,6 +266,9 @@ mod tests {
         }
         // A surrogate pair, written by another JSON writer.
         assert!(JsonStr::Spelled("\\ud83e\\udd80").same(JsonStr::Plain("🦀")));
+        // A broken pair ends the string as read: it equals nothing, and nothing panics.
+        assert!(!JsonStr::Spelled("\\ud83e\\u0041").same(JsonStr::Plain("x")));
+        assert!(!JsonStr::Spelled("\\ud83ex").same(JsonStr::Plain("x")));
     }
 
     proptest! {

@@ -35,7 +35,7 @@ pub enum BadPath {
     NotAbsolute(String),
     #[error("{0:?} holds a character or segment that is never in a DigitalOcean API path")]
     ForbiddenPart(String),
-    #[error("{path:?}: {detail}")]
+    #[error("{detail}")]
     Unparsable { path: String, detail: String },
     #[error("{0:?} would leave the API's host")]
     LeavesHost(String),
