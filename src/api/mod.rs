@@ -9,6 +9,7 @@ mod cloud_provisioned;
 mod cloud_resource;
 #[allow(clippy::duplicated_attributes)]
 mod drift;
+pub mod lifecycle;
 #[allow(clippy::duplicated_attributes)]
 mod policy;
 mod revert;

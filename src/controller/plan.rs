@@ -1,10 +1,11 @@
 //! The reconcile decision as a pure function: from one CloudProvisioned, the
 //! CloudResource it names and its existing Drifts, work out every write the
 //! controller must make. Nothing here does I/O, so each rule of the Drift
-//! lifecycle (accept first, then compare, open, update, close, status) is
+//! lifecycle (its moves and their order are the table of [`crate::api::lifecycle`]) is
 //! unit-tested without a cluster.
 
 use crate::accept::AcceptSettings;
+use crate::api::lifecycle::{self, State, Step, Transition, Trigger};
 use crate::api::{
     Absence, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftPhase, DriftPolicy, DriftStatus,
     IgnoredDifference, LABEL_SEVERITY,
@@ -201,8 +202,6 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
     let mut pending = accepts::settle_pending(inputs, &mut tracked, &mut plan);
     // Borrowed unless an overlay or an accept changes it: most reconciles are quiet resyncs.
     let mut desired = accepts::overlay(&p.spec.desired, &pending);
-    accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan);
-    annotations::apply(inputs, &mut tracked, &mut plan);
     let freshness = match (&live, inputs.resource) {
         (Ok(_), Some(r)) => freshness(r, inputs.now, settings),
         _ => Freshness::Fresh,
@@ -211,13 +210,26 @@ pub fn plan(inputs: &Inputs<'_>, settings: &Settings) -> Plan {
         Freshness::Stale(why) => Some(why.as_str()),
         Freshness::Fresh => None,
     };
-    reverts::approve(inputs, (settings, stale), &desired, &rules, &mut tracked, &mut plan);
-    reverts::end_without_reverter(inputs, settings, &mut tracked, &mut plan);
-
-    let ignored = match &live {
-        Ok(view) => compare::compare(inputs, view, &desired, &rules, &freshness, settings, &mut tracked, &mut plan),
-        Err(_) => Default::default(),
-    };
+    let mut ignored = Default::default();
+    // The lifecycle decides the order: decisions first, each Drift taking at most one, then the comparison.
+    for step in lifecycle::STEPS {
+        match step {
+            Step::Accept => {
+                accepts::accept(inputs, settings, &live, &mut desired, &mut pending, &mut tracked, &mut plan)
+            }
+            Step::Annotate => annotations::apply(inputs, &mut tracked, &mut plan),
+            Step::Revert => {
+                reverts::approve(inputs, (settings, stale), &desired, &rules, &mut tracked, &mut plan);
+                reverts::end_without_reverter(inputs, settings, &mut tracked, &mut plan);
+            }
+            Step::Compare => {
+                if let Ok(view) = &live {
+                    let f = &freshness;
+                    ignored = compare::compare(inputs, view, &desired, &rules, f, settings, &mut tracked, &mut plan);
+                }
+            }
+        }
+    }
 
     reverts::refresh_previews(inputs, settings, &desired, &rules, &mut tracked);
     let conflicts = desired_conflicts(inputs, &desired, settings.revert.claim);
@@ -328,15 +340,26 @@ impl Tracked {
         true
     }
 
-    /// The drift leaves Open (or Snoozed) for `phase` now, saying why; its
-    /// labels change with it, so the object is applied too.
-    fn resolve(&mut self, phase: DriftPhase, now: &Time, message: String) {
-        self.status.phase = phase;
-        self.status.resolved_time = Some(now.clone());
-        self.status.snoozed_until = None;
-        self.status.message = Some(message);
+    fn state(&self) -> State {
+        State::of(Some(&self.status))
+    }
+
+    /// The drift moves on `on`, saying `message`, if the lifecycle allows it
+    /// from where it stands (`None`: it does not, and nothing changed). Its
+    /// labels change with its phase, so the object is applied too.
+    fn enter(&mut self, on: Trigger, now: &Time, message: Option<String>) -> Option<&'static Transition> {
+        let t = lifecycle::next(self.state(), on)?;
+        if let Some(phase) = t.to.phase() {
+            self.status.phase = phase;
+        }
+        if t.ends_episode {
+            self.status.resolved_time = Some(now.clone());
+            self.status.snoozed_until = None;
+        }
+        self.status.message = message;
         self.apply_object = true;
         self.dirty = true;
+        Some(t)
     }
 }
 

@@ -4,7 +4,8 @@
 //! different value, and only for the exact plan the person saw.
 
 use super::{Preview, digest};
-use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, CloudResource, DriftPhase, ProviderCall};
+use crate::api::lifecycle::{self, State, Trigger};
+use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, CloudResource, ProviderCall};
 use crate::detect::{LiveView, loosely_equal};
 use crate::providers::contract::Planner;
 use serde_json::Value;
@@ -44,7 +45,8 @@ pub struct Approval<'a> {
     pub value: &'a str,
     pub namespace: &'a str,
     pub field: &'a str,
-    pub phase: DriftPhase,
+    /// Where the Drift stands in its lifecycle.
+    pub state: State,
     pub allow_downtime: bool,
     /// The plan the drift showed (`status.revertPlan`) when the approval was read.
     pub shown: &'a [ProviderCall],
@@ -131,8 +133,11 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
     if !settings.enabled {
         return refused("reverting is off in this controller (start it with --enable-revert, chart value revert.enabled, and a token with write scopes)".into());
     }
-    if !matches!(a.phase, DriftPhase::Open | DriftPhase::RevertFailed) {
-        return refused(format!("the drift is {}, and only an Open or RevertFailed drift can be reverted", a.phase));
+    if lifecycle::next(a.state, Trigger::Revert).is_none() {
+        return refused(format!(
+            "the drift is {}, and only an Open or RevertFailed drift can be reverted",
+            a.state.shown()
+        ));
     }
     if let Some(why) = a.stale_inventory {
         return refused(format!(

@@ -1,7 +1,7 @@
 use super::approval::refusal;
 use super::saga::{self, Move};
 use super::*;
-use crate::api::{DriftPhase, SagaState, StepState};
+use crate::api::{SagaState, StepState};
 use crate::detect::{FieldRules, Fields, IgnoreRule, LiveView, MatchMode};
 use crate::providers::contract::Handle;
 use crate::providers::digitalocean::PLANNER as DO;
@@ -201,7 +201,7 @@ fn approval<'a>(value: &'a str, preview: &'a Preview, tags: &'a [String]) -> App
         value,
         namespace: "team-a",
         field: "size_slug",
-        phase: DriftPhase::Open,
+        state: crate::api::lifecycle::State::Open,
         allow_downtime: true,
         shown: &preview.calls,
         current: Ok(preview),
@@ -220,7 +220,10 @@ fn approvals_are_refused_with_the_rule_that_refused_them() {
     assert_eq!(refusal(&approval(&d, &p, &tags), &on), None);
     let why = |a: &Approval<'_>, s: &RevertSettings| refusal(a, s).unwrap();
     assert!(why(&approval(&d, &p, &tags), &RevertSettings::default()).contains("--enable-revert"));
-    assert!(why(&Approval { phase: DriftPhase::Accepted, ..approval(&d, &p, &tags) }, &on).contains("is Accepted"));
+    assert!(
+        why(&Approval { state: crate::api::lifecycle::State::Accepted, ..approval(&d, &p, &tags) }, &on)
+            .contains("is Accepted")
+    );
     assert!(why(&approval(&d, &p, &[]), &on).contains("rule --revert-claim=tag"));
     assert_eq!(refusal(&approval(&d, &p, &[]), &RevertSettings { enabled: true, claim: Claim::Any }), None);
     assert!(why(&Approval { allow_downtime: false, ..approval(&d, &p, &tags) }, &on).contains("revert-allow-downtime"));

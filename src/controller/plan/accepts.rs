@@ -4,6 +4,7 @@
 
 use super::{Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
 use crate::accept::{self, ModeChoice, Settled};
+use crate::api::lifecycle::{self, State, Trigger};
 use crate::api::{Absence, AcceptMode, AcceptedInto, DriftPhase, DriftStatus, Fields, GitCommit, PendingGitChange};
 use crate::detect::{LiveView, observed_equal, render_value};
 use crate::writeback::{WritebackOutcome, source};
@@ -173,26 +174,13 @@ pub(super) fn accept(
 
 /// Why an accept of a drift in `status` cannot be carried out, if it cannot.
 fn refusal(cx: &AcceptContext<'_, '_>, field: &str, status: &DriftStatus) -> Option<String> {
-    match status.phase {
-        DriftPhase::Open | DriftPhase::Snoozed | DriftPhase::RevertFailed => {}
-        DriftPhase::Reverting => {
-            return Some("accept refused: a revert of this drift is running (status.revert); nothing changed".into());
-        }
-        DriftPhase::Ignored if status.ignored.is_empty() => {}
-        DriftPhase::Ignored => {
-            return Some(
-                "accept refused: an ignore rule covers this difference, so there is nothing to accept; nothing changed"
-                    .into(),
-            );
-        }
-        DriftPhase::Accepted => return None,
-        DriftPhase::Stale | DriftPhase::Reverted => {
-            let at = status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default();
-            return Some(format!(
-                "accept refused: the drift is {} (the field matched again{at}); nothing changed",
-                status.phase
-            ));
-        }
+    let state = State::of(Some(status));
+    if lifecycle::next(state, Trigger::Accept).is_none() {
+        return Some(not_acceptable(state, status));
+    }
+    // An accept again (a retried annotation) has nothing more to check.
+    if state == State::Accepted {
+        return None;
     }
     let view = match cx.live {
         Ok(view) => view,
@@ -212,6 +200,21 @@ fn refusal(cx: &AcceptContext<'_, '_>, field: &str, status: &DriftStatus) -> Opt
             render_value(&now.to_value())
         )
     })
+}
+
+/// Why the lifecycle takes no accept from `state`.
+fn not_acceptable(state: State, status: &DriftStatus) -> String {
+    match state {
+        State::Reverting => "accept refused: a revert of this drift is running (status.revert); nothing changed".into(),
+        State::IgnoredByRule => {
+            "accept refused: an ignore rule covers this difference, so there is nothing to accept; nothing changed"
+                .into()
+        }
+        _ => {
+            let at = status.resolved_time.as_ref().map(|at| format!(" at {}", at.0)).unwrap_or_default();
+            format!("accept refused: the drift is {} (the field matched again{at}); nothing changed", status.phase)
+        }
+    }
 }
 
 fn refuse(t: &mut Tracked, message: String, plan: &mut Plan) {
@@ -279,7 +282,7 @@ fn hold(
 
 fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message: String, plan: &mut Plan) {
     let shown = render_value(&t.status.actual);
-    t.resolve(DriftPhase::Accepted, inputs.now, message);
+    let Some(moved) = t.enter(Trigger::Accept, inputs.now, Some(message)) else { return };
     t.status.resolved_by = Some(a.who.clone());
     t.status.accept_mode = Some(match a.choice.mode {
         AcceptMode::Overlay => AcceptedInto::Overlay,
@@ -289,7 +292,7 @@ fn mark_accepted(inputs: &Inputs<'_>, a: &Accepted<'_>, t: &mut Tracked, message
     plan.events.push(PlannedEvent {
         regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
-        reason: "DriftAccepted",
+        reason: moved.event,
         action: "Accept",
         message: format!("{} accepted the live {} {shown} ({} mode)", a.who, a.field, a.choice.mode.as_str()),
     });

@@ -6,9 +6,10 @@
 //! nothing and says why.
 
 use super::{Inputs, Plan, PlannedEvent, Regarding, Tracked};
+use crate::api::lifecycle::Trigger;
 use crate::api::{
     ANNOTATION_ACCEPT, ANNOTATION_ACCEPTED_BY, ANNOTATION_IGNORE, ANNOTATION_IGNORE_REASON, ANNOTATION_REVERT,
-    ANNOTATION_REVERTED_BY, ANNOTATION_SNOOZE_UNTIL, Drift, DriftPhase,
+    ANNOTATION_REVERTED_BY, ANNOTATION_SNOOZE_UNTIL, Drift,
 };
 use crate::detect::render_value;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,7 +30,7 @@ pub(super) fn apply(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String, Tracked>
         let Some(t) = tracked.get_mut(&d.spec.field).filter(|t| t.name == name) else { continue };
         let outcome = match (snooze, ignore) {
             (Some(until), _) => snooze_drift(inputs, until, t),
-            (None, Some(value)) => ignore_drift(d, value, t),
+            (None, Some(value)) => ignore_drift(d, (value, inputs.now), t),
             (None, None) => continue,
         };
         match outcome {
@@ -81,24 +82,22 @@ fn snooze_drift(inputs: &Inputs<'_>, until: &str, t: &mut Tracked) -> Result<Pla
     if at <= inputs.now.0 {
         return Err(refused(format!("{ANNOTATION_SNOOZE_UNTIL} {until} is not in the future")));
     }
-    if !matches!(t.status.phase, DriftPhase::Open | DriftPhase::Snoozed) {
-        return Err(refused(format!("the drift is {}, not Open", t.status.phase)));
-    }
-    t.status.phase = DriftPhase::Snoozed;
+    let phase = t.status.phase;
+    let message = format!("snoozed until {at}; Open again then if it still drifts");
+    let Some(moved) = t.enter(Trigger::Snooze, inputs.now, Some(message)) else {
+        return Err(refused(format!("the drift is {phase}, not Open")));
+    };
     t.status.snoozed_until = Some(Time(at));
-    t.status.message = Some(format!("snoozed until {at}; Open again then if it still drifts"));
-    t.apply_object = true;
-    t.dirty = true;
     Ok(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: false,
-        reason: "DriftSnoozed",
+        reason: moved.event,
         action: "Snooze",
         message: format!("snoozed until {at}"),
     })
 }
 
-fn ignore_drift(d: &Drift, value: &str, t: &mut Tracked) -> Result<PlannedEvent, String> {
+fn ignore_drift(d: &Drift, (value, now): (&str, &Time), t: &mut Tracked) -> Result<PlannedEvent, String> {
     let refused = |why: String| format!("ignore refused: {why}; nothing changed");
     if !value.eq_ignore_ascii_case("true") {
         return Err(refused(format!("{ANNOTATION_IGNORE} must be \"true\", not {value:?}")));
@@ -106,20 +105,17 @@ fn ignore_drift(d: &Drift, value: &str, t: &mut Tracked) -> Result<PlannedEvent,
     let reason = d.annotations().get(ANNOTATION_IGNORE_REASON).map(|r| r.trim()).filter(|r| !r.is_empty());
     let reason =
         reason.ok_or_else(|| refused(format!("{ANNOTATION_IGNORE_REASON} is required: say why this drift is fine")))?;
-    if !matches!(t.status.phase, DriftPhase::Open | DriftPhase::Snoozed) {
-        return Err(refused(format!("the drift is {}, not Open", t.status.phase)));
-    }
+    let phase = t.status.phase;
     let message = format!("ignored: {reason} (for as long as the live value stays {})", render_value(&t.status.actual));
-    t.status.phase = DriftPhase::Ignored;
+    let Some(moved) = t.enter(Trigger::Ignore, now, Some(message.clone())) else {
+        return Err(refused(format!("the drift is {phase}, not Open")));
+    };
     t.status.snoozed_until = None;
     t.status.ignored.clear();
-    t.status.message = Some(message.clone());
-    t.apply_object = true;
-    t.dirty = true;
     Ok(PlannedEvent {
         regarding: Regarding::Drift(t.name.clone()),
         warning: false,
-        reason: "DriftIgnored",
+        reason: moved.event,
         action: "Ignore",
         message,
     })

@@ -3,6 +3,7 @@
 //! follow, close as Stale, Accepted (a spec change) or Ignored (a rule).
 
 use super::{Freshness, Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
+use crate::api::lifecycle::{self, State, Trigger};
 use crate::api::{
     ANNOTATION_ACCEPT_MODE, AcceptedInto, Drift, DriftEpisode, DriftPhase, DriftStatus, Fields, IgnoredDifference,
     Severity,
@@ -62,11 +63,11 @@ fn lived_with(t: &Tracked, fd: &FieldDrift) -> bool {
 /// A snoozed drift follows the live value quietly, and opens again once the snooze ends.
 fn still_drifts_while_snoozed(inputs: &Inputs<'_>, t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
     let ended = t.status.snoozed_until.as_ref().is_none_or(|until| inputs.now.0 >= until.0);
-    if ended {
+    if let Some(moved) = ended.then(|| t.enter(Trigger::SnoozeEnded, inputs.now, None)).flatten() {
         plan.events.push(PlannedEvent {
             regarding: Regarding::Drift(t.name.clone()),
             warning: true,
-            reason: "SnoozeEnded",
+            reason: moved.event,
             action: "Detect",
             message: format!(
                 "{}: the snooze ended and it still drifts (live value {})",
@@ -74,11 +75,7 @@ fn still_drifts_while_snoozed(inputs: &Inputs<'_>, t: &mut Tracked, fd: FieldDri
                 render_value(&fd.actual)
             ),
         });
-        t.status.phase = DriftPhase::Open;
         t.status.snoozed_until = None;
-        t.status.message = None;
-        t.apply_object = true;
-        t.dirty = true;
     }
     t.follow(&fd);
 }
@@ -93,19 +90,17 @@ fn close_ignored(
 ) {
     for (field, ids) in ignored {
         let Some(t) = tracked.get_mut(field) else { continue };
-        if !matches!(t.status.phase, DriftPhase::Open | DriftPhase::Snoozed) {
-            continue;
-        }
         let named: Vec<String> = ids.iter().map(|id| describe_rule(id, rules)).collect();
         let message = format!("Ignored by {}", named.join("; "));
+        let event = format!("{field}: {message}");
+        let Some(moved) = t.enter(Trigger::RuleIgnores, inputs.now, Some(message)) else { continue };
         plan.events.push(PlannedEvent {
             regarding: Regarding::Drift(t.name.clone()),
             warning: false,
-            reason: "DriftIgnored",
+            reason: moved.event,
             action: "Detect",
-            message: format!("{field}: {message}"),
+            message: event,
         });
-        t.resolve(DriftPhase::Ignored, inputs.now, message);
         t.status.ignored =
             ids.iter().map(|rule| IgnoredDifference { rule: rule.clone(), field: field.clone() }).collect();
     }
@@ -162,6 +157,8 @@ fn open(
     tracked: &mut BTreeMap<String, Tracked>,
     plan: &mut Plan,
 ) {
+    let state = tracked.get(&fd.field).map_or(State::New, Tracked::state);
+    let Some(moved) = lifecycle::next(state, Trigger::Drifts) else { return };
     let open_now = tracked.values().filter(|t| t.status.phase == DriftPhase::Open).count();
     if open_now >= MAX_OPEN_DRIFTS {
         plan.unrecorded.push(fd.field);
@@ -179,14 +176,14 @@ fn open(
         return;
     }
     let mut detected = field_event(
-        "DriftDetected",
+        moved.event,
         &name,
         format!("{}: expected {}, live value is {}", fd.field, render_value(&fd.expected), render_value(&fd.actual)),
     );
     detected.warning = warning;
     plan.events.push(detected);
     let status = DriftStatus {
-        phase: DriftPhase::Open,
+        phase: moved.to.phase().unwrap_or_default(),
         expected: fd.expected,
         actual: fd.actual,
         detected_time: Some(inputs.now.clone()),
@@ -210,10 +207,12 @@ fn restore_kept(
 ) -> bool {
     let Some(entry) = super::journal::about(inputs.provisioned, &fd.field, inputs.journal) else { return false };
     let Some((phase, mut status)) = super::journal::restored(entry, &fd.actual, inputs.now) else { return false };
+    let on = if phase == DriftPhase::Snoozed { Trigger::RestoredSnooze } else { Trigger::RestoredIgnore };
+    let Some(moved) = lifecycle::next(State::New, on) else { return false };
     status.expected = fd.expected.clone();
     status.detected_time = status.detected_time.or_else(|| Some(inputs.now.clone()));
     plan.events.push(field_event(
-        "DecisionRestored",
+        moved.event,
         name,
         format!("{}: {phase} again, as decided before the object lost its status (decision journal)", fd.field),
     ));
@@ -273,11 +272,7 @@ fn close_fixed(
     plan: &mut Plan,
 ) {
     for (field, t) in tracked.iter_mut() {
-        let active = match t.status.phase {
-            DriftPhase::Open | DriftPhase::Snoozed | DriftPhase::Reverting | DriftPhase::RevertFailed => true,
-            DriftPhase::Ignored => t.status.ignored.is_empty(),
-            _ => false,
-        };
+        let active = lifecycle::next(t.state(), Trigger::InSync).is_some();
         if !active || drifted.contains(field) || ignored.contains_key(field) {
             continue;
         }
@@ -293,14 +288,14 @@ fn close_fixed(
 }
 
 fn close_stale(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, why: &str, plan: &mut Plan) {
+    let Some(moved) = t.enter(Trigger::InSync, inputs.now, Some(why.into())) else { return };
     plan.events.push(PlannedEvent {
         regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
-        reason: "DriftResolved",
+        reason: moved.event,
         action: "Detect",
         message: format!("{field}: {why}"),
     });
-    t.resolve(DriftPhase::Stale, inputs.now, why.into());
     plan.tally.resolved_stale += 1;
 }
 
@@ -309,14 +304,15 @@ fn accepted_in_git(inputs: &Inputs<'_>, field: &str, t: &mut Tracked, plan: &mut
     let who = owner_of(inputs, field, plan).unwrap_or_else(|| "unknown".into());
     let generation = inputs.provisioned.metadata.generation.unwrap_or_default();
     let message = format!("accepted by a spec change at generation {generation}");
+    let event = format!("{field}: {message} (field manager {who}), to {}", render_value(&t.status.actual));
+    let Some(moved) = t.enter(Trigger::SpecMovedToLive, inputs.now, Some(message)) else { return };
     plan.events.push(PlannedEvent {
         regarding: Regarding::ProvisionedAbout(t.name.clone()),
         warning: false,
-        reason: "DriftAccepted",
+        reason: moved.event,
         action: "Accept",
-        message: format!("{field}: {message} (field manager {who}), to {}", render_value(&t.status.actual)),
+        message: event,
     });
-    t.resolve(DriftPhase::Accepted, inputs.now, message);
     // A field manager is a name anyone may pick (`--field-manager`): never recorded as a person.
     t.status.resolved_by = Some(format!("spec change by field manager {who}"));
     plan.tally.accepted += 1;

@@ -6,6 +6,7 @@
 //! again and checks the approval itself: nothing here is its authority.
 
 use super::{Inputs, Plan, PlannedEvent, Regarding, Settings, Tracked};
+use crate::api::lifecycle::Trigger;
 use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, DriftPhase, Fields, SagaState};
 use crate::detect::{FieldDrift, loosely_equal, render_value};
 use crate::policy::Effective;
@@ -84,7 +85,7 @@ pub(super) fn approve(
             value: &d.annotations()[ANNOTATION_REVERT],
             namespace: &namespace,
             field,
-            phase: t.status.phase,
+            state: t.state(),
             allow_downtime: d
                 .annotations()
                 .get(ANNOTATION_REVERT_ALLOW_DOWNTIME)
@@ -117,23 +118,14 @@ fn start(t: &mut Tracked, approved: &Preview, (who, now): (String, &Time), plan:
     t.status.revert_approved_time = Some(now.clone());
     t.status.resolved_by = Some(who);
     t.status.resolved_time = None;
-    enter(t, DriftPhase::Reverting, ("RevertStarted", false), message, plan);
+    enter(t, (Trigger::Revert, now), false, message, plan);
 }
 
-/// The drift enters a revert phase, saying so in its status and an Event.
-fn enter(
-    t: &mut Tracked,
-    phase: DriftPhase,
-    (reason, warning): (&'static str, bool),
-    message: String,
-    plan: &mut Plan,
-) {
+/// The drift moves on `on` to a revert phase, saying so in its status and an Event.
+fn enter(t: &mut Tracked, (on, now): (Trigger, &Time), warning: bool, message: String, plan: &mut Plan) {
+    let Some(moved) = t.enter(on, now, Some(message.clone())) else { return };
     let regarding = Regarding::Drift(t.name.clone());
-    plan.events.push(PlannedEvent { regarding, warning, reason, action: "Revert", message: message.clone() });
-    t.status.phase = phase;
-    t.status.message = Some(message);
-    t.apply_object = true;
-    t.dirty = true;
+    plan.events.push(PlannedEvent { regarding, warning, reason: moved.event, action: "Revert", message });
 }
 
 /// Every Open (or RevertFailed) drift shows what a revert would do; only
@@ -194,7 +186,7 @@ pub(super) fn still_drifts_while_reverting(inputs: &Inputs<'_>, t: &mut Tracked,
         }
         _ => return,
     };
-    fail(t, failure, plan);
+    fail(t, (Trigger::RevertFailed, inputs.now), failure, plan);
 }
 
 /// With reverting turned off (no `--enable-revert`, or no token), no
@@ -227,7 +219,7 @@ pub(super) fn end_without_reverter(
             "reverting is turned off (the controller runs without --enable-revert or without {}'s credentials), so nothing more is sent; status.revert shows where the saga stopped{state}",
             provider_shown(inputs)
         );
-        fail(t, why, plan);
+        fail(t, (Trigger::RevertingTurnedOff, inputs.now), why, plan);
         // The approval is spent: left on, it would be refused on the next reconcile, hiding why the saga ended.
         if !plan.consume_annotations.contains(&t.name) {
             plan.consume_annotations.push(t.name.clone());
@@ -235,12 +227,13 @@ pub(super) fn end_without_reverter(
     }
 }
 
-fn fail(t: &mut Tracked, why: String, plan: &mut Plan) {
-    let reason = match revert::current_record(&t.status) {
-        Some(r) if revert::saga::compensation_failed(r) => "RevertCompensationFailed",
-        _ => "RevertFailed",
+/// The revert failed, for the reason `on` says (unless the compensation failed too).
+fn fail(t: &mut Tracked, (on, now): (Trigger, &Time), why: String, plan: &mut Plan) {
+    let on = match revert::current_record(&t.status) {
+        Some(r) if revert::saga::compensation_failed(r) => Trigger::CompensationFailed,
+        _ => on,
     };
-    enter(t, DriftPhase::RevertFailed, (reason, true), format!("revert failed: {why}"), plan);
+    enter(t, (on, now), true, format!("revert failed: {why}"), plan);
 }
 
 /// A failed revert stands while the live value is the one it left.
@@ -259,14 +252,12 @@ pub(super) fn in_sync_while_reverting(inputs: &Inputs<'_>, field: &str, t: &mut 
                 render_value(&t.status.expected),
                 provider_shown(inputs)
             );
-            plan.events.push(PlannedEvent {
-                regarding: Regarding::Drift(t.name.clone()),
-                warning: false,
-                reason: "Reverted",
-                action: "Revert",
-                message: format!("{field}: {message}"),
-            });
-            t.resolve(DriftPhase::Reverted, inputs.now, message);
+            let event = format!("{field}: {message}");
+            if let Some(moved) = t.enter(Trigger::RevertSucceeded, inputs.now, Some(message)) {
+                let regarding = Regarding::Drift(t.name.clone());
+                let reason = moved.event;
+                plan.events.push(PlannedEvent { regarding, warning: false, reason, action: "Revert", message: event });
+            }
             t.status.resolved_by = Some(who);
             true
         }
