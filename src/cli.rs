@@ -335,7 +335,7 @@ fn print_out(text: &str) -> Result<(), String> {
 /// Reads each provider's credentials: call it before any thread starts.
 fn inventory_config(args: &RunArgs) -> Result<Option<crate::inventory::InventoryConfig>, String> {
     let common = crate::providers::contract::Common { revert: args.enable_revert };
-    let providers = args.providers.configure(common)?;
+    let providers = args.providers.configure(common).map_err(|e| e.to_string())?;
     if providers.is_empty() {
         return Ok(None);
     }
@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5d").unwrap_err().to_string().contains("unknown unit"));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
     }

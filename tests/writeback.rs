@@ -444,6 +444,10 @@ async fn a_flux_substitution_is_refused_naming_the_variable_and_where_it_is_set(
         "{why}"
     );
     assert!(!why.contains("is now"), "not mistaken for a change in Git: {why}");
+    // Recorded as a typed field, not only in the words.
+    let variable = git.flux_variable.expect("status.git.fluxVariable");
+    assert_eq!(variable.name, "WEB5_SIZE");
+    assert!(why.ends_with(&variable.set_in), "{why}");
     // The advice is to change the variable, never to commit the literal over it.
     let message = the_drift(&s).await.unwrap().status.unwrap().message.unwrap();
     assert!(

@@ -43,18 +43,21 @@ pub struct ModeChoice {
     pub why: String,
 }
 
+/// An `arcadia.cloud/accept-mode` annotation whose word is no mode.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{ANNOTATION_ACCEPT_MODE} {word:?} on CloudProvisioned {object} is not one of {words}", words = AcceptMode::WORDS.join(", "))]
+pub struct UnknownMode {
+    pub word: String,
+    pub object: String,
+}
+
 /// Decides the accept mode of `p`; an unknown annotation value is an error
 /// that names it, so a typo never silently picks a mode.
-pub fn choose_mode(p: &CloudProvisioned, settings: &AcceptSettings) -> Result<ModeChoice, String> {
+pub fn choose_mode(p: &CloudProvisioned, settings: &AcceptSettings) -> Result<ModeChoice, UnknownMode> {
     let (mode, source) = match p.annotations().get(ANNOTATION_ACCEPT_MODE) {
         Some(word) => {
-            let mode = AcceptMode::parse(word).ok_or_else(|| {
-                format!(
-                    "{ANNOTATION_ACCEPT_MODE} {word:?} on CloudProvisioned {} is not one of {}",
-                    p.name_any(),
-                    AcceptMode::WORDS.join(", ")
-                )
-            })?;
+            let mode =
+                AcceptMode::parse(word).ok_or_else(|| UnknownMode { word: word.clone(), object: p.name_any() })?;
             (mode, format!("the {ANNOTATION_ACCEPT_MODE} annotation"))
         }
         None => (settings.default_mode, "--accept-mode".to_owned()),

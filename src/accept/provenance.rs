@@ -10,9 +10,22 @@ use crate::api::{CloudProvisioned, FIELD_MANAGER, Fields, PendingGitChange};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::ResourceExt;
 
+/// `status.pendingGitChanges` last written by another field manager than the controller's.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error(
+    "status.pendingGitChanges of CloudProvisioned {object} was written by {writer}, not by the controller ({FIELD_MANAGER}): its entries ({fields}) are ignored, and each field is compared against spec.desired"
+)]
+pub struct ForgedPending {
+    /// `namespace/name`.
+    pub object: String,
+    pub writer: String,
+    /// The fields of the ignored entries, comma-separated.
+    pub fields: String,
+}
+
 /// The pending changes the controller recorded itself, or why the ones in
 /// the status are not: they were last written by another field manager.
-pub fn trusted_pending(p: &CloudProvisioned) -> Result<&[PendingGitChange], String> {
+pub fn trusted_pending(p: &CloudProvisioned) -> Result<&[PendingGitChange], ForgedPending> {
     let pending = p.status.as_ref().map(|s| s.pending_git_changes.as_slice()).unwrap_or_default();
     if pending.is_empty() {
         return Ok(pending);
@@ -24,18 +37,17 @@ pub fn trusted_pending(p: &CloudProvisioned) -> Result<&[PendingGitChange], Stri
     }
     let writer = if owners.is_empty() { "an unknown field manager".to_owned() } else { owners.join(", ") };
     let fields: Vec<&str> = pending.iter().map(|e| e.field.as_str()).collect();
-    Err(format!(
-        "status.pendingGitChanges of CloudProvisioned {}/{} was written by {writer}, not by the controller ({FIELD_MANAGER}): its entries ({}) are ignored, and each field is compared against spec.desired",
-        p.namespace().unwrap_or_default(),
-        p.name_any(),
-        fields.join(", ")
-    ))
+    Err(ForgedPending {
+        object: format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()),
+        writer,
+        fields: fields.join(", "),
+    })
 }
 
 /// The desired values as the controller compares them: `spec.desired` with
 /// the pending changes it recorded itself laid over it (those the spec has
 /// not caught up with or moved away from), and why others were ignored.
-pub fn desired(p: &CloudProvisioned) -> (Fields, Option<String>) {
+pub fn desired(p: &CloudProvisioned) -> (Fields, Option<ForgedPending>) {
     let mut desired = p.spec.desired.clone();
     let (trusted, ignored) = match trusted_pending(p) {
         Ok(entries) => (entries, None),
@@ -112,12 +124,12 @@ mod tests {
             entry(FIELD_MANAGER, Some("status"), json!({"f:status": {"f:conditions": {}}})),
             entry("tenant-bot", Some("status"), pending()),
         ]);
-        let why = trusted_pending(&forged).unwrap_err();
+        let why = trusted_pending(&forged).unwrap_err().to_string();
         assert!(why.contains("written by tenant-bot") && why.contains("(size_slug)"), "{why}");
         // Our ownership of a spec field does not vouch for the status.
         let spec_only =
             with_pending(vec![entry(FIELD_MANAGER, None, json!({"f:status": {"f:pendingGitChanges": {}}}))]);
-        assert!(trusted_pending(&spec_only).unwrap_err().contains("an unknown field manager"));
+        assert!(trusted_pending(&spec_only).unwrap_err().to_string().contains("an unknown field manager"));
         let none = with_pending(Vec::new());
         assert!(trusted_pending(&none).is_err());
     }

@@ -67,7 +67,7 @@ fn the_annotation_wins_over_the_flag_and_a_typo_is_an_error() {
         (AcceptMode::Spec, "set by the arcadia.cloud/accept-mode annotation")
     );
     p.annotations_mut().insert(ANNOTATION_ACCEPT_MODE.into(), "overlayy".into());
-    let error = choose_mode(&p, &settings).unwrap_err();
+    let error = choose_mode(&p, &settings).unwrap_err().to_string();
     assert_eq!(
         error,
         "arcadia.cloud/accept-mode \"overlayy\" on CloudProvisioned web-1 is not one of spec, overlay, auto"

@@ -175,6 +175,20 @@ pub struct GitCommit {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     pub pushed_time: Time,
+    /// Set when the write-back was refused because the field's text in Git is a
+    /// Flux `${VAR}` substitution: the variable holds the value, not the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flux_variable: Option<FluxVariable>,
+}
+
+/// A Flux post-build variable that holds an accepted field's value in Git.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FluxVariable {
+    /// The variable's name, as in `${NAME}`.
+    pub name: String,
+    /// Where it is set (the Kustomization's postBuild), and to change it there.
+    pub set_in: String,
 }
 
 /// A past, resolved episode of a Drift, kept as history when the field drifts again.

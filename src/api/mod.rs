@@ -21,7 +21,9 @@ pub use cloud_provisioned::{
     CloudProvisioned, CloudProvisionedSpec, CloudProvisionedStatus, PendingGitChange, ResourceRef, SpecProblem,
 };
 pub use cloud_resource::{Absence, CloudResource, CloudResourceSpec, CloudResourceStatus};
-pub use drift::{AcceptedInto, Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, GitCommit, ProvisionedRef};
+pub use drift::{
+    AcceptedInto, Drift, DriftEpisode, DriftPhase, DriftSpec, DriftStatus, FluxVariable, GitCommit, ProvisionedRef,
+};
 pub use policy::{
     DriftPolicy, DriftPolicySpec, DriftPolicyStatus, IgnoreRule, IgnoredDifference, MatchMode, PolicySelector, Severity,
 };
@@ -154,9 +156,9 @@ pub const ANNOTATION_SCHEMA_VERSION: &str = "arcadia.cloud/schema-version";
 /// The version of the CRD schemas this build generates. Bump it with every
 /// change of a schema; `tests/crds.rs` fails until [`SCHEMA_FINGERPRINT`] is
 /// updated along with it. Version 1 was never marked.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 /// FNV-1a of the generated CRD specs, to catch a schema change without a version bump.
-pub const SCHEMA_FINGERPRINT: &str = "69563593";
+pub const SCHEMA_FINGERPRINT: &str = "1b9b03c0";
 
 /// All CRDs of the API, in the order `arcadia-drift crds` prints them, each
 /// marked with [`SCHEMA_VERSION`].

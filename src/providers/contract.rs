@@ -303,6 +303,27 @@ pub struct Built {
     pub actuator: std::sync::Arc<dyn Actuator>,
 }
 
+/// Provider flags that configure nothing usable; the controller does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A flag's value is not one the provider takes.
+    #[error("{flag}: {why}")]
+    BadValue { flag: &'static str, why: String },
+    #[error("both {flag} and {variable} are set: give the token one way only")]
+    TokenTwoWays { flag: &'static str, variable: &'static str },
+    #[error(
+        "--aws-endpoint-url names one endpoint, which serves one region, and --aws-regions names {0}: run a controller per region with its endpoint"
+    )]
+    OneEndpointManyRegions(usize),
+    #[error(transparent)]
+    Secret(#[from] crate::runtime::secrets::SecretError),
+    #[error("--enable-revert needs a provider to write to: {0}")]
+    NothingToRevert(String),
+    #[error(
+        "{first} and {second} both use the inventory source {inventory_source:?}: give each provider a source of its own"
+    )]
+    SharedSource { first: String, second: String, inventory_source: String },
+}
 /// What a provider's flags may depend on among the common ones.
 #[derive(Clone, Copy, Debug)]
 pub struct Common {

@@ -46,7 +46,7 @@ macro_rules! register {
         impl ProviderFlags {
             /// The providers these flags configure (a provider with no
             /// credentials is not configured), or what is wrong with them.
-            pub fn configure(&self, common: Common) -> Result<Vec<Arc<dyn Setup>>, String> {
+            pub fn configure(&self, common: Common) -> Result<Vec<Arc<dyn Setup>>, contract::SetupError> {
                 let mut all: Vec<Arc<dyn Setup>> = Vec::new();
                 $(
                     if let Some(setup) = self.$name.configure(common)? {
@@ -55,7 +55,7 @@ macro_rules! register {
                 )+
                 if common.revert && all.is_empty() {
                     let ways = [$($name::CREDENTIALS),+];
-                    return Err(format!("--enable-revert needs a provider to write to: {}", ways.join("; or ")));
+                    return Err(contract::SetupError::NothingToRevert(ways.join("; or ")));
                 }
                 one_source_each(&all)?;
                 Ok(all)
@@ -68,15 +68,14 @@ register!(digitalocean, aws);
 
 /// A source names one provider's CloudResources and feed cursor: two
 /// providers sharing one would collect and overwrite each other's.
-fn one_source_each(setups: &[Arc<dyn Setup>]) -> Result<(), String> {
+fn one_source_each(setups: &[Arc<dyn Setup>]) -> Result<(), contract::SetupError> {
     for (i, a) in setups.iter().enumerate() {
         if let Some(b) = setups[..i].iter().find(|b| b.source() == a.source()) {
-            return Err(format!(
-                "{} and {} both use the inventory source {:?}: give each provider a source of its own",
-                b.provider(),
-                a.provider(),
-                a.source()
-            ));
+            return Err(contract::SetupError::SharedSource {
+                first: b.provider().to_string(),
+                second: a.provider().to_string(),
+                inventory_source: a.source().to_string(),
+            });
         }
     }
     Ok(())
@@ -123,9 +122,9 @@ mod tests {
     #[test]
     fn two_providers_may_not_share_a_source() {
         let ok: Vec<Arc<dyn Setup>> = vec![Arc::new(Named("a", "a")), Arc::new(Named("b", "b"))];
-        assert_eq!(one_source_each(&ok), Ok(()));
+        assert!(one_source_each(&ok).is_ok());
         let shared: Vec<Arc<dyn Setup>> = vec![Arc::new(Named("a", "main")), Arc::new(Named("b", "main"))];
-        let why = one_source_each(&shared).unwrap_err();
+        let why = one_source_each(&shared).unwrap_err().to_string();
         assert_eq!(why, "a and b both use the inventory source \"main\": give each provider a source of its own");
     }
 

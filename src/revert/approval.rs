@@ -83,18 +83,27 @@ impl<'a> Owned<'a> {
 }
 
 /// Whether `namespace` may write to `resource` (`--revert-claim`).
-pub fn claim_holds(claim: Claim, namespace: &str, resource: Option<Owned<'_>>) -> Result<(), String> {
+pub fn claim_holds(claim: Claim, namespace: &str, resource: Option<Owned<'_>>) -> Result<(), NotClaimed> {
+    let namespace = namespace.to_owned();
     match resource {
         _ if claim == Claim::Any => Ok(()),
-        Some(r) if r.claimed_by(namespace) => Ok(()),
-        Some(r) => Err(format!(
-            "rule --revert-claim=tag: the resource does not carry {}, by which its owner lets namespace {namespace} revert it",
-            r.planner.claim(namespace)
-        )),
-        None => Err(format!(
-            "rule --revert-claim=tag: the resource's provider is not one this controller knows, so no claim lets namespace {namespace} revert it"
-        )),
+        Some(r) if r.claimed_by(&namespace) => Ok(()),
+        Some(r) => Err(NotClaimed::Untagged { tag: r.planner.claim(&namespace).to_string(), namespace }),
+        None => Err(NotClaimed::UnknownProvider { namespace }),
     }
+}
+
+/// Why `--revert-claim=tag` does not let a namespace revert a resource.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum NotClaimed {
+    #[error(
+        "rule --revert-claim=tag: the resource does not carry {tag}, by which its owner lets namespace {namespace} revert it"
+    )]
+    Untagged { tag: String, namespace: String },
+    #[error(
+        "rule --revert-claim=tag: the resource's provider is not one this controller knows, so no claim lets namespace {namespace} revert it"
+    )]
+    UnknownProvider { namespace: String },
 }
 
 /// The peers (`(namespace/name, desired value)`) that want another value for the field.
@@ -160,7 +169,7 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
         ));
     }
     if let Err(why) = claim_holds(settings.claim, a.namespace, a.resource) {
-        return refused(why);
+        return refused(why.to_string());
     }
     if current.downtime && !a.allow_downtime {
         return refused(format!(

@@ -6,7 +6,7 @@
 //! the saga's record is resumed only when the reverter wrote it and its steps
 //! hash to the approved digest.
 
-use super::{Preview, Target, current_record, differences, digest};
+use super::{NotClaimed, Preview, Target, current_record, differences, digest};
 use crate::api::{
     ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, Drift, DriftPhase, ProviderCall, REVERTER_FIELD_MANAGER,
     RevertRecord, SagaState, StepState,
@@ -18,12 +18,23 @@ use kube::ResourceExt;
 pub struct Evidence<'a> {
     pub drift: &'a Drift,
     /// The plan derived now from trusted inputs, or why there is none.
-    pub derived: Result<&'a Preview, &'a str>,
+    pub derived: Result<&'a Preview, &'a NoPlan>,
     /// The resource the plan writes to, when the inventory knows it.
     pub target: Option<Target<'a>>,
     /// `--revert-claim` checked again against the resource's tags.
-    pub claim: Result<(), String>,
+    pub claim: Result<(), NotClaimed>,
     pub now: &'a Time,
+}
+
+/// Why the reverter has no plan to judge a saga by.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum NoPlan {
+    #[error("{object} is gone")]
+    Gone { object: String },
+    #[error("the Drift is not the one {object} keeps for {field}")]
+    NotItsDrift { object: String, field: String },
+    #[error(transparent)]
+    NotRevertible(#[from] super::NotRevertible),
 }
 
 #[derive(Debug, PartialEq)]
@@ -84,7 +95,7 @@ fn other_writers(d: &Drift) -> Vec<String> {
 /// digest, the plan the drift shows is that plan, the claim holds, and
 /// downtime is allowed when the plan needs it. The calls and the approver.
 fn approved<'a>(e: &Evidence<'a>) -> Result<(&'a [ProviderCall], String), String> {
-    let derived = e.derived.map_err(str::to_owned)?;
+    let derived = e.derived.map_err(ToString::to_string)?;
     let status = e.drift.status.clone().unwrap_or_default();
     let (shown, shown_digest) = (&status.revert_plan, &status.revert_plan_digest);
     let want = digest(&derived.calls);
@@ -109,7 +120,7 @@ fn approved<'a>(e: &Evidence<'a>) -> Result<(&'a [ProviderCall], String), String
             what.join("; ")
         ));
     }
-    e.claim.clone()?;
+    e.claim.clone().map_err(|why| why.to_string())?;
     let downtime_allowed =
         annotations.get(ANNOTATION_REVERT_ALLOW_DOWNTIME).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if derived.downtime && !downtime_allowed {

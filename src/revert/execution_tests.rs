@@ -115,12 +115,14 @@ fn a_plan_that_changed_since_the_approval_is_refused() {
 fn the_claim_and_downtime_are_checked_again() {
     let (plan, now) = (resize("s-1vcpu-1gb"), t(5));
     let d = reverting(&plan, Some(&digest(&plan.calls)));
-    let unclaimed = Evidence { claim: Err("rule --revert-claim=tag: no tag".into()), ..evidence(&d, &plan, &now) };
+    let claim = Err(crate::revert::NotClaimed::UnknownProvider { namespace: "team-a".into() });
+    let unclaimed = Evidence { claim, ..evidence(&d, &plan, &now) };
     assert!(refused(admit(&unclaimed)).contains("rule --revert-claim=tag"));
     let mut d = reverting(&plan, Some(&digest(&plan.calls)));
     d.metadata.annotations.as_mut().unwrap().remove(ANNOTATION_REVERT_ALLOW_DOWNTIME);
     assert!(refused(admit(&evidence(&d, &plan, &t(5)))).contains("revert-allow-downtime"));
-    let gone = Evidence { derived: Err("CloudProvisioned team-a/web-1 is gone"), ..evidence(&d, &plan, &now) };
+    let why = super::NoPlan::Gone { object: "CloudProvisioned team-a/web-1".into() };
+    let gone = Evidence { derived: Err(&why), ..evidence(&d, &plan, &now) };
     assert!(refused(admit(&gone)).contains("is gone"));
 }
 

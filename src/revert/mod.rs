@@ -8,7 +8,7 @@ pub mod execution;
 pub mod plan;
 pub mod saga;
 
-pub use approval::{Approval, Claim, Owned, RevertSettings, claim_holds, conflicts, peer_shown};
+pub use approval::{Approval, Claim, NotClaimed, Owned, RevertSettings, claim_holds, conflicts, peer_shown};
 pub use plan::{NotRevertible, Preview, Target, addresses, derive, differences, digest, preview};
 
 use crate::api::{DriftStatus, RevertRecord};

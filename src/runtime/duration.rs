@@ -9,7 +9,7 @@ use std::time::Duration;
 pub struct OptionalDuration(pub Option<Duration>);
 
 /// Parses a duration as [`parse_duration`] does, or `0` (off).
-pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
+pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, BadDuration> {
     if text.trim() == "0" || text.trim() == "0s" {
         return Ok(OptionalDuration(None));
     }
@@ -17,22 +17,31 @@ pub fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
 }
 
 /// Parses `90s`, `5m`, `1h`, `250ms` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 1h"))?;
+    let value: f64 = number.parse().map_err(|_| BadDuration::NotADuration(text.to_owned()))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => {
-            return Err(format!("unknown unit {unit:?} in {text:?}: use ms, s, m or h"));
-        }
+        _ => return Err(BadDuration::UnknownUnit { unit: unit.to_owned(), text: text.to_owned() }),
     };
     if seconds <= 0.0 || !seconds.is_finite() {
-        return Err(format!("{text:?} must be a positive duration"));
+        return Err(BadDuration::NotPositive(text.to_owned()));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A flag's value that is no duration.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("{0:?} is not a duration such as 30s, 5m or 1h")]
+    NotADuration(String),
+    #[error("unknown unit {unit:?} in {text:?}: use ms, s, m or h")]
+    UnknownUnit { unit: String, text: String },
+    #[error("{0:?} must be a positive duration")]
+    NotPositive(String),
 }

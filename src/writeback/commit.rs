@@ -60,15 +60,21 @@ impl Change {
 }
 
 /// A commit author from `Name <email>`.
-pub fn parse_author(text: &str) -> Result<(String, String), String> {
-    let (name, rest) = text.split_once('<').ok_or_else(|| format!("{text:?} is not of the form `Name <email>`"))?;
-    let email = rest.strip_suffix('>').ok_or_else(|| format!("{text:?} is not of the form `Name <email>`"))?;
+pub fn parse_author(text: &str) -> Result<(String, String), NotAnAuthor> {
+    let not_one = || NotAnAuthor(text.to_owned());
+    let (name, rest) = text.split_once('<').ok_or_else(not_one)?;
+    let email = rest.strip_suffix('>').ok_or_else(not_one)?;
     let name = name.trim();
     if name.is_empty() || email.trim().is_empty() {
-        return Err(format!("{text:?} is not of the form `Name <email>`"));
+        return Err(not_one());
     }
     Ok((name.to_owned(), email.trim().to_owned()))
 }
+
+/// `--git-author` that is not `Name <email>`.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{0:?} is not of the form `Name <email>`")]
+pub struct NotAnAuthor(String);
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -6,7 +6,7 @@
 use super::git::Remote;
 use crate::api::{
     ANNOTATION_GIT_BRANCH, ANNOTATION_GIT_PATH, ANNOTATION_GIT_URL, ARGOCD_TRACKING_ID, FLUX_KUSTOMIZATION_NAMESPACE,
-    FLUX_LABELS,
+    FLUX_LABELS, FluxVariable, GitCommit,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -146,34 +146,38 @@ pub fn flux_variable(kustomization: &Value, variable: &str) -> String {
     )
 }
 
-/// How a substitution refusal names its variable, read back by [`substituted`].
+/// How a substitution refusal names its variable; read back only from records
+/// written before `status.git.fluxVariable` (schema version 9).
 const SUBSTITUTION: &str = " is the Flux substitution ${";
 const NOT_A_VALUE: &str = "}, not a value; nothing was pushed; ";
 
 /// The refusal of a field whose text in Git is the Flux substitution
-/// `${variable}`: the variable holds the value, so the advice says where it
-/// is set (by `kustomization`, when the origin is a Flux one).
-pub fn substitution_refusal(path: &str, field: &str, variable: &str, kustomization: Option<&Value>) -> String {
-    let advice = match kustomization {
+/// `${variable}`, and the variable: it holds the value, so the advice says
+/// where it is set (by `kustomization`, when the origin is a Flux one).
+pub fn substitution_refusal(
+    path: &str,
+    field: &str,
+    variable: &str,
+    kustomization: Option<&Value>,
+) -> (String, FluxVariable) {
+    let set_in = match kustomization {
         Some(ks) => flux_variable(ks, variable),
         None => "the Flux Kustomization that applies this file sets it (postBuild.substitute or substituteFrom): change the variable there, not the manifest".to_owned(),
     };
-    format!("spec.desired.{field} in {path}{SUBSTITUTION}{variable}{NOT_A_VALUE}{advice}")
+    let why = format!("spec.desired.{field} in {path}{SUBSTITUTION}{variable}{NOT_A_VALUE}{set_in}");
+    (why, FluxVariable { name: variable.to_owned(), set_in })
 }
 
-/// A refusal for a Flux substitution, as [`substitution_refusal`] wrote it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Substitution<'a> {
-    pub variable: &'a str,
-    /// Where the variable is set, and to change it there.
-    pub advice: &'a str,
-}
-
-/// The substitution a refusal (`status.git.refused`) is about, if it is one.
-pub fn substituted(refused: &str) -> Option<Substitution<'_>> {
-    let (_, rest) = refused.split_once(SUBSTITUTION)?;
-    let (variable, advice) = rest.split_once(NOT_A_VALUE)?;
-    Some(Substitution { variable, advice })
+/// The Flux variable of a refused write-back: recorded since schema version 9;
+/// read back from the refusal's words on a record written before, so that an
+/// upgrade loses no advice.
+pub fn refused_flux_variable(record: &GitCommit) -> Option<FluxVariable> {
+    if record.flux_variable.is_some() {
+        return record.flux_variable.clone();
+    }
+    let (_, rest) = record.refused.as_deref()?.split_once(SUBSTITUTION)?;
+    let (name, set_in) = rest.split_once(NOT_A_VALUE)?;
+    Some(FluxVariable { name: name.to_owned(), set_in: set_in.to_owned() })
 }
 
 /// The Secret (in the GitRepository's namespace) Flux itself reads the repository with.
@@ -349,20 +353,32 @@ mod tests {
             "no postBuild of the Kustomization flux-system/infra sets it, so its default in the manifest applies"
         ));
 
-        // The refusal names the variable and the advice, and reads back.
-        let refused = substitution_refusal("apps/web.yaml", "size_slug", "WEB5_SIZE", Some(&from));
-        assert!(refused.starts_with("spec.desired.size_slug in apps/web.yaml is the Flux substitution ${WEB5_SIZE}, not a value; nothing was pushed; the Kustomization flux-system/infra takes it from"), "{refused}");
-        let on_the_drift = format!("write-back refused: {refused}");
-        let read = substituted(&on_the_drift).unwrap();
-        assert_eq!(read.variable, "WEB5_SIZE");
-        assert_eq!(read.advice, flux_variable(&from, "WEB5_SIZE"));
-        let annotated = substitution_refusal("web.yaml", "size_slug", "SIZE", None);
-        assert!(
-            substituted(&annotated)
-                .unwrap()
-                .advice
-                .starts_with("the Flux Kustomization that applies this file sets it")
+        // The refusal names the variable and the advice, and records both.
+        let (refused, variable) = substitution_refusal("apps/web.yaml", "size_slug", "WEB5_SIZE", Some(&from));
+        let set_in = flux_variable(&from, "WEB5_SIZE");
+        assert_eq!(
+            refused,
+            format!(
+                "spec.desired.size_slug in apps/web.yaml is the Flux substitution ${{WEB5_SIZE}}, not a value; nothing was pushed; {set_in}"
+            )
         );
-        assert_eq!(substituted("write-back refused: https://x.example/a.git is not in --git-allowed-remotes"), None);
+        assert_eq!(variable, FluxVariable { name: "WEB5_SIZE".into(), set_in: set_in.clone() });
+        let (_, annotated) = substitution_refusal("web.yaml", "size_slug", "SIZE", None);
+        assert!(annotated.set_in.starts_with("the Flux Kustomization that applies this file sets it"));
+
+        // A record written before schema version 9 has only the words: read back, they give the same.
+        let record = |refused: &str, flux_variable: Option<FluxVariable>| GitCommit {
+            url: String::new(),
+            branch: String::new(),
+            commit: String::new(),
+            refused: Some(format!("write-back refused: {refused}")),
+            path: String::new(),
+            pushed_time: crate::api::now(),
+            flux_variable,
+        };
+        assert_eq!(refused_flux_variable(&record(&refused, None)), Some(variable.clone()));
+        assert_eq!(refused_flux_variable(&record("other words", Some(variable.clone()))), Some(variable));
+        let other = record("https://x.example/a.git is not in --git-allowed-remotes", None);
+        assert_eq!(refused_flux_variable(&other), None);
     }
 }

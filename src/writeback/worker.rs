@@ -60,6 +60,14 @@ pub enum WritebackOutcome {
     NoOrigin(String),
 }
 
+/// An object the write-back needs could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {object}: {source}")]
+struct Unread {
+    object: String,
+    source: kube::Error,
+}
+
 struct Entry {
     outcome: Option<WritebackOutcome>,
     attempts: u32,
@@ -212,12 +220,12 @@ impl Worker {
 
     /// Whether `change` is still the object's pending overlay entry for its
     /// field: a later accept, a merge or a supersede makes it stale.
-    async fn still_current(&self, change: &Change) -> Result<bool, String> {
+    async fn still_current(&self, change: &Change) -> Result<bool, Unread> {
         let api: Api<CloudProvisioned> = Api::namespaced(self.client.clone(), &change.namespace);
-        let object = api
-            .get_opt(&change.name)
-            .await
-            .map_err(|e| format!("reading CloudProvisioned {}/{}: {e}", change.namespace, change.name))?;
+        let object = api.get_opt(&change.name).await.map_err(|source| Unread {
+            object: format!("CloudProvisioned {}/{}", change.namespace, change.name),
+            source,
+        })?;
         let Some(p) = object else { return Ok(false) };
         let pending = crate::accept::provenance::trusted_pending(&p).unwrap_or_default();
         Ok(pending.iter().any(|e| {
@@ -278,7 +286,13 @@ impl Worker {
         match pushed {
             Ok(pushed) => WritebackOutcome::Pushed(record(&remote, pushed)),
             Err(GitError::Substituted { path, field, variable }) => {
-                refused(&remote, source::substitution_refusal(&path, &field, &variable, kustomization.as_ref()))
+                let (why, variable) = source::substitution_refusal(&path, &field, &variable, kustomization.as_ref());
+                match refused(&remote, why) {
+                    WritebackOutcome::Refused(record) => {
+                        WritebackOutcome::Refused(GitCommit { flux_variable: Some(variable), ..record })
+                    }
+                    other => other,
+                }
             }
             Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => refused(&remote, error.to_string()),
             Err(GitError::Superseded) => WritebackOutcome::Superseded,
@@ -290,7 +304,7 @@ impl Worker {
     /// and the Secret Flux reads it with; Flux and Argo CD objects are read
     /// only when their CRDs exist.
     async fn remote(&self, origin: Origin, change: &Change) -> Result<Option<Resolved>, WritebackOutcome> {
-        let failed = |message: String| WritebackOutcome::Failed { message, transient: true };
+        let failed = |error: Unread| WritebackOutcome::Failed { message: error.to_string(), transient: true };
         match origin {
             Origin::Unknown => Ok(None),
             Origin::Annotated(remote) => Ok(Some(Resolved { remote, flux_secret: None, kustomization: None })),
@@ -329,13 +343,13 @@ impl Worker {
         (group, version, kind): (&str, &str, &str),
         ns: &str,
         name: &str,
-    ) -> Result<Option<serde_json::Value>, String> {
+    ) -> Result<Option<serde_json::Value>, Unread> {
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &resource);
         match api.get_opt(name).await {
             Ok(found) => Ok(found.map(|o| serde_json::to_value(o).unwrap_or_default())),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-            Err(error) => Err(format!("reading {kind} {ns}/{name}: {error}")),
+            Err(source) => Err(Unread { object: format!("{kind} {ns}/{name}"), source }),
         }
     }
 
@@ -419,7 +433,8 @@ fn record(remote: &Remote, pushed: Pushed) -> GitCommit {
         Pushed::AlreadyCommitted { branch, commit } => (branch, commit, String::new()),
         Pushed::AlreadyInGit { branch, path } => (branch, String::new(), path),
     };
-    GitCommit { url: remote.url.clone(), branch, commit, path, refused: None, pushed_time: crate::api::now() }
+    let pushed_time = crate::api::now();
+    GitCommit { url: remote.url.clone(), branch, commit, path, refused: None, pushed_time, flux_variable: None }
 }
 
 /// A write-back refused for good, kept on the Drift (`status.git.refused`).
@@ -431,6 +446,7 @@ fn refused(remote: &Remote, why: String) -> WritebackOutcome {
         path: String::new(),
         refused: Some(format!("write-back refused: {why}")),
         pushed_time: crate::api::now(),
+        flux_variable: None,
     })
 }
 

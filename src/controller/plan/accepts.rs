@@ -48,7 +48,7 @@ pub(super) fn settle_pending(inputs: &Inputs<'_>, tracked: &mut BTreeMap<String,
             warning: true,
             reason: "PendingChangesIgnored",
             action: "Accept",
-            message: why,
+            message: why.to_string(),
         });
         &[]
     });
@@ -128,7 +128,7 @@ pub(super) fn overlay<'a>(spec: &'a Fields, pending: &Pending) -> Cow<'a, Fields
 pub(super) struct AcceptContext<'a, 'i> {
     pub inputs: &'a Inputs<'i>,
     pub live: &'a Result<LiveView<'i>, Absence>,
-    pub mode: Result<ModeChoice, String>,
+    pub mode: Result<ModeChoice, accept::UnknownMode>,
 }
 
 pub(super) fn accept(
@@ -341,8 +341,8 @@ pub(super) fn record_write_back(
 fn write_back_refused(entry: &PendingGitChange, refused: &GitCommit, t: &mut Tracked, plan: &mut Plan) {
     let why = refused.refused.as_deref().unwrap_or("write-back refused");
     // A Flux variable holds the value: committing the literal would undo the substitution.
-    let then = match source::substituted(why) {
-        Some(s) => format!("give the variable {} the value {} where it is set", s.variable, render_value(&entry.value)),
+    let then = match source::refused_flux_variable(refused) {
+        Some(v) => format!("give the variable {} the value {} where it is set", v.name, render_value(&entry.value)),
         None => format!("commit `{}` by hand", accept::commit_line(&entry.field, &entry.value)),
     };
     let message = format!(

@@ -119,14 +119,14 @@ impl Conditions<'_> {
         let (mut lines, mut variables) = (Vec::new(), Vec::new());
         for e in pending {
             let refused = tracked.get(&e.field).filter(|t| t.name == e.drift).and_then(|t| t.status.git.as_ref());
-            match refused.and_then(|g| g.refused.as_deref()).and_then(source::substituted) {
-                Some(s) => variables.push(format!(
+            match refused.and_then(source::refused_flux_variable) {
+                Some(v) => variables.push(format!(
                     "{} (accepted by {}) is the Flux variable {}: give it the value {}, not the manifest; {}",
                     e.field,
                     e.accepted_by,
-                    s.variable,
+                    v.name,
                     render_value(&e.value),
-                    s.advice
+                    v.set_in
                 )),
                 None => lines.push(format!("{} (accepted by {})", commit_line(&e.field, &e.value), e.accepted_by)),
             }

@@ -948,6 +948,7 @@ fn refused_for(why: &str) -> GitOutcome {
         refused: Some(format!("write-back refused: {why}")),
         path: String::new(),
         pushed_time: at(0),
+        flux_variable: None,
     })
 }
 
@@ -1021,6 +1022,27 @@ fn a_refused_substitution_advises_changing_the_variable_not_committing_the_value
     assert!(
         git.message
             .ends_with("commit to CloudProvisioned web-1: spec.desired.size_slug: s-2vcpu-4gb (accepted by alice)"),
+        "{}",
+        git.message
+    );
+}
+
+#[test]
+fn a_recorded_flux_variable_is_taken_as_recorded_not_read_from_the_words() {
+    let (p, r, drifts) = overlay_accepted();
+    let mut outcome = refused_for("the field is a variable");
+    if let GitOutcome::Refused(record) = &mut outcome {
+        let set_in = "the Kustomization flux-system/infra sets it in postBuild.substitute".to_owned();
+        record.flux_variable = Some(crate::api::FluxVariable { name: "WEB5_SIZE".into(), set_in });
+    }
+    let plan = run_git(&p, &r, &drifts, at(20), outcome);
+    let message = plan.drift_writes[0].status.message.as_deref().unwrap();
+    assert!(message.ends_with("give the variable WEB5_SIZE the value s-2vcpu-4gb where it is set"), "{message}");
+    let git = condition(plan.status.as_ref().unwrap(), CONDITION_GIT_IN_SYNC).clone();
+    assert!(
+        git.message.ends_with(
+            "is the Flux variable WEB5_SIZE: give it the value s-2vcpu-4gb, not the manifest; the Kustomization flux-system/infra sets it in postBuild.substitute"
+        ),
         "{}",
         git.message
     );

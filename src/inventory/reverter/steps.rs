@@ -11,8 +11,9 @@ use crate::detect::{loosely_equal, render_value};
 use crate::inventory::metrics::ResultLabel;
 use crate::policy;
 use crate::providers::contract::{ErrorClass, Handle, Progress, ProviderError};
+use crate::revert::execution::NoPlan;
 use crate::revert::execution::{self, Decision, Evidence};
-use crate::revert::{Preview, Target, saga};
+use crate::revert::{NotClaimed, Preview, Target, saga};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
@@ -23,8 +24,8 @@ use std::time::Instant;
 /// What a saga's plan is derived from, read when it is loaded.
 struct Basis {
     /// The plan for the field now, or why there is none.
-    preview: Result<Preview, String>,
-    claim: Result<(), String>,
+    preview: Result<Preview, NoPlan>,
+    claim: Result<(), NotClaimed>,
     resource: Option<Arc<CloudResource>>,
     resource_name: String,
     /// The live value the plan was derived from: the saga stops if the provider shows another.
@@ -34,11 +35,11 @@ struct Basis {
 }
 
 impl Basis {
-    fn refused(why: String) -> Self {
-        let claim = Err(why.clone());
+    /// No plan: the claim is never asked, since a saga without a plan is refused first.
+    fn refused(why: NoPlan) -> Self {
         Basis {
             preview: Err(why),
-            claim,
+            claim: Ok(()),
             resource: None,
             resource_name: String::new(),
             actual: Value::Null,
@@ -88,7 +89,7 @@ impl Reverter {
         let now = api::now();
         let decision = execution::admit(&Evidence {
             drift: &d,
-            derived: basis.preview.as_ref().map_err(String::as_str),
+            derived: basis.preview.as_ref(),
             target: resource.map(|r| Target { provider: &r.spec.provider, type_: &r.spec.type_, id: &r.spec.id }),
             claim: basis.claim.clone(),
             now: &now,
@@ -157,10 +158,10 @@ impl Reverter {
         let object = format!("CloudProvisioned {namespace}/{owner}");
         let read = |source| RevertError::ReadInput { object: object.clone(), source };
         let Some(p) = provisioned.get_opt(owner).await.map_err(read)? else {
-            return Ok(Basis::refused(format!("{object} is gone")));
+            return Ok(Basis::refused(NoPlan::Gone { object }));
         };
         if d.name_any() != Drift::name_for(owner, field) {
-            return Ok(Basis::refused(format!("the Drift is not the one {object} keeps for {field}")));
+            return Ok(Basis::refused(NoPlan::NotItsDrift { object, field: field.to_owned() }));
         }
         let policies: Vec<Arc<DriftPolicy>> = Api::<DriftPolicy>::all(self.client.clone())
             .list(&ListParams::default())
@@ -178,7 +179,7 @@ impl Reverter {
         let resource = self.resources.get(&ObjectRef::new(&resource_name));
         let rules = policy::effective(&p, resource.as_deref(), &policies);
         let preview = crate::revert::derive(resource.as_deref(), &resource_name, field, &desired, &rules.field(field))
-            .map_err(|why| why.to_string());
+            .map_err(NoPlan::from);
         let owned = crate::revert::Owned::of(resource.as_deref());
         let claim = crate::revert::claim_holds(self.settings.claim, &namespace, owned);
         let actual = resource.as_ref().and_then(|r| r.live().ok()).map(|v| v.resolve(field).to_value());

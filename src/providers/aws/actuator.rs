@@ -261,7 +261,7 @@ impl Actuator for Aws {
         fence: &'a (dyn Fn() -> bool + Sync),
     ) -> BoxFuture<'a, Result<Option<Handle>, ProviderError>> {
         async move {
-            let call = Ec2Call::parse(call).map_err(|why| refused(&why))?;
+            let call = Ec2Call::parse(call).map_err(|why| refused(&why.to_string()))?;
             self.send_call(&call, fence).await?;
             Ok(Awaited::of(&call).map(|a| a.handle()))
         }
@@ -296,7 +296,7 @@ impl Actuator for Aws {
 
     fn started_since<'a>(&'a self, _target: Target<'a>, call: &'a ProviderCall, since: i64) -> BoxFuture<'a, Result<Option<Handle>, ProviderError>> {
         async move {
-            let call = Ec2Call::parse(call).map_err(|why| refused(&why))?;
+            let call = Ec2Call::parse(call).map_err(|why| refused(&why.to_string()))?;
             let Some(awaited) = Awaited::of(&call) else { return Ok(None) };
             let started = match &awaited {
                 Awaited::Instance { region, id, state } => {

@@ -3,7 +3,7 @@
 //! with the parameters as JSON; a record is sent only if it reads back as one
 //! of these, field for field, so nothing else can be forged into a call. Pure.
 
-use super::model::Rule;
+use super::model::{Rule, RuleProblem};
 use crate::api::ProviderCall;
 use crate::providers::contract::CLAIM_KEY;
 use serde::{Deserialize, Serialize};
@@ -99,15 +99,16 @@ impl Ec2Call {
     }
 
     /// The EC2 call a recorded step is, or why it is none.
-    pub fn parse(call: &ProviderCall) -> Result<Ec2Call, String> {
-        let not_one = |why: String| format!("{} {} is not an EC2 call arcadia-drift sends: {why}", call.method, call.path);
+    pub fn parse(call: &ProviderCall) -> Result<Ec2Call, NotAnEc2Call> {
+        let not_one = |why: CallProblem| NotAnEc2Call { method: call.method.clone(), path: call.path.clone(), why };
         let action = call.path.strip_prefix(PREFIX).filter(|_| call.method == "POST");
-        let action = action.ok_or_else(|| not_one(format!("not POST {PREFIX}<action>")))?;
-        let Value::Object(mut body) = call.body.clone() else { return Err(not_one("its body is not an object".into())) };
+        let action = action.ok_or_else(|| not_one(CallProblem::NotPost))?;
+        let Value::Object(mut body) = call.body.clone() else { return Err(not_one(CallProblem::BodyNotAnObject)) };
         body.insert("Action".into(), Value::String(action.to_owned()));
-        let parsed: Ec2Call = serde_json::from_value(Value::Object(body)).map_err(|e| not_one(e.to_string()))?;
+        let parsed: Ec2Call =
+            serde_json::from_value(Value::Object(body)).map_err(|e| not_one(CallProblem::Unreadable(e.to_string())))?;
         if parsed.lasts() != call.waits_for_action {
-            return Err(not_one("waitsForAction does not match the action".into()));
+            return Err(not_one(CallProblem::WaitsForAction));
         }
         parsed.check().map_err(not_one)?;
         Ok(parsed)
@@ -116,29 +117,61 @@ impl Ec2Call {
     /// What the planner guarantees of every call it makes, checked again on
     /// a recorded one: a region's name, no claim or `aws:` tag written, a
     /// whole rule, a size EBS has.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CallProblem> {
         let region = self.region();
         if !super::is_region_name(region) {
-            return Err(format!("{region:?} is not a region"));
+            return Err(CallProblem::NotARegion(region.to_owned()));
         }
         let untouchable = |k: &str| k == CLAIM_KEY || k.starts_with("aws:");
         match self {
             Ec2Call::CreateTags { tags, .. } if tags.is_empty() || tags.keys().any(|k| untouchable(k)) => {
-                Err(format!("it sets the claim {CLAIM_KEY}, an aws: tag or nothing"))
+                Err(CallProblem::SetsUntouchableTags)
             }
             Ec2Call::DeleteTags { keys, .. } if keys.is_empty() || keys.iter().any(|k| untouchable(k)) => {
-                Err(format!("it removes the claim {CLAIM_KEY}, an aws: tag or nothing"))
+                Err(CallProblem::RemovesUntouchableTags)
             }
             Ec2Call::AuthorizeSecurityGroupIngress { rule, .. }
             | Ec2Call::AuthorizeSecurityGroupEgress { rule, .. }
             | Ec2Call::RevokeSecurityGroupIngress { rule, .. }
-            | Ec2Call::RevokeSecurityGroupEgress { rule, .. } => rule.check(),
+            | Ec2Call::RevokeSecurityGroupEgress { rule, .. } => Ok(rule.check()?),
             Ec2Call::ModifyVolume { size, .. } if !(1..=super::plan::LARGEST_VOLUME).contains(&i64::from(*size)) => {
-                Err(format!("{size} GiB is no EBS volume size"))
+                Err(CallProblem::NoVolumeSize(*size))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// A recorded step that is not a call arcadia-drift sends: never sent.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{method} {path} is not an EC2 call arcadia-drift sends: {why}")]
+pub struct NotAnEc2Call {
+    pub method: String,
+    pub path: String,
+    pub why: CallProblem,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum CallProblem {
+    #[error("not POST {PREFIX}<action>")]
+    NotPost,
+    #[error("its body is not an object")]
+    BodyNotAnObject,
+    /// serde's words: an unknown action or field, a missing one, a wrong type.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("waitsForAction does not match the action")]
+    WaitsForAction,
+    #[error("{0:?} is not a region")]
+    NotARegion(String),
+    #[error("it sets the claim {CLAIM_KEY}, an aws: tag or nothing")]
+    SetsUntouchableTags,
+    #[error("it removes the claim {CLAIM_KEY}, an aws: tag or nothing")]
+    RemovesUntouchableTags,
+    #[error(transparent)]
+    Rule(#[from] RuleProblem),
+    #[error("{0} GiB is no EBS volume size")]
+    NoVolumeSize(i32),
 }
 
 #[cfg(test)]
@@ -157,16 +190,16 @@ mod tests {
 
         let mut extra = recorded.clone();
         extra.body["DryRun"] = json!(false);
-        assert!(Ec2Call::parse(&extra).unwrap_err().contains("unknown field `DryRun`"));
+        assert!(Ec2Call::parse(&extra).unwrap_err().to_string().contains("unknown field `DryRun`"));
         let mut other = recorded.clone();
         other.path = "/?Action=TerminateInstances".into();
-        assert!(Ec2Call::parse(&other).unwrap_err().contains("unknown variant `TerminateInstances`"));
+        assert!(Ec2Call::parse(&other).unwrap_err().to_string().contains("unknown variant `TerminateInstances`"));
         let mut quick = recorded.clone();
         quick.waits_for_action = false;
-        assert!(Ec2Call::parse(&quick).unwrap_err().contains("waitsForAction"));
+        assert!(Ec2Call::parse(&quick).unwrap_err().to_string().contains("waitsForAction"));
         let mut huge = recorded;
         huge.body["Size"] = json!(1_000_000);
-        assert!(Ec2Call::parse(&huge).unwrap_err().contains("no EBS volume size"));
+        assert!(Ec2Call::parse(&huge).unwrap_err().to_string().contains("no EBS volume size"));
     }
 
     #[test]
@@ -179,9 +212,9 @@ mod tests {
             waits_for_action: false,
         };
         assert!(Ec2Call::parse(&untag(json!(["env"]), "us-east-1")).is_ok());
-        assert!(Ec2Call::parse(&untag(json!(["arcadia-ns"]), "us-east-1")).unwrap_err().contains("the claim"));
+        assert!(Ec2Call::parse(&untag(json!(["arcadia-ns"]), "us-east-1")).unwrap_err().to_string().contains("the claim"));
         assert!(Ec2Call::parse(&untag(json!(["aws:cloudformation:stack-id"]), "us-east-1")).is_err());
-        assert!(Ec2Call::parse(&untag(json!(["env"]), "../evil")).unwrap_err().contains("is not a region"));
+        assert!(Ec2Call::parse(&untag(json!(["env"]), "../evil")).unwrap_err().to_string().contains("is not a region"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::client::{AwsConfig, Ec2};
 use super::{Aws, AwsType, NAME};
-use crate::providers::contract::{Built, Common, ProviderError, Setup};
+use crate::providers::contract::{Built, Common, ProviderError, Setup, SetupError};
 use crate::runtime::duration::parse_duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -51,13 +51,14 @@ pub struct AwsSetup {
 
 impl Flags {
     /// The setup these flags describe; `None` without regions.
-    pub fn configure(&self, _common: Common) -> Result<Option<Arc<dyn Setup>>, String> {
+    pub fn configure(&self, _common: Common) -> Result<Option<Arc<dyn Setup>>, SetupError> {
         let regions: Vec<String> = self.aws_regions.iter().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect();
         if regions.is_empty() {
             return Ok(None);
         }
         if let Some(bad) = regions.iter().find(|r| !super::is_region_name(r)) {
-            return Err(format!("--aws-regions: {bad:?} is not a region name such as us-east-1"));
+            let why = format!("{bad:?} is not a region name such as us-east-1");
+            return Err(SetupError::BadValue { flag: "--aws-regions", why });
         }
         let types = self
             .aws_types
@@ -65,15 +66,13 @@ impl Flags {
             .map(|w| {
                 AwsType::parse(w.trim()).ok_or_else(|| {
                     let known: Vec<_> = AwsType::ALL.iter().map(|t| t.word()).collect();
-                    format!("--aws-types: unknown type {w:?}; known: {}", known.join(", "))
+                    let why = format!("unknown type {w:?}; known: {}", known.join(", "));
+                    SetupError::BadValue { flag: "--aws-types", why }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if self.aws_endpoint_url.is_some() && regions.len() > 1 {
-            return Err(format!(
-                "--aws-endpoint-url names one endpoint, which serves one region, and --aws-regions names {}: run a controller per region with its endpoint",
-                regions.len()
-            ));
+            return Err(SetupError::OneEndpointManyRegions(regions.len()));
         }
         let mut config = AwsConfig::new(regions);
         config.endpoint_url = self.aws_endpoint_url.clone();
@@ -126,7 +125,7 @@ mod tests {
 
     fn configure(args: &[&str]) -> Result<Option<Arc<dyn Setup>>, String> {
         let command = Command::try_parse_from(std::iter::once("run").chain(args.iter().copied())).unwrap();
-        command.aws.configure(Common { revert: false })
+        command.aws.configure(Common { revert: false }).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -36,22 +36,43 @@ pub struct Rule {
     pub prefix_list: Option<String>,
 }
 
+/// A desired security-group rule that is not one.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{value} is not a rule: {why}")]
+pub struct NotARule {
+    pub value: String,
+    pub why: RuleProblem,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum RuleProblem {
+    /// serde's words: an unknown field, a missing one, a wrong type.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("give exactly one of cidr, cidr_ipv6, security_group or prefix_list")]
+    NotOneSource,
+    #[error("protocol {0} needs from_port and to_port")]
+    NoPorts(String),
+}
+
 impl Rule {
     /// A rule as `spec.desired` gives it, or why it is not one.
-    pub fn parse(value: &Value) -> Result<Rule, String> {
-        let rule: Rule = serde_json::from_value(value.clone()).map_err(|e| format!("{value} is not a rule: {e}"))?;
-        rule.check().map_err(|why| format!("{value} is not a rule: {why}"))?;
+    pub fn parse(value: &Value) -> Result<Rule, NotARule> {
+        let not_one = |why: RuleProblem| NotARule { value: value.to_string(), why };
+        let rule: Rule =
+            serde_json::from_value(value.clone()).map_err(|e| not_one(RuleProblem::Unreadable(e.to_string())))?;
+        rule.check().map_err(not_one)?;
         Ok(rule)
     }
 
     /// Exactly one source, and ports unless the rule is for every protocol.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), RuleProblem> {
         let sources = [&self.cidr, &self.cidr_ipv6, &self.security_group, &self.prefix_list];
         if sources.iter().filter(|s| s.is_some()).count() != 1 {
-            return Err("give exactly one of cidr, cidr_ipv6, security_group or prefix_list".into());
+            return Err(RuleProblem::NotOneSource);
         }
         if self.protocol != "-1" && (self.from_port.is_none() || self.to_port.is_none()) {
-            return Err(format!("protocol {} needs from_port and to_port", self.protocol));
+            return Err(RuleProblem::NoPorts(self.protocol.clone()));
         }
         Ok(())
     }
@@ -271,11 +292,11 @@ mod tests {
     #[test]
     fn a_desired_rule_names_one_source_and_its_ports() {
         let two = Rule::parse(&json!({"protocol": "tcp", "from_port": 1, "to_port": 2, "cidr": "a", "security_group": "b"}));
-        assert!(two.unwrap_err().contains("exactly one of cidr"));
+        assert!(two.unwrap_err().to_string().contains("exactly one of cidr"));
         let portless = Rule::parse(&json!({"protocol": "tcp", "cidr": "10.0.0.0/8"}));
-        assert!(portless.unwrap_err().contains("protocol tcp needs from_port and to_port"));
+        assert!(portless.unwrap_err().to_string().contains("protocol tcp needs from_port and to_port"));
         let odd = Rule::parse(&json!({"protocol": "tcp", "port": 22, "cidr": "10.0.0.0/8"}));
-        assert!(odd.unwrap_err().contains("unknown field `port`"));
+        assert!(odd.unwrap_err().to_string().contains("unknown field `port`"));
     }
 
     #[test]

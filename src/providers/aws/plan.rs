@@ -173,7 +173,7 @@ fn instance_type(at: At<'_>, desired: &Value, live: &LiveView<'_>) -> Result<Pre
 fn security_group_rules(at: At<'_>, field: &str, desired: &Value, live: &LiveView<'_>) -> Result<Preview, NotRevertible> {
     let bad = |why: String| NotRevertible::BadDesired(format!("{field}: {why}"));
     let want = desired.as_array().ok_or_else(|| bad(format!("the desired value {desired} is not a list of rules")))?;
-    let want: Vec<Rule> = want.iter().map(Rule::parse).collect::<Result<_, _>>().map_err(bad)?;
+    let want: Vec<Rule> = want.iter().map(Rule::parse).collect::<Result<_, _>>().map_err(|e| bad(e.to_string()))?;
     let have = live.attrs.and_then(|a| a.get(field)).unwrap_or(Value::Array(Vec::new()));
     let have: Vec<Rule> = serde_json::from_value(have)
         .map_err(|e| NotRevertible::LiveUnknown(format!("{field}: the live rules cannot be read: {e}")))?;

@@ -3,7 +3,7 @@
 
 use super::client::{self, ClientConfig, DoClient};
 use super::{DigitalOcean, DoType, NAME};
-use crate::providers::contract::{Built, Common, ProviderError, Setup};
+use crate::providers::contract::{Built, Common, ProviderError, Setup, SetupError};
 use crate::runtime::duration::{OptionalDuration, parse_duration, parse_optional_duration};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -65,7 +65,7 @@ impl Flags {
     /// token (see [`Flags::token`]): call it once, before any thread starts.
     /// Without a token DigitalOcean is not configured (`--enable-revert` with
     /// no provider at all is the registry's to refuse); it needs nothing of `_common`.
-    pub fn configure(&self, _common: Common) -> Result<Option<Arc<dyn Setup>>, String> {
+    pub fn configure(&self, _common: Common) -> Result<Option<Arc<dyn Setup>>, SetupError> {
         let Some(token) = self.token()? else { return Ok(None) };
         let types = self
             .digitalocean_types
@@ -73,7 +73,8 @@ impl Flags {
             .map(|w| {
                 DoType::parse(w.trim()).ok_or_else(|| {
                     let known: Vec<_> = DoType::ALL.iter().map(|t| t.word()).collect();
-                    format!("--digitalocean-types: unknown type {w:?}; known: {}", known.join(", "))
+                    let why = format!("unknown type {w:?}; known: {}", known.join(", "));
+                    SetupError::BadValue { flag: "--digitalocean-types", why }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -91,16 +92,14 @@ impl Flags {
     /// The token from `--digitalocean-token-file`, else from DIGITALOCEAN_TOKEN,
     /// which is then taken out of the environment (and overwritten in the
     /// process's first environment) so no child inherits it and `/proc` shows none.
-    fn token(&self) -> Result<Option<String>, String> {
+    fn token(&self) -> Result<Option<String>, SetupError> {
         let from_env = std::env::var(TOKEN_VAR).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
         // SAFETY: called from `main` before the async runtime or any other thread starts.
         unsafe { crate::runtime::secrets::scrub_from_environment(TOKEN_VAR) };
         match (&self.digitalocean_token_file, from_env) {
-            (Some(path), None) => crate::runtime::secrets::read_token_file(path, "--digitalocean-token-file")
-                .map(Some)
-                .map_err(|e| e.to_string()),
+            (Some(path), None) => Ok(Some(crate::runtime::secrets::read_token_file(path, "--digitalocean-token-file")?)),
             (Some(_), Some(_)) => {
-                Err(format!("both --digitalocean-token-file and {TOKEN_VAR} are set: give the token one way only"))
+                Err(SetupError::TokenTwoWays { flag: "--digitalocean-token-file", variable: TOKEN_VAR })
             }
             (None, token) => Ok(token),
         }

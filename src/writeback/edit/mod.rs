@@ -36,7 +36,7 @@ pub const NAMESPACE_REQUIRED: &str = "";
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum EditError {
     #[error("not valid YAML: {0}")]
-    Yaml(String),
+    Yaml(#[from] NotYaml),
     #[error("no document of CloudProvisioned {0}")]
     NotHere(String),
     #[error(
@@ -55,7 +55,7 @@ pub enum EditError {
 
 /// The file with `spec.desired.<field>` of `target` set to `value`.
 pub fn edit(text: &str, target: &EditTarget<'_>, value: &Value) -> Result<String, EditError> {
-    let docs = parse_documents(text).map_err(EditError::Yaml)?;
+    let docs = parse_documents(text)?;
     let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
     let doc = match matching.as_slice() {
         [] => return Err(not_here(&docs, target)),
@@ -165,7 +165,7 @@ fn block_sequence(text: &str, node: &Node, items: &[Value]) -> Result<String, Ed
 /// Parses both texts and checks that they differ in exactly the one value.
 fn verify(before: &str, after: &str, target: &EditTarget<'_>, value: &Value) -> Result<(), EditError> {
     let unsafe_edit = || EditError::Unsafe(target.field.to_owned());
-    let old = read_json(before).map_err(EditError::Yaml)?;
+    let old = read_json(before)?;
     let new = read_json(after).map_err(|_| unsafe_edit())?;
     if old.len() != new.len() {
         return Err(unsafe_edit());
@@ -193,9 +193,20 @@ fn pointer_escape(key: &str) -> String {
 }
 
 /// Every document of a file as JSON, as a YAML reader sees it.
-pub fn read_json(text: &str) -> Result<Vec<Value>, String> {
+pub fn read_json(text: &str) -> Result<Vec<Value>, NotYaml> {
     let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string().replace('\n', " "))
+    serde_saphyr::from_multiple_with_options(text, options).map_err(|e| NotYaml::said(e.to_string()))
+}
+
+/// A text no YAML reader takes, in the reader's words (on one line).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotYaml(String);
+
+impl NotYaml {
+    pub(super) fn said(words: String) -> NotYaml {
+        NotYaml(words.replace('\n', " "))
+    }
 }
 
 #[cfg(test)]
@@ -203,14 +214,14 @@ mod tests;
 
 /// The value `spec.desired.<field>` of `target` has in this file now.
 pub fn current_value(text: &str, target: &EditTarget<'_>) -> Result<Value, EditError> {
-    let docs = parse_documents(text).map_err(EditError::Yaml)?;
+    let docs = parse_documents(text)?;
     let matching: Vec<&Node> = docs.iter().filter(|d| is_target(d, target)).collect();
     match matching.as_slice() {
         [] => return Err(not_here(&docs, target)),
         [one] => locate(one, target)?,
         many => return Err(EditError::Ambiguous { name: target.name.to_owned(), count: many.len() }),
     };
-    let json = read_json(text).map_err(EditError::Yaml)?;
+    let json = read_json(text)?;
     let is_it = |d: &&Value| {
         d["kind"] == "CloudProvisioned"
             && d["metadata"]["name"] == target.name

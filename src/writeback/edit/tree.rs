@@ -1,5 +1,6 @@
 //! A YAML file as a tree of nodes that know where they stand in the text.
 
+use super::NotYaml;
 use granit_parser::{Event, Parser, ScalarStyle, Span, StructureStyle};
 use std::ops::Range;
 
@@ -56,10 +57,10 @@ impl Node {
 type Events<'t> = std::iter::Peekable<std::vec::IntoIter<(Event<'t>, Range<usize>)>>;
 
 /// The root node of each document (empty documents are left out).
-pub fn parse_documents(text: &str) -> Result<Vec<Node>, String> {
+pub fn parse_documents(text: &str) -> Result<Vec<Node>, NotYaml> {
     let mut events = Vec::new();
     for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| e.to_string().replace('\n', " "))?;
+        let (event, span) = event.map_err(|e| NotYaml::said(e.to_string()))?;
         events.push((event, byte_range(&span)?));
     }
     let mut events: Events<'_> = events.into_iter().peekable();
@@ -74,8 +75,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, String> {
     Ok(docs)
 }
 
-fn byte_range(span: &Span) -> Result<Range<usize>, String> {
-    span.byte_range().ok_or_else(|| "the YAML parser gave no byte offsets".to_owned())
+fn byte_range(span: &Span) -> Result<Range<usize>, NotYaml> {
+    span.byte_range().ok_or_else(|| NotYaml::said("the YAML parser gave no byte offsets".to_owned()))
 }
 
 /// What comes next in a collection or document.
@@ -85,7 +86,7 @@ enum Next {
     End(Range<usize>),
 }
 
-fn next(events: &mut Events<'_>) -> Result<Next, String> {
+fn next(events: &mut Events<'_>) -> Result<Next, NotYaml> {
     loop {
         let Some((event, span)) = events.next() else { return Ok(Next::End(0..0)) };
         return Ok(Next::Node(match event {
@@ -111,7 +112,7 @@ fn next(events: &mut Events<'_>) -> Result<Next, String> {
 }
 
 /// The root node of a document, if it has one.
-fn node(events: &mut Events<'_>) -> Result<Option<Node>, String> {
+fn node(events: &mut Events<'_>) -> Result<Option<Node>, NotYaml> {
     Ok(match next(events)? {
         Next::Node(node) => Some(node),
         Next::End(_) => None,
@@ -123,7 +124,7 @@ fn sequence(
     style: StructureStyle,
     anchor: usize,
     start: Range<usize>,
-) -> Result<Node, String> {
+) -> Result<Node, NotYaml> {
     let flow = style == StructureStyle::Flow;
     let mut end = start.end;
     loop {
@@ -138,14 +139,21 @@ fn sequence(
     }
 }
 
-fn mapping(events: &mut Events<'_>, style: StructureStyle, anchor: usize, start: Range<usize>) -> Result<Node, String> {
+fn mapping(
+    events: &mut Events<'_>,
+    style: StructureStyle,
+    anchor: usize,
+    start: Range<usize>,
+) -> Result<Node, NotYaml> {
     let flow = style == StructureStyle::Flow;
     let mut entries = Vec::new();
     let mut end = start.end;
     loop {
         match next(events)? {
             Next::Node(key) => {
-                let Next::Node(value) = next(events)? else { return Err("a map key without a value".into()) };
+                let Next::Node(value) = next(events)? else {
+                    return Err(NotYaml::said("a map key without a value".into()));
+                };
                 end = value.span.end;
                 entries.push((key, value));
             }
