@@ -420,8 +420,8 @@ impl Syncer {
     }
 
     /// Reads one resource again now and writes its CloudResource (after a revert).
-    pub async fn refresh(&self, t: &str, id: &str) -> Result<(), String> {
-        let outcome = self.refresh_one(t, id, &mut SyncReport::default()).await.map_err(|e| e.to_string());
+    pub async fn refresh(&self, t: &str, id: &str) -> Result<(), SyncError> {
+        let outcome = self.refresh_one(t, id, &mut SyncReport::default()).await;
         self.note_requests();
         outcome
     }
@@ -480,7 +480,7 @@ impl Syncer {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum SyncError {
+pub enum SyncError {
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error(transparent)]
