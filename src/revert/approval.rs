@@ -3,7 +3,7 @@
 //! only where the resource's owner allows it, where no other team asks for a
 //! different value, and only for the exact plan the person saw.
 
-use super::{Preview, digest};
+use super::{NotRevertible, Preview, digest};
 use crate::api::lifecycle::{self, State, Trigger};
 use crate::api::{ANNOTATION_REVERT, ANNOTATION_REVERT_ALLOW_DOWNTIME, CloudResource, ProviderCall};
 use crate::detect::{LiveView, loosely_equal};
@@ -51,7 +51,7 @@ pub struct Approval<'a> {
     /// The plan the drift showed (`status.revertPlan`) when the approval was read.
     pub shown: &'a [ProviderCall],
     /// The plan the live state gives now, or why there is none.
-    pub current: Result<&'a Preview, &'a str>,
+    pub current: Result<&'a Preview, &'a NotRevertible>,
     /// The resource it writes to, when its provider is known.
     pub resource: Option<Owned<'a>>,
     /// Other CloudProvisioneds (`namespace/name`) naming the same resource with a different desired value for the field.
@@ -155,7 +155,7 @@ pub fn refusal(a: &Approval<'_>, settings: &RevertSettings) -> Option<String> {
     }
     let current = match a.current {
         Ok(current) => current,
-        Err(why) => return refused(why.to_owned()),
+        Err(why) => return refused(why.to_string()),
     };
     let digest = digest(&current.calls);
     if let Some(why) = unnamed_or_changed(a.value.trim(), &digest, a.shown, current) {

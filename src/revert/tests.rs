@@ -233,10 +233,8 @@ fn approvals_are_refused_with_the_rule_that_refused_them() {
     assert!(
         why(&Approval { conflicts: &peers, ..approval(&d, &p, &tags) }, &on).contains("DesiredConflict: team-b/web")
     );
-    assert!(
-        why(&Approval { current: Err("region cannot be reverted"), ..approval(&d, &p, &tags) }, &on)
-            .contains("region cannot")
-    );
+    let no_call = NotRevertible::NoCall("region cannot be reverted".into());
+    assert!(why(&Approval { current: Err(&no_call), ..approval(&d, &p, &tags) }, &on).contains("region cannot"));
 }
 
 #[test]

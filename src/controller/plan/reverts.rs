@@ -79,7 +79,7 @@ pub(super) fn approve(
             }
             continue;
         }
-        let current = preview_of(inputs, field, desired, rules).map_err(|why| why.to_string());
+        let current = preview_of(inputs, field, desired, rules);
         let conflicts = conflicts_for(inputs, field, desired, settings.revert.claim);
         let approval = Approval {
             value: &d.annotations()[ANNOTATION_REVERT],
@@ -91,7 +91,7 @@ pub(super) fn approve(
                 .get(ANNOTATION_REVERT_ALLOW_DOWNTIME)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             shown: &t.status.revert_plan,
-            current: current.as_ref().map_err(String::as_str),
+            current: current.as_ref(),
             resource: revert::Owned::of(inputs.resource),
             conflicts: &conflicts,
             stale_inventory,
