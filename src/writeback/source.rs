@@ -175,7 +175,9 @@ pub fn refused_flux_variable(record: &GitCommit) -> Option<FluxVariable> {
     if record.flux_variable.is_some() {
         return record.flux_variable.clone();
     }
-    let (_, rest) = record.refused.as_deref()?.split_once(SUBSTITUTION)?;
+    // Only a refusal about a field's text: other refusals may quote a tenant's words.
+    let refused = record.refused.as_deref()?.strip_prefix("write-back refused: spec.desired.")?;
+    let (_, rest) = refused.split_once(SUBSTITUTION)?;
     let (name, set_in) = rest.split_once(NOT_A_VALUE)?;
     Some(FluxVariable { name: name.to_owned(), set_in: set_in.to_owned() })
 }
@@ -380,5 +382,8 @@ mod tests {
         assert_eq!(refused_flux_variable(&record("other words", Some(variable.clone()))), Some(variable));
         let other = record("https://x.example/a.git is not in --git-allowed-remotes", None);
         assert_eq!(refused_flux_variable(&other), None);
+        // Words that only quote the pattern (a tenant's path, say) are not read as one.
+        let quoted = record("the path x is the Flux substitution ${X}, not a value; nothing was pushed; y", None);
+        assert_eq!(refused_flux_variable(&quoted), None);
     }
 }

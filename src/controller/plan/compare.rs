@@ -132,11 +132,12 @@ fn field_event(reason: &'static str, drift: &str, message: String) -> PlannedEve
 
 /// An Open drift still drifts: follow the live (or desired) value when it moved.
 fn update_open(t: &mut Tracked, fd: FieldDrift, plan: &mut Plan) {
+    let Some(still) = lifecycle::next(t.state(), Trigger::StillDrifts) else { return };
     if !t.follow(&fd) {
         return;
     }
     plan.events.push(field_event(
-        "DriftChanged",
+        still.event,
         &t.name,
         format!(
             "{}: expected {}, live value is now {}",

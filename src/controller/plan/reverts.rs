@@ -112,20 +112,24 @@ pub(super) fn approve(
 fn start(t: &mut Tracked, approved: &Preview, (who, now): (String, &Time), plan: &mut Plan) {
     let calls: Vec<String> = approved.calls.iter().map(|c| c.description.clone()).collect();
     let message = format!("revert approved by {who}: {}; the saga's steps are in status.revert", calls.join(", then "));
+    if !enter(t, (Trigger::Revert, now), false, message, plan) {
+        return;
+    }
     t.status.revert_plan = approved.calls.clone();
     t.status.revert_plan_digest = Some(revert::digest(&approved.calls));
     // A record of an earlier approval (this drift failed before) is not this saga's.
     t.status.revert_approved_time = Some(now.clone());
     t.status.resolved_by = Some(who);
     t.status.resolved_time = None;
-    enter(t, (Trigger::Revert, now), false, message, plan);
 }
 
-/// The drift moves on `on` to a revert phase, saying so in its status and an Event.
-fn enter(t: &mut Tracked, (on, now): (Trigger, &Time), warning: bool, message: String, plan: &mut Plan) {
-    let Some(moved) = t.enter(on, now, Some(message.clone())) else { return };
+/// The drift moves on `on` to a revert phase, saying so in its status and an
+/// Event; false (and nothing changed) when the lifecycle has no such move.
+fn enter(t: &mut Tracked, (on, now): (Trigger, &Time), warning: bool, message: String, plan: &mut Plan) -> bool {
+    let Some(moved) = t.enter(on, now, Some(message.clone())) else { return false };
     let regarding = Regarding::Drift(t.name.clone());
     plan.events.push(PlannedEvent { regarding, warning, reason: moved.event, action: "Revert", message });
+    true
 }
 
 /// Every Open (or RevertFailed) drift shows what a revert would do; only
@@ -257,8 +261,8 @@ pub(super) fn in_sync_while_reverting(inputs: &Inputs<'_>, field: &str, t: &mut 
                 let regarding = Regarding::Drift(t.name.clone());
                 let reason = moved.event;
                 plan.events.push(PlannedEvent { regarding, warning: false, reason, action: "Revert", message: event });
+                t.status.resolved_by = Some(who);
             }
-            t.status.resolved_by = Some(who);
             true
         }
         Some(SagaState::Failed) => false,
