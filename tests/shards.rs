@@ -2,7 +2,8 @@
 //! `--exclude-shards` split the CloudProvisioneds (and their Drifts) between
 //! replicas, each shard with a leader of its own; a CloudProvisioned moved to
 //! another shard takes its Drifts along with their history; bad shard flags
-//! are refused before anything runs.
+//! are refused before anything runs; a shard without providers caches only
+//! the CloudResources its objects name.
 
 mod common;
 
@@ -36,10 +37,11 @@ async fn drifted_resource(client: &Client) -> String {
     name
 }
 
-async fn provisioned(client: &Client, ns: &str, name: &str, shard: Option<&str>) {
+/// A CloudProvisioned of `shard` whose new CloudResource drifts; the resource's name.
+async fn provisioned(client: &Client, ns: &str, name: &str, shard: Option<&str>) -> String {
     let resource = drifted_resource(client).await;
     let spec = CloudProvisionedSpec {
-        resource_ref: ResourceRef { name: resource },
+        resource_ref: ResourceRef { name: resource.clone() },
         desired: Fields::try_from(json!({"size_slug": "s-1vcpu-1gb"})).unwrap(),
         ..Default::default()
     };
@@ -51,6 +53,7 @@ async fn provisioned(client: &Client, ns: &str, name: &str, shard: Option<&str>)
         .create(&PostParams::default(), &p)
         .await
         .expect("create CloudProvisioned");
+    resource
 }
 
 async fn drift_of(client: &Client, ns: &str, provisioned: &str) -> Option<Drift> {
@@ -133,6 +136,56 @@ async fn two_shards_split_the_work_each_with_its_own_leader_and_a_moved_object_k
     assert_eq!(status.detected_time, detected, "its history too");
     let all = drifts.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(all.iter().filter(|d| d.spec.provisioned_ref.name == "plain").count(), 1, "no second Drift");
+}
+
+/// A log line without its colours.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().take_while(|c| *c != 'm').for_each(drop);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_shard_without_providers_caches_only_the_cloud_resources_its_objects_name() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "shard-cache").await;
+    provisioned(&client, &ns, "eu-1", Some("eu")).await;
+    provisioned(&client, &ns, "elsewhere", None).await;
+    drifted_resource(&client).await;
+    let eu = ControllerProcess::start(&ns, &["--identity", "eu-cache", "--shard", "eu"]);
+    eventually(WAIT, "the drift of eu-1", || drift_of(&client, &ns, "eu-1")).await;
+    let synced = eventually(WAIT, "the caches-synced log line", || async {
+        eu.log_text().lines().map(plain).find(|l| l.contains("caches synced; reconciling"))
+    })
+    .await;
+    // Of the cluster's CloudResources (these three and every other test's), the one eu-1 names.
+    assert!(synced.contains("cloudresources=1 "), "{synced}");
+
+    // An object the shard takes on after its list: its CloudResource was left
+    // out, so it is read; from then on the watch keeps it.
+    let resource = provisioned(&client, &ns, "eu-2", Some("eu")).await;
+    let drift = eventually(WAIT, "the drift of eu-2", || drift_of(&client, &ns, "eu-2")).await;
+    assert_eq!(drift.status.unwrap().actual, json!("s-2vcpu-4gb"));
+    let moved =
+        CloudResourceStatus { size_slug: Some("s-4vcpu-8gb".into()), synced_time: Some(now()), ..Default::default() };
+    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": moved});
+    Api::<CloudResource>::all(client.clone())
+        .patch_status(&resource, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body))
+        .await
+        .expect("move the live value");
+    eventually(WAIT, "the drift following the new live value", || async {
+        let d = drift_of(&client, &ns, "eu-2").await?;
+        (d.status?.actual == json!("s-4vcpu-8gb")).then_some(())
+    })
+    .await;
+    assert_eq!(eu.metric("arcadia_drift_leader"), 1.0);
 }
 
 #[test]

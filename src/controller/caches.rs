@@ -58,12 +58,23 @@ pub struct Watches {
     pub policies: Touched<DriftPolicy>,
 }
 
+/// Which CloudResources the cache keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceScope {
+    /// Every one: what a syncer plans against.
+    All,
+    /// Those the cached CloudProvisioneds name: a shard without a syncer
+    /// needs no more. One named by an object cached later is read when its
+    /// object is reconciled, until its next change brings it.
+    Named,
+}
+
 /// Sets up the caches and the watches that will fill them. CloudProvisioneds
 /// and Drifts are watched in `namespace` only, when given, and only those of
-/// `shard`; CloudResources and DriftPolicies whole.
+/// `shard`; CloudResources (as `scope` says) and DriftPolicies whole.
 pub fn watch_all(
     client: &Client,
-    (namespace, shard): (Option<&str>, &Shard),
+    (namespace, shard, scope): (Option<&str>, &Shard, ResourceScope),
     streaming: bool,
     metrics: &ControllerMetrics,
 ) -> (Caches, Watches) {
@@ -72,9 +83,11 @@ pub fn watch_all(
         Some(selector) => lists.clone().labels(&selector),
         None => lists.clone(),
     };
-    let (provisioned, provisioned_watch, by_resource) = watch_provisioned(client, namespace, &sharded, metrics);
+    let (provisioned, provisioned_watch, by_resource, provisioned_synced) =
+        watch_provisioned(client, namespace, &sharded, metrics);
     let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, &sharded, metrics);
-    let (resources, resources_watch, resources_synced) = watch_resources(client, &lists, metrics);
+    let named = (scope == ResourceScope::Named).then(|| (by_resource.clone(), provisioned_synced));
+    let (resources, resources_watch, resources_synced) = watch_resources(client, &lists, named, metrics);
     let (policies, policies_watch, policies_synced) = watch_policies(client, &lists, metrics);
     let caches = Caches {
         provisioned,
@@ -117,8 +130,9 @@ fn watch_provisioned(
     namespace: Option<&str>,
     lists: &watcher::Config,
     metrics: &ControllerMetrics,
-) -> (Store<CloudProvisioned>, Touched<CloudProvisioned>, SharedIndex<CloudProvisioned>) {
+) -> (Store<CloudProvisioned>, Touched<CloudProvisioned>, SharedIndex<CloudProvisioned>, watch::Receiver<bool>) {
     let (store, mut writer) = InPlace::store();
+    let (synced_tx, synced) = watch::channel(false);
     let index = Arc::new(RwLock::new(RefIndex::new(|p: &CloudProvisioned| Some(p.spec.resource_ref.name.clone()))));
     let feed = index.clone();
     let api = scoped::<CloudProvisioned>(client, namespace);
@@ -128,10 +142,11 @@ fn watch_provisioned(
         .modify(compact_provisioned)
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
+        .inspect_ok(mark_synced(synced_tx))
         .touched_objects()
         .filter(|touched| std::future::ready(touched.is_ok()))
         .boxed();
-    (store, stream, index)
+    (store, stream, index, synced)
 }
 
 /// The cache keeps what a reconcile reads, in little memory: our own spec
@@ -228,24 +243,65 @@ pub fn compact_resource(r: &mut CloudResource) {
     r.metadata.resource_version = None;
 }
 
+/// The CloudResources; with `named` (the CloudProvisioneds' index by the
+/// resource they name, and their cache's first list), only those named, and
+/// only once that list is in, so that the first list keeps what it should.
 fn watch_resources(
     client: &Client,
     lists: &watcher::Config,
+    named: Option<(SharedIndex<CloudProvisioned>, watch::Receiver<bool>)>,
     metrics: &ControllerMetrics,
 ) -> (Store<CloudResource>, Touched<CloudResource>, watch::Receiver<bool>) {
     let (store, mut writer) = InPlace::store();
     let (synced_tx, synced) = watch::channel(false);
     let api = Api::<CloudResource>::all(client.clone());
     let lists = lists.clone();
-    let stream = resilient(move || watcher(api.clone(), lists.clone()), "cloudresource")
+    let (index, mut listed) = match named {
+        Some((index, listed)) => (Some(index), Some(listed)),
+        None => (None, None),
+    };
+    let after_provisioned = async move {
+        if let Some(listed) = listed.as_mut() {
+            let _ = listed.wait_for(|l| *l).await;
+        }
+    };
+    let stream = futures::stream::once(after_provisioned)
+        .flat_map(move |()| {
+            let (api, lists) = (api.clone(), lists.clone());
+            resilient(move || watcher(api.clone(), lists.clone()), "cloudresource")
+        })
         .inspect_err(count_errors("cloudresource", metrics))
         .modify(compact_resource)
+        .try_filter_map(move |event| {
+            let kept = match &index {
+                Some(index) => {
+                    let index = index.read().expect("index lock poisoned");
+                    keep_named(event, |name| index.contains(name))
+                }
+                None => Some(event),
+            };
+            std::future::ready(Ok(kept))
+        })
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(mark_synced(synced_tx))
         .touched_objects()
         .filter(|touched| std::future::ready(touched.is_ok()))
         .boxed();
     (store, stream, synced)
+}
+
+/// A CloudResource event as a cache of named resources only sees it: one no
+/// cached object names is left out of a list, and removed on a change (so
+/// what the cache holds is never older than the watch).
+pub fn keep_named(
+    event: watcher::Event<CloudResource>,
+    named: impl Fn(&str) -> bool,
+) -> Option<watcher::Event<CloudResource>> {
+    match event {
+        watcher::Event::Apply(r) if !named(&r.name_any()) => Some(watcher::Event::Delete(r)),
+        watcher::Event::InitApply(r) if !named(&r.name_any()) => None,
+        other => Some(other),
+    }
 }
 
 /// DriftPolicies: few, cluster-scoped, each change rebuilds the index.
@@ -587,5 +643,69 @@ mod resilient_tests {
             "from the first step again: {after:?}"
         );
         assert_eq!(started.lock().unwrap().len(), 1, "the watch relists itself; never started again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CloudResourceSpec;
+    use kube::runtime::reflector::ObjectRef;
+    use watcher::Event;
+
+    fn resource(name: &str) -> CloudResource {
+        let spec = CloudResourceSpec {
+            provider: "digitalocean".into(),
+            type_: "droplet".into(),
+            id: name.into(),
+            region: None,
+        };
+        CloudResource::new(name, spec)
+    }
+
+    fn names(store: &Store<CloudResource>) -> Vec<String> {
+        let mut all: Vec<String> = store.state().iter().map(|r| r.name_any()).collect();
+        all.sort();
+        all
+    }
+
+    /// A cache of named resources holds exactly those named, through a list,
+    /// changes, a name that goes away and a relist; never an older copy.
+    #[test]
+    fn a_cache_of_named_resources_keeps_only_those_named() {
+        let (store, mut writer) = InPlace::<CloudResource>::store();
+        let mut named: std::collections::HashSet<&str> = ["a", "b"].into();
+        let mut feed = |event: Event<CloudResource>, named: &std::collections::HashSet<&str>| {
+            if let Some(kept) = keep_named(event, |n| named.contains(n)) {
+                writer.apply(&kept);
+            }
+        };
+        feed(Event::Init, &named);
+        for name in ["a", "b", "c"] {
+            feed(Event::InitApply(resource(name)), &named);
+        }
+        feed(Event::InitDone, &named);
+        assert_eq!(names(&store), ["a", "b"]);
+
+        // c becomes named: its next change brings it in.
+        named.insert("c");
+        feed(Event::Apply(resource("c")), &named);
+        assert_eq!(names(&store), ["a", "b", "c"]);
+        // b is no longer named: its next change takes it out, not an old copy kept.
+        named.remove("b");
+        feed(Event::Apply(resource("b")), &named);
+        assert_eq!(names(&store), ["a", "c"]);
+        feed(Event::Delete(resource("a")), &named);
+        assert_eq!(names(&store), ["c"]);
+
+        // A relist keeps only the named ones, and drops the rest.
+        named.insert("d");
+        feed(Event::Init, &named);
+        for name in ["c", "d", "e"] {
+            feed(Event::InitApply(resource(name)), &named);
+        }
+        feed(Event::InitDone, &named);
+        assert_eq!(names(&store), ["c", "d"]);
+        assert!(store.get(&ObjectRef::new("e")).is_none());
     }
 }

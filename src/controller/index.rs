@@ -94,6 +94,11 @@ where
         self.by_key.get(key).map(|ids| ids.iter().map(|id| object_ref(id)).collect()).unwrap_or_default()
     }
 
+    /// Whether any object carries `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
     pub fn len(&self) -> usize {
         self.key_of.len()
     }

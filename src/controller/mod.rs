@@ -63,6 +63,9 @@ pub struct Settings {
     pub decisions_namespace: String,
     /// The CloudProvisioneds (and their Drifts) this replica handles.
     pub shard: shard::Shard,
+    /// Which CloudResources it caches: all where a syncer plans against the
+    /// cache, else (a shard without providers) only those its objects name.
+    pub resources: caches::ResourceScope,
 }
 
 /// The drift controller, its caches set up but not yet filled.
@@ -78,8 +81,12 @@ pub struct DriftController {
 impl DriftController {
     pub fn new(client: Client, settings: Settings, metrics: ControllerMetrics) -> Self {
         let namespace = settings.namespace.as_deref();
-        let (caches, watches) =
-            caches::watch_all(&client, (namespace, &settings.shard), settings.streaming_lists, &metrics);
+        let (caches, watches) = caches::watch_all(
+            &client,
+            (namespace, &settings.shard, settings.resources),
+            settings.streaming_lists,
+            &metrics,
+        );
         Self { client, settings, metrics, caches, watches, writeback: None }
     }
 
@@ -145,6 +152,7 @@ impl DriftController {
             writeback,
             metrics,
             sharded: settings.shard.is_partial(),
+            resources: settings.resources,
             plan_settings: plan::Settings {
                 max_inventory_age: settings.max_inventory_age,
                 accept: settings.accept.clone(),

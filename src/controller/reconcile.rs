@@ -8,8 +8,8 @@ use super::metrics::ControllerMetrics;
 use super::plan::{self, DriftWrite, Inputs, Plan, PlannedEvent, Regarding};
 use super::retry::{self, ErrorClass};
 use crate::api::{
-    self, CloudProvisioned, CloudProvisionedStatus, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE, LABEL_PROVISIONED,
-    LABEL_SEVERITY, LABEL_SHARD,
+    self, CloudProvisioned, CloudProvisionedStatus, CloudResource, Drift, DriftStatus, FIELD_MANAGER, LABEL_PHASE,
+    LABEL_PROVISIONED, LABEL_SEVERITY, LABEL_SHARD,
 };
 use crate::runtime::jittered;
 use crate::writeback::commit::Change;
@@ -44,6 +44,8 @@ pub struct Context {
     pub writeback: Option<Writeback>,
     /// Other replicas handle some CloudProvisioneds (`--shard`, `--exclude-shards`).
     pub sharded: bool,
+    /// Which CloudResources the cache keeps (see [`Caches`]).
+    pub resources: super::caches::ResourceScope,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,8 @@ pub enum Error {
     Journal { source: super::journal::JournalError },
     #[error("moving the Drifts of CloudProvisioned {object} into its shard: {source}")]
     MoveDrifts { object: String, source: kube::Error },
+    #[error("reading CloudResource {name}, which the cache of named resources does not hold yet: {source}")]
+    ReadResource { name: String, source: kube::Error },
 }
 
 impl Context {
@@ -84,6 +88,7 @@ impl Error {
             Error::WriteStatus { .. } => "write_status",
             Error::Journal { .. } => "journal",
             Error::MoveDrifts { .. } => "move_drifts",
+            Error::ReadResource { .. } => "read_resource",
         }
     }
 
@@ -93,7 +98,8 @@ impl Error {
             | Error::WriteDrift { source, .. }
             | Error::ClearAccept { source, .. }
             | Error::WriteStatus { source, .. }
-            | Error::MoveDrifts { source, .. } => source,
+            | Error::MoveDrifts { source, .. }
+            | Error::ReadResource { source, .. } => source,
             Error::Journal { source } => source.source_error(),
         }
     }
@@ -111,6 +117,23 @@ impl Error {
     fn is_not_found(&self) -> bool {
         matches!(self.source(), kube::Error::Api(s) if s.code == 404)
     }
+}
+
+/// The CloudResource `p` names: from the cache, or, where the cache keeps only
+/// named ones and lacks it, read now (it was listed before `p` named it; its
+/// next change brings it into the cache).
+async fn resource_of(ctx: &Context, p: &CloudProvisioned) -> Result<Option<Arc<CloudResource>>, Error> {
+    let name = &p.spec.resource_ref.name;
+    let cached = ctx.caches.resources.get(&ObjectRef::new(name));
+    if cached.is_some() || ctx.resources == super::caches::ResourceScope::All {
+        return Ok(cached);
+    }
+    let read = Api::<CloudResource>::all(ctx.client.clone()).get_opt(name).await;
+    let mut found = read.map_err(|source| Error::ReadResource { name: name.clone(), source })?;
+    if let Some(r) = found.as_mut() {
+        super::caches::compact_resource(r);
+    }
+    Ok(found.map(Arc::new))
 }
 
 /// One reconcile of a CloudProvisioned. It never asks to be requeued when it
@@ -137,7 +160,7 @@ pub async fn reconcile(p: Arc<CloudProvisioned>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let resource = ctx.caches.resources.get(&ObjectRef::new(&p.spec.resource_ref.name));
+    let resource = resource_of(&ctx, &p).await?;
     let drifts = drifts_of(&ctx, &key);
     let drift_refs: Vec<&Drift> = drifts.iter().map(Arc::as_ref).collect();
     let now = api::now();
