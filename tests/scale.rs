@@ -34,6 +34,11 @@ use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 8;
 
+/// A deadline of `seconds` per 10,000 objects (at least `seconds`): the work grows with N.
+fn per_10k(n: usize, seconds: u64) -> Duration {
+    Duration::from_secs(seconds * (n as u64).div_ceil(10_000).max(1))
+}
+
 struct Run {
     n: usize,
     resync: Duration,
@@ -410,7 +415,7 @@ async fn scale() {
             ],
             shard_count(),
         );
-        let converged = common::eventually(Duration::from_secs(600), "cold convergence", || async {
+        let converged = common::eventually(per_10k(n, 600), "cold convergence", || async {
             let s = seen.lock().unwrap();
             (s.with_status.len() == n && s.open.len() == expected).then(|| started.elapsed())
         })
@@ -498,7 +503,7 @@ async fn scale() {
             tokio::time::sleep(outage).await;
             control_plane("start-apiserver");
             total_expected += wave.len();
-            let recovered = common::eventually(Duration::from_secs(300), "recovery after the outage", || async {
+            let recovered = common::eventually(per_10k(n, 300), "recovery after the outage", || async {
                 let s = seen.lock().unwrap();
                 (s.open.len() == total_expected).then(|| down.elapsed())
             })
