@@ -259,11 +259,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let args = *args;
             let decisions_namespace = args.lease_namespace.clone();
             let (shard, lease) = shard_and_lease(&args, &identity)?;
-            // A syncer plans against this replica's CloudResource cache: with one, it holds them all.
-            let resources = match shard.is_partial() && inventory.is_none() {
-                true => crate::controller::caches::ResourceScope::Named,
-                false => crate::controller::caches::ResourceScope::All,
-            };
+            let resources = crate::controller::caches::ResourceScope::of(shard.is_partial(), inventory.is_some());
             let config = crate::run::RunConfig {
                 api_qps: args.api_qps,
                 api_burst: args.api_burst,

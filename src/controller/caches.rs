@@ -69,6 +69,14 @@ pub enum ResourceScope {
     Named,
 }
 
+impl ResourceScope {
+    /// A syncer plans against its replica's cache, so a replica that runs one
+    /// caches every CloudResource; an unsharded one needs them all anyway.
+    pub fn of(sharded: bool, runs_syncer: bool) -> Self {
+        if sharded && !runs_syncer { ResourceScope::Named } else { ResourceScope::All }
+    }
+}
+
 /// Sets up the caches and the watches that will fill them. CloudProvisioneds
 /// and Drifts are watched in `namespace` only, when given, and only those of
 /// `shard`; CloudResources (as `scope` says) and DriftPolicies whole.
@@ -256,10 +264,7 @@ fn watch_resources(
     let (synced_tx, synced) = watch::channel(false);
     let api = Api::<CloudResource>::all(client.clone());
     let lists = lists.clone();
-    let (index, mut listed) = match named {
-        Some((index, listed)) => (Some(index), Some(listed)),
-        None => (None, None),
-    };
+    let (index, mut listed) = named.unzip();
     let after_provisioned = async move {
         if let Some(listed) = listed.as_mut() {
             let _ = listed.wait_for(|l| *l).await;

@@ -287,12 +287,7 @@ impl Worker {
             Ok(pushed) => WritebackOutcome::Pushed(record(&remote, pushed)),
             Err(GitError::Substituted { path, field, variable }) => {
                 let (why, variable) = source::substitution_refusal(&path, &field, &variable, kustomization.as_ref());
-                match refused(&remote, why) {
-                    WritebackOutcome::Refused(record) => {
-                        WritebackOutcome::Refused(GitCommit { flux_variable: Some(variable), ..record })
-                    }
-                    other => other,
-                }
+                WritebackOutcome::Refused(GitCommit { flux_variable: Some(variable), ..refusal(&remote, why) })
             }
             Err(error @ (GitError::Refused(_) | GitError::NotWritable(_))) => refused(&remote, error.to_string()),
             Err(GitError::Superseded) => WritebackOutcome::Superseded,
@@ -439,7 +434,12 @@ fn record(remote: &Remote, pushed: Pushed) -> GitCommit {
 
 /// A write-back refused for good, kept on the Drift (`status.git.refused`).
 fn refused(remote: &Remote, why: String) -> WritebackOutcome {
-    WritebackOutcome::Refused(GitCommit {
+    WritebackOutcome::Refused(refusal(remote, why))
+}
+
+/// The record of a refused write-back, as `status.git` keeps it.
+fn refusal(remote: &Remote, why: String) -> GitCommit {
+    GitCommit {
         url: remote.url.clone(),
         branch: remote.branch.clone(),
         commit: String::new(),
@@ -447,7 +447,7 @@ fn refused(remote: &Remote, why: String) -> WritebackOutcome {
         refused: Some(format!("write-back refused: {why}")),
         pushed_time: crate::api::now(),
         flux_variable: None,
-    })
+    }
 }
 
 /// A refusal decided before any remote is known.
