@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 /// One value to compare, wherever it is held: a serde_json value, the text of
 /// a cached [`super::Fields`], or a live resource's typed fields. Each rule
 /// below is written once, against this view.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 enum Node<'a> {
+    #[default]
     Missing,
     Value(&'a Value),
     Json(JsonText<'a>),
@@ -120,12 +121,9 @@ impl<'a> Node<'a> {
                 Value::Object(map) => Shape::Object(Keyed::Values(map.iter())),
             },
             Node::Json(text) => match text.read() {
-                Read::Null => Shape::Scalar(Scalar::Empty),
-                Read::Bool(b) => Shape::Scalar(Scalar::Bool(b)),
-                Read::Number(n) => Shape::Scalar(Scalar::Num(Num::Written(n))),
-                Read::Str(s) => Shape::Scalar(Scalar::of_str(s)),
                 Read::List(members) => Shape::List(Items::Json(members)),
                 Read::Object(entries) => Shape::Object(Keyed::Json(entries)),
+                scalar => Shape::Scalar(Scalar::of_read(scalar).expect("neither a list nor an object")),
             },
         }
     }
@@ -139,6 +137,17 @@ impl<'a> Node<'a> {
 impl<'a> Scalar<'a> {
     fn of_str(s: JsonStr<'a>) -> Self {
         if s.is_empty() { Scalar::Empty } else { Scalar::Str(s) }
+    }
+
+    /// The scalar a text holds; `None` for a list or an object.
+    fn of_read(read: Read<'a>) -> Option<Self> {
+        Some(match read {
+            Read::Null => Scalar::Empty,
+            Read::Bool(b) => Scalar::Bool(b),
+            Read::Number(n) => Scalar::Num(Num::Written(n)),
+            Read::Str(s) => Scalar::of_str(s),
+            Read::List(_) | Read::Object(_) => return None,
+        })
     }
 }
 
@@ -158,15 +167,44 @@ fn scalars_equal(a: Scalar<'_>, b: Scalar<'_>) -> bool {
 }
 
 fn numbers_equal(a: Num<'_>, b: Num<'_>) -> bool {
+    if let (Num::Written(x), Num::Written(y)) = (a, b)
+        && same_decimal(x, y)
+    {
+        return true;
+    }
     match (a.integer(), b.integer()) {
         (Some(x), Some(y)) => x == y,
         _ => a.float() == b.float(),
     }
 }
 
+/// Whether two decimals without an exponent are written alike but for
+/// leading zeros of the whole part and trailing zeros of the fraction
+/// (`4096` and `4096.0`): the same value, known without parsing either. Any
+/// other pair is left to the parsed comparison.
+fn same_decimal(x: &str, y: &str) -> bool {
+    x == y || matches!((decimal(x), decimal(y)), (Some(a), Some(b)) if a == b)
+}
+
+/// A decimal's sign, whole digits without leading zeros and fraction digits
+/// without trailing zeros; `None` for anything else.
+fn decimal(text: &str) -> Option<(bool, &str, &str)> {
+    let (negative, digits) = text.strip_prefix('-').map_or((false, text), |rest| (true, rest));
+    let dot = digits.bytes().position(|b| b == b'.');
+    let (whole, fraction) = dot.map_or((digits, ""), |at| (&digits[..at], &digits[at + 1..]));
+    let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    (!whole.is_empty() && all_digits(whole) && all_digits(fraction))
+        .then(|| (negative, whole.trim_start_matches('0'), fraction.trim_end_matches('0')))
+}
+
 /// A number equals a string when the string is the number's text or, read as
 /// a number, has the same value. Non-finite readings ("NaN", "inf") never match.
 fn number_equals_text(n: Num<'_>, s: &str) -> bool {
+    if let Num::Written(text) = n
+        && same_decimal(text, s)
+    {
+        return true;
+    }
     if let (Some(x), Ok(y)) = (n.integer(), s.parse::<i128>()) {
         return x == y;
     }
@@ -176,28 +214,94 @@ fn number_equals_text(n: Num<'_>, s: &str) -> bool {
     }
 }
 
-/// The one comparison every public function below is a view of.
+/// The one comparison every public function below is a view of. The pairs a
+/// comparison meets most (a desired value held as text against a live one
+/// held as text, a string or a list of strings) take a short way first.
 fn nodes_equal(a: Node<'_>, b: Node<'_>) -> bool {
-    if let (Node::Json(x), Node::Json(y)) = (a, b) {
-        if x == y {
-            // The same canonical text is the same value, and a value equals itself.
-            return true;
+    match (a, b) {
+        (Node::Json(x), Node::Json(y)) => texts_equal(x, y),
+        // A string against a live string: equal exactly when the strings are
+        // (two empty ones included).
+        (Node::Json(x), Node::Text(t)) | (Node::Text(t), Node::Json(x)) if x.is_string() => {
+            x.string().same(JsonStr::Plain(t))
         }
-        if x.as_str().starts_with('"') && y.as_str().starts_with('"') {
-            // Two strings (empty or not) are equal exactly when spelled alike.
-            return false;
+        (Node::Json(x), Node::Texts(list)) | (Node::Texts(list), Node::Json(x)) if x.is_list() => {
+            let live = list.iter().map(String::as_str);
+            same_set(x.members(), live, |a, t| nodes_equal(Node::Json(a), Node::Text(t)))
         }
+        _ => shapes_equal(a.shape(), b.shape()),
     }
-    match (a.shape(), b.shape()) {
-        (Shape::List(x), Shape::List(y)) => same_set(x, y),
+}
+
+/// Two values held as text. The same canonical text is the same value, and
+/// two strings (empty or not) are equal exactly when spelled alike: most
+/// pairs are settled by that alone, so it is kept small enough to inline.
+#[inline]
+fn texts_equal(x: JsonText<'_>, y: JsonText<'_>) -> bool {
+    x == y || (!(x.is_string() && y.is_string()) && texts_loosely_equal(x, y))
+}
+
+fn texts_loosely_equal(x: JsonText<'_>, y: JsonText<'_>) -> bool {
+    match (x.read(), y.read()) {
+        (Read::List(a), Read::List(b)) => same_set(a, b, texts_equal),
+        (Read::Object(a), Read::Object(b)) => same_json_entries(a, b),
+        (a, b) => match (Scalar::of_read(a), Scalar::of_read(b)) {
+            (Some(a), Some(b)) => scalars_equal(a, b),
+            _ => false,
+        },
+    }
+}
+
+fn shapes_equal(a: Shape<'_>, b: Shape<'_>) -> bool {
+    match (a, b) {
+        (Shape::List(x), Shape::List(y)) => same_set(x, y, nodes_equal),
         (Shape::Object(x), Shape::Object(y)) => same_entries(x, y),
         (Shape::Scalar(x), Shape::Scalar(y)) => scalars_equal(x, y),
         _ => false,
     }
 }
 
-/// Objects compare key by key; an absent key equals null.
+/// Objects compare key by key; an absent key equals null. Entries are walked
+/// side by side while their keys agree, the common case (both sides keep
+/// their keys sorted); where the keys part ways each is looked up instead.
 fn same_entries(x: Keyed<'_>, y: Keyed<'_>) -> bool {
+    let (mut xs, mut ys) = (x.clone(), y.clone());
+    loop {
+        match (xs.next(), ys.next()) {
+            (Some((xk, xv)), Some((yk, yv))) if xk.same(yk) => {
+                if !nodes_equal(xv, yv) {
+                    return false;
+                }
+            }
+            (Some(_), Some(_)) => return same_entries_by_key(x, y),
+            // The keys left on one side are absent from the other.
+            (Some((_, v)), None) | (None, Some((_, v))) => {
+                return nodes_equal(v, Node::Missing) && xs.chain(ys).all(|(_, v)| nodes_equal(v, Node::Missing));
+            }
+            (None, None) => return true,
+        }
+    }
+}
+
+/// Two objects held as text: both sort their keys alike, so they are walked
+/// side by side while the keys agree, without the general walk's dispatch;
+/// anything else is left to [`same_entries`].
+fn same_json_entries(x: Entries<'_>, y: Entries<'_>) -> bool {
+    let (mut xs, mut ys) = (x.clone(), y.clone());
+    loop {
+        match (xs.next(), ys.next()) {
+            (Some((xk, xv)), Some((yk, yv))) if xk.same(yk) => {
+                if !texts_equal(xv, yv) {
+                    return false;
+                }
+            }
+            (None, None) => return true,
+            _ => return same_entries(Keyed::Json(x), Keyed::Json(y)),
+        }
+    }
+}
+
+fn same_entries_by_key(x: Keyed<'_>, y: Keyed<'_>) -> bool {
     x.clone().all(|(k, v)| nodes_equal(v, Node::entry(y.clone(), k)))
         && y.filter(|(k, _)| !x.clone().any(|(xk, _)| xk.same(*k))).all(|(_, v)| nodes_equal(v, Node::Missing))
 }
@@ -235,17 +339,25 @@ impl<'a> Node<'a> {
 /// neither a hash nor an order for values that are only loosely equal. Lists
 /// of up to [`ON_STACK`] members are split once onto the stack; longer ones
 /// are walked again for each member.
-fn same_set(a: Items<'_>, mut b: Items<'_>) -> bool {
-    let (mut xs, mut ys) = ([Node::Missing; ON_STACK], [Node::Missing; ON_STACK]);
+fn same_set<A, B>(
+    a: impl Iterator<Item = A> + Clone,
+    b: impl Iterator<Item = B> + Clone,
+    eq: impl Fn(A, B) -> bool,
+) -> bool
+where
+    A: Copy + Default,
+    B: Copy + Default,
+{
+    let (mut xs, mut ys) = ([A::default(); ON_STACK], [B::default(); ON_STACK]);
     match (split_onto(a.clone(), &mut xs), split_onto(b.clone(), &mut ys)) {
-        (Some(x), Some(y)) => covers(x, y) && covers(y, x),
-        _ => a.clone().all(|x| b.clone().any(|y| nodes_equal(x, y))) && b.all(|y| a.clone().any(|x| nodes_equal(x, y))),
+        (Some(x), Some(y)) => same_members(x, y, eq),
+        _ => a.clone().all(|x| b.clone().any(|y| eq(x, y))) && b.clone().all(|y| a.clone().any(|x| eq(x, y))),
     }
 }
 
 const ON_STACK: usize = 8;
 
-fn split_onto<'a, 's>(items: Items<'a>, slots: &'s mut [Node<'a>; ON_STACK]) -> Option<&'s [Node<'a>]> {
+fn split_onto<T>(items: impl Iterator<Item = T>, slots: &mut [T; ON_STACK]) -> Option<&[T]> {
     let mut n = 0;
     for item in items {
         *slots.get_mut(n)? = item;
@@ -254,9 +366,18 @@ fn split_onto<'a, 's>(items: Items<'a>, slots: &'s mut [Node<'a>; ON_STACK]) -> 
     Some(&slots[..n])
 }
 
-/// Every member of `a` has an equal one in `b`.
-fn covers(a: &[Node<'_>], b: &[Node<'_>]) -> bool {
-    a.iter().all(|x| b.iter().any(|y| nodes_equal(*x, *y)))
+/// Set equality of two split lists. Members equal pair by pair in order cost
+/// one pass; after them each member of `x` is looked for in `y`, and only the
+/// members of `y` that no search met are looked for in `x`.
+fn same_members<A: Copy, B: Copy>(x: &[A], y: &[B], eq: impl Fn(A, B) -> bool) -> bool {
+    let paired = x.iter().zip(y).take_while(|(a, b)| eq(**a, **b)).count();
+    if paired == x.len() && paired == y.len() {
+        return true;
+    }
+    let mut met = [false; ON_STACK];
+    met[..paired].fill(true);
+    let mut found = |a: A| y.iter().position(|b| eq(a, *b)).inspect(|&j| met[j] = true).is_some();
+    x[paired..].iter().all(|a| found(*a)) && y.iter().zip(met).all(|(b, met)| met || x.iter().any(|a| eq(*a, *b)))
 }
 
 #[cfg(test)]
@@ -309,6 +430,22 @@ mod tests {
         assert!(eq(json!(u64::MAX), json!(u64::MAX)));
         assert!(!eq(json!(u64::MAX), json!(u64::MAX - 1)));
         assert!(eq(json!(i64::MIN), json!(i64::MIN.to_string())));
+    }
+
+    #[test]
+    fn decimals_written_alike_but_for_zeros_are_equal_without_parsing() {
+        assert!(same_decimal("4096.0", "4096"));
+        assert!(same_decimal("007.50", "7.5"));
+        assert!(same_decimal("-0.0", "-0"));
+        assert!(!same_decimal("-1", "1"));
+        assert!(!same_decimal("1e3", "1000"), "exponents are left to the parsed comparison");
+        assert!(!same_decimal("1.5", "15"));
+        assert!(!same_decimal(".5", "0.5"), "not a JSON number: left to the parsed comparison");
+        assert!(!same_decimal("1.2.3", "1.2.3.0"));
+        // What it leaves alone is still compared by value.
+        assert!(eq(json!(1000), json!("1e3")));
+        assert!(eq(json!(0), json!("-0")));
+        assert!(eq(json!(4096.0), json!("4096")));
     }
 
     #[test]

@@ -50,6 +50,15 @@ impl Fields {
         (0..self.len()).map(|i| (self.key_at(i), JsonText(self.value_text(i))))
     }
 
+    /// Entries in key order, each value as its JSON text and with the value
+    /// `other` holds for the same key: both maps are sorted, so one pass over
+    /// both finds them, where a search for each key would cost more than
+    /// comparing most values.
+    pub fn json_entries_with<'a>(&'a self, other: Option<&'a Fields>) -> Joined<'a> {
+        let walk = |fields| Walk { fields, at: 0, start: 0 };
+        Joined { left: walk(self), right: other.map(walk) }
+    }
+
     pub fn contains_key(&self, key: &str) -> bool {
         self.position(key).is_ok()
     }
@@ -132,6 +141,78 @@ impl Fields {
             }
         }
         Err(low)
+    }
+}
+
+/// The entries of one map, each with the value a second map holds for the
+/// same key ([`Fields::json_entries_with`]).
+pub struct Joined<'a> {
+    left: Walk<'a>,
+    right: Option<Walk<'a>>,
+}
+
+impl<'a> Iterator for Joined<'a> {
+    type Item = (&'a str, JsonText<'a>, Option<JsonText<'a>>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let key = self.left.key()?;
+        let value = self.left.value();
+        self.left.advance();
+        let matched = self.right.as_mut().and_then(|right| right.seek(key.as_bytes()));
+        Some((key, value, matched))
+    }
+}
+
+/// A walk over a map's entries that keeps where the current key starts.
+struct Walk<'a> {
+    fields: &'a Fields,
+    at: usize,
+    start: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn key(&self) -> Option<&'a str> {
+        let span = self.fields.spans.get(self.at)?;
+        Some(&self.fields.text[self.start..span.key_end as usize])
+    }
+
+    fn value(&self) -> JsonText<'a> {
+        let span = self.fields.spans[self.at];
+        JsonText(&self.fields.text[span.key_end as usize..span.value_end as usize])
+    }
+
+    fn advance(&mut self) {
+        self.start = self.fields.spans[self.at].value_end as usize;
+        self.at += 1;
+    }
+
+    /// Steps past the keys up to `key`; the value of `key`, if it is there.
+    /// Keys are compared as bytes, which is a `str`'s order.
+    fn seek(&mut self, key: &[u8]) -> Option<JsonText<'a>> {
+        let bytes = self.fields.text.as_bytes();
+        while let Some(span) = self.fields.spans.get(self.at) {
+            match key_order(&bytes[self.start..span.key_end as usize], key) {
+                std::cmp::Ordering::Less => self.advance(),
+                std::cmp::Ordering::Equal => {
+                    // Keys are unique and asked in order: it is not asked again.
+                    let value = self.value();
+                    self.advance();
+                    return Some(value);
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+}
+
+/// The order of two keys (a `str`'s order is its bytes'). Keys mostly differ
+/// in their first byte, which settles it without a call to compare the rest.
+#[inline]
+fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
     }
 }
 
@@ -388,6 +469,18 @@ mod tests {
         assert_eq!(Value::from(&fields), value);
         assert_eq!(fields.keys().collect::<Vec<_>>(), ["", "i", "naïve \"key\"", "u"]);
         assert_eq!(fields.get("naïve \"key\""), Some(json!("tab\t")));
+    }
+
+    #[test]
+    fn entries_come_with_the_other_maps_value_for_the_same_key() {
+        let left: Fields = serde_json::from_value(json!({"a": 1, "c": 3, "d": [4], "f": 6})).unwrap();
+        let right: Fields = serde_json::from_value(json!({"b": 20, "c": 30, "e": 50, "f": "60", "g": 70})).unwrap();
+        let joined: Vec<(&str, &str, Option<&str>)> =
+            left.json_entries_with(Some(&right)).map(|(k, v, o)| (k, v.as_str(), o.map(JsonText::as_str))).collect();
+        assert_eq!(joined, [("a", "1", None), ("c", "3", Some("30")), ("d", "[4]", None), ("f", "6", Some("\"60\""))]);
+        assert!(left.json_entries_with(None).all(|(_, _, o)| o.is_none()));
+        assert_eq!(Fields::default().json_entries_with(Some(&right)).count(), 0);
+        assert!(right.json_entries_with(Some(&Fields::default())).all(|(_, _, o)| o.is_none()));
     }
 
     #[test]

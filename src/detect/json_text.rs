@@ -10,8 +10,9 @@
 
 use serde_json::Value;
 
-/// The compact JSON text of one value held by [`super::Fields`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The compact JSON text of one value held by [`super::Fields`]. The default,
+/// no text, reads as null.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JsonText<'a>(pub(super) &'a str);
 
 impl<'a> JsonText<'a> {
@@ -24,7 +25,27 @@ impl<'a> JsonText<'a> {
         serde_json::from_str(self.0).expect("Fields holds the JSON text it wrote")
     }
 
+    #[inline]
+    pub(super) fn is_string(self) -> bool {
+        self.0.starts_with('"')
+    }
+
+    pub(super) fn is_list(self) -> bool {
+        self.0.starts_with('[')
+    }
+
+    /// The string's content as spelled; call it on a string only.
+    pub(super) fn string(self) -> JsonStr<'a> {
+        JsonStr::Spelled(&self.0[1..self.0.len() - 1])
+    }
+
+    /// The members of a list; call it on a list only.
+    pub(super) fn members(self) -> Members<'a> {
+        Members { rest: &self.0[1..self.0.len() - 1] }
+    }
+
     /// What kind of value the text holds, by its first byte.
+    #[inline]
     pub(super) fn read(self) -> Read<'a> {
         let text = self.0;
         match text.as_bytes().first() {
@@ -68,7 +89,7 @@ impl<'a> JsonStr<'a> {
     pub(super) fn plain(self) -> Option<&'a str> {
         match self {
             JsonStr::Plain(s) => Some(s),
-            JsonStr::Spelled(s) => (!s.contains('\\')).then_some(s),
+            JsonStr::Spelled(s) => (!has_escape(s)).then_some(s),
         }
     }
 
@@ -78,12 +99,24 @@ impl<'a> JsonStr<'a> {
             (JsonStr::Plain(a), JsonStr::Plain(b)) => a == b,
             // serde_json escapes one way only, so equal strings are spelled alike.
             (JsonStr::Spelled(a), JsonStr::Spelled(b)) => a == b,
-            // Most strings need no escape, so their spelling is the string.
+            // Most strings need no escape, so their spelling is the string. An
+            // escape is longer than what it stands for, so a spelling with one
+            // is longer than the string it spells.
             (JsonStr::Plain(p), JsonStr::Spelled(s)) | (JsonStr::Spelled(s), JsonStr::Plain(p)) => {
-                p == s || (s.contains('\\') && unescaped(s).eq(p.chars()))
+                match s.len().cmp(&p.len()) {
+                    std::cmp::Ordering::Equal => s == p && !has_escape(s),
+                    std::cmp::Ordering::Greater => has_escape(s) && unescaped(s).eq(p.chars()),
+                    std::cmp::Ordering::Less => false,
+                }
             }
         }
     }
+}
+
+/// Whether a string's content as spelled holds an escape: it holds no bare
+/// quote, so the first quote or backslash found is a backslash.
+fn has_escape(spelled: &str) -> bool {
+    quote_or_backslash(spelled.as_bytes(), 0).is_some()
 }
 
 /// The characters of a raw JSON string's content, escapes decoded.
@@ -148,15 +181,17 @@ impl<'a> Iterator for Entries<'a> {
     type Item = (JsonStr<'a>, JsonText<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (key, rest) = split_value(self.rest)?;
-        let (value, rest) = split_value(rest.strip_prefix(':')?)?;
+        // A key is a string, and a colon follows it.
+        let close = (!self.rest.is_empty()).then(|| string_end(self.rest.as_bytes(), 0))?;
+        let key = &self.rest[1..close];
+        let (value, rest) = split_value(self.rest.get(close + 2..)?)?;
         self.rest = rest;
-        let key = key.0;
-        Some((JsonStr::Spelled(&key[1..key.len() - 1]), value))
+        Some((JsonStr::Spelled(key), value))
     }
 }
 
 /// The first value of `text` and what follows it (past a separating comma).
+#[inline]
 fn split_value(text: &str) -> Option<(JsonText<'_>, &str)> {
     if text.is_empty() {
         return None;
@@ -167,6 +202,7 @@ fn split_value(text: &str) -> Option<(JsonText<'_>, &str)> {
 }
 
 /// Where the value at the start of `bytes` ends.
+#[inline]
 fn value_end(bytes: &[u8]) -> usize {
     match bytes[0] {
         b'"' => string_end(bytes, 0) + 1,
@@ -196,14 +232,34 @@ fn nested_end(bytes: &[u8]) -> usize {
 /// The index of the quote that closes the string opening at `start`.
 fn string_end(bytes: &[u8], start: usize) -> usize {
     let mut i = start + 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'"' => return i,
-            _ => i += 1,
+    while let Some(at) = quote_or_backslash(bytes, i) {
+        if bytes[at] == b'"' {
+            return at;
         }
+        i = at + 2;
     }
-    i
+    bytes.len()
+}
+
+/// The index of the first `"` or `\` at or after `from`. Strings are most of
+/// what is scanned (ids, names), so it reads eight bytes at a time: a byte
+/// equal to `c` is a zero byte of `word ^ c…c`, and the lowest high bit of
+/// `(x - 0x01…01) & !x & 0x80…80` marks the first zero byte of `x` exactly.
+fn quote_or_backslash(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(i + found.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    let tail = bytes.get(i..)?;
+    tail.iter().position(|b| matches!(b, b'"' | b'\\')).map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -257,6 +313,29 @@ mod tests {
     }
 
     #[test]
+    fn the_scanner_finds_the_first_quote_or_backslash_at_any_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for c in [b'"', b'\\'] {
+                    let mut bytes = vec![b'a'; len];
+                    if at < len {
+                        bytes[at] = c;
+                    }
+                    // High bytes (UTF-8) and the neighbours of both characters never match.
+                    bytes.iter_mut().take(at).step_by(3).for_each(|b| *b = 0xC3);
+                    bytes.iter_mut().take(at).skip(1).step_by(3).for_each(|b| *b = b'!');
+                    bytes.iter_mut().take(at).skip(2).step_by(3).for_each(|b| *b = b']');
+                    let expected = (at < len).then_some(at);
+                    for from in 0..=at.min(len) {
+                        assert_eq!(quote_or_backslash(&bytes, from), expected, "len {len}, at {at}, from {from}");
+                    }
+                }
+            }
+        }
+        assert_eq!(quote_or_backslash(b"abc", 5), None);
+    }
+
+    #[test]
     fn escaped_strings_equal_their_plain_selves() {
         for s in ["tab\there", "quote\"", "back\\slash", "nul\u{0}", "naïve", "emoji 🦀", "\u{1f}"] {
             let text = text_of(&json!(s));
@@ -264,6 +343,10 @@ mod tests {
             assert!(read.same(JsonStr::Plain(s)), "{s:?} read from {text}");
             assert!(!read.same(JsonStr::Plain("other")), "{s:?}");
         }
+        // A backslash in the string itself is not an escape.
+        assert!(!JsonStr::Spelled(r"a\\b").same(JsonStr::Plain(r"a\\b")));
+        assert!(JsonStr::Spelled(r"a\\b").same(JsonStr::Plain(r"a\b")));
+        assert!(!JsonStr::Spelled("ab").same(JsonStr::Plain("abc")));
         // A surrogate pair, written by another JSON writer.
         assert!(JsonStr::Spelled("\\ud83e\\udd80").same(JsonStr::Plain("🦀")));
         // A broken pair ends the string as read: it equals nothing, and nothing panics.

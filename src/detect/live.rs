@@ -39,15 +39,28 @@ impl<'a> LiveView<'a> {
     /// that specs written before providers use, name `size`; `tags` are the
     /// plain ones when the provider has them, else the key/value ones.
     pub fn resolve(&self, key: &str) -> Observed<'a> {
-        let top = match key {
+        self.top(key).or_else(|| self.attrs.and_then(|a| a.json(key)).map(Observed::Json)).unwrap_or(Observed::Missing)
+    }
+
+    /// [`LiveView::resolve`] with the key's value in `attrs` already found
+    /// ([`Fields::json_entries_with`]).
+    pub fn resolve_with(&self, key: &str, attr: Option<JsonText<'a>>) -> Observed<'a> {
+        self.top(key).or_else(|| attr.map(Observed::Json)).unwrap_or(Observed::Missing)
+    }
+
+    fn top(&self, key: &str) -> Option<Observed<'a>> {
+        if !matches!(key.as_bytes().first(), Some(b'n' | b'r' | b's' | b't')) {
+            // Most keys name no top-level field, and their first byte says so.
+            return None;
+        }
+        match key {
             "name" => self.name.map(Observed::Text),
             "region" => self.region.map(Observed::Text),
             "status" => self.status.map(Observed::Text),
             "size" | "size_slug" | "sizeSlug" => self.size.map(Observed::Text),
             "tags" => self.tags.map(Observed::Texts).or_else(|| self.tag_map.map(Observed::Pairs)),
             _ => None,
-        };
-        top.or_else(|| self.attrs.and_then(|a| a.json(key)).map(Observed::Json)).unwrap_or(Observed::Missing)
+        }
     }
 }
 
@@ -98,6 +111,19 @@ mod tests {
         assert_eq!(live.resolve("vcpus").to_value(), json!(2));
         assert_eq!(live.resolve("vpcUuid"), Observed::Missing);
         assert_eq!(live.resolve("memory"), Observed::Missing);
+    }
+
+    #[test]
+    fn resolving_with_the_joined_attr_answers_as_resolve_does() {
+        let attrs = Fields::try_from(json!({"region": "ams3", "vcpus": 2, "image": "u", "tags": ["t"]})).unwrap();
+        let tags = vec!["a".to_string()];
+        let live = LiveView { size: Some("s-1"), tags: Some(&tags), attrs: Some(&attrs), ..LiveView::default() };
+        let desired =
+            Fields::try_from(json!({"image": 1, "memory": 1, "region": 1, "size_slug": 1, "tags": 1, "zone": 1}))
+                .unwrap();
+        for (key, _, attr) in desired.json_entries_with(live.attrs) {
+            assert_eq!(live.resolve_with(key, attr), live.resolve(key), "{key}");
+        }
     }
 
     #[test]

@@ -38,12 +38,13 @@ pub struct FieldDrift {
 /// Every mismatched field of `desired` against `live`, in key order. Fields
 /// in sync cost no allocation; each drifted one is copied out.
 pub fn detect(desired: &Fields, live: &LiveView<'_>) -> Vec<FieldDrift> {
-    desired.json_entries().filter_map(|(field, expected)| field_drift(field, expected, live)).collect()
+    let entries = desired.json_entries_with(live.attrs);
+    entries.filter_map(|(field, expected, attr)| field_drift(field, expected, live.resolve_with(field, attr))).collect()
 }
 
-/// How one desired field differs from `live` under loose equality, if it does.
-pub fn field_drift(field: &str, expected: JsonText<'_>, live: &LiveView<'_>) -> Option<FieldDrift> {
-    let observed = live.resolve(field);
+/// How one desired field differs from its resolved live value under loose
+/// equality, if it does.
+pub fn field_drift(field: &str, expected: JsonText<'_>, observed: Observed<'_>) -> Option<FieldDrift> {
     (!json_equal(expected, &observed)).then(|| FieldDrift {
         field: field.to_owned(),
         expected: expected.to_value(),

@@ -5,7 +5,7 @@
 use super::Fields;
 use super::{LiveView, Observed, detect, json_equal, loosely_equal};
 use proptest::prelude::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -29,7 +29,58 @@ fn json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A value written another way that loose equality accepts: numbers and
+/// booleans as strings, `2` as `2.0`, lists reversed with a duplicate, objects
+/// with an extra null key; `bits` picks which.
+fn loosened(v: &Value, bits: &mut u64) -> Value {
+    *bits = bits.rotate_left(3) ^ 0x9E37_79B9_7F4A_7C15;
+    let pick = *bits % 4;
+    match v {
+        Value::Number(n) if pick == 0 => Value::String(n.to_string()),
+        Value::Number(n) if pick == 1 && n.is_i64() => Value::from(n.as_i64().unwrap_or_default() as f64),
+        Value::Bool(b) if pick == 0 => Value::String(b.to_string()),
+        Value::Array(items) => {
+            let mut out: Vec<Value> = items.iter().rev().map(|i| loosened(i, bits)).collect();
+            if pick == 2
+                && let Some(first) = out.first().cloned()
+            {
+                out.push(first);
+            }
+            Value::Array(out)
+        }
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> =
+                map.iter().map(|(k, i)| (k.clone(), loosened(i, bits))).collect();
+            if pick == 3 {
+                out.insert("zz_absent".into(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
 proptest! {
+    /// The short ways the comparison over text takes (pairs in order, keys in
+    /// step, decimals alike) agree with the parsed comparison on values that
+    /// are equal only loosely, and on such values with one leaf changed.
+    #[test]
+    fn loosely_equal_values_read_in_place_compare_as_parsed_ones(a in json(), seed in any::<u64>()) {
+        let mut bits = seed;
+        let b = loosened(&a, &mut bits);
+        let changed = match &b {
+            Value::Array(items) if !items.is_empty() => Value::Array(items[1..].to_vec()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), json!([v]))).collect()),
+            other => json!([other]),
+        };
+        let fields: Fields = [("a", a.clone()), ("b", b.clone()), ("c", changed.clone())].into_iter().collect();
+        let read = |k| fields.json(k).unwrap();
+        prop_assert!(loosely_equal(&a, &b), "{} vs {}", a, b);
+        prop_assert!(json_equal(read("a"), &Observed::Json(read("b"))), "{} vs {}", a, b);
+        prop_assert!(json_equal(read("b"), &Observed::Json(read("a"))), "{} vs {}", b, a);
+        prop_assert_eq!(json_equal(read("a"), &Observed::Json(read("c"))), loosely_equal(&a, &changed));
+    }
+
     #[test]
     fn a_value_equals_itself(v in json()) {
         prop_assert!(loosely_equal(&v, &v));

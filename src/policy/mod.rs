@@ -108,10 +108,10 @@ pub fn differences(desired: &Fields, view: &LiveView<'_>, rules: &Effective<'_>)
         return Differences { drifted: detect::detect(desired, view), ignored: BTreeMap::new() };
     }
     let mut found = Differences::default();
-    for (field, expected) in desired.json_entries() {
+    for (field, expected, attr) in desired.json_entries_with(view.attrs) {
         let field_rules = rules.field(field);
         if field_rules.is_plain() {
-            found.drifted.extend(detect::field_drift(field, expected, view));
+            found.drifted.extend(detect::field_drift(field, expected, view.resolve_with(field, attr)));
             continue;
         }
         match compare_field(field, &expected.to_value(), view, &field_rules) {
