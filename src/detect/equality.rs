@@ -261,42 +261,33 @@ fn shapes_equal(a: Shape<'_>, b: Shape<'_>) -> bool {
     }
 }
 
-/// Objects compare key by key; an absent key equals null. Entries are walked
-/// side by side while their keys agree, the common case (both sides keep
-/// their keys sorted); where the keys part ways each is looked up instead.
+/// Objects compare key by key; an absent key equals null.
 fn same_entries(x: Keyed<'_>, y: Keyed<'_>) -> bool {
-    let (mut xs, mut ys) = (x.clone(), y.clone());
-    loop {
-        match (xs.next(), ys.next()) {
-            (Some((xk, xv)), Some((yk, yv))) if xk.same(yk) => {
-                if !nodes_equal(xv, yv) {
-                    return false;
-                }
-            }
-            (Some(_), Some(_)) => return same_entries_by_key(x, y),
-            // The keys left on one side are absent from the other.
-            (Some((_, v)), None) | (None, Some((_, v))) => {
-                return nodes_equal(v, Node::Missing) && xs.chain(ys).all(|(_, v)| nodes_equal(v, Node::Missing));
-            }
-            (None, None) => return true,
-        }
-    }
+    in_step(x.clone(), y.clone(), nodes_equal).unwrap_or_else(|| same_entries_by_key(x, y))
 }
 
-/// Two objects held as text: both sort their keys alike, so they are walked
-/// side by side while the keys agree, without the general walk's dispatch;
-/// anything else is left to [`same_entries`].
+/// Two objects held as text: the same walk, without the general one's dispatch.
 fn same_json_entries(x: Entries<'_>, y: Entries<'_>) -> bool {
-    let (mut xs, mut ys) = (x.clone(), y.clone());
+    in_step(x.clone(), y.clone(), texts_equal).unwrap_or_else(|| same_entries_by_key(Keyed::Json(x), Keyed::Json(y)))
+}
+
+/// Entries walked side by side, the common case: every view keeps its keys
+/// sorted, so objects with the same keys meet them in step. `None` where the
+/// keys part ways or one side ends first: then each key is looked up instead.
+fn in_step<'a, V>(
+    mut xs: impl Iterator<Item = (JsonStr<'a>, V)>,
+    mut ys: impl Iterator<Item = (JsonStr<'a>, V)>,
+    eq: impl Fn(V, V) -> bool,
+) -> Option<bool> {
     loop {
         match (xs.next(), ys.next()) {
             (Some((xk, xv)), Some((yk, yv))) if xk.same(yk) => {
-                if !texts_equal(xv, yv) {
-                    return false;
+                if !eq(xv, yv) {
+                    return Some(false);
                 }
             }
-            (None, None) => return true,
-            _ => return same_entries(Keyed::Json(x), Keyed::Json(y)),
+            (None, None) => return Some(true),
+            _ => return None,
         }
     }
 }

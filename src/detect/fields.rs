@@ -45,11 +45,6 @@ impl Fields {
         self.position(key).ok().map(|i| JsonText(self.value_text(i)))
     }
 
-    /// Entries in key order, each value as its JSON text.
-    pub fn json_entries(&self) -> impl ExactSizeIterator<Item = (&str, JsonText<'_>)> + '_ {
-        (0..self.len()).map(|i| (self.key_at(i), JsonText(self.value_text(i))))
-    }
-
     /// Entries in key order, each value as its JSON text and with the value
     /// `other` holds for the same key: both maps are sorted, so one pass over
     /// both finds them, where a search for each key would cost more than
