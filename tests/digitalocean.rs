@@ -165,12 +165,15 @@ async fn other_collections_map_as_documented() {
     assert!(do_client.get(DoType::Droplet, "12345").await.unwrap().is_none(), "404 on a direct GET is None");
 }
 
-/// A syncer writing into the real control plane, with a cache of CloudResources as `run` has.
+/// A syncer writing into the real control plane, with a cache of
+/// CloudResources as `run` has: compacted as the controller's (no uid, no
+/// resourceVersion).
 async fn syncer(fake: &FakeDo, source: &str) -> (Syncer, kube::Client) {
     let client = common::client().await;
     let (reader, writer) = reflector::store();
     let stream = watcher(Api::<CloudResource>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(arcadia_drift::controller::caches::compact_resource)
         .reflect(writer)
         .applied_objects();
     tokio::spawn(stream.for_each(|_| async {}));

@@ -89,24 +89,45 @@ pub fn plan_sync(
 
 /// The `missing` CloudResources of this source that no CloudProvisioned
 /// names and that have been missing (since their last `syncedTime`) longer
-/// than `retention`: `(name, uid)`, to delete on that uid only.
+/// than `retention`, by name. The cache holds no uid or resourceVersion, and
+/// may be behind: each is read again and deleted on what
+/// [`deletion_preconditions`] says of that copy.
 pub fn collectable(
     source: &str,
     existing: &[Arc<CloudResource>],
     referenced: &HashSet<String>,
     now: &Time,
     retention: Duration,
-) -> Vec<(String, String)> {
-    let old_enough = |t: &Time| now.0.as_second() - t.0.as_second() > retention.as_secs() as i64;
-    let mut out: Vec<(String, String)> = existing
+) -> Vec<String> {
+    let mut out: Vec<String> = existing
         .iter()
-        .filter(|r| r.labels().get(LABEL_SOURCE).map(String::as_str) == Some(source))
-        .filter(|r| r.status.as_ref().is_some_and(|s| s.missing && s.synced_time.as_ref().is_some_and(old_enough)))
-        .filter(|r| !referenced.contains(&r.name_any()))
-        .filter_map(|r| Some((r.name_any(), r.uid()?)))
+        .filter(|r| missing_long_enough(source, r, now, retention))
+        .map(|r| r.name_any())
+        .filter(|name| !referenced.contains(name))
         .collect();
     out.sort();
     out
+}
+
+/// The uid and resourceVersion to delete a freshly read CloudResource on,
+/// when it is still this source's and still missing long enough: a resource
+/// recreated, or seen again, since the cache showed it stays.
+pub fn deletion_preconditions(
+    source: &str,
+    fresh: &CloudResource,
+    now: &Time,
+    retention: Duration,
+) -> Option<(String, String)> {
+    if !missing_long_enough(source, fresh, now, retention) {
+        return None;
+    }
+    Some((fresh.metadata.uid.clone()?, fresh.metadata.resource_version.clone()?))
+}
+
+fn missing_long_enough(source: &str, r: &CloudResource, now: &Time, retention: Duration) -> bool {
+    let old_enough = |t: &Time| now.0.as_second() - t.0.as_second() > retention.as_secs() as i64;
+    r.labels().get(LABEL_SOURCE).map(String::as_str) == Some(source)
+        && r.status.as_ref().is_some_and(|s| s.missing && s.synced_time.as_ref().is_some_and(old_enough))
 }
 
 /// A reading asked for at `read` is older than the newest one written for
@@ -166,27 +187,38 @@ mod tests {
 
     #[test]
     fn a_missing_resource_nobody_names_is_collected_after_the_retention() {
-        let with_uid = |r: Arc<CloudResource>, uid: &str| {
-            let mut r = (*r).clone();
-            r.metadata.uid = Some(uid.into());
-            Arc::new(r)
-        };
+        // As the controller caches them: no uid, no resourceVersion.
         let existing = [
-            with_uid(mirrored("1", "a", at(0), true), "u1"),
-            with_uid(mirrored("2", "a", at(0), true), "u2"),
-            with_uid(mirrored("3", "a", at(0), false), "u3"),
-            with_uid(mirrored("4", "a", at(90_000), true), "u4"),
+            mirrored("1", "a", at(0), true),
+            mirrored("2", "a", at(0), true),
+            mirrored("3", "a", at(0), false),
+            mirrored("4", "a", at(90_000), true),
         ];
         let referenced = HashSet::from(["digitalocean-droplet-2".to_string()]);
         let day = Duration::from_secs(86_400);
         let gone = collectable("do", &existing, &referenced, &at(90_000), day);
-        assert_eq!(
-            gone,
-            [("digitalocean-droplet-1".to_string(), "u1".to_string())],
-            "referenced, live and recent stay"
-        );
+        assert_eq!(gone, ["digitalocean-droplet-1"], "referenced, live and recent stay");
         assert!(collectable("other-source", &existing, &referenced, &at(90_000), day).is_empty());
         assert!(collectable("do", &existing, &referenced, &at(80_000), day).is_empty(), "not a day yet");
+    }
+
+    #[test]
+    fn a_candidate_is_deleted_on_its_fresh_copy_only_if_that_is_still_collectable() {
+        let day = Duration::from_secs(86_400);
+        let read = |r: Arc<CloudResource>| {
+            let mut r = (*r).clone();
+            r.metadata.uid = Some("u1".into());
+            r.metadata.resource_version = Some("42".into());
+            r
+        };
+        let fresh = read(mirrored("1", "a", at(0), true));
+        assert_eq!(deletion_preconditions("do", &fresh, &at(90_000), day), Some(("u1".into(), "42".into())));
+        let seen_again = read(mirrored("1", "a", at(89_000), false));
+        assert_eq!(deletion_preconditions("do", &seen_again, &at(90_000), day), None, "seen since the cache showed it");
+        assert_eq!(deletion_preconditions("other", &fresh, &at(90_000), day), None, "relabelled to another source");
+        let mut no_uid = fresh.clone();
+        no_uid.metadata.uid = None;
+        assert_eq!(deletion_preconditions("do", &no_uid, &at(90_000), day), None, "never deleted unconditionally");
     }
 
     #[test]

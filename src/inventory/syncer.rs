@@ -276,21 +276,40 @@ impl Syncer {
             &now,
             self.settings.missing_retention,
         );
+        for name in gone {
+            self.collect_one(&name, &now).await;
+        }
+    }
+
+    /// Reads the candidate again (the cache keeps no uid, and may be behind)
+    /// and deletes it on that copy's uid and resourceVersion, so a resource
+    /// recreated or written since is kept.
+    async fn collect_one(&self, name: &str, now: &Time) {
         let api: Api<CloudResource> = Api::all(self.client.clone());
-        for (name, uid) in gone {
-            let params = kube::api::DeleteParams {
-                preconditions: Some(kube::api::Preconditions { uid: Some(uid), resource_version: None }),
-                ..Default::default()
-            };
-            match api.delete(&name, &params).await {
-                Ok(_) => {
-                    self.metrics.collected.inc();
-                    tracing::info!(resource = %name, provider = self.source.provider(), "deleted: missing from its provider for longer than --missing-retention, and no CloudProvisioned names it");
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(error) => {
-                    tracing::warn!(%error, resource = %name, "cannot delete a missing CloudResource; trying again next sync")
-                }
+        let fresh = match api.get_opt(name).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, resource = %name, "cannot read a missing CloudResource to collect it; trying again next sync");
+                return;
+            }
+        };
+        let retention = self.settings.missing_retention;
+        let Some((uid, version)) = plan::deletion_preconditions(&self.settings.source, &fresh, now, retention) else {
+            return;
+        };
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions { uid: Some(uid), resource_version: Some(version) }),
+            ..Default::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => {
+                self.metrics.collected.inc();
+                tracing::info!(resource = %name, provider = self.source.provider(), "deleted: missing from its provider for longer than --missing-retention, and no CloudProvisioned names it");
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(error) => {
+                tracing::warn!(%error, resource = %name, "cannot delete a missing CloudResource; trying again next sync")
             }
         }
     }
