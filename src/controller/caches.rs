@@ -11,9 +11,9 @@
 //! them; and a watch that shows nothing within [`RESUME_DEADLINE`] of
 //! reconnecting starts again with a relist.
 
+use super::Settings;
 use super::index::RefIndex;
 use super::metrics::ControllerMetrics;
-use super::shard::Shard;
 use crate::api::{ARGOCD_TRACKING_ID, CloudProvisioned, CloudResource, Drift, DriftPolicy, FIELD_MANAGER};
 use crate::policy::PolicyIndex;
 use crate::runtime::relist::InPlace;
@@ -80,19 +80,16 @@ impl ResourceScope {
 /// Sets up the caches and the watches that will fill them. CloudProvisioneds
 /// and Drifts are watched in `namespace` only, when given, and only those of
 /// `shard`; CloudResources (as `scope` says) and DriftPolicies whole.
-pub fn watch_all(
-    client: &Client,
-    (namespace, shard, scope): (Option<&str>, &Shard, ResourceScope),
-    streaming: bool,
-    metrics: &ControllerMetrics,
-) -> (Caches, Watches) {
-    let lists = watch_config(streaming);
-    let sharded = match shard.selector() {
+pub fn watch_all(client: &Client, settings: &Settings, metrics: &ControllerMetrics) -> (Caches, Watches) {
+    let (namespace, scope) = (settings.namespace.as_deref(), settings.resources);
+    let lists = watch_config(settings.streaming_lists);
+    let sharded = match settings.shard.selector() {
         Some(selector) => lists.clone().labels(&selector),
         None => lists.clone(),
     };
+    let gitops_managers: Arc<[String]> = settings.accept.gitops_managers.clone().into();
     let (provisioned, provisioned_watch, by_resource, provisioned_synced) =
-        watch_provisioned(client, namespace, &sharded, metrics);
+        watch_provisioned(client, (namespace, gitops_managers), &sharded, metrics);
     let (drifts, drifts_watch, drifts_by_owner, drifts_synced) = watch_drifts(client, namespace, &sharded, metrics);
     let named = (scope == ResourceScope::Named).then(|| (by_resource.clone(), provisioned_synced));
     let (resources, resources_watch, resources_synced) = watch_resources(client, &lists, named, metrics);
@@ -135,7 +132,7 @@ fn count_errors(kind: &'static str, metrics: &ControllerMetrics) -> impl Fn(&wat
 
 fn watch_provisioned(
     client: &Client,
-    namespace: Option<&str>,
+    (namespace, gitops_managers): (Option<&str>, Arc<[String]>),
     lists: &watcher::Config,
     metrics: &ControllerMetrics,
 ) -> (Store<CloudProvisioned>, Touched<CloudProvisioned>, SharedIndex<CloudProvisioned>, watch::Receiver<bool>) {
@@ -147,7 +144,7 @@ fn watch_provisioned(
     let lists = lists.clone();
     let stream = resilient(move || watcher(api.clone(), lists.clone()), "cloudprovisioned")
         .inspect_err(count_errors("cloudprovisioned", metrics))
-        .modify(compact_provisioned)
+        .modify(move |p| compact_provisioned(p, &gitops_managers))
         .inspect_ok(move |event| writer.apply(event))
         .inspect_ok(move |event| feed.write().expect("index lock poisoned").on_event(event))
         .inspect_ok(mark_synced(synced_tx))
@@ -158,12 +155,13 @@ fn watch_provisioned(
 }
 
 /// The cache keeps what a reconcile reads, in little memory: our own spec
-/// apply entry whole (the accept apply needs it), the other managers' names
-/// only (GitOps detection), of the status entries only who owns
+/// apply entry whole (the accept apply needs it), of the other managers only
+/// the names of those in `gitops_managers` (GitOps detection; the rest,
+/// kubectl's for one, nothing reads), of the status entries only who owns
 /// `status.pendingGitChanges` (see [`crate::accept::provenance`]), and no
 /// annotations but the project's own and Argo CD's tracking id (kubectl's
 /// last-applied copy can be large).
-pub fn compact_provisioned(p: &mut CloudProvisioned) {
+pub fn compact_provisioned(p: &mut CloudProvisioned, gitops_managers: &[String]) {
     p.managed_fields_mut().retain_mut(|m| {
         if m.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
             if !crate::accept::provenance::owns_pending(m) {
@@ -178,9 +176,14 @@ pub fn compact_provisioned(p: &mut CloudProvisioned) {
             };
             return true;
         }
-        if m.manager.as_deref() != Some(FIELD_MANAGER) {
-            *m = ManagedFieldsEntry { manager: m.manager.take(), operation: m.operation.take(), ..Default::default() };
+        let manager = m.manager.as_deref().unwrap_or_default();
+        if manager == FIELD_MANAGER {
+            return true;
         }
+        if !gitops_managers.iter().any(|g| g == manager) {
+            return false;
+        }
+        *m = ManagedFieldsEntry { manager: m.manager.take(), operation: m.operation.take(), ..Default::default() };
         true
     });
     p.annotations_mut().retain(|k, _| k.starts_with("arcadia.cloud/") || k == ARGOCD_TRACKING_ID);
@@ -666,6 +669,41 @@ mod tests {
             region: None,
         };
         CloudResource::new(name, spec)
+    }
+
+    #[test]
+    fn a_cached_object_keeps_our_apply_whole_and_of_the_other_managers_the_gitops_ones_by_name() {
+        use crate::api::{CloudProvisionedSpec, Fields, ResourceRef};
+        let entry = |manager: &str, operation: &str, subresource: Option<&str>| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            subresource: subresource.map(Into::into),
+            fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                serde_json::json!({"f:spec": {"f:desired": {}}}),
+            )),
+            ..Default::default()
+        };
+        let spec = CloudProvisionedSpec {
+            resource_ref: ResourceRef { name: "r".into() },
+            desired: Fields::default(),
+            ..Default::default()
+        };
+        let mut p = CloudProvisioned::new("web", spec);
+        p.metadata.managed_fields = Some(vec![
+            entry(FIELD_MANAGER, "Apply", None),
+            entry("kubectl-client-side-apply", "Update", None),
+            entry("kustomize-controller", "Apply", None),
+            entry("kubectl-edit", "Update", Some("status")),
+        ]);
+        compact_provisioned(&mut p, &["kustomize-controller".to_string()]);
+        let kept = p.managed_fields();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[0], entry(FIELD_MANAGER, "Apply", None), "ours whole");
+        assert_eq!(
+            (kept[1].manager.as_deref(), kept[1].operation.as_deref(), &kept[1].fields_v1),
+            (Some("kustomize-controller"), Some("Apply"), &None),
+            "a GitOps manager by name"
+        );
     }
 
     fn names(store: &Store<CloudResource>) -> Vec<String> {

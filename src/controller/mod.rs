@@ -80,13 +80,7 @@ pub struct DriftController {
 
 impl DriftController {
     pub fn new(client: Client, settings: Settings, metrics: ControllerMetrics) -> Self {
-        let namespace = settings.namespace.as_deref();
-        let (caches, watches) = caches::watch_all(
-            &client,
-            (namespace, &settings.shard, settings.resources),
-            settings.streaming_lists,
-            &metrics,
-        );
+        let (caches, watches) = caches::watch_all(&client, &settings, &metrics);
         Self { client, settings, metrics, caches, watches, writeback: None }
     }
 

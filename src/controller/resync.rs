@@ -9,7 +9,6 @@
 use futures::Stream;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
-use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -19,11 +18,11 @@ pub fn every<K>(store: Store<K>, interval: Duration) -> impl Stream<Item = Objec
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    let pass = Pass { refs: VecDeque::new(), next: Instant::now() + interval, gap: interval };
+    let pass = Pass { names: Names::default(), taken: 0, next: Instant::now() + interval, gap: interval };
     futures::stream::unfold((store, pass), move |(store, mut pass)| async move {
         loop {
             tokio::time::sleep_until(pass.next).await;
-            if let Some(next) = pass.refs.pop_front() {
+            if let Some(next) = pass.take() {
                 pass.next += pass.gap;
                 return Some((next, (store, pass)));
             }
@@ -34,34 +33,81 @@ where
 
 /// One walk over the cache: the names it had when the pass began (names, not
 /// the objects, so a pass never keeps an old copy of an object alive).
-struct Pass<K: Resource<DynamicType = ()>> {
-    refs: VecDeque<ObjectRef<K>>,
+struct Pass {
+    names: Names,
+    taken: usize,
     next: Instant,
     gap: Duration,
 }
 
-impl<K> Pass<K>
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    fn over(store: &Store<K>, interval: Duration) -> Self {
-        let refs: VecDeque<ObjectRef<K>> = store
-            .state()
-            .iter()
-            .map(|o| {
-                let name = ObjectRef::new(o.meta().name.as_deref().unwrap_or_default());
-                match o.meta().namespace.as_deref() {
-                    Some(ns) => name.within(ns),
-                    None => name,
-                }
-            })
-            .collect();
-        let gap = interval / u32::try_from(refs.len().max(1)).unwrap_or(u32::MAX);
+impl Pass {
+    fn over<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, interval: Duration) -> Self {
+        let mut names = Names::default();
+        for o in store.state() {
+            names.push(o.meta().namespace.as_deref(), o.meta().name.as_deref().unwrap_or_default());
+        }
+        let gap = interval / u32::try_from(names.len().max(1)).unwrap_or(u32::MAX);
         // An empty cache is looked at again after a whole interval, not at once
         // (which would walk it in a loop while there is nothing to check).
-        let next = if refs.is_empty() { Instant::now() + interval } else { Instant::now() };
-        Pass { refs, next, gap }
+        let next = if names.is_empty() { Instant::now() + interval } else { Instant::now() };
+        Pass { names, taken: 0, next, gap }
     }
+
+    fn take<K: Resource<DynamicType = ()>>(&mut self) -> Option<ObjectRef<K>> {
+        let (namespace, name) = self.names.get(self.taken)?;
+        self.taken += 1;
+        let name = ObjectRef::new(name);
+        Some(match namespace {
+            Some(ns) => name.within(ns),
+            None => name,
+        })
+    }
+}
+
+/// Names and namespaces packed in one string: no allocation per object
+/// (an `ObjectRef` each, with its two strings, was 1.8 MB at 10,000 objects).
+#[derive(Default)]
+struct Names {
+    text: String,
+    /// Per object: where its namespace ends and its name ends in `text`;
+    /// `None` for a cluster-scoped one.
+    ends: Vec<(Option<u32>, u32)>,
+}
+
+impl Names {
+    fn push(&mut self, namespace: Option<&str>, name: &str) {
+        let namespace_end = namespace.map(|ns| {
+            self.text.push_str(ns);
+            offset(&self.text)
+        });
+        self.text.push_str(name);
+        self.ends.push((namespace_end, offset(&self.text)));
+    }
+
+    fn get(&self, i: usize) -> Option<(Option<&str>, &str)> {
+        let (namespace_end, name_end) = *self.ends.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends[before].1 as usize,
+            None => 0,
+        };
+        Some(match namespace_end {
+            Some(ns) => (Some(&self.text[start..ns as usize]), &self.text[ns as usize..name_end as usize]),
+            None => (None, &self.text[start..name_end as usize]),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// Names of Kubernetes objects are short, and a cache of them far below 4 GiB.
+fn offset(text: &str) -> u32 {
+    u32::try_from(text.len()).expect("the names of a cache under 4 GiB")
 }
 
 #[cfg(test)]
@@ -77,6 +123,21 @@ mod tests {
         c.metadata.name = Some(name.into());
         c.metadata.namespace = Some("ns".into());
         c
+    }
+
+    #[test]
+    fn names_come_back_as_they_went_in() {
+        let mut names = Names::default();
+        names.push(Some("team-a"), "web-1");
+        names.push(None, "digitalocean-droplet-1");
+        names.push(Some(""), "x");
+        names.push(Some("b"), "");
+        assert_eq!(names.len(), 4);
+        assert_eq!(names.get(0), Some((Some("team-a"), "web-1")));
+        assert_eq!(names.get(1), Some((None, "digitalocean-droplet-1")));
+        assert_eq!(names.get(2), Some((Some(""), "x")));
+        assert_eq!(names.get(3), Some((Some("b"), "")));
+        assert_eq!(names.get(4), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@
 //! the allocator's own overhead (about 16 bytes per allocation) comes on top,
 //! which is why the allocations are counted too.
 
+use arcadia_drift::accept::AcceptSettings;
 use arcadia_drift::api::{CloudProvisioned, CloudResource};
 use arcadia_drift::controller::caches::{compact_provisioned, compact_resource};
 use arcadia_drift::runtime::relist::InPlace;
@@ -19,7 +20,7 @@ static COUNTING: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Heap bytes and allocations per object that a store of `objects` holds.
 /// Other threads allocate too, so the harness measures while it is otherwise idle.
-fn per_object<K>(mut objects: Vec<K>, compact: fn(&mut K)) -> (usize, usize)
+fn per_object<K>(mut objects: Vec<K>, compact: impl FnMut(&mut K)) -> (usize, usize)
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
@@ -43,7 +44,9 @@ where
 pub async fn of_caches(client: &Client, ns: &str) -> String {
     let provisioned = Api::<CloudProvisioned>::namespaced(client.clone(), ns).list(&ListParams::default()).await;
     let resources = Api::<CloudResource>::all(client.clone()).list(&ListParams::default()).await;
-    let (p_bytes, p_allocs) = per_object(provisioned.expect("listing CloudProvisioneds").items, compact_provisioned);
+    let managers = AcceptSettings::default().gitops_managers;
+    let compact = |p: &mut CloudProvisioned| compact_provisioned(p, &managers);
+    let (p_bytes, p_allocs) = per_object(provisioned.expect("listing CloudProvisioneds").items, compact);
     let (r_bytes, r_allocs) = per_object(resources.expect("listing CloudResources").items, compact_resource);
     format!(
         "cache {p_bytes} B per CloudProvisioned ({p_allocs} allocations), {r_bytes} B per CloudResource ({r_allocs})"
