@@ -250,7 +250,7 @@ fn shard_and_lease(
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
         Command::Run(args) => {
-            crate::runtime::memory::limit_malloc_arenas();
+            crate::runtime::memory::disable_transparent_huge_pages();
             init_tracing();
             crate::runtime::secrets::forbid_inspection().map_err(|e| e.to_string())?;
             let identity = args.identity.clone().unwrap_or_else(default_identity);

@@ -94,8 +94,6 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let auth = runtime::http::MetricsAuth::from_token_file(config.metrics_token_file.clone());
     let addr = runtime::http::serve(config.metrics_addr, registry, health.clone(), auth).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    // Freed memory back to the system twice a minute: the settled footprint, not the last peak.
-    runtime::memory::trim_every(std::time::Duration::from_secs(30));
     let stop = Stop::on_signals();
     let fence = config.lease.as_ref().map_or_else(Fence::open, |lease| lease.fence(client.clone()));
     let work = lead(client.clone(), &config, components, (stop.clone(), fence.clone()));
