@@ -78,8 +78,9 @@ impl ResourceScope {
 }
 
 /// Sets up the caches and the watches that will fill them. CloudProvisioneds
-/// and Drifts are watched in `namespace` only, when given, and only those of
-/// `shard`; CloudResources (as `scope` says) and DriftPolicies whole.
+/// and Drifts are watched in the settings' namespace only, when given, and
+/// only those of its shard; CloudResources (as its `resources` scope says)
+/// and DriftPolicies whole.
 pub fn watch_all(client: &Client, settings: &Settings, metrics: &ControllerMetrics) -> (Caches, Watches) {
     let (namespace, scope) = (settings.namespace.as_deref(), settings.resources);
     let lists = watch_config(settings.streaming_lists);

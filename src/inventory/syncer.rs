@@ -259,7 +259,8 @@ impl Syncer {
     }
 
     /// Deletes the missing CloudResources past `--missing-retention` that no
-    /// CloudProvisioned names, each on its uid (a recreated one stays).
+    /// CloudProvisioned names, each read again and deleted on that copy's uid
+    /// and resourceVersion (one recreated or seen again since stays).
     async fn collect(&self) {
         let Some(provisioned) = &self.referencing else { return };
         // Before the CloudProvisioned cache holds a complete list, "named by none" proves nothing.

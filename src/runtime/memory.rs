@@ -8,7 +8,7 @@
 /// Transparent huge pages off for this process. On a node whose
 /// `/sys/kernel/mm/transparent_hugepage/enabled` is `always`, every 2 MiB
 /// region the allocator touches would become resident at once: 54 MB for an
-/// idle controller instead of 25 MB. Call first, before other threads start.
+/// idle controller instead of 29 MB. Call first, before other threads start.
 pub fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process.

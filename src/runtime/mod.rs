@@ -6,7 +6,7 @@
 //! - [`health`]: what `/readyz` reports (leading, synced, standby);
 //! - [`leader`]: leader election on a Lease, and stepping down when it is not renewed in time;
 //! - [`fence`]: whether this replica may act on the world at the moment of a call;
-//! - [`memory`]: malloc arenas and returning freed memory to the system;
+//! - [`memory`]: the allocator (mimalloc) and no transparent huge pages;
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a stop flag;
 //! - [`secrets`]: token files, and no inspection of the process by its own uid;
 //! - [`metrics`]: the shared registry and the API-writes counter every component feeds;
