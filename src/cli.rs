@@ -3,6 +3,8 @@
 
 use crate::api::AcceptMode;
 use crate::check;
+use crate::controller::shard::{PROVIDERS_LEASE_SUFFIX, Shard};
+use crate::runtime::leader::LeaseConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -91,6 +93,8 @@ pub struct RunArgs {
     /// Handle only the CloudProvisioneds (and their Drifts) labelled
     /// arcadia.cloud/shard=NAME, with a leader of this shard's own (Lease
     /// LEASE_NAME-NAME). Empty: as without it (the rest: see --exclude-shards).
+    /// A sharded replica given provider flags runs the syncers and the
+    /// reverter only while it holds the Lease LEASE_NAME-providers.
     #[arg(long, value_name = "NAME", conflicts_with = "exclude_shards")]
     pub shard: Option<String>,
     /// On the replicas without --shard: the shards other replicas run
@@ -229,22 +233,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The shard this replica handles, and its Lease: one per shard.
-fn shard_and_lease(
-    args: &RunArgs,
-    identity: &str,
-) -> Result<(crate::controller::shard::Shard, Option<crate::runtime::leader::LeaseConfig>), String> {
-    let shard = crate::controller::shard::Shard::from_flags(args.shard.as_deref(), &args.exclude_shards)
-        .map_err(|e| e.to_string())?;
-    let lease_name = match shard.name() {
+/// The shard this replica handles, and its Leases: one per shard, and on a
+/// sharded replica with providers the providers' one (`LEASE_NAME-providers`).
+type Leases = (Option<LeaseConfig>, Option<LeaseConfig>);
+
+fn shard_and_leases(args: &RunArgs, identity: &str, has_providers: bool) -> Result<(Shard, Leases), String> {
+    let shard = Shard::from_flags(args.shard.as_deref(), &args.exclude_shards).map_err(|e| e.to_string())?;
+    let lease = |name: String| {
+        let namespace = args.lease_namespace.clone();
+        crate::run::lease_config(name, namespace, args.lease_duration, identity.to_owned())
+    };
+    let own = match shard.name() {
         Some(name) => format!("{}-{name}", args.lease_name),
         None => args.lease_name.clone(),
     };
-    let namespace = args.lease_namespace.clone();
-    let lease = args
-        .leader_election
-        .then(|| crate::run::lease_config(lease_name, namespace, args.lease_duration, identity.to_owned()));
-    Ok((shard, lease))
+    let providers = format!("{}-{PROVIDERS_LEASE_SUFFIX}", args.lease_name);
+    let election = args.leader_election;
+    let providers = (election && shard.is_partial() && has_providers).then(|| lease(providers));
+    Ok((shard, (election.then(|| lease(own)), providers)))
 }
 
 fn run(cli: Cli) -> Result<u8, String> {
@@ -258,7 +264,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let writeback = writeback_settings(&args)?;
             let args = *args;
             let decisions_namespace = args.lease_namespace.clone();
-            let (shard, lease) = shard_and_lease(&args, &identity)?;
+            let (shard, (lease, providers_lease)) = shard_and_leases(&args, &identity, inventory.is_some())?;
             let resources = crate::controller::caches::ResourceScope::of(shard.is_partial(), inventory.is_some());
             let config = crate::run::RunConfig {
                 api_qps: args.api_qps,
@@ -266,6 +272,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 metrics_addr: args.metrics_addr,
                 metrics_token_file: args.metrics_token_file,
                 lease,
+                providers_lease,
                 controller: crate::controller::Settings {
                     namespace: args.namespace,
                     resync_interval: args.resync_interval,

@@ -36,6 +36,10 @@ pub struct RunConfig {
     pub metrics_token_file: Option<std::path::PathBuf>,
     /// Leader election on this Lease; `None` runs as the only replica.
     pub lease: Option<LeaseConfig>,
+    /// A sharded replica with providers runs them only while it also holds
+    /// this Lease, so that two shards given provider flags never both sync
+    /// or revert.
+    pub providers_lease: Option<LeaseConfig>,
     pub controller: controller::Settings,
     /// The inventory syncers (one per configured provider) and the reverter.
     pub inventory: Option<InventoryConfig>,
@@ -98,7 +102,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let fence = config.lease.as_ref().map_or_else(Fence::open, |lease| lease.fence(client.clone()));
     let work = lead(client.clone(), &config, components, (stop.clone(), fence.clone()));
     match &config.lease {
-        Some(lease) => leader::while_leading(client, (lease, &fence), &health, stop, work).await,
+        Some(lease) => leader::while_leading(client, (lease, &fence), health.as_ref(), stop, work).await,
         None => {
             health.set_role(Role::Leading);
             let outcome = work.await;
@@ -118,7 +122,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(25);
 /// the Git write-back when configured. Those act on the world, so they run
 /// in a `JoinSet` this future owns: on SIGTERM they stop at a safe point and
 /// are awaited before it returns (and the lease is released); when the lease
-/// is lost the future is dropped, and so are they.
+/// is lost the future is dropped, and so are they. One of them failing (the
+/// providers' lease lost) ends it with that error.
 async fn lead(
     client: Client,
     config: &RunConfig,
@@ -133,43 +138,44 @@ async fn lead(
         let (handle, worker) =
             writeback::writeback(client.clone(), settings.clone(), components.writeback, done_tx, fence.clone());
         tracing::info!(author = %settings.git.author_email, "writing overlay accepts back to Git");
-        actors.spawn(worker.run(stop.clone()));
+        let stop = stop.clone();
+        actors.spawn(infallible(async move { worker.run(stop).await }));
         controller = controller.with_writeback(handle, done_rx);
     }
     if let Some(inventory) = &config.inventory {
-        let (resources, synced) = controller.inventory_cache();
-        let mut arms = Vec::new();
-        for setup in &inventory.providers {
-            let built =
-                setup.build().await.map_err(|source| RunError::Provider { provider: setup.provider(), source })?;
-            let settings = inventory.settings(setup.as_ref());
-            let mut syncer =
-                Syncer::new(client.clone(), built.inventory, resources.clone(), settings, components.inventory.clone());
-            // Only a view of every namespace and every shard can tell that no
-            // CloudProvisioned names a resource.
-            if config.controller.namespace.is_none() && !controller.is_sharded() {
-                syncer = syncer.collecting(controller.provisioned_cache());
-            } else if controller.is_sharded() {
-                tracing::info!(
-                    provider = setup.provider(),
-                    "sharded: CloudResources missing from the provider are kept"
-                );
-            }
-            tracing::info!(provider = setup.provider(), endpoint = %setup.endpoint(), "syncing the inventory");
-            arms.push(Arm { actuator: built.actuator, syncer: Arc::new(syncer) });
-        }
+        // A sharded replica's providers are fenced on their own Lease.
+        let seat = config.providers_lease.clone().map(|lease| {
+            let fence = lease.fence(client.clone());
+            (lease, fence)
+        });
+        let providers_fence = seat.as_ref().map_or_else(|| fence.clone(), |(_, fence)| fence.clone());
+        let cluster_wide = config.controller.namespace.is_none();
+        let arms = arms(&client, inventory, (&controller, cluster_wide), components.inventory).await?;
         let reverter = inventory.revert.clone().map(|settings| {
             tracing::info!(max_concurrent = settings.max_concurrent, "carrying out approved reverts");
             let (drifts, watch) = controller.reverting_drifts();
             if let Some(watch) = watch {
                 let stop = stop.clone();
-                actors.spawn(async move { watch.take_until(stop.stopped()).for_each(|_| async {}).await });
+                actors.spawn(infallible(watch.take_until(stop.stopped()).for_each(|_| async {})));
             }
-            Arc::new(Reverter::new(client.clone(), arms.clone(), drifts, settings, (fence.clone(), stop.clone())))
+            Arc::new(Reverter::new(client.clone(), arms.clone(), drifts, settings, (providers_fence, stop.clone())))
         });
-        actors.spawn(sync_and_revert(arms, reverter, synced, stop.clone()));
+        let (_, synced) = controller.inventory_cache();
+        let work = sync_and_revert(arms, reverter, synced, stop.clone());
+        actors.spawn(providers(client.clone(), seat, components.health.clone(), stop.clone(), work));
     }
-    controller.run(components.health, stop).await;
+    let failed = async {
+        while let Some(done) = actors.join_next().await {
+            if let Ok(Err(error)) = done {
+                return error;
+            }
+        }
+        std::future::pending().await
+    };
+    tokio::select! {
+        () = controller.run(components.health, stop) => {}
+        error = failed => return Err(error),
+    }
     let settled = tokio::time::timeout(SHUTDOWN_GRACE, async { while actors.join_next().await.is_some() {} }).await;
     if settled.is_err() {
         // A call may be in flight: releasing the lease would let the standby
@@ -178,6 +184,56 @@ async fn lead(
         tracing::error!("tasks still running {SHUTDOWN_GRACE:?} after the stop; exiting without releasing the lease");
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// One syncer and actuator per configured provider, planning against the
+/// controller's CloudResource cache.
+async fn arms(
+    client: &Client,
+    inventory: &InventoryConfig,
+    (controller, cluster_wide): (&DriftController, bool),
+    metrics: InventoryMetrics,
+) -> Result<Vec<Arm>, RunError> {
+    let (resources, _) = controller.inventory_cache();
+    let mut arms = Vec::new();
+    for setup in &inventory.providers {
+        let built = setup.build().await.map_err(|source| RunError::Provider { provider: setup.provider(), source })?;
+        let settings = inventory.settings(setup.as_ref());
+        let mut syncer = Syncer::new(client.clone(), built.inventory, resources.clone(), settings, metrics.clone());
+        // Only a view of every namespace and every shard can tell that no
+        // CloudProvisioned names a resource.
+        if cluster_wide && !controller.is_sharded() {
+            syncer = syncer.collecting(controller.provisioned_cache());
+        } else if controller.is_sharded() {
+            tracing::info!(provider = setup.provider(), "sharded: CloudResources missing from the provider are kept");
+        }
+        tracing::info!(provider = setup.provider(), endpoint = %setup.endpoint(), "syncing the inventory");
+        arms.push(Arm { actuator: built.actuator, syncer: Arc::new(syncer) });
+    }
+    Ok(arms)
+}
+
+/// Runs the providers' `work`: at once, or, on a sharded replica, while it
+/// holds the providers' Lease (the role shows in `arcadia_drift_providers_leader`).
+/// Losing that Lease ends the replica, as losing its own does.
+async fn providers(
+    client: Client,
+    seat: Option<(LeaseConfig, Fence)>,
+    health: Arc<Health>,
+    stop: Stop,
+    work: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let Some((lease, fence)) = seat else {
+        return infallible(work).await;
+    };
+    tracing::info!(lease = %lease.name, "sharded: the providers run on the replica that holds their lease");
+    leader::while_leading(client, (&lease, &fence), &health.providers_seat(), stop, infallible(work)).await
+}
+
+/// A task that cannot fail, among those that can.
+async fn infallible(task: impl Future<Output = ()>) -> Result<(), RunError> {
+    task.await;
     Ok(())
 }
 

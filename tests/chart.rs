@@ -1074,7 +1074,8 @@ fn shards_render_a_deployment_each_and_only_the_first_runs_the_providers() {
     assert_eq!(budgets[0]["spec"]["selector"]["matchExpressions"][0]["operator"], "DoesNotExist");
     // Each shard's leader may hold its own Lease and write its own journal.
     let rendered = serde_json::to_string(&objects).unwrap();
-    for name in ["drift-arcadia-drift-eu", "drift-arcadia-drift-us", "arcadia-drift-decisions-eu-15"] {
+    let leases = ["drift-arcadia-drift-eu", "drift-arcadia-drift-us", "drift-arcadia-drift-providers"];
+    for name in leases.into_iter().chain(["arcadia-drift-decisions-eu-15"]) {
         assert!(rendered.contains(&format!("\"{name}\"")), "RBAC lacks {name}");
     }
     // A shard named like a number stays a string label value.
@@ -1088,7 +1089,8 @@ fn shards_render_a_deployment_each_and_only_the_first_runs_the_providers() {
 
 #[test]
 fn a_shard_name_that_is_no_label_value_fails_at_install_time() {
-    for bad in ["EU", "eu_1", "-eu", "eu.1"] {
+    // `providers` names the Lease of the replica running the providers.
+    for bad in ["EU", "eu_1", "-eu", "eu.1", "providers"] {
         let out = helm(&["template", "drift", CHART, "--set", &format!("shards={{{bad}}}")]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("/shards/0"), "{bad}: {err}");

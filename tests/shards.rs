@@ -3,7 +3,8 @@
 //! replicas, each shard with a leader of its own; a CloudProvisioned moved to
 //! another shard takes its Drifts along with their history; bad shard flags
 //! are refused before anything runs; a shard without providers caches only
-//! the CloudResources its objects name.
+//! the CloudResources its objects name; of two shards given provider flags,
+//! only the holder of the providers' Lease calls the provider.
 
 mod common;
 
@@ -13,6 +14,7 @@ use arcadia_drift::api::{
 };
 use common::controller::ControllerProcess;
 use common::eventually;
+use common::fake_do::{FakeDo, TOKEN};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -188,6 +190,50 @@ async fn a_shard_without_providers_caches_only_the_cloud_resources_its_objects_n
     assert_eq!(eu.metric("arcadia_drift_leader"), 1.0);
 }
 
+/// A replica of `shard` (`--shard eu`, or the rest) with DigitalOcean's flags,
+/// against its own fake, so what each one sends is counted apart.
+fn with_provider(ns: &str, identity: &str, shard: [&str; 2], fake: &FakeDo, source: &str) -> ControllerProcess {
+    let mut args = vec!["--identity", identity, "--digitalocean-api-url", &fake.url, "--inventory-source", source];
+    args.extend(["--inventory-sync-interval", "1s"]);
+    args.extend(shard);
+    ControllerProcess::start_with_env(ns, &args, &[("DIGITALOCEAN_TOKEN", TOKEN)])
+}
+
+fn listings(fake: &FakeDo) -> usize {
+    fake.requests().iter().filter(|r| r.starts_with("/v2/droplets")).count()
+}
+
+#[tokio::test]
+async fn of_two_shards_given_provider_flags_only_the_holder_of_the_providers_lease_calls_the_provider() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "shard-providers").await;
+    let source = format!("e2e-{}", common::unique_suffix());
+    let (rest_fake, eu_fake) = (FakeDo::start().await, FakeDo::start().await);
+    let rest = with_provider(&ns, "rest", ["--exclude-shards", "eu"], &rest_fake, &source);
+    let eu = with_provider(&ns, "eu-1", ["--shard", "eu"], &eu_fake, &source);
+    let first =
+        eventually(WAIT, "a holder of the providers' lease", || holder(&client, &ns, "arcadia-drift-providers")).await;
+    let (mut holding, waiting, holding_fake, waiting_fake) = match first.as_str() {
+        "rest" => (rest, eu, &rest_fake, &eu_fake),
+        _ => (eu, rest, &eu_fake, &rest_fake),
+    };
+    eventually(WAIT, "three syncs by the holder", || async { (listings(holding_fake) >= 3).then_some(()) }).await;
+    assert_eq!(waiting_fake.requests(), Vec::<String>::new(), "the other replica calls nothing");
+    assert_eq!(holding.metric("arcadia_drift_providers_leader "), 1.0);
+    assert_eq!(waiting.metric("arcadia_drift_providers_leader "), 0.0);
+    assert_eq!(waiting.metric("arcadia_drift_leader "), 1.0, "it leads its own shard all the same");
+    assert!(waiting.log_text().contains("sharded: the providers run on the replica that holds their lease"));
+
+    // The holder dies without letting go: the other takes over once the lease expires.
+    holding.kill();
+    let sent_by_the_dead = listings(holding_fake);
+    eventually(WAIT, "the other replica syncing", || async { (listings(waiting_fake) >= 2).then_some(()) }).await;
+    let second = holder(&client, &ns, "arcadia-drift-providers").await;
+    assert_ne!(second.as_deref(), Some(first.as_str()), "the lease moved");
+    assert_eq!(waiting.metric("arcadia_drift_providers_leader "), 1.0);
+    assert_eq!(listings(holding_fake), sent_by_the_dead, "nothing from the old holder after it stopped");
+}
+
 #[test]
 fn bad_shard_flags_are_refused_before_anything_runs() {
     let run = |args: &[&str]| {
@@ -205,6 +251,9 @@ fn bad_shard_flags_are_refused_before_anything_runs() {
     let (code, err) = run(&["--exclude-shards", "ok,-bad"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("\"-bad\" is not a label value"), "{err}");
+    let (code, err) = run(&["--shard", "providers"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("shard name \"providers\" is reserved"), "{err}");
     let (code, err) = run(&["--shard", "eu", "--exclude-shards", "us"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot be used with"), "{err}");

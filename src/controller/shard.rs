@@ -27,7 +27,15 @@ pub enum ShardError {
     NotALabelValue(String),
     #[error("--shard {0:?} is also in --exclude-shards: a replica either runs one shard or the rest")]
     Both(String),
+    #[error(
+        "shard name {0:?} is reserved: LEASE_NAME-{0} is the Lease of the replica that runs the providers' syncers and reverter"
+    )]
+    Reserved(String),
 }
+
+/// The suffix of the providers' Lease (`LEASE_NAME-providers`), which no
+/// shard's Lease may take.
+pub const PROVIDERS_LEASE_SUFFIX: &str = "providers";
 
 impl Shard {
     /// The shard of `--shard` and `--exclude-shards`; `--shard ""` is the rest.
@@ -35,6 +43,9 @@ impl Shard {
         for name in excluded.iter().map(String::as_str).chain(shard) {
             if !name.is_empty() && !is_label_value(name) {
                 return Err(ShardError::NotALabelValue(name.to_owned()));
+            }
+            if name == PROVIDERS_LEASE_SUFFIX {
+                return Err(ShardError::Reserved(name.to_owned()));
             }
         }
         let excluded: Vec<String> = excluded.iter().filter(|n| !n.is_empty()).cloned().collect();
@@ -134,6 +145,9 @@ mod tests {
             assert!(err.to_string().contains("not a label value"), "{err}");
             assert!(Shard::from_flags(None, &[bad.to_owned()]).is_err());
         }
+        let reserved = Shard::from_flags(Some("providers"), &[]).unwrap_err();
+        assert!(reserved.to_string().contains("is reserved"), "{reserved}");
+        assert!(Shard::from_flags(None, &["providers".into()]).is_err());
         let both = Shard::from_flags(Some("a"), &["a".into()]).unwrap_err();
         assert!(both.to_string().contains("either runs one shard or the rest"), "{both}");
     }

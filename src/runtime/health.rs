@@ -23,6 +23,8 @@ pub struct Health {
     role: AtomicU8,
     synced: AtomicBool,
     leader: Gauge,
+    /// 1 while this replica holds the providers' Lease (sharded replicas only).
+    providers_leader: Gauge,
     /// Times this replica stepped down because it could not confirm its lease in time.
     pub step_downs: Counter,
 }
@@ -33,6 +35,7 @@ impl Default for Health {
             role: AtomicU8::new(Role::Starting as u8),
             synced: AtomicBool::new(false),
             leader: Gauge::default(),
+            providers_leader: Gauge::default(),
             step_downs: Counter::default(),
         }
     }
@@ -50,6 +53,11 @@ impl Health {
     pub fn register(registry: &mut Registry) -> Self {
         let health = Self::default();
         registry.register("leader", "1 while this replica holds the leader lease", health.leader.clone());
+        registry.register(
+            "providers_leader",
+            "1 while this replica holds the providers' lease and so runs the inventory syncers and the reverter (sharded replicas with provider flags only)",
+            health.providers_leader.clone(),
+        );
         registry.register(
             "leader_step_downs",
             "Times this replica stopped acting because it had not confirmed its lease within the renew deadline",
@@ -77,6 +85,11 @@ impl Health {
         }
     }
 
+    /// The seat of the providers' election, which `/readyz` does not answer for.
+    pub fn providers_seat(&self) -> ProvidersSeat<'_> {
+        ProvidersSeat(self)
+    }
+
     pub fn readiness(&self) -> Readiness {
         let (ready, message) = match (self.role(), self.synced.load(Ordering::Relaxed)) {
             (Role::Leading, true) => (true, "ok: leading"),
@@ -86,6 +99,34 @@ impl Health {
             (Role::Starting, _) => (false, "starting: caches not yet synced"),
         };
         Readiness { ready, message }
+    }
+}
+
+/// Where one leader election reports its role and its step-downs.
+pub trait Seat: Sync {
+    fn set_role(&self, role: Role);
+    fn stepped_down(&self);
+}
+
+/// The replica's own election: its role answers `/readyz`.
+impl Seat for Health {
+    fn set_role(&self, role: Role) {
+        Health::set_role(self, role);
+    }
+    fn stepped_down(&self) {
+        self.step_downs.inc();
+    }
+}
+
+/// The providers' election of a sharded replica: only its gauge.
+pub struct ProvidersSeat<'a>(&'a Health);
+
+impl Seat for ProvidersSeat<'_> {
+    fn set_role(&self, role: Role) {
+        self.0.providers_leader.set(i64::from(role == Role::Leading));
+    }
+    fn stepped_down(&self) {
+        self.0.step_downs.inc();
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::Stop;
 use super::fence::Fence;
-use super::health::{Health, Role};
+use super::health::{Role, Seat};
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use std::time::Duration;
@@ -45,7 +45,8 @@ impl LeaseConfig {
     }
 }
 
-/// Waits for the lease, then runs `work` while holding it. Returns when
+/// Waits for the lease, then runs `work` while holding it, telling `seat`
+/// its role. Returns when
 /// `work` ends or, before the lease is won, when `stop` is raised; fails with
 /// [`LeaderError::Lost`] when the lease is lost while working, and with
 /// [`LeaderError::SteppedDown`] when `fence` (this lease's) has not been
@@ -55,7 +56,7 @@ impl LeaseConfig {
 pub async fn while_leading<E>(
     client: Client,
     (config, fence): (&LeaseConfig, &Fence),
-    health: &Health,
+    seat: &impl Seat,
     stop: Stop,
     work: impl Future<Output = Result<(), E>>,
 ) -> Result<(), E>
@@ -75,7 +76,7 @@ where
         .await
         .map_err(lease_error)?;
     let (mut leading, lease_task) = manager.watch().await;
-    health.set_role(Role::Standby);
+    seat.set_role(Role::Standby);
     tracing::info!(identity = %config.identity, lease = %config.name, "waiting for the leader lease");
     let release = |leading, task| async move {
         drop(leading);
@@ -99,11 +100,11 @@ where
         }
     }
     tracing::info!(identity = %config.identity, "acquired the leader lease");
-    health.set_role(Role::Leading);
+    seat.set_role(Role::Leading);
     let mut watching = leading.clone();
     let stepped_down = |why: String| {
         tracing::error!(identity = %config.identity, %why, "stepping down: the lease was not confirmed within the renew deadline; this replica stops acting");
-        health.step_downs.inc();
+        seat.stepped_down();
         LeaderError::SteppedDown { namespace: config.namespace.clone(), name: config.name.clone(), why }
     };
     let outcome = tokio::select! {
@@ -111,7 +112,7 @@ where
         _ = watching.wait_for(|leader| !*leader) => Err(lost().into()),
         why = keep_confirmed(fence, config) => Err(stepped_down(why).into()),
     };
-    health.set_role(Role::ShuttingDown);
+    seat.set_role(Role::ShuttingDown);
     // Every receiver must be gone for the lease manager to release the lease.
     drop(watching);
     release(leading, lease_task).await;
