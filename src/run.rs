@@ -89,7 +89,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let mut registry = runtime::metrics::registry();
     let writes = ApiWrites::register(&mut registry);
     let components = Components {
-        health: Arc::new(Health::register(&mut registry)),
+        health: Arc::new(Health::register(&mut registry, config.controller.shard.name())),
         controller: ControllerMetrics::register(&mut registry, writes.clone()),
         inventory: InventoryMetrics::register(&mut registry, writes, &crate::providers::legacy_metrics()),
         writeback: WritebackMetrics::register(&mut registry),

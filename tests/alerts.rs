@@ -27,7 +27,12 @@ fn helm_template(sets: &[&str], show: &str) -> String {
 
 /// The rendered PrometheusRule's `spec`, as JSON.
 fn rule_spec() -> Value {
-    let yaml = helm_template(&["prometheusRule.enabled=true"], "templates/prometheusrule.yaml");
+    rule_spec_with(&[])
+}
+
+fn rule_spec_with(sets: &[&str]) -> Value {
+    let sets: Vec<&str> = ["prometheusRule.enabled=true"].iter().chain(sets).copied().collect();
+    let yaml = helm_template(&sets, "templates/prometheusrule.yaml");
     let rule: Value = serde_saphyr::from_str(&yaml).expect("the PrometheusRule is YAML");
     assert_eq!(rule["kind"], "PrometheusRule");
     rule["spec"].clone()
@@ -49,9 +54,9 @@ fn alert_names(spec: &Value) -> BTreeSet<String> {
     rules.filter_map(|r| r["alert"].as_str().map(str::to_owned)).collect()
 }
 
-#[test]
-fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
-    let spec = rule_spec();
+/// Runs `promtool check rules` on `spec`'s groups, then the unit tests of
+/// `tests/alerts/<file>` against them.
+fn promtool_tests(spec: &Value, file: &str) {
     let dir = std::env::temp_dir().join(format!("arcadia-alerts-{}", common::unique_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     // JSON is YAML: promtool reads the groups as rendered.
@@ -60,11 +65,17 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
         serde_json::to_string_pretty(&serde_json::json!({"groups": spec["groups"]})).unwrap(),
     )
     .unwrap();
-    let tests = common::repo_root().join("tests/alerts/arcadia-drift.test.yaml");
-    std::fs::copy(&tests, dir.join("arcadia-drift.test.yaml")).unwrap();
+    std::fs::copy(common::repo_root().join("tests/alerts").join(file), dir.join(file)).unwrap();
     let checked = promtool(&["check", "rules", "rules.yaml"], &dir);
     assert!(checked.contains("SUCCESS"), "{checked}");
-    promtool(&["test", "rules", "arcadia-drift.test.yaml"], &dir);
+    promtool(&["test", "rules", file], &dir);
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let spec = rule_spec();
+    promtool_tests(&spec, "arcadia-drift.test.yaml");
+    let tests = common::repo_root().join("tests/alerts/arcadia-drift.test.yaml");
 
     // Every alert is tested both ways.
     let cases: Value = serde_saphyr::from_str(&std::fs::read_to_string(&tests).unwrap()).unwrap();
@@ -91,6 +102,13 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
         assert!(runbook.contains(&format!("## {alert}\n")), "docs/runbook.md has no section for {alert}");
         assert!(rule["annotations"]["runbook_url"].as_str().unwrap().ends_with(&format!("#{}", alert.to_lowercase())));
     }
+}
+
+/// With `shards: [eu]`, a shard without a leader (or without replicas) is
+/// alerted on by name while the rest leads, and the other way round.
+#[test]
+fn with_shards_no_leader_is_alerted_per_shard() {
+    promtool_tests(&rule_spec_with(&["shards={eu}"]), "shards.test.yaml");
 }
 
 /// The metric names in PromQL expressions (`arcadia_drift_...`).

@@ -188,6 +188,7 @@ async fn a_shard_without_providers_caches_only_the_cloud_resources_its_objects_n
     })
     .await;
     assert_eq!(eu.metric("arcadia_drift_leader"), 1.0);
+    assert!(eu.get("/metrics").unwrap().contains("arcadia_drift_leader{shard=\"eu\"} 1"), "labelled with its shard");
 }
 
 /// A replica of `shard` (`--shard eu`, or the rest) with DigitalOcean's flags,
@@ -221,7 +222,7 @@ async fn of_two_shards_given_provider_flags_only_the_holder_of_the_providers_lea
     assert_eq!(waiting_fake.requests(), Vec::<String>::new(), "the other replica calls nothing");
     assert_eq!(holding.metric("arcadia_drift_providers_leader "), 1.0);
     assert_eq!(waiting.metric("arcadia_drift_providers_leader "), 0.0);
-    assert_eq!(waiting.metric("arcadia_drift_leader "), 1.0, "it leads its own shard all the same");
+    assert_eq!(waiting.metric("arcadia_drift_leader"), 1.0, "it leads its own shard all the same");
     assert!(waiting.log_text().contains("sharded: the providers run on the replica that holds their lease"));
 
     // The holder dies without letting go: the other takes over once the lease expires.

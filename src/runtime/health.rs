@@ -49,10 +49,16 @@ pub struct Readiness {
 }
 
 impl Health {
-    /// A health state whose role is also exported as the `leader` gauge.
-    pub fn register(registry: &mut Registry) -> Self {
+    /// A health state whose role is also exported as the `leader` gauge,
+    /// labelled with the shard's name on a named shard's replica, so that an
+    /// alert can tell which shard has no leader.
+    pub fn register(registry: &mut Registry, shard: Option<&str>) -> Self {
         let health = Self::default();
-        registry.register("leader", "1 while this replica holds the leader lease", health.leader.clone());
+        let per_shard = match shard {
+            Some(name) => registry.sub_registry_with_label(("shard".into(), name.to_owned().into())),
+            None => &mut *registry,
+        };
+        per_shard.register("leader", "1 while this replica holds the leader lease", health.leader.clone());
         registry.register(
             "providers_leader",
             "1 while this replica holds the providers' lease and so runs the inventory syncers and the reverter (sharded replicas with provider flags only)",
