@@ -140,6 +140,67 @@ async fn two_shards_split_the_work_each_with_its_own_leader_and_a_moved_object_k
     assert_eq!(all.iter().filter(|d| d.spec.provisioned_ref.name == "plain").count(), 1, "no second Drift");
 }
 
+/// The live value of `resource` set to `size`, as a syncer would write it.
+async fn set_live_size(client: &Client, resource: &str, size: &str) {
+    let status = CloudResourceStatus { size_slug: Some(size.into()), synced_time: Some(now()), ..Default::default() };
+    let body = json!({"apiVersion": "arcadia.cloud/v1alpha1", "kind": "CloudResource", "status": status});
+    Api::<CloudResource>::all(client.clone())
+        .patch_status(resource, &PatchParams::apply("test-syncer").force(), &Patch::Apply(body))
+        .await
+        .expect("set the live value");
+}
+
+/// A drift closed before its object moves (an ignored one whose field came
+/// back in sync) gives the new shard no reason to look for it: the shard the
+/// object left hands it over, history and all.
+#[tokio::test]
+async fn a_closed_drift_moves_with_its_object_pushed_by_the_shard_it_left() {
+    let client = common::client().await;
+    let ns = common::namespace(&client, "shard-handoff").await;
+    let resource = provisioned(&client, &ns, "quiet", None).await;
+    let _rest = ControllerProcess::start(&ns, &["--identity", "rest", "--exclude-shards", "eu"]);
+    let eu = ControllerProcess::start(&ns, &["--identity", "eu-1", "--shard", "eu"]);
+    let drift = eventually(WAIT, "the drift of quiet", || drift_of(&client, &ns, "quiet")).await;
+    let drifts: Api<Drift> = Api::namespaced(client.clone(), &ns);
+    let ignore =
+        json!({"metadata": {"annotations": {"arcadia.cloud/ignore": "true", "arcadia.cloud/ignore-reason": "test"}}});
+    drifts.patch(&drift.name_any(), &PatchParams::default(), &Patch::Merge(ignore)).await.unwrap();
+    eventually(WAIT, "the drift ignored", || async {
+        (drift_of(&client, &ns, "quiet").await?.status?.phase == DriftPhase::Ignored).then_some(())
+    })
+    .await;
+    set_live_size(&client, &resource, "s-1vcpu-1gb").await;
+    let closed = eventually(WAIT, "the drift closed, the field in sync", || async {
+        let status = drift_of(&client, &ns, "quiet").await?.status?;
+        (status.phase == DriftPhase::Stale).then_some(status)
+    })
+    .await;
+
+    let move_to_eu = json!({"metadata": {"labels": {LABEL_SHARD: "eu"}}});
+    Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
+        .patch("quiet", &PatchParams::default(), &Patch::Merge(move_to_eu))
+        .await
+        .unwrap();
+    let moved = eventually(WAIT, "the drift relabelled into shard eu", || async {
+        let d = drift_of(&client, &ns, "quiet").await?;
+        (d.labels().get(LABEL_SHARD).map(String::as_str) == Some("eu")).then_some(d)
+    })
+    .await;
+    assert_eq!(moved.name_any(), drift.name_any(), "the same Drift");
+    let status = moved.status.unwrap();
+    assert_eq!((status.phase, status.detected_time), (closed.phase, closed.detected_time), "as it was");
+    assert!(eu.log_text().lines().all(|l| !l.contains("moved Drifts into this shard")), "eu had no need to pull it");
+    // In shard eu now: drifting again reopens this Drift there.
+    set_live_size(&client, &resource, "s-8vcpu-16gb").await;
+    eventually(WAIT, "shard eu reopening it", || async {
+        let d = drift_of(&client, &ns, "quiet").await?;
+        (d.status?.phase == DriftPhase::Open).then_some(())
+    })
+    .await;
+    let all = drifts.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(all.len(), 1, "no second Drift");
+}
+
 /// A log line without its colours.
 fn plain(line: &str) -> String {
     let mut out = String::new();

@@ -10,9 +10,11 @@
 //! - [`metrics`]: the controller's Prometheus metrics;
 //! - [`summary`]: the open-drifts gauge and the periodic sweep summary;
 //! - [`resync`]: the periodic re-check of every object, spread over the interval;
+//! - [`handoff`]: Drifts a moved object left behind, pushed to its new shard;
 //! - this module: [`DriftController`], which puts them together.
 
 pub mod caches;
+pub mod handoff;
 pub mod index;
 pub mod journal;
 pub mod metrics;
@@ -168,7 +170,17 @@ impl DriftController {
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         };
-        Controller::for_stream(watches.provisioned, caches.provisioned.clone())
+        let handoff = {
+            let (client, stop) = (context.client.clone(), stop.clone());
+            let (caches, shard) = ((caches.provisioned.clone(), caches.drifts.clone()), settings.shard.clone());
+            let interval = settings.resync_interval;
+            async move {
+                if shard.is_partial() {
+                    handoff::run(client, caches, shard, interval, stop).await;
+                }
+            }
+        };
+        let controller = Controller::for_stream(watches.provisioned, caches.provisioned.clone())
             .owns_stream(watches.drifts)
             .watches_stream(watches.resources, move |r: CloudResource| {
                 by_resource.read().expect("index lock poisoned").get(&r.name_any())
@@ -183,8 +195,8 @@ impl DriftController {
                 if let Err(error) = result {
                     tracing::debug!(%error, "reconcile loop event");
                 }
-            })
-            .await;
+            });
+        futures::join!(controller, handoff);
     }
 }
 

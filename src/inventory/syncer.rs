@@ -299,6 +299,10 @@ impl Syncer {
         let Some((uid, version)) = plan::deletion_preconditions(&self.settings.source, &fresh, now, retention) else {
             return;
         };
+        // A CloudProvisioned created since the pass began may name it now.
+        if self.referencing.as_ref().is_some_and(|p| p.state().iter().any(|p| p.spec.resource_ref.name == name)) {
+            return;
+        }
         let params = kube::api::DeleteParams {
             preconditions: Some(kube::api::Preconditions { uid: Some(uid), resource_version: Some(version) }),
             ..Default::default()
