@@ -110,8 +110,14 @@ pub fn differences(desired: &Fields, view: &LiveView<'_>, rules: &Effective<'_>)
     let mut found = Differences::default();
     for (field, expected, attr) in desired.json_entries_with(view.attrs) {
         let field_rules = rules.field(field);
+        let observed = view.resolve_with(field, attr);
         if field_rules.is_plain() {
-            found.drifted.extend(detect::field_drift(field, expected, view.resolve_with(field, attr)));
+            found.drifted.extend(detect::field_drift(field, expected, observed));
+            continue;
+        }
+        // Rules only decide about values that differ: loosely equal ones are
+        // in sync under any of them, and are settled without copying them.
+        if detect::json_equal(expected, &observed) {
             continue;
         }
         match compare_field(field, &expected.to_value(), view, &field_rules) {

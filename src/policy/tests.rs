@@ -160,3 +160,25 @@ fn differences_split_drifted_from_ignored_fields() {
     assert_eq!(none.drifted.len(), 3, "no rule: every difference drifts");
     assert!(none.ignored.is_empty());
 }
+
+/// The short way for loosely equal values under rules agrees with the rules'
+/// own comparison: in sync, and nothing counted as ignored, in either mode.
+#[test]
+fn equal_values_under_rules_are_in_sync_and_count_no_ignored_difference() {
+    use crate::detect::{MatchMode, compare_field};
+    use serde_json::json;
+    let p = cprov("team-a", &[]);
+    let quiet = policy("quiet-tags", PolicySelector::default(), &[], &[("tags", "tooling tags its droplets")]);
+    let policies = [quiet];
+    let rules = effective(&p, Some(&resource("droplet")), &policies);
+    let desired = Fields::try_from(json!({"tags": ["k8s", "web", "web"]})).unwrap();
+    let tags = vec!["web".to_string(), "k8s".to_string()];
+    let live = LiveView { tags: Some(&tags), ..LiveView::default() };
+    let found = differences(&desired, &live, &rules);
+    assert!(found.drifted.is_empty() && found.ignored.is_empty(), "{found:?}");
+    for mode in [MatchMode::Exact, MatchMode::Contains] {
+        let mut field = rules.field("tags");
+        field.mode = mode;
+        assert_eq!(compare_field("tags", &json!(["k8s", "web", "web"]), &live, &field), Compared::InSync);
+    }
+}
