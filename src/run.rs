@@ -71,6 +71,8 @@ pub enum RunError {
     Leader(#[from] LeaderError),
     #[error("cannot set up the client of provider {provider}: {source}")]
     Provider { provider: &'static str, source: ProviderError },
+    #[error("a task of the leader panicked ({0}); exiting so that a restart starts it again")]
+    Panicked(String),
 }
 
 /// The components' metrics, each registered on the shared registry.
@@ -89,7 +91,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let mut registry = runtime::metrics::registry();
     let writes = ApiWrites::register(&mut registry);
     let components = Components {
-        health: Arc::new(Health::register(&mut registry, config.controller.shard.name())),
+        health: Arc::new(Health::register(
+            &mut registry,
+            config.controller.shard.name(),
+            config.providers_lease.is_some(),
+        )),
         controller: ControllerMetrics::register(&mut registry, writes.clone()),
         inventory: InventoryMetrics::register(&mut registry, writes, &crate::providers::legacy_metrics()),
         writeback: WritebackMetrics::register(&mut registry),
@@ -122,8 +128,9 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(25);
 /// the Git write-back when configured. Those act on the world, so they run
 /// in a `JoinSet` this future owns: on SIGTERM they stop at a safe point and
 /// are awaited before it returns (and the lease is released); when the lease
-/// is lost the future is dropped, and so are they. One of them failing (the
-/// providers' lease lost) ends it with that error.
+/// is lost the future is dropped, and so are they. One of them failing or
+/// panicking (the providers' lease lost) stops the others the same way, and
+/// ends it with that error.
 async fn lead(
     client: Client,
     config: &RunConfig,
@@ -131,6 +138,8 @@ async fn lead(
     (stop, fence): (Stop, Fence),
 ) -> Result<(), RunError> {
     tracing::info!(identity = %config.controller.identity, "starting the controller");
+    // An actor that fails (the providers' lease lost) stops the rest as SIGTERM would.
+    let (raise, stop) = stop.or_raised_by_hand();
     let mut controller = DriftController::new(client.clone(), config.controller.clone(), components.controller);
     let mut actors = tokio::task::JoinSet::new();
     if let Some(settings) = &config.writeback {
@@ -164,17 +173,15 @@ async fn lead(
         let work = sync_and_revert(arms, reverter, synced, stop.clone());
         actors.spawn(providers(client.clone(), seat, components.health.clone(), stop.clone(), work));
     }
-    let failed = async {
-        while let Some(done) = actors.join_next().await {
-            if let Ok(Err(error)) = done {
-                return error;
-            }
-        }
-        std::future::pending().await
+    let mut running = std::pin::pin!(controller.run(components.health, stop));
+    let failure = tokio::select! {
+        () = &mut running => None,
+        error = first_failure(&mut actors) => Some(error),
     };
-    tokio::select! {
-        () = controller.run(components.health, stop) => {}
-        error = failed => return Err(error),
+    if let Some(error) = &failure {
+        tracing::error!(%error, "stopping: a task of the leader failed");
+        let _ = raise.send(true);
+        running.await;
     }
     let settled = tokio::time::timeout(SHUTDOWN_GRACE, async { while actors.join_next().await.is_some() {} }).await;
     if settled.is_err() {
@@ -184,7 +191,20 @@ async fn lead(
         tracing::error!("tasks still running {SHUTDOWN_GRACE:?} after the stop; exiting without releasing the lease");
         std::process::exit(1);
     }
-    Ok(())
+    failure.map_or(Ok(()), Err)
+}
+
+/// The first of `actors` to fail or panic; pending while none has.
+async fn first_failure(actors: &mut tokio::task::JoinSet<Result<(), RunError>>) -> RunError {
+    while let Some(done) = actors.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return error,
+            Err(join) if join.is_panic() => return RunError::Panicked(join.to_string()),
+            Err(_) => {}
+        }
+    }
+    std::future::pending().await
 }
 
 /// One syncer and actuator per configured provider, planning against the

@@ -685,7 +685,7 @@ fn registered_metrics() -> BTreeSet<String> {
     use arcadia_drift::runtime::metrics::{ApiWrites, registry, render};
     let mut registry = registry();
     let writes = ApiWrites::register(&mut registry);
-    let _health = arcadia_drift::runtime::health::Health::register(&mut registry, None);
+    let _health = arcadia_drift::runtime::health::Health::register(&mut registry, None, true);
     let _controller = arcadia_drift::controller::metrics::ControllerMetrics::register(&mut registry, writes.clone());
     let _inventory = arcadia_drift::inventory::InventoryMetrics::register(
         &mut registry,

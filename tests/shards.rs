@@ -294,6 +294,24 @@ async fn of_two_shards_given_provider_flags_only_the_holder_of_the_providers_lea
     assert_ne!(second.as_deref(), Some(first.as_str()), "the lease moved");
     assert_eq!(waiting.metric("arcadia_drift_providers_leader "), 1.0);
     assert_eq!(listings(holding_fake), sent_by_the_dead, "nothing from the old holder after it stopped");
+
+    // Another takes the providers' lease: the replica stops whole, as on
+    // SIGTERM, and exits with the error, so that no two actors call.
+    let mut waiting = waiting;
+    let renewed = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now().0);
+    let stolen = json!({"spec": {"holderIdentity": "someone-else", "renewTime": renewed}});
+    Api::<Lease>::namespaced(client.clone(), &ns)
+        .patch("arcadia-drift-providers", &PatchParams::default(), &Patch::Merge(stolen))
+        .await
+        .expect("take the providers' lease");
+    let code = waiting.wait_exit(WAIT).unwrap_or_else(|| panic!("still running; log:\n{}", waiting.log_text()));
+    assert_ne!(code, Some(0), "exits with the error");
+    let log: Vec<String> = waiting.log_text().lines().map(plain).collect();
+    assert!(log.iter().any(|l| l.contains("stopping: a task of the leader failed")), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("lost the leader lease") && l.contains("arcadia-drift-providers")),
+        "{log:#?}"
+    );
 }
 
 #[test]

@@ -52,18 +52,22 @@ impl Health {
     /// A health state whose role is also exported as the `leader` gauge,
     /// labelled with the shard's name on a named shard's replica, so that an
     /// alert can tell which shard has no leader.
-    pub fn register(registry: &mut Registry, shard: Option<&str>) -> Self {
+    /// `providers_leader` is exported only by a replica that elects the
+    /// providers' Lease (`providers_elected`).
+    pub fn register(registry: &mut Registry, shard: Option<&str>, providers_elected: bool) -> Self {
         let health = Self::default();
         let per_shard = match shard {
             Some(name) => registry.sub_registry_with_label(("shard".into(), name.to_owned().into())),
             None => &mut *registry,
         };
         per_shard.register("leader", "1 while this replica holds the leader lease", health.leader.clone());
-        registry.register(
-            "providers_leader",
-            "1 while this replica holds the providers' lease and so runs the inventory syncers and the reverter (sharded replicas with provider flags only)",
-            health.providers_leader.clone(),
-        );
+        if providers_elected {
+            registry.register(
+                "providers_leader",
+                "1 while this replica holds the providers' lease and so runs the inventory syncers and the reverter",
+                health.providers_leader.clone(),
+            );
+        }
         registry.register(
             "leader_step_downs",
             "Times this replica stopped acting because it had not confirmed its lease within the renew deadline",

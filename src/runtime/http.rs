@@ -158,7 +158,7 @@ mod tests {
 
     async fn serve_with(auth: MetricsAuth) -> SocketAddr {
         let mut registry = Registry::default();
-        let health = Arc::new(Health::register(&mut registry, None));
+        let health = Arc::new(Health::register(&mut registry, None, false));
         serve("127.0.0.1:0".parse().unwrap(), registry, health, auth).await.unwrap()
     }
 
@@ -202,7 +202,7 @@ mod tests {
     async fn an_unreadable_or_empty_token_file_fails_at_start() {
         let serve_err = |auth| async move {
             let mut registry = Registry::default();
-            let health = Arc::new(Health::register(&mut registry, None));
+            let health = Arc::new(Health::register(&mut registry, None, false));
             serve("127.0.0.1:0".parse().unwrap(), registry, health, auth).await.unwrap_err().to_string()
         };
         let missing = std::env::temp_dir().join("arcadia-no-such-token-file");

@@ -22,6 +22,20 @@ impl Stop {
         (tx, Stop(rx))
     }
 
+    /// A flag raised with this one, or earlier by the returned sender: a
+    /// part of the process that must stop on its own stops the rest with it.
+    pub fn or_raised_by_hand(&self) -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(self.is_raised());
+        let (parent, raise) = (self.clone(), tx.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = parent.stopped() => { let _ = raise.send(true); }
+                () = raise.closed() => {}
+            }
+        });
+        (tx, Stop(rx))
+    }
+
     pub fn is_raised(&self) -> bool {
         *self.0.borrow()
     }
