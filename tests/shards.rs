@@ -119,16 +119,7 @@ async fn two_shards_split_the_work_each_with_its_own_leader_and_a_moved_object_k
     })
     .await;
     let detected = drift_of(&client, &ns, "plain").await.unwrap().status.unwrap().detected_time;
-    let move_to_eu = json!({"metadata": {"labels": {LABEL_SHARD: "eu"}}});
-    Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
-        .patch("plain", &PatchParams::default(), &Patch::Merge(move_to_eu))
-        .await
-        .unwrap();
-    let moved = eventually(WAIT, "the drift relabelled into shard eu", || async {
-        let d = drift_of(&client, &ns, "plain").await?;
-        (d.labels().get(LABEL_SHARD).map(String::as_str) == Some("eu")).then_some(d)
-    })
-    .await;
+    let moved = move_to_eu(&client, &ns, "plain").await;
     assert_eq!(moved.name_any(), before.name_any(), "the same Drift, not a new one");
     // Give the new shard a few resyncs (3 s each): the decision and its history stay.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -138,6 +129,20 @@ async fn two_shards_split_the_work_each_with_its_own_leader_and_a_moved_object_k
     assert_eq!(status.detected_time, detected, "its history too");
     let all = drifts.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(all.iter().filter(|d| d.spec.provisioned_ref.name == "plain").count(), 1, "no second Drift");
+}
+
+/// Relabels the object into shard eu; its Drift once relabelled too.
+async fn move_to_eu(client: &Client, ns: &str, object: &str) -> Drift {
+    let body = json!({"metadata": {"labels": {LABEL_SHARD: "eu"}}});
+    Api::<CloudProvisioned>::namespaced(client.clone(), ns)
+        .patch(object, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .unwrap();
+    eventually(WAIT, "the drift relabelled into shard eu", || async {
+        let d = drift_of(client, ns, object).await?;
+        (d.labels().get(LABEL_SHARD).map(String::as_str) == Some("eu")).then_some(d)
+    })
+    .await
 }
 
 /// The live value of `resource` set to `size`, as a syncer would write it.
@@ -176,16 +181,7 @@ async fn a_closed_drift_moves_with_its_object_pushed_by_the_shard_it_left() {
     })
     .await;
 
-    let move_to_eu = json!({"metadata": {"labels": {LABEL_SHARD: "eu"}}});
-    Api::<CloudProvisioned>::namespaced(client.clone(), &ns)
-        .patch("quiet", &PatchParams::default(), &Patch::Merge(move_to_eu))
-        .await
-        .unwrap();
-    let moved = eventually(WAIT, "the drift relabelled into shard eu", || async {
-        let d = drift_of(&client, &ns, "quiet").await?;
-        (d.labels().get(LABEL_SHARD).map(String::as_str) == Some("eu")).then_some(d)
-    })
-    .await;
+    let moved = move_to_eu(&client, &ns, "quiet").await;
     assert_eq!(moved.name_any(), drift.name_any(), "the same Drift");
     let status = moved.status.unwrap();
     assert_eq!((status.phase, status.detected_time), (closed.phase, closed.detected_time), "as it was");

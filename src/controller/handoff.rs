@@ -12,6 +12,7 @@
 use super::shard::Shard;
 use crate::api::{CloudProvisioned, Drift, LABEL_SHARD};
 use crate::runtime::Stop;
+use crate::runtime::metrics::ApiWrites;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -46,7 +47,7 @@ pub fn moved_to(ours: &Shard, p: &CloudProvisioned) -> Option<Option<String>> {
 /// Hands Drifts left behind over to their objects' new shards, once per
 /// `interval`, until `stop`.
 pub async fn run(
-    client: Client,
+    (client, writes): (Client, ApiWrites),
     (provisioned, drifts): (Store<CloudProvisioned>, Store<Drift>),
     shard: Shard,
     interval: Duration,
@@ -61,7 +62,7 @@ pub async fn run(
             tokio::time::sleep(interval).await;
             let held = |ns: &str, name: &str| provisioned.get(&ObjectRef::new(name).within(ns)).is_some();
             for ((namespace, owner), names) in left_behind(&drifts.state(), held) {
-                hand_over(&client, &shard, (&namespace, &owner), &names).await;
+                hand_over((&client, &writes), &shard, (&namespace, &owner), &names).await;
             }
         }
     };
@@ -71,9 +72,24 @@ pub async fn run(
     }
 }
 
+/// Gives a Drift the shard label `label` (none: the rest), counting the write.
+/// Both ways a Drift follows its moved object (this pass, and the new
+/// shard's reconcile) move it with this.
+pub async fn relabel(api: &Api<Drift>, name: &str, label: Option<&str>, writes: &ApiWrites) -> kube::Result<()> {
+    let body = json!({"metadata": {"labels": {LABEL_SHARD: label}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(body)).await?;
+    writes.count("drift");
+    Ok(())
+}
+
 /// Reads the object; when another shard holds it now, relabels its Drifts.
 /// A failure is logged and tried again at the next pass.
-async fn hand_over(client: &Client, shard: &Shard, (namespace, owner): (&str, &str), drifts: &[String]) {
+async fn hand_over(
+    (client, writes): (&Client, &ApiWrites),
+    shard: &Shard,
+    (namespace, owner): (&str, &str),
+    drifts: &[String],
+) {
     let object = format!("{namespace}/{owner}");
     let p = match Api::<CloudProvisioned>::namespaced(client.clone(), namespace).get_opt(owner).await {
         Ok(Some(p)) => p,
@@ -86,9 +102,8 @@ async fn hand_over(client: &Client, shard: &Shard, (namespace, owner): (&str, &s
     };
     let Some(label) = moved_to(shard, &p) else { return };
     let api: Api<Drift> = Api::namespaced(client.clone(), namespace);
-    let body = json!({"metadata": {"labels": {LABEL_SHARD: label}}});
     for name in drifts {
-        if let Err(error) = api.patch(name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        if let Err(error) = relabel(&api, name, label.as_deref(), writes).await {
             tracing::warn!(%error, drift = %name, object, "cannot move a Drift to its object's shard; trying again next pass");
             return;
         }

@@ -171,7 +171,7 @@ impl DriftController {
                 .collect::<Vec<_>>()
         };
         let handoff = {
-            let (client, stop) = (context.client.clone(), stop.clone());
+            let (client, stop) = ((context.client.clone(), context.metrics.writes.clone()), stop.clone());
             let (caches, shard) = ((caches.provisioned.clone(), caches.drifts.clone()), settings.shard.clone());
             let interval = settings.resync_interval;
             async move {

@@ -246,9 +246,8 @@ async fn drifts_elsewhere(ctx: &Context, p: &CloudProvisioned, cached: &[&Drift]
             arriving += usize::from(!cached.iter().any(|d| d.name_any() == drift.name_any()));
             continue;
         }
-        let body = json!({"metadata": {"labels": {LABEL_SHARD: ours}}});
-        api.patch(&drift.name_any(), &PatchParams::default(), &Patch::Merge(body)).await.map_err(fail)?;
-        ctx.metrics.writes.count("drift");
+        let to = ours.map(String::as_str);
+        super::handoff::relabel(&api, &drift.name_any(), to, &ctx.metrics.writes).await.map_err(fail)?;
         moved += 1;
     }
     if moved > 0 {
